@@ -1,0 +1,310 @@
+//! The built-in CPU engine: a plan computed once (order, constant folding, when each buffer dies),
+//! then runs on named inputs with an optional observer on every node output.
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, NodeId, Outlet};
+use crate::ops::{self, BuildCtx, Op};
+use crate::tensor::Tensor;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Sees every computed node output during a run (statistics collection).
+pub trait Observer {
+    /// Called once per computed outlet, in execution order.
+    fn observe(&mut self, outlet: Outlet, value: &Tensor) -> Result<()>;
+}
+
+impl<F: FnMut(Outlet, &Tensor) -> Result<()>> Observer for F {
+    fn observe(&mut self, outlet: Outlet, value: &Tensor) -> Result<()> {
+        self(outlet, value)
+    }
+}
+
+struct NoObserver;
+impl Observer for NoObserver {
+    fn observe(&mut self, _: Outlet, _: &Tensor) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// An executable plan for one graph.
+pub struct Plan {
+    graph: Graph,
+    order: Vec<NodeId>,
+    ops: Vec<Option<Box<dyn Op>>>,
+    /// Values known before running (Const and everything computed only from constants).
+    folded: Vec<Option<Vec<Arc<Tensor>>>>,
+    /// For each step of `order`, the outlets whose last reader that step is.
+    frees: Vec<Vec<Outlet>>,
+    parameters: Vec<NodeId>,
+    results: Vec<NodeId>,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Plan({} nodes)", self.order.len())
+    }
+}
+
+impl Plan {
+    /// Builds a plan. A graph with ops the engine lacks is refused here, listing every missing
+    /// (type, version) and the layers that use it.
+    pub fn new(graph: &Graph) -> Result<Plan> {
+        let missing = ops::missing_ops(graph);
+        if !missing.is_empty() {
+            let parts: Vec<String> = missing
+                .iter()
+                .map(|((t, v), layers)| {
+                    let shown: Vec<&str> = layers.iter().take(5).map(|s| s.as_str()).collect();
+                    let more = if layers.len() > 5 { format!(" and {} more", layers.len() - 5) } else { String::new() };
+                    format!("{t} ({v}) used by '{}'{more}", shown.join("', '"))
+                })
+                .collect();
+            return Err(Error::unsupported(format!(
+                "the engine lacks {} op type(s): {}",
+                missing.len(),
+                parts.join("; ")
+            )));
+        }
+        let graph = graph.clone();
+        let order = graph.topo_order()?;
+        let n = graph.nodes.len();
+        let mut folded: Vec<Option<Vec<Arc<Tensor>>>> = vec![None; n];
+        let mut ops_v: Vec<Option<Box<dyn Op>>> = (0..n).map(|_| None).collect();
+        for &id in &order {
+            let node = &graph.nodes[id];
+            if node.is_const() {
+                let v = node
+                    .value
+                    .clone()
+                    .ok_or_else(|| Error::internal(format!("{} has no value", node.describe())))?;
+                folded[id] = Some(vec![v]);
+                continue;
+            }
+            if node.is_parameter() || node.is_result() {
+                continue;
+            }
+            let const_inputs: Vec<Option<&Tensor>> = node
+                .inputs
+                .iter()
+                .map(|o| folded[o.node].as_ref().map(|v| v[o.port].as_ref()))
+                .collect();
+            let all_const = !const_inputs.is_empty() && const_inputs.iter().all(|c| c.is_some());
+            let ctx = BuildCtx { node, id, graph: &graph, const_inputs: const_inputs.clone() };
+            let op = ops::build(&ctx)?;
+            if all_const {
+                let ins: Vec<&Tensor> = const_inputs.iter().map(|c| c.expect("all const")).collect();
+                let outs = op
+                    .eval(&ins)
+                    .map_err(|e| Error::invalid(format!("{}: {e}", node.describe())))?;
+                folded[id] = Some(outs.into_iter().map(Arc::new).collect());
+            }
+            ops_v[id] = Some(op);
+        }
+        let mut plan = Plan {
+            parameters: graph.parameters(),
+            results: graph.results(),
+            frees: vec![],
+            graph,
+            order,
+            ops: ops_v,
+            folded,
+        };
+        plan.frees = plan.free_lists(&plan.order.clone(), &[]);
+        Ok(plan)
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Whether an outlet's value is known without running (constant-foldable).
+    pub fn is_constant(&self, o: Outlet) -> bool {
+        self.folded[o.node].is_some()
+    }
+
+    /// The folded value of a constant outlet.
+    pub fn constant_value(&self, o: Outlet) -> Option<&Arc<Tensor>> {
+        self.folded[o.node].as_ref().map(|v| &v[o.port])
+    }
+
+    /// Input names in model order.
+    pub fn input_names(&self) -> Vec<String> {
+        self.parameters.iter().map(|&p| self.graph.parameter_name(p).to_string()).collect()
+    }
+
+    /// The outlets the Results read, in output order.
+    pub fn output_outlets(&self) -> Vec<Outlet> {
+        self.results.iter().map(|&r| self.graph.nodes[r].inputs[0]).collect()
+    }
+
+    fn free_lists(&self, steps: &[NodeId], keep: &[Outlet]) -> Vec<Vec<Outlet>> {
+        let mut last: HashMap<Outlet, usize> = HashMap::new();
+        for (i, &id) in steps.iter().enumerate() {
+            for &o in &self.graph.nodes[id].inputs {
+                last.insert(o, i);
+            }
+        }
+        let mut frees = vec![vec![]; steps.len()];
+        for (o, i) in last {
+            if !keep.contains(&o) {
+                frees[i].push(o);
+            }
+        }
+        for f in &mut frees {
+            f.sort();
+        }
+        frees
+    }
+
+    /// Checks and orders named inputs as the parameters expect them.
+    pub fn bind_inputs(&self, inputs: &[(String, Tensor)]) -> Result<Vec<(NodeId, Arc<Tensor>)>> {
+        let mut bound = Vec::with_capacity(self.parameters.len());
+        for &p in &self.parameters {
+            let name = self.graph.parameter_name(p);
+            let node = &self.graph.nodes[p];
+            let t = inputs
+                .iter()
+                .find(|(n, _)| n == name || *n == node.name || node.outputs[0].names.iter().any(|x| x == n))
+                .map(|(_, t)| t)
+                .ok_or_else(|| {
+                    let given: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
+                    Error::invalid(format!("input '{name}' is missing (given: {given:?})"))
+                })?;
+            let info = &node.outputs[0];
+            if info.element_type != crate::tensor::ElementType::Dynamic && t.element_type() != info.element_type {
+                return Err(Error::mismatch(format!(
+                    "input '{name}': expected element type {}, found {}",
+                    info.element_type,
+                    t.element_type()
+                )));
+            }
+            if !info.shape.accepts(t.shape()) {
+                return Err(Error::mismatch(format!(
+                    "input '{name}': expected shape {}, found {:?}",
+                    info.shape,
+                    t.shape()
+                )));
+            }
+            bound.push((p, Arc::new(t.clone())));
+        }
+        for (n, _) in inputs {
+            if self.graph.find_parameter(n).is_none() {
+                return Err(Error::invalid(format!(
+                    "'{n}' is not an input of the model (inputs: {:?})",
+                    self.input_names()
+                )));
+            }
+        }
+        Ok(bound)
+    }
+
+    /// Runs the model on named inputs; returns the outputs in model order.
+    pub fn run(&self, inputs: &[(String, Tensor)]) -> Result<Vec<Tensor>> {
+        self.run_observed(inputs, &mut NoObserver)
+    }
+
+    /// Runs the model, showing every computed node output to `observer`.
+    pub fn run_observed(&self, inputs: &[(String, Tensor)], observer: &mut dyn Observer) -> Result<Vec<Tensor>> {
+        let bound = self.bind_inputs(inputs)?;
+        let seeds: HashMap<Outlet, Arc<Tensor>> =
+            bound.into_iter().map(|(p, t)| (Outlet::new(p, 0), t)).collect();
+        let outs = self.output_outlets();
+        let vals = self.execute(&seeds, &outs, &self.order, &self.frees, observer)?;
+        Ok(vals.into_iter().map(|t| Arc::try_unwrap(t).unwrap_or_else(|a| (*a).clone())).collect())
+    }
+
+    /// Runs only what `targets` need, starting from given activations (`seeds`); parameters not
+    /// among the seeds must not be needed.
+    pub fn run_from(
+        &self,
+        seeds: &HashMap<Outlet, Arc<Tensor>>,
+        targets: &[Outlet],
+        observer: &mut dyn Observer,
+    ) -> Result<Vec<Arc<Tensor>>> {
+        let n = self.graph.nodes.len();
+        let mut needed = vec![false; n];
+        let mut stack: Vec<NodeId> = targets.iter().map(|o| o.node).collect();
+        while let Some(id) = stack.pop() {
+            if needed[id] {
+                continue;
+            }
+            needed[id] = true;
+            if self.folded[id].is_some() {
+                continue;
+            }
+            for o in &self.graph.nodes[id].inputs {
+                if !seeds.contains_key(o) {
+                    stack.push(o.node);
+                }
+            }
+        }
+        let steps: Vec<NodeId> = self.order.iter().copied().filter(|&id| needed[id]).collect();
+        let frees = self.free_lists(&steps, targets);
+        self.execute(seeds, targets, &steps, &frees, observer)
+    }
+
+    fn execute(
+        &self,
+        seeds: &HashMap<Outlet, Arc<Tensor>>,
+        targets: &[Outlet],
+        steps: &[NodeId],
+        frees: &[Vec<Outlet>],
+        observer: &mut dyn Observer,
+    ) -> Result<Vec<Arc<Tensor>>> {
+        let mut vals: HashMap<Outlet, Arc<Tensor>> = seeds.clone();
+        for (i, &id) in steps.iter().enumerate() {
+            let node = &self.graph.nodes[id];
+            let seeded_all = (0..node.outputs.len().max(1)).all(|p| vals.contains_key(&Outlet::new(id, p)));
+            if seeded_all && !node.is_result() {
+                // given as a seed (e.g. a parameter): nothing to compute
+            } else if let Some(f) = &self.folded[id] {
+                for (p, v) in f.iter().enumerate() {
+                    vals.insert(Outlet::new(id, p), v.clone());
+                }
+            } else if node.is_parameter() {
+                return Err(Error::invalid(format!(
+                    "input '{}' is needed but was not given",
+                    self.graph.parameter_name(id)
+                )));
+            } else if node.is_result() {
+                // results just forward their input
+            } else {
+                let op = self.ops[id].as_ref().ok_or_else(|| Error::internal("op missing in plan"))?;
+                let ins: Vec<Arc<Tensor>> = node
+                    .inputs
+                    .iter()
+                    .map(|o| {
+                        vals.get(o).cloned().ok_or_else(|| {
+                            Error::internal(format!("{}: input {:?} not computed", node.describe(), o))
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+                let refs: Vec<&Tensor> = ins.iter().map(|a| a.as_ref()).collect();
+                let outs = op.eval(&refs).map_err(|e| match e {
+                    Error::InvalidArgument(m) | Error::Mismatch(m) => {
+                        Error::mismatch(format!("{}: {m}", node.describe()))
+                    }
+                    other => other,
+                })?;
+                drop(ins);
+                for (p, t) in outs.into_iter().enumerate() {
+                    let o = Outlet::new(id, p);
+                    observer.observe(o, &t)?;
+                    vals.insert(o, Arc::new(t));
+                }
+            }
+            for o in &frees[i] {
+                if !targets.contains(o) {
+                    vals.remove(o);
+                }
+            }
+        }
+        targets
+            .iter()
+            .map(|o| {
+                vals.get(o).cloned().ok_or_else(|| Error::internal(format!("target {:?} was not computed", o)))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,371 @@
+//! OpenVINO IR (v10/v11) `.xml` + `.bin` → [`Graph`].
+
+use super::xml::parse_document;
+use crate::error::{Error, Result};
+use crate::graph::{Attrs, Dim, Graph, Node, Outlet, PartialShape, PortInfo, XmlElement};
+use crate::tensor::{ElementType, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Reads `model.xml` and its weights (`bin`, or the `.xml` path with `.bin`). The `.bin` is
+/// memory-mapped; each constant is decoded from it once.
+pub fn read_model(xml_path: &Path, bin_path: Option<&Path>) -> Result<Graph> {
+    let text = std::fs::read(xml_path).map_err(|e| Error::io(xml_path, e))?;
+    let text = String::from_utf8(text).map_err(|e| {
+        Error::parse(xml_path.display().to_string(), format!("the file is not UTF-8: {e}"))
+    })?;
+    let bin_path = bin_path.map(Path::to_path_buf).unwrap_or_else(|| xml_path.with_extension("bin"));
+    let file_name = xml_path.display().to_string();
+    let root = parse_document(&text).map_err(|m| Error::parse(&file_name, m))?;
+    let needs_weights = has_weighted_consts(&root);
+    if !needs_weights && !bin_path.exists() {
+        return build_graph(&root, &[], &file_name, &bin_path.display().to_string());
+    }
+    let file = std::fs::File::open(&bin_path).map_err(|e| Error::io(&bin_path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(&bin_path, e))?.len();
+    if len == 0 {
+        return build_graph(&root, &[], &file_name, &bin_path.display().to_string());
+    }
+    // SAFETY: the mapping is read-only and lives only for this call; a concurrent truncation of
+    // the file by another process is the one hazard, accepted as OpenVINO's reader accepts it.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(&bin_path, e))?;
+    build_graph(&root, &map, &file_name, &bin_path.display().to_string())
+}
+
+/// Reads a model from memory: the xml text and the weights bytes, as
+/// `ov_core_read_model_from_memory_buffer` takes them.
+pub fn read_model_from_memory(xml: &[u8], weights: &[u8]) -> Result<Graph> {
+    let text = std::str::from_utf8(xml)
+        .map_err(|e| Error::parse("<memory>", format!("the xml is not UTF-8: {e}")))?;
+    let root = parse_document(text).map_err(|m| Error::parse("<memory>", m))?;
+    build_graph(&root, weights, "<memory>", "<memory weights>")
+}
+
+fn has_weighted_consts(root: &XmlElement) -> bool {
+    root.child("layers").is_some_and(|ls| {
+        ls.children_named("layer").any(|l| {
+            matches!(l.attr("type"), Some("Const") | Some("Constant"))
+                && l.child("data").and_then(|d| d.attr("size")).is_some_and(|s| s.trim() != "0")
+        })
+    })
+}
+
+struct LayerPorts {
+    /// IR port id → input index
+    inputs: HashMap<u64, usize>,
+    /// IR port id → output index
+    outputs: HashMap<u64, usize>,
+}
+
+fn parse_u64(s: Option<&str>, what: &str, ctx: &dyn Fn() -> String, file: &str) -> Result<u64> {
+    let s = s.ok_or_else(|| Error::parse(file, format!("{}: missing attribute '{what}'", ctx())))?;
+    s.trim().parse::<u64>().map_err(|_| {
+        Error::parse(file, format!("{}: attribute '{what}' is not a non-negative integer: '{s}'", ctx()))
+    })
+}
+
+fn parse_port(port: &XmlElement, ctx: &dyn Fn() -> String, file: &str) -> Result<(u64, PortInfo)> {
+    let id = parse_u64(port.attr("id"), "id", ctx, file)?;
+    let element_type = match port.attr("precision") {
+        None => ElementType::Dynamic,
+        Some(p) => ElementType::from_precision(p).ok_or_else(|| {
+            Error::parse(file, format!("{}: port {id} has unknown precision '{p}'", ctx()))
+        })?,
+    };
+    let mut dims = Vec::new();
+    for d in port.children_named("dim") {
+        let dim = Dim::parse(&d.text).ok_or_else(|| {
+            Error::parse(file, format!("{}: port {id} has a bad dim '{}'", ctx(), d.text))
+        })?;
+        dims.push(dim);
+    }
+    let names = port
+        .attr("names")
+        .map(split_names)
+        .unwrap_or_default();
+    Ok((
+        id,
+        PortInfo {
+            element_type,
+            shape: PartialShape(Some(dims)),
+            names,
+            rt_info: port.child("rt_info").cloned(),
+        },
+    ))
+}
+
+/// Tensor names are comma separated; a literal comma is escaped as `\,`.
+fn split_names(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' && chars.peek() == Some(&',') {
+            cur.push(',');
+            chars.next();
+        } else if c == ',' {
+            out.push(std::mem::take(&mut cur).trim().to_string());
+        } else {
+            cur.push(c);
+        }
+    }
+    if !cur.trim().is_empty() || !out.is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out.retain(|n| !n.is_empty());
+    out
+}
+
+/// Parses a `shape` attribute ("16, 1, 3, 3"; empty for a scalar).
+pub fn parse_shape_attr(s: &str) -> Option<Vec<usize>> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Some(vec![]);
+    }
+    s.split(',').map(|d| d.trim().parse::<usize>().ok()).collect()
+}
+
+fn build_graph(root: &XmlElement, weights: &[u8], file: &str, bin_name: &str) -> Result<Graph> {
+    if root.name != "net" {
+        return Err(Error::parse(file, format!("the root element is <{}>, expected <net>", root.name)));
+    }
+    let ir_version: u32 = root.attr("version").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    if ir_version != 10 && ir_version != 11 {
+        return Err(Error::unsupported(format!(
+            "{file}: IR version {:?} (only 10 and 11 are read)",
+            root.attr("version").unwrap_or("missing")
+        )));
+    }
+    let layers = root
+        .child("layers")
+        .ok_or_else(|| Error::parse(file, "no <layers> section"))?;
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut ports: Vec<LayerPorts> = Vec::new();
+    let mut id_to_index: HashMap<u64, usize> = HashMap::new();
+    for layer in layers.children_named("layer") {
+        let raw_id = layer.attr("id").unwrap_or("?").to_string();
+        let name = layer.attr("name").unwrap_or("").to_string();
+        let op_type = layer.attr("type").unwrap_or("").to_string();
+        let ctx = || format!("layer id={raw_id} name='{name}' type={op_type}");
+        let id = parse_u64(layer.attr("id"), "id", &ctx, file)?;
+        if op_type.is_empty() {
+            return Err(Error::parse(file, format!("{}: missing attribute 'type'", ctx())));
+        }
+        let version = layer.attr("version").unwrap_or("opset1").to_string();
+        let mut node = Node::new(name.clone(), &op_type, &version);
+        node.layer_attrs = layer
+            .attrs
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "id" | "name" | "type" | "version"))
+            .cloned()
+            .collect();
+        if let Some(d) = layer.child("data") {
+            node.attrs = Attrs(d.attrs.clone());
+        }
+        node.rt_info = layer.child("rt_info").cloned();
+        let mut lp = LayerPorts { inputs: HashMap::new(), outputs: HashMap::new() };
+        if let Some(inp) = layer.child("input") {
+            for p in inp.children_named("port") {
+                let (pid, info) = parse_port(p, &ctx, file)?;
+                if lp.inputs.insert(pid, node.input_ports.len()).is_some() {
+                    return Err(Error::parse(file, format!("{}: duplicate input port id {pid}", ctx())));
+                }
+                node.input_ports.push(info);
+            }
+        }
+        if let Some(out) = layer.child("output") {
+            for p in out.children_named("port") {
+                let (pid, info) = parse_port(p, &ctx, file)?;
+                if lp.outputs.insert(pid, node.outputs.len()).is_some() || lp.inputs.contains_key(&pid) {
+                    return Err(Error::parse(file, format!("{}: duplicate port id {pid}", ctx())));
+                }
+                node.outputs.push(info);
+            }
+        }
+        if node.is_const() {
+            read_const(&mut node, weights, &ctx, file, bin_name)?;
+        }
+        if node.is_parameter() {
+            if let Some(et) = node.attrs.get("element_type") {
+                ElementType::from_ir(et).ok_or_else(|| {
+                    Error::parse(file, format!("{}: unknown element_type '{et}'", ctx()))
+                })?;
+            }
+        }
+        if id_to_index.insert(id, nodes.len()).is_some() {
+            return Err(Error::parse(file, format!("{}: duplicate layer id {id}", ctx())));
+        }
+        node.inputs = vec![Outlet::new(usize::MAX, 0); node.input_ports.len()];
+        nodes.push(node);
+        ports.push(lp);
+    }
+    if let Some(edges) = root.child("edges") {
+        for e in edges.children_named("edge") {
+            let ectx = || {
+                format!(
+                    "edge {}:{} -> {}:{}",
+                    e.attr("from-layer").unwrap_or("?"),
+                    e.attr("from-port").unwrap_or("?"),
+                    e.attr("to-layer").unwrap_or("?"),
+                    e.attr("to-port").unwrap_or("?")
+                )
+            };
+            let fl = parse_u64(e.attr("from-layer"), "from-layer", &ectx, file)?;
+            let fp = parse_u64(e.attr("from-port"), "from-port", &ectx, file)?;
+            let tl = parse_u64(e.attr("to-layer"), "to-layer", &ectx, file)?;
+            let tp = parse_u64(e.attr("to-port"), "to-port", &ectx, file)?;
+            let &from = id_to_index.get(&fl).ok_or_else(|| {
+                Error::parse(file, format!("{}: dangling edge, no layer with id {fl}", ectx()))
+            })?;
+            let &to = id_to_index.get(&tl).ok_or_else(|| {
+                Error::parse(file, format!("{}: dangling edge, no layer with id {tl}", ectx()))
+            })?;
+            let &out_idx = ports[from].outputs.get(&fp).ok_or_else(|| {
+                Error::parse(
+                    file,
+                    format!(
+                        "{}: layer id={fl} name='{}' type={} has no output port {fp}",
+                        ectx(),
+                        nodes[from].name,
+                        nodes[from].op_type
+                    ),
+                )
+            })?;
+            let &in_idx = ports[to].inputs.get(&tp).ok_or_else(|| {
+                Error::parse(
+                    file,
+                    format!(
+                        "{}: layer id={tl} name='{}' type={} has no input port {tp}",
+                        ectx(),
+                        nodes[to].name,
+                        nodes[to].op_type
+                    ),
+                )
+            })?;
+            if nodes[to].inputs[in_idx].node != usize::MAX {
+                return Err(Error::parse(
+                    file,
+                    format!(
+                        "{}: duplicate edge, input port {tp} of layer id={tl} name='{}' already has one",
+                        ectx(),
+                        nodes[to].name
+                    ),
+                ));
+            }
+            let fo = &nodes[from].outputs[out_idx];
+            let ti = &nodes[to].input_ports[in_idx];
+            if !ports_compatible(fo, ti) {
+                return Err(Error::mismatch(format!(
+                    "{file}: {}: port mismatch, layer '{}' output {fp} is {} {} but layer '{}' input {tp} expects {} {}",
+                    ectx(),
+                    nodes[from].name,
+                    fo.element_type,
+                    fo.shape,
+                    nodes[to].name,
+                    ti.element_type,
+                    ti.shape
+                )));
+            }
+            nodes[to].inputs[in_idx] = Outlet::new(from, out_idx);
+        }
+    }
+    for n in &nodes {
+        if let Some(k) = n.inputs.iter().position(|o| o.node == usize::MAX) {
+            return Err(Error::parse(
+                file,
+                format!("{}: input {k} has no incoming edge", n.describe()),
+            ));
+        }
+    }
+    let graph = Graph {
+        name: root.attr("name").unwrap_or("model").to_string(),
+        ir_version,
+        nodes,
+        rt_info: root.child("rt_info").cloned(),
+    };
+    graph.topo_order().map_err(|e| Error::parse(file, e.to_string()))?;
+    Ok(graph)
+}
+
+fn ports_compatible(from: &PortInfo, to: &PortInfo) -> bool {
+    let types_ok = from.element_type == to.element_type
+        || from.element_type == ElementType::Dynamic
+        || to.element_type == ElementType::Dynamic;
+    let shapes_ok = match (from.shape.dims(), to.shape.dims()) {
+        (Some(a), Some(b)) => {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| match (x, y) {
+                    (Dim::Static(p), Dim::Static(q)) => p == q,
+                    _ => true,
+                })
+        }
+        _ => true,
+    };
+    types_ok && shapes_ok
+}
+
+fn read_const(
+    node: &mut Node,
+    weights: &[u8],
+    ctx: &dyn Fn() -> String,
+    file: &str,
+    bin_name: &str,
+) -> Result<()> {
+    let et_name = node
+        .attrs
+        .get("element_type")
+        .map(str::to_string)
+        .or_else(|| node.outputs.first().map(|p| p.element_type.ir_name().to_string()))
+        .ok_or_else(|| Error::parse(file, format!("{}: Const without element_type", ctx())))?;
+    let et = ElementType::from_ir(&et_name)
+        .filter(|t| *t != ElementType::Dynamic)
+        .ok_or_else(|| Error::parse(file, format!("{}: unknown element_type '{et_name}'", ctx())))?;
+    let shape = match node.attrs.get("shape") {
+        Some(s) => parse_shape_attr(s)
+            .ok_or_else(|| Error::parse(file, format!("{}: bad shape attribute '{s}'", ctx())))?,
+        None => node
+            .outputs
+            .first()
+            .and_then(|p| p.shape.to_static())
+            .ok_or_else(|| Error::parse(file, format!("{}: Const without a static shape", ctx())))?,
+    };
+    let offset = parse_u64(node.attrs.get("offset"), "offset", ctx, file)? as usize;
+    let size = parse_u64(node.attrs.get("size"), "size", ctx, file)? as usize;
+    let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| {
+        Error::parse(file, format!("{}: shape {shape:?} overflows", ctx()))
+    })?;
+    let need = et.byte_size(count);
+    if size < need {
+        return Err(Error::parse(
+            file,
+            format!("{}: size {size} is too small for {et} {shape:?} ({need} bytes)", ctx()),
+        ));
+    }
+    let end = offset.checked_add(size).filter(|&e| e <= weights.len()).ok_or_else(|| {
+        Error::parse(
+            file,
+            format!(
+                "{}: offset {offset} + size {size} runs past the end of {bin_name} ({} bytes)",
+                ctx(),
+                weights.len()
+            ),
+        )
+    })?;
+    let t = Tensor::from_bytes(et, &shape, &weights[offset..end])
+        .map_err(|e| Error::parse(file, format!("{}: {e}", ctx())))?;
+    node.value = Some(Arc::new(t));
+    node.const_type = Some(et);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_with_escaped_commas() {
+        assert_eq!(split_names("a,b\\,c, d"), vec!["a", "b,c", "d"]);
+        assert!(split_names("").is_empty());
+    }
+}

@@ -1,0 +1,124 @@
+//! Operations, one file per family. Each op parses its attributes once into a typed struct when a
+//! plan is built ([`build`]) and then only evaluates. Ops know nothing about quantization.
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Node, NodeId, PortInfo};
+use crate::tensor::{ElementType, Tensor};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+pub mod activation;
+pub mod attrs;
+pub mod binary;
+pub mod conv;
+pub mod convert;
+pub mod fake_quantize;
+pub mod matmul;
+pub mod misc;
+pub mod norm;
+pub mod pool;
+pub mod reduce;
+pub mod shape;
+
+/// An evaluable operation with its attributes already parsed.
+pub trait Op: Send + Sync + std::fmt::Debug {
+    /// Computes the outputs from the inputs (in port order).
+    fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>>;
+}
+
+/// What an op builder sees: the node (attributes, port infos) and the constant values of its
+/// inputs where they are known before running (weights, shape constants).
+pub struct BuildCtx<'a> {
+    pub node: &'a Node,
+    pub id: NodeId,
+    pub graph: &'a Graph,
+    /// Constant value of each input, when it is constant-foldable.
+    pub const_inputs: Vec<Option<&'a Tensor>>,
+}
+
+impl<'a> BuildCtx<'a> {
+    pub fn input_info(&self, k: usize) -> Option<&'a PortInfo> {
+        self.node.inputs.get(k).map(|o| self.graph.outlet_info(*o))
+    }
+    pub fn output_type(&self, k: usize) -> ElementType {
+        self.node.outputs.get(k).map(|p| p.element_type).unwrap_or(ElementType::Dynamic)
+    }
+    pub fn err(&self, msg: impl std::fmt::Display) -> Error {
+        Error::invalid(format!("{}: {msg}", self.node.describe()))
+    }
+}
+
+pub type Builder = fn(&BuildCtx) -> Result<Box<dyn Op>>;
+
+/// Op type → (supported versions, builder).
+#[derive(Default)]
+pub struct Registry {
+    map: HashMap<&'static str, (Vec<&'static str>, Builder)>,
+}
+
+impl Registry {
+    /// Registers `op_type` at the given opset versions.
+    pub fn add(&mut self, op_type: &'static str, versions: &[&'static str], b: Builder) {
+        self.map.insert(op_type, (versions.to_vec(), b));
+    }
+    pub fn supports(&self, op_type: &str, version: &str) -> bool {
+        self.map.get(op_type).is_some_and(|(v, _)| v.contains(&version) || v.contains(&"*"))
+    }
+    pub fn builder(&self, op_type: &str) -> Option<Builder> {
+        self.map.get(op_type).map(|(_, b)| *b)
+    }
+    /// All (type, versions), sorted.
+    pub fn list(&self) -> Vec<(&'static str, Vec<&'static str>)> {
+        let mut v: Vec<_> = self.map.iter().map(|(k, (vs, _))| (*k, vs.clone())).collect();
+        v.sort();
+        v
+    }
+}
+
+/// The registry of every op the engine runs.
+pub fn registry() -> &'static Registry {
+    static REG: OnceLock<Registry> = OnceLock::new();
+    REG.get_or_init(|| {
+        let mut r = Registry::default();
+        activation::register(&mut r);
+        binary::register(&mut r);
+        conv::register(&mut r);
+        convert::register(&mut r);
+        fake_quantize::register(&mut r);
+        matmul::register(&mut r);
+        misc::register(&mut r);
+        norm::register(&mut r);
+        pool::register(&mut r);
+        reduce::register(&mut r);
+        shape::register(&mut r);
+        r
+    })
+}
+
+/// Op types the graph runner handles itself.
+pub fn is_structural(op_type: &str) -> bool {
+    matches!(op_type, "Parameter" | "Const" | "Constant" | "Result")
+}
+
+/// Every (type, version) the engine lacks, with the layers that use it.
+pub fn missing_ops(graph: &Graph) -> Vec<((String, String), Vec<String>)> {
+    let reg = registry();
+    let mut m: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
+    for n in &graph.nodes {
+        if !is_structural(&n.op_type) && !reg.supports(&n.op_type, &n.version) {
+            m.entry((n.op_type.clone(), n.version.clone())).or_default().push(n.name.clone());
+        }
+    }
+    m.into_iter().collect()
+}
+
+/// Builds the op for a node.
+pub fn build(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
+    let n = ctx.node;
+    let reg = registry();
+    if !reg.supports(&n.op_type, &n.version) {
+        return Err(Error::unsupported(format!("{} is not supported by the engine", n.describe())));
+    }
+    let b = reg.builder(&n.op_type).expect("supported op has a builder");
+    b(ctx)
+}

@@ -1,0 +1,57 @@
+#![allow(dead_code)]
+//! Shared helpers for the integration tests.
+
+use ovpot::tensor::Tensor;
+use std::path::{Path, PathBuf};
+
+/// The fixture folder: the repo's own copy under tests/data, else ../shared/fixtures (benchmark
+/// sized cases); None when neither exists (the test is then skipped with a note).
+pub fn fixture(name: &str) -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let local = root.join("tests/data").join(name);
+    if local.join("model.xml").exists() {
+        return Some(local);
+    }
+    let shared = root.join("../shared/fixtures").join(name);
+    if shared.join("model.xml").exists() {
+        return Some(shared);
+    }
+    eprintln!("fixture {name} not available; skipped");
+    None
+}
+
+/// Reads every `<input>.npy` of a folder, sorted by name.
+pub fn read_inputs(dir: &Path) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "npy"))
+        .map(|p| {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            (name, ovpot::npy::read_npy(&p).unwrap())
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Sample `i` of stacked inputs (axis 0), kept with a leading batch dim of 1.
+pub fn sample(inputs: &[(String, Tensor)], i: usize) -> Vec<(String, Tensor)> {
+    inputs
+        .iter()
+        .map(|(n, t)| {
+            let t = ovpot::map_tensor!(t, a => a.slice_axis(ndarray::Axis(0), ndarray::Slice::from(i..i + 1)).to_owned());
+            (n.clone(), t)
+        })
+        .collect()
+}
+
+pub fn max_abs(t: &Tensor) -> f64 {
+    t.to_f64_vec().iter().fold(0.0f64, |m, x| m.max(x.abs()))
+}
+
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.shape(), b.shape(), "shapes differ");
+    a.to_f64_vec().iter().zip(b.to_f64_vec()).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+}
