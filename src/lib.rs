@@ -1,14 +1,21 @@
 //! ovpot: OpenVINO post-training quantization as a native library.
 //!
-//! Data flows one way: IR text → [`graph::Graph`] → (the [`engine`] runs it, quantization passes
-//! rewrite it) → IR text. The C ABI and the CLI are thin doors onto this Rust API.
+//! Data flows one way: IR text → [`graph::Graph`] → (the [`engine`] runs it, [`quant`] passes
+//! rewrite it) → IR text. The C ABI ([`ffi`]) and the CLI are thin doors onto this Rust API
+//! ([`api`]).
 
+pub mod api;
+pub mod data;
 pub mod engine;
 pub mod error;
+pub mod ffi;
 pub mod graph;
 pub mod ir;
 pub mod npy;
 pub mod ops;
+pub mod quant;
 pub mod tensor;
 
+pub use api::{Dataset, InMemoryDataset, Metric, Model, Outcome, Report, Session};
 pub use error::{Error, Result};
+pub use quant::config::QuantConfig;
