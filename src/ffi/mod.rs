@@ -1,1 +1,303 @@
-//! The C ABI. (Being built.)
+//! The C ABI: a thin layer that checks and converts arguments, then calls the Rust API
+//! ([`crate::api`]). Every entry point catches panics, checks pointers for NULL and strings for
+//! UTF-8, and returns an [`ovpot_status_e`]; the message of a failure is kept per thread
+//! ([`ovpot_last_error`]). Handles are opaque and freed by their `*_free` function, which accepts
+//! NULL. `include/ovpot.h` is generated from this module by cbindgen (`cbindgen.toml`).
+#![allow(non_camel_case_types, clippy::upper_case_acronyms)]
+// Entry points take raw pointers from C; validity is the C caller's promise (documented in the
+// header) and every dereference goes through the checked helpers in `boundary`.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
+mod boundary;
+pub mod dataset;
+pub mod metric;
+pub mod model;
+pub mod session;
+pub mod tensors;
+
+use crate::api::{LogLevel, Stage};
+use crate::error::{Error, Result};
+use crate::tensor::ElementType;
+use std::ffi::{c_char, c_int};
+
+pub use dataset::*;
+pub use metric::*;
+pub use model::*;
+pub use session::*;
+pub use tensors::*;
+
+/// Version of the C ABI. Raised on any incompatible change; compare with `ovpot_abi_version()`
+/// at run time to detect a header/library mismatch.
+pub const OVPOT_ABI_VERSION: u32 = 1;
+/// Library version, major part.
+pub const OVPOT_VERSION_MAJOR: u32 = 0;
+/// Library version, minor part.
+pub const OVPOT_VERSION_MINOR: u32 = 1;
+/// Library version, patch part.
+pub const OVPOT_VERSION_PATCH: u32 = 0;
+
+/// Result of every fallible ovpot call. On anything but `OVPOT_OK`, `ovpot_last_error()` gives a
+/// message naming the function and the cause (file, layer, input, sample index).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ovpot_status_e {
+    /// Success.
+    OVPOT_OK = 0,
+    /// A NULL pointer, a bad value, an index out of range, invalid UTF-8.
+    OVPOT_INVALID_ARGUMENT = 1,
+    /// A model, configuration or data file could not be parsed.
+    OVPOT_PARSE_ERROR = 2,
+    /// An operation, element type or setting ovpot does not support.
+    OVPOT_UNSUPPORTED = 3,
+    /// Shape or element type mismatch (inputs, byte sizes, outputs).
+    OVPOT_MISMATCH = 4,
+    /// A user callback returned a failure; the message names the callback and the sample index.
+    OVPOT_CALLBACK_FAILED = 5,
+    /// The progress callback asked to stop.
+    OVPOT_CANCELLED = 6,
+    /// Accuracy-aware quantization ended above the allowed drop; the best model found is still
+    /// returned.
+    OVPOT_ACCURACY_NOT_REACHED = 7,
+    /// A file could not be read or written.
+    OVPOT_IO_ERROR = 8,
+    /// A bug in ovpot (including a caught panic); the message says where.
+    OVPOT_INTERNAL = 9,
+}
+
+/// Element types, as OpenVINO names them (values are ovpot's own, not OpenVINO's
+/// `ov_element_type_e`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ovpot_element_type_e {
+    /// 32-bit float.
+    OVPOT_ELEMENT_TYPE_F32 = 0,
+    /// 16-bit IEEE half float.
+    OVPOT_ELEMENT_TYPE_F16 = 1,
+    /// 16-bit brain float.
+    OVPOT_ELEMENT_TYPE_BF16 = 2,
+    /// 64-bit float.
+    OVPOT_ELEMENT_TYPE_F64 = 3,
+    /// 4-bit signed integer (packed two per byte; model ports only).
+    OVPOT_ELEMENT_TYPE_I4 = 4,
+    /// 4-bit unsigned integer (packed two per byte; model ports only).
+    OVPOT_ELEMENT_TYPE_U4 = 5,
+    /// 8-bit signed integer.
+    OVPOT_ELEMENT_TYPE_I8 = 6,
+    /// 8-bit unsigned integer.
+    OVPOT_ELEMENT_TYPE_U8 = 7,
+    /// 16-bit signed integer.
+    OVPOT_ELEMENT_TYPE_I16 = 8,
+    /// 16-bit unsigned integer.
+    OVPOT_ELEMENT_TYPE_U16 = 9,
+    /// 32-bit signed integer.
+    OVPOT_ELEMENT_TYPE_I32 = 10,
+    /// 32-bit unsigned integer.
+    OVPOT_ELEMENT_TYPE_U32 = 11,
+    /// 64-bit signed integer.
+    OVPOT_ELEMENT_TYPE_I64 = 12,
+    /// 64-bit unsigned integer.
+    OVPOT_ELEMENT_TYPE_U64 = 13,
+    /// Boolean, one byte per element (0 or 1).
+    OVPOT_ELEMENT_TYPE_BOOLEAN = 14,
+    /// Decided at run time (model ports only).
+    OVPOT_ELEMENT_TYPE_DYNAMIC = 15,
+}
+
+impl ovpot_element_type_e {
+    pub(crate) fn from_rust(et: ElementType) -> Self {
+        use ovpot_element_type_e::*;
+        match et {
+            ElementType::F32 => OVPOT_ELEMENT_TYPE_F32,
+            ElementType::F16 => OVPOT_ELEMENT_TYPE_F16,
+            ElementType::BF16 => OVPOT_ELEMENT_TYPE_BF16,
+            ElementType::F64 => OVPOT_ELEMENT_TYPE_F64,
+            ElementType::I4 => OVPOT_ELEMENT_TYPE_I4,
+            ElementType::U4 => OVPOT_ELEMENT_TYPE_U4,
+            ElementType::I8 => OVPOT_ELEMENT_TYPE_I8,
+            ElementType::U8 => OVPOT_ELEMENT_TYPE_U8,
+            ElementType::I16 => OVPOT_ELEMENT_TYPE_I16,
+            ElementType::U16 => OVPOT_ELEMENT_TYPE_U16,
+            ElementType::I32 => OVPOT_ELEMENT_TYPE_I32,
+            ElementType::U32 => OVPOT_ELEMENT_TYPE_U32,
+            ElementType::I64 => OVPOT_ELEMENT_TYPE_I64,
+            ElementType::U64 => OVPOT_ELEMENT_TYPE_U64,
+            ElementType::Boolean => OVPOT_ELEMENT_TYPE_BOOLEAN,
+            ElementType::Dynamic => OVPOT_ELEMENT_TYPE_DYNAMIC,
+        }
+    }
+
+    /// Reads an element type passed by C as a plain integer (any value may arrive, so the enum
+    /// is never taken directly as a parameter).
+    pub(crate) fn to_rust(raw: u32, what: &str) -> Result<ElementType> {
+        let all = [
+            ElementType::F32,
+            ElementType::F16,
+            ElementType::BF16,
+            ElementType::F64,
+            ElementType::I4,
+            ElementType::U4,
+            ElementType::I8,
+            ElementType::U8,
+            ElementType::I16,
+            ElementType::U16,
+            ElementType::I32,
+            ElementType::U32,
+            ElementType::I64,
+            ElementType::U64,
+            ElementType::Boolean,
+            ElementType::Dynamic,
+        ];
+        all.iter()
+            .copied()
+            .find(|&et| Self::from_rust(et) as u32 == raw)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "'{what}': {raw} is not an ovpot_element_type_e value"
+                ))
+            })
+    }
+}
+
+/// Long-running stages of a session, reported to the progress callback.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ovpot_stage_e {
+    /// Collecting activation statistics on the calibration set.
+    OVPOT_STAGE_STATISTICS = 0,
+    /// Bias correction.
+    OVPOT_STAGE_BIAS_CORRECTION = 1,
+    /// Evaluating the metric.
+    OVPOT_STAGE_EVALUATION = 2,
+    /// Ranking layers by their effect on the metric.
+    OVPOT_STAGE_RANKING = 3,
+    /// Reverting layers to floating point until the metric is reached.
+    OVPOT_STAGE_ACCURACY_AWARE = 4,
+    /// SmoothQuant (transformers).
+    OVPOT_STAGE_SMOOTH_QUANT = 5,
+}
+
+impl From<Stage> for ovpot_stage_e {
+    fn from(s: Stage) -> Self {
+        use ovpot_stage_e::*;
+        match s {
+            Stage::Statistics => OVPOT_STAGE_STATISTICS,
+            Stage::BiasCorrection => OVPOT_STAGE_BIAS_CORRECTION,
+            Stage::Evaluation => OVPOT_STAGE_EVALUATION,
+            Stage::Ranking => OVPOT_STAGE_RANKING,
+            Stage::AccuracyAware => OVPOT_STAGE_ACCURACY_AWARE,
+            Stage::SmoothQuant => OVPOT_STAGE_SMOOTH_QUANT,
+        }
+    }
+}
+
+/// Severity of a log message; a log callback receives messages at its level and below.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ovpot_log_level_e {
+    /// Errors.
+    OVPOT_LOG_ERROR = 0,
+    /// Warnings.
+    OVPOT_LOG_WARNING = 1,
+    /// Progress information.
+    OVPOT_LOG_INFO = 2,
+    /// Details for debugging.
+    OVPOT_LOG_DEBUG = 3,
+}
+
+impl From<LogLevel> for ovpot_log_level_e {
+    fn from(l: LogLevel) -> Self {
+        use ovpot_log_level_e::*;
+        match l {
+            LogLevel::Error => OVPOT_LOG_ERROR,
+            LogLevel::Warning => OVPOT_LOG_WARNING,
+            LogLevel::Info => OVPOT_LOG_INFO,
+            LogLevel::Debug => OVPOT_LOG_DEBUG,
+        }
+    }
+}
+
+impl ovpot_log_level_e {
+    pub(crate) fn to_rust(raw: u32) -> Result<LogLevel> {
+        Ok(match raw {
+            0 => LogLevel::Error,
+            1 => LogLevel::Warning,
+            2 => LogLevel::Info,
+            3 => LogLevel::Debug,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "'level': {raw} is not an ovpot_log_level_e value"
+                )))
+            }
+        })
+    }
+}
+
+/// The message of the last failed ovpot call on this thread ("" if that call succeeded). Valid
+/// until the next ovpot call on the same thread; never NULL; do not free.
+#[no_mangle]
+pub extern "C" fn ovpot_last_error() -> *const c_char {
+    boundary::last_error_ptr()
+}
+
+/// The library version as "MAJOR.MINOR.PATCH". Static storage; never NULL; do not free.
+#[no_mangle]
+pub extern "C" fn ovpot_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
+}
+
+/// The ABI version the library was built with; equals `OVPOT_ABI_VERSION` of a matching header.
+#[no_mangle]
+pub extern "C" fn ovpot_abi_version() -> u32 {
+    OVPOT_ABI_VERSION
+}
+
+/// A short static name for a status value ("OK", "INVALID_ARGUMENT", ...; "UNKNOWN" for values
+/// that are not an `ovpot_status_e`). Never NULL; do not free.
+#[no_mangle]
+pub extern "C" fn ovpot_status_name(status: c_int) -> *const c_char {
+    let s: &'static str = match status {
+        0 => "OK\0",
+        1 => "INVALID_ARGUMENT\0",
+        2 => "PARSE_ERROR\0",
+        3 => "UNSUPPORTED\0",
+        4 => "MISMATCH\0",
+        5 => "CALLBACK_FAILED\0",
+        6 => "CANCELLED\0",
+        7 => "ACCURACY_NOT_REACHED\0",
+        8 => "IO_ERROR\0",
+        9 => "INTERNAL\0",
+        _ => "UNKNOWN\0",
+    };
+    s.as_ptr() as *const c_char
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_constants_match_the_crate() {
+        let v = format!("{OVPOT_VERSION_MAJOR}.{OVPOT_VERSION_MINOR}.{OVPOT_VERSION_PATCH}");
+        assert_eq!(v, env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn element_types_round_trip() {
+        for raw in 0..16u32 {
+            let et = ovpot_element_type_e::to_rust(raw, "t").unwrap();
+            assert_eq!(ovpot_element_type_e::from_rust(et) as u32, raw);
+        }
+        assert!(ovpot_element_type_e::to_rust(16, "t").is_err());
+    }
+
+    #[test]
+    fn panics_become_internal() {
+        let s = boundary::ffi_call("ovpot_test", || panic!("boom"));
+        assert_eq!(s, ovpot_status_e::OVPOT_INTERNAL);
+        let msg = unsafe { std::ffi::CStr::from_ptr(ovpot_last_error()) }
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains("boom") && msg.contains("ovpot_test"), "{msg}");
+    }
+}

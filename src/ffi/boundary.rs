@@ -1,0 +1,174 @@
+//! The one place where C pointers become Rust references: every entry point goes through
+//! [`ffi_call`] (panic catching, status mapping, the per-thread error message) and these checked
+//! conversions (NULL checks, UTF-8 validation, ownership transfer). Modelled on rustls-ffi's
+//! `ffi.rs`/`panic.rs`/`error.rs`.
+
+use super::ovpot_status_e;
+use crate::error::{Error, Result};
+use std::cell::RefCell;
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+thread_local! {
+    /// The message of the last failed call on this thread ("" after a successful one).
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// Turns text into a C string, replacing interior NULs so the message is never lost.
+pub(crate) fn c_string(text: impl Into<String>) -> CString {
+    let text: String = text.into();
+    CString::new(text.replace('\0', "\u{FFFD}")).unwrap_or_default()
+}
+
+pub(crate) fn set_last_error(message: String) {
+    LAST_ERROR.with(|e| *e.borrow_mut() = c_string(message));
+}
+
+pub(crate) fn last_error_ptr() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// The C status for an error kind (1:1 with `crate::Error`).
+pub(crate) fn status_of(e: &Error) -> ovpot_status_e {
+    match e {
+        Error::InvalidArgument(_) => ovpot_status_e::OVPOT_INVALID_ARGUMENT,
+        Error::Parse { .. } => ovpot_status_e::OVPOT_PARSE_ERROR,
+        Error::Unsupported(_) => ovpot_status_e::OVPOT_UNSUPPORTED,
+        Error::Mismatch(_) => ovpot_status_e::OVPOT_MISMATCH,
+        Error::Callback(_) => ovpot_status_e::OVPOT_CALLBACK_FAILED,
+        Error::Cancelled(_) => ovpot_status_e::OVPOT_CANCELLED,
+        Error::AccuracyNotReached(_) => ovpot_status_e::OVPOT_ACCURACY_NOT_REACHED,
+        Error::Io { .. } => ovpot_status_e::OVPOT_IO_ERROR,
+        Error::Internal(_) => ovpot_status_e::OVPOT_INTERNAL,
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_string()
+    }
+}
+
+/// Runs the body of an entry point: clears the thread's error message, catches panics (they must
+/// not unwind into C) and records the message of a failure. `name` is the C function's name.
+pub(crate) fn ffi_call(name: &str, body: impl FnOnce() -> Result<()>) -> ovpot_status_e {
+    set_last_error(String::new());
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => ovpot_status_e::OVPOT_OK,
+        Ok(Err(e)) => {
+            let status = status_of(&e);
+            set_last_error(format!("{name}: {e}"));
+            status
+        }
+        Err(payload) => {
+            set_last_error(format!(
+                "{name}: internal error: panic: {}",
+                panic_message(&*payload)
+            ));
+            ovpot_status_e::OVPOT_INTERNAL
+        }
+    }
+}
+
+/// A shared reference from a C pointer that must not be NULL.
+pub(crate) fn try_ref<'a, T>(ptr: *const T, what: &str) -> Result<&'a T> {
+    // SAFETY: the C caller promises a non-NULL pointer is valid and not mutated during the call
+    // (documented in the header for every parameter); NULL is checked here.
+    unsafe { ptr.as_ref() }.ok_or_else(|| Error::invalid(format!("'{what}' is NULL")))
+}
+
+/// An exclusive reference from a C pointer that must not be NULL.
+pub(crate) fn try_mut<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T> {
+    // SAFETY: the C caller promises a non-NULL pointer is valid and not used elsewhere during the
+    // call (the header says handles are not shared between concurrent calls); NULL is checked here.
+    unsafe { ptr.as_mut() }.ok_or_else(|| Error::invalid(format!("'{what}' is NULL")))
+}
+
+/// A UTF-8 string from a NUL-terminated C string that must not be NULL.
+pub(crate) fn try_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str> {
+    if ptr.is_null() {
+        return Err(Error::invalid(format!("'{what}' is NULL")));
+    }
+    // SAFETY: non-NULL was checked; the caller promises a NUL-terminated string that outlives
+    // the call.
+    let c = unsafe { CStr::from_ptr(ptr) };
+    c.to_str()
+        .map_err(|e| Error::invalid(format!("'{what}' is not valid UTF-8: {e}")))
+}
+
+/// Like [`try_str`] but NULL gives `None`.
+pub(crate) fn opt_str<'a>(ptr: *const c_char, what: &str) -> Result<Option<&'a str>> {
+    if ptr.is_null() {
+        Ok(None)
+    } else {
+        try_str(ptr, what).map(Some)
+    }
+}
+
+/// A slice from a pointer and a length; NULL is accepted only for an empty slice.
+pub(crate) fn try_slice<'a, T>(ptr: *const T, len: usize, what: &str) -> Result<&'a [T]> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(Error::invalid(format!(
+            "'{what}' is NULL but its length is {len}"
+        )));
+    }
+    if (ptr as usize) % std::mem::align_of::<T>() != 0 {
+        return Err(Error::invalid(format!(
+            "'{what}' is not aligned for its element type"
+        )));
+    }
+    if len
+        .checked_mul(std::mem::size_of::<T>())
+        .map_or(true, |b| b > isize::MAX as usize)
+    {
+        return Err(Error::invalid(format!(
+            "'{what}': length {len} is too large"
+        )));
+    }
+    // SAFETY: non-NULL, aligned, size checked above; the caller promises `len` readable elements
+    // that are not mutated during the call.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Bytes from a `const void*` and a byte count; NULL is accepted only for zero bytes.
+pub(crate) fn try_bytes<'a>(
+    ptr: *const std::ffi::c_void,
+    len: usize,
+    what: &str,
+) -> Result<&'a [u8]> {
+    try_slice(ptr as *const u8, len, what)
+}
+
+/// Checks an out-parameter and clears it, so the caller sees a defined value on failure.
+pub(crate) fn out_ptr<'a, T>(ptr: *mut T, what: &str, cleared: T) -> Result<&'a mut T> {
+    let out = try_mut(ptr, what)?;
+    *out = cleared;
+    Ok(out)
+}
+
+/// Hands a Rust value to C as an owned handle (freed by the matching `*_free`).
+pub(crate) fn into_handle<T>(value: T) -> *mut T {
+    Box::into_raw(Box::new(value))
+}
+
+/// Takes back ownership of a handle made by [`into_handle`] and drops it; NULL is a no-op.
+pub(crate) fn free_handle<T>(ptr: *mut T) {
+    if !ptr.is_null() {
+        // SAFETY: the header says a handle may be freed once, with the matching `*_free`, and
+        // only handles made by `into_handle` for this `T` are passed here.
+        drop(unsafe { Box::from_raw(ptr) });
+    }
+}
+
+/// A free function that must not unwind into C (panics in destructors are swallowed).
+pub(crate) fn ffi_free(body: impl FnOnce()) {
+    let _ = catch_unwind(AssertUnwindSafe(body));
+}

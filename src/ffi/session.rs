@@ -1,0 +1,682 @@
+//! Sessions: configuration, callbacks, runs, reports.
+//!
+//! A run works on a helper thread while the calling thread serves every C callback (data,
+//! metric, progress, log) over a channel: callbacks thus always run on the caller's thread, one
+//! at a time, whatever threads the quantizer uses, and no C pointer crosses a thread.
+
+use super::boundary::{
+    c_string, ffi_call, ffi_free, free_handle, into_handle, out_ptr, panic_message, try_mut,
+    try_ref, try_str,
+};
+use super::dataset::ovpot_dataset_t;
+use super::metric::{ovpot_metric_t, MetricKind};
+use super::model::ovpot_model_t;
+use super::{ovpot_log_level_e, ovpot_stage_e, ovpot_status_e};
+use crate::api::{Dataset, LogLevel, Metric, Outcome, Sample, Session, Stage};
+use crate::error::{Error, Result};
+use crate::quant::config::QuantConfig;
+use crate::tensor::Tensor;
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::time::Duration;
+
+/// Reports progress of `stage`: `done` of `total` steps. Return 0 to go on, non-zero to cancel
+/// (the run then ends with OVPOT_CANCELLED).
+pub type ovpot_progress_callback_t = Option<
+    extern "C" fn(user_data: *mut c_void, stage: ovpot_stage_e, done: usize, total: usize) -> c_int,
+>;
+/// Receives a log message (valid during the call only).
+pub type ovpot_log_callback_t =
+    Option<extern "C" fn(user_data: *mut c_void, level: ovpot_log_level_e, message: *const c_char)>;
+
+type ProgressCb = extern "C" fn(*mut c_void, ovpot_stage_e, usize, usize) -> c_int;
+type LogCb = extern "C" fn(*mut c_void, ovpot_log_level_e, *const c_char);
+
+/// A quantization session over one model. Not for concurrent use; distinct sessions may run
+/// concurrently on distinct threads. Free with `ovpot_session_free`.
+pub struct ovpot_session_t {
+    session: Session,
+    output_names: Vec<String>,
+    progress: Option<(ProgressCb, *mut c_void)>,
+    log: Option<(LogCb, *mut c_void, LogLevel)>,
+    report: Option<CString>,
+    config_text: Option<CString>,
+}
+
+/// Creates a session on `model` (which the session copies; the model may be freed afterwards).
+/// `config_json` (may be NULL for POT's defaults) is a POT configuration
+/// (`{"compression": {"algorithms": [...]}}`) or ovpot's flat JSON (see `QuantConfig`).
+#[no_mangle]
+pub extern "C" fn ovpot_session_create(
+    model: *const ovpot_model_t,
+    config_json: *const c_char,
+    session: *mut *mut ovpot_session_t,
+) -> ovpot_status_e {
+    ffi_call("ovpot_session_create", || {
+        let out = out_ptr(session, "session", std::ptr::null_mut())?;
+        let m = try_ref(model, "model")?;
+        let config = match super::boundary::opt_str(config_json, "config_json")? {
+            Some(text) => QuantConfig::from_json(text)?,
+            None => QuantConfig::default(),
+        };
+        let s = Session::new(&m.model, config)?;
+        *out = into_handle(ovpot_session_t {
+            session: s,
+            output_names: m.output_names(),
+            progress: None,
+            log: None,
+            report: None,
+            config_text: None,
+        });
+        Ok(())
+    })
+}
+
+/// Sets one POT parameter from its JSON text, e.g. ("stat_subset_size", "100"),
+/// ("preset", "\"mixed\""), ("ignored", "{\"scope\": [\"fc1\"]}"), ("maximal_drop", "0.005").
+/// The configuration is validated; on failure it is left unchanged.
+#[no_mangle]
+pub extern "C" fn ovpot_session_set_option(
+    session: *mut ovpot_session_t,
+    key: *const c_char,
+    json_value: *const c_char,
+) -> ovpot_status_e {
+    ffi_call("ovpot_session_set_option", || {
+        let s = try_mut(session, "session")?;
+        let key = try_str(key, "key")?;
+        let text = try_str(json_value, "json_value")?;
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::parse("option", format!("'{key}': {e}")))?;
+        set_param(s, key, value)
+    })
+}
+
+fn set_param(s: &mut ovpot_session_t, key: &str, value: serde_json::Value) -> Result<()> {
+    const KNOWN: &[&str] = &[
+        "preset",
+        "target_device",
+        "stat_subset_size",
+        "model_type",
+        "ignored",
+        "use_fast_bias",
+        "saturation_fix",
+        "range_estimator",
+        "threshold",
+        "compress_weights",
+        "maximal_drop",
+        "drop_type",
+        "ranking_subset_size",
+        "max_iter_num",
+        "use_prev_if_drop_increase",
+        "convert_to_mixed_preset",
+        "metric_subset_ratio",
+        "baseline_metric",
+    ];
+    if !KNOWN.contains(&key) {
+        return Err(Error::invalid(format!(
+            "unknown option '{key}' (known: {})",
+            KNOWN.join(", ")
+        )));
+    }
+    let mut params = serde_json::Map::new();
+    params.insert(key.to_string(), value);
+    let mut c = s.session.config.clone();
+    c.apply_params(&params)?;
+    s.session.config = c;
+    Ok(())
+}
+
+/// Sets the preset: "performance" (symmetric) or "mixed" (asymmetric activations).
+#[no_mangle]
+pub extern "C" fn ovpot_session_set_preset(
+    session: *mut ovpot_session_t,
+    preset: *const c_char,
+) -> ovpot_status_e {
+    ffi_call("ovpot_session_set_preset", || {
+        let s = try_mut(session, "session")?;
+        let v = try_str(preset, "preset")?;
+        set_param(s, "preset", v.into())
+    })
+}
+
+/// Sets the target device: "ANY", "CPU", "CPU_SPR", "GPU", "NPU" or "GNA".
+#[no_mangle]
+pub extern "C" fn ovpot_session_set_target_device(
+    session: *mut ovpot_session_t,
+    device: *const c_char,
+) -> ovpot_status_e {
+    ffi_call("ovpot_session_set_target_device", || {
+        let s = try_mut(session, "session")?;
+        let v = try_str(device, "device")?;
+        set_param(s, "target_device", v.into())
+    })
+}
+
+/// Sets how many calibration samples statistics use (POT's `stat_subset_size`; at least 1).
+#[no_mangle]
+pub extern "C" fn ovpot_session_set_subset_size(
+    session: *mut ovpot_session_t,
+    size: usize,
+) -> ovpot_status_e {
+    ffi_call("ovpot_session_set_subset_size", || {
+        let s = try_mut(session, "session")?;
+        set_param(s, "stat_subset_size", size.into())
+    })
+}
+
+/// Sets the largest metric drop accuracy-aware quantization accepts (POT's `maximal_drop`).
+#[no_mangle]
+pub extern "C" fn ovpot_session_set_max_drop(
+    session: *mut ovpot_session_t,
+    max_drop: f64,
+) -> ovpot_status_e {
+    ffi_call("ovpot_session_set_max_drop", || {
+        let s = try_mut(session, "session")?;
+        let v = serde_json::Number::from_f64(max_drop)
+            .ok_or_else(|| Error::invalid(format!("max_drop must be finite, got {max_drop}")))?;
+        set_param(s, "maximal_drop", serde_json::Value::Number(v))
+    })
+}
+
+/// The session's configuration as ovpot's flat JSON (valid until the next call on `session`).
+#[no_mangle]
+pub extern "C" fn ovpot_session_config_json(
+    session: *mut ovpot_session_t,
+    json: *mut *const c_char,
+) -> ovpot_status_e {
+    ffi_call("ovpot_session_config_json", || {
+        let out = out_ptr(json, "json", std::ptr::null())?;
+        let s = try_mut(session, "session")?;
+        let text = serde_json::to_string_pretty(&s.session.config)
+            .map_err(|e| Error::internal(format!("config to JSON: {e}")))?;
+        let c = s.config_text.insert(c_string(text));
+        *out = c.as_ptr();
+        Ok(())
+    })
+}
+
+/// Sets (or with NULL clears) the progress callback.
+#[no_mangle]
+pub extern "C" fn ovpot_session_set_progress_callback(
+    session: *mut ovpot_session_t,
+    callback: ovpot_progress_callback_t,
+    user_data: *mut c_void,
+) -> ovpot_status_e {
+    ffi_call("ovpot_session_set_progress_callback", || {
+        let s = try_mut(session, "session")?;
+        s.progress = callback.map(|cb| (cb, user_data));
+        Ok(())
+    })
+}
+
+/// Sets (or with NULL clears) the log callback; it receives messages of `level` (an
+/// `ovpot_log_level_e` value) and more severe.
+#[no_mangle]
+pub extern "C" fn ovpot_session_set_log_callback(
+    session: *mut ovpot_session_t,
+    callback: ovpot_log_callback_t,
+    level: u32,
+    user_data: *mut c_void,
+) -> ovpot_status_e {
+    ffi_call("ovpot_session_set_log_callback", || {
+        let s = try_mut(session, "session")?;
+        let level = ovpot_log_level_e::to_rust(level)?;
+        s.log = callback.map(|cb| (cb, user_data, level));
+        Ok(())
+    })
+}
+
+/// Which dataset a sample request is for.
+#[derive(Clone, Copy)]
+enum Which {
+    Calibration,
+    Evaluation,
+}
+
+/// What the run thread asks the calling thread to do.
+enum Request {
+    Item {
+        which: Which,
+        index: usize,
+        reply: SyncSender<Result<Sample>>,
+    },
+    Update {
+        index: usize,
+        outputs: Vec<Tensor>,
+        reply: SyncSender<Result<()>>,
+    },
+    Value {
+        reply: SyncSender<Result<f64>>,
+    },
+    Reset,
+    Progress {
+        stage: Stage,
+        done: usize,
+        total: usize,
+        reply: SyncSender<bool>,
+    },
+    Log {
+        level: LogLevel,
+        message: String,
+    },
+}
+
+fn ask<T>(tx: &Sender<Request>, make: impl FnOnce(SyncSender<T>) -> Request) -> Option<T> {
+    let (reply_tx, reply_rx) = sync_channel(1);
+    tx.send(make(reply_tx)).ok()?;
+    reply_rx.recv().ok()
+}
+
+fn gone() -> Error {
+    Error::internal("the calling thread stopped serving callbacks")
+}
+
+/// A C dataset seen from the run thread.
+struct ProxyDataset {
+    which: Which,
+    length: usize,
+    tx: Sender<Request>,
+}
+
+impl Dataset for ProxyDataset {
+    fn len(&self) -> usize {
+        self.length
+    }
+    fn get(&self, index: usize) -> Result<Sample> {
+        let which = self.which;
+        ask(&self.tx, |reply| Request::Item {
+            which,
+            index,
+            reply,
+        })
+        .unwrap_or_else(|| Err(gone()))
+    }
+}
+
+/// A C metric seen from the run thread.
+struct ProxyMetric {
+    higher_is_better: bool,
+    tx: Sender<Request>,
+}
+
+impl Metric for ProxyMetric {
+    fn reset(&mut self) {
+        let _ = self.tx.send(Request::Reset);
+    }
+    fn update(&mut self, index: usize, outputs: &[Tensor]) -> Result<()> {
+        let outputs = outputs.to_vec();
+        ask(&self.tx, |reply| Request::Update {
+            index,
+            outputs,
+            reply,
+        })
+        .unwrap_or_else(|| Err(gone()))
+    }
+    fn value(&mut self) -> Result<f64> {
+        ask(&self.tx, |reply| Request::Value { reply }).unwrap_or_else(|| Err(gone()))
+    }
+    fn higher_is_better(&self) -> bool {
+        self.higher_is_better
+    }
+}
+
+/// A dataset for the run thread: the Rust one itself, or a proxy for a C callback dataset.
+fn run_dataset<'a>(
+    d: &'a ovpot_dataset_t,
+    which: Which,
+    tx: &Sender<Request>,
+) -> Box<dyn Dataset + 'a> {
+    struct Borrowed<'b>(&'b dyn Dataset);
+    impl Dataset for Borrowed<'_> {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn get(&self, index: usize) -> Result<Sample> {
+            self.0.get(index)
+        }
+    }
+    match d.as_rust() {
+        Some(r) => Box::new(Borrowed(r)),
+        None => Box::new(ProxyDataset {
+            which,
+            length: d.len(),
+            tx: tx.clone(),
+        }),
+    }
+}
+
+/// Serves one request on the calling thread.
+/// The C callbacks of a session, as the serving thread needs them.
+struct SessionCallbacks<'a> {
+    output_names: &'a [String],
+    progress: Option<(ProgressCb, *mut c_void)>,
+    log: Option<(LogCb, *mut c_void, LogLevel)>,
+}
+
+fn serve(
+    req: Request,
+    s: &SessionCallbacks<'_>,
+    calib: &ovpot_dataset_t,
+    eval: Option<&ovpot_dataset_t>,
+    metric: &mut Option<&mut super::metric::CallbackMetric>,
+) {
+    match req {
+        Request::Item {
+            which,
+            index,
+            reply,
+        } => {
+            let d = match which {
+                Which::Calibration => Some(calib),
+                Which::Evaluation => eval,
+            };
+            let r = d.map_or_else(
+                || Err(Error::internal("no evaluation dataset")),
+                |d| d.get(index),
+            );
+            let _ = reply.send(r);
+        }
+        Request::Update {
+            index,
+            outputs,
+            reply,
+        } => {
+            let r = match metric.as_mut() {
+                Some(m) => m.update(index, &s.output_names, &outputs),
+                None => Err(Error::internal("no callback metric")),
+            };
+            let _ = reply.send(r);
+        }
+        Request::Value { reply } => {
+            let r = match metric.as_mut() {
+                Some(m) => m.value(),
+                None => Err(Error::internal("no callback metric")),
+            };
+            let _ = reply.send(r);
+        }
+        Request::Reset => {
+            if let Some(m) = metric.as_mut() {
+                m.reset();
+            }
+        }
+        Request::Progress {
+            stage,
+            done,
+            total,
+            reply,
+        } => {
+            let go_on = match s.progress {
+                Some((cb, ud)) => cb(ud, stage.into(), done, total) == 0,
+                None => true,
+            };
+            let _ = reply.send(go_on);
+        }
+        Request::Log { level, message } => {
+            if let Some((cb, ud, _)) = s.log {
+                let c = c_string(message);
+                cb(ud, level.into(), c.as_ptr());
+            }
+        }
+    }
+}
+
+/// Runs `job` on a helper thread while this thread serves callback requests.
+fn run_with_callbacks(
+    s: &mut ovpot_session_t,
+    calib: &ovpot_dataset_t,
+    eval: Option<&ovpot_dataset_t>,
+    metric: Option<&mut ovpot_metric_t>,
+) -> Result<Outcome> {
+    let (tx, rx): (Sender<Request>, Receiver<Request>) = channel();
+    let (mut rust_metric, mut c_metric) = match metric {
+        Some(m) => match &mut m.kind {
+            MetricKind::Rust(r) => (Some(r.as_mut()), None),
+            MetricKind::Callback(c) => (None, Some(c)),
+        },
+        None => (None, None),
+    };
+    let calib_run = run_dataset(calib, Which::Calibration, &tx);
+    let eval_run = eval.map(|e| run_dataset(e, Which::Evaluation, &tx));
+    let mut proxy_metric = c_metric.as_ref().map(|c| ProxyMetric {
+        higher_is_better: c.higher_is_better,
+        tx: tx.clone(),
+    });
+    let want_progress = s.progress.is_some();
+    let log_level = s.log.as_ref().map(|l| l.2);
+    let accuracy_aware = eval.is_some();
+
+    let ovpot_session_t {
+        session,
+        output_names,
+        progress,
+        log,
+        ..
+    } = s;
+    let callbacks = SessionCallbacks {
+        output_names,
+        progress: *progress,
+        log: *log,
+    };
+    let progress_tx = tx.clone();
+    let log_tx = tx.clone();
+    drop(tx);
+    if want_progress {
+        session.hooks.progress = Some(Box::new(move |stage, done, total| {
+            ask(&progress_tx, |reply| Request::Progress {
+                stage,
+                done,
+                total,
+                reply,
+            })
+            .unwrap_or(false)
+        }));
+    }
+    if let Some(level) = log_level {
+        session.hooks.log_level = Some(level);
+        session.hooks.log = Some(Box::new(move |level, message: &str| {
+            let _ = log_tx.send(Request::Log {
+                level,
+                message: message.to_string(),
+            });
+        }));
+    }
+
+    let result = std::thread::scope(|scope| {
+        // The receiver lives in this closure so that a panic here drops it (unblocking the run
+        // thread) before the scope joins.
+        let rx = rx;
+        let session_ref: &mut Session = session;
+        let job = move || {
+            let r = match (eval_run, accuracy_aware) {
+                (Some(eval), true) => {
+                    let metric: &mut dyn Metric = match (rust_metric.take(), proxy_metric.as_mut())
+                    {
+                        (Some(m), _) => m,
+                        (None, Some(p)) => p,
+                        (None, None) => return Err(Error::internal("no metric")),
+                    };
+                    session_ref.quantize_with_accuracy_control(
+                        calib_run.as_ref(),
+                        eval.as_ref(),
+                        metric,
+                    )
+                }
+                _ => session_ref.quantize(calib_run.as_ref()),
+            };
+            // Drops the hooks' senders so the serving loop sees the end.
+            session_ref.hooks.progress = None;
+            session_ref.hooks.log = None;
+            r
+        };
+        let handle = match std::thread::Builder::new()
+            .name("ovpot-session".into())
+            .stack_size(16 << 20)
+            .spawn_scoped(scope, job)
+        {
+            Ok(h) => h,
+            Err(e) => {
+                return Err(Error::internal(format!(
+                    "cannot start the session thread: {e}"
+                )))
+            }
+        };
+        loop {
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(req) => serve(req, &callbacks, calib, eval, &mut c_metric),
+                Err(RecvTimeoutError::Timeout) if handle.is_finished() => break,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        // Messages sent just before the end (logs).
+        while let Ok(req) = rx.try_recv() {
+            serve(req, &callbacks, calib, eval, &mut c_metric);
+        }
+        match handle.join() {
+            Ok(r) => r,
+            Err(p) => Err(Error::internal(format!(
+                "panic in the session: {}",
+                panic_message(&*p)
+            ))),
+        }
+    });
+    // Hooks left behind by a panicking run must not keep their senders.
+    session.hooks = Default::default();
+    result
+}
+
+fn finish(s: &mut ovpot_session_t, r: Result<Outcome>, out: &mut *mut ovpot_model_t) -> Result<()> {
+    s.report = None;
+    let outcome = r?;
+    let json = serde_json::to_string_pretty(&outcome.report)
+        .map_err(|e| Error::internal(format!("report to JSON: {e}")))?;
+    s.report = Some(c_string(json));
+    *out = into_handle(ovpot_model_t::new(outcome.model));
+    if !outcome.accuracy_reached {
+        let detail = outcome
+            .report
+            .accuracy
+            .as_ref()
+            .map(|a| format!("drop {:.6} > maximal drop {:.6}", a.drop, a.maximal_drop))
+            .unwrap_or_else(|| "the metric drop exceeds the maximal drop".to_string());
+        return Err(Error::AccuracyNotReached(format!(
+            "{detail}; the best model found is returned"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs DefaultQuantization on `calibration` and returns the quantized model in `*quantized`
+/// (free with `ovpot_model_free`). Callbacks of the session and the dataset are called on this
+/// thread, never concurrently. The report is then available from `ovpot_session_report_json`.
+#[no_mangle]
+pub extern "C" fn ovpot_session_run(
+    session: *mut ovpot_session_t,
+    calibration: *const ovpot_dataset_t,
+    quantized: *mut *mut ovpot_model_t,
+) -> ovpot_status_e {
+    ffi_call("ovpot_session_run", || {
+        let out = out_ptr(quantized, "quantized", std::ptr::null_mut())?;
+        let s = try_mut(session, "session")?;
+        let calib = try_ref(calibration, "calibration")?;
+        let r = run_with_callbacks(s, calib, None, None);
+        finish(s, r, out)
+    })
+}
+
+/// Runs AccuracyAwareQuantization: default quantization on `calibration`, then layers are
+/// reverted to floating point until `metric` on `evaluation` is within the maximal drop of the
+/// FP32 model. Returns OVPOT_ACCURACY_NOT_REACHED with the best model found in `*quantized`
+/// (still to be freed) when the drop could not be met.
+#[no_mangle]
+pub extern "C" fn ovpot_session_run_accuracy_aware(
+    session: *mut ovpot_session_t,
+    calibration: *const ovpot_dataset_t,
+    evaluation: *const ovpot_dataset_t,
+    metric: *mut ovpot_metric_t,
+    quantized: *mut *mut ovpot_model_t,
+) -> ovpot_status_e {
+    ffi_call("ovpot_session_run_accuracy_aware", || {
+        let out = out_ptr(quantized, "quantized", std::ptr::null_mut())?;
+        let s = try_mut(session, "session")?;
+        let calib = try_ref(calibration, "calibration")?;
+        let eval = try_ref(evaluation, "evaluation")?;
+        let metric = try_mut(metric, "metric")?;
+        let r = run_with_callbacks(s, calib, Some(eval), Some(metric));
+        finish(s, r, out)
+    })
+}
+
+/// The report of the last successful run as JSON (FakeQuantize ranges, quantized and ignored
+/// layers, timings, accuracy). Valid until the next run or free of `session`; INVALID_ARGUMENT
+/// before any run succeeded.
+#[no_mangle]
+pub extern "C" fn ovpot_session_report_json(
+    session: *const ovpot_session_t,
+    json: *mut *const c_char,
+) -> ovpot_status_e {
+    ffi_call("ovpot_session_report_json", || {
+        let out = out_ptr(json, "json", std::ptr::null())?;
+        let s = try_ref(session, "session")?;
+        let r = s
+            .report
+            .as_ref()
+            .ok_or_else(|| Error::invalid("no run of this session has finished yet"))?;
+        *out = r.as_ptr();
+        Ok(())
+    })
+}
+
+/// Evaluates `metric` for `model` on every sample of `dataset` with the built-in engine (reset,
+/// update per sample, value), on the calling thread.
+#[no_mangle]
+pub extern "C" fn ovpot_metric_evaluate(
+    metric: *mut ovpot_metric_t,
+    model: *const ovpot_model_t,
+    dataset: *const ovpot_dataset_t,
+    value: *mut f64,
+) -> ovpot_status_e {
+    ffi_call("ovpot_metric_evaluate", || {
+        let out = out_ptr(value, "value", f64::NAN)?;
+        let metric = try_mut(metric, "metric")?;
+        let m = try_ref(model, "model")?;
+        let d = try_ref(dataset, "dataset")?;
+        let plan = m.model.plan()?;
+        let names = m.output_names();
+        match &mut metric.kind {
+            MetricKind::Rust(r) => {
+                r.reset();
+                for i in 0..d.len() {
+                    let outputs = plan.run(&d.get(i)?).map_err(|e| sample_error(i, e))?;
+                    r.update(i, &outputs)?;
+                }
+                *out = r.value()?;
+            }
+            MetricKind::Callback(c) => {
+                c.reset();
+                for i in 0..d.len() {
+                    let outputs = plan.run(&d.get(i)?).map_err(|e| sample_error(i, e))?;
+                    c.update(i, &names, &outputs)?;
+                }
+                *out = c.value()?;
+            }
+        }
+        Ok(())
+    })
+}
+
+fn sample_error(index: usize, e: Error) -> Error {
+    let msg = format!("sample {index}: {e}");
+    match e {
+        Error::Mismatch(_) => Error::mismatch(msg),
+        Error::InvalidArgument(_) => Error::invalid(msg),
+        Error::Unsupported(_) => Error::unsupported(msg),
+        other => other,
+    }
+}
+
+/// Frees a session. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn ovpot_session_free(session: *mut ovpot_session_t) {
+    ffi_free(|| free_handle(session))
+}
