@@ -1,1 +1,710 @@
-//! Datasets from files: folders of `.npy`, images. (Being built.)
+//! Datasets from files: folders of `.npy` arrays and folders of images.
+//!
+//! Both check every sample against the model's inputs (element type and shape) and fail with a
+//! message naming the input, the expected and the found shape/type, and the file.
+
+use crate::api::{Dataset, PortDesc, Sample};
+use crate::error::{Error, Result};
+use crate::graph::{Dim, PartialShape};
+use crate::tensor::{ElementType, Tensor};
+use ndarray::{ArrayD, Axis, IxDyn, Slice};
+use std::path::{Path, PathBuf};
+
+/// Lists the files of `dir` whose extension (lower-cased) is one of `exts`, in natural order
+/// (`2.npy` before `10.npy`).
+fn files_with_ext(dir: &Path, exts: &[&str]) -> Result<Vec<PathBuf>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut v = Vec::new();
+    for entry in rd {
+        let p = entry.map_err(|e| Error::io(dir, e))?.path();
+        let ext = p
+            .extension()
+            .map(|x| x.to_string_lossy().to_ascii_lowercase());
+        if p.is_file() && ext.is_some_and(|x| exts.contains(&x.as_str())) {
+            v.push(p);
+        }
+    }
+    v.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+    Ok(v)
+}
+
+/// Sort key splitting a file name into text and number runs, so numbers compare by value.
+fn natural_key(p: &Path) -> Vec<(String, u128)> {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut key = Vec::new();
+    let mut text = String::new();
+    let mut digits = String::new();
+    for ch in name.chars() {
+        if ch.is_ascii_digit() {
+            digits.push(ch);
+        } else {
+            if !digits.is_empty() {
+                key.push((
+                    std::mem::take(&mut text),
+                    digits.parse().unwrap_or(u128::MAX),
+                ));
+                digits.clear();
+            }
+            text.push(ch);
+        }
+    }
+    key.push((
+        text,
+        if digits.is_empty() {
+            0
+        } else {
+            digits.parse().unwrap_or(u128::MAX)
+        },
+    ));
+    key
+}
+
+/// The file stem a model input is looked up by: its name, and the name with characters that
+/// cannot appear in file names (`/`, `\`, `:`) replaced by `_`.
+fn stem_candidates(input: &str) -> Vec<String> {
+    let safe: String = input
+        .chars()
+        .map(|c| {
+            if matches!(c, '/' | '\\' | ':') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if safe == input {
+        vec![input.to_string()]
+    } else {
+        vec![input.to_string(), safe]
+    }
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Checks one sample tensor against a model input.
+pub fn check_input(input: &PortDesc, t: &Tensor, origin: &str) -> Result<()> {
+    if input.element_type != ElementType::Dynamic && t.element_type() != input.element_type {
+        return Err(Error::mismatch(format!(
+            "input '{}': expected element type {}, found {} in {origin}",
+            input.name,
+            input.element_type,
+            t.element_type()
+        )));
+    }
+    if !input.shape.accepts(t.shape()) {
+        return Err(Error::mismatch(format!(
+            "input '{}': expected shape {}, found {:?} in {origin}",
+            input.name,
+            input.shape,
+            t.shape()
+        )));
+    }
+    Ok(())
+}
+
+/// Rows `i..i+1` of axis 0 (the sample keeps a batch dim of 1).
+fn row(t: &Tensor, i: usize) -> Tensor {
+    crate::map_tensor!(t, a => a.slice_axis(Axis(0), Slice::from(i..i + 1)).to_owned())
+}
+
+/// Adds a leading batch dim of 1.
+fn with_batch(t: &Tensor) -> Result<Tensor> {
+    let mut shape = vec![1];
+    shape.extend_from_slice(t.shape());
+    t.reshaped(&shape)
+}
+
+/// How a `.npy` array relates to one model input.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum NpyForm {
+    /// Axis 0 enumerates samples; each row is one sample with batch 1.
+    Stacked,
+    /// The whole array is one sample without its batch dim.
+    OneSample,
+}
+
+fn npy_form(input: &PortDesc, t: &Tensor, origin: &str) -> Result<NpyForm> {
+    let shape = t.shape();
+    let type_ok =
+        input.element_type == ElementType::Dynamic || t.element_type() == input.element_type;
+    if !type_ok {
+        return Err(Error::mismatch(format!(
+            "input '{}': expected element type {}, found {} in {origin}",
+            input.name,
+            input.element_type,
+            t.element_type()
+        )));
+    }
+    if !shape.is_empty() {
+        let mut row_shape = vec![1];
+        row_shape.extend_from_slice(&shape[1..]);
+        if input.shape.accepts(&row_shape) {
+            return Ok(NpyForm::Stacked);
+        }
+    }
+    let mut one = vec![1];
+    one.extend_from_slice(shape);
+    if input.shape.accepts(&one) {
+        return Ok(NpyForm::OneSample);
+    }
+    Err(Error::mismatch(format!(
+        "input '{}': expected shape {} (samples stacked on axis 0, batch 1 each), found {:?} in {origin}",
+        input.name, input.shape, shape
+    )))
+}
+
+enum NpySource {
+    /// One array per model input (model order), samples on axis 0.
+    Stacked(Vec<(Tensor, NpyForm)>),
+    /// One file per sample for a single-input model, read on demand.
+    PerSample(Vec<PathBuf>),
+}
+
+/// Samples from `.npy` files:
+/// - a folder with `<input name>.npy` for every model input, samples stacked on axis 0 (the layout
+///   of the fixtures' `calib/` folders);
+/// - for a single-input model: a folder with one `.npy` per sample (natural file-name order), or a
+///   single `.npy` file (or a folder holding just one) with the samples stacked on axis 0.
+///
+/// Arrays may also hold one sample without its batch dim.
+pub struct NpyFolderDataset {
+    inputs: Vec<PortDesc>,
+    source: NpySource,
+    available: usize,
+    limit: Option<usize>,
+    origin: PathBuf,
+}
+
+impl std::fmt::Debug for NpyFolderDataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "NpyFolderDataset({}, {} samples)",
+            self.origin.display(),
+            self.len()
+        )
+    }
+}
+
+impl NpyFolderDataset {
+    /// Opens `path` (a folder or one `.npy` file) for a model with `inputs`.
+    pub fn open(path: &Path, inputs: &[PortDesc]) -> Result<Self> {
+        if inputs.is_empty() {
+            return Err(Error::invalid("the model has no inputs"));
+        }
+        if path.is_file() {
+            let [input] = inputs else {
+                return Err(Error::invalid(format!(
+                    "{} is one file but the model has {} inputs; pass a folder with one <input>.npy each",
+                    path.display(),
+                    inputs.len()
+                )));
+            };
+            return Self::stacked(path, vec![(input.clone(), path.to_path_buf())], inputs);
+        }
+        let files = files_with_ext(path, &["npy"])?;
+        if files.is_empty() {
+            return Err(Error::invalid(format!(
+                "no .npy files in {}",
+                path.display()
+            )));
+        }
+        let mut named = Vec::new();
+        let mut missing = Vec::new();
+        for input in inputs {
+            let cands = stem_candidates(&input.name);
+            match files.iter().find(|f| cands.contains(&stem(f))) {
+                Some(f) => named.push((input.clone(), f.clone())),
+                None => missing.push(input.name.clone()),
+            }
+        }
+        if missing.is_empty() {
+            return Self::stacked(path, named, inputs);
+        }
+        if let [input] = inputs {
+            if let [only] = files.as_slice() {
+                return Self::stacked(path, vec![(input.clone(), only.clone())], inputs);
+            }
+            // One file per sample: check the first now so a wrong folder fails early.
+            let first = crate::npy::read_npy(&files[0])?;
+            Self::per_sample_tensor(input, first, &files[0])?;
+            return Ok(NpyFolderDataset {
+                inputs: inputs.to_vec(),
+                available: files.len(),
+                source: NpySource::PerSample(files),
+                limit: None,
+                origin: path.to_path_buf(),
+            });
+        }
+        let found: Vec<String> = files.iter().map(|f| stem(f)).collect();
+        Err(Error::invalid(format!(
+            "{} has no .npy for input(s) '{}' (expected one <input name>.npy per input; found {:?})",
+            path.display(),
+            missing.join("', '"),
+            found
+        )))
+    }
+
+    fn stacked(
+        origin: &Path,
+        named: Vec<(PortDesc, PathBuf)>,
+        inputs: &[PortDesc],
+    ) -> Result<Self> {
+        let mut arrays = Vec::with_capacity(named.len());
+        let mut count: Option<(usize, String)> = None;
+        for (input, file) in &named {
+            let t = crate::npy::read_npy(file)?;
+            let shown = file.display().to_string();
+            let form = npy_form(input, &t, &shown)?;
+            let n = match form {
+                NpyForm::Stacked => t.shape()[0],
+                NpyForm::OneSample => 1,
+            };
+            if let Some((m, other)) = &count {
+                if *m != n {
+                    return Err(Error::mismatch(format!(
+                        "input '{}': {shown} holds {n} samples but {other} holds {m}",
+                        input.name
+                    )));
+                }
+            } else {
+                count = Some((n, shown));
+            }
+            arrays.push((t, form));
+        }
+        Ok(NpyFolderDataset {
+            inputs: inputs.to_vec(),
+            available: count.map(|c| c.0).unwrap_or(0),
+            source: NpySource::Stacked(arrays),
+            limit: None,
+            origin: origin.to_path_buf(),
+        })
+    }
+
+    fn per_sample_tensor(input: &PortDesc, t: Tensor, file: &Path) -> Result<Tensor> {
+        let shown = file.display().to_string();
+        if input.shape.accepts(t.shape()) {
+            check_input(input, &t, &shown)?;
+            return Ok(t);
+        }
+        let t = with_batch(&t)?;
+        check_input(input, &t, &shown)?;
+        Ok(t)
+    }
+
+    /// Keeps at most `n` samples (the first ones).
+    pub fn with_limit(mut self, n: Option<usize>) -> Self {
+        self.limit = n;
+        self
+    }
+
+    /// Samples in the files, before any limit.
+    pub fn available(&self) -> usize {
+        self.available
+    }
+}
+
+impl Dataset for NpyFolderDataset {
+    fn len(&self) -> usize {
+        self.limit.map_or(self.available, |l| l.min(self.available))
+    }
+
+    fn get(&self, index: usize) -> Result<Sample> {
+        if index >= self.len() {
+            return Err(Error::invalid(format!(
+                "sample {index} out of range ({} has {})",
+                self.origin.display(),
+                self.len()
+            )));
+        }
+        match &self.source {
+            NpySource::Stacked(arrays) => arrays
+                .iter()
+                .zip(&self.inputs)
+                .map(|((t, form), input)| {
+                    let s = match form {
+                        NpyForm::Stacked => row(t, index),
+                        NpyForm::OneSample => with_batch(t)?,
+                    };
+                    Ok((input.name.clone(), s))
+                })
+                .collect(),
+            NpySource::PerSample(files) => {
+                let file = &files[index];
+                let t = crate::npy::read_npy(file)?;
+                let t = Self::per_sample_tensor(&self.inputs[0], t, file)?;
+                Ok(vec![(self.inputs[0].name.clone(), t)])
+            }
+        }
+    }
+}
+
+/// Where the channel dim of an image input is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum Layout {
+    NCHW,
+    NHWC,
+}
+
+impl std::str::FromStr for Layout {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Layout> {
+        match s
+            .to_ascii_uppercase()
+            .trim_matches(|c| c == '[' || c == ']')
+        {
+            "NCHW" => Ok(Layout::NCHW),
+            "NHWC" => Ok(Layout::NHWC),
+            other => Err(Error::invalid(format!(
+                "layout '{other}': expected NCHW or NHWC"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Layout::NCHW => "NCHW",
+            Layout::NHWC => "NHWC",
+        })
+    }
+}
+
+/// How images become input tensors. `mean`/`scale` follow OpenVINO's model conversion options
+/// (`--mean_values`, `--scale_values`): value = (pixel − mean) / scale, one number for every
+/// channel or one per channel in the model's channel order.
+#[derive(Clone, Debug, Default)]
+pub struct ImageOptions {
+    /// Overrides the layout guessed from the input shape.
+    pub layout: Option<Layout>,
+    pub mean: Vec<f32>,
+    pub scale: Vec<f32>,
+    /// Feed BGR instead of RGB (like `--reverse_input_channels` for models trained on BGR).
+    pub bgr: bool,
+}
+
+/// Images (PNG, JPEG) of a folder in natural file-name order, one sample each, resized
+/// (bilinear) to the model input's height and width.
+#[derive(Debug)]
+pub struct ImageFolderDataset {
+    files: Vec<PathBuf>,
+    input: PortDesc,
+    layout: Layout,
+    channels: usize,
+    /// Target height and width; `None` keeps the image's own size (dynamic dims).
+    height: Option<usize>,
+    width: Option<usize>,
+    mean: Vec<f32>,
+    scale: Vec<f32>,
+    bgr: bool,
+    limit: Option<usize>,
+}
+
+/// File extensions read as images.
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg"];
+
+fn static_dim(d: &Dim) -> Option<usize> {
+    d.as_static()
+}
+
+/// Guesses NCHW or NHWC from a rank-4 shape: the side whose dim is 1, 3 or 4 holds channels.
+fn guess_layout(shape: &PartialShape) -> Option<Layout> {
+    let dims = shape.dims()?;
+    let is_c = |d: &Dim| matches!(d.as_static(), Some(1 | 3 | 4));
+    match (is_c(&dims[1]), is_c(&dims[3])) {
+        (true, _) => Some(Layout::NCHW),
+        (false, true) => Some(Layout::NHWC),
+        _ => None,
+    }
+}
+
+fn per_channel(values: &[f32], channels: usize, what: &str, input: &str) -> Result<Vec<f32>> {
+    match values.len() {
+        0 => Ok(vec![]),
+        1 => Ok(vec![values[0]; channels]),
+        n if n == channels => Ok(values.to_vec()),
+        n => Err(Error::invalid(format!(
+            "input '{input}': {what} has {n} values but the input has {channels} channels (give 1 or {channels})"
+        ))),
+    }
+}
+
+impl ImageFolderDataset {
+    /// Opens a folder of images for a single-input model.
+    pub fn open(dir: &Path, inputs: &[PortDesc], opts: &ImageOptions) -> Result<Self> {
+        let [input] = inputs else {
+            return Err(Error::invalid(format!(
+                "image folders feed single-input models; this model has {} inputs",
+                inputs.len()
+            )));
+        };
+        let files = files_with_ext(dir, IMAGE_EXTENSIONS)?;
+        if files.is_empty() {
+            return Err(Error::invalid(format!(
+                "no PNG or JPEG images in {}",
+                dir.display()
+            )));
+        }
+        let dims = input.shape.dims().filter(|d| d.len() == 4).ok_or_else(|| {
+            Error::mismatch(format!(
+                "input '{}': images need a rank-4 input (NCHW or NHWC), the model has {}",
+                input.name, input.shape
+            ))
+        })?;
+        if let Some(b) = static_dim(&dims[0]) {
+            if b != 1 {
+                return Err(Error::mismatch(format!(
+                    "input '{}': expected batch 1 for one image per sample, the model has {}",
+                    input.name, input.shape
+                )));
+            }
+        }
+        let layout = match opts.layout.or_else(|| guess_layout(&input.shape)) {
+            Some(l) => l,
+            None => {
+                return Err(Error::invalid(format!(
+                    "input '{}' with shape {}: cannot tell NCHW from NHWC; pass --layout",
+                    input.name, input.shape
+                )))
+            }
+        };
+        let (c, h, w) = match layout {
+            Layout::NCHW => (&dims[1], &dims[2], &dims[3]),
+            Layout::NHWC => (&dims[3], &dims[1], &dims[2]),
+        };
+        let channels = static_dim(c).unwrap_or(3);
+        if !matches!(channels, 1 | 3 | 4) {
+            return Err(Error::mismatch(format!(
+                "input '{}': layout {layout} puts {channels} channels in shape {}; images have 1, 3 or 4",
+                input.name, input.shape
+            )));
+        }
+        let is_float = input.element_type.is_float() || input.element_type == ElementType::Dynamic;
+        if !is_float && input.element_type != ElementType::U8 {
+            return Err(Error::mismatch(format!(
+                "input '{}': images feed u8 or floating-point inputs, the model wants {}",
+                input.name, input.element_type
+            )));
+        }
+        if !is_float && (!opts.mean.is_empty() || !opts.scale.is_empty()) {
+            return Err(Error::invalid(format!(
+                "input '{}' is u8: mean/scale apply only to floating-point inputs (the model normalises itself)",
+                input.name
+            )));
+        }
+        let mean = per_channel(&opts.mean, channels, "mean", &input.name)?;
+        let scale = per_channel(&opts.scale, channels, "scale", &input.name)?;
+        if let Some(bad) = scale.iter().find(|s| **s == 0.0 || !s.is_finite()) {
+            return Err(Error::invalid(format!(
+                "input '{}': scale {bad} is not usable",
+                input.name
+            )));
+        }
+        Ok(ImageFolderDataset {
+            files,
+            input: input.clone(),
+            layout,
+            channels,
+            height: static_dim(h),
+            width: static_dim(w),
+            mean,
+            scale,
+            bgr: opts.bgr,
+            limit: None,
+        })
+    }
+
+    /// Keeps at most `n` images (the first ones).
+    pub fn with_limit(mut self, n: Option<usize>) -> Self {
+        self.limit = n;
+        self
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Decodes, resizes and lays out image `index` as HWC bytes of `channels` channels.
+    fn pixels(&self, index: usize) -> Result<(usize, usize, Vec<u8>)> {
+        let file = &self.files[index];
+        let img = image::ImageReader::open(file)
+            .map_err(|e| Error::io(file, e))?
+            .with_guessed_format()
+            .map_err(|e| Error::io(file, e))?
+            .decode()
+            .map_err(|e| Error::parse(file.display().to_string(), e.to_string()))?;
+        let h = self.height.unwrap_or(img.height() as usize);
+        let w = self.width.unwrap_or(img.width() as usize);
+        let img = if (img.height() as usize, img.width() as usize) != (h, w) {
+            img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle)
+        } else {
+            img
+        };
+        let mut bytes = match self.channels {
+            1 => img.to_luma8().into_raw(),
+            3 => img.to_rgb8().into_raw(),
+            _ => img.to_rgba8().into_raw(),
+        };
+        if self.bgr && self.channels >= 3 {
+            for px in bytes.chunks_exact_mut(self.channels) {
+                px.swap(0, 2);
+            }
+        }
+        Ok((h, w, bytes))
+    }
+}
+
+impl Dataset for ImageFolderDataset {
+    fn len(&self) -> usize {
+        self.limit
+            .map_or(self.files.len(), |l| l.min(self.files.len()))
+    }
+
+    fn get(&self, index: usize) -> Result<Sample> {
+        if index >= self.len() {
+            return Err(Error::invalid(format!(
+                "image {index} out of range ({} images)",
+                self.len()
+            )));
+        }
+        let (h, w, hwc) = self.pixels(index)?;
+        let c = self.channels;
+        let hwc_arr = ArrayD::from_shape_vec(IxDyn(&[1, h, w, c]), hwc)
+            .map_err(|e| Error::internal(format!("image {}: {e}", self.files[index].display())))?;
+        let laid = match self.layout {
+            Layout::NHWC => hwc_arr,
+            Layout::NCHW => hwc_arr
+                .permuted_axes(IxDyn(&[0, 3, 1, 2]))
+                .as_standard_layout()
+                .to_owned(),
+        };
+        let t = if self.input.element_type == ElementType::U8 {
+            Tensor::U8(laid)
+        } else {
+            let caxis = match self.layout {
+                Layout::NCHW => 1,
+                Layout::NHWC => 3,
+            };
+            let mut f = laid.mapv(|x| x as f32);
+            if !self.mean.is_empty() || !self.scale.is_empty() {
+                for (ch, mut lane) in f.axis_iter_mut(Axis(caxis)).enumerate() {
+                    let m = self.mean.get(ch).copied().unwrap_or(0.0);
+                    let s = self.scale.get(ch).copied().unwrap_or(1.0);
+                    lane.mapv_inplace(|x| (x - m) / s);
+                }
+            }
+            let t = Tensor::F32(f);
+            match self.input.element_type {
+                ElementType::F32 | ElementType::Dynamic => t,
+                et => t.convert(et)?,
+            }
+        };
+        check_input(&self.input, &t, &self.files[index].display().to_string())?;
+        Ok(vec![(self.input.name.clone(), t)])
+    }
+}
+
+/// Options for [`open_dataset`].
+#[derive(Clone, Debug, Default)]
+pub struct DataOptions {
+    /// At most this many samples.
+    pub limit: Option<usize>,
+    pub image: ImageOptions,
+}
+
+/// Opens `path` as an `.npy` dataset (a `.npy` file, or a folder holding `.npy` files) or else an
+/// image folder.
+pub fn open_dataset(
+    path: &Path,
+    inputs: &[PortDesc],
+    opts: &DataOptions,
+) -> Result<Box<dyn Dataset>> {
+    if !path.exists() {
+        return Err(Error::invalid(format!(
+            "data path {} does not exist",
+            path.display()
+        )));
+    }
+    if path.is_file() || !files_with_ext(path, &["npy"])?.is_empty() {
+        return Ok(Box::new(
+            NpyFolderDataset::open(path, inputs)?.with_limit(opts.limit),
+        ));
+    }
+    if !files_with_ext(path, IMAGE_EXTENSIONS)?.is_empty() {
+        return Ok(Box::new(
+            ImageFolderDataset::open(path, inputs, &opts.image)?.with_limit(opts.limit),
+        ));
+    }
+    Err(Error::invalid(format!(
+        "{} holds neither .npy files nor PNG/JPEG images",
+        path.display()
+    )))
+}
+
+/// Reads integer class labels from a `.npy` (shape [N] or [N,1]; integer, or float with whole
+/// values).
+pub fn read_labels(path: &Path) -> Result<Vec<i64>> {
+    let t = crate::npy::read_npy(path)?;
+    let shown = path.display().to_string();
+    let n = t.shape().first().copied().unwrap_or(0);
+    if t.rank() == 0 || t.len() != n {
+        return Err(Error::mismatch(format!(
+            "labels {shown}: expected shape [N] or [N,1], found {:?}",
+            t.shape()
+        )));
+    }
+    if t.element_type().is_float() {
+        let v = t.to_f64_vec();
+        if let Some((i, x)) = v
+            .iter()
+            .enumerate()
+            .find(|(_, x)| x.fract() != 0.0 || !x.is_finite())
+        {
+            return Err(Error::mismatch(format!(
+                "labels {shown}: label {i} is {x}, not a class index"
+            )));
+        }
+        return Ok(v.into_iter().map(|x| x as i64).collect());
+    }
+    Ok(t.to_i64_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natural_order() {
+        let mut v: Vec<PathBuf> = ["s10.npy", "s2.npy", "s1.npy"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        v.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+        assert_eq!(
+            v,
+            ["s1.npy", "s2.npy", "s10.npy"]
+                .iter()
+                .map(PathBuf::from)
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn layout_guess_and_parse() {
+        let s = |d: &[usize]| PartialShape::from_static(d);
+        assert_eq!(guess_layout(&s(&[1, 3, 24, 24])), Some(Layout::NCHW));
+        assert_eq!(guess_layout(&s(&[1, 48, 192, 3])), Some(Layout::NHWC));
+        assert_eq!(guess_layout(&s(&[1, 5, 7, 9])), None);
+        assert_eq!("nhwc".parse::<Layout>().ok(), Some(Layout::NHWC));
+        assert!("NCDHW".parse::<Layout>().is_err());
+    }
+}

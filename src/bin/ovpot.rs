@@ -1,1 +1,864 @@
-fn main(){}
+//! `ovpot`: the command line door onto the library (quantize, infer, evaluate, info, convert).
+//!
+//! Everything here is argument handling and file I/O; the work happens in `ovpot::Session`,
+//! `ovpot::engine::Plan` and `ovpot::data`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ovpot::api::{LogLevel, Metric, Stage, Top1Accuracy};
+use ovpot::data::{open_dataset, read_labels, DataOptions, ImageOptions, Layout};
+use ovpot::quant::config::{Algorithm, IgnoredOperation, QuantConfig};
+use ovpot::tensor::Tensor;
+use ovpot::{Dataset, Model, Session};
+use rayon::prelude::*;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// An error for the user: printed as one line `error: ...`.
+#[derive(Debug)]
+struct CliError(String);
+
+impl From<ovpot::Error> for CliError {
+    fn from(e: ovpot::Error) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+type CliResult<T> = Result<T, CliError>;
+
+fn fail<T>(msg: impl Into<String>) -> CliResult<T> {
+    Err(CliError(msg.into()))
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ovpot",
+    version,
+    about = "OpenVINO post-training quantization (POT) in Rust"
+)]
+struct Cli {
+    /// Messages shown on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogArg::Info)]
+    log_level: LogArg,
+    /// No progress bars and no info messages.
+    #[arg(long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq, PartialOrd, Ord)]
+enum LogArg {
+    Error,
+    Warning,
+    Info,
+    Debug,
+}
+
+impl LogArg {
+    fn level(self) -> LogLevel {
+        match self {
+            LogArg::Error => LogLevel::Error,
+            LogArg::Warning => LogLevel::Warning,
+            LogArg::Info => LogLevel::Info,
+            LogArg::Debug => LogLevel::Debug,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Quantize an FP32 IR to INT8 (POT's DefaultQuantization or AccuracyAwareQuantization).
+    Quantize(Box<QuantizeArgs>),
+    /// Run the model on every sample and write OUT/out<k>.npy per output.
+    Infer(InferArgs),
+    /// Print the top-1 accuracy of the model on labelled data.
+    Evaluate(EvaluateArgs),
+    /// Show inputs, outputs, the op histogram and ops the engine lacks.
+    Info(InfoArgs),
+    /// Read an IR and write it back (IR v11).
+    Convert(ConvertArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct ModelArgs {
+    /// Model IR (.xml).
+    #[arg(short = 'm', long = "model")]
+    model: Option<PathBuf>,
+    /// Weights (.bin); default: the .xml path with .bin.
+    #[arg(short = 'w', long = "weights")]
+    weights: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct DataArgs {
+    /// Data: a folder with <input>.npy per input (samples on axis 0), one .npy per sample, a
+    /// single .npy, or a folder of PNG/JPEG images.
+    #[arg(long = "data", alias = "data-source")]
+    data: Option<PathBuf>,
+    /// Image input layout (NCHW or NHWC); default: guessed from the input shape.
+    #[arg(long)]
+    layout: Option<String>,
+    /// Image mean, subtracted before dividing by --scale: one value or one per channel ("123.7,116.3,103.5").
+    #[arg(long)]
+    mean: Option<String>,
+    /// Image scale: value = (pixel - mean) / scale; one value or one per channel.
+    #[arg(long)]
+    scale: Option<String>,
+    /// Feed images as BGR instead of RGB.
+    #[arg(long)]
+    bgr: bool,
+    /// Use at most this many samples.
+    #[arg(long)]
+    max_samples: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Method {
+    Default,
+    AccuracyAware,
+}
+
+#[derive(Args, Debug)]
+struct QuantizeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// A POT JSON config (model, engine and compression sections); options given here override it.
+    #[arg(short = 'c', long = "config")]
+    config: Option<PathBuf>,
+    /// Algorithm.
+    #[arg(short = 'q', long = "quantize", value_enum)]
+    method: Option<Method>,
+    /// performance (symmetric) or mixed (asymmetric activations).
+    #[arg(long)]
+    preset: Option<String>,
+    /// ANY, CPU, CPU_SPR, GPU, NPU, GNA.
+    #[arg(long)]
+    target_device: Option<String>,
+    /// Samples used for statistics (stat_subset_size).
+    #[arg(long)]
+    subset_size: Option<usize>,
+    /// transformer: quantize as a transformer (SmoothQuant, no FQ on some ops).
+    #[arg(long)]
+    model_type: Option<String>,
+    /// Layers to keep in floating point: names, `re:<regex>` over names, `type:<OpType>`;
+    /// repeat or separate by commas.
+    #[arg(long, value_delimiter = ',')]
+    ignored_scope: Vec<String>,
+    /// Accuracy-aware: the largest allowed metric drop (absolute unless the config says relative).
+    #[arg(long)]
+    max_drop: Option<f64>,
+    /// Where to write optimized/<name>.xml, .bin and report.json.
+    #[arg(long, default_value = "results")]
+    output_dir: PathBuf,
+    /// Model name for the written files (default: model.model_name in the config, else the xml name).
+    #[arg(short = 'n', long = "name")]
+    name: Option<String>,
+    /// Keep weights in FP32 behind FakeQuantize instead of int8 constants.
+    #[arg(long)]
+    keep_uncompressed_weights: bool,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Evaluation data for accuracy-aware quantization (default: --data).
+    #[arg(long)]
+    eval_data: Option<PathBuf>,
+    /// Class labels (.npy, one int per evaluation sample) for top-1 accuracy.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Which model output the metric reads.
+    #[arg(long)]
+    metric_output: Option<usize>,
+    /// Accepted for POT compatibility; only `simplified` (plain data) is available.
+    #[arg(long, hide = true)]
+    engine: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct InferArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Where out<k>.npy go.
+    #[arg(long, short = 'o')]
+    output_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct EvaluateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Class labels (.npy), one per sample.
+    #[arg(long)]
+    labels: PathBuf,
+    /// Which model output holds the class scores.
+    #[arg(long, default_value_t = 0)]
+    metric_output: usize,
+}
+
+#[derive(Args, Debug)]
+struct InfoArgs {
+    /// Model IR (.xml).
+    #[arg(value_name = "MODEL_XML")]
+    xml: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+#[derive(Args, Debug)]
+struct ConvertArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Output IR (.xml); the weights go next to it as .bin.
+    #[arg(short = 'o', long = "output")]
+    output: PathBuf,
+}
+
+/// Messages to stderr at or above the chosen level.
+#[derive(Clone, Copy)]
+struct Logger {
+    level: LogLevel,
+}
+
+impl Logger {
+    fn log(&self, level: LogLevel, msg: &str) {
+        if level <= self.level {
+            eprintln!("[{}] {msg}", level_name(level));
+        }
+    }
+    fn info(&self, msg: &str) {
+        self.log(LogLevel::Info, msg)
+    }
+    fn warn(&self, msg: &str) {
+        self.log(LogLevel::Warning, msg)
+    }
+}
+
+fn level_name(l: LogLevel) -> &'static str {
+    match l {
+        LogLevel::Error => "error",
+        LogLevel::Warning => "warning",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+    }
+}
+
+/// Whether progress bars are drawn: stderr is a terminal and not --quiet.
+fn bars_visible(quiet: bool) -> bool {
+    !quiet && std::io::stderr().is_terminal()
+}
+
+fn new_bar(visible: bool, total: usize, label: &str) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} {elapsed}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(label.to_string());
+    bar
+}
+
+/// Progress-bar state behind the session's progress hook: one bar per stage.
+struct StageBars {
+    visible: bool,
+    current: Option<(Stage, ProgressBar)>,
+}
+
+impl StageBars {
+    fn update(&mut self, stage: Stage, done: usize, total: usize) -> bool {
+        let same = matches!(&self.current, Some((s, _)) if *s == stage);
+        if !same {
+            if let Some((_, bar)) = self.current.take() {
+                bar.finish();
+            }
+            self.current = Some((stage, new_bar(self.visible, total, stage.name())));
+        }
+        if let Some((_, bar)) = &self.current {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+        true
+    }
+}
+
+impl Drop for StageBars {
+    fn drop(&mut self) {
+        if let Some((_, bar)) = self.current.take() {
+            bar.finish();
+        }
+    }
+}
+
+fn parse_values(s: &str, what: &str) -> CliResult<Vec<f32>> {
+    s.trim_matches(|c| c == '[' || c == ']' || c == '(' || c == ')')
+        .split([',', ' '])
+        .filter(|x| !x.is_empty())
+        .map(|x| {
+            x.parse::<f32>()
+                .map_err(|_| CliError(format!("{what}: '{x}' is not a number")))
+        })
+        .collect()
+}
+
+fn data_options(d: &DataArgs) -> CliResult<DataOptions> {
+    let layout = match &d.layout {
+        Some(l) => Some(l.parse::<Layout>()?),
+        None => None,
+    };
+    let mean = d
+        .mean
+        .as_deref()
+        .map(|s| parse_values(s, "--mean"))
+        .transpose()?
+        .unwrap_or_default();
+    let scale = d
+        .scale
+        .as_deref()
+        .map(|s| parse_values(s, "--scale"))
+        .transpose()?
+        .unwrap_or_default();
+    Ok(DataOptions {
+        limit: d.max_samples,
+        image: ImageOptions {
+            layout,
+            mean,
+            scale,
+            bgr: d.bgr,
+        },
+    })
+}
+
+fn read_model(m: &ModelArgs) -> CliResult<Model> {
+    let Some(xml) = &m.model else {
+        return fail("no model given (-m model.xml)");
+    };
+    Ok(Model::read(xml, m.weights.as_deref())?)
+}
+
+fn open_data(path: Option<&Path>, model: &Model, d: &DataArgs) -> CliResult<Box<dyn Dataset>> {
+    let Some(path) = path else {
+        return fail("no data given (--data DIR)");
+    };
+    let ds = open_dataset(path, &model.inputs(), &data_options(d)?)?;
+    if ds.is_empty() {
+        return fail(format!("{} holds no samples", path.display()));
+    }
+    Ok(ds)
+}
+
+/// Runs the model on every sample in parallel; outputs come back in sample order.
+fn run_all(
+    model: &Model,
+    data: &dyn Dataset,
+    visible: bool,
+    label: &str,
+) -> CliResult<Vec<Vec<Tensor>>> {
+    let plan = model.plan()?;
+    let bar = new_bar(visible, data.len(), label);
+    let outs: ovpot::Result<Vec<Vec<Tensor>>> = (0..data.len())
+        .into_par_iter()
+        .map(|i| {
+            let sample = data
+                .get(i)
+                .map_err(|e| ovpot::Error::invalid(format!("sample {i}: {e}")))?;
+            let out = plan
+                .run(&sample)
+                .map_err(|e| ovpot::Error::invalid(format!("sample {i}: {e}")))?;
+            bar.inc(1);
+            Ok(out)
+        })
+        .collect();
+    bar.finish_and_clear();
+    Ok(outs?)
+}
+
+/// Concatenates per-sample outputs on axis 0 (rank-0 outputs become one row each).
+fn stack(parts: &[&Tensor], what: &str) -> CliResult<Tensor> {
+    let Some(first) = parts.first() else {
+        return fail(format!("{what}: no samples"));
+    };
+    let et = first.element_type();
+    let tail: Vec<usize> = first.shape().iter().skip(1).copied().collect();
+    let mut rows = 0;
+    let mut bytes = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let (r, t) = match p.shape() {
+            [] => (1, &[][..]),
+            s => (s[0], &s[1..]),
+        };
+        if p.element_type() != et || t != tail.as_slice() {
+            return fail(format!(
+                "{what}: sample {i} gives {} {:?}, sample 0 gave {et} {:?}; cannot stack",
+                p.element_type(),
+                p.shape(),
+                first.shape()
+            ));
+        }
+        rows += r;
+        bytes.extend(p.to_bytes(et)?);
+    }
+    let mut shape = vec![rows];
+    shape.extend(tail);
+    Ok(Tensor::from_bytes(et, &shape, &bytes)?)
+}
+
+fn cmd_infer(a: &InferArgs, log: Logger, visible: bool) -> CliResult<()> {
+    let model = read_model(&a.model)?;
+    let data = open_data(a.data.data.as_deref(), &model, &a.data)?;
+    let outs = run_all(&model, data.as_ref(), visible, "infer")?;
+    std::fs::create_dir_all(&a.output_dir).map_err(|e| ovpot::Error::io(&a.output_dir, e))?;
+    let names = model.outputs();
+    for (k, desc) in names.iter().enumerate() {
+        let parts: Vec<&Tensor> = outs.iter().filter_map(|o| o.get(k)).collect();
+        let t = stack(&parts, &format!("output {k} ('{}')", desc.name))?;
+        let path = a.output_dir.join(format!("out{k}.npy"));
+        ovpot::npy::write_npy(&path, &t)?;
+        log.info(&format!(
+            "wrote {} ({} {:?}, output '{}')",
+            path.display(),
+            t.element_type(),
+            t.shape(),
+            desc.name
+        ));
+    }
+    Ok(())
+}
+
+/// Top-1 accuracy of `outs` against `labels`; (accuracy, hits).
+fn top1(outs: &[Vec<Tensor>], labels: &[i64], output: usize) -> CliResult<(f64, usize)> {
+    let mut metric = Top1Accuracy::new(labels.to_vec(), output);
+    metric.reset();
+    for (i, o) in outs.iter().enumerate() {
+        metric.update(i, o)?;
+    }
+    let acc = metric.value()?;
+    let hits = metric
+        .per_sample()
+        .map(|v| v.iter().filter(|x| **x > 0.5).count())
+        .unwrap_or(0);
+    Ok((acc, hits))
+}
+
+fn check_labels(labels: &[i64], samples: usize, path: &Path) -> CliResult<()> {
+    if labels.len() < samples {
+        return fail(format!(
+            "labels {}: {} labels for {samples} samples",
+            path.display(),
+            labels.len()
+        ));
+    }
+    Ok(())
+}
+
+fn check_metric_output(model: &Model, k: usize) -> CliResult<()> {
+    let n = model.outputs().len();
+    if k >= n {
+        return fail(format!(
+            "--metric-output {k}: the model has {n} output(s) (0..{})",
+            n - 1
+        ));
+    }
+    Ok(())
+}
+
+fn cmd_evaluate(a: &EvaluateArgs, visible: bool) -> CliResult<()> {
+    let model = read_model(&a.model)?;
+    check_metric_output(&model, a.metric_output)?;
+    let data = open_data(a.data.data.as_deref(), &model, &a.data)?;
+    let labels = read_labels(&a.labels)?;
+    check_labels(&labels, data.len(), &a.labels)?;
+    let outs = run_all(&model, data.as_ref(), visible, "evaluate")?;
+    let (acc, hits) = top1(&outs, &labels, a.metric_output)?;
+    println!(
+        "top-1 accuracy: {acc:.4} ({hits}/{} samples, output {})",
+        outs.len(),
+        a.metric_output
+    );
+    Ok(())
+}
+
+fn cmd_info(a: &InfoArgs) -> CliResult<()> {
+    let mut m = a.model.clone();
+    if let Some(x) = &a.xml {
+        m.model = Some(x.clone());
+    }
+    let model = read_model(&m)?;
+    let g = model.graph();
+    println!(
+        "model: {} (IR v{}, {} layers)",
+        g.name,
+        g.ir_version,
+        g.nodes.len()
+    );
+    println!("inputs:");
+    for p in model.inputs() {
+        println!("  {}  {} {}", p.name, p.element_type, p.shape);
+    }
+    println!("outputs:");
+    for (k, p) in model.outputs().iter().enumerate() {
+        println!("  {k}: {}  {} {}", p.name, p.element_type, p.shape);
+    }
+    let mut hist: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for n in &g.nodes {
+        *hist
+            .entry((n.op_type.clone(), n.version.clone()))
+            .or_default() += 1;
+    }
+    println!("ops:");
+    for ((t, v), n) in &hist {
+        println!("  {t:<24} {v:<8} {n}");
+    }
+    let missing = ovpot::ops::missing_ops(g);
+    if missing.is_empty() {
+        println!("engine: every op is supported");
+    } else {
+        println!("engine: missing ops:");
+        for ((t, v), layers) in missing {
+            let shown: Vec<&str> = layers.iter().take(3).map(|s| s.as_str()).collect();
+            let more = if layers.len() > 3 {
+                format!(" and {} more", layers.len() - 3)
+            } else {
+                String::new()
+            };
+            println!("  {t} ({v}) used by '{}'{more}", shown.join("', '"));
+        }
+    }
+    Ok(())
+}
+
+fn cmd_convert(a: &ConvertArgs, log: Logger) -> CliResult<()> {
+    let model = read_model(&a.model)?;
+    if let Some(dir) = a.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| ovpot::Error::io(dir, e))?;
+    }
+    model.save(&a.output, None)?;
+    log.info(&format!("wrote {}", a.output.display()));
+    Ok(())
+}
+
+/// Removes `//` and `/* */` comments outside strings (POT's configs carry them).
+fn strip_json_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut in_str = false;
+    while let Some(c) = chars.next() {
+        if in_str {
+            out.push(c);
+            if c == '\\' {
+                if let Some(n) = chars.next() {
+                    out.push(n);
+                }
+            } else if c == '"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match (c, chars.peek()) {
+            ('"', _) => {
+                in_str = true;
+                out.push(c);
+            }
+            ('/', Some('/')) => {
+                for n in chars.by_ref() {
+                    if n == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            ('/', Some('*')) => {
+                chars.next();
+                let mut prev = ' ';
+                for n in chars.by_ref() {
+                    if prev == '*' && n == '/' {
+                        break;
+                    }
+                    if n == '\n' {
+                        out.push('\n');
+                    }
+                    prev = n;
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// What a POT config says besides the algorithm: paths and names.
+#[derive(Default, Debug)]
+struct PotPaths {
+    model: Option<PathBuf>,
+    weights: Option<PathBuf>,
+    name: Option<String>,
+    data: Option<PathBuf>,
+    eval_data: Option<PathBuf>,
+    labels: Option<PathBuf>,
+    metric_output: Option<usize>,
+    accuracy_checker: Option<String>,
+}
+
+/// A path from the config: as given when it exists from the working directory, else relative to
+/// the config's folder.
+fn config_path(base: &Path, s: &str) -> PathBuf {
+    let p = PathBuf::from(s);
+    if p.is_absolute() || p.exists() {
+        return p;
+    }
+    let rel = base.join(&p);
+    if rel.exists() {
+        rel
+    } else {
+        p
+    }
+}
+
+fn read_config(path: &Path) -> CliResult<(QuantConfig, PotPaths)> {
+    let text = std::fs::read_to_string(path).map_err(|e| ovpot::Error::io(path, e))?;
+    let text = strip_json_comments(&text);
+    let shown = path.display().to_string();
+    let cfg =
+        QuantConfig::from_json(&text).map_err(|e| CliError(format!("config {shown}: {e}")))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| CliError(format!("config {shown}: {e}")))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let s = |sec: &str, key: &str| {
+        v.get(sec)
+            .and_then(|x| x.get(key))
+            .and_then(|x| x.as_str())
+            .map(str::to_string)
+    };
+    let p = |sec: &str, key: &str| s(sec, key).map(|x| config_path(base, &x));
+    let paths = PotPaths {
+        model: p("model", "model"),
+        weights: p("model", "weights"),
+        name: s("model", "model_name"),
+        data: p("engine", "data_source"),
+        eval_data: p("engine", "eval_data_source"),
+        labels: p("engine", "labels"),
+        metric_output: v
+            .get("engine")
+            .and_then(|e| e.get("metric_output"))
+            .and_then(|x| x.as_u64())
+            .map(|x| x as usize),
+        accuracy_checker: s("engine", "config"),
+    };
+    if let Some(t) = s("engine", "type") {
+        if t != "simplified" && t != "accuracy_checker" {
+            return fail(format!(
+                "config {shown}: engine.type '{t}' is not supported (use 'simplified')"
+            ));
+        }
+    }
+    Ok((cfg, paths))
+}
+
+/// Parses a config enum from its JSON spelling, naming the option on failure.
+fn enum_value<T: serde::de::DeserializeOwned>(s: &str, option: &str) -> CliResult<T> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| CliError(format!("{option} '{s}' is not a known value")))
+}
+
+fn apply_overrides(cfg: &mut QuantConfig, a: &QuantizeArgs) -> CliResult<()> {
+    if let Some(m) = a.method {
+        cfg.algorithm = match m {
+            Method::Default => Algorithm::Default,
+            Method::AccuracyAware => Algorithm::AccuracyAware,
+        };
+    }
+    if let Some(p) = &a.preset {
+        cfg.preset = enum_value(p, "--preset")?;
+    }
+    if let Some(t) = &a.target_device {
+        cfg.target_device = enum_value(t, "--target-device")?;
+    }
+    if let Some(n) = a.subset_size {
+        cfg.stat_subset_size = n;
+    }
+    if let Some(t) = &a.model_type {
+        cfg.model_type = Some(enum_value(t, "--model-type")?);
+    }
+    for item in a
+        .ignored_scope
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
+        if let Some(re) = item.strip_prefix("re:") {
+            cfg.ignored.patterns.push(re.to_string());
+        } else if let Some(t) = item.strip_prefix("type:") {
+            cfg.ignored.types.push(IgnoredOperation {
+                op_type: t.to_string(),
+                ..Default::default()
+            });
+        } else {
+            cfg.ignored.names.push(item.to_string());
+        }
+    }
+    if let Some(d) = a.max_drop {
+        cfg.accuracy_aware.maximal_drop = d;
+    }
+    if a.keep_uncompressed_weights {
+        cfg.compress_weights = false;
+    }
+    cfg.validate()?;
+    Ok(())
+}
+
+fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliResult<()> {
+    if let Some(e) = a.engine.as_deref().filter(|e| *e != "simplified") {
+        return fail(format!(
+            "--engine {e}: only 'simplified' (plain data folders) is available"
+        ));
+    }
+    let (mut cfg, paths) = match &a.config {
+        Some(c) => read_config(c)?,
+        None => (QuantConfig::default(), PotPaths::default()),
+    };
+    apply_overrides(&mut cfg, a)?;
+    let xml = a.model.model.clone().or(paths.model.clone());
+    let weights = a.model.weights.clone().or(paths.weights.clone());
+    let model = read_model(&ModelArgs {
+        model: xml.clone(),
+        weights,
+    })?;
+    let name = a
+        .name
+        .clone()
+        .or(paths.name.clone())
+        .or_else(|| {
+            xml.as_ref()
+                .and_then(|x| x.file_stem())
+                .map(|s| s.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "model".to_string());
+    let data_path = a.data.data.clone().or(paths.data.clone());
+    let data = open_data(data_path.as_deref(), &model, &a.data)?;
+    log.info(&format!(
+        "quantizing '{name}' ({:?}, preset {:?}, device {:?}) on {} samples",
+        cfg.algorithm,
+        cfg.preset,
+        cfg.target_device,
+        data.len().min(cfg.stat_subset_size)
+    ));
+
+    let mut session = Session::new(&model, cfg.clone())?;
+    let mut bars = StageBars {
+        visible,
+        current: None,
+    };
+    session.hooks.progress = Some(Box::new(move |stage, done, total| {
+        bars.update(stage, done, total)
+    }));
+    session.hooks.log = Some(Box::new(move |level, msg| log.log(level, msg)));
+    session.hooks.log_level = Some(log.level);
+
+    let outcome = match cfg.algorithm {
+        Algorithm::Default => session.quantize(data.as_ref())?,
+        Algorithm::AccuracyAware => {
+            let eval_path = a
+                .eval_data
+                .clone()
+                .or(paths.eval_data.clone())
+                .or(data_path.clone());
+            let Some(labels_path) = a.labels.clone().or(paths.labels.clone()) else {
+                let hint = match &paths.accuracy_checker {
+                    Some(ac) => {
+                        format!(" (the config's accuracy-checker engine '{ac}' is not supported)")
+                    }
+                    None => String::new(),
+                };
+                return fail(format!(
+                    "accuracy-aware quantization needs --labels labels.npy{hint}"
+                ));
+            };
+            let k = a.metric_output.or(paths.metric_output).unwrap_or(0);
+            check_metric_output(&model, k)?;
+            let eval = open_data(eval_path.as_deref(), &model, &a.data)?;
+            let labels = read_labels(&labels_path)?;
+            check_labels(&labels, eval.len(), &labels_path)?;
+            let mut metric = Top1Accuracy::new(labels, k);
+            session.quantize_with_accuracy_control(data.as_ref(), eval.as_ref(), &mut metric)?
+        }
+    };
+    drop(session);
+
+    let opt_dir = a.output_dir.join("optimized");
+    std::fs::create_dir_all(&opt_dir).map_err(|e| ovpot::Error::io(&opt_dir, e))?;
+    let out_xml = opt_dir.join(format!("{name}.xml"));
+    outcome.model.save(&out_xml, None)?;
+    let report_path = a.output_dir.join("report.json");
+    let report = serde_json::to_string_pretty(&outcome.report)
+        .map_err(|e| CliError(format!("report: {e}")))?;
+    std::fs::write(&report_path, report + "\n").map_err(|e| ovpot::Error::io(&report_path, e))?;
+    log.info(&format!(
+        "wrote {} ({} FakeQuantize, {} layers quantized) and {}",
+        out_xml.display(),
+        outcome.report.fake_quantize.len(),
+        outcome.report.quantized_layers.len(),
+        report_path.display()
+    ));
+    if let Some(acc) = &outcome.report.accuracy {
+        log.info(&format!(
+            "metric: FP32 {:.4}, default INT8 {:.4}, final {:.4} (drop {:.4}, allowed {:.4})",
+            acc.baseline, acc.default_quantized, acc.final_metric, acc.drop, acc.maximal_drop
+        ));
+    }
+    if !outcome.accuracy_reached {
+        log.warn("the accuracy target was not reached; the model written is the best found");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = if cli.quiet {
+        LogLevel::Warning.min(cli.log_level.level())
+    } else {
+        cli.log_level.level()
+    };
+    let log = Logger { level };
+    let visible = bars_visible(cli.quiet);
+    let result = match &cli.command {
+        Command::Quantize(a) => cmd_quantize(a, log, visible),
+        Command::Infer(a) => cmd_infer(a, log, visible),
+        Command::Evaluate(a) => cmd_evaluate(a, visible),
+        Command::Info(a) => cmd_info(a),
+        Command::Convert(a) => cmd_convert(a, log),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError(msg)) => {
+            eprintln!("error: {}", msg.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_are_stripped_outside_strings() {
+        let t = "{ /* a */ \"k\": \"x//y\", // tail\n \"j\": 1 /* b\n c */ }";
+        let v: serde_json::Value = serde_json::from_str(&strip_json_comments(t)).unwrap();
+        assert_eq!(v["k"], "x//y");
+        assert_eq!(v["j"], 1);
+    }
+
+    #[test]
+    fn values_parse() {
+        assert_eq!(
+            parse_values("[1, 2.5,3]", "--mean").unwrap(),
+            vec![1.0, 2.5, 3.0]
+        );
+        assert!(parse_values("1,x", "--mean").is_err());
+    }
+}

@@ -1,0 +1,449 @@
+//! The `ovpot` binary on the fixtures: infer against OpenVINO's outputs, evaluate, info, convert,
+//! quantize (flags and POT configs), exit codes and one-line errors.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ovpot(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ovpot"))
+        .args(args)
+        .output()
+        .expect("the ovpot binary runs")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 test path")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The one-line error of a failed run.
+fn error_line(o: &Output) -> String {
+    assert!(
+        !o.status.success(),
+        "expected failure; stdout: {}",
+        stdout(o)
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(o));
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(lines.len(), 1, "one error line expected: {err}");
+    lines[0].to_string()
+}
+
+/// Whether the engine can run the model yet (ops are being written in parallel).
+fn engine_runs(xml: &Path) -> bool {
+    let m = ovpot::Model::read(xml, None).unwrap();
+    let ok = m.plan().is_ok();
+    if !ok {
+        eprintln!(
+            "{}: engine ops missing; running checks skipped",
+            xml.display()
+        );
+    }
+    ok
+}
+
+#[test]
+fn infer_matches_openvino_reference() {
+    for name in ["digits_mlp", "mnist_cnn", "mtcnn_rnet", "mtcnn_onet"] {
+        let Some(dir) = common::fixture(name) else {
+            continue;
+        };
+        let xml = dir.join("model.xml");
+        let out = tempfile::tempdir().unwrap();
+        let o = ovpot(&[
+            "--quiet",
+            "infer",
+            "-m",
+            s(&xml),
+            "--data",
+            s(&dir.join("ref/in")),
+            "--output-dir",
+            s(out.path()),
+        ]);
+        if !engine_runs(&xml) {
+            let e = error_line(&o);
+            assert!(
+                e.contains("not supported") || e.contains("unsupported") || e.contains("missing"),
+                "{e}"
+            );
+            continue;
+        }
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let mut k = 0;
+        while dir.join(format!("ref/out{k}.npy")).exists() {
+            let want = ovpot::npy::read_npy(&dir.join(format!("ref/out{k}.npy"))).unwrap();
+            let got = ovpot::npy::read_npy(&out.path().join(format!("out{k}.npy"))).unwrap();
+            let tol = 1e-4 * common::max_abs(&want).max(1.0);
+            let d = common::max_abs_diff(&got, &want);
+            assert!(d <= tol, "{name} out{k}: max|diff| {d} > {tol}");
+            k += 1;
+        }
+        assert!(
+            k > 0 && !out.path().join(format!("out{k}.npy")).exists(),
+            "{name}: {k} outputs"
+        );
+    }
+}
+
+#[test]
+fn evaluate_prints_top1() {
+    let Some(dir) = common::fixture("mnist_cnn") else {
+        return;
+    };
+    let xml = dir.join("model.xml");
+    let o = ovpot(&[
+        "evaluate",
+        "-m",
+        s(&xml),
+        "--data",
+        s(&dir.join("eval")),
+        "--labels",
+        s(&dir.join("eval_labels.npy")),
+        "--max-samples",
+        "200",
+    ]);
+    if !engine_runs(&xml) {
+        error_line(&o);
+        return;
+    }
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line = stdout(&o);
+    let acc: f64 = line
+        .strip_prefix("top-1 accuracy: ")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected output: {line}"));
+    // FP32 accuracy on the whole eval set is 0.957 (meta.json); 200 samples stay close to it.
+    assert!(acc > 0.9, "{line}");
+    assert!(line.contains("/200 samples"), "{line}");
+}
+
+#[test]
+fn info_lists_ports_and_ops() {
+    let Some(dir) = common::fixture("mtcnn_rnet") else {
+        return;
+    };
+    let o = ovpot(&["info", s(&dir.join("model.xml"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("inputs:\n  x  f32 [1,3,24,24]"), "{out}");
+    assert!(out.contains("outputs:\n  0: "), "{out}");
+    assert!(out.contains("  1: "), "two outputs: {out}");
+    assert!(out.contains("PRelu"), "{out}");
+    assert!(out.contains("Convolution"), "{out}");
+    assert!(out.contains("engine: "), "{out}");
+}
+
+#[test]
+fn convert_rewrites_a_model_that_reads_back() {
+    let Some(dir) = common::fixture("mnist_cnn") else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let dst = out.path().join("sub/m.xml");
+    for src in ["model.xml", "nncf_int8.xml"] {
+        let o = ovpot(&["--quiet", "convert", "-m", s(&dir.join(src)), "-o", s(&dst)]);
+        assert!(o.status.success(), "{src}: {}", stderr(&o));
+        let a = ovpot::Model::read(&dir.join(src), None).unwrap();
+        let b = ovpot::Model::read(&dst, None).unwrap();
+        assert_eq!(a.inputs(), b.inputs());
+        assert_eq!(a.outputs(), b.outputs());
+        assert_eq!(a.graph().nodes.len(), b.graph().nodes.len());
+        assert!(out.path().join("sub/m.bin").exists());
+    }
+}
+
+#[test]
+fn bad_input_gives_one_line_errors() {
+    let Some(mnist) = common::fixture("mnist_cnn") else {
+        return;
+    };
+    let Some(rnet) = common::fixture("mtcnn_rnet") else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    // A model file that does not exist.
+    let e = error_line(&ovpot(&["info", "/nonexistent/model.xml"]));
+    assert!(e.contains("/nonexistent/model.xml"), "{e}");
+    // Data of another model: names the input and both shapes.
+    let e = error_line(&ovpot(&[
+        "infer",
+        "-m",
+        s(&rnet.join("model.xml")),
+        "--data",
+        s(&mnist.join("calib")),
+        "-o",
+        s(out.path()),
+    ]));
+    assert!(
+        e.contains("'x'") && e.contains("[1,3,24,24]") && e.contains("28"),
+        "{e}"
+    );
+    // Too few labels.
+    let e = error_line(&ovpot(&[
+        "evaluate",
+        "-m",
+        s(&mnist.join("model.xml")),
+        "--data",
+        s(&mnist.join("calib")),
+        "--labels",
+        s(&mnist.join("ref/out0.npy")),
+    ]));
+    assert!(e.contains("labels"), "{e}");
+    // A metric output the model lacks.
+    let e = error_line(&ovpot(&[
+        "evaluate",
+        "-m",
+        s(&mnist.join("model.xml")),
+        "--data",
+        s(&mnist.join("eval")),
+        "--labels",
+        s(&mnist.join("eval_labels.npy")),
+        "--metric-output",
+        "3",
+    ]));
+    assert!(
+        e.contains("--metric-output 3") && e.contains("1 output"),
+        "{e}"
+    );
+    // Not an IR.
+    let e = error_line(&ovpot(&["info", s(&mnist.join("meta.json"))]));
+    assert!(e.contains("meta.json"), "{e}");
+    // Bad option values.
+    let e = error_line(&ovpot(&[
+        "quantize",
+        "-m",
+        s(&mnist.join("model.xml")),
+        "--data",
+        s(&mnist.join("calib")),
+        "--preset",
+        "fastest",
+        "--output-dir",
+        s(out.path()),
+    ]));
+    assert!(e.contains("--preset 'fastest'"), "{e}");
+    let e = error_line(&ovpot(&[
+        "quantize",
+        "-m",
+        s(&mnist.join("model.xml")),
+        "--data",
+        s(&mnist.join("calib")),
+        "--ignored-scope",
+        "re:(",
+        "--output-dir",
+        s(out.path()),
+    ]));
+    assert!(e.contains("ignored pattern"), "{e}");
+    let e = error_line(&ovpot(&[
+        "quantize",
+        "-m",
+        s(&mnist.join("model.xml")),
+        "--output-dir",
+        s(out.path()),
+    ]));
+    assert!(e.contains("--data"), "{e}");
+    // clap's usage errors keep their own exit code (2).
+    let o = ovpot(&["quantize", "--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// Checks a finished quantize run: the IR reads back, runs, carries FakeQuantize, and the report
+/// is consistent with it.
+fn check_quantized(out: &Path, name: &str, algorithm: &str) {
+    let xml = out.join(format!("optimized/{name}.xml"));
+    let m = ovpot::Model::read(&xml, None).unwrap_or_else(|e| panic!("{}: {e}", xml.display()));
+    let fq = m
+        .graph()
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "FakeQuantize")
+        .count();
+    assert!(fq > 0, "no FakeQuantize in {}", xml.display());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["fake_quantize"].as_array().map(|a| a.len()),
+        Some(fq),
+        "report vs IR FQ count"
+    );
+    assert!(
+        report["algorithm"]
+            .as_str()
+            .unwrap_or("")
+            .to_lowercase()
+            .contains(algorithm),
+        "{report}"
+    );
+}
+
+/// Runs a quantize command; true when it produced output, false when quantization is not built
+/// yet (then the error must be the clean one-line "unsupported").
+fn quantize_ran(o: &Output) -> bool {
+    if o.status.success() {
+        return true;
+    }
+    let e = error_line(o);
+    assert!(
+        e.contains("unsupported") || e.contains("not supported"),
+        "unexpected failure: {e}"
+    );
+    eprintln!("quantization not available yet: {e}");
+    false
+}
+
+#[test]
+fn quantize_default_with_flags() {
+    let Some(dir) = common::fixture("mnist_cnn") else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let o = ovpot(&[
+        "--quiet",
+        "quantize",
+        "-m",
+        s(&dir.join("model.xml")),
+        "--data",
+        s(&dir.join("calib")),
+        "--preset",
+        "mixed",
+        "--target-device",
+        "CPU",
+        "--subset-size",
+        "64",
+        "--output-dir",
+        s(out.path()),
+    ]);
+    if quantize_ran(&o) {
+        check_quantized(out.path(), "model", "default");
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            r["preset"].as_str().map(|p| p.to_lowercase()),
+            Some("mixed".into()),
+            "{r}"
+        );
+        assert_eq!(r["samples_used"].as_u64(), Some(64), "{r}");
+    }
+}
+
+/// Writes a POT-style config (comments included, as POT's own templates have them).
+fn write_config(dir: &Path, fixture: &Path, algo: &str, extra_engine: &str) -> PathBuf {
+    let text = format!(
+        r#"/* POT simplified-mode config */
+{{
+    "model": {{
+        "model_name": "digits_int8", // name of the written files
+        "model": "{xml}",
+        "weights": "{bin}"
+    }},
+    "engine": {{
+        "type": "simplified",
+        "data_source": "{data}"{extra_engine}
+    }},
+    "compression": {{
+        "target_device": "ANY",
+        "algorithms": [
+            {{
+                "name": "{algo}",
+                "params": {{
+                    "preset": "performance",
+                    "stat_subset_size": 100,
+                    "maximal_drop": 0.01
+                }}
+            }}
+        ]
+    }}
+}}
+"#,
+        xml = s(&fixture.join("model.xml")),
+        bin = s(&fixture.join("model.bin")),
+        data = s(&fixture.join("calib")),
+    );
+    let p = dir.join(format!("{algo}.json"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn quantize_from_pot_configs() {
+    let Some(dir) = common::fixture("digits_mlp") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let cfg = write_config(tmp.path(), &dir, "DefaultQuantization", "");
+    let o = ovpot(&[
+        "--quiet",
+        "quantize",
+        "-c",
+        s(&cfg),
+        "--output-dir",
+        s(&out),
+    ]);
+    if quantize_ran(&o) {
+        check_quantized(&out, "digits_int8", "default");
+    }
+
+    // AccuracyAware needs labels: from the command line...
+    let cfg = write_config(tmp.path(), &dir, "AccuracyAwareQuantization", "");
+    let e = error_line(&ovpot(&[
+        "quantize",
+        "-c",
+        s(&cfg),
+        "--output-dir",
+        s(&out),
+    ]));
+    assert!(e.contains("--labels"), "{e}");
+    let o = ovpot(&[
+        "--quiet",
+        "quantize",
+        "-c",
+        s(&cfg),
+        "--eval-data",
+        s(&dir.join("eval")),
+        "--labels",
+        s(&dir.join("eval_labels.npy")),
+        "--output-dir",
+        s(&out),
+    ]);
+    if quantize_ran(&o) {
+        check_quantized(&out, "digits_int8", "accuracy");
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        let drop = r["accuracy"]["drop"].as_f64().expect("accuracy section");
+        assert!(
+            drop <= 0.01 + 1e-9 || r["accuracy"]["reached"] == false,
+            "{r}"
+        );
+    }
+    // ...or from ovpot's engine keys in the config.
+    let extra = format!(
+        r#", "eval_data_source": "{}", "labels": "{}", "metric_output": 0"#,
+        s(&dir.join("eval")),
+        s(&dir.join("eval_labels.npy"))
+    );
+    let cfg = write_config(tmp.path(), &dir, "AccuracyAwareQuantization", &extra);
+    let o = ovpot(&[
+        "--quiet",
+        "quantize",
+        "-c",
+        s(&cfg),
+        "--output-dir",
+        s(&out),
+    ]);
+    if quantize_ran(&o) {
+        check_quantized(&out, "digits_int8", "accuracy");
+    }
+}
