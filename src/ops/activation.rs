@@ -1,3 +1,930 @@
-use super::Registry;
+//! Unary activations and math functions, PReLU, HardSigmoid, SoftMax and LogSoftmax.
+//! f32 runs as contiguous slice loops (one monomorphized loop per function, rayon for large
+//! tensors); f16/bf16/f64 are computed through f32/f64 and converted back.
 
-pub fn register(_r: &mut Registry) {}
+use super::binary::{broadcast_map, make_array, std_slice, AutoBroadcast, PAR_THRESHOLD};
+use super::{BuildCtx, Op, Registry};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use half::{bf16, f16};
+use ndarray::ArrayD;
+use rayon::prelude::*;
+
+/// The Gauss error function in f64: Maclaurin series below 2.5 (terms peak near e^6, so the
+/// absolute error stays ~1e-13), continued fraction of erfc above, exactly ±1 past 6.
+pub(crate) fn erf(x: f64) -> f64 {
+    let ax = x.abs();
+    let r = if ax < 2.5 {
+        // erf(x) = 2/sqrt(pi) · Σ (-1)^n x^(2n+1) / (n! (2n+1))
+        let x2 = ax * ax;
+        let mut term = ax;
+        let mut sum = ax;
+        let mut n = 0.0;
+        while n < 200.0 {
+            n += 1.0;
+            term *= -x2 / n;
+            let add = term / (2.0 * n + 1.0);
+            sum += add;
+            if add.abs() < 1e-17 {
+                break;
+            }
+        }
+        sum * std::f64::consts::FRAC_2_SQRT_PI
+    } else if ax < 6.0 {
+        // erfc(x) = e^{-x²}/√π · 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + ...))))
+        let mut f = ax;
+        for k in (1..=80).rev() {
+            f = ax + (k as f64 / 2.0) / f;
+        }
+        1.0 - (-ax * ax).exp() / (std::f64::consts::PI.sqrt() * f)
+    } else {
+        1.0
+    };
+    if x < 0.0 {
+        -r
+    } else {
+        r
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Relu,
+    Clamp { min: f64, max: f64 },
+    Elu { alpha: f32 },
+    Sigmoid,
+    Tanh,
+    Exp,
+    Log,
+    Sqrt,
+    Abs,
+    Negative,
+    Floor,
+    Ceiling,
+    Erf,
+    GeluErf,
+    GeluTanh,
+    HSwish,
+    HSigmoid,
+    Mish,
+    SoftPlus,
+    Sign,
+    RoundEven,
+    RoundAway,
+    Sin,
+    Cos,
+}
+
+/// Applies `f` over a slice into a new vector, in parallel when large.
+fn map_slice<T: Copy + Sync, O: Copy + Send + Default>(
+    src: &[T],
+    f: impl Fn(T) -> O + Sync,
+) -> Vec<O> {
+    let mut out = vec![O::default(); src.len()];
+    if src.len() >= PAR_THRESHOLD {
+        out.par_chunks_mut(1 << 14)
+            .zip(src.par_chunks(1 << 14))
+            .for_each(|(o, s)| {
+                for (y, &x) in o.iter_mut().zip(s) {
+                    *y = f(x);
+                }
+            });
+    } else {
+        for (y, &x) in out.iter_mut().zip(src) {
+            *y = f(x);
+        }
+    }
+    out
+}
+
+fn map_array<T: Copy + Sync, O: Copy + Send + Default>(
+    a: &ArrayD<T>,
+    f: impl Fn(T) -> O + Sync,
+) -> Result<ArrayD<O>> {
+    let s = std_slice(a);
+    make_array(a.shape(), map_slice(&s, f))
+}
+
+/// Runs a float function on every float type (f16/bf16 through f32).
+fn map_float(
+    t: &Tensor,
+    f: impl Fn(f32) -> f32 + Sync,
+    f64f: impl Fn(f64) -> f64 + Sync,
+) -> Result<Tensor> {
+    Ok(match t {
+        Tensor::F32(a) => Tensor::F32(map_array(a, f)?),
+        Tensor::F16(a) => Tensor::F16(map_array(a, |x: f16| f16::from_f32(f(x.to_f32())))?),
+        Tensor::BF16(a) => Tensor::BF16(map_array(a, |x: bf16| bf16::from_f32(f(x.to_f32())))?),
+        Tensor::F64(a) => Tensor::F64(map_array(a, f64f)?),
+        other => {
+            return Err(Error::mismatch(format!(
+                "expected a floating-point input, got {}",
+                other.element_type()
+            )))
+        }
+    })
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn softplus(x: f32) -> f32 {
+    // Above ~20 ln(1+e^x) == x in f32; avoids overflow of exp.
+    if x > 20.0 {
+        x
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+fn softplus64(x: f64) -> f64 {
+    if x > 40.0 {
+        x
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+
+/// Generates the per-kind monomorphized loops for one float type path.
+macro_rules! float_kinds {
+    ($kind:expr, $t:expr) => {{
+        let t = $t;
+        match $kind {
+            Kind::Relu => map_float(t, |x| x.max(0.0), |x| x.max(0.0)),
+            Kind::Clamp { min, max } => {
+                let (lo, hi) = (min as f32, max as f32);
+                map_float(t, move |x| x.max(lo).min(hi), move |x| x.max(min).min(max))
+            }
+            Kind::Elu { alpha } => {
+                let a64 = alpha as f64;
+                map_float(
+                    t,
+                    move |x| if x > 0.0 { x } else { alpha * (x.exp() - 1.0) },
+                    move |x| if x > 0.0 { x } else { a64 * (x.exp() - 1.0) },
+                )
+            }
+            Kind::Sigmoid => map_float(t, sigmoid, |x| 1.0 / (1.0 + (-x).exp())),
+            Kind::Tanh => map_float(t, f32::tanh, f64::tanh),
+            Kind::Exp => map_float(t, f32::exp, f64::exp),
+            Kind::Log => map_float(t, f32::ln, f64::ln),
+            Kind::Sqrt => map_float(t, f32::sqrt, f64::sqrt),
+            Kind::Abs => map_float(t, f32::abs, f64::abs),
+            Kind::Negative => map_float(t, |x| -x, |x| -x),
+            Kind::Floor => map_float(t, f32::floor, f64::floor),
+            Kind::Ceiling => map_float(t, f32::ceil, f64::ceil),
+            Kind::Sin => map_float(t, f32::sin, f64::sin),
+            Kind::Cos => map_float(t, f32::cos, f64::cos),
+            Kind::Erf => map_float(t, |x| erf(x as f64) as f32, erf),
+            Kind::GeluErf => map_float(
+                t,
+                |x| {
+                    (0.5 * x as f64 * (1.0 + erf(x as f64 * std::f64::consts::FRAC_1_SQRT_2)))
+                        as f32
+                },
+                |x| 0.5 * x * (1.0 + erf(x * std::f64::consts::FRAC_1_SQRT_2)),
+            ),
+            Kind::GeluTanh => map_float(
+                t,
+                |x| {
+                    let x = x as f64;
+                    (0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh())) as f32
+                },
+                |x| 0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh()),
+            ),
+            Kind::HSwish => map_float(
+                t,
+                |x| x * (x + 3.0).max(0.0).min(6.0) * (1.0 / 6.0),
+                |x| x * (x + 3.0).max(0.0).min(6.0) / 6.0,
+            ),
+            Kind::HSigmoid => map_float(
+                t,
+                |x| (x + 3.0).max(0.0).min(6.0) * (1.0 / 6.0),
+                |x| (x + 3.0).max(0.0).min(6.0) / 6.0,
+            ),
+            Kind::Mish => map_float(t, |x| x * softplus(x).tanh(), |x| x * softplus64(x).tanh()),
+            Kind::SoftPlus => map_float(t, softplus, softplus64),
+            Kind::Sign => map_float(
+                t,
+                |x| {
+                    if x > 0.0 {
+                        1.0
+                    } else if x < 0.0 {
+                        -1.0
+                    } else {
+                        x
+                    }
+                },
+                |x| {
+                    if x > 0.0 {
+                        1.0
+                    } else if x < 0.0 {
+                        -1.0
+                    } else {
+                        x
+                    }
+                },
+            ),
+            Kind::RoundEven => map_float(t, f32::round_ties_even, f64::round_ties_even),
+            Kind::RoundAway => map_float(t, f32::round, f64::round),
+        }
+    }};
+}
+
+/// Integer versions of the ops that make sense on integers.
+macro_rules! int_kinds {
+    ($kind:expr, $a:expr, $ty:ty, $var:ident) => {{
+        let a = $a;
+        match $kind {
+            Kind::Relu => Ok(Tensor::$var(map_array(a, |x: $ty| {
+                if x > (0 as $ty) {
+                    x
+                } else {
+                    0 as $ty
+                }
+            })?)),
+            Kind::Clamp { min, max } => {
+                // OpenVINO clamps integers to [ceil(min), floor(max)].
+                let lo = min.ceil();
+                let hi = max.floor();
+                Ok(Tensor::$var(map_array(a, move |x: $ty| {
+                    (x as f64).max(lo).min(hi) as $ty
+                })?))
+            }
+            Kind::Abs => Ok(Tensor::$var(map_array(a, |x: $ty| {
+                (x as f64).abs() as $ty
+            })?)),
+            Kind::Negative => Ok(Tensor::$var(map_array(a, |x: $ty| {
+                (0 as $ty).wrapping_sub(x)
+            })?)),
+            Kind::Sign => Ok(Tensor::$var(map_array(a, |x: $ty| {
+                #[allow(unused_comparisons)]
+                let neg = x < (0 as $ty);
+                if x == (0 as $ty) {
+                    0 as $ty
+                } else if neg {
+                    (0 as $ty).wrapping_sub(1)
+                } else {
+                    1 as $ty
+                }
+            })?)),
+            Kind::Floor | Kind::Ceiling | Kind::RoundEven | Kind::RoundAway => {
+                Ok(Tensor::$var(a.clone()))
+            }
+            other => Err(Error::mismatch(format!(
+                "{other:?} needs a floating-point input, got {}",
+                stringify!($ty)
+            ))),
+        }
+    }};
+}
+
+#[derive(Debug)]
+struct Unary {
+    kind: Kind,
+}
+
+impl Op for Unary {
+    fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let x = inputs
+            .first()
+            .ok_or_else(|| Error::invalid("expected an input"))?;
+        let out = match x {
+            Tensor::F32(_) | Tensor::F16(_) | Tensor::BF16(_) | Tensor::F64(_) => {
+                float_kinds!(self.kind, x)?
+            }
+            Tensor::I8(a) => int_kinds!(self.kind, a, i8, I8)?,
+            Tensor::U8(a) => int_kinds!(self.kind, a, u8, U8)?,
+            Tensor::I16(a) => int_kinds!(self.kind, a, i16, I16)?,
+            Tensor::U16(a) => int_kinds!(self.kind, a, u16, U16)?,
+            Tensor::I32(a) => int_kinds!(self.kind, a, i32, I32)?,
+            Tensor::U32(a) => int_kinds!(self.kind, a, u32, U32)?,
+            Tensor::I64(a) => int_kinds!(self.kind, a, i64, I64)?,
+            Tensor::U64(a) => int_kinds!(self.kind, a, u64, U64)?,
+            Tensor::Bool(_) => {
+                return Err(Error::mismatch(format!(
+                    "{:?} on a boolean input",
+                    self.kind
+                )))
+            }
+        };
+        Ok(vec![out])
+    }
+}
+
+fn build_unary(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
+    let kind = match ctx.node.op_type.as_str() {
+        "ReLU" | "Relu" => Kind::Relu,
+        "Clamp" => {
+            let min = ctx.attr_f64("min")?;
+            let max = ctx.attr_f64("max")?;
+            if min > max {
+                return Err(ctx.err(format!("Clamp min {min} > max {max}")));
+            }
+            Kind::Clamp { min, max }
+        }
+        "Elu" => Kind::Elu {
+            alpha: ctx.attr_f64("alpha")? as f32,
+        },
+        "Sigmoid" => Kind::Sigmoid,
+        "Tanh" => Kind::Tanh,
+        "Exp" => Kind::Exp,
+        "Log" => Kind::Log,
+        "Sqrt" => Kind::Sqrt,
+        "Abs" => Kind::Abs,
+        "Negative" => Kind::Negative,
+        "Floor" => Kind::Floor,
+        "Ceiling" => Kind::Ceiling,
+        "Sin" => Kind::Sin,
+        "Cos" => Kind::Cos,
+        "Erf" => Kind::Erf,
+        "Gelu" => {
+            // opset2 Gelu has no attribute and uses erf.
+            match ctx
+                .attr_str_or("approximation_mode", "erf")
+                .trim()
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "erf" => Kind::GeluErf,
+                "tanh" => Kind::GeluTanh,
+                other => return Err(ctx.err(format!("unknown approximation_mode '{other}'"))),
+            }
+        }
+        "HSwish" => Kind::HSwish,
+        "HSigmoid" => Kind::HSigmoid,
+        "Mish" => Kind::Mish,
+        "SoftPlus" => Kind::SoftPlus,
+        "Sign" => Kind::Sign,
+        "Round" => match ctx
+            .attr_str_or("mode", "half_to_even")
+            .trim()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "half_to_even" => Kind::RoundEven,
+            "half_away_from_zero" => Kind::RoundAway,
+            other => return Err(ctx.err(format!("unknown Round mode '{other}'"))),
+        },
+        other => return Err(ctx.err(format!("'{other}' is not a unary op"))),
+    };
+    Ok(Box::new(Unary { kind }))
+}
+
+/// Reads a scalar parameter input (alpha, beta) as f32.
+fn scalar_input(t: &Tensor, what: &str) -> Result<f32> {
+    if t.len() != 1 {
+        return Err(Error::mismatch(format!(
+            "{what} must hold one value, got shape {:?}",
+            t.shape()
+        )));
+    }
+    Ok(t.to_f32().iter().next().copied().unwrap_or(0.0))
+}
+
+/// HardSigmoid(x, alpha, beta) = max(0, min(1, alpha·x + beta)).
+#[derive(Debug)]
+struct HardSigmoid;
+
+impl Op for HardSigmoid {
+    fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let [x, a, b] = inputs else {
+            return Err(Error::invalid(format!(
+                "HardSigmoid expects 3 inputs, got {}",
+                inputs.len()
+            )));
+        };
+        let alpha = scalar_input(a, "alpha")?;
+        let beta = scalar_input(b, "beta")?;
+        let (a64, b64) = (alpha as f64, beta as f64);
+        Ok(vec![map_float(
+            x,
+            move |v| (alpha * v + beta).max(0.0).min(1.0),
+            move |v| (a64 * v + b64).max(0.0).min(1.0),
+        )?])
+    }
+}
+
+/// Swish(x[, beta]) = x · sigmoid(beta·x).
+#[derive(Debug)]
+struct Swish;
+
+impl Op for Swish {
+    fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let x = inputs
+            .first()
+            .ok_or_else(|| Error::invalid("Swish expects an input"))?;
+        let beta = match inputs.get(1) {
+            Some(b) => scalar_input(b, "beta")?,
+            None => 1.0,
+        };
+        let b64 = beta as f64;
+        Ok(vec![map_float(
+            x,
+            move |v| v * sigmoid(beta * v),
+            move |v| v / (1.0 + (-b64 * v).exp()),
+        )?])
+    }
+}
+
+/// Selu(x, alpha, beta) = lambda·(x > 0 ? x : alpha·(e^x − 1)).
+#[derive(Debug)]
+struct Selu;
+
+impl Op for Selu {
+    fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let [x, a, l] = inputs else {
+            return Err(Error::invalid(format!(
+                "Selu expects 3 inputs, got {}",
+                inputs.len()
+            )));
+        };
+        let alpha = scalar_input(a, "alpha")?;
+        let lambda = scalar_input(l, "lambda")?;
+        let (a64, l64) = (alpha as f64, lambda as f64);
+        Ok(vec![map_float(
+            x,
+            move |v| lambda * if v > 0.0 { v } else { alpha * (v.exp() - 1.0) },
+            move |v| l64 * if v > 0.0 { v } else { a64 * (v.exp() - 1.0) },
+        )?])
+    }
+}
+
+/// PReLU: slope per channel (axis 1) when it is 1-D of the channel count, numpy broadcast otherwise.
+#[derive(Debug)]
+struct PRelu;
+
+fn prelu_f32(x: &ArrayD<f32>, slope: &ArrayD<f32>) -> Result<ArrayD<f32>> {
+    let shape = x.shape();
+    let s = std_slice(slope);
+    let per_channel =
+        slope.ndim() == 1 && shape.len() >= 2 && slope.len() == shape[1] && slope.len() != 1;
+    if !per_channel {
+        if s.len() == 1 {
+            let k = s[0];
+            return map_array(x, move |v: f32| if v < 0.0 { v * k } else { v });
+        }
+        return broadcast_map(x, slope, AutoBroadcast::Numpy, |v: f32, k: f32| {
+            if v < 0.0 {
+                v * k
+            } else {
+                v
+            }
+        });
+    }
+    let c = shape[1];
+    let inner: usize = shape[2..].iter().product();
+    let xs = std_slice(x);
+    let mut out = vec![0f32; xs.len()];
+    let work = |(row, (o, xi)): (usize, (&mut [f32], &[f32]))| {
+        let k = s[row % c];
+        for (y, &v) in o.iter_mut().zip(xi) {
+            *y = if v < 0.0 { v * k } else { v };
+        }
+    };
+    if inner == 0 {
+        return make_array(shape, out);
+    }
+    if xs.len() >= PAR_THRESHOLD {
+        out.par_chunks_mut(inner)
+            .zip(xs.par_chunks(inner))
+            .enumerate()
+            .for_each(work);
+    } else {
+        out.chunks_mut(inner)
+            .zip(xs.chunks(inner))
+            .enumerate()
+            .for_each(work);
+    }
+    make_array(shape, out)
+}
+
+impl Op for PRelu {
+    fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let [x, s] = inputs else {
+            return Err(Error::invalid(format!(
+                "PReLU expects 2 inputs, got {}",
+                inputs.len()
+            )));
+        };
+        let out = match (x, s) {
+            (Tensor::F32(a), Tensor::F32(k)) => Tensor::F32(prelu_f32(a, k)?),
+            _ if x.element_type().is_float() && x.element_type() == s.element_type() => {
+                Tensor::F32(prelu_f32(&x.to_f32(), &s.to_f32())?).convert(x.element_type())?
+            }
+            _ => {
+                return Err(Error::mismatch(format!(
+                    "PReLU needs float data and slope of the same type, got {} and {}",
+                    x.element_type(),
+                    s.element_type()
+                )))
+            }
+        };
+        Ok(vec![out])
+    }
+}
+
+/// SoftMax / LogSoftmax along one axis: subtract the max, exponentiate, normalize.
+#[derive(Debug)]
+struct Softmax {
+    axis: i64,
+    log: bool,
+}
+
+fn softmax_f32(x: &ArrayD<f32>, axis: usize, log: bool) -> Result<ArrayD<f32>> {
+    let shape = x.shape();
+    let n = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let xs = std_slice(x);
+    let mut out = vec![0f32; xs.len()];
+    let block = n * inner;
+    if block == 0 {
+        return make_array(shape, out);
+    }
+    let work = |(o, xi): (&mut [f32], &[f32])| {
+        if inner == 1 {
+            let m = xi.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for (y, &v) in o.iter_mut().zip(xi) {
+                let e = (v - m).exp();
+                *y = e;
+                sum += e;
+            }
+            if log {
+                let ls = sum.ln();
+                for (y, &v) in o.iter_mut().zip(xi) {
+                    *y = v - m - ls;
+                }
+            } else {
+                let r = 1.0 / sum;
+                for y in o.iter_mut() {
+                    *y *= r;
+                }
+            }
+        } else {
+            for j in 0..inner {
+                let mut m = f32::NEG_INFINITY;
+                for i in 0..n {
+                    m = m.max(xi[i * inner + j]);
+                }
+                let mut sum = 0f32;
+                for i in 0..n {
+                    let e = (xi[i * inner + j] - m).exp();
+                    o[i * inner + j] = e;
+                    sum += e;
+                }
+                if log {
+                    let ls = sum.ln();
+                    for i in 0..n {
+                        o[i * inner + j] = xi[i * inner + j] - m - ls;
+                    }
+                } else {
+                    for i in 0..n {
+                        o[i * inner + j] /= sum;
+                    }
+                }
+            }
+        }
+    };
+    if xs.len() >= PAR_THRESHOLD && xs.len() / block > 1 {
+        out.par_chunks_mut(block)
+            .zip(xs.par_chunks(block))
+            .for_each(work);
+    } else {
+        out.chunks_mut(block).zip(xs.chunks(block)).for_each(work);
+    }
+    make_array(shape, out)
+}
+
+impl Op for Softmax {
+    fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let x = inputs
+            .first()
+            .ok_or_else(|| Error::invalid("SoftMax expects an input"))?;
+        let axis = super::attrs::norm_axis(self.axis, x.rank())?;
+        if x.rank() == 0 {
+            return Err(Error::mismatch("SoftMax of a scalar"));
+        }
+        let out = match x {
+            Tensor::F32(a) => Tensor::F32(softmax_f32(a, axis, self.log)?),
+            _ if x.element_type().is_float() => {
+                Tensor::F32(softmax_f32(&x.to_f32(), axis, self.log)?).convert(x.element_type())?
+            }
+            _ => {
+                return Err(Error::mismatch(format!(
+                    "SoftMax needs a float input, got {}",
+                    x.element_type()
+                )))
+            }
+        };
+        Ok(vec![out])
+    }
+}
+
+fn build_softmax(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
+    Ok(Box::new(Softmax {
+        axis: ctx.attr_i64_or("axis", 1)?,
+        log: ctx.node.op_type == "LogSoftmax",
+    }))
+}
+
+/// LogicalNot on booleans.
+#[derive(Debug)]
+struct LogicalNot;
+
+impl Op for LogicalNot {
+    fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        match inputs.first() {
+            Some(Tensor::Bool(a)) => Ok(vec![Tensor::Bool(map_array(a, |v: bool| !v)?)]),
+            Some(t) => Err(Error::mismatch(format!(
+                "LogicalNot needs a boolean input, got {}",
+                t.element_type()
+            ))),
+            None => Err(Error::invalid("LogicalNot expects an input")),
+        }
+    }
+}
+
+/// BitwiseNot (opset13) on integers and booleans.
+#[derive(Debug)]
+struct BitwiseNot;
+
+impl Op for BitwiseNot {
+    fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let x = inputs
+            .first()
+            .ok_or_else(|| Error::invalid("BitwiseNot expects an input"))?;
+        macro_rules! not {
+            ($a:expr, $var:ident, $t:ty) => {
+                Tensor::$var(map_array($a, |v: $t| !v)?)
+            };
+        }
+        Ok(vec![match x {
+            Tensor::Bool(a) => not!(a, Bool, bool),
+            Tensor::I8(a) => not!(a, I8, i8),
+            Tensor::U8(a) => not!(a, U8, u8),
+            Tensor::I16(a) => not!(a, I16, i16),
+            Tensor::U16(a) => not!(a, U16, u16),
+            Tensor::I32(a) => not!(a, I32, i32),
+            Tensor::U32(a) => not!(a, U32, u32),
+            Tensor::I64(a) => not!(a, I64, i64),
+            Tensor::U64(a) => not!(a, U64, u64),
+            other => {
+                return Err(Error::mismatch(format!(
+                    "BitwiseNot on {}",
+                    other.element_type()
+                )))
+            }
+        }])
+    }
+}
+
+pub fn register(r: &mut Registry) {
+    r.add("ReLU", &["opset1"], build_unary);
+    r.add("Relu", &["opset1"], build_unary);
+    for t in [
+        "Clamp", "Elu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Abs", "Negative", "Floor",
+        "Ceiling", "Erf", "Sign", "Sin", "Cos",
+    ] {
+        r.add(t, &["opset1"], build_unary);
+    }
+    r.add("Gelu", &["opset2", "opset7"], build_unary);
+    r.add("HSwish", &["opset4"], build_unary);
+    r.add("Mish", &["opset4"], build_unary);
+    r.add("SoftPlus", &["opset4"], build_unary);
+    r.add("HSigmoid", &["opset5"], build_unary);
+    r.add("Round", &["opset5"], build_unary);
+    r.add("HardSigmoid", &["opset1"], |_| Ok(Box::new(HardSigmoid)));
+    r.add("Selu", &["opset1"], |_| Ok(Box::new(Selu)));
+    r.add("Swish", &["opset4"], |_| Ok(Box::new(Swish)));
+    r.add("PReLU", &["opset1"], |_| Ok(Box::new(PRelu)));
+    r.add("PRelu", &["opset1"], |_| Ok(Box::new(PRelu)));
+    r.add("SoftMax", &["opset1", "opset8"], build_softmax);
+    r.add("Softmax", &["opset1", "opset8"], build_softmax);
+    r.add("LogSoftmax", &["opset5"], build_softmax);
+    r.add("LogicalNot", &["opset1"], |_| Ok(Box::new(LogicalNot)));
+    r.add("BitwiseNot", &["opset13"], |_| Ok(Box::new(BitwiseNot)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::binary::tests::{f32t, run_op, vals};
+
+    fn close(a: &[f64], b: &[f64], tol: f64) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= tol, "{a:?} vs {b:?}");
+        }
+    }
+
+    fn un(op: &str, ver: &str, attrs: &[(&str, &str)], x: &[f32]) -> Vec<f64> {
+        let o = run_op(op, ver, attrs, &[f32t(&[x.len()], x)]).unwrap();
+        vals(&o[0])
+    }
+
+    #[test]
+    fn erf_matches_known_values() {
+        // erf(0.1), erf(0.5), erf(1), erf(2), erf(3.5)
+        let known = [
+            (0.1, 0.112_462_916_018_284_9),
+            (0.5, 0.520_499_877_813_046_5),
+            (1.0, 0.842_700_792_949_714_9),
+            (2.0, 0.995_322_265_018_952_7),
+            (3.5, 0.999_999_256_901_627_7),
+        ];
+        for (x, e) in known {
+            assert!((erf(x) - e).abs() < 1e-12, "erf({x}) = {} want {e}", erf(x));
+            assert!((erf(-x) + e).abs() < 1e-12);
+        }
+        assert_eq!(erf(0.0), 0.0);
+        assert_eq!(erf(10.0), 1.0);
+    }
+
+    #[test]
+    fn simple_activations() {
+        assert_eq!(un("ReLU", "opset1", &[], &[-1., 0., 2.]), vec![0., 0., 2.]);
+        assert_eq!(
+            un(
+                "Clamp",
+                "opset1",
+                &[("min", "0"), ("max", "6")],
+                &[-1., 3., 7.]
+            ),
+            vec![0., 3., 6.]
+        );
+        close(
+            &un("Sigmoid", "opset1", &[], &[0., 2.]),
+            &[0.5, 0.880_797_077_977_882_3],
+            1e-7,
+        );
+        close(
+            &un("HSwish", "opset4", &[], &[-4., -1., 1., 4.]),
+            &[0., -1. / 3., 4. / 6. * 1., 4.],
+            1e-7,
+        );
+        close(
+            &un("HSigmoid", "opset5", &[], &[-4., 0., 4.]),
+            &[0., 0.5, 1.],
+            1e-7,
+        );
+        close(
+            &un("Elu", "opset1", &[("alpha", "2")], &[-1., 1.]),
+            &[2. * ((-1f64).exp() - 1.), 1.],
+            1e-6,
+        );
+        close(
+            &un("SoftPlus", "opset4", &[], &[0., 100.]),
+            &[2f64.ln(), 100.],
+            1e-6,
+        );
+        close(&un("Mish", "opset4", &[], &[1.]), &[0.865_098_388], 1e-6);
+        assert_eq!(
+            un("Round", "opset5", &[], &[0.5, 1.5, -2.5]),
+            vec![0., 2., -2.]
+        );
+        assert_eq!(
+            un(
+                "Round",
+                "opset5",
+                &[("mode", "half_away_from_zero")],
+                &[0.5, -2.5]
+            ),
+            vec![1., -3.]
+        );
+        assert_eq!(un("Sign", "opset1", &[], &[-3., 0., 2.]), vec![-1., 0., 1.]);
+        assert_eq!(un("Ceiling", "opset1", &[], &[-1.5, 1.2]), vec![-1., 2.]);
+    }
+
+    #[test]
+    fn gelu_modes() {
+        // Gelu(1) = 0.5·(1+erf(1/√2)) = 0.8413447; tanh form 0.8411920
+        close(
+            &un(
+                "Gelu",
+                "opset7",
+                &[("approximation_mode", "ERF")],
+                &[1., -1.],
+            ),
+            &[0.841_344_7, -0.158_655_3],
+            1e-6,
+        );
+        close(&un("Gelu", "opset2", &[], &[1.]), &[0.841_344_7], 1e-6);
+        close(
+            &un("Gelu", "opset7", &[("approximation_mode", "tanh")], &[1.]),
+            &[0.841_192],
+            1e-6,
+        );
+    }
+
+    #[test]
+    fn hardsigmoid_and_swish_take_inputs() {
+        let x = f32t(&[3], &[-10., 0., 1.]);
+        let o = run_op(
+            "HardSigmoid",
+            "opset1",
+            &[],
+            &[x.clone(), f32t(&[], &[0.2]), f32t(&[], &[0.5])],
+        )
+        .unwrap();
+        close(&vals(&o[0]), &[0., 0.5, 0.7], 1e-7);
+        let o = run_op("Swish", "opset4", &[], &[x.clone()]).unwrap();
+        close(
+            &vals(&o[0]),
+            &[-10. / (1. + 10f64.exp()), 0., 0.731_058_578_6],
+            1e-6,
+        );
+        let o = run_op("Swish", "opset4", &[], &[x, f32t(&[], &[2.])]).unwrap();
+        close(&vals(&o[0])[2..], &[0.880_797_08], 1e-6);
+    }
+
+    #[test]
+    fn prelu_per_channel_and_broadcast() {
+        let x = f32t(&[1, 2, 2], &[-1., 2., -3., 4.]);
+        let o = run_op(
+            "PReLU",
+            "opset1",
+            &[],
+            &[x.clone(), f32t(&[2], &[0.1, 0.5])],
+        )
+        .unwrap();
+        close(&vals(&o[0]), &[-0.1, 2., -1.5, 4.], 1e-7);
+        let o = run_op("PReLU", "opset1", &[], &[x.clone(), f32t(&[1], &[0.25])]).unwrap();
+        close(&vals(&o[0]), &[-0.25, 2., -0.75, 4.], 1e-7);
+        // slope on the last axis via numpy broadcast
+        let o = run_op("PReLU", "opset1", &[], &[x, f32t(&[1, 1, 2], &[0.1, 0.5])]).unwrap();
+        close(&vals(&o[0]), &[-0.1, 2., -0.3, 4.], 1e-7);
+    }
+
+    #[test]
+    fn softmax_axes() {
+        let x = f32t(&[2, 3], &[1., 2., 3., 1., 1., 1.]);
+        let o = run_op("SoftMax", "opset8", &[("axis", "-1")], &[x.clone()]).unwrap();
+        let e: Vec<f64> = [1f64, 2., 3.].iter().map(|v| v.exp()).collect();
+        let s: f64 = e.iter().sum();
+        close(
+            &vals(&o[0]),
+            &[e[0] / s, e[1] / s, e[2] / s, 1. / 3., 1. / 3., 1. / 3.],
+            1e-6,
+        );
+        let o = run_op("SoftMax", "opset1", &[("axis", "0")], &[x.clone()]).unwrap();
+        let a = 1. / (1. + (-1f64).exp());
+        close(
+            &vals(&o[0]),
+            &[
+                0.5,
+                a,
+                1. / (1. + (-2f64).exp()),
+                0.5,
+                1. - a,
+                1. - 1. / (1. + (-2f64).exp()),
+            ],
+            1e-6,
+        );
+        let o = run_op("LogSoftmax", "opset5", &[("axis", "1")], &[x]).unwrap();
+        close(
+            &vals(&o[0])[..3],
+            &[(e[0] / s).ln(), (e[1] / s).ln(), (e[2] / s).ln()],
+            1e-6,
+        );
+        // large values do not overflow
+        let o = run_op(
+            "SoftMax",
+            "opset8",
+            &[("axis", "0")],
+            &[f32t(&[2], &[1000., 1000.])],
+        )
+        .unwrap();
+        close(&vals(&o[0]), &[0.5, 0.5], 1e-7);
+    }
+
+    #[test]
+    fn integer_and_bool_paths() {
+        let x = Tensor::i64_from_vec(&[3], vec![-5, 0, 9]).unwrap();
+        let o = run_op(
+            "Clamp",
+            "opset1",
+            &[("min", "-1.5"), ("max", "4.5")],
+            &[x.clone()],
+        )
+        .unwrap();
+        assert_eq!(o[0].to_i64_vec(), vec![-1, 0, 4]);
+        let o = run_op("Abs", "opset1", &[], &[x.clone()]).unwrap();
+        assert_eq!(o[0].to_i64_vec(), vec![5, 0, 9]);
+        assert!(run_op("Exp", "opset1", &[], &[x]).is_err());
+        let b = Tensor::Bool(make_array(&[2], vec![true, false]).unwrap());
+        let o = run_op("LogicalNot", "opset1", &[], &[b]).unwrap();
+        assert_eq!(vals(&o[0]), vec![0., 1.]);
+    }
+
+    #[test]
+    fn f16_goes_through_f32() {
+        let x =
+            Tensor::from_f64_vec(crate::tensor::ElementType::F16, &[2], vec![-1.0, 2.0]).unwrap();
+        let o = run_op("ReLU", "opset1", &[], &[x]).unwrap();
+        assert_eq!(o[0].element_type(), crate::tensor::ElementType::F16);
+        assert_eq!(vals(&o[0]), vec![0., 2.]);
+    }
+}

@@ -1,3 +1,235 @@
-use super::Registry;
+//! FakeQuantize (opset1) with OpenVINO's reference arithmetic, in f32:
+//! x ≤ min(il, ih) → ol; x > max(il, ih) → oh;
+//! else nearbyint((x − il) / (ih − il) · (levels − 1)) / (levels − 1) · (oh − ol) + ol.
+//! The four limits broadcast (numpy) against the data; per-tensor and per-channel limits run as
+//! flat loops with scalar limits.
 
-pub fn register(_r: &mut Registry) {}
+use super::binary::{make_array, std_slice, AutoBroadcast, Bcast};
+use super::{BuildCtx, Op, Registry};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use ndarray::ArrayD;
+
+/// One element, exactly as the reference orders the f32 operations.
+#[inline(always)]
+pub fn quantize(x: f32, il: f32, ih: f32, ol: f32, oh: f32, levels_minus_one: f32) -> f32 {
+    if x <= il.min(ih) {
+        ol
+    } else if x > il.max(ih) {
+        oh
+    } else {
+        ((x - il) / (ih - il) * levels_minus_one).round_ties_even() / levels_minus_one * (oh - ol)
+            + ol
+    }
+}
+
+#[derive(Debug)]
+struct FakeQuantize {
+    levels: usize,
+    mode: AutoBroadcast,
+}
+
+/// FakeQuantize on f32 arrays.
+pub fn fake_quantize_f32(
+    x: &ArrayD<f32>,
+    limits: [&ArrayD<f32>; 4],
+    levels: usize,
+    numpy: bool,
+) -> Result<ArrayD<f32>> {
+    let mode = if numpy {
+        AutoBroadcast::Numpy
+    } else {
+        AutoBroadcast::None
+    };
+    fq(x, limits, levels, mode)
+}
+
+fn fq(
+    x: &ArrayD<f32>,
+    limits: [&ArrayD<f32>; 4],
+    levels: usize,
+    mode: AutoBroadcast,
+) -> Result<ArrayD<f32>> {
+    if levels < 2 {
+        return Err(Error::invalid(format!(
+            "FakeQuantize levels must be at least 2, got {levels}"
+        )));
+    }
+    let l1 = (levels - 1) as f32;
+    let shapes = [
+        x.shape(),
+        limits[0].shape(),
+        limits[1].shape(),
+        limits[2].shape(),
+        limits[3].shape(),
+    ];
+    let out_shape = mode.out_shape(&shapes)?;
+    let xs = std_slice(x);
+    let lim: Vec<_> = limits.iter().map(|a| std_slice(a)).collect();
+    let (il, ih, ol, oh) = (&*lim[0], &*lim[1], &*lim[2], &*lim[3]);
+    let plan = Bcast::<5>::new(&out_shape, shapes)?;
+    let mut out = vec![0f32; plan.len()];
+    let [sx, s0, s1, s2, s3] = plan.inner_strides();
+    plan.fill(&mut out, |o, [ox, o0, o1, o2, o3]| {
+        let n = o.len();
+        if sx == 1 && s0 == 0 && s1 == 0 && s2 == 0 && s3 == 0 {
+            let (a, b, c, d) = (il[o0], ih[o1], ol[o2], oh[o3]);
+            for (y, &v) in o.iter_mut().zip(&xs[ox..ox + n]) {
+                *y = quantize(v, a, b, c, d, l1);
+            }
+        } else {
+            for (i, y) in o.iter_mut().enumerate() {
+                *y = quantize(
+                    xs[ox + i * sx],
+                    il[o0 + i * s0],
+                    ih[o1 + i * s1],
+                    ol[o2 + i * s2],
+                    oh[o3 + i * s3],
+                    l1,
+                );
+            }
+        }
+    });
+    make_array(&out_shape, out)
+}
+
+impl Op for FakeQuantize {
+    fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let [x, il, ih, ol, oh] = inputs else {
+            return Err(Error::invalid(format!(
+                "FakeQuantize expects 5 inputs, got {}",
+                inputs.len()
+            )));
+        };
+        let et = x.element_type();
+        if !et.is_float() {
+            return Err(Error::mismatch(format!(
+                "FakeQuantize needs float data, got {et}"
+            )));
+        }
+        if let (Tensor::F32(a), Tensor::F32(b), Tensor::F32(c), Tensor::F32(d), Tensor::F32(e)) =
+            (x, il, ih, ol, oh)
+        {
+            return Ok(vec![Tensor::F32(fq(
+                a,
+                [b, c, d, e],
+                self.levels,
+                self.mode,
+            )?)]);
+        }
+        // Other float types: computed in f32, returned in the data's type.
+        let (a, b, c, d, e) = (
+            x.to_f32(),
+            il.to_f32(),
+            ih.to_f32(),
+            ol.to_f32(),
+            oh.to_f32(),
+        );
+        let out = Tensor::F32(fq(&a, [&b, &c, &d, &e], self.levels, self.mode)?);
+        Ok(vec![super::convert::convert_tensor(&out, et)?])
+    }
+}
+
+fn build_fq(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
+    let levels = ctx.attr_i64("levels")?;
+    if levels < 2 {
+        return Err(ctx.err(format!("levels must be at least 2, got {levels}")));
+    }
+    Ok(Box::new(FakeQuantize {
+        levels: levels as usize,
+        mode: AutoBroadcast::from_ctx(ctx)?,
+    }))
+}
+
+pub fn register(r: &mut Registry) {
+    r.add("FakeQuantize", &["opset1"], build_fq);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::binary::tests::{f32t, run_op, vals};
+
+    #[test]
+    fn per_tensor_u8_grid() {
+        // [0, 2.55] with 256 levels: step 0.01; ties round to even codes.
+        let x = f32t(&[6], &[-1.0, 0.0, 0.004, 0.006, 1.0, 3.0]);
+        let s = |v: f32| f32t(&[], &[v]);
+        let o = run_op(
+            "FakeQuantize",
+            "opset1",
+            &[("levels", "256")],
+            &[x, s(0.0), s(2.55), s(0.0), s(2.55)],
+        )
+        .unwrap();
+        let v = vals(&o[0]);
+        let want = [0.0, 0.0, 0.0, 0.01, 1.0, 2.55];
+        for (a, b) in v.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn boundaries_follow_reference() {
+        // x equal to in_low gives out_low; x equal to in_high goes through the formula.
+        assert_eq!(quantize(-1.0, -1.0, 1.0, -10.0, 10.0, 2.0), -10.0);
+        assert_eq!(quantize(1.0, -1.0, 1.0, -10.0, 10.0, 2.0), 10.0);
+        // 0.5 of a step rounds half to even: (0.25+1)/2·2 = 1.25 → 1; (0.5+1)/2·2 = 1.5 → 2
+        assert_eq!(quantize(0.25, -1.0, 1.0, -1.0, 1.0, 2.0), 0.0);
+        assert_eq!(quantize(0.5, -1.0, 1.0, -1.0, 1.0, 2.0), 1.0);
+        // Degenerate range: il == ih splits at the point.
+        assert_eq!(quantize(0.3, 0.3, 0.3, 5.0, 7.0, 255.0), 5.0);
+        assert_eq!(quantize(0.31, 0.3, 0.3, 5.0, 7.0, 255.0), 7.0);
+        // Inverted input range.
+        assert_eq!(quantize(0.0, 1.0, -1.0, -1.0, 1.0, 2.0), 0.0);
+    }
+
+    #[test]
+    fn per_channel_limits_broadcast() {
+        // [1,2,3] data, channel limits [1,2,1]; output limits scalar.
+        let x = f32t(&[1, 2, 3], &[-0.6, 0.1, 0.7, -0.6, 0.1, 0.7]);
+        let il = f32t(&[1, 2, 1], &[-1.0, 0.0]);
+        let ih = f32t(&[1, 2, 1], &[1.0, 0.5]);
+        let ol = f32t(&[1, 2, 1], &[-1.0, 0.0]);
+        let oh = f32t(&[1, 2, 1], &[1.0, 0.5]);
+        let o = run_op(
+            "FakeQuantize",
+            "opset1",
+            &[("levels", "3")],
+            &[x, il, ih, ol, oh],
+        )
+        .unwrap();
+        // channel 0: grid {-1,0,1}; channel 1: grid {0,0.25,0.5}
+        assert_eq!(vals(&o[0]), vec![-1.0, 0.0, 1.0, 0.0, 0.0, 0.5]);
+    }
+
+    #[test]
+    fn limits_on_last_axis_and_errors() {
+        let x = f32t(&[2, 2], &[0.3, 0.3, 0.7, 0.7]);
+        let il = f32t(&[2], &[0.0, 0.0]);
+        let ih = f32t(&[2], &[1.0, 2.0]);
+        let o = run_op(
+            "FakeQuantize",
+            "opset1",
+            &[("levels", "2")],
+            &[x.clone(), il.clone(), ih.clone(), il.clone(), ih.clone()],
+        )
+        .unwrap();
+        assert_eq!(vals(&o[0]), vec![0.0, 0.0, 1.0, 0.0]);
+        assert!(run_op(
+            "FakeQuantize",
+            "opset1",
+            &[("levels", "1")],
+            &[x.clone(), il.clone(), ih.clone(), il.clone(), ih.clone()]
+        )
+        .is_err());
+        let bad = f32t(&[3], &[0.0, 0.0, 0.0]);
+        assert!(run_op(
+            "FakeQuantize",
+            "opset1",
+            &[("levels", "256")],
+            &[x, bad, ih.clone(), il, ih]
+        )
+        .is_err());
+    }
+}
