@@ -63,15 +63,15 @@ elem!(f32 => F32, f16 => F16, bf16 => BF16, f64 => F64, i8 => I8, u8 => U8, i16 
       u16 => U16, i32 => I32, u32 => U32, i64 => I64, u64 => U64, bool => Bool);
 
 /// Marks an output element that takes the fill value instead of a source element.
-const FILL: usize = usize::MAX;
+pub(crate) const FILL: usize = usize::MAX;
 
-fn arr<T>(shape: &[usize], v: Vec<T>) -> Result<ArrayD<T>> {
+pub(crate) fn arr<T>(shape: &[usize], v: Vec<T>) -> Result<ArrayD<T>> {
     ArrayD::from_shape_vec(IxDyn(shape), v)
         .map_err(|e| Error::internal(format!("array of shape {shape:?}: {e}")))
 }
 
 /// Row-major strides of `shape`.
-fn strides(shape: &[usize]) -> Vec<usize> {
+pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
     for d in (0..shape.len().saturating_sub(1)).rev() {
         s[d] = s[d + 1] * shape[d + 1];
@@ -124,13 +124,18 @@ fn take_t<T: Elem>(
 
 /// Output of `shape` whose element k is source element `idx[k]` (row-major flat index), or
 /// `fill` (a tensor of the same type, first element used) where `idx[k] == FILL`.
-fn take(t: &Tensor, idx: &[usize], shape: &[usize], fill: Option<&Tensor>) -> Result<Tensor> {
+pub(crate) fn take(
+    t: &Tensor,
+    idx: &[usize],
+    shape: &[usize],
+    fill: Option<&Tensor>,
+) -> Result<Tensor> {
     Ok(map_tensor!(t, a => take_t(a, idx, shape, fill)?))
 }
 
 /// Flat indices of an axis-separable movement: output axis d reads source offset `maps[d][o]`
 /// (already multiplied by the source stride, or FILL). Returns the row-major outer sum.
-fn outer_sum(maps: &[Vec<usize>]) -> Vec<usize> {
+pub(crate) fn outer_sum(maps: &[Vec<usize>]) -> Vec<usize> {
     let mut idx = vec![0usize];
     for m in maps {
         let mut next = Vec::with_capacity(idx.len() * m.len());
@@ -233,6 +238,30 @@ fn select(t: &Tensor, sel: &[Vec<usize>]) -> Result<Tensor> {
         .collect();
     let shape: Vec<usize> = sel.iter().map(|s| s.len()).collect();
     take(t, &outer_sum(&maps), &shape, None)
+}
+
+/// Pads `t` with zeros (`pads_*` per axis, negative values crop).
+pub(crate) fn pad_zeros(t: &Tensor, pads_begin: &[i64], pads_end: &[i64]) -> Result<Tensor> {
+    let pb = Tensor::i64_from_vec(&[pads_begin.len()], pads_begin.to_vec())?;
+    let pe = Tensor::i64_from_vec(&[pads_end.len()], pads_end.to_vec())?;
+    let mut out = Pad {
+        mode: PadMode::Constant,
+    }
+    .eval(&[t, &pb, &pe])?;
+    out.pop()
+        .ok_or_else(|| Error::internal("Pad returned no output"))
+}
+
+/// Numpy-broadcasts `t` to `target` (right-aligned; dims of 1 stretch).
+pub(crate) fn broadcast_numpy(t: &Tensor, target: &[usize]) -> Result<Tensor> {
+    let tv: Vec<i64> = target.iter().map(|&d| d as i64).collect();
+    let tt = Tensor::i64_from_vec(&[tv.len()], tv)?;
+    let mut out = Broadcast {
+        mode: BroadcastMode::Numpy,
+    }
+    .eval(&[t, &tt])?;
+    out.pop()
+        .ok_or_else(|| Error::internal("Broadcast returned no output"))
 }
 
 // ---------------------------------------------------------------------------------------------
