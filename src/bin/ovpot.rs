@@ -659,6 +659,16 @@ fn read_config(path: &Path) -> CliResult<(QuantConfig, PotPaths)> {
     Ok((cfg, paths))
 }
 
+/// A config value as its JSON spelling (`null` shown as "default").
+fn json_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(serde_json::Value::Null) => "default".to_string(),
+        Ok(other) => other.to_string(),
+        Err(_) => "?".to_string(),
+    }
+}
+
 /// Parses a config enum from its JSON spelling, naming the option on failure.
 fn enum_value<T: serde::de::DeserializeOwned>(s: &str, option: &str) -> CliResult<T> {
     serde_json::from_value(serde_json::Value::String(s.to_string()))
@@ -741,10 +751,10 @@ fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliResult<()> {
     let data_path = a.data.data.clone().or(paths.data.clone());
     let data = open_data(data_path.as_deref(), &model, &a.data)?;
     log.info(&format!(
-        "quantizing '{name}' ({:?}, preset {:?}, device {:?}) on {} samples",
-        cfg.algorithm,
-        cfg.preset,
-        cfg.target_device,
+        "quantizing '{name}' ({}, preset {}, device {}) on {} samples",
+        json_name(&cfg.algorithm),
+        json_name(&cfg.preset),
+        json_name(&cfg.target_device),
         data.len().min(cfg.stat_subset_size)
     ));
 
