@@ -5,12 +5,11 @@ use ovpot::graph::Graph;
 
 fn assert_same(a: &Graph, b: &Graph, what: &str) {
     assert_eq!(a.nodes.len(), b.nodes.len(), "{what}: node count");
-    let oa = a.topo_order().unwrap();
-    let ob = b.topo_order().unwrap();
-    // The writer numbers nodes in topological order; map a's ids to b's by position.
+    // The writer numbers nodes in file order; b was read back in that order.
+    let oa = ovpot::ir::writer::file_order(a).unwrap();
     let mut map = vec![0usize; a.nodes.len()];
-    for (x, y) in oa.iter().zip(&ob) {
-        map[*x] = *y;
+    for (pos, x) in oa.iter().enumerate() {
+        map[*x] = pos;
     }
     for &ia in &oa {
         let (na, nb) = (&a.nodes[ia], &b.nodes[map[ia]]);

@@ -12,9 +12,20 @@ use std::path::{Path, PathBuf};
 
 const ALIGN: usize = 8;
 
+/// The order nodes are written in: Parameters first and Results last, each in model order
+/// (OpenVINO orders a model's inputs and outputs by their position in the file), the rest
+/// topologically.
+pub fn file_order(graph: &Graph) -> Result<Vec<usize>> {
+    let topo = graph.topo_order()?;
+    let mut order: Vec<usize> = graph.parameters();
+    order.extend(topo.into_iter().filter(|&i| !graph.nodes[i].is_parameter() && !graph.nodes[i].is_result()));
+    order.extend(graph.results());
+    Ok(order)
+}
+
 /// Serializes a graph to IR v11 text and weights.
 pub fn serialize(graph: &Graph) -> Result<(String, Vec<u8>)> {
-    let order = graph.topo_order()?;
+    let order = file_order(graph)?;
     let mut new_id = vec![0usize; graph.nodes.len()];
     for (i, &id) in order.iter().enumerate() {
         new_id[id] = i;

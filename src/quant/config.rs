@@ -148,7 +148,8 @@ impl Default for AccuracyAwareConfig {
 #[serde(default)]
 pub struct QuantConfig {
     pub algorithm: Algorithm,
-    pub preset: Preset,
+    /// `None`: performance, or mixed for `model_type: transformer` (as NNCF chooses).
+    pub preset: Option<Preset>,
     pub target_device: TargetDevice,
     pub stat_subset_size: usize,
     pub model_type: Option<ModelType>,
@@ -175,7 +176,7 @@ impl Default for QuantConfig {
     fn default() -> Self {
         QuantConfig {
             algorithm: Algorithm::Default,
-            preset: Preset::Performance,
+            preset: None,
             target_device: TargetDevice::ANY,
             stat_subset_size: 300,
             model_type: None,
@@ -206,6 +207,15 @@ fn take<T: serde::de::DeserializeOwned>(
 }
 
 impl QuantConfig {
+    /// The preset in effect: the user's, else mixed for transformers, else performance.
+    pub fn effective_preset(&self) -> Preset {
+        self.preset.unwrap_or(if self.model_type == Some(ModelType::Transformer) {
+            Preset::Mixed
+        } else {
+            Preset::Performance
+        })
+    }
+
     /// Reads either ovpot's own flat JSON (the fields of this struct) or a POT config
     /// (`{"model":…, "engine":…, "compression": {"target_device":…, "algorithms": [{"name":…,
     /// "params": {…}}]}}`); unknown POT keys that do not change the result are accepted.
@@ -253,7 +263,7 @@ impl QuantConfig {
     /// Applies POT `params` (DefaultQuantization and AccuracyAwareQuantization names).
     pub fn apply_params(&mut self, p: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
         if let Some(x) = take(p, "preset")? {
-            self.preset = x;
+            self.preset = Some(x);
         }
         if let Some(x) = take(p, "target_device")? {
             self.target_device = x;
@@ -361,7 +371,7 @@ mod tests {
         }"#;
         let c = QuantConfig::from_json(text).unwrap();
         assert_eq!(c.target_device, TargetDevice::CPU);
-        assert_eq!(c.preset, Preset::Mixed);
+        assert_eq!(c.preset, Some(Preset::Mixed));
         assert_eq!(c.stat_subset_size, 100);
         assert_eq!(c.ignored.names, vec!["conv1"]);
         assert_eq!(c.ignored.types[0].op_type, "Add");

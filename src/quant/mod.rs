@@ -1,29 +1,415 @@
 //! Quantization passes: they rewrite the graph; ops know nothing about them.
+//!
+//! DefaultQuantization = [SmoothQuant for transformers] → quantizer placement by hardware config
+//! → one statistics pass → FakeQuantize ranges, int8 weights → bias correction.
 
+pub mod accuracy_aware;
+pub mod bias_correction;
 pub mod config;
+pub mod hw_config;
+pub mod minmax;
+pub mod placement;
+pub mod smooth_quant;
+pub mod stats;
 
-use crate::api::{Dataset, Hooks, Metric, Model, Outcome};
+use crate::api::{Dataset, FqInfo, Hooks, LogLevel, Metric, Model, Outcome, Report, Stage};
+use crate::engine::Plan;
 use crate::error::{Error, Result};
-use config::QuantConfig;
+use crate::graph::{Graph, NodeId, Outlet, XmlElement};
+use crate::tensor::Tensor;
+use bias_correction::BiasSite;
+use config::{ModelType, QuantConfig};
+use hw_config::HwConfig;
+use minmax::QuantizedWeight;
+use ndarray::ArrayD;
+use placement::Setup;
+use stats::Request;
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+/// A quantization decided but not yet written: the FP graph (after SmoothQuant), where the
+/// quantizers go and their values. [`Quantized::materialize`] writes any subset of it, which is
+/// how accuracy-aware quantization reverts layers cheaply.
+pub struct Quantized {
+    pub fp_graph: Graph,
+    pub setup: Setup,
+    /// (low, high, levels) per activation point
+    pub act_ranges: Vec<(f32, f32, usize)>,
+    /// FP weight and its quantization per weight point
+    pub weights: Vec<(ArrayD<f32>, QuantizedWeight)>,
+    pub bias_shifts: Vec<(BiasSite, Vec<f64>)>,
+    pub config: QuantConfig,
+    pub report: Report,
+}
+
+fn f32_of(t: &Tensor) -> ArrayD<f32> {
+    t.to_f32()
+}
+
+impl Quantized {
+    /// Writes the quantized graph, leaving the ops in `reverted` in floating point (their
+    /// activation quantizers, weights and bias corrections are not applied).
+    pub fn materialize(&self, reverted: &HashSet<NodeId>) -> Result<Graph> {
+        let mut g = self.fp_graph.clone();
+        let consumers = g.consumers();
+        let mut used_names: HashSet<String> = g.nodes.iter().map(|n| n.name.clone()).collect();
+        for (p, &(lo, hi, levels)) in self.setup.activations.iter().zip(&self.act_ranges) {
+            if p.targets.iter().any(|t| reverted.contains(t)) {
+                continue;
+            }
+            let all = consumers.get(&p.source).map_or(0, |c| c.len()) == p.edges.len();
+            let base = if all {
+                format!("{}/fq_output_{}", g.nodes[p.source.node].name, p.source.port)
+            } else {
+                let (c, k) = p.edges[0];
+                format!("{}/fq_input_{k}", g.nodes[c].name)
+            };
+            let mut name = base.clone();
+            let mut i = 1;
+            while used_names.contains(&name) {
+                name = format!("{base}_{i}");
+                i += 1;
+            }
+            used_names.insert(name.clone());
+            minmax::insert_activation_fq(&mut g, p.source, &p.edges, name, Tensor::scalar_f32(lo), Tensor::scalar_f32(hi), levels);
+        }
+        for (w, (fp, q)) in self.setup.weights.iter().zip(&self.weights) {
+            if reverted.contains(&w.op) {
+                continue;
+            }
+            minmax::replace_weight(&mut g, w.op, w.input, fp, q, self.config.compress_weights);
+        }
+        for (site, shift) in &self.bias_shifts {
+            if reverted.contains(&site.op) {
+                continue;
+            }
+            bias_correction::apply_shift(&mut g, site, shift)?;
+        }
+        record_rt_info(&mut g, &self.config, reverted.len());
+        g.remove_dead_nodes();
+        Ok(g)
+    }
+
+    /// Groups of ops that must be reverted together (they share activation quantizers).
+    pub fn revert_groups(&self) -> Vec<Vec<NodeId>> {
+        let ops = &self.setup.quantized_ops;
+        let idx: HashMap<NodeId, usize> = ops.iter().enumerate().map(|(i, &o)| (o, i)).collect();
+        let mut parent: Vec<usize> = (0..ops.len()).collect();
+        fn find(p: &mut [usize], x: usize) -> usize {
+            let mut r = x;
+            while p[r] != r {
+                r = p[r];
+            }
+            p[x] = r;
+            r
+        }
+        for a in &self.setup.activations {
+            let members: Vec<usize> = a.targets.iter().filter_map(|t| idx.get(t).copied()).collect();
+            for w in members.windows(2) {
+                let (x, y) = (find(&mut parent, w[0]), find(&mut parent, w[1]));
+                if x != y {
+                    parent[y] = x;
+                }
+            }
+        }
+        let mut groups: std::collections::BTreeMap<usize, Vec<NodeId>> = Default::default();
+        for (i, &o) in ops.iter().enumerate() {
+            let r = find(&mut parent, i);
+            groups.entry(r).or_default().push(o);
+        }
+        groups.into_values().collect()
+    }
+}
+
+fn record_rt_info(g: &mut Graph, config: &QuantConfig, reverted: usize) {
+    let rt = g.rt_info.get_or_insert_with(|| XmlElement::new("rt_info"));
+    rt.children.retain(|c| c.name != "optimization");
+    let mut opt = XmlElement::new("optimization");
+    opt.children.push(XmlElement::with_value("version", &format!("ovpot {}", env!("CARGO_PKG_VERSION"))));
+    let algo = match config.algorithm {
+        config::Algorithm::Default => "DefaultQuantization",
+        config::Algorithm::AccuracyAware => "AccuracyAwareQuantization",
+    };
+    opt.children.push(XmlElement::with_value("algorithm", algo));
+    let cfg = serde_json::to_string(config).unwrap_or_default();
+    opt.children.push(XmlElement::with_value("config", &cfg));
+    if reverted > 0 {
+        opt.children.push(XmlElement::with_value("reverted_layers", &reverted.to_string()));
+    }
+    rt.children.push(opt);
+}
+
+fn constant_value(plan: &Plan, o: Outlet) -> Option<Tensor> {
+    plan.constant_value(o).map(|t| (**t).clone())
+}
+
+/// Everything up to (not including) writing the graph.
+pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &mut Hooks) -> Result<Quantized> {
+    config.validate()?;
+    let t_total = Instant::now();
+    let mut report = Report {
+        algorithm: format!("{:?}", config.algorithm),
+        preset: format!("{:?}", config.effective_preset()).to_lowercase(),
+        target_device: format!("{:?}", config.target_device),
+        model_type: config.model_type.map(|m| format!("{m:?}").to_lowercase()),
+        ..Default::default()
+    };
+    let len = data.len();
+    if len == 0 {
+        return Err(Error::invalid("the calibration dataset is empty"));
+    }
+    let n = config.stat_subset_size.min(len);
+    if n < config.stat_subset_size {
+        report.warnings.push(format!("dataset has {len} samples; using {n} instead of {}", config.stat_subset_size));
+    }
+    report.samples_used = n;
+    let mut graph = model.graph().clone();
+    if let Some(fq) = graph.nodes.iter().find(|n| n.op_type == "FakeQuantize") {
+        return Err(Error::invalid(format!(
+            "the model is already quantized ({} found)",
+            fq.describe()
+        )));
+    }
+    let hw = HwConfig::new(config.target_device, config.model_type);
+
+    // SmoothQuant (transformers)
+    if config.model_type == Some(ModelType::Transformer) && config.smooth_quant_alpha >= 0.0 {
+        let t = Instant::now();
+        let plan = Plan::new(&graph)?;
+        let is_const = graph.constant_outlets()?;
+        let regexes: Vec<regex::Regex> = config
+            .ignored
+            .patterns
+            .iter()
+            .filter_map(|p| regex::Regex::new(&format!("^(?:{p})$")).ok())
+            .collect();
+        let skip = |id: NodeId| placement::ignored_reason(&graph, id, &config.ignored, &regexes).is_some();
+        let wv = |o: Outlet| plan.constant_value(o).map(|t| f32_of(t));
+        let cands = smooth_quant::candidates(&graph, &is_const, &skip, &wv);
+        if !cands.groups.is_empty() {
+            let reqs = smooth_quant::requests(&cands);
+            let col = stats::collect(&plan, data, n, &reqs, hooks, Stage::SmoothQuant)?;
+            report.inferences += n;
+            let k = smooth_quant::apply(&mut graph, cands, &col.channel_abs_max, config.smooth_quant_alpha as f32)?;
+            hooks.log(LogLevel::Info, &format!("SmoothQuant: {k} activation(s) smoothed"));
+        }
+        report.timings.push(("smooth_quant".into(), t.elapsed().as_secs_f64()));
+    }
+
+    let plan = Plan::new(&graph)?;
+    let setup = placement::plan_quantizers(&graph, &hw, config)?;
+    hooks.log(
+        LogLevel::Info,
+        &format!(
+            "{} activation quantizer(s), {} weight quantizer(s) on {} op(s)",
+            setup.activations.len(),
+            setup.weights.len(),
+            setup.quantized_ops.len()
+        ),
+    );
+
+    // Bias sites of quantized weighted ops
+    let consumers = graph.consumers();
+    let cv = |o: Outlet| constant_value(&plan, o);
+    let mut sites: Vec<(usize, BiasSite)> = vec![];
+    if config.bias_correction {
+        for (i, w) in setup.weights.iter().enumerate() {
+            if let Some(mut s) = bias_correction::find_bias(&graph, &consumers, w.op, &cv) {
+                s.act_input = 1 - w.input.min(1);
+                sites.push((i, s));
+            }
+        }
+    }
+
+    // Statistics
+    let t = Instant::now();
+    let act_est = config.range_estimator.activations.as_ref();
+    let quantiles = minmax::needed_quantiles(act_est);
+    let mut reqs: HashMap<Outlet, Vec<Request>> = HashMap::new();
+    for p in &setup.activations {
+        reqs.entry(p.source).or_default().push(Request::Scalars { quantiles: quantiles.clone() });
+    }
+    if config.use_fast_bias {
+        for (_, s) in &sites {
+            let inp = graph.nodes[s.op].inputs[s.act_input];
+            reqs.entry(inp).or_default().push(Request::ChannelMean { axis: s.in_axis });
+            reqs.entry(Outlet::new(s.op, 0)).or_default().push(Request::ChannelMean { axis: s.out_axis });
+        }
+    } else {
+        for (_, s) in &sites {
+            reqs.entry(Outlet::new(s.op, 0)).or_default().push(Request::ChannelMean { axis: s.out_axis });
+        }
+    }
+    for v in reqs.values_mut() {
+        v.dedup();
+    }
+    let col = stats::collect(&plan, data, n, &reqs, hooks, Stage::Statistics)?;
+    report.inferences += n;
+    report.timings.push(("statistics".into(), t.elapsed().as_secs_f64()));
+
+    // Activation ranges (unified groups share min-of-mins / max-of-maxes)
+    let mut raw: Vec<(f64, f64)> = vec![];
+    for p in &setup.activations {
+        let s = col.scalars.get(&p.source).ok_or_else(|| {
+            Error::internal(format!("no statistics for '{}'", graph.nodes[p.source.node].name))
+        })?;
+        raw.push(minmax::activation_range(s, p.spec.symmetric, act_est)?);
+    }
+    let mut unified: HashMap<usize, (f64, f64)> = HashMap::new();
+    for (p, r) in setup.activations.iter().zip(&raw) {
+        if let Some(g) = p.unified {
+            let e = unified.entry(g).or_insert(*r);
+            e.0 = e.0.min(r.0);
+            e.1 = e.1.max(r.1);
+        }
+    }
+    let mut act_ranges = vec![];
+    for (p, r) in setup.activations.iter().zip(&raw) {
+        let (mn, mx) = p.unified.and_then(|g| unified.get(&g).copied()).unwrap_or(*r);
+        act_ranges.push(minmax::activation_fq(mn, mx, &p.spec));
+    }
+
+    // Weights
+    let mut weights = vec![];
+    for w in &setup.weights {
+        let o = graph.nodes[w.op].inputs[w.input];
+        let v = plan
+            .constant_value(o)
+            .ok_or_else(|| Error::internal(format!("weights of {} are not constant", graph.nodes[w.op].describe())))?;
+        let fp = f32_of(v);
+        let q = minmax::quantize_weight(&fp, &w.channel_axes, w.half_range)
+            .map_err(|e| Error::invalid(format!("{}: {e}", graph.nodes[w.op].describe())))?;
+        weights.push((fp, q));
+    }
+
+    let mut quantized = Quantized {
+        fp_graph: graph,
+        setup,
+        act_ranges,
+        weights,
+        bias_shifts: vec![],
+        config: config.clone(),
+        report,
+    };
+
+    // Bias correction
+    if config.bias_correction && !sites.is_empty() {
+        let t = Instant::now();
+        let g = &quantized.fp_graph;
+        if config.use_fast_bias {
+            for (k, (wi, site)) in sites.iter().enumerate() {
+                hooks.progress(Stage::BiasCorrection, k, sites.len())?;
+                let inp = g.nodes[site.op].inputs[site.act_input];
+                let (Some(in_means), Some(out_means), Some(shape)) = (
+                    col.channel_means.get(&(inp, site.in_axis)),
+                    col.channel_means.get(&(Outlet::new(site.op, 0), site.out_axis)),
+                    col.shapes.get(&inp),
+                ) else {
+                    continue;
+                };
+                let qw = Tensor::F32(quantized.weights[*wi].1.dequantized());
+                let w_input = quantized.setup.weights[*wi].input;
+                if let Some(shift) = bias_correction::fast_shift(
+                    g,
+                    site,
+                    shape,
+                    in_means,
+                    out_means,
+                    &qw,
+                    w_input,
+                    config.bias_correction_threshold,
+                )? {
+                    quantized.bias_shifts.push((site.clone(), shift));
+                }
+            }
+        } else {
+            // Full: measure the quantized model's per-channel outputs on real data.
+            let qg = quantized.materialize_unbiased()?;
+            let qplan = Plan::new(&qg)?;
+            let nb = n.min(100).max(1);
+            let mut qreqs: HashMap<Outlet, Vec<Request>> = HashMap::new();
+            for (_, s) in &sites {
+                qreqs.entry(Outlet::new(s.op, 0)).or_default().push(Request::ChannelMean { axis: s.out_axis });
+            }
+            let qcol = stats::collect(&qplan, data, nb, &qreqs, hooks, Stage::BiasCorrection)?;
+            quantized.report.inferences += nb;
+            for (_, site) in &sites {
+                let key = (Outlet::new(site.op, 0), site.out_axis);
+                if let (Some(f), Some(q)) = (col.channel_means.get(&key), qcol.channel_means.get(&key)) {
+                    let shift: Vec<f64> = f.iter().zip(q).map(|(a, b)| a - b).collect();
+                    if let Some(s) = bias_correction::accept(&site.bias, &shift, 1000.0) {
+                        quantized.bias_shifts.push((site.clone(), s));
+                    }
+                }
+            }
+        }
+        hooks.progress(Stage::BiasCorrection, sites.len(), sites.len())?;
+        quantized.report.timings.push(("bias_correction".into(), t.elapsed().as_secs_f64()));
+    }
+
+    // Report
+    let g = &quantized.fp_graph;
+    for (p, &(lo, hi, levels)) in quantized.setup.activations.iter().zip(&quantized.act_ranges) {
+        let targets: Vec<String> = p.targets.iter().map(|&t| g.nodes[t].name.clone()).collect();
+        quantized.report.fake_quantize.push(FqInfo {
+            name: format!("{}:{}", g.nodes[p.source.node].name, p.source.port),
+            target: targets.join(", "),
+            kind: if p.spec.symmetric { "activation symmetric".into() } else { "activation asymmetric".into() },
+            levels,
+            per_channel: false,
+            input_low: lo,
+            input_high: hi,
+        });
+    }
+    for (w, (_, q)) in quantized.setup.weights.iter().zip(&quantized.weights) {
+        quantized.report.fake_quantize.push(FqInfo {
+            name: format!("{}:weights", g.nodes[w.op].name),
+            target: g.nodes[w.op].name.clone(),
+            kind: if w.half_range { "weights int8 (half range)".into() } else { "weights int8".into() },
+            levels: 255,
+            per_channel: !w.channel_axes.is_empty(),
+            input_low: q.fq_low.iter().cloned().fold(f32::INFINITY, f32::min),
+            input_high: q.fq_high.iter().cloned().fold(f32::NEG_INFINITY, f32::max),
+        });
+    }
+    quantized.report.quantized_layers = quantized.setup.quantized_ops.iter().map(|&o| g.nodes[o].name.clone()).collect();
+    quantized.report.ignored = quantized.setup.ignored.clone();
+    quantized.report.timings.push(("total".into(), t_total.elapsed().as_secs_f64()));
+    Ok(quantized)
+}
+
+impl Quantized {
+    fn materialize_unbiased(&self) -> Result<Graph> {
+        let mut g = self.fp_graph.clone();
+        for (p, &(lo, hi, levels)) in self.setup.activations.iter().zip(&self.act_ranges) {
+            let name = format!("{}/fq_output_{}", g.nodes[p.source.node].name, p.source.port);
+            minmax::insert_activation_fq(&mut g, p.source, &p.edges, name, Tensor::scalar_f32(lo), Tensor::scalar_f32(hi), levels);
+        }
+        for (w, (fp, q)) in self.setup.weights.iter().zip(&self.weights) {
+            minmax::replace_weight(&mut g, w.op, w.input, fp, q, true);
+        }
+        Ok(g)
+    }
+}
 
 /// DefaultQuantization: statistics, FakeQuantize insertion, bias correction, weight compression.
-pub fn default_quantization(
-    _model: &Model,
-    _config: &QuantConfig,
-    _data: &dyn Dataset,
-    _hooks: &mut Hooks,
-) -> Result<Outcome> {
-    Err(Error::unsupported("default quantization is being built"))
+pub fn default_quantization(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &mut Hooks) -> Result<Outcome> {
+    let q = prepare(model, config, data, hooks)?;
+    let t = Instant::now();
+    let graph = q.materialize(&HashSet::new())?;
+    let mut report = q.report;
+    report.timings.push(("write_graph".into(), t.elapsed().as_secs_f64()));
+    Ok(Outcome { model: Model::from_graph(graph), report, accuracy_reached: true })
 }
 
 /// AccuracyAwareQuantization.
 pub fn accuracy_aware(
-    _model: &Model,
-    _config: &QuantConfig,
-    _calib: &dyn Dataset,
-    _eval: &dyn Dataset,
-    _metric: &mut dyn Metric,
-    _hooks: &mut Hooks,
+    model: &Model,
+    config: &QuantConfig,
+    calib: &dyn Dataset,
+    eval: &dyn Dataset,
+    metric: &mut dyn Metric,
+    hooks: &mut Hooks,
 ) -> Result<Outcome> {
-    Err(Error::unsupported("accuracy-aware quantization is being built"))
+    accuracy_aware::run(model, config, calib, eval, metric, hooks)
 }

@@ -1,0 +1,302 @@
+//! Ranges → FakeQuantize parameters (NNCF's arithmetic), FQ insertion and int8 weights.
+
+use super::config::{Estimator, RangeEstimator};
+use super::hw_config::QSpec;
+use super::stats::{aggregate, SampleScalars};
+use crate::error::{Error, Result};
+use crate::graph::{Attrs, Graph, NodeId, Outlet, PartialShape, PortInfo};
+use crate::tensor::{ElementType, Tensor};
+use ndarray::{ArrayD, Axis, Dimension, IxDyn};
+
+/// Range of one activation tensor from per-sample statistics.
+pub fn activation_range(stats: &[SampleScalars], symmetric: bool, est: Option<&RangeEstimator>) -> Result<(f64, f64)> {
+    let default_min = Estimator { kind: Some("min".into()), aggregator: Some("mean".into()), ..Default::default() };
+    let default_max = Estimator {
+        kind: Some(if symmetric { "abs_max" } else { "max" }.into()),
+        aggregator: Some("mean".into()),
+        ..Default::default()
+    };
+    let min_e = est.and_then(|e| e.min.clone()).unwrap_or(default_min);
+    let max_e = est.and_then(|e| e.max.clone()).unwrap_or(default_max);
+    let pick = |e: &Estimator, is_min: bool| -> Result<f64> {
+        let prob = e.outlier_prob.unwrap_or(1e-4);
+        let kind = e.kind.clone().unwrap_or_else(|| if is_min { "min".into() } else { "max".into() });
+        let per: Vec<f64> = stats
+            .iter()
+            .map(|s| {
+                let q = |abs: bool, at: f64| {
+                    s.quantiles
+                        .iter()
+                        .find(|x| (x.0 - at).abs() < 1e-12)
+                        .map(|x| if abs { x.2 } else { x.1 })
+                        .unwrap_or(if abs { s.abs_max } else if is_min { s.min } else { s.max })
+                };
+                match kind.as_str() {
+                    "min" => Ok(s.min),
+                    "max" => Ok(s.max),
+                    "abs_max" => Ok(if is_min { -s.abs_max } else { s.abs_max }),
+                    "quantile" => Ok(q(false, if is_min { prob } else { 1.0 - prob })),
+                    "abs_quantile" => {
+                        let v = q(true, 1.0 - prob);
+                        Ok(if is_min { -v } else { v })
+                    }
+                    other => Err(Error::invalid(format!("unknown range estimator type '{other}'"))),
+                }
+            })
+            .collect::<Result<_>>()?;
+        aggregate(&per, e.aggregator.as_deref().unwrap_or("mean"), prob)
+    };
+    Ok((pick(&min_e, true)?, pick(&max_e, false)?))
+}
+
+/// Quantiles the estimators need, so statistics collect them.
+pub fn needed_quantiles(est: Option<&RangeEstimator>) -> Vec<f64> {
+    let mut q = vec![];
+    if let Some(e) = est {
+        for (x, is_min) in [(&e.min, true), (&e.max, false)] {
+            if let Some(x) = x {
+                let p = x.outlier_prob.unwrap_or(1e-4);
+                match x.kind.as_deref() {
+                    Some("quantile") => q.push(if is_min { p } else { 1.0 - p }),
+                    Some("abs_quantile") => q.push(1.0 - p),
+                    _ => {}
+                }
+            }
+        }
+    }
+    q
+}
+
+/// FakeQuantize limits for an activation: (input_low, input_high, levels).
+pub fn activation_fq(min: f64, max: f64, spec: &QSpec) -> (f32, f32, usize) {
+    let levels = spec.levels();
+    if spec.symmetric {
+        let high = max.abs().max(8e-5);
+        let low = if min < 0.0 { -high * levels as f64 / (levels as f64 - 2.0) } else { 0.0 };
+        (low as f32, high as f32, levels)
+    } else {
+        // Widen tiny ranges, include zero, then move one border so zero is exactly on the grid.
+        let range = max - min;
+        let corr = if range > 8e-4 { 0.0 } else { 8e-4 };
+        let lo = (min - corr).min(0.0);
+        let hi = (max + corr).max(0.0);
+        let (lo, hi) = tune_range(lo, hi, spec.bits);
+        (lo as f32, hi as f32, levels)
+    }
+}
+
+fn tune_range(left: f64, right: f64, bits: u32) -> (f64, f64) {
+    let level_high = ((1u64 << bits) - 1) as f64;
+    let s = level_high / (right - left);
+    let qval = (-left * s).round_ties_even();
+    let ra = if qval < level_high { qval / (qval - level_high) * right } else { left };
+    let rb = if qval > 0.0 { (qval - level_high) / qval * left } else { right };
+    let range_a = right - ra;
+    let range_b = rb - left;
+    if range_a > range_b {
+        (ra, right)
+    } else {
+        (left, rb)
+    }
+}
+
+/// Symmetric int8 weights: codes and per-channel scales (broadcastable to the weight).
+pub struct QuantizedWeight {
+    pub codes: ArrayD<i8>,
+    pub scale: ArrayD<f32>,
+    /// FakeQuantize equivalent (limits shaped like `scale`) for the uncompressed form.
+    pub fq_low: ArrayD<f32>,
+    pub fq_high: ArrayD<f32>,
+    pub fq_levels: usize,
+}
+
+impl QuantizedWeight {
+    /// The weight values the quantized model computes with.
+    pub fn dequantized(&self) -> ArrayD<f32> {
+        let c = self.codes.mapv(|x| x as f32);
+        &c * &self.scale
+    }
+}
+
+/// Quantizes a weight tensor per channel (`channel_axes`) symmetrically; `half_range` uses
+/// half of the int8 grid (saturation fix).
+pub fn quantize_weight(w: &ArrayD<f32>, channel_axes: &[usize], half_range: bool) -> Result<QuantizedWeight> {
+    let shape = w.shape().to_vec();
+    let mut scale_shape = vec![1usize; shape.len()];
+    for &a in channel_axes {
+        if a >= shape.len() {
+            return Err(Error::internal(format!("weight channel axis {a} out of rank {}", shape.len())));
+        }
+        scale_shape[a] = shape[a];
+    }
+    let mut absmax = ArrayD::<f32>::zeros(IxDyn(&scale_shape));
+    // Reduce |w| over every non-channel axis by iterating indices.
+    for (idx, &v) in w.indexed_iter() {
+        let mut si = idx.slice().to_vec();
+        for (k, s) in si.iter_mut().enumerate() {
+            if scale_shape[k] == 1 {
+                *s = 0;
+            }
+        }
+        let m = &mut absmax[IxDyn(&si)];
+        if v.abs() > *m {
+            *m = v.abs();
+        }
+    }
+    if w.iter().any(|x| !x.is_finite()) {
+        return Err(Error::invalid("weights hold NaN or Inf"));
+    }
+    let max_all = absmax.iter().cloned().fold(0.0f32, f32::max);
+    let floor = (max_all * 0.01).max(8e-5);
+    let high = absmax.mapv(|m| m.max(floor));
+    let (div, lo_code, hi_code) = if half_range { (63.5f32, -64i32, 64i32) } else { (127.0f32, -127, 127) };
+    let scale = high.mapv(|h| h / div);
+    let mut codes = ArrayD::<i8>::zeros(IxDyn(&shape));
+    let sb = scale.broadcast(IxDyn(&shape)).ok_or_else(|| Error::internal("scale does not broadcast"))?;
+    ndarray::Zip::from(&mut codes).and(w).and(&sb).for_each(|c, &x, &s| {
+        *c = ((x / s + 0.5).floor() as i32).clamp(lo_code, hi_code) as i8;
+    });
+    let (fq_low, fq_high, fq_levels) = if half_range {
+        (scale.mapv(|s| -64.0 * s), scale.mapv(|s| 63.0 * s), 128)
+    } else {
+        (high.mapv(|h| -h), high.clone(), 255)
+    };
+    Ok(QuantizedWeight { codes, scale, fq_low, fq_high, fq_levels })
+}
+
+fn port_like(graph: &Graph, o: Outlet) -> PortInfo {
+    let p = graph.outlet_info(o);
+    PortInfo::new(p.element_type, p.shape.clone())
+}
+
+/// Inserts `FakeQuantize(source, lo, hi, lo, hi)` and points `edges` at it. Returns the FQ node.
+pub fn insert_activation_fq(
+    graph: &mut Graph,
+    source: Outlet,
+    edges: &[(NodeId, usize)],
+    name: String,
+    low: Tensor,
+    high: Tensor,
+    levels: usize,
+) -> NodeId {
+    let il = graph.add_const(format!("{name}/input_low"), low.clone());
+    let ih = graph.add_const(format!("{name}/input_high"), high.clone());
+    let ol = graph.add_const(format!("{name}/output_low"), low);
+    let oh = graph.add_const(format!("{name}/output_high"), high);
+    let out = port_like(graph, source);
+    let fq = graph.add_op(
+        name,
+        "FakeQuantize",
+        "opset1",
+        Attrs::from_pairs(&[("levels", &levels.to_string()), ("auto_broadcast", "numpy")]),
+        vec![source, Outlet::new(il, 0), Outlet::new(ih, 0), Outlet::new(ol, 0), Outlet::new(oh, 0)],
+        vec![out],
+    );
+    for &(c, k) in edges {
+        graph.set_input(c, k, Outlet::new(fq, 0));
+    }
+    fq
+}
+
+/// Replaces input `input` of `op` by compressed int8 weights: `Const(i8) → Convert(f32) →
+/// Multiply(scale)`, or FP32 weights behind a FakeQuantize when `compress` is false.
+pub fn replace_weight(
+    graph: &mut Graph,
+    op: NodeId,
+    input: usize,
+    fp_weight: &ArrayD<f32>,
+    q: &QuantizedWeight,
+    compress: bool,
+) -> NodeId {
+    let op_name = graph.nodes[op].name.clone();
+    let shape = fp_weight.shape().to_vec();
+    let f32_port = PortInfo::new(ElementType::F32, PartialShape::from_static(&shape));
+    let new_out = if compress {
+        let c = graph.add_const(format!("{op_name}/weights_int8"), Tensor::I8(q.codes.clone()));
+        let conv = graph.add_op(
+            format!("{op_name}/weights_int8/convert"),
+            "Convert",
+            "opset1",
+            Attrs::from_pairs(&[("destination_type", "f32")]),
+            vec![Outlet::new(c, 0)],
+            vec![f32_port.clone()],
+        );
+        let s = graph.add_const(format!("{op_name}/weights_scale"), Tensor::F32(q.scale.clone()));
+        graph.add_op(
+            format!("{op_name}/fq_weights_{input}"),
+            "Multiply",
+            "opset1",
+            Attrs::from_pairs(&[("auto_broadcast", "numpy")]),
+            vec![Outlet::new(conv, 0), Outlet::new(s, 0)],
+            vec![f32_port],
+        )
+    } else {
+        let c = graph.add_const(format!("{op_name}/weights"), Tensor::F32(fp_weight.clone()));
+        insert_activation_fq(
+            graph,
+            Outlet::new(c, 0),
+            &[],
+            format!("{op_name}/fq_weights_{input}"),
+            Tensor::F32(q.fq_low.clone()),
+            Tensor::F32(q.fq_high.clone()),
+            q.fq_levels,
+        )
+    };
+    graph.set_input(op, input, Outlet::new(new_out, 0));
+    // The op's recorded input port now carries f32.
+    if let Some(p) = graph.nodes[op].input_ports.get_mut(input) {
+        p.element_type = ElementType::F32;
+    }
+    new_out
+}
+
+/// Per-channel mean of `t` along `axis` (numpy-style negative axes).
+pub fn channel_mean(t: &ArrayD<f32>, axis: isize) -> Option<Vec<f64>> {
+    let r = t.ndim() as isize;
+    let a = if axis < 0 { axis + r } else { axis };
+    if a < 0 || a >= r {
+        return None;
+    }
+    let a = a as usize;
+    Some(
+        t.axis_iter(Axis(a))
+            .map(|sub| sub.iter().map(|&x| x as f64).sum::<f64>() / sub.len().max(1) as f64)
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symmetric_activation_ranges() {
+        let spec = QSpec { bits: 8, symmetric: true, per_channel: false, narrow_range: false };
+        assert_eq!(activation_fq(0.0, 2.0, &spec), (0.0, 2.0, 256));
+        let (lo, hi, _) = activation_fq(-1.0, 1.27, &spec);
+        assert_eq!(hi, 1.27);
+        assert!((lo as f64 - (-1.27 * 256.0 / 254.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn asymmetric_zero_point_is_integer() {
+        let spec = QSpec { bits: 8, symmetric: false, per_channel: false, narrow_range: false };
+        let (lo, hi, levels) = activation_fq(-0.37, 2.91, &spec);
+        let scale = (hi - lo) as f64 / (levels - 1) as f64;
+        let zp = -lo as f64 / scale;
+        assert!((zp - zp.round()).abs() < 1e-3, "zero point {zp}");
+        assert!(lo <= -0.37 && hi >= 2.9);
+    }
+
+    #[test]
+    fn weights_per_channel() {
+        let w = ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1.0, -0.5, 0.25, 0.0, 0.0, -4.0]).unwrap();
+        let q = quantize_weight(&w, &[0], false).unwrap();
+        assert_eq!(q.codes.as_slice().unwrap(), &[127, -63, 32, 0, 0, -127]);
+        let d = q.dequantized();
+        assert!((d[[0, 0]] - 1.0).abs() < 1e-6 && (d[[1, 2]] + 4.0).abs() < 1e-6);
+        let h = quantize_weight(&w, &[0], true).unwrap();
+        assert_eq!(h.codes[[0, 0]], 64);
+        assert_eq!(h.codes[[1, 2]], -63);
+    }
+}

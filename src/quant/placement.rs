@@ -1,0 +1,328 @@
+//! Where quantizers go: activation quantizers on the inputs of quantizable ops (moved up through
+//! quantize-agnostic ops to the producing op, shared by every consumer that needs them, unified
+//! at Concat) and weight quantizers on the constant inputs of weighted ops.
+
+use super::config::{IgnoredScope, ModelType, Preset, QuantConfig};
+use super::hw_config::{HwConfig, QSpec, Role};
+use crate::api::IgnoredInfo;
+use crate::error::{Error, Result};
+use crate::graph::{Graph, NodeId, Outlet};
+use crate::tensor::ElementType;
+use std::collections::{BTreeMap, HashMap};
+
+/// One activation FakeQuantize: quantizes `source` for the consumer inputs in `edges`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActPoint {
+    pub source: Outlet,
+    pub edges: Vec<(NodeId, usize)>,
+    /// The quantizable ops this quantizer serves.
+    pub targets: Vec<NodeId>,
+    pub spec: QSpec,
+    /// Points with the same id share one range (inputs of one Concat).
+    pub unified: Option<usize>,
+}
+
+/// One weight quantizer: input `input` of `op` is constant and gets int8 weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WeightPoint {
+    pub op: NodeId,
+    pub input: usize,
+    /// Axes that index output channels (one scale per index combination).
+    pub channel_axes: Vec<usize>,
+    /// Saturation fix: use half of the int8 range.
+    pub half_range: bool,
+    pub spec: QSpec,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    pub activations: Vec<ActPoint>,
+    pub weights: Vec<WeightPoint>,
+    pub ignored: Vec<IgnoredInfo>,
+    /// Ops that got at least one quantizer.
+    pub quantized_ops: Vec<NodeId>,
+}
+
+fn is_float(t: ElementType) -> bool {
+    matches!(t, ElementType::F32 | ElementType::F16 | ElementType::BF16 | ElementType::F64)
+}
+
+/// Whether a node matches the user's ignored scope; returns the reason.
+pub fn ignored_reason(graph: &Graph, id: NodeId, scope: &IgnoredScope, regexes: &[regex::Regex]) -> Option<String> {
+    let n = &graph.nodes[id];
+    if scope.names.iter().any(|s| s == &n.name) {
+        return Some("ignored scope: name".into());
+    }
+    if let Some(r) = regexes.iter().find(|r| r.is_match(&n.name)) {
+        return Some(format!("ignored scope: pattern '{}'", r.as_str()));
+    }
+    for t in &scope.types {
+        if t.op_type == n.op_type {
+            let attrs_match = t.attributes.iter().all(|(k, v)| {
+                let want = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                n.attrs.get(k).is_some_and(|have| {
+                    have.replace(' ', "") == want.replace(' ', "").trim_matches(['[', ']'])
+                        || have == want
+                })
+            });
+            if attrs_match {
+                return Some(format!("ignored scope: type {}", t.op_type));
+            }
+        }
+    }
+    None
+}
+
+/// Weight channel axes by op type and weight rank.
+fn weight_channel_axes(graph: &Graph, op: NodeId, input: usize, rank: usize) -> Vec<usize> {
+    let n = &graph.nodes[op];
+    if rank <= 1 {
+        return vec![];
+    }
+    match n.op_type.as_str() {
+        "Convolution" => vec![0],
+        "GroupConvolution" => vec![0, 1],
+        "ConvolutionBackpropData" => vec![1],
+        "GroupConvolutionBackpropData" => vec![0, 2],
+        "MatMul" => {
+            let flag = |k: &str| n.attrs.get(k).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            if input == 1 {
+                // B is [.., K, N] (or [.., N, K] transposed): channels are N.
+                if flag("transpose_b") {
+                    vec![rank - 2]
+                } else {
+                    vec![rank - 1]
+                }
+            } else if flag("transpose_a") {
+                vec![rank - 1]
+            } else {
+                vec![rank - 2]
+            }
+        }
+        "Gather" => vec![0],
+        _ => vec![0],
+    }
+}
+
+struct Ctx<'a> {
+    graph: &'a Graph,
+    is_const: Vec<bool>,
+    consumers: HashMap<Outlet, Vec<(NodeId, usize)>>,
+    hw: &'a HwConfig,
+}
+
+impl Ctx<'_> {
+    fn outlet_is_float_activation(&self, o: Outlet) -> bool {
+        !self.is_const[o.node] && is_float(self.graph.outlet_info(o).element_type)
+    }
+
+    /// Moves a quantizer on edge (consumer, input) up through single-consumer agnostic ops.
+    fn propagate_up(&self, mut edge: (NodeId, usize)) -> (NodeId, usize) {
+        loop {
+            let src = self.graph.nodes[edge.0].inputs[edge.1];
+            let p = &self.graph.nodes[src.node];
+            let single_consumer = self.consumers.get(&src).map_or(0, |c| c.len()) == 1;
+            let agnostic = self.hw.role(&p.op_type) == Some(Role::Agnostic);
+            if !(agnostic && single_consumer && p.outputs.len() == 1 && !p.inputs.is_empty()) {
+                return edge;
+            }
+            let data = p.inputs[0];
+            let rest_const = p.inputs[1..].iter().all(|o| self.is_const[o.node]);
+            if !rest_const || !self.outlet_is_float_activation(data) {
+                return edge;
+            }
+            edge = (src.node, 0);
+        }
+    }
+
+    /// Whether `o` comes from a Softmax through data-movement ops (attention scores).
+    fn from_softmax(&self, mut o: Outlet) -> bool {
+        for _ in 0..8 {
+            let p = &self.graph.nodes[o.node];
+            match p.op_type.as_str() {
+                "SoftMax" | "Softmax" => return true,
+                "Reshape" | "Transpose" | "Squeeze" | "Unsqueeze" if !p.inputs.is_empty() => o = p.inputs[0],
+                _ => return false,
+            }
+        }
+        false
+    }
+}
+
+/// Computes the quantizer setup for a graph.
+pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Result<Setup> {
+    let regexes: Vec<regex::Regex> = config
+        .ignored
+        .patterns
+        .iter()
+        .map(|p| {
+            regex::Regex::new(&format!("^(?:{p})$"))
+                .map_err(|e| Error::invalid(format!("ignored pattern '{p}': {e}")))
+        })
+        .collect::<Result<_>>()?;
+    let ctx = Ctx { graph, is_const: graph.constant_outlets()?, consumers: graph.consumers(), hw };
+    let order = graph.topo_order()?;
+    let transformer = config.model_type == Some(ModelType::Transformer);
+    let act_spec = hw.activation_spec(config.effective_preset());
+    let sym_spec = QSpec { symmetric: true, ..act_spec };
+    let mut setup = Setup::default();
+    // (edge, spec, target, unified group)
+    let mut act_edges: Vec<((NodeId, usize), QSpec, NodeId, Option<usize>)> = vec![];
+    let mut unified_groups = 0usize;
+    let mut weighted_quantized = vec![false; graph.nodes.len()];
+
+    for &id in &order {
+        let n = &graph.nodes[id];
+        let Some(role) = hw.role(&n.op_type) else { continue };
+        if matches!(role, Role::Agnostic | Role::Unified) || ctx.is_const[id] {
+            continue;
+        }
+        if let Some(reason) = ignored_reason(graph, id, &config.ignored, &regexes) {
+            setup.ignored.push(IgnoredInfo { name: n.name.clone(), op_type: n.op_type.clone(), reason });
+            continue;
+        }
+        let mut acts: Vec<usize> = vec![];
+        let mut weight: Option<usize> = None;
+        let mut spec = act_spec;
+        match role {
+            Role::Weighted => {
+                let data_inputs = n.inputs.len().min(2);
+                for k in 0..data_inputs {
+                    let o = n.inputs[k];
+                    if ctx.is_const[o.node] {
+                        if weight.is_none() && is_float(graph.outlet_info(o).element_type) {
+                            weight = Some(k);
+                        }
+                    } else if ctx.outlet_is_float_activation(o) {
+                        acts.push(k);
+                    }
+                }
+                if n.op_type == "MatMul" && weight.is_none() {
+                    if n.inputs.iter().any(|&o| ctx.from_softmax(o)) {
+                        setup.ignored.push(IgnoredInfo {
+                            name: n.name.clone(),
+                            op_type: n.op_type.clone(),
+                            reason: "pattern: softmax → MatMul".into(),
+                        });
+                        continue;
+                    }
+                    if transformer {
+                        spec = sym_spec;
+                    }
+                }
+            }
+            Role::Eltwise => {
+                if n.inputs.len() >= 2 && n.inputs.iter().all(|&o| ctx.outlet_is_float_activation(o)) {
+                    acts = (0..n.inputs.len()).collect();
+                }
+            }
+            Role::ActivationOnly => {
+                if let Some(&o) = n.inputs.first() {
+                    if ctx.outlet_is_float_activation(o) {
+                        acts.push(0);
+                    }
+                }
+                if n.op_type == "ScaledDotProductAttention" {
+                    acts = (0..n.inputs.len().min(3))
+                        .filter(|&k| ctx.outlet_is_float_activation(n.inputs[k]))
+                        .collect();
+                    spec = sym_spec;
+                }
+            }
+            Role::Embedding => {
+                let table = n.inputs.first().copied();
+                if let Some(t) = table {
+                    let info = graph.outlet_info(t);
+                    if ctx.is_const[t.node] && is_float(info.element_type) && info.shape.rank() == Some(2) {
+                        weight = Some(0);
+                    }
+                }
+            }
+            Role::Agnostic | Role::Unified => {}
+        }
+        if acts.is_empty() && weight.is_none() {
+            continue;
+        }
+        setup.quantized_ops.push(id);
+        for k in acts {
+            let src = n.inputs[k];
+            // Concat feeding this input: quantize each Concat input with one shared range.
+            let p = &graph.nodes[src.node];
+            let single = ctx.consumers.get(&src).map_or(0, |c| c.len()) == 1;
+            if hw.role(&p.op_type) == Some(Role::Unified)
+                && single
+                && p.inputs.iter().all(|&o| ctx.outlet_is_float_activation(o))
+            {
+                let g = unified_groups;
+                unified_groups += 1;
+                for i in 0..p.inputs.len() {
+                    act_edges.push((ctx.propagate_up((src.node, i)), spec, id, Some(g)));
+                }
+            } else {
+                act_edges.push((ctx.propagate_up((id, k)), spec, id, None));
+            }
+        }
+        if let Some(w) = weight {
+            let rank = graph.outlet_info(n.inputs[w]).shape.rank().unwrap_or(0);
+            let axes = weight_channel_axes(graph, id, w, rank);
+            setup.weights.push(WeightPoint {
+                op: id,
+                input: w,
+                channel_axes: axes,
+                half_range: false,
+                spec: hw.weight_spec(),
+            });
+            if n.op_type != "Gather" {
+                weighted_quantized[id] = true;
+            }
+        }
+    }
+
+    // Group edges by the tensor they quantize.
+    let mut by_source: BTreeMap<Outlet, ActPoint> = BTreeMap::new();
+    for ((consumer, input), spec, target, unified) in act_edges {
+        let source = graph.nodes[consumer].inputs[input];
+        let e = by_source.entry(source).or_insert_with(|| ActPoint {
+            source,
+            edges: vec![],
+            targets: vec![],
+            spec,
+            unified,
+        });
+        if !e.edges.contains(&(consumer, input)) {
+            e.edges.push((consumer, input));
+        }
+        if !e.targets.contains(&target) {
+            e.targets.push(target);
+        }
+        e.spec.symmetric |= spec.symmetric;
+        if e.unified.is_none() {
+            e.unified = unified;
+        }
+    }
+    setup.activations = by_source.into_values().collect();
+    for a in &mut setup.activations {
+        a.edges.sort();
+    }
+
+    // Saturation fix: the first weighted layers (no quantized weighted op before them).
+    let apply_fix = hw.uses_saturation_fix() && config.saturation_fix != super::config::SaturationFix::No;
+    if apply_fix {
+        let all = config.saturation_fix == super::config::SaturationFix::All;
+        let mut has_before = vec![false; graph.nodes.len()];
+        for &id in &order {
+            let n = &graph.nodes[id];
+            has_before[id] = n.inputs.iter().any(|o| has_before[o.node] || weighted_quantized[o.node]);
+        }
+        for w in &mut setup.weights {
+            if weighted_quantized[w.op] && (all || !has_before[w.op]) {
+                w.half_range = true;
+            }
+        }
+    }
+    let _ = Preset::Performance;
+    Ok(setup)
+}

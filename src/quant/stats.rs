@@ -1,0 +1,358 @@
+//! Statistics over calibration samples, gathered in one engine pass with the observer hook.
+//! Samples run in parallel in fixed chunks whose partial results are combined in chunk order,
+//! so the numbers are the same at any thread count. Memory is bounded by the estimators: a few
+//! scalars per sample and point, one accumulator per channel.
+
+use crate::api::{Dataset, Hooks, Stage};
+use crate::engine::Plan;
+use crate::error::{Error, Result};
+use crate::graph::Outlet;
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// What to collect on one tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request {
+    /// Per-sample min, max, abs-max and the given quantiles (q in [0,1]) of x and |x|.
+    Scalars { quantiles: Vec<f64> },
+    /// Mean per channel on `axis` (negative counts from the end), averaged over samples.
+    ChannelMean { axis: isize },
+    /// Max of |x| per channel on the last axis, over everything else and all samples.
+    ChannelAbsMax,
+}
+
+/// Per-sample scalar statistics of one tensor.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SampleScalars {
+    pub min: f64,
+    pub max: f64,
+    pub abs_max: f64,
+    /// quantile q → (value of x, value of |x|)
+    pub quantiles: Vec<(f64, f64, f64)>,
+}
+
+/// Everything collected, keyed by outlet.
+#[derive(Clone, Debug, Default)]
+pub struct Collected {
+    pub samples: usize,
+    pub scalars: HashMap<Outlet, Vec<SampleScalars>>,
+    /// (outlet, axis) → per-channel mean over samples
+    pub channel_means: HashMap<(Outlet, isize), Vec<f64>>,
+    pub channel_abs_max: HashMap<Outlet, Vec<f32>>,
+    /// One shape seen per outlet (first sample).
+    pub shapes: HashMap<Outlet, Vec<usize>>,
+}
+
+#[derive(Default)]
+struct Partial {
+    scalars: BTreeMap<Outlet, Vec<SampleScalars>>,
+    sums: BTreeMap<(Outlet, isize), (Vec<f64>, usize)>,
+    absmax: BTreeMap<Outlet, Vec<f32>>,
+    shapes: BTreeMap<Outlet, Vec<usize>>,
+}
+
+fn sorted_quantile(sorted: &[f32], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    // Linear interpolation between closest ranks, as numpy's default.
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    let f = pos - lo as f64;
+    sorted[lo] as f64 * (1.0 - f) + sorted[hi] as f64 * f
+}
+
+fn scalars_of(data: &[f32], quantiles: &[f64]) -> SampleScalars {
+    let (mut mn, mut mx) = (f32::INFINITY, f32::NEG_INFINITY);
+    for &x in data {
+        mn = mn.min(x);
+        mx = mx.max(x);
+    }
+    let mut s = SampleScalars {
+        min: mn as f64,
+        max: mx as f64,
+        abs_max: (mn.abs()).max(mx.abs()) as f64,
+        quantiles: vec![],
+    };
+    if !quantiles.is_empty() {
+        let mut v = data.to_vec();
+        v.sort_by(|a, b| a.total_cmp(b));
+        let mut a: Vec<f32> = data.iter().map(|x| x.abs()).collect();
+        a.sort_by(|x, y| x.total_cmp(y));
+        s.quantiles = quantiles.iter().map(|&q| (q, sorted_quantile(&v, q), sorted_quantile(&a, q))).collect();
+    }
+    s
+}
+
+fn channel_view(shape: &[usize], axis: isize) -> Option<(usize, usize, usize)> {
+    let r = shape.len() as isize;
+    let a = if axis < 0 { axis + r } else { axis };
+    if a < 0 || a >= r {
+        return None;
+    }
+    let a = a as usize;
+    let outer: usize = shape[..a].iter().product();
+    let inner: usize = shape[a + 1..].iter().product();
+    Some((outer, shape[a], inner))
+}
+
+impl Partial {
+    fn observe(&mut self, o: Outlet, t: &Tensor, reqs: &[Request], sample: usize, name: &dyn Fn(Outlet) -> String) -> Result<()> {
+        let owned;
+        let a = match t.as_f32() {
+            Some(a) => a,
+            None => {
+                owned = t.to_f32();
+                &owned
+            }
+        };
+        let data_owned;
+        let data: &[f32] = match a.as_slice() {
+            Some(s) => s,
+            None => {
+                data_owned = a.iter().copied().collect::<Vec<f32>>();
+                &data_owned
+            }
+        };
+        if data.iter().any(|x| !x.is_finite()) {
+            return Err(Error::invalid(format!(
+                "calibration sample {sample}: tensor '{}' holds NaN or Inf",
+                name(o)
+            )));
+        }
+        self.shapes.entry(o).or_insert_with(|| a.shape().to_vec());
+        for r in reqs {
+            match r {
+                Request::Scalars { quantiles } => {
+                    self.scalars.entry(o).or_default().push(scalars_of(data, quantiles));
+                }
+                Request::ChannelMean { axis } => {
+                    let Some((outer, c, inner)) = channel_view(a.shape(), *axis) else { continue };
+                    let e = self.sums.entry((o, *axis)).or_insert_with(|| (vec![0.0; c], 0));
+                    if e.0.len() != c {
+                        return Err(Error::mismatch(format!("tensor '{}' changed channel count", name(o))));
+                    }
+                    let n = (outer * inner).max(1) as f64;
+                    let mut per = vec![0.0f64; c];
+                    for ou in 0..outer {
+                        for (ch, p) in per.iter_mut().enumerate() {
+                            let base = (ou * c + ch) * inner;
+                            *p += data[base..base + inner].iter().map(|&x| x as f64).sum::<f64>();
+                        }
+                    }
+                    for (acc, p) in e.0.iter_mut().zip(per) {
+                        *acc += p / n;
+                    }
+                    e.1 += 1;
+                }
+                Request::ChannelAbsMax => {
+                    let c = *a.shape().last().unwrap_or(&1);
+                    let e = self.absmax.entry(o).or_insert_with(|| vec![0.0; c]);
+                    if e.len() != c || c == 0 {
+                        continue;
+                    }
+                    for row in data.chunks_exact(c) {
+                        for (m, &x) in e.iter_mut().zip(row) {
+                            *m = m.max(x.abs());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, other: Partial) {
+        for (k, v) in other.scalars {
+            self.scalars.entry(k).or_default().extend(v);
+        }
+        for (k, (v, n)) in other.sums {
+            let e = self.sums.entry(k).or_insert_with(|| (vec![0.0; v.len()], 0));
+            for (a, b) in e.0.iter_mut().zip(v) {
+                *a += b;
+            }
+            e.1 += n;
+        }
+        for (k, v) in other.absmax {
+            let e = self.absmax.entry(k).or_insert_with(|| vec![0.0; v.len()]);
+            for (a, b) in e.iter_mut().zip(v) {
+                *a = a.max(b);
+            }
+        }
+        for (k, v) in other.shapes {
+            self.shapes.entry(k).or_insert(v);
+        }
+    }
+}
+
+/// Samples per chunk; chunks are the unit of parallel work and of deterministic reduction.
+const CHUNK: usize = 4;
+
+/// Runs `plan` on the first `n` samples and collects the requested statistics.
+pub fn collect(
+    plan: &Plan,
+    data: &dyn Dataset,
+    n: usize,
+    requests: &HashMap<Outlet, Vec<Request>>,
+    hooks: &mut Hooks,
+    stage: Stage,
+) -> Result<Collected> {
+    if n == 0 {
+        return Err(Error::invalid("the calibration dataset is empty"));
+    }
+    let graph = plan.graph();
+    let name = |o: Outlet| {
+        let node = &graph.nodes[o.node];
+        node.outputs
+            .get(o.port)
+            .and_then(|p| p.names.first().cloned())
+            .unwrap_or_else(|| format!("{}:{}", node.name, o.port))
+    };
+    let parameters: HashMap<String, Outlet> = graph
+        .parameters()
+        .into_iter()
+        .map(|p| (graph.parameter_name(p).to_string(), Outlet::new(p, 0)))
+        .collect();
+    let targets: Vec<Outlet> = {
+        let mut t: Vec<Outlet> = requests.keys().copied().collect();
+        t.sort();
+        t
+    };
+    let chunks: Vec<(usize, usize)> = (0..n).step_by(CHUNK).map(|s| (s, (s + CHUNK).min(n))).collect();
+    let wave = (rayon::current_num_threads() * 2).max(1);
+    let mut total = Partial::default();
+    hooks.progress(stage, 0, n)?;
+    for wave_chunks in chunks.chunks(wave) {
+        let partials: Vec<Result<Partial>> = wave_chunks
+            .par_iter()
+            .map(|&(s, e)| {
+                let mut part = Partial::default();
+                for i in s..e {
+                    let sample = data.get(i)?;
+                    for (nm, t) in &sample {
+                        if let Some(o) = parameters.get(nm) {
+                            if let Some(r) = requests.get(o) {
+                                part.observe(*o, t, r, i, &name)?;
+                            }
+                        }
+                    }
+                    let seeds_bound = plan.bind_inputs(&sample)?;
+                    let seeds: HashMap<Outlet, Arc<Tensor>> =
+                        seeds_bound.into_iter().map(|(p, t)| (Outlet::new(p, 0), t)).collect();
+                    let mut err: Option<Error> = None;
+                    let mut obs = |o: Outlet, t: &Tensor| -> Result<()> {
+                        if let Some(r) = requests.get(&o) {
+                            if let Err(e) = part.observe(o, t, r, i, &name) {
+                                err.get_or_insert(e);
+                            }
+                        }
+                        Ok(())
+                    };
+                    plan.run_from(&seeds, &targets_or_outputs(plan, &targets), &mut obs)
+                        .map_err(|e| match e {
+                            Error::Mismatch(m) => Error::Mismatch(format!("calibration sample {i}: {m}")),
+                            Error::InvalidArgument(m) => Error::InvalidArgument(format!("calibration sample {i}: {m}")),
+                            other => other,
+                        })?;
+                    if let Some(e) = err {
+                        return Err(e);
+                    }
+                }
+                Ok(part)
+            })
+            .collect();
+        for p in partials {
+            total.merge(p?);
+        }
+        let done = wave_chunks.last().map_or(0, |c| c.1);
+        hooks.progress(stage, done, n)?;
+    }
+    let mut out = Collected { samples: n, ..Default::default() };
+    out.scalars = total.scalars.into_iter().collect();
+    out.channel_means = total
+        .sums
+        .into_iter()
+        .map(|(k, (v, cnt))| (k, v.into_iter().map(|x| x / cnt.max(1) as f64).collect()))
+        .collect();
+    out.channel_abs_max = total.absmax.into_iter().collect();
+    out.shapes = total.shapes.into_iter().collect();
+    Ok(out)
+}
+
+fn targets_or_outputs(plan: &Plan, targets: &[Outlet]) -> Vec<Outlet> {
+    let params: Vec<usize> = plan.graph().parameters();
+    let t: Vec<Outlet> = targets.iter().copied().filter(|o| !params.contains(&o.node)).collect();
+    if t.is_empty() {
+        plan.output_outlets()
+    } else {
+        t
+    }
+}
+
+/// Aggregates per-sample values: mean (default), min, max, median, and the "no outliers"
+/// variants that drop values outside the [q, 1−q] quantiles first.
+pub fn aggregate(values: &[f64], aggregator: &str, outlier_prob: f64) -> Result<f64> {
+    if values.is_empty() {
+        return Err(Error::invalid("no statistics to aggregate"));
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let median = |v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_by(|a, b| a.total_cmp(b));
+        let m = s.len() / 2;
+        if s.len() % 2 == 0 {
+            (s[m - 1] + s[m]) / 2.0
+        } else {
+            s[m]
+        }
+    };
+    let trimmed = || {
+        let mut s = values.to_vec();
+        s.sort_by(|a, b| a.total_cmp(b));
+        let f: Vec<f32> = s.iter().map(|&x| x as f32).collect();
+        let lo = sorted_quantile(&f, outlier_prob);
+        let hi = sorted_quantile(&f, 1.0 - outlier_prob);
+        let kept: Vec<f64> = s.into_iter().filter(|&x| x >= lo && x <= hi).collect();
+        if kept.is_empty() {
+            values.to_vec()
+        } else {
+            kept
+        }
+    };
+    Ok(match aggregator {
+        "mean" => mean(values),
+        "min" => values.iter().cloned().fold(f64::INFINITY, f64::min),
+        "max" => values.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+        "median" => median(values),
+        "mean_no_outliers" => mean(&trimmed()),
+        "median_no_outliers" => median(&trimmed()),
+        other => return Err(Error::invalid(format!("unknown aggregator '{other}'"))),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregators() {
+        let v = [1.0, 2.0, 3.0, 10.0];
+        assert_eq!(aggregate(&v, "mean", 0.0).unwrap(), 4.0);
+        assert_eq!(aggregate(&v, "median", 0.0).unwrap(), 2.5);
+        assert_eq!(aggregate(&v, "min", 0.0).unwrap(), 1.0);
+        assert_eq!(aggregate(&v, "max", 0.0).unwrap(), 10.0);
+        assert!(aggregate(&v, "mean_no_outliers", 0.25).unwrap() < 4.0);
+        assert!(aggregate(&v, "bogus", 0.0).is_err());
+    }
+
+    #[test]
+    fn scalars_and_quantiles() {
+        let s = scalars_of(&[-2.0, 0.0, 1.0, 3.0, 4.0], &[0.5]);
+        assert_eq!((s.min, s.max, s.abs_max), (-2.0, 4.0, 4.0));
+        assert_eq!(s.quantiles[0].1, 1.0);
+        assert_eq!(s.quantiles[0].2, 2.0);
+    }
+}
