@@ -264,7 +264,7 @@ pub extern "C" fn ovpot_dataset_create_from_arrays(
             })
             .collect();
         *out = into_handle(ovpot_dataset_t {
-            kind: DatasetKind::Memory(InMemoryDataset { samples }),
+            kind: DatasetKind::Rust(Box::new(InMemoryDataset { samples })),
         });
         Ok(())
     })

@@ -1,0 +1,498 @@
+/* Everything of the C API but quantization itself, checked on the MNIST CNN: model queries,
+ * inference against OpenVINO's reference outputs, memory and file round trips, datasets, metrics,
+ * callbacks and every error path (NULLs, bad values, bad files, failing callbacks, cancel).
+ *
+ *   basics FIXTURE_DIR TMP_DIR
+ *
+ * Prints one line per failed check and exits with the number of failures. */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include "common.h"
+#include "npy.h"
+
+static int failures = 0;
+static int pending = 0;
+
+#define EXPECT(cond)                                                                             \
+    do {                                                                                         \
+        if (!(cond)) {                                                                           \
+            fprintf(stderr, "FAILED %s:%d: %s (last error: %s)\n", __FILE__, __LINE__, #cond,    \
+                    ovpot_last_error());                                                         \
+            failures++;                                                                          \
+        }                                                                                        \
+    } while (0)
+
+/* `call` must fail with `status` and a message containing `text`. */
+#define EXPECT_ERR(call, status, text)                                                           \
+    do {                                                                                         \
+        ovpot_status_e st_ = (call);                                                             \
+        if (st_ != (status) || strstr(ovpot_last_error(), (text)) == NULL) {                     \
+            fprintf(stderr, "FAILED %s:%d: %s -> %s \"%s\", expected %s with \"%s\"\n", __FILE__, \
+                    __LINE__, #call, ovpot_status_name(st_), ovpot_last_error(),                 \
+                    ovpot_status_name(status), text);                                            \
+            failures++;                                                                          \
+        }                                                                                        \
+    } while (0)
+
+/* Quantization-dependent expectation: UNSUPPORTED is accepted while quantization is built. */
+#define EXPECT_RUN(st, status)                                                                   \
+    do {                                                                                         \
+        ovpot_status_e s_ = (st);                                                                \
+        if (s_ == OVPOT_UNSUPPORTED && OVPOT_EXAMPLES_ALLOW_UNSUPPORTED) {                       \
+            printf("PENDING %s:%d: quantization unsupported, expected %s later\n", __FILE__,     \
+                   __LINE__, ovpot_status_name(status));                                         \
+            pending++;                                                                           \
+        } else if (s_ != (status)) {                                                             \
+            fprintf(stderr, "FAILED %s:%d: got %s \"%s\", expected %s\n", __FILE__, __LINE__,     \
+                    ovpot_status_name(s_), ovpot_last_error(), ovpot_status_name(status));       \
+            failures++;                                                                          \
+        }                                                                                        \
+    } while (0)
+
+/* ---- callback datasets ---- */
+typedef struct {
+    const float *images; /* [n, 1, 28, 28] */
+    size_t n;
+    int mode;            /* 0 good, 1 fail at fail_index, 2 wrong size at fail_index, 3 set nothing, 4 by index */
+    size_t fail_index;
+    size_t calls;
+    int destroyed;
+    pthread_t thread;    /* the thread callbacks must run on */
+    int wrong_thread;
+} cb_data;
+
+static int get_item(void *user_data, size_t index, ovpot_sample_t *sample) {
+    cb_data *d = (cb_data *)user_data;
+    const int64_t shape[4] = {1, 1, 28, 28};
+    const float *x = d->images + (index % d->n) * 784;
+    d->calls++;
+    if (!pthread_equal(pthread_self(), d->thread)) d->wrong_thread = 1;
+    if (d->mode == 1 && index == d->fail_index) return 7;
+    if (d->mode == 3) return 0;
+    size_t bytes = (d->mode == 2 && index == d->fail_index) ? 783 * 4 : 784 * 4;
+    if (d->mode == 4) {
+        ovpot_sample_set_input_by_index(sample, 0, OVPOT_ELEMENT_TYPE_F32, shape, 4, x, bytes);
+        return 0;
+    }
+    /* The status is deliberately ignored in mode 2: ovpot remembers the failure. */
+    ovpot_sample_set_input(sample, "input", OVPOT_ELEMENT_TYPE_F32, shape, 4, x, bytes);
+    return 0;
+}
+
+static void destroy(void *user_data) { ((cb_data *)user_data)->destroyed++; }
+
+/* ---- metrics ---- */
+typedef struct {
+    size_t fail_index;
+    size_t updates;
+    int destroyed;
+} metric_data;
+
+static int update_cb(void *user_data, const ovpot_outputs_t *outputs, size_t index) {
+    metric_data *m = (metric_data *)user_data;
+    (void)outputs;
+    m->updates++;
+    return index == m->fail_index ? 9 : 0;
+}
+static int value_cb(void *user_data, double *value) {
+    (void)user_data;
+    *value = 0.5;
+    return 0;
+}
+static void metric_destroy(void *user_data) { ((metric_data *)user_data)->destroyed++; }
+
+/* ---- progress ---- */
+static int cancel_at_first(void *user_data, ovpot_stage_e stage, size_t done, size_t total) {
+    (void)stage, (void)done, (void)total;
+    ++*(int *)user_data;
+    return 1;
+}
+
+/* ---- helpers ---- */
+static ovpot_outputs_t *infer(const ovpot_model_t *model, const ovpot_dataset_t *d, size_t i) {
+    ovpot_sample_t *s = NULL;
+    ovpot_outputs_t *o = NULL;
+    CHECK(ovpot_dataset_get(d, i, &s));
+    CHECK(ovpot_model_infer(model, s, &o));
+    ovpot_sample_free(s);
+    return o;
+}
+
+static const float *logits_of(const ovpot_outputs_t *o) {
+    const void *p = NULL;
+    size_t bytes = 0;
+    CHECK(ovpot_outputs_data(o, 0, &p, &bytes));
+    EXPECT(bytes == 10 * sizeof(float));
+    return (const float *)p;
+}
+
+typedef struct {
+    const ovpot_model_t *model;
+    const ovpot_dataset_t *data;
+    float logits[4][10];
+    int ok;
+} infer_job;
+
+static void *infer_thread(void *arg) {
+    infer_job *j = (infer_job *)arg;
+    j->ok = 1;
+    for (size_t i = 0; i < 4; i++) {
+        ovpot_sample_t *s = NULL;
+        ovpot_outputs_t *o = NULL;
+        const void *p = NULL;
+        size_t bytes = 0;
+        if (ovpot_dataset_get(j->data, i, &s) || ovpot_model_infer(j->model, s, &o) ||
+            ovpot_outputs_data(o, 0, &p, &bytes) || bytes != sizeof j->logits[i])
+            j->ok = 0;
+        else
+            memcpy(j->logits[i], p, bytes);
+        ovpot_outputs_free(o);
+        ovpot_sample_free(s);
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s FIXTURE_DIR TMP_DIR\n", argv[0]);
+        return 1;
+    }
+    char path[4096], path2[4096];
+
+    /* Version, ABI, status names. */
+    EXPECT(ovpot_abi_version() == OVPOT_ABI_VERSION);
+    {
+        char v[64];
+        snprintf(v, sizeof v, "%d.%d.%d", OVPOT_VERSION_MAJOR, OVPOT_VERSION_MINOR, OVPOT_VERSION_PATCH);
+        EXPECT(strcmp(ovpot_version(), v) == 0);
+    }
+    EXPECT(strcmp(ovpot_status_name(OVPOT_CALLBACK_FAILED), "CALLBACK_FAILED") == 0);
+    EXPECT(strcmp(ovpot_status_name(1234), "UNKNOWN") == 0);
+
+    /* Frees accept NULL. */
+    ovpot_model_free(NULL);
+    ovpot_dataset_free(NULL);
+    ovpot_metric_free(NULL);
+    ovpot_session_free(NULL);
+    ovpot_sample_free(NULL);
+    ovpot_outputs_free(NULL);
+    ovpot_ir_buffer_free(NULL);
+
+    /* Reading: NULLs, missing files, bad IR. */
+    ovpot_model_t *model = (ovpot_model_t *)&failures; /* must be cleared on failure */
+    EXPECT_ERR(ovpot_model_read(NULL, NULL, &model), OVPOT_INVALID_ARGUMENT, "xml_path");
+    EXPECT(model == NULL);
+    snprintf(path, sizeof path, "%s/model.xml", argv[1]);
+    EXPECT_ERR(ovpot_model_read(path, NULL, NULL), OVPOT_INVALID_ARGUMENT, "'model' is NULL");
+    EXPECT_ERR(ovpot_model_read("/nonexistent/model.xml", NULL, &model), OVPOT_IO_ERROR, "nonexistent");
+    EXPECT_ERR(ovpot_model_read("\xff\xfe.xml", NULL, &model), OVPOT_INVALID_ARGUMENT, "UTF-8");
+    EXPECT_ERR(ovpot_model_read_from_memory_buffer("<net>", 5, NULL, 0, &model), OVPOT_PARSE_ERROR, "");
+    EXPECT_ERR(ovpot_model_read_from_memory_buffer(NULL, 5, NULL, 0, &model), OVPOT_INVALID_ARGUMENT, "xml");
+    EXPECT_ERR(ovpot_model_read_from_memory_buffer("<net>", 5, NULL, 10, &model), OVPOT_INVALID_ARGUMENT, "weights");
+
+    CHECK(ovpot_model_read(path, NULL, &model));
+    EXPECT(strcmp(ovpot_last_error(), "") == 0);
+
+    /* Ports. */
+    size_t n_in = 0, n_out = 0;
+    const char *name = NULL;
+    ovpot_element_type_e et;
+    const int64_t *dims = NULL;
+    int64_t rank = 0;
+    CHECK(ovpot_model_inputs_size(model, &n_in));
+    CHECK(ovpot_model_outputs_size(model, &n_out));
+    EXPECT(n_in == 1 && n_out == 1);
+    CHECK(ovpot_model_input_name(model, 0, &name));
+    EXPECT(strcmp(name, "input") == 0);
+    CHECK(ovpot_model_output_name(model, 0, &name));
+    EXPECT(strcmp(name, "logits") == 0);
+    CHECK(ovpot_model_input_element_type(model, 0, &et));
+    EXPECT(et == OVPOT_ELEMENT_TYPE_F32);
+    CHECK(ovpot_model_output_element_type(model, 0, &et));
+    EXPECT(et == OVPOT_ELEMENT_TYPE_F32);
+    CHECK(ovpot_model_input_partial_shape(model, 0, &dims, &rank));
+    EXPECT(rank == 4 && dims[0] == -1 && dims[1] == 1 && dims[2] == 28 && dims[3] == 28);
+    CHECK(ovpot_model_output_partial_shape(model, 0, &dims, &rank));
+    EXPECT(rank == 2 && dims[0] == -1 && dims[1] == 10);
+    EXPECT_ERR(ovpot_model_input_name(model, 1, &name), OVPOT_INVALID_ARGUMENT, "out of range");
+    EXPECT(name == NULL);
+    CHECK(ovpot_model_get_friendly_name(model, &name));
+
+    /* Reference data: the first 4 eval samples and OpenVINO's FP32 outputs. */
+    npy_array ref_in, ref_out;
+    snprintf(path, sizeof path, "%s/ref/in/input.npy", argv[1]);
+    snprintf(path2, sizeof path2, "%s/ref/out0.npy", argv[1]);
+    if (npy_read(path, &ref_in) || npy_read(path2, &ref_out) || ref_in.shape[0] != 4) {
+        fprintf(stderr, "cannot read the reference data\n");
+        return 1;
+    }
+
+    /* Dataset from arrays; inference matches OpenVINO. */
+    ovpot_array_t arr = {"input", OVPOT_ELEMENT_TYPE_F32, ref_in.shape, ref_in.rank, ref_in.data,
+                         ref_in.count * 4};
+    ovpot_dataset_t *arrays = NULL;
+    CHECK(ovpot_dataset_create_from_arrays(&arr, 1, &arrays));
+    size_t n = 0;
+    CHECK(ovpot_dataset_size(arrays, &n));
+    EXPECT(n == 4);
+    const float *ref = (const float *)ref_out.data;
+    for (size_t i = 0; i < 4; i++) {
+        ovpot_outputs_t *o = infer(model, arrays, i);
+        const float *y = logits_of(o);
+        float maxref = 1, maxdiff = 0;
+        for (int k = 0; k < 10; k++) {
+            maxref = fmaxf(maxref, fabsf(ref[i * 10 + k]));
+            maxdiff = fmaxf(maxdiff, fabsf(y[k] - ref[i * 10 + k]));
+        }
+        EXPECT(maxdiff <= 1e-4f * maxref);
+        size_t count = 0, idx = 9, r2 = 0;
+        const int64_t *od = NULL;
+        CHECK(ovpot_outputs_size(o, &count));
+        EXPECT(count == 1);
+        CHECK(ovpot_outputs_find(o, "logits", &idx));
+        EXPECT(idx == 0);
+        EXPECT_ERR(ovpot_outputs_find(o, "nope", &idx), OVPOT_INVALID_ARGUMENT, "nope");
+        CHECK(ovpot_outputs_shape(o, 0, &od, &r2));
+        EXPECT(r2 == 2 && od[0] == 1 && od[1] == 10);
+        CHECK(ovpot_outputs_name(o, 0, &name));
+        EXPECT(strcmp(name, "logits") == 0);
+        CHECK(ovpot_outputs_element_type(o, 0, &et));
+        EXPECT(et == OVPOT_ELEMENT_TYPE_F32);
+        ovpot_outputs_free(o);
+    }
+
+    /* Concurrent inference on one model gives the single-thread results. */
+    {
+        infer_job jobs[2] = {{model, arrays, {{0}}, 0}, {model, arrays, {{0}}, 0}};
+        pthread_t t[2];
+        for (int k = 0; k < 2; k++) pthread_create(&t[k], NULL, infer_thread, &jobs[k]);
+        for (int k = 0; k < 2; k++) pthread_join(t[k], NULL);
+        EXPECT(jobs[0].ok && jobs[1].ok);
+        EXPECT(memcmp(jobs[0].logits, jobs[1].logits, sizeof jobs[0].logits) == 0);
+    }
+
+    /* Memory round trip: save to buffers, read back, same outputs. */
+    {
+        ovpot_ir_buffer_t *buf = NULL;
+        const char *xml = NULL;
+        const uint8_t *w = NULL;
+        size_t xml_size = 0, w_size = 0;
+        CHECK(ovpot_model_save_to_memory_buffer(model, &buf));
+        CHECK(ovpot_ir_buffer_xml(buf, &xml, &xml_size));
+        CHECK(ovpot_ir_buffer_weights(buf, &w, &w_size));
+        EXPECT(xml_size == strlen(xml) && w_size > 0);
+        ovpot_model_t *again = NULL;
+        CHECK(ovpot_model_read_from_memory_buffer(xml, xml_size, w, w_size, &again));
+        ovpot_outputs_t *a = infer(model, arrays, 1), *b = infer(again, arrays, 1);
+        EXPECT(memcmp(logits_of(a), logits_of(b), 40) == 0);
+        ovpot_outputs_free(a);
+        ovpot_outputs_free(b);
+        ovpot_model_free(again);
+        ovpot_ir_buffer_free(buf);
+
+        /* File round trip. */
+        snprintf(path, sizeof path, "%s/saved.xml", argv[2]);
+        CHECK(ovpot_model_save(model, path, NULL));
+        CHECK(ovpot_model_read(path, NULL, &again));
+        a = infer(model, arrays, 2);
+        b = infer(again, arrays, 2);
+        EXPECT(memcmp(logits_of(a), logits_of(b), 40) == 0);
+        ovpot_outputs_free(a);
+        ovpot_outputs_free(b);
+        ovpot_model_free(again);
+        EXPECT_ERR(ovpot_model_save(model, "/nonexistent/dir/m.xml", NULL), OVPOT_IO_ERROR, "nonexistent");
+    }
+
+    /* Sample errors. */
+    {
+        ovpot_sample_t *s = NULL, *loose = NULL;
+        const int64_t shape[4] = {1, 1, 28, 28}, bad_shape[4] = {1, 1, 28, 27}, neg[4] = {1, -1, 28, 28};
+        const float *x = (const float *)ref_in.data;
+        CHECK(ovpot_sample_create(model, &s));
+        CHECK(ovpot_sample_create(NULL, &loose));
+        EXPECT_ERR(ovpot_sample_set_input(s, "input", OVPOT_ELEMENT_TYPE_F32, shape, 4, x, 100), OVPOT_MISMATCH, "byte_size");
+        EXPECT_ERR(ovpot_sample_set_input(s, "input", OVPOT_ELEMENT_TYPE_I64, shape, 4, x, 784 * 8), OVPOT_MISMATCH, "element type");
+        EXPECT_ERR(ovpot_sample_set_input(s, "input", OVPOT_ELEMENT_TYPE_F32, bad_shape, 4, x, 756 * 4), OVPOT_MISMATCH, "shape");
+        EXPECT_ERR(ovpot_sample_set_input(s, "image", OVPOT_ELEMENT_TYPE_F32, shape, 4, x, 784 * 4), OVPOT_INVALID_ARGUMENT, "image");
+        EXPECT_ERR(ovpot_sample_set_input(s, "input", 99, shape, 4, x, 784 * 4), OVPOT_INVALID_ARGUMENT, "99");
+        EXPECT_ERR(ovpot_sample_set_input(s, "input", OVPOT_ELEMENT_TYPE_F32, neg, 4, x, 784 * 4), OVPOT_INVALID_ARGUMENT, "negative");
+        EXPECT_ERR(ovpot_sample_set_input(s, "in\xc3", OVPOT_ELEMENT_TYPE_F32, shape, 4, x, 784 * 4), OVPOT_INVALID_ARGUMENT, "UTF-8");
+        EXPECT_ERR(ovpot_sample_set_input(s, "input", OVPOT_ELEMENT_TYPE_F32, shape, 4, NULL, 784 * 4), OVPOT_INVALID_ARGUMENT, "data");
+        EXPECT_ERR(ovpot_sample_set_input(NULL, "input", OVPOT_ELEMENT_TYPE_F32, shape, 4, x, 784 * 4), OVPOT_INVALID_ARGUMENT, "sample");
+        EXPECT_ERR(ovpot_sample_set_input_by_index(s, 1, OVPOT_ELEMENT_TYPE_F32, shape, 4, x, 784 * 4), OVPOT_INVALID_ARGUMENT, "out of range");
+        EXPECT_ERR(ovpot_sample_set_input_by_index(loose, 0, OVPOT_ELEMENT_TYPE_F32, shape, 4, x, 784 * 4), OVPOT_INVALID_ARGUMENT, "by name");
+        /* A loose sample with a wrong input fails at inference, naming the input. */
+        CHECK(ovpot_sample_set_input(loose, "input", OVPOT_ELEMENT_TYPE_F32, bad_shape, 4, x, 756 * 4));
+        ovpot_outputs_t *o = NULL;
+        EXPECT_ERR(ovpot_model_infer(model, loose, &o), OVPOT_MISMATCH, "input");
+        EXPECT(o == NULL);
+        CHECK(ovpot_sample_set_input_by_index(s, 0, OVPOT_ELEMENT_TYPE_F32, shape, 4, x, 784 * 4));
+        size_t count = 0;
+        CHECK(ovpot_sample_size(s, &count));
+        EXPECT(count == 1);
+        /* In-memory dataset from samples. */
+        ovpot_dataset_t *mem = NULL;
+        CHECK(ovpot_dataset_create_in_memory(&mem));
+        CHECK(ovpot_dataset_add_sample(mem, s));
+        CHECK(ovpot_dataset_size(mem, &count));
+        EXPECT(count == 1);
+        ovpot_outputs_t *a = infer(model, mem, 0), *b = infer(model, arrays, 0);
+        EXPECT(memcmp(logits_of(a), logits_of(b), 40) == 0);
+        ovpot_outputs_free(a);
+        ovpot_outputs_free(b);
+        EXPECT_ERR(ovpot_dataset_add_sample(arrays, s), OVPOT_INVALID_ARGUMENT, "in_memory");
+        ovpot_dataset_free(mem);
+        ovpot_sample_free(loose);
+        ovpot_sample_free(s);
+    }
+
+    /* Array dataset errors. */
+    {
+        ovpot_dataset_t *d = NULL;
+        ovpot_array_t bad = arr;
+        bad.byte_size -= 4;
+        EXPECT_ERR(ovpot_dataset_create_from_arrays(&bad, 1, &d), OVPOT_MISMATCH, "input");
+        EXPECT_ERR(ovpot_dataset_create_from_arrays(NULL, 1, &d), OVPOT_INVALID_ARGUMENT, "arrays");
+        EXPECT_ERR(ovpot_dataset_create_from_arrays(&arr, 0, &d), OVPOT_INVALID_ARGUMENT, "no arrays");
+        EXPECT(d == NULL);
+        EXPECT_ERR(ovpot_dataset_create_from_npy_folder(model, "/nonexistent", &d), OVPOT_IO_ERROR, "nonexistent");
+    }
+
+    /* npy folder dataset gives the same samples as the arrays. */
+    {
+        ovpot_dataset_t *folder = NULL;
+        snprintf(path, sizeof path, "%s/ref/in", argv[1]);
+        CHECK(ovpot_dataset_create_from_npy_folder(model, path, &folder));
+        ovpot_outputs_t *a = infer(model, folder, 3), *b = infer(model, arrays, 3);
+        EXPECT(memcmp(logits_of(a), logits_of(b), 40) == 0);
+        ovpot_outputs_free(a);
+        ovpot_outputs_free(b);
+        ovpot_dataset_free(folder);
+    }
+
+    /* Callback datasets: success, failures with the index, destroy called once. */
+    cb_data cb = {(const float *)ref_in.data, 4, 0, 0, 0, 0, pthread_self(), 0};
+    {
+        ovpot_dataset_t *d = NULL;
+        ovpot_sample_t *s = NULL;
+        EXPECT_ERR(ovpot_dataset_create(model, 10, NULL, &cb, destroy, &d), OVPOT_INVALID_ARGUMENT, "get_item");
+        CHECK(ovpot_dataset_create(model, 10, get_item, &cb, destroy, &d));
+        ovpot_outputs_t *a = infer(model, d, 5), *b = infer(model, arrays, 1);
+        EXPECT(memcmp(logits_of(a), logits_of(b), 40) == 0);
+        ovpot_outputs_free(a);
+        ovpot_outputs_free(b);
+        cb.mode = 4; /* by index */
+        a = infer(model, d, 2);
+        ovpot_outputs_free(a);
+        cb.mode = 1;
+        cb.fail_index = 5;
+        EXPECT_ERR(ovpot_dataset_get(d, 5, &s), OVPOT_CALLBACK_FAILED, "sample 5");
+        EXPECT(strstr(ovpot_last_error(), "returned 7") != NULL);
+        EXPECT(s == NULL);
+        cb.mode = 2;
+        cb.fail_index = 6;
+        EXPECT_ERR(ovpot_dataset_get(d, 6, &s), OVPOT_MISMATCH, "sample 6");
+        cb.mode = 3;
+        EXPECT_ERR(ovpot_dataset_get(d, 1, &s), OVPOT_INVALID_ARGUMENT, "was not set");
+        EXPECT_ERR(ovpot_dataset_get(d, 10, &s), OVPOT_INVALID_ARGUMENT, "out of range");
+        cb.mode = 0;
+        ovpot_dataset_free(d);
+        EXPECT(cb.destroyed == 1);
+        EXPECT(!cb.wrong_thread);
+    }
+
+    /* Metrics: a failing update names the sample; destroy called once. */
+    {
+        metric_data md = {3, 0, 0};
+        ovpot_metric_t *m = NULL;
+        double v = 0;
+        EXPECT_ERR(ovpot_metric_create(update_cb, NULL, NULL, 1, &md, metric_destroy, &m), OVPOT_INVALID_ARGUMENT, "value");
+        CHECK(ovpot_metric_create(update_cb, value_cb, NULL, 1, &md, metric_destroy, &m));
+        EXPECT_ERR(ovpot_metric_evaluate(m, model, arrays, &v), OVPOT_CALLBACK_FAILED, "sample 3");
+        EXPECT(md.updates == 4);
+        md.fail_index = 99;
+        CHECK(ovpot_metric_evaluate(m, model, arrays, &v));
+        EXPECT(v == 0.5);
+        ovpot_metric_free(m);
+        EXPECT(md.destroyed == 1);
+
+        /* Built-in top-1 on the 4 reference samples: the labels are OpenVINO's arg-max. */
+        int64_t labels[4];
+        for (int i = 0; i < 4; i++) labels[i] = (int64_t)argmax_f32(ref + i * 10, 10);
+        CHECK(ovpot_metric_create_top1_accuracy(labels, 4, 0, &m));
+        CHECK(ovpot_metric_evaluate(m, model, arrays, &v));
+        EXPECT(v == 1.0);
+        labels[0] = (labels[0] + 1) % 10; /* copied at creation: no effect */
+        CHECK(ovpot_metric_evaluate(m, model, arrays, &v));
+        EXPECT(v == 1.0);
+        ovpot_metric_free(m);
+        EXPECT_ERR(ovpot_metric_create_top1_accuracy(labels, 4, 1, &m), OVPOT_OK, "");
+        EXPECT_ERR(ovpot_metric_evaluate(m, model, arrays, &v), OVPOT_INVALID_ARGUMENT, "output 1");
+        ovpot_metric_free(m);
+        EXPECT_ERR(ovpot_metric_create_top1_accuracy(NULL, 4, 0, &m), OVPOT_INVALID_ARGUMENT, "labels");
+    }
+
+    /* Sessions: configuration errors. */
+    {
+        ovpot_session_t *s = NULL;
+        const char *json = NULL;
+        EXPECT_ERR(ovpot_session_create(model, "{not json", &s), OVPOT_PARSE_ERROR, "config");
+        EXPECT_ERR(ovpot_session_create(model, "{\"preset\": \"fastest\"}", &s), OVPOT_PARSE_ERROR, "fastest");
+        EXPECT_ERR(ovpot_session_create(NULL, NULL, &s), OVPOT_INVALID_ARGUMENT, "model");
+        EXPECT(s == NULL);
+        CHECK(ovpot_session_create(model, NULL, &s));
+        EXPECT_ERR(ovpot_session_set_subset_size(s, 0), OVPOT_INVALID_ARGUMENT, "stat_subset_size");
+        EXPECT_ERR(ovpot_session_set_preset(s, "fastest"), OVPOT_PARSE_ERROR, "fastest");
+        EXPECT_ERR(ovpot_session_set_option(s, "colour", "1"), OVPOT_INVALID_ARGUMENT, "colour");
+        EXPECT_ERR(ovpot_session_set_option(s, "preset", "mixed"), OVPOT_PARSE_ERROR, "preset");
+        EXPECT_ERR(ovpot_session_set_max_drop(s, -1), OVPOT_INVALID_ARGUMENT, "maximal_drop");
+        EXPECT_ERR(ovpot_session_set_target_device(s, "TPU"), OVPOT_PARSE_ERROR, "TPU");
+        EXPECT_ERR(ovpot_session_set_log_callback(s, NULL, 17, NULL), OVPOT_INVALID_ARGUMENT, "17");
+        CHECK(ovpot_session_set_preset(s, "mixed"));
+        CHECK(ovpot_session_set_target_device(s, "CPU"));
+        CHECK(ovpot_session_set_option(s, "ignored", "{\"scope\": [\"fc1\"]}"));
+        CHECK(ovpot_session_set_subset_size(s, 3));
+        CHECK(ovpot_session_config_json(s, &json));
+        EXPECT(strstr(json, "\"mixed\"") && strstr(json, "\"CPU\"") && strstr(json, "\"fc1\"") &&
+               strstr(json, "\"stat_subset_size\": 3"));
+        EXPECT_ERR(ovpot_session_report_json(s, &json), OVPOT_INVALID_ARGUMENT, "no run");
+
+        /* Runs: NULLs, failing data callback, cancel. */
+        ovpot_model_t *q = (ovpot_model_t *)&failures;
+        EXPECT_ERR(ovpot_session_run(s, NULL, &q), OVPOT_INVALID_ARGUMENT, "calibration");
+        EXPECT(q == NULL);
+        ovpot_dataset_t *d = NULL;
+        CHECK(ovpot_dataset_create(model, 4, get_item, &cb, NULL, &d));
+        cb.mode = 1;
+        cb.fail_index = 2;
+        EXPECT_RUN(ovpot_session_run(s, d, &q), OVPOT_CALLBACK_FAILED);
+        if (strstr(ovpot_last_error(), "unsupported") == NULL)
+            EXPECT(strstr(ovpot_last_error(), "sample 2") != NULL);
+        EXPECT(q == NULL);
+        cb.mode = 0;
+        int progress_calls = 0;
+        CHECK(ovpot_session_set_progress_callback(s, cancel_at_first, &progress_calls));
+        EXPECT_RUN(ovpot_session_run(s, d, &q), OVPOT_CANCELLED);
+        EXPECT(q == NULL);
+        EXPECT(progress_calls <= 1);
+        CHECK(ovpot_session_set_progress_callback(s, NULL, NULL));
+        EXPECT_RUN(ovpot_session_run(s, d, &q), OVPOT_OK);
+        if (q) {
+            CHECK(ovpot_session_report_json(s, &json));
+            EXPECT(strstr(json, "\"samples_used\"") != NULL);
+        }
+        EXPECT(!cb.wrong_thread);
+        ovpot_model_free(q);
+        ovpot_dataset_free(d);
+        ovpot_session_free(s);
+    }
+
+    ovpot_dataset_free(arrays);
+    ovpot_model_free(model);
+    npy_free(&ref_in);
+    npy_free(&ref_out);
+    printf("basics: %d failed, %d pending\n", failures, pending);
+    return failures;
+}

@@ -1,0 +1,133 @@
+/* Hands an ovpot model to OpenVINO's runtime through memory, as an application would:
+ * ovpot_model_save_to_memory_buffer -> ov_core_read_model_from_memory_buffer -> infer on CPU.
+ * The FP32 model's outputs must match OpenVINO's reference outputs; the quantized model's
+ * classes must match FP32's.
+ *
+ *   ov_roundtrip FIXTURE_DIR
+ *
+ * Exit: 0 done, 1 failure, 3 quantization unsupported (FP32 part still checked). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "common.h"
+#include "npy.h"
+#include "openvino/c/openvino.h"
+
+#define OV_CHECK(call)                                                                           \
+    do {                                                                                         \
+        ov_status_e s_ = (call);                                                                 \
+        if (s_ != OK) {                                                                          \
+            fprintf(stderr, "%s:%d: %s -> %d: %s\n", __FILE__, __LINE__, #call, (int)s_,          \
+                    ov_get_last_err_msg());                                                      \
+            exit(1);                                                                             \
+        }                                                                                        \
+    } while (0)
+
+/* Runs `model` in OpenVINO on the `n` samples of `x` ([n,1,28,28]); writes n x 10 logits. */
+static void ov_run(const ovpot_model_t *model, const float *x, size_t n, float *logits) {
+    ovpot_ir_buffer_t *buf = NULL;
+    const char *xml = NULL;
+    const uint8_t *weights = NULL;
+    size_t xml_size = 0, weights_size = 0;
+    CHECK(ovpot_model_save_to_memory_buffer(model, &buf));
+    CHECK(ovpot_ir_buffer_xml(buf, &xml, &xml_size));
+    CHECK(ovpot_ir_buffer_weights(buf, &weights, &weights_size));
+
+    ov_core_t *core = NULL;
+    ov_model_t *ov_model = NULL;
+    ov_tensor_t *w = NULL;
+    ov_shape_t w_shape;
+    int64_t w_dims[1] = {(int64_t)weights_size};
+    OV_CHECK(ov_core_create(&core));
+    OV_CHECK(ov_shape_create(1, w_dims, &w_shape));
+    OV_CHECK(ov_tensor_create_from_host_ptr(U8, w_shape, (void *)weights, &w));
+    OV_CHECK(ov_core_read_model_from_memory_buffer(core, xml, xml_size, w, &ov_model));
+
+    ov_compiled_model_t *compiled = NULL;
+    ov_infer_request_t *request = NULL;
+    OV_CHECK(ov_core_compile_model(core, ov_model, "CPU", 2, &compiled,
+                                   ov_property_key_hint_inference_precision, "f32"));
+    OV_CHECK(ov_compiled_model_create_infer_request(compiled, &request));
+    for (size_t i = 0; i < n; i++) {
+        ov_shape_t in_shape;
+        int64_t in_dims[4] = {1, 1, 28, 28};
+        ov_tensor_t *in = NULL, *out = NULL;
+        void *data = NULL;
+        OV_CHECK(ov_shape_create(4, in_dims, &in_shape));
+        OV_CHECK(ov_tensor_create_from_host_ptr(F32, in_shape, (void *)(x + i * 784), &in));
+        OV_CHECK(ov_infer_request_set_input_tensor_by_index(request, 0, in));
+        OV_CHECK(ov_infer_request_infer(request));
+        OV_CHECK(ov_infer_request_get_output_tensor_by_index(request, 0, &out));
+        OV_CHECK(ov_tensor_data(out, &data));
+        memcpy(logits + i * 10, data, 10 * sizeof(float));
+        ov_tensor_free(out);
+        ov_tensor_free(in);
+        ov_shape_free(&in_shape);
+    }
+    ov_infer_request_free(request);
+    ov_compiled_model_free(compiled);
+    ov_model_free(ov_model);
+    ov_tensor_free(w);
+    ov_shape_free(&w_shape);
+    ov_core_free(core);
+    ovpot_ir_buffer_free(buf);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]);
+        return 1;
+    }
+    char path[4096];
+    npy_array ref_in, ref_out;
+    snprintf(path, sizeof path, "%s/ref/in/input.npy", argv[1]);
+    if (npy_read(path, &ref_in)) return 1;
+    snprintf(path, sizeof path, "%s/ref/out0.npy", argv[1]);
+    if (npy_read(path, &ref_out)) return 1;
+    const size_t n = (size_t)ref_in.shape[0];
+    const float *ref = (const float *)ref_out.data;
+
+    ovpot_model_t *model = NULL;
+    snprintf(path, sizeof path, "%s/model.xml", argv[1]);
+    CHECK(ovpot_model_read(path, NULL, &model));
+
+    /* FP32 through memory: OpenVINO reproduces its own reference outputs. */
+    float logits[64 * 10];
+    if (n > 64) return 1;
+    ov_run(model, (const float *)ref_in.data, n, logits);
+    float maxdiff = 0;
+    for (size_t k = 0; k < n * 10; k++) maxdiff = fmaxf(maxdiff, fabsf(logits[k] - ref[k]));
+    printf("FP32 via memory buffer: max |diff| to reference %.3g\n", maxdiff);
+    if (maxdiff > 1e-4f * 10) return 1;
+
+    ovpot_dataset_t *calib = NULL;
+    ovpot_session_t *session = NULL;
+    ovpot_model_t *quantized = NULL;
+    snprintf(path, sizeof path, "%s/calib", argv[1]);
+    CHECK(ovpot_dataset_create_from_npy_folder(model, path, &calib));
+    CHECK(ovpot_session_create(model, NULL, &session));
+    ovpot_status_e st = ovpot_session_run(session, calib, &quantized);
+    int rc = 0;
+    if (st == OVPOT_UNSUPPORTED) {
+        printf("quantization unsupported: %s\n", ovpot_last_error());
+        rc = EXIT_QUANT_UNSUPPORTED;
+    } else if (st != OVPOT_OK) {
+        fprintf(stderr, "run failed: %s: %s\n", ovpot_status_name(st), ovpot_last_error());
+        rc = 1;
+    } else {
+        float q[64 * 10];
+        ov_run(quantized, (const float *)ref_in.data, n, q);
+        size_t agree = 0;
+        for (size_t i = 0; i < n; i++)
+            agree += argmax_f32(q + i * 10, 10) == argmax_f32(ref + i * 10, 10);
+        printf("INT8 in OpenVINO: %zu/%zu classes agree with FP32\n", agree, n);
+        if (agree != n) rc = 1;
+    }
+    ovpot_model_free(quantized);
+    ovpot_session_free(session);
+    ovpot_dataset_free(calib);
+    ovpot_model_free(model);
+    npy_free(&ref_in);
+    npy_free(&ref_out);
+    return rc;
+}
