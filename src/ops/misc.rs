@@ -187,6 +187,9 @@ fn build_interpolate(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
     }))
 }
 
+/// Per-axis scale factors.
+type Scales = Vec<f32>;
+
 impl Interpolate {
     /// Source coordinate of output coordinate `x` (f32 like OpenVINO's reference).
     fn source_coord(&self, x: f32, scale: f32, out_len: f32, in_len: f32) -> f32 {
@@ -243,7 +246,7 @@ impl Interpolate {
         shape: &[usize],
     ) -> Result<(Vec<usize>, Vec<usize>, Vec<f32>)> {
         let rank = shape.len();
-        let (axes_raw, sizes, scales): (Option<Vec<i64>>, Option<Vec<i64>>, Option<Vec<f32>>) =
+        let (axes_raw, sizes, scales): (Option<Vec<i64>>, Option<Vec<i64>>, Option<Scales>) =
             match &self.inputs {
                 InterpInputs::V1 { axes } => (
                     Some(axes.clone()),

@@ -757,9 +757,7 @@ impl Op for Gather {
                 let base = (bt * n_outer + o) * dim;
                 for j in 0..n_idx {
                     match resolve(ind[bt * n_idx + j], dim) {
-                        Some(k) => {
-                            idx.extend(((base + k) * n_inner..(base + k + 1) * n_inner).map(|x| x))
-                        }
+                        Some(k) => idx.extend((base + k) * n_inner..(base + k + 1) * n_inner),
                         None => {
                             // OpenVINO fills out-of-range positions with zeros.
                             oob = true;
