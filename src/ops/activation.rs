@@ -401,8 +401,8 @@ impl Op for HardSigmoid {
         let (a64, b64) = (alpha as f64, beta as f64);
         Ok(vec![map_float(
             x,
-            move |v| (alpha * v + beta).max(0.0).min(1.0),
-            move |v| (a64 * v + b64).max(0.0).min(1.0),
+            move |v| (alpha * v + beta).clamp(0.0, 1.0),
+            move |v| (a64 * v + b64).clamp(0.0, 1.0),
         )?])
     }
 }
@@ -830,7 +830,7 @@ mod tests {
         )
         .unwrap();
         close(&vals(&o[0]), &[0., 0.5, 0.7], 1e-7);
-        let o = run_op("Swish", "opset4", &[], &[x.clone()]).unwrap();
+        let o = run_op("Swish", "opset4", &[], std::slice::from_ref(&x)).unwrap();
         close(
             &vals(&o[0]),
             &[-10. / (1. + 10f64.exp()), 0., 0.731_058_578_6],
@@ -861,7 +861,13 @@ mod tests {
     #[test]
     fn softmax_axes() {
         let x = f32t(&[2, 3], &[1., 2., 3., 1., 1., 1.]);
-        let o = run_op("SoftMax", "opset8", &[("axis", "-1")], &[x.clone()]).unwrap();
+        let o = run_op(
+            "SoftMax",
+            "opset8",
+            &[("axis", "-1")],
+            std::slice::from_ref(&x),
+        )
+        .unwrap();
         let e: Vec<f64> = [1f64, 2., 3.].iter().map(|v| v.exp()).collect();
         let s: f64 = e.iter().sum();
         close(
@@ -869,7 +875,13 @@ mod tests {
             &[e[0] / s, e[1] / s, e[2] / s, 1. / 3., 1. / 3., 1. / 3.],
             1e-6,
         );
-        let o = run_op("SoftMax", "opset1", &[("axis", "0")], &[x.clone()]).unwrap();
+        let o = run_op(
+            "SoftMax",
+            "opset1",
+            &[("axis", "0")],
+            std::slice::from_ref(&x),
+        )
+        .unwrap();
         let a = 1. / (1. + (-1f64).exp());
         close(
             &vals(&o[0]),
@@ -907,11 +919,11 @@ mod tests {
             "Clamp",
             "opset1",
             &[("min", "-1.5"), ("max", "4.5")],
-            &[x.clone()],
+            std::slice::from_ref(&x),
         )
         .unwrap();
         assert_eq!(o[0].to_i64_vec(), vec![-1, 0, 4]);
-        let o = run_op("Abs", "opset1", &[], &[x.clone()]).unwrap();
+        let o = run_op("Abs", "opset1", &[], std::slice::from_ref(&x)).unwrap();
         assert_eq!(o[0].to_i64_vec(), vec![5, 0, 9]);
         assert!(run_op("Exp", "opset1", &[], &[x]).is_err());
         let b = Tensor::Bool(make_array(&[2], vec![true, false]).unwrap());

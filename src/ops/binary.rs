@@ -169,8 +169,8 @@ impl<const K: usize> Bcast<K> {
         for j in (0..self.dims.len() - 1).rev() {
             let i = row % self.dims[j];
             row /= self.dims[j];
-            for k in 0..K {
-                offs[k] += i * self.strides[j][k];
+            for (o, s) in offs.iter_mut().zip(&self.strides[j]) {
+                *o += i * s;
             }
         }
         offs

@@ -216,7 +216,7 @@ mod tests {
             "Convert",
             "opset1",
             &[("destination_type", "i32")],
-            &[x.clone()],
+            std::slice::from_ref(&x),
         )
         .unwrap();
         assert_eq!(
@@ -227,7 +227,7 @@ mod tests {
             "Convert",
             "opset1",
             &[("destination_type", "u8")],
-            &[x.clone()],
+            std::slice::from_ref(&x),
         )
         .unwrap();
         assert_eq!(o[0].to_i64_vec(), vec![1, 2, 255, 0, 44, 212, 0, 0]);
@@ -235,7 +235,7 @@ mod tests {
             "Convert",
             "opset1",
             &[("destination_type", "i8")],
-            &[x.clone()],
+            std::slice::from_ref(&x),
         )
         .unwrap();
         assert_eq!(o[0].to_i64_vec(), vec![1, 2, -1, 0, 44, -44, 0, 0]);

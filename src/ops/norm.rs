@@ -447,7 +447,7 @@ mod tests {
                 ("across_channels", "false"),
                 ("normalize_variance", "false"),
             ],
-            &[x.clone()],
+            std::slice::from_ref(&x),
         )
         .unwrap();
         close(&vals(&o[0]), &[-1., 1., -2., 2.], 1e-6);
@@ -459,7 +459,7 @@ mod tests {
                 ("across_channels", "true"),
                 ("normalize_variance", "false"),
             ],
-            &[x.clone()],
+            std::slice::from_ref(&x),
         )
         .unwrap();
         close(&vals(&o[0]), &[-6.5, -4.5, 3.5, 7.5], 1e-6);
