@@ -11,13 +11,15 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// target/<profile>, where cargo put libovpot.so (this test runs from target/<profile>/deps).
+/// Where cargo put the cdylib built with this test: target/<profile>/deps (`cargo test` builds
+/// libovpot.so there and uplifts it to target/<profile> only on `cargo build`).
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf()
+    let deps = exe.parent().expect("target/<profile>/deps").to_path_buf();
+    if deps.join("libovpot.so").exists() {
+        return deps;
+    }
+    deps.parent().expect("target/<profile>").to_path_buf()
 }
 
 fn fixture() -> PathBuf {
