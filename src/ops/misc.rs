@@ -74,6 +74,9 @@ struct Interpolate {
     coord: CoordMode,
     nearest: NearestMode,
     use_scales: bool,
+    /// The reference implementation's widened triangle filter for downscaling `linear` mode.
+    /// Builders leave it off: OpenVINO's CPU plugin (2026.4) ignores the `antialias` attribute
+    /// and its outputs are what this engine must match.
     antialias: bool,
     cube_coeff: f32,
     pads_begin: Vec<i64>,
@@ -85,7 +88,9 @@ fn build_interpolate(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
     let mode_s = ctx.attr_req("mode")?.to_ascii_lowercase();
     let pads_begin = ctx.attr_i64_list_or("pads_begin", vec![])?;
     let pads_end = ctx.attr_i64_list_or("pads_end", vec![])?;
-    let antialias = ctx.attr_bool_or("antialias", false)?;
+    // Validated, then ignored like the CPU plugin does (see `Interpolate::antialias`).
+    ctx.attr_bool_or("antialias", false)?;
+    let antialias = false;
     if ctx.node.version == "opset1" {
         // OpenVINO runs Interpolate-1 as Interpolate-4 with these attributes.
         let rank = ctx.input_info(0).and_then(|p| p.shape.rank());
@@ -990,6 +995,25 @@ mod tests {
         let y = op.eval(&[&x, &f(&[1], &[2.0])]).unwrap().remove(0);
         assert_eq!(y.shape(), &[12]);
         close(&y.to_f64_vec()[2..5], &[1.0, 1.5, 2.0]);
+    }
+
+    #[test]
+    fn interpolate_linear_antialias_widens_the_filter() {
+        // Only reachable when `antialias` is set directly (builders follow the CPU plugin).
+        let x = f(&[8], &[0., 1., 2., 3., 4., 5., 6., 7.]);
+        let mut op = interp(
+            InterpMode::Linear,
+            CoordMode::HalfPixel,
+            NearestMode::Floor,
+            true,
+        );
+        op.antialias = true;
+        let y = op.eval(&[&x, &f(&[1], &[0.5])]).unwrap().remove(0);
+        // Output 0: source 0.5, taps 0,1,2 with weights .75,.75,.25.
+        assert!((y.to_f64_vec()[0] - 1.25 / 1.75).abs() < 1e-6, "{y:?}");
+        op.antialias = false;
+        let y = op.eval(&[&x, &f(&[1], &[0.5])]).unwrap().remove(0);
+        close(&y.to_f64_vec(), &[0.5, 2.5, 4.5, 6.5]);
     }
 
     #[test]
