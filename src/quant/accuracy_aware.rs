@@ -1,17 +1,254 @@
-//! AccuracyAwareQuantization: revert the quantized layers that hurt the metric most until the
-//! drop is within `maximal_drop`. (Being built.)
+//! AccuracyAwareQuantization: default quantization, then revert the quantized layer groups that
+//! hurt most until the metric is within `maximal_drop` of FP32.
+//!
+//! Ranking is cheap: FP32 outputs are computed once and cached; each candidate group is scored
+//! by the output error it leaves on the samples that degrade most, candidates in parallel.
 
-use crate::api::{Dataset, Hooks, Metric, Model, Outcome};
+use super::config::{DropType, QuantConfig};
+use super::Quantized;
+use crate::api::{AccuracyReport, Dataset, Hooks, LogLevel, Metric, Model, Outcome, RevertedLayer, Sample, Stage};
+use crate::engine::Plan;
 use crate::error::{Error, Result};
-use super::config::QuantConfig;
+use crate::graph::NodeId;
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+use std::collections::HashSet;
+use std::time::Instant;
+
+/// Runs `plan` on `indices` of `data` in parallel; outputs in index order.
+fn infer(plan: &Plan, data: &dyn Dataset, indices: &[usize], hooks: &mut Hooks, stage: Option<Stage>) -> Result<Vec<Vec<Tensor>>> {
+    let wave = (rayon::current_num_threads() * 4).max(1);
+    let mut out = Vec::with_capacity(indices.len());
+    for (w, chunk) in indices.chunks(wave).enumerate() {
+        let res: Vec<Result<Vec<Tensor>>> = chunk
+            .par_iter()
+            .map(|&i| {
+                let s: Sample = data.get(i)?;
+                plan.run(&s).map_err(|e| match e {
+                    Error::Mismatch(m) => Error::Mismatch(format!("evaluation sample {i}: {m}")),
+                    Error::InvalidArgument(m) => Error::InvalidArgument(format!("evaluation sample {i}: {m}")),
+                    other => other,
+                })
+            })
+            .collect();
+        for r in res {
+            out.push(r?);
+        }
+        if let Some(st) = stage {
+            hooks.progress(st, (w * wave + chunk.len()).min(indices.len()), indices.len())?;
+        }
+    }
+    Ok(out)
+}
+
+fn evaluate(metric: &mut dyn Metric, outs: &[Vec<Tensor>]) -> Result<(f64, Option<Vec<f64>>)> {
+    metric.reset();
+    for (i, o) in outs.iter().enumerate() {
+        metric.update(i, o)?;
+    }
+    let v = metric.value()?;
+    if !v.is_finite() {
+        return Err(Error::Callback(format!("the metric returned {v}")));
+    }
+    Ok((v, metric.per_sample()))
+}
+
+/// Squared error of outputs normalized by the FP32 output energy, summed over outputs.
+fn nmse(fp: &[Tensor], q: &[Tensor]) -> f64 {
+    fp.iter()
+        .zip(q)
+        .map(|(a, b)| {
+            let (a, b) = (a.to_f64_vec(), b.to_f64_vec());
+            let num: f64 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
+            let den: f64 = a.iter().map(|x| x * x).sum::<f64>().max(1e-12);
+            num / den
+        })
+        .sum()
+}
+
+struct Ctx<'a> {
+    q: &'a Quantized,
+    eval: &'a dyn Dataset,
+    fp_outs: Vec<Vec<Tensor>>,
+    all: Vec<usize>,
+    baseline: f64,
+    higher_is_better: bool,
+    config: &'a QuantConfig,
+    inferences: usize,
+}
+
+impl Ctx<'_> {
+    fn drop_of(&self, m: f64) -> f64 {
+        let d = if self.higher_is_better { self.baseline - m } else { m - self.baseline };
+        match self.config.accuracy_aware.drop_type {
+            DropType::Absolute => d,
+            DropType::Relative => d / self.baseline.abs().max(1e-12),
+        }
+    }
+
+    fn metric_of(&mut self, reverted: &HashSet<NodeId>, metric: &mut dyn Metric, hooks: &mut Hooks) -> Result<(f64, Vec<Vec<Tensor>>, Option<Vec<f64>>)> {
+        let g = self.q.materialize(reverted)?;
+        let plan = Plan::new(&g)?;
+        let outs = infer(&plan, self.eval, &self.all, hooks, Some(Stage::Evaluation))?;
+        self.inferences += self.all.len();
+        let (m, per) = evaluate(metric, &outs)?;
+        Ok((m, outs, per))
+    }
+}
+
+/// Picks the evaluation samples that degrade most (metric per sample first, output error next).
+fn ranking_subset(fp: &[Vec<Tensor>], q: &[Vec<Tensor>], fp_per: Option<&[f64]>, q_per: Option<&[f64]>, k: usize, higher: bool) -> Vec<usize> {
+    let mut idx: Vec<(f64, f64, usize)> = (0..fp.len())
+        .map(|i| {
+            let md = match (fp_per, q_per) {
+                (Some(a), Some(b)) if a.len() == fp.len() && b.len() == fp.len() => {
+                    if higher {
+                        a[i] - b[i]
+                    } else {
+                        b[i] - a[i]
+                    }
+                }
+                _ => 0.0,
+            };
+            (md, nmse(&fp[i], &q[i]), i)
+        })
+        .collect();
+    idx.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)));
+    let mut s: Vec<usize> = idx.into_iter().take(k).map(|x| x.2).collect();
+    s.sort();
+    s
+}
+
+/// Scores each candidate group by the output error left after reverting it (lower is better).
+fn rank(ctx: &mut Ctx, reverted: &HashSet<NodeId>, candidates: &[Vec<NodeId>], subset: &[usize], hooks: &mut Hooks) -> Result<Vec<(f64, usize)>> {
+    let inputs: Vec<Sample> = subset.iter().map(|&i| ctx.eval.get(i)).collect::<Result<_>>()?;
+    let mut scores: Vec<(f64, usize)> = Vec::with_capacity(candidates.len());
+    let wave = rayon::current_num_threads().max(1) * 2;
+    for (w, chunk) in candidates.chunks(wave).enumerate() {
+        let part: Vec<Result<(f64, usize)>> = chunk
+            .par_iter()
+            .enumerate()
+            .map(|(j, group)| {
+                let mut r = reverted.clone();
+                r.extend(group.iter().copied());
+                let g = ctx.q.materialize(&r)?;
+                let plan = Plan::new(&g)?;
+                let mut err = 0.0;
+                for (s, &i) in inputs.iter().zip(subset) {
+                    let out = plan.run(s)?;
+                    err += nmse(&ctx.fp_outs[i], &out);
+                }
+                Ok((err, w * wave + j))
+            })
+            .collect();
+        for p in part {
+            scores.push(p?);
+        }
+        hooks.progress(Stage::Ranking, scores.len(), candidates.len())?;
+    }
+    ctx.inferences += candidates.len() * subset.len();
+    scores.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    Ok(scores)
+}
 
 pub fn run(
-    _model: &Model,
-    _config: &QuantConfig,
-    _calib: &dyn Dataset,
-    _eval: &dyn Dataset,
-    _metric: &mut dyn Metric,
-    _hooks: &mut Hooks,
+    model: &Model,
+    config: &QuantConfig,
+    calib: &dyn Dataset,
+    eval: &dyn Dataset,
+    metric: &mut dyn Metric,
+    hooks: &mut Hooks,
 ) -> Result<Outcome> {
-    Err(Error::unsupported("accuracy-aware quantization is being built"))
+    let t0 = Instant::now();
+    let aa = config.accuracy_aware.clone();
+    if eval.is_empty() {
+        return Err(Error::invalid("the evaluation dataset is empty"));
+    }
+    let all: Vec<usize> = (0..eval.len()).collect();
+    let fp_plan = model.plan()?;
+    let fp_outs = infer(&fp_plan, eval, &all, hooks, Some(Stage::Evaluation))?;
+    let (fp_metric, fp_per) = evaluate(metric, &fp_outs)?;
+    let baseline = aa.baseline_metric.unwrap_or(fp_metric);
+    hooks.log(LogLevel::Info, &format!("FP32 metric: {baseline:.5}"));
+
+    let q = super::prepare(model, config, calib, hooks)?;
+    let higher_is_better = metric.higher_is_better();
+    let mut ctx = Ctx { q: &q, eval, fp_outs, all, baseline, higher_is_better, config, inferences: eval.len() };
+    let mut reverted: HashSet<NodeId> = HashSet::new();
+    let (q_metric, q_outs, q_per) = ctx.metric_of(&reverted, metric, hooks)?;
+    let mut cur_metric = q_metric;
+    let mut cur_drop = ctx.drop_of(q_metric);
+    hooks.log(LogLevel::Info, &format!("INT8 metric: {q_metric:.5} (drop {cur_drop:.5}, allowed {})", aa.maximal_drop));
+    let mut reverted_report: Vec<RevertedLayer> = vec![];
+    let mut iterations = 0;
+    let names = |ops: &[NodeId]| -> String {
+        ops.iter().map(|&o| q.fp_graph.nodes[o].name.clone()).collect::<Vec<_>>().join(" + ")
+    };
+
+    if cur_drop > aa.maximal_drop {
+        let k = ((ctx.all.len() as f64 * aa.metric_subset_ratio).ceil() as usize).clamp(1, aa.ranking_subset_size.max(1));
+        let subset = ranking_subset(&ctx.fp_outs, &q_outs, fp_per.as_deref(), q_per.as_deref(), k, higher_is_better);
+        let mut remaining: Vec<Vec<NodeId>> = q.revert_groups();
+        let total_groups = remaining.len();
+        let mut ranked: Vec<usize> = vec![];
+        let mut since_rank = usize::MAX;
+        while cur_drop > aa.maximal_drop && !remaining.is_empty() && iterations < aa.max_iter_num {
+            if since_rank >= 4 || ranked.is_empty() {
+                let scores = rank(&mut ctx, &reverted, &remaining, &subset, hooks)?;
+                ranked = scores.into_iter().map(|s| s.1).collect();
+                since_rank = 0;
+            }
+            let gi = ranked.remove(0);
+            iterations += 1;
+            let group = remaining[gi].clone();
+            let mut trial = reverted.clone();
+            trial.extend(group.iter().copied());
+            let (m, _, _) = ctx.metric_of(&trial, metric, hooks)?;
+            let d = ctx.drop_of(m);
+            hooks.log(
+                LogLevel::Info,
+                &format!("iteration {iterations}: reverting {} → metric {m:.5} (drop {d:.5})", names(&group)),
+            );
+            hooks.progress(Stage::AccuracyAware, iterations, total_groups.min(aa.max_iter_num))?;
+            // Drop this candidate from the pool either way; indices in `ranked` shift past it.
+            remaining.remove(gi);
+            for r in &mut ranked {
+                if *r > gi {
+                    *r -= 1;
+                }
+            }
+            if d > cur_drop && aa.use_prev_if_drop_increase {
+                hooks.log(LogLevel::Info, "the drop grew; keeping the previous model");
+                continue;
+            }
+            reverted = trial;
+            cur_drop = d;
+            cur_metric = m;
+            since_rank += 1;
+            reverted_report.push(RevertedLayer { name: names(&group), metric_after: m });
+        }
+    }
+    let reached = cur_drop <= aa.maximal_drop;
+    let graph = q.materialize(&reverted)?;
+    let mut report = q.report.clone();
+    report.algorithm = "AccuracyAware".into();
+    let weighted: Vec<NodeId> = q.setup.weights.iter().filter(|w| q.fp_graph.nodes[w.op].op_type != "Gather").map(|w| w.op).collect();
+    let kept = weighted.iter().filter(|o| !reverted.contains(o)).count();
+    report.accuracy = Some(AccuracyReport {
+        baseline,
+        default_quantized: q_metric,
+        final_metric: cur_metric,
+        drop: cur_drop,
+        maximal_drop: aa.maximal_drop,
+        reached,
+        iterations,
+        reverted: reverted_report,
+        int8_share: if weighted.is_empty() { 1.0 } else { kept as f64 / weighted.len() as f64 },
+    });
+    report.inferences += ctx.inferences;
+    report.timings.push(("accuracy_aware_total".into(), t0.elapsed().as_secs_f64()));
+    if !reached {
+        report.warnings.push(format!("maximal_drop {} not reached: drop {cur_drop:.5}", aa.maximal_drop));
+    }
+    Ok(Outcome { model: Model::from_graph(graph), report, accuracy_reached: reached })
 }
