@@ -24,7 +24,7 @@ fn files_with_ext(dir: &Path, exts: &[&str]) -> Result<Vec<PathBuf>> {
             v.push(p);
         }
     }
-    v.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+    v.sort_by_key(|p| natural_key(p));
     Ok(v)
 }
 
@@ -688,7 +688,7 @@ mod tests {
             .iter()
             .map(PathBuf::from)
             .collect();
-        v.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+        v.sort_by_key(|p| natural_key(p));
         assert_eq!(
             v,
             ["s1.npy", "s2.npy", "s10.npy"]

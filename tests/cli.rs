@@ -54,7 +54,17 @@ fn engine_runs(xml: &Path) -> bool {
 
 #[test]
 fn infer_matches_openvino_reference() {
-    for name in ["digits_mlp", "mnist_cnn", "mtcnn_rnet", "mtcnn_onet"] {
+    // The last three come from ../shared when present (u8 NHWC inputs, three i64 inputs).
+    let names = [
+        "digits_mlp",
+        "mnist_cnn",
+        "mtcnn_rnet",
+        "mtcnn_onet",
+        "ppocr_cls",
+        "mobilenet_v2",
+        "minilm_l6",
+    ];
+    for name in names {
         let Some(dir) = common::fixture(name) else {
             continue;
         };
@@ -93,6 +103,67 @@ fn infer_matches_openvino_reference() {
             "{name}: {k} outputs"
         );
     }
+}
+
+#[test]
+fn infer_on_generated_images() {
+    let Some(dir) = common::fixture("mtcnn_rnet") else {
+        return;
+    };
+    let xml = dir.join("model.xml");
+    let imgs = tempfile::tempdir().unwrap();
+    for i in 0..3u8 {
+        let img = image::RgbImage::from_fn(31, 27, |x, y| {
+            image::Rgb([x as u8 * 8, y as u8 * 9, 40 * i])
+        });
+        img.save(imgs.path().join(format!("face{i}.png"))).unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let o = ovpot(&[
+        "--quiet",
+        "infer",
+        "-m",
+        s(&xml),
+        "--data",
+        s(imgs.path()),
+        "--mean",
+        "127.5",
+        "--scale",
+        "128",
+        "-o",
+        s(out.path()),
+    ]);
+    if !engine_runs(&xml) {
+        error_line(&o);
+        return;
+    }
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).is_empty(),
+        "--quiet prints nothing: {}",
+        stderr(&o)
+    );
+    let p1 = ovpot::npy::read_npy(&out.path().join("out1.npy")).unwrap();
+    assert_eq!(p1.shape(), &[3, 2]);
+    // Output 1 is a softmax over face / not face.
+    for row in p1.to_f64_vec().chunks(2) {
+        assert!((row[0] + row[1] - 1.0).abs() < 1e-5, "{row:?}");
+    }
+    // The same images without mean/scale give other outputs: mean/scale reach the model.
+    let out2 = tempfile::tempdir().unwrap();
+    let o = ovpot(&[
+        "--quiet",
+        "infer",
+        "-m",
+        s(&xml),
+        "--data",
+        s(imgs.path()),
+        "-o",
+        s(out2.path()),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let q1 = ovpot::npy::read_npy(&out2.path().join("out1.npy")).unwrap();
+    assert!(common::max_abs_diff(&p1, &q1) > 1e-6);
 }
 
 #[test]
