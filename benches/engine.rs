@@ -89,16 +89,20 @@ fn measure(dir: &Path, runs: usize, profile: bool) -> Result<Measured, String> {
     if profile {
         // Time between consecutive node outputs, charged to the node that produced the later one.
         let mut per_type: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+        let mut per_node: BTreeMap<usize, (f64, Vec<usize>)> = BTreeMap::new();
         for _ in 0..5 {
             let mut last = Instant::now();
             let graph = plan.graph();
-            let mut obs = |o: Outlet, _: &Tensor| -> ovpot::Result<()> {
+            let mut obs = |o: Outlet, v: &Tensor| -> ovpot::Result<()> {
                 let now = Instant::now();
                 let e = per_type
                     .entry(graph.nodes[o.node].op_type.clone())
                     .or_default();
                 e.0 += (now - last).as_secs_f64() * 1e3 / 5.0;
                 e.1 += 1;
+                let pn = per_node.entry(o.node).or_default();
+                pn.0 += (now - last).as_secs_f64() * 1e3 / 5.0;
+                pn.1 = v.shape().to_vec();
                 last = Instant::now();
                 Ok(())
             };

@@ -316,12 +316,23 @@ fn im2col(x: &[f32], channels: usize, ax: &[Axis; 3], col: &mut [f32]) {
 /// Direct convolution of one input plane with one filter (a depthwise channel): `out` = Σ taps.
 fn depthwise_plane(x: &[f32], wk: &[f32], ax: &[Axis; 3], out: &mut [f32]) {
     let [d, h, w] = *ax;
-    let ranges: Vec<(usize, usize, i64)> = (0..w.kernel)
+    let s = w.stride;
+    // Per tap: valid outputs lo..hi and where they start in the (phase-split) source row.
+    let taps_at: Vec<(usize, usize, usize)> = (0..w.kernel)
         .map(|kw| {
             let (lo, hi) = w.valid_range(kw);
-            (lo, hi, (kw * w.dilation) as i64 - w.pad_begin)
+            let start = if lo < hi {
+                (lo as i64 * s as i64 + (kw * w.dilation) as i64 - w.pad_begin) as usize
+            } else {
+                0
+            };
+            (lo, hi, start)
         })
         .collect();
+    // Strided rows are split into `s` contiguous phases (phase p holds src[j*s + p]) so every
+    // tap reads a contiguous run and the multiply-add vectorizes.
+    let plen = w.input.div_ceil(s);
+    let mut phases = vec![0.0f32; if s > 1 { s * plen } else { 0 }];
     for od in 0..d.output {
         for oh in 0..h.output {
             let dst =
@@ -338,26 +349,24 @@ fn depthwise_plane(x: &[f32], wk: &[f32], ax: &[Axis; 3], out: &mut [f32]) {
                         continue;
                     }
                     let src = &x[(id as usize * h.input + ih as usize) * w.input..][..w.input];
+                    if s > 1 {
+                        for (i, &v) in src.iter().enumerate() {
+                            phases[(i % s) * plen + i / s] = v;
+                        }
+                    }
                     let taps = &wk[(kd * h.kernel + kh) * w.kernel..][..w.kernel];
-                    for (&wv, &(lo, hi, off)) in taps.iter().zip(&ranges) {
+                    for (&wv, &(lo, hi, start)) in taps.iter().zip(&taps_at) {
                         if lo >= hi {
                             continue;
                         }
-                        if w.stride == 1 {
-                            let start = (lo as i64 + off) as usize;
-                            for (o, &s) in
-                                dst[lo..hi].iter_mut().zip(&src[start..start + (hi - lo)])
-                            {
-                                *o += wv * s;
-                            }
+                        let run = if s == 1 {
+                            &src[start..start + (hi - lo)]
                         } else {
-                            let s = w.stride;
-                            let start = (lo as i64 * s as i64 + off) as usize;
-                            for (o, &v) in
-                                dst[lo..hi].iter_mut().zip(src[start..].iter().step_by(s))
-                            {
-                                *o += wv * v;
-                            }
+                            let j0 = (start % s) * plen + start / s;
+                            &phases[j0..j0 + (hi - lo)]
+                        };
+                        for (o, &v) in dst[lo..hi].iter_mut().zip(run) {
+                            *o += wv * v;
                         }
                     }
                 }

@@ -174,6 +174,20 @@ fn run<T: LinalgScalar + Send + Sync>(
     let one = |i: usize, c: &mut [T]| -> Result<()> {
         let ao = batch_offset(i, &p.out_batch, &p.a_batch) * a_sz;
         let bo = batch_offset(i, &p.out_batch, &p.b_batch) * b_sz;
+        if m == 1 {
+            // A is one contiguous row whatever its transpose: skip GEMM packing (which copies all
+            // of B on every call) and stream B once.
+            gemv(
+                &a[ao..ao + a_sz],
+                &b[bo..bo + b_sz],
+                p.k,
+                n,
+                tb,
+                c,
+                batches == 1,
+            );
+            return Ok(());
+        }
         let av = mat(&a[ao..ao + a_sz], p.a_rc, ta)?;
         let bv = mat(&b[bo..bo + b_sz], p.b_rc, tb)?;
         let mut cv = ArrayViewMut2::from_shape((m, n), c)
@@ -189,6 +203,64 @@ fn run<T: LinalgScalar + Send + Sync>(
         one(0, &mut out)?;
     }
     Ok(out)
+}
+
+/// y = a · B for one row `a` (len k); B is [k, n] row-major, or [n, k] when `b_transposed`.
+fn gemv<T: LinalgScalar + Send + Sync>(
+    a: &[T],
+    b: &[T],
+    k: usize,
+    n: usize,
+    b_transposed: bool,
+    y: &mut [T],
+    par: bool,
+) {
+    const CHUNK: usize = 64;
+    let work = |j0: usize, ys: &mut [T]| {
+        if b_transposed {
+            for (jj, yv) in ys.iter_mut().enumerate() {
+                *yv = dot(a, &b[(j0 + jj) * k..(j0 + jj + 1) * k]);
+            }
+        } else {
+            ys.iter_mut().for_each(|v| *v = T::zero());
+            for (kk, &av) in a.iter().enumerate() {
+                let row = &b[kk * n + j0..kk * n + j0 + ys.len()];
+                for (yv, &bv) in ys.iter_mut().zip(row) {
+                    *yv = *yv + av * bv;
+                }
+            }
+        }
+    };
+    if par && n * k >= 1 << 15 {
+        y.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(c, ys)| work(c * CHUNK, ys));
+    } else {
+        work(0, y);
+    }
+}
+
+/// Dot product with 8 independent partial sums (lets the compiler vectorize).
+fn dot<T: LinalgScalar>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for i in 0..8 {
+            acc[i] = acc[i] + x[i] * y[i];
+        }
+    }
+    let mut s = T::zero();
+    for (&x, &y) in ar.iter().zip(br) {
+        s = s + x * y;
+    }
+    let a4 = [
+        acc[0] + acc[4],
+        acc[1] + acc[5],
+        acc[2] + acc[6],
+        acc[3] + acc[7],
+    ];
+    s + (a4[0] + a4[2]) + (a4[1] + a4[3])
 }
 
 impl Op for MatMul {
@@ -339,6 +411,27 @@ mod tests {
         );
         assert_eq!(y.shape(), &[2, 3, 1]);
         assert_eq!(y.to_f64_vec(), vec![5.0, 7.0, 9.0, 17.0, 19.0, 21.0]);
+    }
+
+    #[test]
+    fn row_vector_paths_match_gemm() {
+        // m == 1 takes the GEMV path; compare with the same product computed as m == 2.
+        let k = 37;
+        let n = 900;
+        let a: Vec<f32> = (0..k).map(|i| (i % 5) as f32 - 2.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+        for tb in [false, true] {
+            let bt = if tb {
+                t(&[n, k], b.clone())
+            } else {
+                t(&[k, n], b.clone())
+            };
+            let one = mm(false, tb, &t(&[1, k], a.clone()), &bt);
+            let two = mm(false, tb, &t(&[2, k], [a.clone(), a.clone()].concat()), &bt);
+            assert_eq!(one.to_f64_vec(), two.to_f64_vec()[..n].to_vec(), "tb {tb}");
+            let ta = mm(true, tb, &t(&[k, 1], a.clone()), &bt);
+            assert_eq!(ta.to_f64_vec(), one.to_f64_vec());
+        }
     }
 
     #[test]
