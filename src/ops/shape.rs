@@ -1175,13 +1175,9 @@ impl Op for Range {
             Some(e) => e,
             None => input(inputs, 0, "Range")?.element_type(),
         };
-        let (mut start, mut stop, mut step) = (scalar(0)?, scalar(1)?, scalar(2)?);
-        if !et.is_float() {
-            // Integer ranges work on the truncated bounds.
-            start = start.trunc();
-            stop = stop.trunc();
-            step = step.trunc();
-        }
+        // Integer outputs from float bounds: the count and values come from the float bounds, each
+        // value rounded half to even (as OpenVINO's CPU plugin does; checked on 2026.4).
+        let (start, stop, step) = (scalar(0)?, scalar(1)?, scalar(2)?);
         if step == 0.0 {
             return Err(Error::invalid("Range: step is 0"));
         }
