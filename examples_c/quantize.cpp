@@ -13,7 +13,7 @@ extern "C" {
 }
 
 #ifndef OVPOT_EXAMPLES_ALLOW_UNSUPPORTED
-#define OVPOT_EXAMPLES_ALLOW_UNSUPPORTED 1
+#define OVPOT_EXAMPLES_ALLOW_UNSUPPORTED 0
 #endif
 
 int main(int argc, char** argv) {

@@ -130,9 +130,7 @@ fn c_default_quantization_with_a_data_callback() {
 
 #[test]
 fn c_accuracy_aware_with_a_metric_callback() {
-    // Accuracy-aware quantization may still answer UNSUPPORTED (exit 3); everything before the
-    // run (npy datasets, callback metric equal to the built-in top-1) is checked either way.
-    let Some((dir, exe)) = build("accuracy_aware.c", true, &[]) else {
+    let Some((dir, exe)) = build("accuracy_aware.c", false, &[]) else {
         return;
     };
     let (code, out) = run(&exe, &[&fixture(), &dir.path().join("aa.xml")]);
@@ -140,16 +138,12 @@ fn c_accuracy_aware_with_a_metric_callback() {
         out.contains("FP32 top-1: 0.9570 (callback) 0.9570 (built-in) over 1000 samples"),
         "{out}"
     );
+    assert_eq!(code, 0, "accuracy_aware.c failed:\n{out}");
+    // Within the maximal drop of 0.01 (the example checks it too) and reported.
     assert!(
-        code == 0 || code == 3,
-        "accuracy_aware.c failed ({code}):\n{out}"
+        out.contains("INT8 top-1") && out.contains("report has accuracy: yes"),
+        "{out}"
     );
-    if code == 0 {
-        assert!(
-            out.contains("INT8 top-1") && out.contains("report has accuracy: yes"),
-            "{out}"
-        );
-    }
 }
 
 #[test]
