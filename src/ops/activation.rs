@@ -564,25 +564,32 @@ fn softmax_f32(x: &ArrayD<f32>, axis: usize, log: bool) -> Result<ArrayD<f32>> {
                 }
             }
         } else {
-            for j in 0..inner {
-                let mut m = f32::NEG_INFINITY;
-                for i in 0..n {
-                    m = m.max(xi[i * inner + j]);
+            // Row by row over the axis so every pass reads contiguous memory.
+            let mut m = vec![f32::NEG_INFINITY; inner];
+            let mut sum = vec![0f32; inner];
+            for row in xi.chunks(inner) {
+                for (a, &v) in m.iter_mut().zip(row) {
+                    *a = a.max(v);
                 }
-                let mut sum = 0f32;
-                for i in 0..n {
-                    let e = (xi[i * inner + j] - m).exp();
-                    o[i * inner + j] = e;
-                    sum += e;
+            }
+            for (orow, row) in o.chunks_mut(inner).zip(xi.chunks(inner)) {
+                for (((y, &v), &mx), s) in orow.iter_mut().zip(row).zip(&m).zip(sum.iter_mut()) {
+                    let e = (v - mx).exp();
+                    *y = e;
+                    *s += e;
                 }
-                if log {
-                    let ls = sum.ln();
-                    for i in 0..n {
-                        o[i * inner + j] = xi[i * inner + j] - m - ls;
+            }
+            if log {
+                let ls: Vec<f32> = sum.iter().map(|s| s.ln()).collect();
+                for (orow, row) in o.chunks_mut(inner).zip(xi.chunks(inner)) {
+                    for (((y, &v), &mx), &l) in orow.iter_mut().zip(row).zip(&m).zip(&ls) {
+                        *y = v - mx - l;
                     }
-                } else {
-                    for i in 0..n {
-                        o[i * inner + j] /= sum;
+                }
+            } else {
+                for orow in o.chunks_mut(inner) {
+                    for (y, &s) in orow.iter_mut().zip(&sum) {
+                        *y /= s;
                     }
                 }
             }
@@ -899,6 +906,31 @@ mod tests {
         close(
             &vals(&o[0])[..3],
             &[(e[0] / s).ln(), (e[1] / s).ln(), (e[2] / s).ln()],
+            1e-6,
+        );
+        // LogSoftmax over a non-last axis equals the log of SoftMax there.
+        let y = f32t(
+            &[3, 2, 2],
+            &[1., 2., 3., -1., 0.5, 7., -2., 4., 3., 3., 0., 1.],
+        );
+        let sm = run_op(
+            "SoftMax",
+            "opset8",
+            &[("axis", "1")],
+            std::slice::from_ref(&y),
+        )
+        .unwrap();
+        let ls = run_op("LogSoftmax", "opset5", &[("axis", "-2")], &[y]).unwrap();
+        let logs: Vec<f64> = vals(&sm[0]).iter().map(|v| v.ln()).collect();
+        close(&vals(&ls[0]), &logs, 1e-5);
+        close(
+            &vals(&sm[0])[..4],
+            &[
+                1. / (1. + 2f64.exp()),
+                1. / (1. + (-3f64).exp()),
+                1. / (1. + (-2f64).exp()),
+                1. / (1. + 3f64.exp()),
+            ],
             1e-6,
         );
         // large values do not overflow
