@@ -200,7 +200,7 @@ fn images_nchw_f32_with_mean_scale() {
         scale: vec![2.0],
         ..Default::default()
     };
-    let ds = ImageFolderDataset::open(tmp.path(), &[input.clone()], &opts).unwrap();
+    let ds = ImageFolderDataset::open(tmp.path(), std::slice::from_ref(&input), &opts).unwrap();
     assert_eq!(ds.layout(), Layout::NCHW);
     assert_eq!(ds.len(), 3);
     let s = ds.get(2).unwrap();
@@ -209,15 +209,12 @@ fn images_nchw_f32_with_mean_scale() {
     assert_eq!(t.shape(), &[1, 3, 24, 24]);
     // Solid colour survives resizing; channel c is (pixel - mean[c]) / 2.
     let want = [(20.0 - 1.0) / 2.0, (41.0 - 2.0) / 2.0, (62.0 - 3.0) / 2.0];
-    for c in 0..3 {
+    for (c, want_c) in want.iter().enumerate() {
         for v in t.index_axis(ndarray::Axis(1), c).iter() {
-            assert!(
-                (v - want[c]).abs() < 1e-4,
-                "channel {c}: {v} vs {}",
-                want[c]
-            );
+            assert!((v - want_c).abs() < 1e-4, "channel {c}: {v} vs {want_c}");
         }
     }
+
     // BGR swaps channels 0 and 2.
     let bgr = ImageFolderDataset::open(
         tmp.path(),
@@ -239,8 +236,12 @@ fn images_nhwc_u8_gray_and_errors() {
     write_pngs(tmp.path(), 2, 50, 10);
     // u8 NHWC like ppocr_cls: raw pixels, layout from the shape.
     let u8in = port("x", ElementType::U8, &[1, 48, 192, 3]);
-    let ds =
-        ImageFolderDataset::open(tmp.path(), &[u8in.clone()], &ImageOptions::default()).unwrap();
+    let ds = ImageFolderDataset::open(
+        tmp.path(),
+        std::slice::from_ref(&u8in),
+        &ImageOptions::default(),
+    )
+    .unwrap();
     assert_eq!(ds.layout(), Layout::NHWC);
     let t = ds.get(1).unwrap().remove(0).1;
     assert_eq!(t.element_type(), ElementType::U8);
@@ -285,9 +286,13 @@ fn images_nhwc_u8_gray_and_errors() {
     .to_string();
     assert!(e.contains("2 values") && e.contains("3 channels"), "{e}");
     let odd = port("x", ElementType::F32, &[1, 5, 8, 9]);
-    let e = ImageFolderDataset::open(tmp.path(), &[odd.clone()], &ImageOptions::default())
-        .unwrap_err()
-        .to_string();
+    let e = ImageFolderDataset::open(
+        tmp.path(),
+        std::slice::from_ref(&odd),
+        &ImageOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("--layout"), "{e}");
     let e = ImageFolderDataset::open(
         tmp.path(),

@@ -808,7 +808,7 @@ fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliResult<()> {
         .map_err(|e| CliError(format!("report: {e}")))?;
     std::fs::write(&report_path, report + "\n").map_err(|e| ovpot::Error::io(&report_path, e))?;
     log.info(&format!(
-        "wrote {} ({} FakeQuantize, {} layers quantized) and {}",
+        "wrote {} ({} quantizers, {} layers quantized) and {}",
         out_xml.display(),
         outcome.report.fake_quantize.len(),
         outcome.report.quantized_layers.len(),
