@@ -294,6 +294,7 @@ mod tests {
     fn panics_become_internal() {
         let s = boundary::ffi_call("ovpot_test", || panic!("boom"));
         assert_eq!(s, ovpot_status_e::OVPOT_INTERNAL);
+        // SAFETY: ovpot_last_error never returns NULL and the string lives until the next call.
         let msg = unsafe { std::ffi::CStr::from_ptr(ovpot_last_error()) }
             .to_str()
             .unwrap()

@@ -382,7 +382,7 @@ fn serve(
             reply,
         } => {
             let r = match metric.as_mut() {
-                Some(m) => m.update(index, &s.output_names, &outputs),
+                Some(m) => m.update(index, s.output_names, &outputs),
                 None => Err(Error::internal("no callback metric")),
             };
             let _ = reply.send(r);
