@@ -154,6 +154,39 @@ static void *infer_thread(void *arg) {
     return NULL;
 }
 
+/* One session per thread on a shared model: each thread's callbacks run on that thread. */
+typedef struct {
+    const ovpot_model_t *model;
+    cb_data data;
+    ovpot_status_e status;
+    int progress_on_other_thread;
+    pthread_t self;
+} session_job;
+
+static int progress_thread_check(void *user_data, ovpot_stage_e stage, size_t done, size_t total) {
+    session_job *j = (session_job *)user_data;
+    (void)stage, (void)done, (void)total;
+    if (!pthread_equal(pthread_self(), j->self)) j->progress_on_other_thread = 1;
+    return 0;
+}
+
+static void *session_thread(void *arg) {
+    session_job *j = (session_job *)arg;
+    ovpot_dataset_t *d = NULL;
+    ovpot_session_t *s = NULL;
+    ovpot_model_t *q = NULL;
+    j->self = pthread_self();
+    j->data.thread = j->self;
+    j->status = ovpot_dataset_create(j->model, 4, get_item, &j->data, NULL, &d);
+    if (j->status == OVPOT_OK) j->status = ovpot_session_create(j->model, "{\"stat_subset_size\": 4}", &s);
+    if (j->status == OVPOT_OK) j->status = ovpot_session_set_progress_callback(s, progress_thread_check, j);
+    if (j->status == OVPOT_OK) j->status = ovpot_session_run(s, d, &q);
+    ovpot_model_free(q);
+    ovpot_session_free(s);
+    ovpot_dataset_free(d);
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: %s FIXTURE_DIR TMP_DIR\n", argv[0]);
@@ -487,6 +520,25 @@ int main(int argc, char **argv) {
         ovpot_model_free(q);
         ovpot_dataset_free(d);
         ovpot_session_free(s);
+    }
+
+    /* Distinct sessions run concurrently. */
+    {
+        session_job jobs[2];
+        pthread_t t[2];
+        memset(jobs, 0, sizeof jobs);
+        for (int k = 0; k < 2; k++) {
+            jobs[k].model = model;
+            jobs[k].data.images = (const float *)ref_in.data;
+            jobs[k].data.n = 4;
+            pthread_create(&t[k], NULL, session_thread, &jobs[k]);
+        }
+        for (int k = 0; k < 2; k++) {
+            pthread_join(t[k], NULL);
+            EXPECT_RUN(jobs[k].status, OVPOT_OK);
+            EXPECT(jobs[k].data.calls >= 4 && !jobs[k].data.wrong_thread);
+            EXPECT(!jobs[k].progress_on_other_thread);
+        }
     }
 
     ovpot_dataset_free(arrays);
