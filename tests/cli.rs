@@ -519,3 +519,72 @@ fn quantize_from_pot_configs() {
         check_quantized(&out, "digits_int8", "accuracy");
     }
 }
+
+/// A config using every key of POT's DefaultQuantization spec (written here with ovpot's values):
+/// comments, accuracy-checker engine keys, `"model_type": "None"`, per-border range estimators,
+/// ignored scope by name and by type with attributes.
+#[test]
+fn quantize_full_pot_spec_config() {
+    let Some(dir) = common::fixture("mnist_cnn") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let ignored = "__module.9/aten::linear/MatMul";
+    let text = format!(
+        r#"{{
+    /* model */
+    "model": {{"model_name": "mnist_full", // the written name
+              "model": "{xml}", "weights": "{bin}"}},
+    "engine": {{"stat_requests_number": 4, "eval_requests_number": 4,
+               "type": "simplified", "data_source": "{data}"}},
+    "compression": {{
+        "target_device": "CPU", "model_type": "None", "dump_intermediate_model": false,
+        "inplace_statistics": true,
+        "algorithms": [{{"name": "DefaultQuantization", "params": {{
+            "ignored": {{"scope": ["{ignored}"],
+                        "operations": [{{"type": "Add", "attributes": {{"auto_broadcast": "numpy"}}}}, {{"type": "SoftMax"}}]}},
+            "preset": "mixed", "stat_subset_size": 200, "shuffle_data": false, "seed": 0,
+            "weights": {{"bits": 8, "mode": "symmetric", "granularity": "perchannel",
+                        "level_low": -127, "level_high": 127,
+                        "range_estimator": {{"max": {{"type": "quantile", "outlier_prob": 0.0001}}}}}},
+            "activations": {{"bits": 8, "mode": "asymmetric", "granularity": "pertensor",
+                        "range_estimator": {{"preset": "quantile",
+                            "min": {{"clipping_value": 0, "aggregator": "mean", "type": "quantile", "outlier_prob": 0.0001}},
+                            "max": {{"clipping_value": 6, "aggregator": "mean", "type": "quantile", "outlier_prob": 0.0001}}}}}}
+        }}}}]
+    }}
+}}
+"#,
+        xml = s(&dir.join("model.xml")),
+        bin = s(&dir.join("model.bin")),
+        data = s(&dir.join("calib")),
+    );
+    let cfg = tmp.path().join("spec.json");
+    std::fs::write(&cfg, text).unwrap();
+    let out = tmp.path().join("out");
+    let o = ovpot(&[
+        "--quiet",
+        "quantize",
+        "-c",
+        s(&cfg),
+        "--output-dir",
+        s(&out),
+    ]);
+    if quantize_ran(&o) {
+        check_quantized(&out, "mnist_full", "default");
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        let layers: Vec<&str> = r["quantized_layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|x| x.as_str())
+            .collect();
+        assert!(
+            !layers.is_empty() && !layers.contains(&ignored),
+            "{layers:?}"
+        );
+        assert_eq!(r["samples_used"].as_u64(), Some(200), "{r}");
+    }
+}

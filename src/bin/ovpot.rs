@@ -604,6 +604,28 @@ struct PotPaths {
     accuracy_checker: Option<String>,
 }
 
+/// POT's templates write `"model_type": "None"` for "not a transformer"; that means the key is absent.
+fn drop_none_model_type(v: &mut serde_json::Value) {
+    fn strip(obj: Option<&mut serde_json::Value>) {
+        if let Some(serde_json::Value::Object(m)) = obj {
+            if m.get("model_type").is_some_and(|t| {
+                t.is_null() || t.as_str().is_some_and(|s| s.eq_ignore_ascii_case("none"))
+            }) {
+                m.remove("model_type");
+            }
+        }
+    }
+    let Some(comp) = v.get_mut("compression") else {
+        return;
+    };
+    strip(Some(comp));
+    if let Some(algos) = comp.get_mut("algorithms").and_then(|a| a.as_array_mut()) {
+        for a in algos {
+            strip(a.get_mut("params"));
+        }
+    }
+}
+
 /// A path from the config: as given when it exists from the working directory, else relative to
 /// the config's folder.
 fn config_path(base: &Path, s: &str) -> PathBuf {
@@ -623,10 +645,11 @@ fn read_config(path: &Path) -> CliResult<(QuantConfig, PotPaths)> {
     let text = std::fs::read_to_string(path).map_err(|e| ovpot::Error::io(path, e))?;
     let text = strip_json_comments(&text);
     let shown = path.display().to_string();
-    let cfg =
-        QuantConfig::from_json(&text).map_err(|e| CliError(format!("config {shown}: {e}")))?;
-    let v: serde_json::Value =
+    let mut v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| CliError(format!("config {shown}: {e}")))?;
+    drop_none_model_type(&mut v);
+    let cfg = QuantConfig::from_json(&v.to_string())
+        .map_err(|e| CliError(format!("config {shown}: {e}")))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let s = |sec: &str, key: &str| {
         v.get(sec)
