@@ -282,6 +282,14 @@ mod tests {
     }
 
     #[test]
+    fn shared_model_handles_are_thread_safe() {
+        // The header lets several threads use one model (inference builds a shared plan).
+        fn assert_sync_send<T: Sync + Send>() {}
+        assert_sync_send::<crate::engine::Plan>();
+        assert_sync_send::<crate::api::Model>();
+    }
+
+    #[test]
     fn element_types_round_trip() {
         for raw in 0..16u32 {
             let et = ovpot_element_type_e::to_rust(raw, "t").unwrap();
