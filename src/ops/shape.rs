@@ -315,12 +315,16 @@ fn reshape_dims(in_shape: &[usize], pattern: &[i64], special_zero: bool) -> Resu
             .filter(|(k, _)| *k != i)
             .map(|(_, d)| d)
             .product();
-        if known == 0 || total % known != 0 {
+        if known == 0 && total == 0 {
+            // An empty tensor: the inferred dimension is 0 as well.
+            out[i] = 0;
+        } else if known == 0 || total % known != 0 {
             return Err(Error::mismatch(format!(
                 "Reshape {in_shape:?} to pattern {pattern:?}: cannot infer -1"
             )));
+        } else {
+            out[i] = total / known;
         }
-        out[i] = total / known;
     }
     if out.iter().product::<usize>() != total {
         return Err(Error::mismatch(format!(
@@ -1398,6 +1402,14 @@ mod tests {
         }
         .eval(&[&x, &i(&[5, -1])])
         .is_err());
+        let empty = iota(&[0, 4]);
+        let y = run1(
+            &Reshape {
+                special_zero: false,
+            },
+            &[&empty, &i(&[-1, 0, 2])],
+        );
+        assert_eq!(y.shape(), &[0, 0, 2]);
     }
 
     #[test]
