@@ -150,7 +150,7 @@ struct QuantizeArgs {
     #[arg(long)]
     max_drop: Option<f64>,
     /// Where to write optimized/<name>.xml, .bin and report.json.
-    #[arg(long, default_value = "results")]
+    #[arg(short = 'o', long, default_value = "results")]
     output_dir: PathBuf,
     /// Model name for the written files (default: model.model_name in the config, else the xml name).
     #[arg(short = 'n', long = "name")]
