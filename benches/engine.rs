@@ -29,7 +29,7 @@ fn first_sample(dir: &Path) -> Result<Vec<(String, Tensor)>, String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for e in entries.flatten() {
         let p = e.path();
-        if p.extension().is_none_or(|x| x != "npy") {
+        if p.extension() != Some(std::ffi::OsStr::new("npy")) {
             continue;
         }
         let name = p
@@ -108,6 +108,15 @@ fn measure(dir: &Path, runs: usize, profile: bool) -> Result<Measured, String> {
             };
             plan.run_observed(&inputs, &mut obs)
                 .map_err(|e| e.to_string())?;
+        }
+        let mut nodes: Vec<_> = per_node.into_iter().collect();
+        nodes.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+        for (id, (ms, shape)) in nodes.iter().take(12) {
+            let n = &plan.graph().nodes[*id];
+            eprintln!(
+                "    node {:<40} {:<18} {ms:>8.3} ms -> {shape:?}",
+                n.name, n.op_type
+            );
         }
         breakdown = per_type
             .into_iter()

@@ -835,7 +835,8 @@ mod tests {
 
     #[test]
     fn conv_matches_naive_odd_strides_dilations_pads() {
-        let cases: &[(
+        // (input shape, groups, cout per group, kernel, strides, dilations, pads_begin, pads_end)
+        type Case = (
             [usize; 4],
             usize,
             usize,
@@ -844,7 +845,8 @@ mod tests {
             [usize; 2],
             [i64; 2],
             [i64; 2],
-        )] = &[
+        );
+        let cases: &[Case] = &[
             ([1, 3, 7, 6], 1, 4, [3, 3], [2, 1], [1, 1], [1, 1], [1, 1]),
             ([2, 4, 9, 8], 2, 3, [3, 2], [3, 2], [2, 1], [2, 0], [1, 2]),
             ([1, 2, 5, 5], 1, 2, [1, 1], [1, 1], [1, 1], [0, 0], [0, 0]),

@@ -85,7 +85,7 @@ impl PoolAttrs {
         }
         let mut axes = Vec::with_capacity(n);
         let mut pads_end = Vec::with_capacity(n);
-        for i in 0..n {
+        for (i, &size) in input.iter().enumerate() {
             let (s, dl, k) = (
                 self.window.strides[i],
                 self.window.dilations[i],
@@ -95,10 +95,10 @@ impl PoolAttrs {
             let (pb, pe) = match self.window.auto_pad {
                 AutoPad::Explicit => self.window.pad(i),
                 AutoPad::Valid => (0, 0),
-                AutoPad::SameUpper => same_pads(input[i], keff, s, false),
-                AutoPad::SameLower => same_pads(input[i], keff, s, true),
+                AutoPad::SameUpper => same_pads(size, keff, s, false),
+                AutoPad::SameLower => same_pads(size, keff, s, true),
             };
-            let padded = input[i] as i64 + pb + pe;
+            let padded = size as i64 + pb + pe;
             let span = padded - keff as i64;
             if span < 0 {
                 return Err(Error::mismatch(format!(
@@ -111,7 +111,7 @@ impl PoolAttrs {
                 Rounding::Ceil => (span + s64 - 1) / s64 + 1,
                 Rounding::CeilTorch => {
                     let q = (span + s64 - 1) / s64;
-                    if q * s64 < input[i] as i64 + pb {
+                    if q * s64 < size as i64 + pb {
                         q + 1
                     } else {
                         q
@@ -119,7 +119,7 @@ impl PoolAttrs {
                 }
             };
             axes.push(Axis {
-                input: input[i],
+                input: size,
                 output: output as usize,
                 kernel: k,
                 stride: s,
@@ -433,11 +433,11 @@ impl Op for Adaptive {
                         for id in d0..d1 {
                             for ih in h0..h1 {
                                 let row = (id * sp[1] + ih) * sp[2];
-                                for k in row + w0..row + w1 {
-                                    sum += x[k];
-                                    if x[k] > best {
-                                        best = x[k];
-                                        best_i = k;
+                                for (k, &v) in x[row + w0..row + w1].iter().enumerate() {
+                                    sum += v;
+                                    if v > best {
+                                        best = v;
+                                        best_i = row + w0 + k;
                                     }
                                 }
                             }
