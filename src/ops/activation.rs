@@ -1007,7 +1007,8 @@ mod tests {
         let x = [
             -3.7f32, -1.25, -0.5, -0.01, 0.0, 0.3, 0.5, 1.0, 1.7, 2.5, 6.2, 11.0,
         ];
-        let cases: [(&str, &str, &[(&str, &str)], &[f64]); 6] = [
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a [f64]);
+        let cases: [Case; 6] = [
             (
                 "Gelu",
                 "opset7",
