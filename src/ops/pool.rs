@@ -345,7 +345,8 @@ impl Op for AvgPool {
                                 }
                                 let count = full_kernel
                                     .unwrap_or(((d1 - d0) * (h1 - h0) * (w1 - w0)) as f32);
-                                o[i] = if count > 0.0 { sum / count } else { 0.0 };
+                                // A window entirely in the padding averages nothing: NaN, as OpenVINO's CPU plugin.
+                                o[i] = sum / count;
                                 i += 1;
                             }
                         }
@@ -717,6 +718,37 @@ mod tests {
         );
         assert_eq!(avgpool(a.clone(), false, &x), vec![0.5, 3.0]);
         assert_eq!(avgpool(a, true, &x), vec![1.0, 3.0]);
+        // Checked against OpenVINO 2026.4 CPU: ceil with pads 1/1 on 0..5 gives a 4th window
+        // wholly in the padding: 0 with the full-kernel divisor, NaN when padding is excluded.
+        let x = t(&[1, 1, 5], seq(5));
+        let a = attrs(
+            &[2],
+            &[2],
+            &[1],
+            &[1],
+            &[1],
+            AutoPad::Explicit,
+            Rounding::Ceil,
+        );
+        assert_eq!(avgpool(a.clone(), false, &x), vec![0.0, 1.5, 3.5, 0.0]);
+        let ex = avgpool(a, true, &x);
+        assert_eq!(ex[..3], [0.0, 1.5, 3.5]);
+        assert!(ex[3].is_nan());
+        // same_upper k3 s2 on 7: pads (1, 1), full-kernel divisor.
+        let x = t(&[1, 1, 7], (0..7).map(|v| v as f32 - 3.0).collect());
+        let a = attrs(
+            &[3],
+            &[2],
+            &[1],
+            &[],
+            &[],
+            AutoPad::SameUpper,
+            Rounding::Floor,
+        );
+        let got = avgpool(a, false, &x);
+        for (g, w) in got.iter().zip([-5.0 / 3.0, -1.0, 1.0, 5.0 / 3.0]) {
+            assert!((g - w).abs() < 1e-6, "{got:?}");
+        }
     }
 
     #[test]
