@@ -782,14 +782,25 @@ fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliResult<()> {
     ));
 
     let mut session = Session::new(&model, cfg.clone())?;
-    let mut bars = StageBars {
+    // Shared so that log lines print above the bar instead of through it.
+    let bars = std::sync::Arc::new(std::sync::Mutex::new(StageBars {
         visible,
         current: None,
-    };
-    session.hooks.progress = Some(Box::new(move |stage, done, total| {
-        bars.update(stage, done, total)
     }));
-    session.hooks.log = Some(Box::new(move |level, msg| log.log(level, msg)));
+    let progress_bars = bars.clone();
+    session.hooks.progress = Some(Box::new(move |stage, done, total| {
+        match progress_bars.lock() {
+            Ok(mut b) => b.update(stage, done, total),
+            Err(_) => true,
+        }
+    }));
+    session.hooks.log = Some(Box::new(move |level, msg| match bars.lock() {
+        Ok(b) => match &b.current {
+            Some((_, bar)) => bar.suspend(|| log.log(level, msg)),
+            None => log.log(level, msg),
+        },
+        Err(_) => log.log(level, msg),
+    }));
     session.hooks.log_level = Some(log.level);
 
     let outcome = match cfg.algorithm {
