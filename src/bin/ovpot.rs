@@ -117,6 +117,8 @@ struct DataArgs {
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum Method {
     Default,
+    /// POT spells it `accuracy_aware`.
+    #[value(name = "accuracy_aware", alias = "accuracy-aware")]
     AccuracyAware,
 }
 
