@@ -667,3 +667,48 @@ fn quantize_flags_change_the_ir() {
         .unwrap();
     assert!(acc > 0.94, "{}", stdout(&o));
 }
+
+/// `-q accuracy_aware` (POT's spelling) with flags only; the report carries the metric.
+#[test]
+fn quantize_accuracy_aware_flags() {
+    let Some(dir) = common::fixture("digits_mlp") else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let (xml, calib, eval, labels) = (
+        dir.join("model.xml"),
+        dir.join("calib"),
+        dir.join("eval"),
+        dir.join("eval_labels.npy"),
+    );
+    let o = ovpot(&[
+        "--quiet",
+        "quantize",
+        "-q",
+        "accuracy_aware",
+        "-m",
+        s(&xml),
+        "--data",
+        s(&calib),
+        "--eval-data",
+        s(&eval),
+        "--labels",
+        s(&labels),
+        "--max-drop",
+        "0.005",
+        "-o",
+        s(out.path()),
+    ]);
+    if quantize_ran(&o) {
+        check_quantized(out.path(), "model", "accuracy");
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(r["accuracy"]["maximal_drop"].as_f64(), Some(0.005), "{r}");
+        // FP32 accuracy on the 540 eval digits is 0.9778 (meta.json).
+        assert!(
+            (r["accuracy"]["baseline"].as_f64().unwrap() - 0.9778).abs() < 0.001,
+            "{r}"
+        );
+    }
+}
