@@ -110,11 +110,13 @@ def main():
         pairs = [(e, o) for e in engine for o, _ in ov_cols]
     ratio_heads = [f"{e} / {o}" for e, o in pairs]
     print(f"median ms of {args.runs} single-sample runs (batch 1, sample 0 of ref/in, OpenVINO f32)")
-    print(f"{'fixture':<14}" + "".join(f"{h:>14}" for h in heads) + "".join(f"{h:>22}" for h in ratio_heads))
+    widths = [max(len(h) + 2, 12) for h in heads + ratio_heads]
+    print(f"{'fixture':<14}" + "".join(f"{h:>{w}}" for h, w in zip(heads + ratio_heads, widths)))
     for name, ov_ms in rows:
         cells = [ov_ms[label] for label, _ in ov_cols] + [engine[e].get(name, float("nan")) for e in engine]
         ratios = [engine[e].get(name, float("nan")) / ov_ms[o] for e, o in pairs]
-        print(f"{name:<14}" + "".join(f"{c:>14.3f}" for c in cells) + "".join(f"{r:>21.2f}x" for r in ratios))
+        texts = [f"{c:.3f}" for c in cells] + [f"{r:.2f}x" for r in ratios]
+        print(f"{name:<14}" + "".join(f"{t:>{w}}" for t, w in zip(texts, widths)))
 
 
 if __name__ == "__main__":
