@@ -350,8 +350,14 @@ fn depthwise_plane(x: &[f32], wk: &[f32], ax: &[Axis; 3], out: &mut [f32]) {
                     }
                     let src = &x[(id as usize * h.input + ih as usize) * w.input..][..w.input];
                     if s > 1 {
-                        for (i, &v) in src.iter().enumerate() {
-                            phases[(i % s) * plen + i / s] = v;
+                        for p in 0..s {
+                            let dst = &mut phases[p * plen..(p + 1) * plen];
+                            for (o, &v) in dst
+                                .iter_mut()
+                                .zip(src.get(p..).unwrap_or(&[]).iter().step_by(s))
+                            {
+                                *o = v;
+                            }
                         }
                     }
                     let taps = &wk[(kd * h.kernel + kh) * w.kernel..][..w.kernel];
@@ -975,6 +981,21 @@ mod tests {
         );
         assert_eq!(yh.element_type(), ElementType::F16);
         assert_eq!(yh.to_f64_vec(), y.to_f64_vec());
+    }
+
+    #[test]
+    fn depthwise_stride_wider_than_input() {
+        // stride 3 over a width of 1 (phase split must not read past the row)
+        let x = t(&[1, 2, 2, 1], vec![1.0, 2.0, 3.0, 4.0]);
+        let w = t(&[2, 1, 1, 1, 1], vec![2.0, 3.0]);
+        let y = conv(
+            win(&[3, 3], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit),
+            true,
+            &x,
+            &w,
+        );
+        assert_eq!(y.shape(), &[1, 2, 1, 1]);
+        assert_eq!(y.to_f64_vec(), vec![2.0, 9.0]);
     }
 
     #[test]
