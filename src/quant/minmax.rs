@@ -67,6 +67,51 @@ pub fn needed_quantiles(est: Option<&RangeEstimator>) -> Vec<f64> {
     q
 }
 
+/// FakeQuantize limits of one activation quantizer; per channel when `shape` is not scalar.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActRange {
+    pub low: Vec<f32>,
+    pub high: Vec<f32>,
+    pub levels: usize,
+    /// Shape of the limit constants ([] per tensor, [1,C,1,1] per channel).
+    pub shape: Vec<usize>,
+}
+
+impl ActRange {
+    pub fn tensors(&self) -> crate::error::Result<(Tensor, Tensor)> {
+        Ok((
+            Tensor::f32_from_vec(&self.shape, self.low.clone())?,
+            Tensor::f32_from_vec(&self.shape, self.high.clone())?,
+        ))
+    }
+}
+
+/// Per-channel activation limits from per-channel minima/maxima (NNCF MINMAX estimator).
+pub fn activation_fq_per_channel(min: &[f32], max: &[f32], spec: &QSpec, rank: usize, axis: usize) -> ActRange {
+    let levels = spec.levels();
+    let mut shape = vec![1usize; rank.max(axis + 1)];
+    shape[axis] = min.len();
+    let (mut low, mut high) = (vec![], vec![]);
+    if spec.symmetric {
+        let absmax: Vec<f64> = min.iter().zip(max).map(|(a, b)| (a.abs()).max(b.abs()) as f64).collect();
+        let all = absmax.iter().cloned().fold(0.0f64, f64::max);
+        let floor = (all * 0.01).max(8e-5);
+        let signed = min.iter().any(|&x| x < 0.0);
+        for m in absmax {
+            let h = m.max(floor);
+            high.push(h as f32);
+            low.push(if signed { (-h * levels as f64 / (levels as f64 - 2.0)) as f32 } else { 0.0 });
+        }
+    } else {
+        for (&mn, &mx) in min.iter().zip(max) {
+            let (l, h, _) = activation_fq(mn as f64, mx as f64, spec);
+            low.push(l);
+            high.push(h);
+        }
+    }
+    ActRange { low, high, levels, shape }
+}
+
 /// FakeQuantize limits for an activation: (input_low, input_high, levels).
 pub fn activation_fq(min: f64, max: f64, spec: &QSpec) -> (f32, f32, usize) {
     let levels = spec.levels();

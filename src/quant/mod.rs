@@ -33,8 +33,8 @@ use std::time::Instant;
 pub struct Quantized {
     pub fp_graph: Graph,
     pub setup: Setup,
-    /// (low, high, levels) per activation point
-    pub act_ranges: Vec<(f32, f32, usize)>,
+    /// Limits per activation point
+    pub act_ranges: Vec<minmax::ActRange>,
     /// FP weight and its quantization per weight point
     pub weights: Vec<(ArrayD<f32>, QuantizedWeight)>,
     pub bias_shifts: Vec<(BiasSite, Vec<f64>)>,
@@ -53,7 +53,7 @@ impl Quantized {
         let mut g = self.fp_graph.clone();
         let consumers = g.consumers();
         let mut used_names: HashSet<String> = g.nodes.iter().map(|n| n.name.clone()).collect();
-        for (p, &(lo, hi, levels)) in self.setup.activations.iter().zip(&self.act_ranges) {
+        for (p, r) in self.setup.activations.iter().zip(&self.act_ranges) {
             if p.targets.iter().any(|t| reverted.contains(t)) {
                 continue;
             }
@@ -71,7 +71,8 @@ impl Quantized {
                 i += 1;
             }
             used_names.insert(name.clone());
-            minmax::insert_activation_fq(&mut g, p.source, &p.edges, name, Tensor::scalar_f32(lo), Tensor::scalar_f32(hi), levels);
+            let (lo, hi) = r.tensors()?;
+            minmax::insert_activation_fq(&mut g, p.source, &p.edges, name, lo, hi, r.levels);
         }
         for (w, (fp, q)) in self.setup.weights.iter().zip(&self.weights) {
             if reverted.contains(&w.op) {
@@ -227,7 +228,12 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     let quantiles = minmax::needed_quantiles(act_est);
     let mut reqs: HashMap<Outlet, Vec<Request>> = HashMap::new();
     for p in &setup.activations {
-        reqs.entry(p.source).or_default().push(Request::Scalars { quantiles: quantiles.clone() });
+        let r = if p.spec.per_channel {
+            Request::ChannelMinMax { axis: 1 }
+        } else {
+            Request::Scalars { quantiles: quantiles.clone() }
+        };
+        reqs.entry(p.source).or_default().push(r);
     }
     if config.use_fast_bias {
         for (_, s) in &sites {
@@ -249,10 +255,15 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
 
     // Activation ranges (unified groups share min-of-mins / max-of-maxes)
     let mut raw: Vec<(f64, f64)> = vec![];
+    let missing = |p: &placement::ActPoint| {
+        Error::internal(format!("no statistics for '{}'", graph.nodes[p.source.node].name))
+    };
     for p in &setup.activations {
-        let s = col.scalars.get(&p.source).ok_or_else(|| {
-            Error::internal(format!("no statistics for '{}'", graph.nodes[p.source.node].name))
-        })?;
+        if p.spec.per_channel {
+            raw.push((0.0, 0.0));
+            continue;
+        }
+        let s = col.scalars.get(&p.source).ok_or_else(|| missing(p))?;
         raw.push(minmax::activation_range(s, p.spec.symmetric, act_est)?);
     }
     let mut unified: HashMap<usize, (f64, f64)> = HashMap::new();
@@ -265,8 +276,15 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     }
     let mut act_ranges = vec![];
     for (p, r) in setup.activations.iter().zip(&raw) {
+        if p.spec.per_channel {
+            let (mn, mx) = col.channel_min_max.get(&(p.source, 1)).ok_or_else(|| missing(p))?;
+            let rank = graph.outlet_info(p.source).shape.rank().unwrap_or(4);
+            act_ranges.push(minmax::activation_fq_per_channel(mn, mx, &p.spec, rank, 1));
+            continue;
+        }
         let (mn, mx) = p.unified.and_then(|g| unified.get(&g).copied()).unwrap_or(*r);
-        act_ranges.push(minmax::activation_fq(mn, mx, &p.spec));
+        let (lo, hi, levels) = minmax::activation_fq(mn, mx, &p.spec);
+        act_ranges.push(minmax::ActRange { low: vec![lo], high: vec![hi], levels, shape: vec![] });
     }
 
     // Weights
@@ -349,14 +367,17 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
 
     // Report
     let g = &quantized.fp_graph;
-    for (p, &(lo, hi, levels)) in quantized.setup.activations.iter().zip(&quantized.act_ranges) {
+    for (p, r) in quantized.setup.activations.iter().zip(&quantized.act_ranges) {
+        let lo = r.low.iter().cloned().fold(f32::INFINITY, f32::min);
+        let hi = r.high.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let levels = r.levels;
         let targets: Vec<String> = p.targets.iter().map(|&t| g.nodes[t].name.clone()).collect();
         quantized.report.fake_quantize.push(FqInfo {
             name: format!("{}:{}", g.nodes[p.source.node].name, p.source.port),
             target: targets.join(", "),
             kind: if p.spec.symmetric { "activation symmetric".into() } else { "activation asymmetric".into() },
             levels,
-            per_channel: false,
+            per_channel: p.spec.per_channel,
             input_low: lo,
             input_high: hi,
         });
@@ -381,9 +402,10 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
 impl Quantized {
     fn materialize_unbiased(&self) -> Result<Graph> {
         let mut g = self.fp_graph.clone();
-        for (p, &(lo, hi, levels)) in self.setup.activations.iter().zip(&self.act_ranges) {
+        for (p, r) in self.setup.activations.iter().zip(&self.act_ranges) {
             let name = format!("{}/fq_output_{}", g.nodes[p.source.node].name, p.source.port);
-            minmax::insert_activation_fq(&mut g, p.source, &p.edges, name, Tensor::scalar_f32(lo), Tensor::scalar_f32(hi), levels);
+            let (lo, hi) = r.tensors()?;
+            minmax::insert_activation_fq(&mut g, p.source, &p.edges, name, lo, hi, r.levels);
         }
         for (w, (fp, q)) in self.setup.weights.iter().zip(&self.weights) {
             minmax::replace_weight(&mut g, w.op, w.input, fp, q, true);

@@ -119,23 +119,18 @@ impl Ctx<'_> {
         !self.is_const[o.node] && is_float(self.graph.outlet_info(o).element_type)
     }
 
-    /// Moves a quantizer on edge (consumer, input) up through single-consumer agnostic ops.
-    fn propagate_up(&self, mut edge: (NodeId, usize)) -> (NodeId, usize) {
-        loop {
-            let src = self.graph.nodes[edge.0].inputs[edge.1];
-            let p = &self.graph.nodes[src.node];
-            let single_consumer = self.consumers.get(&src).map_or(0, |c| c.len()) == 1;
-            let agnostic = self.hw.role(&p.op_type) == Some(Role::Agnostic);
-            if !(agnostic && single_consumer && p.outputs.len() == 1 && !p.inputs.is_empty()) {
-                return edge;
-            }
-            let data = p.inputs[0];
-            let rest_const = p.inputs[1..].iter().all(|o| self.is_const[o.node]);
-            if !rest_const || !self.outlet_is_float_activation(data) {
-                return edge;
-            }
-            edge = (src.node, 0);
+    /// The data input of `o`'s producer when that producer is a quantize-agnostic op with one
+    /// output and otherwise constant inputs (a quantizer after it can move before it).
+    fn agnostic_input(&self, o: Outlet) -> Option<Outlet> {
+        let p = &self.graph.nodes[o.node];
+        // Extra outputs (MaxPool's indices) must be unused.
+        let extra_used = (1..p.outputs.len()).any(|k| self.consumers.contains_key(&Outlet::new(o.node, k)));
+        if self.hw.role(&p.op_type) != Some(Role::Agnostic) || o.port != 0 || extra_used || p.inputs.is_empty() {
+            return None;
         }
+        let data = p.inputs[0];
+        let rest_const = p.inputs[1..].iter().all(|i| self.is_const[i.node]);
+        (rest_const && self.outlet_is_float_activation(data)).then_some(data)
     }
 
     /// Whether `o` comes from a Softmax through data-movement ops (attention scores).
@@ -150,6 +145,40 @@ impl Ctx<'_> {
         }
         false
     }
+}
+
+fn merge_edge(
+    map: &mut BTreeMap<Outlet, ActPoint>,
+    source: Outlet,
+    edge: (NodeId, usize),
+    spec: QSpec,
+    targets: &[NodeId],
+    unified: Option<usize>,
+) {
+    let e = map.entry(source).or_insert_with(|| ActPoint { source, edges: vec![], targets: vec![], spec, unified });
+    if !e.edges.contains(&edge) {
+        e.edges.push(edge);
+    }
+    for t in targets {
+        if !e.targets.contains(t) {
+            e.targets.push(*t);
+        }
+    }
+    e.spec.symmetric |= spec.symmetric;
+    // Per-channel only when every consumer takes it.
+    e.spec.per_channel &= spec.per_channel;
+    if e.unified.is_none() {
+        e.unified = unified;
+    }
+}
+
+/// A GroupConvolution with one input and one output channel per group.
+fn is_depthwise(graph: &Graph, id: NodeId) -> bool {
+    let n = &graph.nodes[id];
+    n.inputs
+        .get(1)
+        .and_then(|w| graph.outlet_info(*w).shape.to_static())
+        .is_some_and(|s| s.len() >= 3 && s[1] == 1 && s[2] == 1)
 }
 
 /// Computes the quantizer setup for a graph.
@@ -243,6 +272,10 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
             }
             Role::Agnostic | Role::Unified => {}
         }
+        if n.op_type == "GroupConvolution" && is_depthwise(graph, id) {
+            // Depthwise convolutions take per-channel activations (CPU config q8_a_ch).
+            spec.per_channel = true;
+        }
         if acts.is_empty() && weight.is_none() {
             continue;
         }
@@ -259,10 +292,10 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
                 let g = unified_groups;
                 unified_groups += 1;
                 for i in 0..p.inputs.len() {
-                    act_edges.push((ctx.propagate_up((src.node, i)), spec, id, Some(g)));
+                    act_edges.push(((src.node, i), spec, id, Some(g)));
                 }
             } else {
-                act_edges.push((ctx.propagate_up((id, k)), spec, id, None));
+                act_edges.push(((id, k), spec, id, None));
             }
         }
         if let Some(w) = weight {
@@ -281,31 +314,42 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
         }
     }
 
-    // Group edges by the tensor they quantize.
+    // Group edges by the tensor they quantize, then move each group up through agnostic ops
+    // whose output is consumed only by that group, until nothing moves.
     let mut by_source: BTreeMap<Outlet, ActPoint> = BTreeMap::new();
     for ((consumer, input), spec, target, unified) in act_edges {
         let source = graph.nodes[consumer].inputs[input];
-        let e = by_source.entry(source).or_insert_with(|| ActPoint {
-            source,
-            edges: vec![],
-            targets: vec![],
-            spec,
-            unified,
-        });
-        if !e.edges.contains(&(consumer, input)) {
-            e.edges.push((consumer, input));
+        merge_edge(&mut by_source, source, (consumer, input), spec, &[target], unified);
+    }
+    loop {
+        let mut moved = false;
+        let points: Vec<ActPoint> = std::mem::take(&mut by_source).into_values().collect();
+        for p in points {
+            let total = ctx.consumers.get(&p.source).map_or(0, |c| c.len());
+            let up = (p.edges.len() == total && p.unified.is_none())
+                .then(|| ctx.agnostic_input(p.source))
+                .flatten();
+            match up {
+                Some(data) => {
+                    moved = true;
+                    merge_edge(&mut by_source, data, (p.source.node, 0), p.spec, &p.targets, None);
+                }
+                None => {
+                    let src = p.source;
+                    for e in p.edges.clone() {
+                        merge_edge(&mut by_source, src, e, p.spec, &p.targets, p.unified);
+                    }
+                }
+            }
         }
-        if !e.targets.contains(&target) {
-            e.targets.push(target);
-        }
-        e.spec.symmetric |= spec.symmetric;
-        if e.unified.is_none() {
-            e.unified = unified;
+        if !moved {
+            break;
         }
     }
     setup.activations = by_source.into_values().collect();
     for a in &mut setup.activations {
         a.edges.sort();
+        a.targets.sort();
     }
 
     // Saturation fix: the first weighted layers (no quantized weighted op before them).

@@ -21,6 +21,8 @@ pub enum Request {
     ChannelMean { axis: isize },
     /// Max of |x| per channel on the last axis, over everything else and all samples.
     ChannelAbsMax,
+    /// Min and max per channel on `axis`, over everything else and all samples.
+    ChannelMinMax { axis: isize },
 }
 
 /// Per-sample scalar statistics of one tensor.
@@ -41,6 +43,7 @@ pub struct Collected {
     /// (outlet, axis) → per-channel mean over samples
     pub channel_means: HashMap<(Outlet, isize), Vec<f64>>,
     pub channel_abs_max: HashMap<Outlet, Vec<f32>>,
+    pub channel_min_max: HashMap<(Outlet, isize), (Vec<f32>, Vec<f32>)>,
     /// One shape seen per outlet (first sample).
     pub shapes: HashMap<Outlet, Vec<usize>>,
 }
@@ -50,6 +53,7 @@ struct Partial {
     scalars: BTreeMap<Outlet, Vec<SampleScalars>>,
     sums: BTreeMap<(Outlet, isize), (Vec<f64>, usize)>,
     absmax: BTreeMap<Outlet, Vec<f32>>,
+    minmax: BTreeMap<(Outlet, isize), (Vec<f32>, Vec<f32>)>,
     shapes: BTreeMap<Outlet, Vec<usize>>,
 }
 
@@ -148,6 +152,25 @@ impl Partial {
                     }
                     e.1 += 1;
                 }
+                Request::ChannelMinMax { axis } => {
+                    let Some((outer, c, inner)) = channel_view(a.shape(), *axis) else { continue };
+                    let e = self
+                        .minmax
+                        .entry((o, *axis))
+                        .or_insert_with(|| (vec![f32::INFINITY; c], vec![f32::NEG_INFINITY; c]));
+                    if e.0.len() != c {
+                        return Err(Error::mismatch(format!("tensor '{}' changed channel count", name(o))));
+                    }
+                    for ou in 0..outer {
+                        for ch in 0..c {
+                            let base = (ou * c + ch) * inner;
+                            for &x in &data[base..base + inner] {
+                                e.0[ch] = e.0[ch].min(x);
+                                e.1[ch] = e.1[ch].max(x);
+                            }
+                        }
+                    }
+                }
                 Request::ChannelAbsMax => {
                     let c = *a.shape().last().unwrap_or(&1);
                     let e = self.absmax.entry(o).or_insert_with(|| vec![0.0; c]);
@@ -179,6 +202,15 @@ impl Partial {
         for (k, v) in other.absmax {
             let e = self.absmax.entry(k).or_insert_with(|| vec![0.0; v.len()]);
             for (a, b) in e.iter_mut().zip(v) {
+                *a = a.max(b);
+            }
+        }
+        for (k, (mn, mx)) in other.minmax {
+            let e = self.minmax.entry(k).or_insert_with(|| (mn.clone(), mx.clone()));
+            for (a, b) in e.0.iter_mut().zip(mn) {
+                *a = a.min(b);
+            }
+            for (a, b) in e.1.iter_mut().zip(mx) {
                 *a = a.max(b);
             }
         }
@@ -278,6 +310,7 @@ pub fn collect(
         .map(|(k, (v, cnt))| (k, v.into_iter().map(|x| x / cnt.max(1) as f64).collect()))
         .collect();
     out.channel_abs_max = total.absmax.into_iter().collect();
+    out.channel_min_max = total.minmax.into_iter().collect();
     out.shapes = total.shapes.into_iter().collect();
     Ok(out)
 }
