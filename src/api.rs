@@ -71,11 +71,7 @@ impl Model {
                 let n = &self.graph.nodes[r];
                 let src = n.inputs[0];
                 let info = self.graph.outlet_info(src);
-                let name = info
-                    .names
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| self.graph.nodes[src.node].name.clone());
+                let name = info.names.first().cloned().unwrap_or_else(|| self.graph.nodes[src.node].name.clone());
                 PortDesc { name, element_type: info.element_type, shape: info.shape.clone() }
             })
             .collect()

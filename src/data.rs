@@ -17,9 +17,7 @@ fn files_with_ext(dir: &Path, exts: &[&str]) -> Result<Vec<PathBuf>> {
     let mut v = Vec::new();
     for entry in rd {
         let p = entry.map_err(|e| Error::io(dir, e))?.path();
-        let ext = p
-            .extension()
-            .map(|x| x.to_string_lossy().to_ascii_lowercase());
+        let ext = p.extension().map(|x| x.to_string_lossy().to_ascii_lowercase());
         if p.is_file() && ext.is_some_and(|x| exts.contains(&x.as_str())) {
             v.push(p);
         }
@@ -30,10 +28,7 @@ fn files_with_ext(dir: &Path, exts: &[&str]) -> Result<Vec<PathBuf>> {
 
 /// Sort key splitting a file name into text and number runs, so numbers compare by value.
 fn natural_key(p: &Path) -> Vec<(String, u128)> {
-    let name = p
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut key = Vec::new();
     let mut text = String::new();
     let mut digits = String::new();
@@ -42,39 +37,20 @@ fn natural_key(p: &Path) -> Vec<(String, u128)> {
             digits.push(ch);
         } else {
             if !digits.is_empty() {
-                key.push((
-                    std::mem::take(&mut text),
-                    digits.parse().unwrap_or(u128::MAX),
-                ));
+                key.push((std::mem::take(&mut text), digits.parse().unwrap_or(u128::MAX)));
                 digits.clear();
             }
             text.push(ch);
         }
     }
-    key.push((
-        text,
-        if digits.is_empty() {
-            0
-        } else {
-            digits.parse().unwrap_or(u128::MAX)
-        },
-    ));
+    key.push((text, if digits.is_empty() { 0 } else { digits.parse().unwrap_or(u128::MAX) }));
     key
 }
 
 /// The file stem a model input is looked up by: its name, and the name with characters that
 /// cannot appear in file names (`/`, `\`, `:`) replaced by `_`.
 fn stem_candidates(input: &str) -> Vec<String> {
-    let safe: String = input
-        .chars()
-        .map(|c| {
-            if matches!(c, '/' | '\\' | ':') {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
+    let safe: String = input.chars().map(|c| if matches!(c, '/' | '\\' | ':') { '_' } else { c }).collect();
     if safe == input {
         vec![input.to_string()]
     } else {
@@ -83,9 +59,7 @@ fn stem_candidates(input: &str) -> Vec<String> {
 }
 
 fn stem(p: &Path) -> String {
-    p.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Checks one sample tensor against a model input.
@@ -132,8 +106,7 @@ enum NpyForm {
 
 fn npy_form(input: &PortDesc, t: &Tensor, origin: &str) -> Result<NpyForm> {
     let shape = t.shape();
-    let type_ok =
-        input.element_type == ElementType::Dynamic || t.element_type() == input.element_type;
+    let type_ok = input.element_type == ElementType::Dynamic || t.element_type() == input.element_type;
     if !type_ok {
         return Err(Error::mismatch(format!(
             "input '{}': expected element type {}, found {} in {origin}",
@@ -184,12 +157,7 @@ pub struct NpyFolderDataset {
 
 impl std::fmt::Debug for NpyFolderDataset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "NpyFolderDataset({}, {} samples)",
-            self.origin.display(),
-            self.len()
-        )
+        write!(f, "NpyFolderDataset({}, {} samples)", self.origin.display(), self.len())
     }
 }
 
@@ -211,10 +179,7 @@ impl NpyFolderDataset {
         }
         let files = files_with_ext(path, &["npy"])?;
         if files.is_empty() {
-            return Err(Error::invalid(format!(
-                "no .npy files in {}",
-                path.display()
-            )));
+            return Err(Error::invalid(format!("no .npy files in {}", path.display())));
         }
         let mut named = Vec::new();
         let mut missing = Vec::new();
@@ -252,11 +217,7 @@ impl NpyFolderDataset {
         )))
     }
 
-    fn stacked(
-        origin: &Path,
-        named: Vec<(PortDesc, PathBuf)>,
-        inputs: &[PortDesc],
-    ) -> Result<Self> {
+    fn stacked(origin: &Path, named: Vec<(PortDesc, PathBuf)>, inputs: &[PortDesc]) -> Result<Self> {
         let mut arrays = Vec::with_capacity(named.len());
         let mut count: Option<(usize, String)> = None;
         for (input, file) in &named {
@@ -357,15 +318,10 @@ pub enum Layout {
 impl std::str::FromStr for Layout {
     type Err = Error;
     fn from_str(s: &str) -> Result<Layout> {
-        match s
-            .to_ascii_uppercase()
-            .trim_matches(|c| c == '[' || c == ']')
-        {
+        match s.to_ascii_uppercase().trim_matches(|c| c == '[' || c == ']') {
             "NCHW" => Ok(Layout::NCHW),
             "NHWC" => Ok(Layout::NHWC),
-            other => Err(Error::invalid(format!(
-                "layout '{other}': expected NCHW or NHWC"
-            ))),
+            other => Err(Error::invalid(format!("layout '{other}': expected NCHW or NHWC"))),
         }
     }
 }
@@ -449,10 +405,7 @@ impl ImageFolderDataset {
         };
         let files = files_with_ext(dir, IMAGE_EXTENSIONS)?;
         if files.is_empty() {
-            return Err(Error::invalid(format!(
-                "no PNG or JPEG images in {}",
-                dir.display()
-            )));
+            return Err(Error::invalid(format!("no PNG or JPEG images in {}", dir.display())));
         }
         let dims = input.shape.dims().filter(|d| d.len() == 4).ok_or_else(|| {
             Error::mismatch(format!(
@@ -504,10 +457,7 @@ impl ImageFolderDataset {
         let mean = per_channel(&opts.mean, channels, "mean", &input.name)?;
         let scale = per_channel(&opts.scale, channels, "scale", &input.name)?;
         if let Some(bad) = scale.iter().find(|s| **s == 0.0 || !s.is_finite()) {
-            return Err(Error::invalid(format!(
-                "input '{}': scale {bad} is not usable",
-                input.name
-            )));
+            return Err(Error::invalid(format!("input '{}': scale {bad} is not usable", input.name)));
         }
         Ok(ImageFolderDataset {
             files,
@@ -565,16 +515,12 @@ impl ImageFolderDataset {
 
 impl Dataset for ImageFolderDataset {
     fn len(&self) -> usize {
-        self.limit
-            .map_or(self.files.len(), |l| l.min(self.files.len()))
+        self.limit.map_or(self.files.len(), |l| l.min(self.files.len()))
     }
 
     fn get(&self, index: usize) -> Result<Sample> {
         if index >= self.len() {
-            return Err(Error::invalid(format!(
-                "image {index} out of range ({} images)",
-                self.len()
-            )));
+            return Err(Error::invalid(format!("image {index} out of range ({} images)", self.len())));
         }
         let (h, w, hwc) = self.pixels(index)?;
         let c = self.channels;
@@ -582,10 +528,7 @@ impl Dataset for ImageFolderDataset {
             .map_err(|e| Error::internal(format!("image {}: {e}", self.files[index].display())))?;
         let laid = match self.layout {
             Layout::NHWC => hwc_arr,
-            Layout::NCHW => hwc_arr
-                .permuted_axes(IxDyn(&[0, 3, 1, 2]))
-                .as_standard_layout()
-                .to_owned(),
+            Layout::NCHW => hwc_arr.permuted_axes(IxDyn(&[0, 3, 1, 2])).as_standard_layout().to_owned(),
         };
         let t = if self.input.element_type == ElementType::U8 {
             Tensor::U8(laid)
@@ -623,31 +566,17 @@ pub struct DataOptions {
 
 /// Opens `path` as an `.npy` dataset (a `.npy` file, or a folder holding `.npy` files) or else an
 /// image folder.
-pub fn open_dataset(
-    path: &Path,
-    inputs: &[PortDesc],
-    opts: &DataOptions,
-) -> Result<Box<dyn Dataset>> {
+pub fn open_dataset(path: &Path, inputs: &[PortDesc], opts: &DataOptions) -> Result<Box<dyn Dataset>> {
     if !path.exists() {
-        return Err(Error::invalid(format!(
-            "data path {} does not exist",
-            path.display()
-        )));
+        return Err(Error::invalid(format!("data path {} does not exist", path.display())));
     }
     if path.is_file() || !files_with_ext(path, &["npy"])?.is_empty() {
-        return Ok(Box::new(
-            NpyFolderDataset::open(path, inputs)?.with_limit(opts.limit),
-        ));
+        return Ok(Box::new(NpyFolderDataset::open(path, inputs)?.with_limit(opts.limit)));
     }
     if !files_with_ext(path, IMAGE_EXTENSIONS)?.is_empty() {
-        return Ok(Box::new(
-            ImageFolderDataset::open(path, inputs, &opts.image)?.with_limit(opts.limit),
-        ));
+        return Ok(Box::new(ImageFolderDataset::open(path, inputs, &opts.image)?.with_limit(opts.limit)));
     }
-    Err(Error::invalid(format!(
-        "{} holds neither .npy files nor PNG/JPEG images",
-        path.display()
-    )))
+    Err(Error::invalid(format!("{} holds neither .npy files nor PNG/JPEG images", path.display())))
 }
 
 /// Reads integer class labels from a `.npy` (shape [N] or [N,1]; integer, or float with whole
@@ -657,21 +586,12 @@ pub fn read_labels(path: &Path) -> Result<Vec<i64>> {
     let shown = path.display().to_string();
     let n = t.shape().first().copied().unwrap_or(0);
     if t.rank() == 0 || t.len() != n {
-        return Err(Error::mismatch(format!(
-            "labels {shown}: expected shape [N] or [N,1], found {:?}",
-            t.shape()
-        )));
+        return Err(Error::mismatch(format!("labels {shown}: expected shape [N] or [N,1], found {:?}", t.shape())));
     }
     if t.element_type().is_float() {
         let v = t.to_f64_vec();
-        if let Some((i, x)) = v
-            .iter()
-            .enumerate()
-            .find(|(_, x)| x.fract() != 0.0 || !x.is_finite())
-        {
-            return Err(Error::mismatch(format!(
-                "labels {shown}: label {i} is {x}, not a class index"
-            )));
+        if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| x.fract() != 0.0 || !x.is_finite()) {
+            return Err(Error::mismatch(format!("labels {shown}: label {i} is {x}, not a class index")));
         }
         return Ok(v.into_iter().map(|x| x as i64).collect());
     }
@@ -684,18 +604,9 @@ mod tests {
 
     #[test]
     fn natural_order() {
-        let mut v: Vec<PathBuf> = ["s10.npy", "s2.npy", "s1.npy"]
-            .iter()
-            .map(PathBuf::from)
-            .collect();
+        let mut v: Vec<PathBuf> = ["s10.npy", "s2.npy", "s1.npy"].iter().map(PathBuf::from).collect();
         v.sort_by_key(|p| natural_key(p));
-        assert_eq!(
-            v,
-            ["s1.npy", "s2.npy", "s10.npy"]
-                .iter()
-                .map(PathBuf::from)
-                .collect::<Vec<_>>()
-        );
+        assert_eq!(v, ["s1.npy", "s2.npy", "s10.npy"].iter().map(PathBuf::from).collect::<Vec<_>>());
     }
 
     #[test]

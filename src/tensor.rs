@@ -286,8 +286,7 @@ impl Scalar for bool {
 }
 
 fn arr<T>(shape: &[usize], v: Vec<T>) -> Result<ArrayD<T>> {
-    ArrayD::from_shape_vec(IxDyn(shape), v)
-        .map_err(|e| Error::internal(format!("tensor of shape {shape:?}: {e}")))
+    ArrayD::from_shape_vec(IxDyn(shape), v).map_err(|e| Error::internal(format!("tensor of shape {shape:?}: {e}")))
 }
 
 impl Tensor {
@@ -418,9 +417,7 @@ impl Tensor {
 
     /// Borrow as f32 or fail with a message naming `what`.
     pub fn expect_f32(&self, what: &str) -> Result<&ArrayD<f32>> {
-        self.as_f32().ok_or_else(|| {
-            Error::mismatch(format!("{what}: expected f32, got {}", self.element_type()))
-        })
+        self.as_f32().ok_or_else(|| Error::mismatch(format!("{what}: expected f32, got {}", self.element_type())))
     }
 
     /// Reinterprets the tensor with a new shape of the same element count.
@@ -465,17 +462,11 @@ impl Tensor {
             ElementType::F32 => le!(f32, 4, F32),
             ElementType::F64 => le!(f64, 8, F64),
             ElementType::F16 => {
-                let v = bytes[..need]
-                    .chunks_exact(2)
-                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
-                    .collect();
+                let v = bytes[..need].chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect();
                 Tensor::F16(arr(shape, v)?)
             }
             ElementType::BF16 => {
-                let v = bytes[..need]
-                    .chunks_exact(2)
-                    .map(|c| bf16::from_le_bytes([c[0], c[1]]))
-                    .collect();
+                let v = bytes[..need].chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]])).collect();
                 Tensor::BF16(arr(shape, v)?)
             }
             ElementType::I8 => Tensor::I8(arr(shape, bytes[..n].iter().map(|&b| b as i8).collect())?),

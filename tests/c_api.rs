@@ -27,19 +27,12 @@ fn fixture() -> PathBuf {
 }
 
 fn has(compiler: &str) -> bool {
-    Command::new(compiler)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    Command::new(compiler).arg("--version").output().is_ok_and(|o| o.status.success())
 }
 
 /// Compiles `examples_c/<source>` into a fresh folder; `None` (test skipped) without a compiler.
 /// `allow_unsupported` keeps OVPOT_UNSUPPORTED from quantization acceptable (exit code 3).
-fn build(
-    source: &str,
-    allow_unsupported: bool,
-    extra: &[String],
-) -> Option<(tempfile::TempDir, PathBuf)> {
+fn build(source: &str, allow_unsupported: bool, extra: &[String]) -> Option<(tempfile::TempDir, PathBuf)> {
     let cpp = source.ends_with(".cpp");
     let compiler = if cpp { "c++" } else { "cc" };
     if !has(compiler) {
@@ -47,20 +40,13 @@ fn build(
         return None;
     }
     let lib = lib_dir();
-    assert!(
-        lib.join("libovpot.so").exists(),
-        "no libovpot.so in {}",
-        lib.display()
-    );
+    assert!(lib.join("libovpot.so").exists(), "no libovpot.so in {}", lib.display());
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join(source.replace('.', "_"));
     let mut cmd = Command::new(compiler);
     cmd.arg(if cpp { "-std=c++17" } else { "-std=c11" })
         .args(["-Wall", "-Wextra", "-Werror", "-g"])
-        .arg(format!(
-            "-DOVPOT_EXAMPLES_ALLOW_UNSUPPORTED={}",
-            allow_unsupported as i32
-        ))
+        .arg(format!("-DOVPOT_EXAMPLES_ALLOW_UNSUPPORTED={}", allow_unsupported as i32))
         .arg("-I")
         .arg(root().join("include"))
         .arg("-I")
@@ -74,20 +60,13 @@ fn build(
         .args(extra)
         .args(["-lpthread", "-lm"]);
     let out = cmd.output().expect("run the compiler");
-    assert!(
-        out.status.success(),
-        "{source} does not compile:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{source} does not compile:\n{}", String::from_utf8_lossy(&out.stderr));
     Some((dir, exe))
 }
 
 /// Runs a built example; returns (exit code, stdout).
 fn run(exe: &Path, args: &[&Path]) -> (i32, String) {
-    let out = Command::new(exe)
-        .args(args)
-        .output()
-        .expect("run the example");
+    let out = Command::new(exe).args(args).output().expect("run the example");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     eprintln!("--- {}\n{stdout}{stderr}", exe.display());
@@ -112,18 +91,10 @@ fn c_default_quantization_with_a_data_callback() {
     let out_xml = dir.path().join("int8.xml");
     let (code, out) = run(&exe, &[&fixture(), &out_xml]);
     assert_eq!(code, 0, "quantize.c failed:\n{out}");
-    assert!(
-        out.contains("report:") && out.contains("FakeQuantize entries: yes"),
-        "{out}"
-    );
+    assert!(out.contains("report:") && out.contains("FakeQuantize entries: yes"), "{out}");
     // The saved model is a valid IR with FakeQuantize ops that the engine runs.
     let m = ovpot::Model::read(&out_xml, None).unwrap();
-    let fq = m
-        .graph()
-        .nodes
-        .iter()
-        .filter(|n| n.op_type == "FakeQuantize")
-        .count();
+    let fq = m.graph().nodes.iter().filter(|n| n.op_type == "FakeQuantize").count();
     assert!(fq > 0, "no FakeQuantize in the quantized model");
     m.plan().unwrap();
 }
@@ -134,16 +105,10 @@ fn c_accuracy_aware_with_a_metric_callback() {
         return;
     };
     let (code, out) = run(&exe, &[&fixture(), &dir.path().join("aa.xml")]);
-    assert!(
-        out.contains("FP32 top-1: 0.9570 (callback) 0.9570 (built-in) over 1000 samples"),
-        "{out}"
-    );
+    assert!(out.contains("FP32 top-1: 0.9570 (callback) 0.9570 (built-in) over 1000 samples"), "{out}");
     assert_eq!(code, 0, "accuracy_aware.c failed:\n{out}");
     // Within the maximal drop of 0.01 (the example checks it too) and reported.
-    assert!(
-        out.contains("INT8 top-1") && out.contains("report has accuracy: yes"),
-        "{out}"
-    );
+    assert!(out.contains("INT8 top-1") && out.contains("report has accuracy: yes"), "{out}");
 }
 
 #[test]
@@ -153,10 +118,7 @@ fn cpp_wrapper_quantizes() {
     };
     let (code, out) = run(&exe, &[&fixture(), &dir.path().join("int8.xml")]);
     assert_eq!(code, 0, "quantize.cpp failed:\n{out}");
-    assert!(
-        out.contains("expected error:") && out.contains("callback error: no sample 0"),
-        "{out}"
-    );
+    assert!(out.contains("expected error:") && out.contains("callback error: no sample 0"), "{out}");
 }
 
 /// OpenVINO's C library and headers from the pip wheel (the peers venv), when present.
@@ -170,9 +132,7 @@ fn openvino_dir() -> Option<PathBuf> {
         .filter_map(|e| e.ok())
         .find(|e| e.file_name().to_string_lossy().starts_with("python"))?;
     let d = py.path().join("site-packages/openvino");
-    d.join("include/openvino/c/openvino.h")
-        .exists()
-        .then_some(d)
+    d.join("include/openvino/c/openvino.h").exists().then_some(d)
 }
 
 #[test]
@@ -201,8 +161,5 @@ fn c_quantized_model_runs_in_openvino_from_memory() {
     };
     let (code, out) = run(&exe, &[&fixture()]);
     assert_eq!(code, 0, "ov_roundtrip.c failed:\n{out}");
-    assert!(
-        out.contains("FP32 via memory buffer") && out.contains("4/4 classes agree"),
-        "{out}"
-    );
+    assert!(out.contains("FP32 via memory buffer") && out.contains("4/4 classes agree"), "{out}");
 }

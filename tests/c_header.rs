@@ -43,30 +43,18 @@ fn header_declares_every_entry_point() {
         for line in text.lines() {
             if let Some(rest) = line.trim().strip_prefix("pub extern \"C\" fn ") {
                 let name = rest.split('(').next().unwrap();
-                assert!(
-                    header.contains(&format!("{name}(")),
-                    "{name} is missing from the header"
-                );
+                assert!(header.contains(&format!("{name}(")), "{name} is missing from the header");
                 count += 1;
             }
         }
     }
     assert!(count > 40, "only {count} entry points found");
-    for doc_less in header
-        .lines()
-        .filter(|l| l.contains("ovpot_") && l.ends_with('('))
-    {
+    for doc_less in header.lines().filter(|l| l.contains("ovpot_") && l.ends_with('(')) {
         // Every declaration is preceded by its doc comment (cbindgen copies `///`).
         let at = header.find(doc_less).unwrap();
         let before = header[..at].trim_end();
         assert!(
-            before.ends_with("*/")
-                || before
-                    .lines()
-                    .last()
-                    .unwrap()
-                    .trim_start()
-                    .starts_with("//"),
+            before.ends_with("*/") || before.lines().last().unwrap().trim_start().starts_with("//"),
             "no doc before {doc_less}"
         );
     }

@@ -7,10 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn ovpot(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ovpot"))
-        .args(args)
-        .output()
-        .expect("the ovpot binary runs")
+    Command::new(env!("CARGO_BIN_EXE_ovpot")).args(args).output().expect("the ovpot binary runs")
 }
 
 fn s(p: &Path) -> &str {
@@ -27,11 +24,7 @@ fn stdout(o: &Output) -> String {
 
 /// The one-line error of a failed run.
 fn error_line(o: &Output) -> String {
-    assert!(
-        !o.status.success(),
-        "expected failure; stdout: {}",
-        stdout(o)
-    );
+    assert!(!o.status.success(), "expected failure; stdout: {}", stdout(o));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(o));
     let err = stderr(o);
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
@@ -44,10 +37,7 @@ fn engine_runs(xml: &Path) -> bool {
     let m = ovpot::Model::read(xml, None).unwrap();
     let ok = m.plan().is_ok();
     if !ok {
-        eprintln!(
-            "{}: engine ops missing; running checks skipped",
-            xml.display()
-        );
+        eprintln!("{}: engine ops missing; running checks skipped", xml.display());
     }
     ok
 }
@@ -55,15 +45,7 @@ fn engine_runs(xml: &Path) -> bool {
 #[test]
 fn infer_matches_openvino_reference() {
     // The last three come from ../shared when present (u8 NHWC inputs, three i64 inputs).
-    let names = [
-        "digits_mlp",
-        "mnist_cnn",
-        "mtcnn_rnet",
-        "mtcnn_onet",
-        "ppocr_cls",
-        "mobilenet_v2",
-        "minilm_l6",
-    ];
+    let names = ["digits_mlp", "mnist_cnn", "mtcnn_rnet", "mtcnn_onet", "ppocr_cls", "mobilenet_v2", "minilm_l6"];
     for name in names {
         let Some(dir) = common::fixture(name) else {
             continue;
@@ -82,10 +64,7 @@ fn infer_matches_openvino_reference() {
         ]);
         if !engine_runs(&xml) {
             let e = error_line(&o);
-            assert!(
-                e.contains("not supported") || e.contains("unsupported") || e.contains("missing"),
-                "{e}"
-            );
+            assert!(e.contains("not supported") || e.contains("unsupported") || e.contains("missing"), "{e}");
             continue;
         }
         assert!(o.status.success(), "{name}: {}", stderr(&o));
@@ -98,10 +77,7 @@ fn infer_matches_openvino_reference() {
             assert!(d <= tol, "{name} out{k}: max|diff| {d} > {tol}");
             k += 1;
         }
-        assert!(
-            k > 0 && !out.path().join(format!("out{k}.npy")).exists(),
-            "{name}: {k} outputs"
-        );
+        assert!(k > 0 && !out.path().join(format!("out{k}.npy")).exists(), "{name}: {k} outputs");
     }
 }
 
@@ -113,9 +89,7 @@ fn infer_on_generated_images() {
     let xml = dir.join("model.xml");
     let imgs = tempfile::tempdir().unwrap();
     for i in 0..3u8 {
-        let img = image::RgbImage::from_fn(31, 27, |x, y| {
-            image::Rgb([x as u8 * 8, y as u8 * 9, 40 * i])
-        });
+        let img = image::RgbImage::from_fn(31, 27, |x, y| image::Rgb([x as u8 * 8, y as u8 * 9, 40 * i]));
         img.save(imgs.path().join(format!("face{i}.png"))).unwrap();
     }
     let out = tempfile::tempdir().unwrap();
@@ -138,11 +112,7 @@ fn infer_on_generated_images() {
         return;
     }
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).is_empty(),
-        "--quiet prints nothing: {}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).is_empty(), "--quiet prints nothing: {}", stderr(&o));
     let p1 = ovpot::npy::read_npy(&out.path().join("out1.npy")).unwrap();
     assert_eq!(p1.shape(), &[3, 2]);
     // Output 1 is a softmax over face / not face.
@@ -151,16 +121,7 @@ fn infer_on_generated_images() {
     }
     // The same images without mean/scale give other outputs: mean/scale reach the model.
     let out2 = tempfile::tempdir().unwrap();
-    let o = ovpot(&[
-        "--quiet",
-        "infer",
-        "-m",
-        s(&xml),
-        "--data",
-        s(imgs.path()),
-        "-o",
-        s(out2.path()),
-    ]);
+    let o = ovpot(&["--quiet", "infer", "-m", s(&xml), "--data", s(imgs.path()), "-o", s(out2.path())]);
     assert!(o.status.success(), "{}", stderr(&o));
     let q1 = ovpot::npy::read_npy(&out2.path().join("out1.npy")).unwrap();
     assert!(common::max_abs_diff(&p1, &q1) > 1e-6);
@@ -256,10 +217,7 @@ fn bad_input_gives_one_line_errors() {
         "-o",
         s(out.path()),
     ]));
-    assert!(
-        e.contains("'x'") && e.contains("[1,3,24,24]") && e.contains("28"),
-        "{e}"
-    );
+    assert!(e.contains("'x'") && e.contains("[1,3,24,24]") && e.contains("28"), "{e}");
     // Too few labels.
     let e = error_line(&ovpot(&[
         "evaluate",
@@ -283,10 +241,7 @@ fn bad_input_gives_one_line_errors() {
         "--metric-output",
         "3",
     ]));
-    assert!(
-        e.contains("--metric-output 3") && e.contains("1 output"),
-        "{e}"
-    );
+    assert!(e.contains("--metric-output 3") && e.contains("1 output"), "{e}");
     // Not an IR.
     let e = error_line(&ovpot(&["info", s(&mnist.join("meta.json"))]));
     assert!(e.contains("meta.json"), "{e}");
@@ -315,13 +270,7 @@ fn bad_input_gives_one_line_errors() {
         s(out.path()),
     ]));
     assert!(e.contains("ignored pattern"), "{e}");
-    let e = error_line(&ovpot(&[
-        "quantize",
-        "-m",
-        s(&mnist.join("model.xml")),
-        "--output-dir",
-        s(out.path()),
-    ]));
+    let e = error_line(&ovpot(&["quantize", "-m", s(&mnist.join("model.xml")), "--output-dir", s(out.path())]));
     assert!(e.contains("--data"), "{e}");
     // clap's usage errors keep their own exit code (2).
     let o = ovpot(&["quantize", "--no-such-flag"]);
@@ -333,29 +282,14 @@ fn bad_input_gives_one_line_errors() {
 fn check_quantized(out: &Path, name: &str, algorithm: &str) {
     let xml = out.join(format!("optimized/{name}.xml"));
     let m = ovpot::Model::read(&xml, None).unwrap_or_else(|e| panic!("{}: {e}", xml.display()));
-    let fq = m
-        .graph()
-        .nodes
-        .iter()
-        .filter(|n| n.op_type == "FakeQuantize")
-        .count();
+    let fq = m.graph().nodes.iter().filter(|n| n.op_type == "FakeQuantize").count();
     assert!(fq > 0, "no FakeQuantize in {}", xml.display());
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     // The report lists weight quantizers too; with int8 weights they are constants, not FQ nodes.
     let listed = report["fake_quantize"].as_array().map_or(0, |a| a.len());
-    assert!(
-        listed >= fq,
-        "report lists {listed} quantizers, the IR has {fq} FakeQuantize"
-    );
-    assert!(
-        report["algorithm"]
-            .as_str()
-            .unwrap_or("")
-            .to_lowercase()
-            .contains(algorithm),
-        "{report}"
-    );
+    assert!(listed >= fq, "report lists {listed} quantizers, the IR has {fq} FakeQuantize");
+    assert!(report["algorithm"].as_str().unwrap_or("").to_lowercase().contains(algorithm), "{report}");
 }
 
 /// Runs a quantize command; true when it produced output, false when quantization is not built
@@ -365,10 +299,7 @@ fn quantize_ran(o: &Output) -> bool {
         return true;
     }
     let e = error_line(o);
-    assert!(
-        e.contains("unsupported") || e.contains("not supported"),
-        "unexpected failure: {e}"
-    );
+    assert!(e.contains("unsupported") || e.contains("not supported"), "unexpected failure: {e}");
     eprintln!("quantization not available yet: {e}");
     false
 }
@@ -398,13 +329,8 @@ fn quantize_default_with_flags() {
     if quantize_ran(&o) {
         check_quantized(out.path(), "model", "default");
         let r: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
-                .unwrap();
-        assert_eq!(
-            r["preset"].as_str().map(|p| p.to_lowercase()),
-            Some("mixed".into()),
-            "{r}"
-        );
+            serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+        assert_eq!(r["preset"].as_str().map(|p| p.to_lowercase()), Some("mixed".into()), "{r}");
         assert_eq!(r["samples_used"].as_u64(), Some(64), "{r}");
     }
 }
@@ -455,27 +381,14 @@ fn quantize_from_pot_configs() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let cfg = write_config(tmp.path(), &dir, "DefaultQuantization", "");
-    let o = ovpot(&[
-        "--quiet",
-        "quantize",
-        "-c",
-        s(&cfg),
-        "--output-dir",
-        s(&out),
-    ]);
+    let o = ovpot(&["--quiet", "quantize", "-c", s(&cfg), "--output-dir", s(&out)]);
     if quantize_ran(&o) {
         check_quantized(&out, "digits_int8", "default");
     }
 
     // AccuracyAware needs labels: from the command line...
     let cfg = write_config(tmp.path(), &dir, "AccuracyAwareQuantization", "");
-    let e = error_line(&ovpot(&[
-        "quantize",
-        "-c",
-        s(&cfg),
-        "--output-dir",
-        s(&out),
-    ]));
+    let e = error_line(&ovpot(&["quantize", "-c", s(&cfg), "--output-dir", s(&out)]));
     assert!(e.contains("--labels"), "{e}");
     let o = ovpot(&[
         "--quiet",
@@ -492,13 +405,9 @@ fn quantize_from_pot_configs() {
     if quantize_ran(&o) {
         check_quantized(&out, "digits_int8", "accuracy");
         let r: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
-                .unwrap();
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
         let drop = r["accuracy"]["drop"].as_f64().expect("accuracy section");
-        assert!(
-            drop <= 0.01 + 1e-9 || r["accuracy"]["reached"] == false,
-            "{r}"
-        );
+        assert!(drop <= 0.01 + 1e-9 || r["accuracy"]["reached"] == false, "{r}");
     }
     // ...or from ovpot's engine keys in the config.
     let extra = format!(
@@ -507,14 +416,7 @@ fn quantize_from_pot_configs() {
         s(&dir.join("eval_labels.npy"))
     );
     let cfg = write_config(tmp.path(), &dir, "AccuracyAwareQuantization", &extra);
-    let o = ovpot(&[
-        "--quiet",
-        "quantize",
-        "-c",
-        s(&cfg),
-        "--output-dir",
-        s(&out),
-    ]);
+    let o = ovpot(&["--quiet", "quantize", "-c", s(&cfg), "--output-dir", s(&out)]);
     if quantize_ran(&o) {
         check_quantized(&out, "digits_int8", "accuracy");
     }
@@ -562,29 +464,13 @@ fn quantize_full_pot_spec_config() {
     let cfg = tmp.path().join("spec.json");
     std::fs::write(&cfg, text).unwrap();
     let out = tmp.path().join("out");
-    let o = ovpot(&[
-        "--quiet",
-        "quantize",
-        "-c",
-        s(&cfg),
-        "--output-dir",
-        s(&out),
-    ]);
+    let o = ovpot(&["--quiet", "quantize", "-c", s(&cfg), "--output-dir", s(&out)]);
     if quantize_ran(&o) {
         check_quantized(&out, "mnist_full", "default");
         let r: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
-                .unwrap();
-        let layers: Vec<&str> = r["quantized_layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|x| x.as_str())
-            .collect();
-        assert!(
-            !layers.is_empty() && !layers.contains(&ignored),
-            "{layers:?}"
-        );
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+        let layers: Vec<&str> = r["quantized_layers"].as_array().unwrap().iter().filter_map(|x| x.as_str()).collect();
+        assert!(!layers.is_empty() && !layers.contains(&ignored), "{layers:?}");
         assert_eq!(r["samples_used"].as_u64(), Some(200), "{r}");
     }
 }
@@ -607,15 +493,7 @@ fn quantize_flags_change_the_ir() {
     let o = ovpot(
         &[
             &base[..],
-            &[
-                "--subset-size",
-                "50",
-                "--keep-uncompressed-weights",
-                "--ignored-scope",
-                "type:MatMul",
-                "-o",
-                s(&b),
-            ],
+            &["--subset-size", "50", "--keep-uncompressed-weights", "--ignored-scope", "type:MatMul", "-o", s(&b)],
         ]
         .concat(),
     );
@@ -625,29 +503,16 @@ fn quantize_flags_change_the_ir() {
         m.graph().nodes.iter().filter(|n| pred(n)).count()
     };
     let int8_const = |n: &ovpot::graph::Node| {
-        n.is_const()
-            && n.value
-                .as_ref()
-                .is_some_and(|v| v.element_type() == ovpot::tensor::ElementType::I8)
+        n.is_const() && n.value.as_ref().is_some_and(|v| v.element_type() == ovpot::tensor::ElementType::I8)
     };
     let fq = |n: &ovpot::graph::Node| n.op_type == "FakeQuantize";
     assert!(count(&a, &int8_const) > 0, "default: int8 weights");
-    assert_eq!(
-        count(&b, &int8_const),
-        0,
-        "--keep-uncompressed-weights: no int8 constants"
-    );
+    assert_eq!(count(&b, &int8_const), 0, "--keep-uncompressed-weights: no int8 constants");
     // Two convolutions left: each has an activation FQ and a weight FQ.
     assert_eq!(count(&b, &fq), 4, "MatMuls ignored, weights as FQ");
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(b.join("report.json")).unwrap()).unwrap();
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(b.join("report.json")).unwrap()).unwrap();
     let layers = r["quantized_layers"].as_array().unwrap();
-    assert!(
-        layers
-            .iter()
-            .all(|l| !l.as_str().unwrap_or("").contains("MatMul")),
-        "{layers:?}"
-    );
+    assert!(layers.iter().all(|l| !l.as_str().unwrap_or("").contains("MatMul")), "{layers:?}");
 
     let o = ovpot(&[
         "evaluate",
@@ -660,11 +525,7 @@ fn quantize_flags_change_the_ir() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     // NNCF's INT8 model scores 0.956 on these 1000 samples (FP32: 0.957).
-    let acc: f64 = stdout(&o)
-        .split_whitespace()
-        .nth(2)
-        .and_then(|x| x.parse().ok())
-        .unwrap();
+    let acc: f64 = stdout(&o).split_whitespace().nth(2).and_then(|x| x.parse().ok()).unwrap();
     assert!(acc > 0.94, "{}", stdout(&o));
 }
 
@@ -675,12 +536,8 @@ fn quantize_accuracy_aware_flags() {
         return;
     };
     let out = tempfile::tempdir().unwrap();
-    let (xml, calib, eval, labels) = (
-        dir.join("model.xml"),
-        dir.join("calib"),
-        dir.join("eval"),
-        dir.join("eval_labels.npy"),
-    );
+    let (xml, calib, eval, labels) =
+        (dir.join("model.xml"), dir.join("calib"), dir.join("eval"), dir.join("eval_labels.npy"));
     let o = ovpot(&[
         "--quiet",
         "quantize",
@@ -702,13 +559,9 @@ fn quantize_accuracy_aware_flags() {
     if quantize_ran(&o) {
         check_quantized(out.path(), "model", "accuracy");
         let r: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
-                .unwrap();
+            serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
         assert_eq!(r["accuracy"]["maximal_drop"].as_f64(), Some(0.005), "{r}");
         // FP32 accuracy on the 540 eval digits is 0.9778 (meta.json).
-        assert!(
-            (r["accuracy"]["baseline"].as_f64().unwrap() - 0.9778).abs() < 0.001,
-            "{r}"
-        );
+        assert!((r["accuracy"]["baseline"].as_f64().unwrap() - 0.9778).abs() < 0.001, "{r}");
     }
 }

@@ -4,37 +4,19 @@
 mod common;
 
 use ovpot::api::PortDesc;
-use ovpot::data::{
-    open_dataset, read_labels, DataOptions, ImageFolderDataset, ImageOptions, Layout,
-    NpyFolderDataset,
-};
+use ovpot::data::{open_dataset, read_labels, DataOptions, ImageFolderDataset, ImageOptions, Layout, NpyFolderDataset};
 use ovpot::graph::{Dim, PartialShape};
 use ovpot::tensor::{ElementType, Tensor};
 use ovpot::{Dataset, Model};
 use std::path::Path;
 
 fn inputs_of(fixture: &Path) -> Vec<PortDesc> {
-    Model::read(&fixture.join("model.xml"), None)
-        .unwrap()
-        .inputs()
+    Model::read(&fixture.join("model.xml"), None).unwrap().inputs()
 }
 
 fn port(name: &str, et: ElementType, dims: &[i64]) -> PortDesc {
-    let d = dims
-        .iter()
-        .map(|&x| {
-            if x < 0 {
-                Dim::Dynamic
-            } else {
-                Dim::Static(x as usize)
-            }
-        })
-        .collect();
-    PortDesc {
-        name: name.to_string(),
-        element_type: et,
-        shape: PartialShape(Some(d)),
-    }
+    let d = dims.iter().map(|&x| if x < 0 { Dim::Dynamic } else { Dim::Static(x as usize) }).collect();
+    PortDesc { name: name.to_string(), element_type: et, shape: PartialShape(Some(d)) }
 }
 
 #[test]
@@ -61,22 +43,12 @@ fn limit_caps_samples() {
     let Some(dir) = common::fixture("mnist_cnn") else {
         return;
     };
-    let ds = NpyFolderDataset::open(&dir.join("calib"), &inputs_of(&dir))
-        .unwrap()
-        .with_limit(Some(7));
+    let ds = NpyFolderDataset::open(&dir.join("calib"), &inputs_of(&dir)).unwrap().with_limit(Some(7));
     assert_eq!(ds.len(), 7);
     assert_eq!(ds.available(), 300);
     assert!(ds.get(7).is_err());
-    let opts = DataOptions {
-        limit: Some(1000),
-        ..Default::default()
-    };
-    assert_eq!(
-        open_dataset(&dir.join("calib"), &inputs_of(&dir), &opts)
-            .unwrap()
-            .len(),
-        300
-    );
+    let opts = DataOptions { limit: Some(1000), ..Default::default() };
+    assert_eq!(open_dataset(&dir.join("calib"), &inputs_of(&dir), &opts).unwrap().len(), 300);
 }
 
 #[test]
@@ -94,87 +66,46 @@ fn single_file_and_per_sample_files() {
     let tmp = tempfile::tempdir().unwrap();
     for i in 0..12 {
         let s = common::sample(&stacked, i).remove(0).1;
-        let s = if i % 2 == 0 {
-            s.reshaped(&[64]).unwrap()
-        } else {
-            s
-        };
+        let s = if i % 2 == 0 { s.reshaped(&[64]).unwrap() } else { s };
         ovpot::npy::write_npy(&tmp.path().join(format!("s{i}.npy")), &s).unwrap();
     }
     let ds = NpyFolderDataset::open(tmp.path(), &inputs).unwrap();
     assert_eq!(ds.len(), 12);
     for i in 0..12 {
-        assert_eq!(
-            ds.get(i).unwrap(),
-            common::sample(&stacked, i),
-            "sample {i} (natural file order)"
-        );
+        assert_eq!(ds.get(i).unwrap(), common::sample(&stacked, i), "sample {i} (natural file order)");
     }
     // A folder with a single oddly named file is that input, stacked.
     let tmp1 = tempfile::tempdir().unwrap();
     std::fs::copy(&file, tmp1.path().join("digits.npy")).unwrap();
-    assert_eq!(
-        NpyFolderDataset::open(tmp1.path(), &inputs).unwrap().len(),
-        300
-    );
+    assert_eq!(NpyFolderDataset::open(tmp1.path(), &inputs).unwrap().len(), 300);
 }
 
 #[test]
 fn mismatches_name_input_and_shapes() {
-    let (Some(mnist), Some(rnet)) = (common::fixture("mnist_cnn"), common::fixture("mtcnn_rnet"))
-    else {
+    let (Some(mnist), Some(rnet)) = (common::fixture("mnist_cnn"), common::fixture("mtcnn_rnet")) else {
         return;
     };
     // MNIST data (named input.npy) for R-Net (input 'x'): a single file, wrong shape.
-    let e = NpyFolderDataset::open(&mnist.join("calib"), &inputs_of(&rnet))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("'x'") && e.contains("[1,3,24,24]") && e.contains("[300, 1, 28, 28]"),
-        "{e}"
-    );
+    let e = NpyFolderDataset::open(&mnist.join("calib"), &inputs_of(&rnet)).unwrap_err().to_string();
+    assert!(e.contains("'x'") && e.contains("[1,3,24,24]") && e.contains("[300, 1, 28, 28]"), "{e}");
 
     // Wrong element type.
     let tmp = tempfile::tempdir().unwrap();
     let t = Tensor::i64_from_vec(&[2, 64], vec![0; 128]).unwrap();
     ovpot::npy::write_npy(&tmp.path().join("input.npy"), &t).unwrap();
-    let e = NpyFolderDataset::open(tmp.path(), &[port("input", ElementType::F32, &[-1, 64])])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("'input'") && e.contains("f32") && e.contains("i64"),
-        "{e}"
-    );
+    let e = NpyFolderDataset::open(tmp.path(), &[port("input", ElementType::F32, &[-1, 64])]).unwrap_err().to_string();
+    assert!(e.contains("'input'") && e.contains("f32") && e.contains("i64"), "{e}");
 
     // Multi-input model: a missing file is named; unequal sample counts are refused.
-    let two = [
-        port("a", ElementType::I64, &[1, 4]),
-        port("b", ElementType::I64, &[1, 4]),
-    ];
+    let two = [port("a", ElementType::I64, &[1, 4]), port("b", ElementType::I64, &[1, 4])];
     let tmp = tempfile::tempdir().unwrap();
-    ovpot::npy::write_npy(
-        &tmp.path().join("a.npy"),
-        &Tensor::i64_from_vec(&[3, 4], vec![1; 12]).unwrap(),
-    )
-    .unwrap();
-    let e = NpyFolderDataset::open(tmp.path(), &two)
-        .unwrap_err()
-        .to_string();
+    ovpot::npy::write_npy(&tmp.path().join("a.npy"), &Tensor::i64_from_vec(&[3, 4], vec![1; 12]).unwrap()).unwrap();
+    let e = NpyFolderDataset::open(tmp.path(), &two).unwrap_err().to_string();
     assert!(e.contains("'b'"), "{e}");
-    ovpot::npy::write_npy(
-        &tmp.path().join("b.npy"),
-        &Tensor::i64_from_vec(&[2, 4], vec![1; 8]).unwrap(),
-    )
-    .unwrap();
-    let e = NpyFolderDataset::open(tmp.path(), &two)
-        .unwrap_err()
-        .to_string();
+    ovpot::npy::write_npy(&tmp.path().join("b.npy"), &Tensor::i64_from_vec(&[2, 4], vec![1; 8]).unwrap()).unwrap();
+    let e = NpyFolderDataset::open(tmp.path(), &two).unwrap_err().to_string();
     assert!(e.contains("3 samples") || e.contains("holds 2"), "{e}");
-    ovpot::npy::write_npy(
-        &tmp.path().join("b.npy"),
-        &Tensor::i64_from_vec(&[3, 4], vec![2; 12]).unwrap(),
-    )
-    .unwrap();
+    ovpot::npy::write_npy(&tmp.path().join("b.npy"), &Tensor::i64_from_vec(&[3, 4], vec![2; 12]).unwrap()).unwrap();
     let ds = NpyFolderDataset::open(tmp.path(), &two).unwrap();
     let s = ds.get(2).unwrap();
     assert_eq!((s[0].0.as_str(), s[1].0.as_str()), ("a", "b"));
@@ -195,11 +126,7 @@ fn images_nchw_f32_with_mean_scale() {
     let tmp = tempfile::tempdir().unwrap();
     write_pngs(tmp.path(), 3, 40, 30);
     let input = port("x", ElementType::F32, &[1, 3, 24, 24]);
-    let opts = ImageOptions {
-        mean: vec![1.0, 2.0, 3.0],
-        scale: vec![2.0],
-        ..Default::default()
-    };
+    let opts = ImageOptions { mean: vec![1.0, 2.0, 3.0], scale: vec![2.0], ..Default::default() };
     let ds = ImageFolderDataset::open(tmp.path(), std::slice::from_ref(&input), &opts).unwrap();
     assert_eq!(ds.layout(), Layout::NCHW);
     assert_eq!(ds.len(), 3);
@@ -216,15 +143,8 @@ fn images_nchw_f32_with_mean_scale() {
     }
 
     // BGR swaps channels 0 and 2.
-    let bgr = ImageFolderDataset::open(
-        tmp.path(),
-        &[input],
-        &ImageOptions {
-            bgr: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let bgr =
+        ImageFolderDataset::open(tmp.path(), &[input], &ImageOptions { bgr: true, ..Default::default() }).unwrap();
     let t = bgr.get(1).unwrap().remove(0).1;
     let v = t.to_f64_vec();
     assert_eq!((v[0], v[24 * 24 * 2]), (32.0, 10.0));
@@ -236,12 +156,7 @@ fn images_nhwc_u8_gray_and_errors() {
     write_pngs(tmp.path(), 2, 50, 10);
     // u8 NHWC like ppocr_cls: raw pixels, layout from the shape.
     let u8in = port("x", ElementType::U8, &[1, 48, 192, 3]);
-    let ds = ImageFolderDataset::open(
-        tmp.path(),
-        std::slice::from_ref(&u8in),
-        &ImageOptions::default(),
-    )
-    .unwrap();
+    let ds = ImageFolderDataset::open(tmp.path(), std::slice::from_ref(&u8in), &ImageOptions::default()).unwrap();
     assert_eq!(ds.layout(), Layout::NHWC);
     let t = ds.get(1).unwrap().remove(0).1;
     assert_eq!(t.element_type(), ElementType::U8);
@@ -249,72 +164,39 @@ fn images_nhwc_u8_gray_and_errors() {
     assert_eq!(&t.to_f64_vec()[..3], &[10.0, 21.0, 32.0]);
     // Grey input of dynamic batch (MNIST-like) gets luma.
     let gray = port("input", ElementType::F32, &[-1, 1, 28, 28]);
-    let ds = open_dataset(
-        tmp.path(),
-        &[gray],
-        &DataOptions {
-            limit: Some(1),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let ds = open_dataset(tmp.path(), &[gray], &DataOptions { limit: Some(1), ..Default::default() }).unwrap();
     assert_eq!(ds.len(), 1);
     assert_eq!(ds.get(0).unwrap()[0].1.shape(), &[1, 1, 28, 28]);
 
     // mean/scale on a u8 input, a wrong number of mean values, an unguessable layout.
-    let e = ImageFolderDataset::open(
-        tmp.path(),
-        &[u8in],
-        &ImageOptions {
-            mean: vec![1.0],
-            ..Default::default()
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let e = ImageFolderDataset::open(tmp.path(), &[u8in], &ImageOptions { mean: vec![1.0], ..Default::default() })
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("'x'") && e.contains("u8"), "{e}");
     let f = port("x", ElementType::F32, &[1, 3, 8, 8]);
-    let e = ImageFolderDataset::open(
-        tmp.path(),
-        &[f],
-        &ImageOptions {
-            mean: vec![1.0, 2.0],
-            ..Default::default()
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let e = ImageFolderDataset::open(tmp.path(), &[f], &ImageOptions { mean: vec![1.0, 2.0], ..Default::default() })
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("2 values") && e.contains("3 channels"), "{e}");
     let odd = port("x", ElementType::F32, &[1, 5, 8, 9]);
-    let e = ImageFolderDataset::open(
-        tmp.path(),
-        std::slice::from_ref(&odd),
-        &ImageOptions::default(),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = ImageFolderDataset::open(tmp.path(), std::slice::from_ref(&odd), &ImageOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("--layout"), "{e}");
     let e = ImageFolderDataset::open(
         tmp.path(),
         &[odd],
-        &ImageOptions {
-            layout: Some(Layout::NHWC),
-            ..Default::default()
-        },
+        &ImageOptions { layout: Some(Layout::NHWC), ..Default::default() },
     )
     .unwrap_err()
     .to_string();
     assert!(e.contains("9 channels"), "{e}");
     // A folder with neither npy nor images.
     let empty = tempfile::tempdir().unwrap();
-    let e = open_dataset(
-        empty.path(),
-        &[port("x", ElementType::F32, &[1, 3, 8, 8])],
-        &DataOptions::default(),
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let e = open_dataset(empty.path(), &[port("x", ElementType::F32, &[1, 3, 8, 8])], &DataOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("neither"), "{e}");
 }
 

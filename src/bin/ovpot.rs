@@ -32,11 +32,7 @@ fn fail<T>(msg: impl Into<String>) -> CliResult<T> {
 }
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "ovpot",
-    version,
-    about = "OpenVINO post-training quantization (POT) in Rust"
-)]
+#[command(name = "ovpot", version, about = "OpenVINO post-training quantization (POT) in Rust")]
 struct Cli {
     /// Messages shown on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogArg::Info)]
@@ -258,8 +254,7 @@ fn new_bar(visible: bool, total: usize, label: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} {elapsed}")
-    {
+    if let Ok(style) = ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} {elapsed}") {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix(label.to_string());
@@ -301,10 +296,7 @@ fn parse_values(s: &str, what: &str) -> CliResult<Vec<f32>> {
     s.trim_matches(|c| c == '[' || c == ']' || c == '(' || c == ')')
         .split([',', ' '])
         .filter(|x| !x.is_empty())
-        .map(|x| {
-            x.parse::<f32>()
-                .map_err(|_| CliError(format!("{what}: '{x}' is not a number")))
-        })
+        .map(|x| x.parse::<f32>().map_err(|_| CliError(format!("{what}: '{x}' is not a number"))))
         .collect()
 }
 
@@ -313,27 +305,9 @@ fn data_options(d: &DataArgs) -> CliResult<DataOptions> {
         Some(l) => Some(l.parse::<Layout>()?),
         None => None,
     };
-    let mean = d
-        .mean
-        .as_deref()
-        .map(|s| parse_values(s, "--mean"))
-        .transpose()?
-        .unwrap_or_default();
-    let scale = d
-        .scale
-        .as_deref()
-        .map(|s| parse_values(s, "--scale"))
-        .transpose()?
-        .unwrap_or_default();
-    Ok(DataOptions {
-        limit: d.max_samples,
-        image: ImageOptions {
-            layout,
-            mean,
-            scale,
-            bgr: d.bgr,
-        },
-    })
+    let mean = d.mean.as_deref().map(|s| parse_values(s, "--mean")).transpose()?.unwrap_or_default();
+    let scale = d.scale.as_deref().map(|s| parse_values(s, "--scale")).transpose()?.unwrap_or_default();
+    Ok(DataOptions { limit: d.max_samples, image: ImageOptions { layout, mean, scale, bgr: d.bgr } })
 }
 
 fn read_model(m: &ModelArgs) -> CliResult<Model> {
@@ -355,23 +329,14 @@ fn open_data(path: Option<&Path>, model: &Model, d: &DataArgs) -> CliResult<Box<
 }
 
 /// Runs the model on every sample in parallel; outputs come back in sample order.
-fn run_all(
-    model: &Model,
-    data: &dyn Dataset,
-    visible: bool,
-    label: &str,
-) -> CliResult<Vec<Vec<Tensor>>> {
+fn run_all(model: &Model, data: &dyn Dataset, visible: bool, label: &str) -> CliResult<Vec<Vec<Tensor>>> {
     let plan = model.plan()?;
     let bar = new_bar(visible, data.len(), label);
     let outs: ovpot::Result<Vec<Vec<Tensor>>> = (0..data.len())
         .into_par_iter()
         .map(|i| {
-            let sample = data
-                .get(i)
-                .map_err(|e| ovpot::Error::invalid(format!("sample {i}: {e}")))?;
-            let out = plan
-                .run(&sample)
-                .map_err(|e| ovpot::Error::invalid(format!("sample {i}: {e}")))?;
+            let sample = data.get(i).map_err(|e| ovpot::Error::invalid(format!("sample {i}: {e}")))?;
+            let out = plan.run(&sample).map_err(|e| ovpot::Error::invalid(format!("sample {i}: {e}")))?;
             bar.inc(1);
             Ok(out)
         })
@@ -421,13 +386,7 @@ fn cmd_infer(a: &InferArgs, log: Logger, visible: bool) -> CliResult<()> {
         let t = stack(&parts, &format!("output {k} ('{}')", desc.name))?;
         let path = a.output_dir.join(format!("out{k}.npy"));
         ovpot::npy::write_npy(&path, &t)?;
-        log.info(&format!(
-            "wrote {} ({} {:?}, output '{}')",
-            path.display(),
-            t.element_type(),
-            t.shape(),
-            desc.name
-        ));
+        log.info(&format!("wrote {} ({} {:?}, output '{}')", path.display(), t.element_type(), t.shape(), desc.name));
     }
     Ok(())
 }
@@ -440,20 +399,13 @@ fn top1(outs: &[Vec<Tensor>], labels: &[i64], output: usize) -> CliResult<(f64, 
         metric.update(i, o)?;
     }
     let acc = metric.value()?;
-    let hits = metric
-        .per_sample()
-        .map(|v| v.iter().filter(|x| **x > 0.5).count())
-        .unwrap_or(0);
+    let hits = metric.per_sample().map(|v| v.iter().filter(|x| **x > 0.5).count()).unwrap_or(0);
     Ok((acc, hits))
 }
 
 fn check_labels(labels: &[i64], samples: usize, path: &Path) -> CliResult<()> {
     if labels.len() < samples {
-        return fail(format!(
-            "labels {}: {} labels for {samples} samples",
-            path.display(),
-            labels.len()
-        ));
+        return fail(format!("labels {}: {} labels for {samples} samples", path.display(), labels.len()));
     }
     Ok(())
 }
@@ -461,10 +413,7 @@ fn check_labels(labels: &[i64], samples: usize, path: &Path) -> CliResult<()> {
 fn check_metric_output(model: &Model, k: usize) -> CliResult<()> {
     let n = model.outputs().len();
     if k >= n {
-        return fail(format!(
-            "--metric-output {k}: the model has {n} output(s) (0..{})",
-            n - 1
-        ));
+        return fail(format!("--metric-output {k}: the model has {n} output(s) (0..{})", n - 1));
     }
     Ok(())
 }
@@ -477,11 +426,7 @@ fn cmd_evaluate(a: &EvaluateArgs, visible: bool) -> CliResult<()> {
     check_labels(&labels, data.len(), &a.labels)?;
     let outs = run_all(&model, data.as_ref(), visible, "evaluate")?;
     let (acc, hits) = top1(&outs, &labels, a.metric_output)?;
-    println!(
-        "top-1 accuracy: {acc:.4} ({hits}/{} samples, output {})",
-        outs.len(),
-        a.metric_output
-    );
+    println!("top-1 accuracy: {acc:.4} ({hits}/{} samples, output {})", outs.len(), a.metric_output);
     Ok(())
 }
 
@@ -492,12 +437,7 @@ fn cmd_info(a: &InfoArgs) -> CliResult<()> {
     }
     let model = read_model(&m)?;
     let g = model.graph();
-    println!(
-        "model: {} (IR v{}, {} layers)",
-        g.name,
-        g.ir_version,
-        g.nodes.len()
-    );
+    println!("model: {} (IR v{}, {} layers)", g.name, g.ir_version, g.nodes.len());
     println!("inputs:");
     for p in model.inputs() {
         println!("  {}  {} {}", p.name, p.element_type, p.shape);
@@ -508,9 +448,7 @@ fn cmd_info(a: &InfoArgs) -> CliResult<()> {
     }
     let mut hist: std::collections::BTreeMap<(String, String), usize> = Default::default();
     for n in &g.nodes {
-        *hist
-            .entry((n.op_type.clone(), n.version.clone()))
-            .or_default() += 1;
+        *hist.entry((n.op_type.clone(), n.version.clone())).or_default() += 1;
     }
     println!("ops:");
     for ((t, v), n) in &hist {
@@ -523,11 +461,7 @@ fn cmd_info(a: &InfoArgs) -> CliResult<()> {
         println!("engine: missing ops:");
         for ((t, v), layers) in missing {
             let shown: Vec<&str> = layers.iter().take(3).map(|s| s.as_str()).collect();
-            let more = if layers.len() > 3 {
-                format!(" and {} more", layers.len() - 3)
-            } else {
-                String::new()
-            };
+            let more = if layers.len() > 3 { format!(" and {} more", layers.len() - 3) } else { String::new() };
             println!("  {t} ({v}) used by '{}'{more}", shown.join("', '"));
         }
     }
@@ -610,9 +544,9 @@ struct PotPaths {
 fn drop_none_model_type(v: &mut serde_json::Value) {
     fn strip(obj: Option<&mut serde_json::Value>) {
         if let Some(serde_json::Value::Object(m)) = obj {
-            if m.get("model_type").is_some_and(|t| {
-                t.is_null() || t.as_str().is_some_and(|s| s.eq_ignore_ascii_case("none"))
-            }) {
+            if m.get("model_type")
+                .is_some_and(|t| t.is_null() || t.as_str().is_some_and(|s| s.eq_ignore_ascii_case("none")))
+            {
                 m.remove("model_type");
             }
         }
@@ -647,18 +581,11 @@ fn read_config(path: &Path) -> CliResult<(QuantConfig, PotPaths)> {
     let text = std::fs::read_to_string(path).map_err(|e| ovpot::Error::io(path, e))?;
     let text = strip_json_comments(&text);
     let shown = path.display().to_string();
-    let mut v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| CliError(format!("config {shown}: {e}")))?;
+    let mut v: serde_json::Value = serde_json::from_str(&text).map_err(|e| CliError(format!("config {shown}: {e}")))?;
     drop_none_model_type(&mut v);
-    let cfg = QuantConfig::from_json(&v.to_string())
-        .map_err(|e| CliError(format!("config {shown}: {e}")))?;
+    let cfg = QuantConfig::from_json(&v.to_string()).map_err(|e| CliError(format!("config {shown}: {e}")))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let s = |sec: &str, key: &str| {
-        v.get(sec)
-            .and_then(|x| x.get(key))
-            .and_then(|x| x.as_str())
-            .map(str::to_string)
-    };
+    let s = |sec: &str, key: &str| v.get(sec).and_then(|x| x.get(key)).and_then(|x| x.as_str()).map(str::to_string);
     let p = |sec: &str, key: &str| s(sec, key).map(|x| config_path(base, &x));
     let paths = PotPaths {
         model: p("model", "model"),
@@ -676,9 +603,7 @@ fn read_config(path: &Path) -> CliResult<(QuantConfig, PotPaths)> {
     };
     if let Some(t) = s("engine", "type") {
         if t != "simplified" && t != "accuracy_checker" {
-            return fail(format!(
-                "config {shown}: engine.type '{t}' is not supported (use 'simplified')"
-            ));
+            return fail(format!("config {shown}: engine.type '{t}' is not supported (use 'simplified')"));
         }
     }
     Ok((cfg, paths))
@@ -719,19 +644,11 @@ fn apply_overrides(cfg: &mut QuantConfig, a: &QuantizeArgs) -> CliResult<()> {
     if let Some(t) = &a.model_type {
         cfg.model_type = Some(enum_value(t, "--model-type")?);
     }
-    for item in a
-        .ignored_scope
-        .iter()
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-    {
+    for item in a.ignored_scope.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         if let Some(re) = item.strip_prefix("re:") {
             cfg.ignored.patterns.push(re.to_string());
         } else if let Some(t) = item.strip_prefix("type:") {
-            cfg.ignored.types.push(IgnoredOperation {
-                op_type: t.to_string(),
-                ..Default::default()
-            });
+            cfg.ignored.types.push(IgnoredOperation { op_type: t.to_string(), ..Default::default() });
         } else {
             cfg.ignored.names.push(item.to_string());
         }
@@ -748,9 +665,7 @@ fn apply_overrides(cfg: &mut QuantConfig, a: &QuantizeArgs) -> CliResult<()> {
 
 fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliResult<()> {
     if let Some(e) = a.engine.as_deref().filter(|e| *e != "simplified") {
-        return fail(format!(
-            "--engine {e}: only 'simplified' (plain data folders) is available"
-        ));
+        return fail(format!("--engine {e}: only 'simplified' (plain data folders) is available"));
     }
     let (mut cfg, paths) = match &a.config {
         Some(c) => read_config(c)?,
@@ -759,19 +674,12 @@ fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliResult<()> {
     apply_overrides(&mut cfg, a)?;
     let xml = a.model.model.clone().or(paths.model.clone());
     let weights = a.model.weights.clone().or(paths.weights.clone());
-    let model = read_model(&ModelArgs {
-        model: xml.clone(),
-        weights,
-    })?;
+    let model = read_model(&ModelArgs { model: xml.clone(), weights })?;
     let name = a
         .name
         .clone()
         .or(paths.name.clone())
-        .or_else(|| {
-            xml.as_ref()
-                .and_then(|x| x.file_stem())
-                .map(|s| s.to_string_lossy().into_owned())
-        })
+        .or_else(|| xml.as_ref().and_then(|x| x.file_stem()).map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "model".to_string());
     let data_path = a.data.data.clone().or(paths.data.clone());
     let data = open_data(data_path.as_deref(), &model, &a.data)?;
@@ -785,16 +693,11 @@ fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliResult<()> {
 
     let mut session = Session::new(&model, cfg.clone())?;
     // Shared so that log lines print above the bar instead of through it.
-    let bars = std::sync::Arc::new(std::sync::Mutex::new(StageBars {
-        visible,
-        current: None,
-    }));
+    let bars = std::sync::Arc::new(std::sync::Mutex::new(StageBars { visible, current: None }));
     let progress_bars = bars.clone();
-    session.hooks.progress = Some(Box::new(move |stage, done, total| {
-        match progress_bars.lock() {
-            Ok(mut b) => b.update(stage, done, total),
-            Err(_) => true,
-        }
+    session.hooks.progress = Some(Box::new(move |stage, done, total| match progress_bars.lock() {
+        Ok(mut b) => b.update(stage, done, total),
+        Err(_) => true,
     }));
     session.hooks.log = Some(Box::new(move |level, msg| match bars.lock() {
         Ok(b) => match &b.current {
@@ -808,11 +711,7 @@ fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliResult<()> {
     let outcome = match cfg.algorithm {
         Algorithm::Default => session.quantize(data.as_ref())?,
         Algorithm::AccuracyAware => {
-            let eval_path = a
-                .eval_data
-                .clone()
-                .or(paths.eval_data.clone())
-                .or(data_path.clone());
+            let eval_path = a.eval_data.clone().or(paths.eval_data.clone()).or(data_path.clone());
             let Some(labels_path) = a.labels.clone().or(paths.labels.clone()) else {
                 let hint = match &paths.accuracy_checker {
                     Some(ac) => {
@@ -820,9 +719,7 @@ fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliResult<()> {
                     }
                     None => String::new(),
                 };
-                return fail(format!(
-                    "accuracy-aware quantization needs --labels labels.npy{hint}"
-                ));
+                return fail(format!("accuracy-aware quantization needs --labels labels.npy{hint}"));
             };
             let k = a.metric_output.or(paths.metric_output).unwrap_or(0);
             check_metric_output(&model, k)?;
@@ -840,8 +737,7 @@ fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliResult<()> {
     let out_xml = opt_dir.join(format!("{name}.xml"));
     outcome.model.save(&out_xml, None)?;
     let report_path = a.output_dir.join("report.json");
-    let report = serde_json::to_string_pretty(&outcome.report)
-        .map_err(|e| CliError(format!("report: {e}")))?;
+    let report = serde_json::to_string_pretty(&outcome.report).map_err(|e| CliError(format!("report: {e}")))?;
     std::fs::write(&report_path, report + "\n").map_err(|e| ovpot::Error::io(&report_path, e))?;
     log.info(&format!(
         "wrote {} ({} quantizers, {} layers quantized) and {}",
@@ -864,11 +760,7 @@ fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliResult<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = if cli.quiet {
-        LogLevel::Warning.min(cli.log_level.level())
-    } else {
-        cli.log_level.level()
-    };
+    let level = if cli.quiet { LogLevel::Warning.min(cli.log_level.level()) } else { cli.log_level.level() };
     let log = Logger { level };
     let visible = bars_visible(cli.quiet);
     let result = match &cli.command {
@@ -901,10 +793,7 @@ mod tests {
 
     #[test]
     fn values_parse() {
-        assert_eq!(
-            parse_values("[1, 2.5,3]", "--mean").unwrap(),
-            vec![1.0, 2.5, 3.0]
-        );
+        assert_eq!(parse_values("[1, 2.5,3]", "--mean").unwrap(), vec![1.0, 2.5, 3.0]);
         assert!(parse_values("1,x", "--mean").is_err());
     }
 }

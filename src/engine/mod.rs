@@ -74,29 +74,22 @@ impl Plan {
         for &id in &order {
             let node = &graph.nodes[id];
             if node.is_const() {
-                let v = node
-                    .value
-                    .clone()
-                    .ok_or_else(|| Error::internal(format!("{} has no value", node.describe())))?;
+                let v =
+                    node.value.clone().ok_or_else(|| Error::internal(format!("{} has no value", node.describe())))?;
                 folded[id] = Some(vec![v]);
                 continue;
             }
             if node.is_parameter() || node.is_result() {
                 continue;
             }
-            let const_inputs: Vec<Option<&Tensor>> = node
-                .inputs
-                .iter()
-                .map(|o| folded[o.node].as_ref().map(|v| v[o.port].as_ref()))
-                .collect();
+            let const_inputs: Vec<Option<&Tensor>> =
+                node.inputs.iter().map(|o| folded[o.node].as_ref().map(|v| v[o.port].as_ref())).collect();
             let all_const = !const_inputs.is_empty() && const_inputs.iter().all(|c| c.is_some());
             let ctx = BuildCtx { node, id, graph: &graph, const_inputs: const_inputs.clone() };
             let op = ops::build(&ctx)?;
             if all_const {
                 let ins: Vec<&Tensor> = const_inputs.iter().map(|c| c.expect("all const")).collect();
-                let outs = op
-                    .eval(&ins)
-                    .map_err(|e| Error::invalid(format!("{}: {e}", node.describe())))?;
+                let outs = op.eval(&ins).map_err(|e| Error::invalid(format!("{}: {e}", node.describe())))?;
                 folded[id] = Some(outs.into_iter().map(Arc::new).collect());
             }
             ops_v[id] = Some(op);
@@ -207,8 +200,7 @@ impl Plan {
     /// Runs the model, showing every computed node output to `observer`.
     pub fn run_observed(&self, inputs: &[(String, Tensor)], observer: &mut dyn Observer) -> Result<Vec<Tensor>> {
         let bound = self.bind_inputs(inputs)?;
-        let seeds: HashMap<Outlet, Arc<Tensor>> =
-            bound.into_iter().map(|(p, t)| (Outlet::new(p, 0), t)).collect();
+        let seeds: HashMap<Outlet, Arc<Tensor>> = bound.into_iter().map(|(p, t)| (Outlet::new(p, 0), t)).collect();
         let outs = self.output_outlets();
         let vals = self.execute(&seeds, &outs, &self.order, &self.frees, observer)?;
         Ok(vals.into_iter().map(|t| Arc::try_unwrap(t).unwrap_or_else(|a| (*a).clone())).collect())
@@ -275,9 +267,9 @@ impl Plan {
                     .inputs
                     .iter()
                     .map(|o| {
-                        vals.get(o).cloned().ok_or_else(|| {
-                            Error::internal(format!("{}: input {:?} not computed", node.describe(), o))
-                        })
+                        vals.get(o)
+                            .cloned()
+                            .ok_or_else(|| Error::internal(format!("{}: input {:?} not computed", node.describe(), o)))
                     })
                     .collect::<Result<_>>()?;
                 let refs: Vec<&Tensor> = ins.iter().map(|a| a.as_ref()).collect();
@@ -302,9 +294,7 @@ impl Plan {
         }
         targets
             .iter()
-            .map(|o| {
-                vals.get(o).cloned().ok_or_else(|| Error::internal(format!("target {:?} was not computed", o)))
-            })
+            .map(|o| vals.get(o).cloned().ok_or_else(|| Error::internal(format!("target {:?} was not computed", o))))
             .collect()
     }
 }

@@ -66,10 +66,7 @@ pub(crate) fn ffi_call(name: &str, body: impl FnOnce() -> Result<()>) -> ovpot_s
             status
         }
         Err(payload) => {
-            set_last_error(format!(
-                "{name}: internal error: panic: {}",
-                panic_message(&*payload)
-            ));
+            set_last_error(format!("{name}: internal error: panic: {}", panic_message(&*payload)));
             ovpot_status_e::OVPOT_INTERNAL
         }
     }
@@ -97,8 +94,7 @@ pub(crate) fn try_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str> {
     // SAFETY: non-NULL was checked; the caller promises a NUL-terminated string that outlives
     // the call.
     let c = unsafe { CStr::from_ptr(ptr) };
-    c.to_str()
-        .map_err(|e| Error::invalid(format!("'{what}' is not valid UTF-8: {e}")))
+    c.to_str().map_err(|e| Error::invalid(format!("'{what}' is not valid UTF-8: {e}")))
 }
 
 /// Like [`try_str`] but NULL gives `None`.
@@ -116,22 +112,13 @@ pub(crate) fn try_slice<'a, T>(ptr: *const T, len: usize, what: &str) -> Result<
         return Ok(&[]);
     }
     if ptr.is_null() {
-        return Err(Error::invalid(format!(
-            "'{what}' is NULL but its length is {len}"
-        )));
+        return Err(Error::invalid(format!("'{what}' is NULL but its length is {len}")));
     }
     if (ptr as usize) % std::mem::align_of::<T>() != 0 {
-        return Err(Error::invalid(format!(
-            "'{what}' is not aligned for its element type"
-        )));
+        return Err(Error::invalid(format!("'{what}' is not aligned for its element type")));
     }
-    if len
-        .checked_mul(std::mem::size_of::<T>())
-        .map_or(true, |b| b > isize::MAX as usize)
-    {
-        return Err(Error::invalid(format!(
-            "'{what}': length {len} is too large"
-        )));
+    if len.checked_mul(std::mem::size_of::<T>()).map_or(true, |b| b > isize::MAX as usize) {
+        return Err(Error::invalid(format!("'{what}': length {len} is too large")));
     }
     // SAFETY: non-NULL, aligned, size checked above; the caller promises `len` readable elements
     // that are not mutated during the call.
@@ -139,11 +126,7 @@ pub(crate) fn try_slice<'a, T>(ptr: *const T, len: usize, what: &str) -> Result<
 }
 
 /// Bytes from a `const void*` and a byte count; NULL is accepted only for zero bytes.
-pub(crate) fn try_bytes<'a>(
-    ptr: *const std::ffi::c_void,
-    len: usize,
-    what: &str,
-) -> Result<&'a [u8]> {
+pub(crate) fn try_bytes<'a>(ptr: *const std::ffi::c_void, len: usize, what: &str) -> Result<&'a [u8]> {
     try_slice(ptr as *const u8, len, what)
 }
 

@@ -1,8 +1,6 @@
 //! Datasets: from C callbacks, from in-memory arrays, from a folder of `.npy` files.
 
-use super::boundary::{
-    ffi_call, ffi_free, free_handle, into_handle, out_ptr, try_mut, try_ref, try_slice, try_str,
-};
+use super::boundary::{ffi_call, ffi_free, free_handle, into_handle, out_ptr, try_mut, try_ref, try_slice, try_str};
 use super::model::ovpot_model_t;
 use super::ovpot_status_e;
 use super::tensors::{clone_error, ovpot_sample_t, tensor_from_c};
@@ -16,9 +14,8 @@ use std::sync::Arc;
 /// Fills `sample` with the inputs of sample `index` (0 <= index < length) by calling
 /// `ovpot_sample_set_input*`; returns 0 on success, anything else to stop the run with
 /// OVPOT_CALLBACK_FAILED. `sample` is valid only during the call.
-pub type ovpot_get_item_callback_t = Option<
-    extern "C" fn(user_data: *mut c_void, index: usize, sample: *mut ovpot_sample_t) -> c_int,
->;
+pub type ovpot_get_item_callback_t =
+    Option<extern "C" fn(user_data: *mut c_void, index: usize, sample: *mut ovpot_sample_t) -> c_int>;
 
 /// Releases `user_data` when the object holding it is freed.
 pub type ovpot_destroy_callback_t = Option<extern "C" fn(user_data: *mut c_void)>;
@@ -36,10 +33,7 @@ impl CallbackDataset {
     /// Calls `get_item` for `index`; a failure names the sample.
     pub(crate) fn get(&self, index: usize) -> Result<Sample> {
         if index >= self.length {
-            return Err(Error::invalid(format!(
-                "sample {index} out of range (length {})",
-                self.length
-            )));
+            return Err(Error::invalid(format!("sample {index} out of range (length {})", self.length)));
         }
         let mut sample = ovpot_sample_t::new(self.ports.clone());
         let rc = (self.get_item)(self.user_data, index, &mut sample);
@@ -57,15 +51,11 @@ impl CallbackDataset {
             return Err(failed(&clone_error(e)));
         }
         if rc != 0 {
-            return Err(Error::Callback(format!(
-                "get_item callback returned {rc} for sample {index}"
-            )));
+            return Err(Error::Callback(format!("get_item callback returned {rc} for sample {index}")));
         }
         sample.check_complete().map_err(|e| failed(&e))?;
         if sample.inputs.is_empty() {
-            return Err(Error::Callback(format!(
-                "get_item callback set no input for sample {index}"
-            )));
+            return Err(Error::Callback(format!("get_item callback set no input for sample {index}")));
         }
         Ok(sample.inputs)
     }
@@ -134,35 +124,19 @@ pub extern "C" fn ovpot_dataset_create(
     ffi_call("ovpot_dataset_create", || {
         let out = out_ptr(dataset, "dataset", std::ptr::null_mut())?;
         let get_item = get_item.ok_or_else(|| Error::invalid("'get_item' is NULL"))?;
-        let ports = if model.is_null() {
-            None
-        } else {
-            Some(try_ref(model, "model")?.input_ports())
-        };
-        let cb = CallbackDataset {
-            length,
-            get_item,
-            user_data,
-            destroy,
-            ports,
-        };
-        *out = into_handle(ovpot_dataset_t {
-            kind: DatasetKind::Callback(cb),
-        });
+        let ports = if model.is_null() { None } else { Some(try_ref(model, "model")?.input_ports()) };
+        let cb = CallbackDataset { length, get_item, user_data, destroy, ports };
+        *out = into_handle(ovpot_dataset_t { kind: DatasetKind::Callback(cb) });
         Ok(())
     })
 }
 
 /// Creates an empty in-memory dataset; add samples with `ovpot_dataset_add_sample`.
 #[no_mangle]
-pub extern "C" fn ovpot_dataset_create_in_memory(
-    dataset: *mut *mut ovpot_dataset_t,
-) -> ovpot_status_e {
+pub extern "C" fn ovpot_dataset_create_in_memory(dataset: *mut *mut ovpot_dataset_t) -> ovpot_status_e {
     ffi_call("ovpot_dataset_create_in_memory", || {
         let out = out_ptr(dataset, "dataset", std::ptr::null_mut())?;
-        *out = into_handle(ovpot_dataset_t {
-            kind: DatasetKind::Memory(InMemoryDataset::default()),
-        });
+        *out = into_handle(ovpot_dataset_t { kind: DatasetKind::Memory(InMemoryDataset::default()) });
         Ok(())
     })
 }
@@ -182,9 +156,7 @@ pub extern "C" fn ovpot_dataset_add_sample(
                 m.samples.push(s.inputs.clone());
                 Ok(())
             }
-            _ => Err(Error::invalid(
-                "samples can only be added to a dataset made by ovpot_dataset_create_in_memory",
-            )),
+            _ => Err(Error::invalid("samples can only be added to a dataset made by ovpot_dataset_create_in_memory")),
         }
     })
 }
@@ -231,18 +203,9 @@ pub extern "C" fn ovpot_dataset_create_from_arrays(
         for (k, a) in arrays.iter().enumerate() {
             let name = try_str(a.name, &format!("arrays[{k}].name"))?;
             if a.rank == 0 {
-                return Err(Error::invalid(format!(
-                    "array '{name}' has rank 0; dim 0 must count the samples"
-                )));
+                return Err(Error::invalid(format!("array '{name}' has rank 0; dim 0 must count the samples")));
             }
-            let t = tensor_from_c(
-                &format!("array '{name}'"),
-                a.element_type,
-                a.shape,
-                a.rank,
-                a.data,
-                a.byte_size,
-            )?;
+            let t = tensor_from_c(&format!("array '{name}'"), a.element_type, a.shape, a.rank, a.data, a.byte_size)?;
             named.push((name.to_string(), t));
         }
         let n = named[0].1.shape()[0];
@@ -255,17 +218,9 @@ pub extern "C" fn ovpot_dataset_create_from_arrays(
                 )));
             }
         }
-        let samples = (0..n)
-            .map(|i| {
-                named
-                    .iter()
-                    .map(|(name, t)| (name.clone(), slice_sample(t, i)))
-                    .collect()
-            })
-            .collect();
-        *out = into_handle(ovpot_dataset_t {
-            kind: DatasetKind::Rust(Box::new(InMemoryDataset { samples })),
-        });
+        let samples =
+            (0..n).map(|i| named.iter().map(|(name, t)| (name.clone(), slice_sample(t, i))).collect()).collect();
+        *out = into_handle(ovpot_dataset_t { kind: DatasetKind::Rust(Box::new(InMemoryDataset { samples })) });
         Ok(())
     })
 }
@@ -284,19 +239,14 @@ pub extern "C" fn ovpot_dataset_create_from_npy_folder(
         let m = try_ref(model, "model")?;
         let path = try_str(path, "path")?;
         let d = crate::data::NpyFolderDataset::open(Path::new(path), &m.input_ports())?;
-        *out = into_handle(ovpot_dataset_t {
-            kind: DatasetKind::Rust(Box::new(d)),
-        });
+        *out = into_handle(ovpot_dataset_t { kind: DatasetKind::Rust(Box::new(d)) });
         Ok(())
     })
 }
 
 /// The number of samples.
 #[no_mangle]
-pub extern "C" fn ovpot_dataset_size(
-    dataset: *const ovpot_dataset_t,
-    size: *mut usize,
-) -> ovpot_status_e {
+pub extern "C" fn ovpot_dataset_size(dataset: *const ovpot_dataset_t, size: *mut usize) -> ovpot_status_e {
     ffi_call("ovpot_dataset_size", || {
         let out = out_ptr(size, "size", 0)?;
         *out = try_ref(dataset, "dataset")?.len();
@@ -316,11 +266,7 @@ pub extern "C" fn ovpot_dataset_get(
         let out = out_ptr(sample, "sample", std::ptr::null_mut())?;
         let d = try_ref(dataset, "dataset")?;
         let inputs = d.get(index)?;
-        *out = into_handle(ovpot_sample_t {
-            inputs,
-            ports: None,
-            error: None,
-        });
+        *out = into_handle(ovpot_sample_t { inputs, ports: None, error: None });
         Ok(())
     })
 }

@@ -11,12 +11,10 @@ use std::path::Path;
 
 /// Accumulates the model outputs of sample `index`; `outputs` is valid only during the call.
 /// Returns 0 on success, anything else to stop the run with OVPOT_CALLBACK_FAILED.
-pub type ovpot_metric_update_callback_t = Option<
-    extern "C" fn(user_data: *mut c_void, outputs: *const ovpot_outputs_t, index: usize) -> c_int,
->;
+pub type ovpot_metric_update_callback_t =
+    Option<extern "C" fn(user_data: *mut c_void, outputs: *const ovpot_outputs_t, index: usize) -> c_int>;
 /// Writes the metric over every sample since the last reset to `*value`; 0 on success.
-pub type ovpot_metric_value_callback_t =
-    Option<extern "C" fn(user_data: *mut c_void, value: *mut f64) -> c_int>;
+pub type ovpot_metric_value_callback_t = Option<extern "C" fn(user_data: *mut c_void, value: *mut f64) -> c_int>;
 /// Forgets accumulated samples; 0 on success.
 pub type ovpot_metric_reset_callback_t = Option<extern "C" fn(user_data: *mut c_void) -> c_int>;
 
@@ -43,25 +41,16 @@ impl CallbackMetric {
     }
     fn check_reset(&mut self) -> Result<()> {
         match self.reset_failure.take() {
-            Some(rc) => Err(Error::Callback(format!(
-                "metric reset callback returned {rc}"
-            ))),
+            Some(rc) => Err(Error::Callback(format!("metric reset callback returned {rc}"))),
             None => Ok(()),
         }
     }
-    pub(crate) fn update(
-        &mut self,
-        index: usize,
-        names: &[String],
-        outputs: &[Tensor],
-    ) -> Result<()> {
+    pub(crate) fn update(&mut self, index: usize, names: &[String], outputs: &[Tensor]) -> Result<()> {
         self.check_reset()?;
         let o = ovpot_outputs_t::new(names, outputs)?;
         let rc = (self.update)(self.user_data, &o, index);
         if rc != 0 {
-            return Err(Error::Callback(format!(
-                "metric update callback returned {rc} for sample {index}"
-            )));
+            return Err(Error::Callback(format!("metric update callback returned {rc} for sample {index}")));
         }
         Ok(())
     }
@@ -70,9 +59,7 @@ impl CallbackMetric {
         let mut v = f64::NAN;
         let rc = (self.value)(self.user_data, &mut v);
         if rc != 0 {
-            return Err(Error::Callback(format!(
-                "metric value callback returned {rc}"
-            )));
+            return Err(Error::Callback(format!("metric value callback returned {rc}")));
         }
         if !v.is_finite() {
             return Err(Error::Callback(format!("metric value callback gave {v}")));
@@ -125,9 +112,7 @@ pub extern "C" fn ovpot_metric_create(
             higher_is_better: higher_is_better != 0,
             reset_failure: None,
         };
-        *out = into_handle(ovpot_metric_t {
-            kind: MetricKind::Callback(cb),
-        });
+        *out = into_handle(ovpot_metric_t { kind: MetricKind::Callback(cb) });
         Ok(())
     })
 }
@@ -148,9 +133,7 @@ pub extern "C" fn ovpot_metric_create_top1_accuracy(
             return Err(Error::invalid("no labels given"));
         }
         let m = Top1Accuracy::new(labels.to_vec(), output_index);
-        *out = into_handle(ovpot_metric_t {
-            kind: MetricKind::Rust(Box::new(m)),
-        });
+        *out = into_handle(ovpot_metric_t { kind: MetricKind::Rust(Box::new(m)) });
         Ok(())
     })
 }
@@ -168,9 +151,7 @@ pub extern "C" fn ovpot_metric_create_top1_accuracy_from_npy(
         let path = try_str(labels_path, "labels_path")?;
         let labels = crate::data::read_labels(Path::new(path))?;
         let m = Top1Accuracy::new(labels, output_index);
-        *out = into_handle(ovpot_metric_t {
-            kind: MetricKind::Rust(Box::new(m)),
-        });
+        *out = into_handle(ovpot_metric_t { kind: MetricKind::Rust(Box::new(m)) });
         Ok(())
     })
 }

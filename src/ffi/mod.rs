@@ -150,11 +150,7 @@ impl ovpot_element_type_e {
         all.iter()
             .copied()
             .find(|&et| Self::from_rust(et) as u32 == raw)
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "'{what}': {raw} is not an ovpot_element_type_e value"
-                ))
-            })
+            .ok_or_else(|| Error::invalid(format!("'{what}': {raw} is not an ovpot_element_type_e value")))
     }
 }
 
@@ -223,11 +219,7 @@ impl ovpot_log_level_e {
             1 => LogLevel::Warning,
             2 => LogLevel::Info,
             3 => LogLevel::Debug,
-            _ => {
-                return Err(Error::invalid(format!(
-                    "'level': {raw} is not an ovpot_log_level_e value"
-                )))
-            }
+            _ => return Err(Error::invalid(format!("'level': {raw} is not an ovpot_log_level_e value"))),
         })
     }
 }
@@ -303,10 +295,7 @@ mod tests {
         let s = boundary::ffi_call("ovpot_test", || panic!("boom"));
         assert_eq!(s, ovpot_status_e::OVPOT_INTERNAL);
         // SAFETY: ovpot_last_error never returns NULL and the string lives until the next call.
-        let msg = unsafe { std::ffi::CStr::from_ptr(ovpot_last_error()) }
-            .to_str()
-            .unwrap()
-            .to_string();
+        let msg = unsafe { std::ffi::CStr::from_ptr(ovpot_last_error()) }.to_str().unwrap().to_string();
         assert!(msg.contains("boom") && msg.contains("ovpot_test"), "{msg}");
     }
 }

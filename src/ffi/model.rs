@@ -1,8 +1,7 @@
 //! Models: reading, saving (files and memory), port queries, inference with the built-in engine.
 
 use super::boundary::{
-    c_string, ffi_call, ffi_free, free_handle, into_handle, opt_str, out_ptr, try_bytes, try_ref,
-    try_str,
+    c_string, ffi_call, ffi_free, free_handle, into_handle, opt_str, out_ptr, try_bytes, try_ref, try_str,
 };
 use super::tensors::{c_dims, ovpot_outputs_t, ovpot_sample_t};
 use super::{ovpot_element_type_e, ovpot_status_e};
@@ -38,13 +37,7 @@ impl ovpot_model_t {
         let inputs: Vec<PortDesc> = model.inputs();
         let outputs = model.outputs();
         let to_c = |ports: &[PortDesc]| -> Vec<PortC> {
-            ports
-                .iter()
-                .map(|p| PortC {
-                    name: c_string(p.name.as_str()),
-                    dims: c_dims(&p.shape),
-                })
-                .collect()
+            ports.iter().map(|p| PortC { name: c_string(p.name.as_str()), dims: c_dims(&p.shape) }).collect()
         };
         ovpot_model_t {
             inputs_c: to_c(&inputs),
@@ -210,12 +203,9 @@ pub extern "C" fn ovpot_model_get_friendly_name(
 }
 
 fn port<'a>(ports: &'a [PortC], index: usize, kind: &str) -> Result<&'a PortC> {
-    ports.get(index).ok_or_else(|| {
-        Error::invalid(format!(
-            "{kind} index {index} out of range (the model has {})",
-            ports.len()
-        ))
-    })
+    ports
+        .get(index)
+        .ok_or_else(|| Error::invalid(format!("{kind} index {index} out of range (the model has {})", ports.len())))
 }
 
 fn port_shape(p: &PortC, dims: *mut *const i64, rank: *mut i64) -> Result<()> {
@@ -230,10 +220,7 @@ fn port_shape(p: &PortC, dims: *mut *const i64, rank: *mut i64) -> Result<()> {
 
 /// The number of model inputs.
 #[no_mangle]
-pub extern "C" fn ovpot_model_inputs_size(
-    model: *const ovpot_model_t,
-    size: *mut usize,
-) -> ovpot_status_e {
+pub extern "C" fn ovpot_model_inputs_size(model: *const ovpot_model_t, size: *mut usize) -> ovpot_status_e {
     ffi_call("ovpot_model_inputs_size", || {
         let out = out_ptr(size, "size", 0)?;
         *out = try_ref(model, "model")?.inputs_c.len();
@@ -243,10 +230,7 @@ pub extern "C" fn ovpot_model_inputs_size(
 
 /// The number of model outputs.
 #[no_mangle]
-pub extern "C" fn ovpot_model_outputs_size(
-    model: *const ovpot_model_t,
-    size: *mut usize,
-) -> ovpot_status_e {
+pub extern "C" fn ovpot_model_outputs_size(model: *const ovpot_model_t, size: *mut usize) -> ovpot_status_e {
     ffi_call("ovpot_model_outputs_size", || {
         let out = out_ptr(size, "size", 0)?;
         *out = try_ref(model, "model")?.outputs_c.len();
@@ -263,9 +247,7 @@ pub extern "C" fn ovpot_model_input_name(
 ) -> ovpot_status_e {
     ffi_call("ovpot_model_input_name", || {
         let out = out_ptr(name, "name", std::ptr::null())?;
-        *out = port(&try_ref(model, "model")?.inputs_c, index, "input")?
-            .name
-            .as_ptr();
+        *out = port(&try_ref(model, "model")?.inputs_c, index, "input")?.name.as_ptr();
         Ok(())
     })
 }
@@ -279,9 +261,7 @@ pub extern "C" fn ovpot_model_output_name(
 ) -> ovpot_status_e {
     ffi_call("ovpot_model_output_name", || {
         let out = out_ptr(name, "name", std::ptr::null())?;
-        *out = port(&try_ref(model, "model")?.outputs_c, index, "output")?
-            .name
-            .as_ptr();
+        *out = port(&try_ref(model, "model")?.outputs_c, index, "output")?.name.as_ptr();
         Ok(())
     })
 }
@@ -294,11 +274,7 @@ pub extern "C" fn ovpot_model_input_element_type(
     element_type: *mut ovpot_element_type_e,
 ) -> ovpot_status_e {
     ffi_call("ovpot_model_input_element_type", || {
-        let out = out_ptr(
-            element_type,
-            "element_type",
-            ovpot_element_type_e::OVPOT_ELEMENT_TYPE_DYNAMIC,
-        )?;
+        let out = out_ptr(element_type, "element_type", ovpot_element_type_e::OVPOT_ELEMENT_TYPE_DYNAMIC)?;
         let m = try_ref(model, "model")?;
         port(&m.inputs_c, index, "input")?;
         *out = ovpot_element_type_e::from_rust(m.inputs[index].element_type);
@@ -314,11 +290,7 @@ pub extern "C" fn ovpot_model_output_element_type(
     element_type: *mut ovpot_element_type_e,
 ) -> ovpot_status_e {
     ffi_call("ovpot_model_output_element_type", || {
-        let out = out_ptr(
-            element_type,
-            "element_type",
-            ovpot_element_type_e::OVPOT_ELEMENT_TYPE_DYNAMIC,
-        )?;
+        let out = out_ptr(element_type, "element_type", ovpot_element_type_e::OVPOT_ELEMENT_TYPE_DYNAMIC)?;
         let m = try_ref(model, "model")?;
         port(&m.outputs_c, index, "output")?;
         *out = ovpot_element_type_e::from_rust(m.outputs[index].element_type);

@@ -5,8 +5,7 @@
 //! at a time, whatever threads the quantizer uses, and no C pointer crosses a thread.
 
 use super::boundary::{
-    c_string, ffi_call, ffi_free, free_handle, into_handle, out_ptr, panic_message, try_mut,
-    try_ref, try_str,
+    c_string, ffi_call, ffi_free, free_handle, into_handle, out_ptr, panic_message, try_mut, try_ref, try_str,
 };
 use super::dataset::ovpot_dataset_t;
 use super::metric::{ovpot_metric_t, MetricKind};
@@ -22,9 +21,8 @@ use std::time::Duration;
 
 /// Reports progress of `stage`: `done` of `total` steps. Return 0 to go on, non-zero to cancel
 /// (the run then ends with OVPOT_CANCELLED).
-pub type ovpot_progress_callback_t = Option<
-    extern "C" fn(user_data: *mut c_void, stage: ovpot_stage_e, done: usize, total: usize) -> c_int,
->;
+pub type ovpot_progress_callback_t =
+    Option<extern "C" fn(user_data: *mut c_void, stage: ovpot_stage_e, done: usize, total: usize) -> c_int>;
 /// Receives a log message (valid during the call only).
 pub type ovpot_log_callback_t =
     Option<extern "C" fn(user_data: *mut c_void, level: ovpot_log_level_e, message: *const c_char)>;
@@ -85,8 +83,8 @@ pub extern "C" fn ovpot_session_set_option(
         let s = try_mut(session, "session")?;
         let key = try_str(key, "key")?;
         let text = try_str(json_value, "json_value")?;
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| Error::parse("option", format!("'{key}': {e}")))?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| Error::parse("option", format!("'{key}': {e}")))?;
         set_param(s, key, value)
     })
 }
@@ -113,10 +111,7 @@ fn set_param(s: &mut ovpot_session_t, key: &str, value: serde_json::Value) -> Re
         "baseline_metric",
     ];
     if !KNOWN.contains(&key) {
-        return Err(Error::invalid(format!(
-            "unknown option '{key}' (known: {})",
-            KNOWN.join(", ")
-        )));
+        return Err(Error::invalid(format!("unknown option '{key}' (known: {})", KNOWN.join(", "))));
     }
     let mut params = serde_json::Map::new();
     params.insert(key.to_string(), value);
@@ -128,10 +123,7 @@ fn set_param(s: &mut ovpot_session_t, key: &str, value: serde_json::Value) -> Re
 
 /// Sets the preset: "performance" (symmetric) or "mixed" (asymmetric activations).
 #[no_mangle]
-pub extern "C" fn ovpot_session_set_preset(
-    session: *mut ovpot_session_t,
-    preset: *const c_char,
-) -> ovpot_status_e {
+pub extern "C" fn ovpot_session_set_preset(session: *mut ovpot_session_t, preset: *const c_char) -> ovpot_status_e {
     ffi_call("ovpot_session_set_preset", || {
         let s = try_mut(session, "session")?;
         let v = try_str(preset, "preset")?;
@@ -154,10 +146,7 @@ pub extern "C" fn ovpot_session_set_target_device(
 
 /// Sets how many calibration samples statistics use (POT's `stat_subset_size`; at least 1).
 #[no_mangle]
-pub extern "C" fn ovpot_session_set_subset_size(
-    session: *mut ovpot_session_t,
-    size: usize,
-) -> ovpot_status_e {
+pub extern "C" fn ovpot_session_set_subset_size(session: *mut ovpot_session_t, size: usize) -> ovpot_status_e {
     ffi_call("ovpot_session_set_subset_size", || {
         let s = try_mut(session, "session")?;
         set_param(s, "stat_subset_size", size.into())
@@ -166,10 +155,7 @@ pub extern "C" fn ovpot_session_set_subset_size(
 
 /// Sets the largest metric drop accuracy-aware quantization accepts (POT's `maximal_drop`).
 #[no_mangle]
-pub extern "C" fn ovpot_session_set_max_drop(
-    session: *mut ovpot_session_t,
-    max_drop: f64,
-) -> ovpot_status_e {
+pub extern "C" fn ovpot_session_set_max_drop(session: *mut ovpot_session_t, max_drop: f64) -> ovpot_status_e {
     ffi_call("ovpot_session_set_max_drop", || {
         let s = try_mut(session, "session")?;
         let v = serde_json::Number::from_f64(max_drop)
@@ -180,10 +166,7 @@ pub extern "C" fn ovpot_session_set_max_drop(
 
 /// The session's configuration as ovpot's flat JSON (valid until the next call on `session`).
 #[no_mangle]
-pub extern "C" fn ovpot_session_config_json(
-    session: *mut ovpot_session_t,
-    json: *mut *const c_char,
-) -> ovpot_status_e {
+pub extern "C" fn ovpot_session_config_json(session: *mut ovpot_session_t, json: *mut *const c_char) -> ovpot_status_e {
     ffi_call("ovpot_session_config_json", || {
         let out = out_ptr(json, "json", std::ptr::null())?;
         let s = try_mut(session, "session")?;
@@ -235,30 +218,12 @@ enum Which {
 
 /// What the run thread asks the calling thread to do.
 enum Request {
-    Item {
-        which: Which,
-        index: usize,
-        reply: SyncSender<Result<Sample>>,
-    },
-    Update {
-        index: usize,
-        outputs: Vec<Tensor>,
-        reply: SyncSender<Result<()>>,
-    },
-    Value {
-        reply: SyncSender<Result<f64>>,
-    },
+    Item { which: Which, index: usize, reply: SyncSender<Result<Sample>> },
+    Update { index: usize, outputs: Vec<Tensor>, reply: SyncSender<Result<()>> },
+    Value { reply: SyncSender<Result<f64>> },
     Reset,
-    Progress {
-        stage: Stage,
-        done: usize,
-        total: usize,
-        reply: SyncSender<bool>,
-    },
-    Log {
-        level: LogLevel,
-        message: String,
-    },
+    Progress { stage: Stage, done: usize, total: usize, reply: SyncSender<bool> },
+    Log { level: LogLevel, message: String },
 }
 
 fn ask<T>(tx: &Sender<Request>, make: impl FnOnce(SyncSender<T>) -> Request) -> Option<T> {
@@ -284,12 +249,7 @@ impl Dataset for ProxyDataset {
     }
     fn get(&self, index: usize) -> Result<Sample> {
         let which = self.which;
-        ask(&self.tx, |reply| Request::Item {
-            which,
-            index,
-            reply,
-        })
-        .unwrap_or_else(|| Err(gone()))
+        ask(&self.tx, |reply| Request::Item { which, index, reply }).unwrap_or_else(|| Err(gone()))
     }
 }
 
@@ -305,12 +265,7 @@ impl Metric for ProxyMetric {
     }
     fn update(&mut self, index: usize, outputs: &[Tensor]) -> Result<()> {
         let outputs = outputs.to_vec();
-        ask(&self.tx, |reply| Request::Update {
-            index,
-            outputs,
-            reply,
-        })
-        .unwrap_or_else(|| Err(gone()))
+        ask(&self.tx, |reply| Request::Update { index, outputs, reply }).unwrap_or_else(|| Err(gone()))
     }
     fn value(&mut self) -> Result<f64> {
         ask(&self.tx, |reply| Request::Value { reply }).unwrap_or_else(|| Err(gone()))
@@ -321,11 +276,7 @@ impl Metric for ProxyMetric {
 }
 
 /// A dataset for the run thread: the Rust one itself, or a proxy for a C callback dataset.
-fn run_dataset<'a>(
-    d: &'a ovpot_dataset_t,
-    which: Which,
-    tx: &Sender<Request>,
-) -> Box<dyn Dataset + 'a> {
+fn run_dataset<'a>(d: &'a ovpot_dataset_t, which: Which, tx: &Sender<Request>) -> Box<dyn Dataset + 'a> {
     struct Borrowed<'b>(&'b dyn Dataset);
     impl Dataset for Borrowed<'_> {
         fn len(&self) -> usize {
@@ -337,11 +288,7 @@ fn run_dataset<'a>(
     }
     match d.as_rust() {
         Some(r) => Box::new(Borrowed(r)),
-        None => Box::new(ProxyDataset {
-            which,
-            length: d.len(),
-            tx: tx.clone(),
-        }),
+        None => Box::new(ProxyDataset { which, length: d.len(), tx: tx.clone() }),
     }
 }
 
@@ -361,26 +308,15 @@ fn serve(
     metric: &mut Option<&mut super::metric::CallbackMetric>,
 ) {
     match req {
-        Request::Item {
-            which,
-            index,
-            reply,
-        } => {
+        Request::Item { which, index, reply } => {
             let d = match which {
                 Which::Calibration => Some(calib),
                 Which::Evaluation => eval,
             };
-            let r = d.map_or_else(
-                || Err(Error::internal("no evaluation dataset")),
-                |d| d.get(index),
-            );
+            let r = d.map_or_else(|| Err(Error::internal("no evaluation dataset")), |d| d.get(index));
             let _ = reply.send(r);
         }
-        Request::Update {
-            index,
-            outputs,
-            reply,
-        } => {
+        Request::Update { index, outputs, reply } => {
             let r = match metric.as_mut() {
                 Some(m) => m.update(index, s.output_names, &outputs),
                 None => Err(Error::internal("no callback metric")),
@@ -399,12 +335,7 @@ fn serve(
                 m.reset();
             }
         }
-        Request::Progress {
-            stage,
-            done,
-            total,
-            reply,
-        } => {
+        Request::Progress { stage, done, total, reply } => {
             let go_on = match s.progress {
                 Some((cb, ud)) => cb(ud, stage.into(), done, total) == 0,
                 None => true,
@@ -437,47 +368,26 @@ fn run_with_callbacks(
     };
     let calib_run = run_dataset(calib, Which::Calibration, &tx);
     let eval_run = eval.map(|e| run_dataset(e, Which::Evaluation, &tx));
-    let mut proxy_metric = c_metric.as_ref().map(|c| ProxyMetric {
-        higher_is_better: c.higher_is_better,
-        tx: tx.clone(),
-    });
+    let mut proxy_metric =
+        c_metric.as_ref().map(|c| ProxyMetric { higher_is_better: c.higher_is_better, tx: tx.clone() });
     let want_progress = s.progress.is_some();
     let log_level = s.log.as_ref().map(|l| l.2);
     let accuracy_aware = eval.is_some();
 
-    let ovpot_session_t {
-        session,
-        output_names,
-        progress,
-        log,
-        ..
-    } = s;
-    let callbacks = SessionCallbacks {
-        output_names,
-        progress: *progress,
-        log: *log,
-    };
+    let ovpot_session_t { session, output_names, progress, log, .. } = s;
+    let callbacks = SessionCallbacks { output_names, progress: *progress, log: *log };
     let progress_tx = tx.clone();
     let log_tx = tx.clone();
     drop(tx);
     if want_progress {
         session.hooks.progress = Some(Box::new(move |stage, done, total| {
-            ask(&progress_tx, |reply| Request::Progress {
-                stage,
-                done,
-                total,
-                reply,
-            })
-            .unwrap_or(false)
+            ask(&progress_tx, |reply| Request::Progress { stage, done, total, reply }).unwrap_or(false)
         }));
     }
     if let Some(level) = log_level {
         session.hooks.log_level = Some(level);
         session.hooks.log = Some(Box::new(move |level, message: &str| {
-            let _ = log_tx.send(Request::Log {
-                level,
-                message: message.to_string(),
-            });
+            let _ = log_tx.send(Request::Log { level, message: message.to_string() });
         }));
     }
 
@@ -489,17 +399,12 @@ fn run_with_callbacks(
         let job = move || {
             let r = match (eval_run, accuracy_aware) {
                 (Some(eval), true) => {
-                    let metric: &mut dyn Metric = match (rust_metric.take(), proxy_metric.as_mut())
-                    {
+                    let metric: &mut dyn Metric = match (rust_metric.take(), proxy_metric.as_mut()) {
                         (Some(m), _) => m,
                         (None, Some(p)) => p,
                         (None, None) => return Err(Error::internal("no metric")),
                     };
-                    session_ref.quantize_with_accuracy_control(
-                        calib_run.as_ref(),
-                        eval.as_ref(),
-                        metric,
-                    )
+                    session_ref.quantize_with_accuracy_control(calib_run.as_ref(), eval.as_ref(), metric)
                 }
                 _ => session_ref.quantize(calib_run.as_ref()),
             };
@@ -514,11 +419,7 @@ fn run_with_callbacks(
             .spawn_scoped(scope, job)
         {
             Ok(h) => h,
-            Err(e) => {
-                return Err(Error::internal(format!(
-                    "cannot start the session thread: {e}"
-                )))
-            }
+            Err(e) => return Err(Error::internal(format!("cannot start the session thread: {e}"))),
         };
         loop {
             match rx.recv_timeout(Duration::from_millis(20)) {
@@ -534,10 +435,7 @@ fn run_with_callbacks(
         }
         match handle.join() {
             Ok(r) => r,
-            Err(p) => Err(Error::internal(format!(
-                "panic in the session: {}",
-                panic_message(&*p)
-            ))),
+            Err(p) => Err(Error::internal(format!("panic in the session: {}", panic_message(&*p)))),
         }
     });
     // Hooks left behind by a panicking run must not keep their senders.
@@ -548,8 +446,8 @@ fn run_with_callbacks(
 fn finish(s: &mut ovpot_session_t, r: Result<Outcome>, out: &mut *mut ovpot_model_t) -> Result<()> {
     s.report = None;
     let outcome = r?;
-    let json = serde_json::to_string_pretty(&outcome.report)
-        .map_err(|e| Error::internal(format!("report to JSON: {e}")))?;
+    let json =
+        serde_json::to_string_pretty(&outcome.report).map_err(|e| Error::internal(format!("report to JSON: {e}")))?;
     s.report = Some(c_string(json));
     *out = into_handle(ovpot_model_t::new(outcome.model));
     if !outcome.accuracy_reached {
@@ -559,9 +457,7 @@ fn finish(s: &mut ovpot_session_t, r: Result<Outcome>, out: &mut *mut ovpot_mode
             .as_ref()
             .map(|a| format!("drop {:.6} > maximal drop {:.6}", a.drop, a.maximal_drop))
             .unwrap_or_else(|| "the metric drop exceeds the maximal drop".to_string());
-        return Err(Error::AccuracyNotReached(format!(
-            "{detail}; the best model found is returned"
-        )));
+        return Err(Error::AccuracyNotReached(format!("{detail}; the best model found is returned")));
     }
     Ok(())
 }
@@ -618,10 +514,7 @@ pub extern "C" fn ovpot_session_report_json(
     ffi_call("ovpot_session_report_json", || {
         let out = out_ptr(json, "json", std::ptr::null())?;
         let s = try_ref(session, "session")?;
-        let r = s
-            .report
-            .as_ref()
-            .ok_or_else(|| Error::invalid("no run of this session has finished yet"))?;
+        let r = s.report.as_ref().ok_or_else(|| Error::invalid("no run of this session has finished yet"))?;
         *out = r.as_ptr();
         Ok(())
     })

@@ -1,8 +1,7 @@
 //! Samples (model inputs filled from C buffers) and output sets (model outputs read by C).
 
 use super::boundary::{
-    c_string, ffi_call, ffi_free, free_handle, into_handle, out_ptr, try_bytes, try_mut, try_ref,
-    try_slice, try_str,
+    c_string, ffi_call, ffi_free, free_handle, into_handle, out_ptr, try_bytes, try_mut, try_ref, try_slice, try_str,
 };
 use super::{ovpot_element_type_e, ovpot_status_e};
 use crate::api::{PortDesc, Sample};
@@ -26,11 +25,7 @@ pub struct ovpot_sample_t {
 
 impl ovpot_sample_t {
     pub(crate) fn new(ports: Option<Arc<[PortDesc]>>) -> Self {
-        ovpot_sample_t {
-            inputs: vec![],
-            ports,
-            error: None,
-        }
+        ovpot_sample_t { inputs: vec![], ports, error: None }
     }
 
     fn set(&mut self, name: &str, tensor: Tensor) -> Result<()> {
@@ -38,9 +33,7 @@ impl ovpot_sample_t {
             Some(ports) => {
                 let port = ports.iter().find(|p| p.name == name).ok_or_else(|| {
                     let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
-                    Error::invalid(format!(
-                        "'{name}' is not an input of the model (inputs: {names:?})"
-                    ))
+                    Error::invalid(format!("'{name}' is not an input of the model (inputs: {names:?})"))
                 })?;
                 check_port(port, &tensor)?;
                 port.name.clone()
@@ -98,15 +91,12 @@ pub(crate) fn tensor_from_c(
 ) -> Result<Tensor> {
     let et = ovpot_element_type_e::to_rust(element_type, "element_type")?;
     if matches!(et, ElementType::Dynamic | ElementType::I4 | ElementType::U4) {
-        return Err(Error::unsupported(format!(
-            "{what}: element type {et} cannot hold sample data"
-        )));
+        return Err(Error::unsupported(format!("{what}: element type {et} cannot hold sample data")));
     }
     let dims = try_slice(shape, rank, "shape")?;
     let mut ushape = Vec::with_capacity(rank);
     for (i, &d) in dims.iter().enumerate() {
-        let d = usize::try_from(d)
-            .map_err(|_| Error::invalid(format!("{what}: dimension {i} is negative ({d})")))?;
+        let d = usize::try_from(d).map_err(|_| Error::invalid(format!("{what}: dimension {i} is negative ({d})")))?;
         ushape.push(d);
     }
     let count = ushape
@@ -135,11 +125,7 @@ pub extern "C" fn ovpot_sample_create(
 ) -> ovpot_status_e {
     ffi_call("ovpot_sample_create", || {
         let out = out_ptr(sample, "sample", std::ptr::null_mut())?;
-        let ports = if model.is_null() {
-            None
-        } else {
-            Some(try_ref(model, "model")?.input_ports())
-        };
+        let ports = if model.is_null() { None } else { Some(try_ref(model, "model")?.input_ports()) };
         *out = into_handle(ovpot_sample_t::new(ports));
         Ok(())
     })
@@ -163,14 +149,7 @@ pub extern "C" fn ovpot_sample_set_input(
         let s = try_mut(sample, "sample")?;
         let r = (|| {
             let name = try_str(name, "name")?;
-            let t = tensor_from_c(
-                &format!("input '{name}'"),
-                element_type,
-                shape,
-                rank,
-                data,
-                byte_size,
-            )?;
+            let t = tensor_from_c(&format!("input '{name}'"), element_type, shape, rank, data, byte_size)?;
             s.set(name, t)
         })();
         record(s, r)
@@ -193,24 +172,12 @@ pub extern "C" fn ovpot_sample_set_input_by_index(
         let s = try_mut(sample, "sample")?;
         let r = (|| {
             let ports = s.ports.clone().ok_or_else(|| {
-                Error::invalid(
-                    "the sample does not know its model, so inputs can only be set by name",
-                )
+                Error::invalid("the sample does not know its model, so inputs can only be set by name")
             })?;
             let port = ports.get(index).ok_or_else(|| {
-                Error::invalid(format!(
-                    "input index {index} out of range (the model has {})",
-                    ports.len()
-                ))
+                Error::invalid(format!("input index {index} out of range (the model has {})", ports.len()))
             })?;
-            let t = tensor_from_c(
-                &format!("input '{}'", port.name),
-                element_type,
-                shape,
-                rank,
-                data,
-                byte_size,
-            )?;
+            let t = tensor_from_c(&format!("input '{}'", port.name), element_type, shape, rank, data, byte_size)?;
             s.set(&port.name, t)
         })();
         record(s, r)
@@ -230,29 +197,22 @@ fn record(s: &mut ovpot_sample_t, r: Result<()>) -> Result<()> {
 pub(crate) fn clone_error(e: &Error) -> Error {
     match e {
         Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
-        Error::Parse { file, msg } => Error::Parse {
-            file: file.clone(),
-            msg: msg.clone(),
-        },
+        Error::Parse { file, msg } => Error::Parse { file: file.clone(), msg: msg.clone() },
         Error::Unsupported(m) => Error::Unsupported(m.clone()),
         Error::Mismatch(m) => Error::Mismatch(m.clone()),
         Error::Callback(m) => Error::Callback(m.clone()),
         Error::Cancelled(m) => Error::Cancelled(m.clone()),
         Error::AccuracyNotReached(m) => Error::AccuracyNotReached(m.clone()),
-        Error::Io { path, source } => Error::Io {
-            path: path.clone(),
-            source: std::io::Error::new(source.kind(), source.to_string()),
-        },
+        Error::Io { path, source } => {
+            Error::Io { path: path.clone(), source: std::io::Error::new(source.kind(), source.to_string()) }
+        }
         Error::Internal(m) => Error::Internal(m.clone()),
     }
 }
 
 /// The number of inputs set so far.
 #[no_mangle]
-pub extern "C" fn ovpot_sample_size(
-    sample: *const ovpot_sample_t,
-    size: *mut usize,
-) -> ovpot_status_e {
+pub extern "C" fn ovpot_sample_size(sample: *const ovpot_sample_t, size: *mut usize) -> ovpot_status_e {
     ffi_call("ovpot_sample_size", || {
         let out = out_ptr(size, "size", 0)?;
         *out = try_ref(sample, "sample")?.inputs.len();
@@ -292,11 +252,7 @@ pub struct ovpot_outputs_t {
 impl ovpot_outputs_t {
     pub(crate) fn new(names: &[String], tensors: &[Tensor]) -> Result<Self> {
         if names.len() != tensors.len() {
-            return Err(Error::internal(format!(
-                "{} output names for {} outputs",
-                names.len(),
-                tensors.len()
-            )));
+            return Err(Error::internal(format!("{} output names for {} outputs", names.len(), tensors.len())));
         }
         let mut data = Vec::with_capacity(tensors.len());
         for t in tensors {
@@ -305,20 +261,14 @@ impl ovpot_outputs_t {
         Ok(ovpot_outputs_t {
             names: names.iter().map(|n| c_string(n.as_str())).collect(),
             element_types: tensors.iter().map(|t| t.element_type()).collect(),
-            dims: tensors
-                .iter()
-                .map(|t| t.shape().iter().map(|&d| d as i64).collect())
-                .collect(),
+            dims: tensors.iter().map(|t| t.shape().iter().map(|&d| d as i64).collect()).collect(),
             data,
         })
     }
 
     fn check(&self, index: usize) -> Result<()> {
         if index >= self.names.len() {
-            return Err(Error::invalid(format!(
-                "output index {index} out of range ({} outputs)",
-                self.names.len()
-            )));
+            return Err(Error::invalid(format!("output index {index} out of range ({} outputs)", self.names.len())));
         }
         Ok(())
     }
@@ -326,10 +276,7 @@ impl ovpot_outputs_t {
 
 /// The number of tensors in `outputs`.
 #[no_mangle]
-pub extern "C" fn ovpot_outputs_size(
-    outputs: *const ovpot_outputs_t,
-    size: *mut usize,
-) -> ovpot_status_e {
+pub extern "C" fn ovpot_outputs_size(outputs: *const ovpot_outputs_t, size: *mut usize) -> ovpot_status_e {
     ffi_call("ovpot_outputs_size", || {
         let out = out_ptr(size, "size", 0)?;
         *out = try_ref(outputs, "outputs")?.names.len();
@@ -381,11 +328,7 @@ pub extern "C" fn ovpot_outputs_element_type(
     element_type: *mut ovpot_element_type_e,
 ) -> ovpot_status_e {
     ffi_call("ovpot_outputs_element_type", || {
-        let out = out_ptr(
-            element_type,
-            "element_type",
-            ovpot_element_type_e::OVPOT_ELEMENT_TYPE_DYNAMIC,
-        )?;
+        let out = out_ptr(element_type, "element_type", ovpot_element_type_e::OVPOT_ELEMENT_TYPE_DYNAMIC)?;
         let o = try_ref(outputs, "outputs")?;
         o.check(index)?;
         *out = ovpot_element_type_e::from_rust(o.element_types[index]);

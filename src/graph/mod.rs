@@ -148,11 +148,7 @@ impl XmlElement {
         }
     }
     pub fn with_value(name: &str, value: &str) -> Self {
-        XmlElement {
-            name: name.to_string(),
-            attrs: vec![("value".into(), value.into())],
-            ..Default::default()
-        }
+        XmlElement { name: name.to_string(), attrs: vec![("value".into(), value.into())], ..Default::default() }
     }
 }
 
@@ -284,11 +280,7 @@ impl Graph {
     /// The input name a user passes for a parameter: its first tensor name, else the node name.
     pub fn parameter_name(&self, id: NodeId) -> &str {
         let n = &self.nodes[id];
-        n.outputs
-            .first()
-            .and_then(|p| p.names.first())
-            .map(|s| s.as_str())
-            .unwrap_or(&n.name)
+        n.outputs.first().and_then(|p| p.names.first()).map(|s| s.as_str()).unwrap_or(&n.name)
     }
 
     /// Finds a parameter by tensor name or node name.
@@ -323,11 +315,7 @@ impl Graph {
         for (id, node) in self.nodes.iter().enumerate() {
             for o in &node.inputs {
                 if o.node >= n {
-                    return Err(Error::internal(format!(
-                        "{} reads from missing node {}",
-                        node.describe(),
-                        o.node
-                    )));
+                    return Err(Error::internal(format!("{} reads from missing node {}", node.describe(), o.node)));
                 }
                 indeg[id] += 1;
                 succ[o.node].push(id);
@@ -347,10 +335,7 @@ impl Graph {
         }
         if order.len() != n {
             let stuck = (0..n).find(|&i| indeg[i] > 0).unwrap_or(0);
-            return Err(Error::invalid(format!(
-                "the graph has a cycle through {}",
-                self.nodes[stuck].describe()
-            )));
+            return Err(Error::invalid(format!("the graph has a cycle through {}", self.nodes[stuck].describe())));
         }
         Ok(order)
     }

@@ -12,9 +12,8 @@ use std::sync::Arc;
 /// memory-mapped; each constant is decoded from it once.
 pub fn read_model(xml_path: &Path, bin_path: Option<&Path>) -> Result<Graph> {
     let text = std::fs::read(xml_path).map_err(|e| Error::io(xml_path, e))?;
-    let text = String::from_utf8(text).map_err(|e| {
-        Error::parse(xml_path.display().to_string(), format!("the file is not UTF-8: {e}"))
-    })?;
+    let text = String::from_utf8(text)
+        .map_err(|e| Error::parse(xml_path.display().to_string(), format!("the file is not UTF-8: {e}")))?;
     let bin_path = bin_path.map(Path::to_path_buf).unwrap_or_else(|| xml_path.with_extension("bin"));
     let file_name = xml_path.display().to_string();
     let root = parse_document(&text).map_err(|m| Error::parse(&file_name, m))?;
@@ -36,8 +35,7 @@ pub fn read_model(xml_path: &Path, bin_path: Option<&Path>) -> Result<Graph> {
 /// Reads a model from memory: the xml text and the weights bytes, as
 /// `ov_core_read_model_from_memory_buffer` takes them.
 pub fn read_model_from_memory(xml: &[u8], weights: &[u8]) -> Result<Graph> {
-    let text = std::str::from_utf8(xml)
-        .map_err(|e| Error::parse("<memory>", format!("the xml is not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(xml).map_err(|e| Error::parse("<memory>", format!("the xml is not UTF-8: {e}")))?;
     let root = parse_document(text).map_err(|m| Error::parse("<memory>", m))?;
     build_graph(&root, weights, "<memory>", "<memory weights>")
 }
@@ -60,39 +58,26 @@ struct LayerPorts {
 
 fn parse_u64(s: Option<&str>, what: &str, ctx: &dyn Fn() -> String, file: &str) -> Result<u64> {
     let s = s.ok_or_else(|| Error::parse(file, format!("{}: missing attribute '{what}'", ctx())))?;
-    s.trim().parse::<u64>().map_err(|_| {
-        Error::parse(file, format!("{}: attribute '{what}' is not a non-negative integer: '{s}'", ctx()))
-    })
+    s.trim()
+        .parse::<u64>()
+        .map_err(|_| Error::parse(file, format!("{}: attribute '{what}' is not a non-negative integer: '{s}'", ctx())))
 }
 
 fn parse_port(port: &XmlElement, ctx: &dyn Fn() -> String, file: &str) -> Result<(u64, PortInfo)> {
     let id = parse_u64(port.attr("id"), "id", ctx, file)?;
     let element_type = match port.attr("precision") {
         None => ElementType::Dynamic,
-        Some(p) => ElementType::from_precision(p).ok_or_else(|| {
-            Error::parse(file, format!("{}: port {id} has unknown precision '{p}'", ctx()))
-        })?,
+        Some(p) => ElementType::from_precision(p)
+            .ok_or_else(|| Error::parse(file, format!("{}: port {id} has unknown precision '{p}'", ctx())))?,
     };
     let mut dims = Vec::new();
     for d in port.children_named("dim") {
-        let dim = Dim::parse(&d.text).ok_or_else(|| {
-            Error::parse(file, format!("{}: port {id} has a bad dim '{}'", ctx(), d.text))
-        })?;
+        let dim = Dim::parse(&d.text)
+            .ok_or_else(|| Error::parse(file, format!("{}: port {id} has a bad dim '{}'", ctx(), d.text)))?;
         dims.push(dim);
     }
-    let names = port
-        .attr("names")
-        .map(split_names)
-        .unwrap_or_default();
-    Ok((
-        id,
-        PortInfo {
-            element_type,
-            shape: PartialShape(Some(dims)),
-            names,
-            rt_info: port.child("rt_info").cloned(),
-        },
-    ))
+    let names = port.attr("names").map(split_names).unwrap_or_default();
+    Ok((id, PortInfo { element_type, shape: PartialShape(Some(dims)), names, rt_info: port.child("rt_info").cloned() }))
 }
 
 /// Tensor names are comma separated; a literal comma is escaped as `\,`.
@@ -137,9 +122,7 @@ fn build_graph(root: &XmlElement, weights: &[u8], file: &str, bin_name: &str) ->
             root.attr("version").unwrap_or("missing")
         )));
     }
-    let layers = root
-        .child("layers")
-        .ok_or_else(|| Error::parse(file, "no <layers> section"))?;
+    let layers = root.child("layers").ok_or_else(|| Error::parse(file, "no <layers> section"))?;
     let mut nodes: Vec<Node> = Vec::new();
     let mut ports: Vec<LayerPorts> = Vec::new();
     let mut id_to_index: HashMap<u64, usize> = HashMap::new();
@@ -188,9 +171,8 @@ fn build_graph(root: &XmlElement, weights: &[u8], file: &str, bin_name: &str) ->
         }
         if node.is_parameter() {
             if let Some(et) = node.attrs.get("element_type") {
-                ElementType::from_ir(et).ok_or_else(|| {
-                    Error::parse(file, format!("{}: unknown element_type '{et}'", ctx()))
-                })?;
+                ElementType::from_ir(et)
+                    .ok_or_else(|| Error::parse(file, format!("{}: unknown element_type '{et}'", ctx())))?;
             }
         }
         if id_to_index.insert(id, nodes.len()).is_some() {
@@ -215,12 +197,12 @@ fn build_graph(root: &XmlElement, weights: &[u8], file: &str, bin_name: &str) ->
             let fp = parse_u64(e.attr("from-port"), "from-port", &ectx, file)?;
             let tl = parse_u64(e.attr("to-layer"), "to-layer", &ectx, file)?;
             let tp = parse_u64(e.attr("to-port"), "to-port", &ectx, file)?;
-            let &from = id_to_index.get(&fl).ok_or_else(|| {
-                Error::parse(file, format!("{}: dangling edge, no layer with id {fl}", ectx()))
-            })?;
-            let &to = id_to_index.get(&tl).ok_or_else(|| {
-                Error::parse(file, format!("{}: dangling edge, no layer with id {tl}", ectx()))
-            })?;
+            let &from = id_to_index
+                .get(&fl)
+                .ok_or_else(|| Error::parse(file, format!("{}: dangling edge, no layer with id {fl}", ectx())))?;
+            let &to = id_to_index
+                .get(&tl)
+                .ok_or_else(|| Error::parse(file, format!("{}: dangling edge, no layer with id {tl}", ectx())))?;
             let &out_idx = ports[from].outputs.get(&fp).ok_or_else(|| {
                 Error::parse(
                     file,
@@ -272,10 +254,7 @@ fn build_graph(root: &XmlElement, weights: &[u8], file: &str, bin_name: &str) ->
     }
     for n in &nodes {
         if let Some(k) = n.inputs.iter().position(|o| o.node == usize::MAX) {
-            return Err(Error::parse(
-                file,
-                format!("{}: input {k} has no incoming edge", n.describe()),
-            ));
+            return Err(Error::parse(file, format!("{}: input {k} has no incoming edge", n.describe())));
         }
     }
     let graph = Graph {
@@ -305,13 +284,7 @@ fn ports_compatible(from: &PortInfo, to: &PortInfo) -> bool {
     types_ok && shapes_ok
 }
 
-fn read_const(
-    node: &mut Node,
-    weights: &[u8],
-    ctx: &dyn Fn() -> String,
-    file: &str,
-    bin_name: &str,
-) -> Result<()> {
+fn read_const(node: &mut Node, weights: &[u8], ctx: &dyn Fn() -> String, file: &str, bin_name: &str) -> Result<()> {
     let et_name = node
         .attrs
         .get("element_type")
@@ -322,8 +295,9 @@ fn read_const(
         .filter(|t| *t != ElementType::Dynamic)
         .ok_or_else(|| Error::parse(file, format!("{}: unknown element_type '{et_name}'", ctx())))?;
     let shape = match node.attrs.get("shape") {
-        Some(s) => parse_shape_attr(s)
-            .ok_or_else(|| Error::parse(file, format!("{}: bad shape attribute '{s}'", ctx())))?,
+        Some(s) => {
+            parse_shape_attr(s).ok_or_else(|| Error::parse(file, format!("{}: bad shape attribute '{s}'", ctx())))?
+        }
         None => node
             .outputs
             .first()
@@ -332,9 +306,10 @@ fn read_const(
     };
     let offset = parse_u64(node.attrs.get("offset"), "offset", ctx, file)? as usize;
     let size = parse_u64(node.attrs.get("size"), "size", ctx, file)? as usize;
-    let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| {
-        Error::parse(file, format!("{}: shape {shape:?} overflows", ctx()))
-    })?;
+    let count = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| Error::parse(file, format!("{}: shape {shape:?} overflows", ctx())))?;
     let need = et.byte_size(count);
     if size < need {
         return Err(Error::parse(

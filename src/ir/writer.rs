@@ -50,17 +50,13 @@ pub fn serialize(graph: &Graph) -> Result<(String, Vec<u8>)> {
         x.push_str(">\n");
         let mut attrs = n.attrs.clone();
         if n.is_const() {
-            let value = n.value.as_ref().ok_or_else(|| {
-                Error::internal(format!("{} has no value to write", n.describe()))
-            })?;
+            let value =
+                n.value.as_ref().ok_or_else(|| Error::internal(format!("{} has no value to write", n.describe())))?;
             let et = n.const_type.unwrap_or(value.element_type());
             let bytes = value.to_bytes(et).map_err(|e| Error::internal(format!("{}: {e}", n.describe())))?;
             let offset = store(&mut bin, &mut stored, &bytes);
             attrs.set("element_type", et.ir_name());
-            attrs.set(
-                "shape",
-                value.shape().iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
-            );
+            attrs.set("shape", value.shape().iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "));
             attrs.set("offset", offset.to_string());
             attrs.set("size", bytes.len().to_string());
         }

@@ -30,9 +30,7 @@ pub fn parse_document(text: &str) -> Result<XmlElement, String> {
     let mut root: Option<XmlElement> = None;
     loop {
         let pos = reader.buffer_position() as usize;
-        let ev = reader
-            .read_event()
-            .map_err(|e| format!("line {}: malformed XML: {e}", line_of(text, pos)))?;
+        let ev = reader.read_event().map_err(|e| format!("line {}: malformed XML: {e}", line_of(text, pos)))?;
         match ev {
             Event::Start(s) => stack.push(element_from(&s, text, pos)?),
             Event::Empty(s) => {
@@ -44,9 +42,7 @@ pub fn parse_document(text: &str) -> Result<XmlElement, String> {
                 }
             }
             Event::End(e) => {
-                let el = stack
-                    .pop()
-                    .ok_or_else(|| format!("line {}: unexpected closing tag", line_of(text, pos)))?;
+                let el = stack.pop().ok_or_else(|| format!("line {}: unexpected closing tag", line_of(text, pos)))?;
                 if e.name().as_ref() != el.name.as_bytes() {
                     return Err(format!(
                         "line {}: closing tag </{}> does not match <{}>",
@@ -63,9 +59,7 @@ pub fn parse_document(text: &str) -> Result<XmlElement, String> {
             }
             Event::Text(t) => {
                 if let Some(top) = stack.last_mut() {
-                    let s = t
-                        .unescape()
-                        .map_err(|e| format!("line {}: bad text: {e}", line_of(text, pos)))?;
+                    let s = t.unescape().map_err(|e| format!("line {}: bad text: {e}", line_of(text, pos)))?;
                     top.text.push_str(s.trim());
                 }
             }

@@ -54,15 +54,11 @@ pub(crate) fn erf_f32(x: f32) -> f32 {
     let r = if ax < 0.5 {
         let x2 = ax * ax;
         // 2/√π · (x − x³/3 + x⁵/10 − x⁷/42 + x⁹/216 − x¹¹/1320)
-        let p = 1.0
-            + x2 * (-1.0 / 3.0
-                + x2 * (0.1 + x2 * (-1.0 / 42.0 + x2 * (1.0 / 216.0 - x2 / 1320.0))));
+        let p = 1.0 + x2 * (-1.0 / 3.0 + x2 * (0.1 + x2 * (-1.0 / 42.0 + x2 * (1.0 / 216.0 - x2 / 1320.0))));
         ax * p * std::f32::consts::FRAC_2_SQRT_PI
     } else {
         let t = 1.0 / (1.0 + 0.327_591_1 * ax);
-        let poly = t
-            * (0.254_829_6
-                + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
+        let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
         1.0 - poly * (-ax * ax).exp()
     };
     r.copysign(x)
@@ -97,19 +93,14 @@ enum Kind {
 }
 
 /// Applies `f` over a slice into a new vector, in parallel when large.
-fn map_slice<T: Copy + Sync, O: Copy + Send + Default>(
-    src: &[T],
-    f: impl Fn(T) -> O + Sync,
-) -> Vec<O> {
+fn map_slice<T: Copy + Sync, O: Copy + Send + Default>(src: &[T], f: impl Fn(T) -> O + Sync) -> Vec<O> {
     let mut out = vec![O::default(); src.len()];
     if src.len() >= PAR_THRESHOLD {
-        out.par_chunks_mut(1 << 14)
-            .zip(src.par_chunks(1 << 14))
-            .for_each(|(o, s)| {
-                for (y, &x) in o.iter_mut().zip(s) {
-                    *y = f(x);
-                }
-            });
+        out.par_chunks_mut(1 << 14).zip(src.par_chunks(1 << 14)).for_each(|(o, s)| {
+            for (y, &x) in o.iter_mut().zip(s) {
+                *y = f(x);
+            }
+        });
     } else {
         for (y, &x) in out.iter_mut().zip(src) {
             *y = f(x);
@@ -118,31 +109,19 @@ fn map_slice<T: Copy + Sync, O: Copy + Send + Default>(
     out
 }
 
-fn map_array<T: Copy + Sync, O: Copy + Send + Default>(
-    a: &ArrayD<T>,
-    f: impl Fn(T) -> O + Sync,
-) -> Result<ArrayD<O>> {
+fn map_array<T: Copy + Sync, O: Copy + Send + Default>(a: &ArrayD<T>, f: impl Fn(T) -> O + Sync) -> Result<ArrayD<O>> {
     let s = std_slice(a);
     make_array(a.shape(), map_slice(&s, f))
 }
 
 /// Runs a float function on every float type (f16/bf16 through f32).
-fn map_float(
-    t: &Tensor,
-    f: impl Fn(f32) -> f32 + Sync,
-    f64f: impl Fn(f64) -> f64 + Sync,
-) -> Result<Tensor> {
+fn map_float(t: &Tensor, f: impl Fn(f32) -> f32 + Sync, f64f: impl Fn(f64) -> f64 + Sync) -> Result<Tensor> {
     Ok(match t {
         Tensor::F32(a) => Tensor::F32(map_array(a, f)?),
         Tensor::F16(a) => Tensor::F16(map_array(a, |x: f16| f16::from_f32(f(x.to_f32())))?),
         Tensor::BF16(a) => Tensor::BF16(map_array(a, |x: bf16| bf16::from_f32(f(x.to_f32())))?),
         Tensor::F64(a) => Tensor::F64(map_array(a, f64f)?),
-        other => {
-            return Err(Error::mismatch(format!(
-                "expected a floating-point input, got {}",
-                other.element_type()
-            )))
-        }
+        other => return Err(Error::mismatch(format!("expected a floating-point input, got {}", other.element_type()))),
     })
 }
 
@@ -201,10 +180,7 @@ macro_rules! float_kinds {
             Kind::Erf => map_float(t, erf_f32, erf),
             Kind::GeluErf => map_float(
                 t,
-                |x| {
-                    (0.5 * x as f64 * (1.0 + erf(x as f64 * std::f64::consts::FRAC_1_SQRT_2)))
-                        as f32
-                },
+                |x| (0.5 * x as f64 * (1.0 + erf(x as f64 * std::f64::consts::FRAC_1_SQRT_2))) as f32,
                 |x| 0.5 * x * (1.0 + erf(x * std::f64::consts::FRAC_1_SQRT_2)),
             ),
             Kind::GeluTanh => map_float(
@@ -220,11 +196,9 @@ macro_rules! float_kinds {
                 |x| x * (x + 3.0).max(0.0).min(6.0) * (1.0 / 6.0),
                 |x| x * (x + 3.0).max(0.0).min(6.0) / 6.0,
             ),
-            Kind::HSigmoid => map_float(
-                t,
-                |x| (x + 3.0).max(0.0).min(6.0) * (1.0 / 6.0),
-                |x| (x + 3.0).max(0.0).min(6.0) / 6.0,
-            ),
+            Kind::HSigmoid => {
+                map_float(t, |x| (x + 3.0).max(0.0).min(6.0) * (1.0 / 6.0), |x| (x + 3.0).max(0.0).min(6.0) / 6.0)
+            }
             Kind::Mish => map_float(t, |x| x * softplus(x).tanh(), |x| x * softplus64(x).tanh()),
             Kind::SoftPlus => map_float(t, softplus, softplus64),
             Kind::Sign => map_float(
@@ -259,27 +233,15 @@ macro_rules! int_kinds {
     ($kind:expr, $a:expr, $ty:ty, $var:ident) => {{
         let a = $a;
         match $kind {
-            Kind::Relu => Ok(Tensor::$var(map_array(a, |x: $ty| {
-                if x > (0 as $ty) {
-                    x
-                } else {
-                    0 as $ty
-                }
-            })?)),
+            Kind::Relu => Ok(Tensor::$var(map_array(a, |x: $ty| if x > (0 as $ty) { x } else { 0 as $ty })?)),
             Kind::Clamp { min, max } => {
                 // OpenVINO clamps integers to [ceil(min), floor(max)].
                 let lo = min.ceil();
                 let hi = max.floor();
-                Ok(Tensor::$var(map_array(a, move |x: $ty| {
-                    (x as f64).max(lo).min(hi) as $ty
-                })?))
+                Ok(Tensor::$var(map_array(a, move |x: $ty| (x as f64).max(lo).min(hi) as $ty)?))
             }
-            Kind::Abs => Ok(Tensor::$var(map_array(a, |x: $ty| {
-                (x as f64).abs() as $ty
-            })?)),
-            Kind::Negative => Ok(Tensor::$var(map_array(a, |x: $ty| {
-                (0 as $ty).wrapping_sub(x)
-            })?)),
+            Kind::Abs => Ok(Tensor::$var(map_array(a, |x: $ty| (x as f64).abs() as $ty)?)),
+            Kind::Negative => Ok(Tensor::$var(map_array(a, |x: $ty| (0 as $ty).wrapping_sub(x))?)),
             Kind::Sign => Ok(Tensor::$var(map_array(a, |x: $ty| {
                 #[allow(unused_comparisons)]
                 let neg = x < (0 as $ty);
@@ -291,13 +253,8 @@ macro_rules! int_kinds {
                     1 as $ty
                 }
             })?)),
-            Kind::Floor | Kind::Ceiling | Kind::RoundEven | Kind::RoundAway => {
-                Ok(Tensor::$var(a.clone()))
-            }
-            other => Err(Error::mismatch(format!(
-                "{other:?} needs a floating-point input, got {}",
-                stringify!($ty)
-            ))),
+            Kind::Floor | Kind::Ceiling | Kind::RoundEven | Kind::RoundAway => Ok(Tensor::$var(a.clone())),
+            other => Err(Error::mismatch(format!("{other:?} needs a floating-point input, got {}", stringify!($ty)))),
         }
     }};
 }
@@ -309,13 +266,9 @@ struct Unary {
 
 impl Op for Unary {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
-        let x = inputs
-            .first()
-            .ok_or_else(|| Error::invalid("expected an input"))?;
+        let x = inputs.first().ok_or_else(|| Error::invalid("expected an input"))?;
         let out = match x {
-            Tensor::F32(_) | Tensor::F16(_) | Tensor::BF16(_) | Tensor::F64(_) => {
-                float_kinds!(self.kind, x)?
-            }
+            Tensor::F32(_) | Tensor::F16(_) | Tensor::BF16(_) | Tensor::F64(_) => float_kinds!(self.kind, x)?,
             Tensor::I8(a) => int_kinds!(self.kind, a, i8, I8)?,
             Tensor::U8(a) => int_kinds!(self.kind, a, u8, U8)?,
             Tensor::I16(a) => int_kinds!(self.kind, a, i16, I16)?,
@@ -324,12 +277,7 @@ impl Op for Unary {
             Tensor::U32(a) => int_kinds!(self.kind, a, u32, U32)?,
             Tensor::I64(a) => int_kinds!(self.kind, a, i64, I64)?,
             Tensor::U64(a) => int_kinds!(self.kind, a, u64, U64)?,
-            Tensor::Bool(_) => {
-                return Err(Error::mismatch(format!(
-                    "{:?} on a boolean input",
-                    self.kind
-                )))
-            }
+            Tensor::Bool(_) => return Err(Error::mismatch(format!("{:?} on a boolean input", self.kind))),
         };
         Ok(vec![out])
     }
@@ -346,9 +294,7 @@ fn build_unary(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
             }
             Kind::Clamp { min, max }
         }
-        "Elu" => Kind::Elu {
-            alpha: ctx.attr_f64("alpha")? as f32,
-        },
+        "Elu" => Kind::Elu { alpha: ctx.attr_f64("alpha")? as f32 },
         "Sigmoid" => Kind::Sigmoid,
         "Tanh" => Kind::Tanh,
         "Exp" => Kind::Exp,
@@ -363,12 +309,7 @@ fn build_unary(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
         "Erf" => Kind::Erf,
         "Gelu" => {
             // opset2 Gelu has no attribute and uses erf.
-            match ctx
-                .attr_str_or("approximation_mode", "erf")
-                .trim()
-                .to_ascii_lowercase()
-                .as_str()
-            {
+            match ctx.attr_str_or("approximation_mode", "erf").trim().to_ascii_lowercase().as_str() {
                 "erf" => Kind::GeluErf,
                 "tanh" => Kind::GeluTanh,
                 other => return Err(ctx.err(format!("unknown approximation_mode '{other}'"))),
@@ -379,12 +320,7 @@ fn build_unary(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
         "Mish" => Kind::Mish,
         "SoftPlus" => Kind::SoftPlus,
         "Sign" => Kind::Sign,
-        "Round" => match ctx
-            .attr_str_or("mode", "half_to_even")
-            .trim()
-            .to_ascii_lowercase()
-            .as_str()
-        {
+        "Round" => match ctx.attr_str_or("mode", "half_to_even").trim().to_ascii_lowercase().as_str() {
             "half_to_even" => Kind::RoundEven,
             "half_away_from_zero" => Kind::RoundAway,
             other => return Err(ctx.err(format!("unknown Round mode '{other}'"))),
@@ -397,10 +333,7 @@ fn build_unary(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
 /// Reads a scalar parameter input (alpha, beta) as f32.
 fn scalar_input(t: &Tensor, what: &str) -> Result<f32> {
     if t.len() != 1 {
-        return Err(Error::mismatch(format!(
-            "{what} must hold one value, got shape {:?}",
-            t.shape()
-        )));
+        return Err(Error::mismatch(format!("{what} must hold one value, got shape {:?}", t.shape())));
     }
     Ok(t.to_f32().iter().next().copied().unwrap_or(0.0))
 }
@@ -412,19 +345,12 @@ struct HardSigmoid;
 impl Op for HardSigmoid {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let [x, a, b] = inputs else {
-            return Err(Error::invalid(format!(
-                "HardSigmoid expects 3 inputs, got {}",
-                inputs.len()
-            )));
+            return Err(Error::invalid(format!("HardSigmoid expects 3 inputs, got {}", inputs.len())));
         };
         let alpha = scalar_input(a, "alpha")?;
         let beta = scalar_input(b, "beta")?;
         let (a64, b64) = (alpha as f64, beta as f64);
-        Ok(vec![map_float(
-            x,
-            move |v| (alpha * v + beta).clamp(0.0, 1.0),
-            move |v| (a64 * v + b64).clamp(0.0, 1.0),
-        )?])
+        Ok(vec![map_float(x, move |v| (alpha * v + beta).clamp(0.0, 1.0), move |v| (a64 * v + b64).clamp(0.0, 1.0))?])
     }
 }
 
@@ -434,19 +360,13 @@ struct Swish;
 
 impl Op for Swish {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
-        let x = inputs
-            .first()
-            .ok_or_else(|| Error::invalid("Swish expects an input"))?;
+        let x = inputs.first().ok_or_else(|| Error::invalid("Swish expects an input"))?;
         let beta = match inputs.get(1) {
             Some(b) => scalar_input(b, "beta")?,
             None => 1.0,
         };
         let b64 = beta as f64;
-        Ok(vec![map_float(
-            x,
-            move |v| v * sigmoid(beta * v),
-            move |v| v / (1.0 + (-b64 * v).exp()),
-        )?])
+        Ok(vec![map_float(x, move |v| v * sigmoid(beta * v), move |v| v / (1.0 + (-b64 * v).exp()))?])
     }
 }
 
@@ -457,10 +377,7 @@ struct Selu;
 impl Op for Selu {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let [x, a, l] = inputs else {
-            return Err(Error::invalid(format!(
-                "Selu expects 3 inputs, got {}",
-                inputs.len()
-            )));
+            return Err(Error::invalid(format!("Selu expects 3 inputs, got {}", inputs.len())));
         };
         let alpha = scalar_input(a, "alpha")?;
         let lambda = scalar_input(l, "lambda")?;
@@ -480,20 +397,13 @@ struct PRelu;
 fn prelu_f32(x: &ArrayD<f32>, slope: &ArrayD<f32>) -> Result<ArrayD<f32>> {
     let shape = x.shape();
     let s = std_slice(slope);
-    let per_channel =
-        slope.ndim() == 1 && shape.len() >= 2 && slope.len() == shape[1] && slope.len() != 1;
+    let per_channel = slope.ndim() == 1 && shape.len() >= 2 && slope.len() == shape[1] && slope.len() != 1;
     if !per_channel {
         if s.len() == 1 {
             let k = s[0];
             return map_array(x, move |v: f32| if v < 0.0 { v * k } else { v });
         }
-        return broadcast_map(x, slope, AutoBroadcast::Numpy, |v: f32, k: f32| {
-            if v < 0.0 {
-                v * k
-            } else {
-                v
-            }
-        });
+        return broadcast_map(x, slope, AutoBroadcast::Numpy, |v: f32, k: f32| if v < 0.0 { v * k } else { v });
     }
     let c = shape[1];
     let inner: usize = shape[2..].iter().product();
@@ -509,15 +419,9 @@ fn prelu_f32(x: &ArrayD<f32>, slope: &ArrayD<f32>) -> Result<ArrayD<f32>> {
         return make_array(shape, out);
     }
     if xs.len() >= PAR_THRESHOLD {
-        out.par_chunks_mut(inner)
-            .zip(xs.par_chunks(inner))
-            .enumerate()
-            .for_each(work);
+        out.par_chunks_mut(inner).zip(xs.par_chunks(inner)).enumerate().for_each(work);
     } else {
-        out.chunks_mut(inner)
-            .zip(xs.chunks(inner))
-            .enumerate()
-            .for_each(work);
+        out.chunks_mut(inner).zip(xs.chunks(inner)).enumerate().for_each(work);
     }
     make_array(shape, out)
 }
@@ -525,10 +429,7 @@ fn prelu_f32(x: &ArrayD<f32>, slope: &ArrayD<f32>) -> Result<ArrayD<f32>> {
 impl Op for PRelu {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let [x, s] = inputs else {
-            return Err(Error::invalid(format!(
-                "PReLU expects 2 inputs, got {}",
-                inputs.len()
-            )));
+            return Err(Error::invalid(format!("PReLU expects 2 inputs, got {}", inputs.len())));
         };
         let out = match (x, s) {
             (Tensor::F32(a), Tensor::F32(k)) => Tensor::F32(prelu_f32(a, k)?),
@@ -617,9 +518,7 @@ fn softmax_f32(x: &ArrayD<f32>, axis: usize, log: bool) -> Result<ArrayD<f32>> {
         }
     };
     if xs.len() >= PAR_THRESHOLD && xs.len() / block > 1 {
-        out.par_chunks_mut(block)
-            .zip(xs.par_chunks(block))
-            .for_each(work);
+        out.par_chunks_mut(block).zip(xs.par_chunks(block)).for_each(work);
     } else {
         out.chunks_mut(block).zip(xs.chunks(block)).for_each(work);
     }
@@ -628,9 +527,7 @@ fn softmax_f32(x: &ArrayD<f32>, axis: usize, log: bool) -> Result<ArrayD<f32>> {
 
 impl Op for Softmax {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
-        let x = inputs
-            .first()
-            .ok_or_else(|| Error::invalid("SoftMax expects an input"))?;
+        let x = inputs.first().ok_or_else(|| Error::invalid("SoftMax expects an input"))?;
         let axis = super::attrs::norm_axis(self.axis, x.rank())?;
         if x.rank() == 0 {
             return Err(Error::mismatch("SoftMax of a scalar"));
@@ -640,22 +537,14 @@ impl Op for Softmax {
             _ if x.element_type().is_float() => {
                 Tensor::F32(softmax_f32(&x.to_f32(), axis, self.log)?).convert(x.element_type())?
             }
-            _ => {
-                return Err(Error::mismatch(format!(
-                    "SoftMax needs a float input, got {}",
-                    x.element_type()
-                )))
-            }
+            _ => return Err(Error::mismatch(format!("SoftMax needs a float input, got {}", x.element_type()))),
         };
         Ok(vec![out])
     }
 }
 
 fn build_softmax(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Softmax {
-        axis: ctx.attr_i64_or("axis", 1)?,
-        log: ctx.node.op_type == "LogSoftmax",
-    }))
+    Ok(Box::new(Softmax { axis: ctx.attr_i64_or("axis", 1)?, log: ctx.node.op_type == "LogSoftmax" }))
 }
 
 /// LogicalNot on booleans.
@@ -666,10 +555,7 @@ impl Op for LogicalNot {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         match inputs.first() {
             Some(Tensor::Bool(a)) => Ok(vec![Tensor::Bool(map_array(a, |v: bool| !v)?)]),
-            Some(t) => Err(Error::mismatch(format!(
-                "LogicalNot needs a boolean input, got {}",
-                t.element_type()
-            ))),
+            Some(t) => Err(Error::mismatch(format!("LogicalNot needs a boolean input, got {}", t.element_type()))),
             None => Err(Error::invalid("LogicalNot expects an input")),
         }
     }
@@ -681,9 +567,7 @@ struct BitwiseNot;
 
 impl Op for BitwiseNot {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
-        let x = inputs
-            .first()
-            .ok_or_else(|| Error::invalid("BitwiseNot expects an input"))?;
+        let x = inputs.first().ok_or_else(|| Error::invalid("BitwiseNot expects an input"))?;
         macro_rules! not {
             ($a:expr, $var:ident, $t:ty) => {
                 Tensor::$var(map_array($a, |v: $t| !v)?)
@@ -699,12 +583,7 @@ impl Op for BitwiseNot {
             Tensor::U32(a) => not!(a, U32, u32),
             Tensor::I64(a) => not!(a, I64, i64),
             Tensor::U64(a) => not!(a, U64, u64),
-            other => {
-                return Err(Error::mismatch(format!(
-                    "BitwiseNot on {}",
-                    other.element_type()
-                )))
-            }
+            other => return Err(Error::mismatch(format!("BitwiseNot on {}", other.element_type()))),
         }])
     }
 }
@@ -713,8 +592,8 @@ pub fn register(r: &mut Registry) {
     r.add("ReLU", &["opset1"], build_unary);
     r.add("Relu", &["opset1"], build_unary);
     for t in [
-        "Clamp", "Elu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Abs", "Negative", "Floor",
-        "Ceiling", "Erf", "Sign", "Sin", "Cos",
+        "Clamp", "Elu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Abs", "Negative", "Floor", "Ceiling", "Erf", "Sign",
+        "Sin", "Cos",
     ] {
         r.add(t, &["opset1"], build_unary);
     }
@@ -771,10 +650,7 @@ mod tests {
         for i in -400..=400 {
             let x = i as f64 / 80.0;
             let (got, want) = (erf_f32(x as f32) as f64, erf(x));
-            assert!(
-                (got - want).abs() < 4e-7,
-                "erf_f32({x}) = {got} want {want}"
-            );
+            assert!((got - want).abs() < 4e-7, "erf_f32({x}) = {got} want {want}");
         }
         assert_eq!(erf(10.0), 1.0);
     }
@@ -782,54 +658,15 @@ mod tests {
     #[test]
     fn simple_activations() {
         assert_eq!(un("ReLU", "opset1", &[], &[-1., 0., 2.]), vec![0., 0., 2.]);
-        assert_eq!(
-            un(
-                "Clamp",
-                "opset1",
-                &[("min", "0"), ("max", "6")],
-                &[-1., 3., 7.]
-            ),
-            vec![0., 3., 6.]
-        );
-        close(
-            &un("Sigmoid", "opset1", &[], &[0., 2.]),
-            &[0.5, 0.880_797_077_977_882_3],
-            1e-7,
-        );
-        close(
-            &un("HSwish", "opset4", &[], &[-4., -1., 1., 4.]),
-            &[0., -1. / 3., 4. / 6. * 1., 4.],
-            1e-7,
-        );
-        close(
-            &un("HSigmoid", "opset5", &[], &[-4., 0., 4.]),
-            &[0., 0.5, 1.],
-            1e-7,
-        );
-        close(
-            &un("Elu", "opset1", &[("alpha", "2")], &[-1., 1.]),
-            &[2. * ((-1f64).exp() - 1.), 1.],
-            1e-6,
-        );
-        close(
-            &un("SoftPlus", "opset4", &[], &[0., 100.]),
-            &[2f64.ln(), 100.],
-            1e-6,
-        );
+        assert_eq!(un("Clamp", "opset1", &[("min", "0"), ("max", "6")], &[-1., 3., 7.]), vec![0., 3., 6.]);
+        close(&un("Sigmoid", "opset1", &[], &[0., 2.]), &[0.5, 0.880_797_077_977_882_3], 1e-7);
+        close(&un("HSwish", "opset4", &[], &[-4., -1., 1., 4.]), &[0., -1. / 3., 4. / 6. * 1., 4.], 1e-7);
+        close(&un("HSigmoid", "opset5", &[], &[-4., 0., 4.]), &[0., 0.5, 1.], 1e-7);
+        close(&un("Elu", "opset1", &[("alpha", "2")], &[-1., 1.]), &[2. * ((-1f64).exp() - 1.), 1.], 1e-6);
+        close(&un("SoftPlus", "opset4", &[], &[0., 100.]), &[2f64.ln(), 100.], 1e-6);
         close(&un("Mish", "opset4", &[], &[1.]), &[0.865_098_388], 1e-6);
-        assert_eq!(
-            un("Round", "opset5", &[], &[0.5, 1.5, -2.5]),
-            vec![0., 2., -2.]
-        );
-        assert_eq!(
-            un(
-                "Round",
-                "opset5",
-                &[("mode", "half_away_from_zero")],
-                &[0.5, -2.5]
-            ),
-            vec![1., -3.]
-        );
+        assert_eq!(un("Round", "opset5", &[], &[0.5, 1.5, -2.5]), vec![0., 2., -2.]);
+        assert_eq!(un("Round", "opset5", &[("mode", "half_away_from_zero")], &[0.5, -2.5]), vec![1., -3.]);
         assert_eq!(un("Sign", "opset1", &[], &[-3., 0., 2.]), vec![-1., 0., 1.]);
         assert_eq!(un("Ceiling", "opset1", &[], &[-1.5, 1.2]), vec![-1., 2.]);
     }
@@ -837,41 +674,18 @@ mod tests {
     #[test]
     fn gelu_modes() {
         // Gelu(1) = 0.5·(1+erf(1/√2)) = 0.8413447; tanh form 0.8411920
-        close(
-            &un(
-                "Gelu",
-                "opset7",
-                &[("approximation_mode", "ERF")],
-                &[1., -1.],
-            ),
-            &[0.841_344_7, -0.158_655_3],
-            1e-6,
-        );
+        close(&un("Gelu", "opset7", &[("approximation_mode", "ERF")], &[1., -1.]), &[0.841_344_7, -0.158_655_3], 1e-6);
         close(&un("Gelu", "opset2", &[], &[1.]), &[0.841_344_7], 1e-6);
-        close(
-            &un("Gelu", "opset7", &[("approximation_mode", "tanh")], &[1.]),
-            &[0.841_192],
-            1e-6,
-        );
+        close(&un("Gelu", "opset7", &[("approximation_mode", "tanh")], &[1.]), &[0.841_192], 1e-6);
     }
 
     #[test]
     fn hardsigmoid_and_swish_take_inputs() {
         let x = f32t(&[3], &[-10., 0., 1.]);
-        let o = run_op(
-            "HardSigmoid",
-            "opset1",
-            &[],
-            &[x.clone(), f32t(&[], &[0.2]), f32t(&[], &[0.5])],
-        )
-        .unwrap();
+        let o = run_op("HardSigmoid", "opset1", &[], &[x.clone(), f32t(&[], &[0.2]), f32t(&[], &[0.5])]).unwrap();
         close(&vals(&o[0]), &[0., 0.5, 0.7], 1e-7);
         let o = run_op("Swish", "opset4", &[], std::slice::from_ref(&x)).unwrap();
-        close(
-            &vals(&o[0]),
-            &[-10. / (1. + 10f64.exp()), 0., 0.731_058_578_6],
-            1e-6,
-        );
+        close(&vals(&o[0]), &[-10. / (1. + 10f64.exp()), 0., 0.731_058_578_6], 1e-6);
         let o = run_op("Swish", "opset4", &[], &[x, f32t(&[], &[2.])]).unwrap();
         close(&vals(&o[0])[2..], &[0.880_797_08], 1e-6);
     }
@@ -879,13 +693,7 @@ mod tests {
     #[test]
     fn prelu_per_channel_and_broadcast() {
         let x = f32t(&[1, 2, 2], &[-1., 2., -3., 4.]);
-        let o = run_op(
-            "PReLU",
-            "opset1",
-            &[],
-            &[x.clone(), f32t(&[2], &[0.1, 0.5])],
-        )
-        .unwrap();
+        let o = run_op("PReLU", "opset1", &[], &[x.clone(), f32t(&[2], &[0.1, 0.5])]).unwrap();
         close(&vals(&o[0]), &[-0.1, 2., -1.5, 4.], 1e-7);
         let o = run_op("PReLU", "opset1", &[], &[x.clone(), f32t(&[1], &[0.25])]).unwrap();
         close(&vals(&o[0]), &[-0.25, 2., -0.75, 4.], 1e-7);
@@ -897,92 +705,35 @@ mod tests {
     #[test]
     fn softmax_axes() {
         let x = f32t(&[2, 3], &[1., 2., 3., 1., 1., 1.]);
-        let o = run_op(
-            "SoftMax",
-            "opset8",
-            &[("axis", "-1")],
-            std::slice::from_ref(&x),
-        )
-        .unwrap();
+        let o = run_op("SoftMax", "opset8", &[("axis", "-1")], std::slice::from_ref(&x)).unwrap();
         let e: Vec<f64> = [1f64, 2., 3.].iter().map(|v| v.exp()).collect();
         let s: f64 = e.iter().sum();
-        close(
-            &vals(&o[0]),
-            &[e[0] / s, e[1] / s, e[2] / s, 1. / 3., 1. / 3., 1. / 3.],
-            1e-6,
-        );
-        let o = run_op(
-            "SoftMax",
-            "opset1",
-            &[("axis", "0")],
-            std::slice::from_ref(&x),
-        )
-        .unwrap();
+        close(&vals(&o[0]), &[e[0] / s, e[1] / s, e[2] / s, 1. / 3., 1. / 3., 1. / 3.], 1e-6);
+        let o = run_op("SoftMax", "opset1", &[("axis", "0")], std::slice::from_ref(&x)).unwrap();
         let a = 1. / (1. + (-1f64).exp());
-        close(
-            &vals(&o[0]),
-            &[
-                0.5,
-                a,
-                1. / (1. + (-2f64).exp()),
-                0.5,
-                1. - a,
-                1. - 1. / (1. + (-2f64).exp()),
-            ],
-            1e-6,
-        );
+        close(&vals(&o[0]), &[0.5, a, 1. / (1. + (-2f64).exp()), 0.5, 1. - a, 1. - 1. / (1. + (-2f64).exp())], 1e-6);
         let o = run_op("LogSoftmax", "opset5", &[("axis", "1")], &[x]).unwrap();
-        close(
-            &vals(&o[0])[..3],
-            &[(e[0] / s).ln(), (e[1] / s).ln(), (e[2] / s).ln()],
-            1e-6,
-        );
+        close(&vals(&o[0])[..3], &[(e[0] / s).ln(), (e[1] / s).ln(), (e[2] / s).ln()], 1e-6);
         // LogSoftmax over a non-last axis equals the log of SoftMax there.
-        let y = f32t(
-            &[3, 2, 2],
-            &[1., 2., 3., -1., 0.5, 7., -2., 4., 3., 3., 0., 1.],
-        );
-        let sm = run_op(
-            "SoftMax",
-            "opset8",
-            &[("axis", "1")],
-            std::slice::from_ref(&y),
-        )
-        .unwrap();
+        let y = f32t(&[3, 2, 2], &[1., 2., 3., -1., 0.5, 7., -2., 4., 3., 3., 0., 1.]);
+        let sm = run_op("SoftMax", "opset8", &[("axis", "1")], std::slice::from_ref(&y)).unwrap();
         let ls = run_op("LogSoftmax", "opset5", &[("axis", "-2")], &[y]).unwrap();
         let logs: Vec<f64> = vals(&sm[0]).iter().map(|v| v.ln()).collect();
         close(&vals(&ls[0]), &logs, 1e-5);
         close(
             &vals(&sm[0])[..4],
-            &[
-                1. / (1. + 2f64.exp()),
-                1. / (1. + (-3f64).exp()),
-                1. / (1. + (-2f64).exp()),
-                1. / (1. + 3f64.exp()),
-            ],
+            &[1. / (1. + 2f64.exp()), 1. / (1. + (-3f64).exp()), 1. / (1. + (-2f64).exp()), 1. / (1. + 3f64.exp())],
             1e-6,
         );
         // large values do not overflow
-        let o = run_op(
-            "SoftMax",
-            "opset8",
-            &[("axis", "0")],
-            &[f32t(&[2], &[1000., 1000.])],
-        )
-        .unwrap();
+        let o = run_op("SoftMax", "opset8", &[("axis", "0")], &[f32t(&[2], &[1000., 1000.])]).unwrap();
         close(&vals(&o[0]), &[0.5, 0.5], 1e-7);
     }
 
     #[test]
     fn integer_and_bool_paths() {
         let x = Tensor::i64_from_vec(&[3], vec![-5, 0, 9]).unwrap();
-        let o = run_op(
-            "Clamp",
-            "opset1",
-            &[("min", "-1.5"), ("max", "4.5")],
-            std::slice::from_ref(&x),
-        )
-        .unwrap();
+        let o = run_op("Clamp", "opset1", &[("min", "-1.5"), ("max", "4.5")], std::slice::from_ref(&x)).unwrap();
         assert_eq!(o[0].to_i64_vec(), vec![-1, 0, 4]);
         let o = run_op("Abs", "opset1", &[], std::slice::from_ref(&x)).unwrap();
         assert_eq!(o[0].to_i64_vec(), vec![5, 0, 9]);
@@ -994,8 +745,7 @@ mod tests {
 
     #[test]
     fn f16_goes_through_f32() {
-        let x =
-            Tensor::from_f64_vec(crate::tensor::ElementType::F16, &[2], vec![-1.0, 2.0]).unwrap();
+        let x = Tensor::from_f64_vec(crate::tensor::ElementType::F16, &[2], vec![-1.0, 2.0]).unwrap();
         let o = run_op("ReLU", "opset1", &[], &[x]).unwrap();
         assert_eq!(o[0].element_type(), crate::tensor::ElementType::F16);
         assert_eq!(vals(&o[0]), vec![0., 2.]);
@@ -1004,9 +754,7 @@ mod tests {
     /// OpenVINO 2026.4 CPU outputs (INFERENCE_PRECISION_HINT=f32) on the same inputs.
     #[test]
     fn matches_openvino_cpu() {
-        let x = [
-            -3.7f32, -1.25, -0.5, -0.01, 0.0, 0.3, 0.5, 1.0, 1.7, 2.5, 6.2, 11.0,
-        ];
+        let x = [-3.7f32, -1.25, -0.5, -0.01, 0.0, 0.3, 0.5, 1.0, 1.7, 2.5, 6.2, 11.0];
         type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a [f64]);
         let cases: [Case; 6] = [
             (
@@ -1127,10 +875,7 @@ mod tests {
         for (op, ver, attrs, want) in cases {
             let got = un(op, ver, attrs, &x);
             for (g, w) in got.iter().zip(want) {
-                assert!(
-                    (g - w).abs() <= 1e-6 * w.abs().max(1.0),
-                    "{op}: {got:?} vs {want:?}"
-                );
+                assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{op}: {got:?} vs {want:?}");
             }
         }
     }

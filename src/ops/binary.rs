@@ -20,24 +20,14 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for (i, o) in out.iter_mut().enumerate() {
-        let da = if i + a.len() >= r {
-            a[i + a.len() - r]
-        } else {
-            1
-        };
-        let db = if i + b.len() >= r {
-            b[i + b.len() - r]
-        } else {
-            1
-        };
+        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
+        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
         *o = if da == db || db == 1 {
             da
         } else if da == 1 {
             db
         } else {
-            return Err(Error::mismatch(format!(
-                "shapes {a:?} and {b:?} do not broadcast (numpy)"
-            )));
+            return Err(Error::mismatch(format!("shapes {a:?} and {b:?} do not broadcast (numpy)")));
         };
     }
     Ok(out)
@@ -52,12 +42,7 @@ pub(crate) enum AutoBroadcast {
 
 impl AutoBroadcast {
     pub(crate) fn from_ctx(ctx: &BuildCtx) -> Result<Self> {
-        match ctx
-            .attr_str_or("auto_broadcast", "numpy")
-            .trim()
-            .to_ascii_lowercase()
-            .as_str()
-        {
+        match ctx.attr_str_or("auto_broadcast", "numpy").trim().to_ascii_lowercase().as_str() {
             "numpy" => Ok(AutoBroadcast::Numpy),
             "none" | "explicit" => Ok(AutoBroadcast::None),
             other => Err(ctx.err(format!("auto_broadcast '{other}' is not supported"))),
@@ -96,9 +81,7 @@ impl<const K: usize> Bcast<K> {
         let r = out_shape.len();
         for s in &shapes {
             if s.len() > r {
-                return Err(Error::mismatch(format!(
-                    "shape {s:?} does not broadcast to {out_shape:?}"
-                )));
+                return Err(Error::mismatch(format!("shape {s:?} does not broadcast to {out_shape:?}")));
             }
         }
         let mut dims: Vec<usize> = vec![];
@@ -109,17 +92,11 @@ impl<const K: usize> Bcast<K> {
             }
             let mut pat = [false; K];
             for (k, s) in shapes.iter().enumerate() {
-                let sd = if d + s.len() >= r {
-                    s[d + s.len() - r]
-                } else {
-                    1
-                };
+                let sd = if d + s.len() >= r { s[d + s.len() - r] } else { 1 };
                 if sd == od {
                     pat[k] = true;
                 } else if sd != 1 {
-                    return Err(Error::mismatch(format!(
-                        "shape {s:?} does not broadcast to {out_shape:?}"
-                    )));
+                    return Err(Error::mismatch(format!("shape {s:?} does not broadcast to {out_shape:?}")));
                 }
             }
             if pats.last() == Some(&pat) {
@@ -141,11 +118,7 @@ impl<const K: usize> Bcast<K> {
                 }
             }
         }
-        Ok(Bcast {
-            out_shape: out_shape.to_vec(),
-            dims,
-            strides,
-        })
+        Ok(Bcast { out_shape: out_shape.to_vec(), dims, strides })
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -178,12 +151,7 @@ impl<const K: usize> Bcast<K> {
 
     /// Calls `seg(out_start, len, offsets)` for the pieces of inner rows covering output elements
     /// `start..end`; `offsets` are the inputs' offsets of the piece's first element.
-    pub(crate) fn walk(
-        &self,
-        start: usize,
-        end: usize,
-        mut seg: impl FnMut(usize, usize, [usize; K]),
-    ) {
+    pub(crate) fn walk(&self, start: usize, end: usize, mut seg: impl FnMut(usize, usize, [usize; K])) {
         let inner = self.inner();
         if inner == 0 || start >= end {
             return;
@@ -209,15 +177,11 @@ impl<const K: usize> Bcast<K> {
         if total < PAR_THRESHOLD {
             self.walk(0, total, |s, n, offs| seg(&mut out[s..s + n], offs));
         } else {
-            out.par_chunks_mut(PAR_CHUNK)
-                .enumerate()
-                .for_each(|(c, chunk)| {
-                    let s0 = c * PAR_CHUNK;
-                    let e = s0 + chunk.len();
-                    self.walk(s0, e, |s, n, offs| {
-                        seg(&mut chunk[s - s0..s - s0 + n], offs)
-                    });
-                });
+            out.par_chunks_mut(PAR_CHUNK).enumerate().for_each(|(c, chunk)| {
+                let s0 = c * PAR_CHUNK;
+                let e = s0 + chunk.len();
+                self.walk(s0, e, |s, n, offs| seg(&mut chunk[s - s0..s - s0 + n], offs));
+            });
         }
     }
 }
@@ -231,18 +195,12 @@ pub(crate) fn std_slice<T: Clone>(a: &ArrayD<T>) -> std::borrow::Cow<'_, [T]> {
 }
 
 pub(crate) fn make_array<T>(shape: &[usize], v: Vec<T>) -> Result<ArrayD<T>> {
-    ArrayD::from_shape_vec(IxDyn(shape), v)
-        .map_err(|e| Error::internal(format!("output of shape {shape:?}: {e}")))
+    ArrayD::from_shape_vec(IxDyn(shape), v).map_err(|e| Error::internal(format!("output of shape {shape:?}: {e}")))
 }
 
 /// Applies `f` elementwise with broadcasting; the inner loop is specialized for the
 /// (1,1), (1,0) and (0,1) stride patterns so it runs over plain slices.
-pub(crate) fn broadcast_map<A, B, O, F>(
-    a: &ArrayD<A>,
-    b: &ArrayD<B>,
-    mode: AutoBroadcast,
-    f: F,
-) -> Result<ArrayD<O>>
+pub(crate) fn broadcast_map<A, B, O, F>(a: &ArrayD<A>, b: &ArrayD<B>, mode: AutoBroadcast, f: F) -> Result<ArrayD<O>>
 where
     A: Copy + Sync,
     B: Copy + Sync,
@@ -437,25 +395,14 @@ impl Binary {
     fn is_compare(&self) -> bool {
         matches!(
             self.kind,
-            Kind::Equal
-                | Kind::NotEqual
-                | Kind::Less
-                | Kind::Greater
-                | Kind::LessEqual
-                | Kind::GreaterEqual
+            Kind::Equal | Kind::NotEqual | Kind::Less | Kind::Greater | Kind::LessEqual | Kind::GreaterEqual
         )
     }
     fn is_logical(&self) -> bool {
-        matches!(
-            self.kind,
-            Kind::LogicalAnd | Kind::LogicalOr | Kind::LogicalXor
-        )
+        matches!(self.kind, Kind::LogicalAnd | Kind::LogicalOr | Kind::LogicalXor)
     }
     fn is_bitwise(&self) -> bool {
-        matches!(
-            self.kind,
-            Kind::BitwiseAnd | Kind::BitwiseOr | Kind::BitwiseXor
-        )
+        matches!(self.kind, Kind::BitwiseAnd | Kind::BitwiseOr | Kind::BitwiseXor)
     }
 
     fn eval_compare(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -492,31 +439,18 @@ impl Binary {
             )));
         };
         let k = self.kind;
-        Ok(Tensor::Bool(broadcast_map(
-            x,
-            y,
-            self.mode,
-            move |p: bool, q: bool| match k {
-                Kind::LogicalAnd | Kind::BitwiseAnd => p & q,
-                Kind::LogicalOr | Kind::BitwiseOr => p | q,
-                _ => p ^ q,
-            },
-        )?))
+        Ok(Tensor::Bool(broadcast_map(x, y, self.mode, move |p: bool, q: bool| match k {
+            Kind::LogicalAnd | Kind::BitwiseAnd => p & q,
+            Kind::LogicalOr | Kind::BitwiseOr => p | q,
+            _ => p ^ q,
+        })?))
     }
 
     fn eval_arith(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         let m = self.mode;
         let k = self.kind;
-        if self.is_bitwise()
-            && matches!(
-                a,
-                Tensor::F32(_) | Tensor::F16(_) | Tensor::BF16(_) | Tensor::F64(_)
-            )
-        {
-            return Err(Error::mismatch(format!(
-                "bitwise op on {} is not allowed",
-                a.element_type()
-            )));
+        if self.is_bitwise() && matches!(a, Tensor::F32(_) | Tensor::F16(_) | Tensor::BF16(_) | Tensor::F64(_)) {
+            return Err(Error::mismatch(format!("bitwise op on {} is not allowed", a.element_type())));
         }
         macro_rules! int {
             ($x:expr, $y:expr, $t:ty, $var:ident) => {
@@ -530,33 +464,21 @@ impl Binary {
                     Kind::Add => Tensor::F32(broadcast_map(x, y, m, |p: f32, q: f32| p + q)?),
                     Kind::Subtract => Tensor::F32(broadcast_map(x, y, m, |p: f32, q: f32| p - q)?),
                     Kind::Multiply => Tensor::F32(broadcast_map(x, y, m, |p: f32, q: f32| p * q)?),
-                    Kind::Divide { .. } => {
-                        Tensor::F32(broadcast_map(x, y, m, |p: f32, q: f32| p / q)?)
-                    }
-                    Kind::Maximum => {
-                        Tensor::F32(broadcast_map(x, y, m, |p: f32, q: f32| p.max(q))?)
-                    }
-                    Kind::Minimum => {
-                        Tensor::F32(broadcast_map(x, y, m, |p: f32, q: f32| p.min(q))?)
-                    }
+                    Kind::Divide { .. } => Tensor::F32(broadcast_map(x, y, m, |p: f32, q: f32| p / q)?),
+                    Kind::Maximum => Tensor::F32(broadcast_map(x, y, m, |p: f32, q: f32| p.max(q))?),
+                    Kind::Minimum => Tensor::F32(broadcast_map(x, y, m, |p: f32, q: f32| p.min(q))?),
                     _ => Tensor::F32(broadcast_map(x, y, m, float_arith(k))?),
                 }
             }
             (Tensor::F16(x), Tensor::F16(y)) => {
                 let f = float_arith(k);
-                Tensor::F16(broadcast_map(x, y, m, move |p: f16, q: f16| {
-                    f16::from_f32(f(p.to_f32(), q.to_f32()))
-                })?)
+                Tensor::F16(broadcast_map(x, y, m, move |p: f16, q: f16| f16::from_f32(f(p.to_f32(), q.to_f32())))?)
             }
             (Tensor::BF16(x), Tensor::BF16(y)) => {
                 let f = float_arith(k);
-                Tensor::BF16(broadcast_map(x, y, m, move |p: bf16, q: bf16| {
-                    bf16::from_f32(f(p.to_f32(), q.to_f32()))
-                })?)
+                Tensor::BF16(broadcast_map(x, y, m, move |p: bf16, q: bf16| bf16::from_f32(f(p.to_f32(), q.to_f32())))?)
             }
-            (Tensor::F64(x), Tensor::F64(y)) => {
-                Tensor::F64(broadcast_map(x, y, m, float_arith64(k))?)
-            }
+            (Tensor::F64(x), Tensor::F64(y)) => Tensor::F64(broadcast_map(x, y, m, float_arith64(k))?),
             (Tensor::I8(x), Tensor::I8(y)) => int!(x, y, i8, I8),
             (Tensor::U8(x), Tensor::U8(y)) => int!(x, y, u8, U8),
             (Tensor::I16(x), Tensor::I16(y)) => int!(x, y, i16, I16),
@@ -565,15 +487,11 @@ impl Binary {
             (Tensor::U32(x), Tensor::U32(y)) => int!(x, y, u32, U32),
             (Tensor::I64(x), Tensor::I64(y)) => int!(x, y, i64, I64),
             (Tensor::U64(x), Tensor::U64(y)) => int!(x, y, u64, U64),
-            (Tensor::Bool(_), Tensor::Bool(_)) if self.is_bitwise() => {
-                return self.eval_logical(a, b)
-            }
+            (Tensor::Bool(_), Tensor::Bool(_)) if self.is_bitwise() => return self.eval_logical(a, b),
             (Tensor::Bool(x), Tensor::Bool(y)) => {
                 // Booleans as 0/1 (Add → or, Multiply → and, ...), as OpenVINO's reference does.
                 let f = int_arith!(u8, k);
-                Tensor::Bool(broadcast_map(x, y, m, move |p: bool, q: bool| {
-                    f(p as u8, q as u8) != 0
-                })?)
+                Tensor::Bool(broadcast_map(x, y, m, move |p: bool, q: bool| f(p as u8, q as u8) != 0)?)
             }
             _ => return Err(type_mismatch(a, b)),
         })
@@ -581,20 +499,13 @@ impl Binary {
 }
 
 fn type_mismatch(a: &Tensor, b: &Tensor) -> Error {
-    Error::mismatch(format!(
-        "input types differ or are unsupported: {} and {}",
-        a.element_type(),
-        b.element_type()
-    ))
+    Error::mismatch(format!("input types differ or are unsupported: {} and {}", a.element_type(), b.element_type()))
 }
 
 impl Op for Binary {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let [a, b] = inputs else {
-            return Err(Error::invalid(format!(
-                "expected 2 inputs, got {}",
-                inputs.len()
-            )));
+            return Err(Error::invalid(format!("expected 2 inputs, got {}", inputs.len())));
         };
         let out = if self.is_compare() {
             self.eval_compare(a, b)?
@@ -612,9 +523,7 @@ fn build_binary(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
         "Add" => Kind::Add,
         "Subtract" => Kind::Subtract,
         "Multiply" => Kind::Multiply,
-        "Divide" => Kind::Divide {
-            python: ctx.attr_bool_or("m_pythondiv", true)?,
-        },
+        "Divide" => Kind::Divide { python: ctx.attr_bool_or("m_pythondiv", true)? },
         "Power" => Kind::Power,
         "Maximum" => Kind::Maximum,
         "Minimum" => Kind::Minimum,
@@ -637,15 +546,12 @@ fn build_binary(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
     };
     // The IR spells Divide's attribute `m_pythondiv`; accept `pythondivision` too.
     let kind = match kind {
-        Kind::Divide { .. } if ctx.attr("pythondivision").is_some() => Kind::Divide {
-            python: ctx.attr_bool_or("pythondivision", true)?,
-        },
+        Kind::Divide { .. } if ctx.attr("pythondivision").is_some() => {
+            Kind::Divide { python: ctx.attr_bool_or("pythondivision", true)? }
+        }
         k => k,
     };
-    Ok(Box::new(Binary {
-        kind,
-        mode: AutoBroadcast::from_ctx(ctx)?,
-    }))
+    Ok(Box::new(Binary { kind, mode: AutoBroadcast::from_ctx(ctx)? }))
 }
 
 /// Select(cond, then, else) with numpy broadcasting of all three.
@@ -654,21 +560,12 @@ struct Select {
     mode: AutoBroadcast,
 }
 
-fn select_typed<T: Copy + Sync + Send + Default>(
-    c: &[bool],
-    t: &[T],
-    e: &[T],
-    plan: &Bcast<3>,
-) -> Vec<T> {
+fn select_typed<T: Copy + Sync + Send + Default>(c: &[bool], t: &[T], e: &[T], plan: &Bcast<3>) -> Vec<T> {
     let mut out = vec![T::default(); plan.len()];
     let [sc, st, se] = plan.inner_strides();
     plan.fill(&mut out, |o, [oc, ot, oe]| {
         for (i, y) in o.iter_mut().enumerate() {
-            *y = if c[oc + i * sc] {
-                t[ot + i * st]
-            } else {
-                e[oe + i * se]
-            };
+            *y = if c[oc + i * sc] { t[ot + i * st] } else { e[oe + i * se] };
         }
     });
     out
@@ -677,26 +574,17 @@ fn select_typed<T: Copy + Sync + Send + Default>(
 impl Op for Select {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let [c, t, e] = inputs else {
-            return Err(Error::invalid(format!(
-                "Select expects 3 inputs, got {}",
-                inputs.len()
-            )));
+            return Err(Error::invalid(format!("Select expects 3 inputs, got {}", inputs.len())));
         };
         let Tensor::Bool(ca) = c else {
-            return Err(Error::mismatch(format!(
-                "Select condition must be boolean, got {}",
-                c.element_type()
-            )));
+            return Err(Error::mismatch(format!("Select condition must be boolean, got {}", c.element_type())));
         };
         let shape = self.mode.out_shape(&[c.shape(), t.shape(), e.shape()])?;
         let plan = Bcast::<3>::new(&shape, [c.shape(), t.shape(), e.shape()])?;
         let cv = std_slice(ca);
         macro_rules! sel {
             ($x:expr, $y:expr, $var:ident) => {
-                Tensor::$var(make_array(
-                    &shape,
-                    select_typed(&cv, &std_slice($x), &std_slice($y), &plan),
-                )?)
+                Tensor::$var(make_array(&shape, select_typed(&cv, &std_slice($x), &std_slice($y), &plan))?)
             };
         }
         let out = match (t, e) {
@@ -720,9 +608,7 @@ impl Op for Select {
 }
 
 fn build_select(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Select {
-        mode: AutoBroadcast::from_ctx(ctx)?,
-    }))
+    Ok(Box::new(Select { mode: AutoBroadcast::from_ctx(ctx)? }))
 }
 
 pub fn register(r: &mut Registry) {
@@ -772,12 +658,7 @@ pub(crate) mod tests {
             node.attrs.set(k, *v);
         }
         let graph = Graph::default();
-        let ctx = BuildCtx {
-            node: &node,
-            id: 0,
-            graph: &graph,
-            const_inputs: inputs.iter().map(Some).collect(),
-        };
+        let ctx = BuildCtx { node: &node, id: 0, graph: &graph, const_inputs: inputs.iter().map(Some).collect() };
         let op = crate::ops::build(&ctx)?;
         let refs: Vec<&Tensor> = inputs.iter().collect();
         op.eval(&refs)
@@ -812,10 +693,7 @@ pub(crate) mod tests {
         let bias = f32t(&[1, 2, 1, 1], &[100., 200.]);
         let o = run_op("Add", "opset1", &[], &[x, bias]).unwrap();
         assert_eq!(o[0].shape(), &[1, 2, 2, 2]);
-        assert_eq!(
-            vals(&o[0]),
-            vec![100., 101., 102., 103., 204., 205., 206., 207.]
-        );
+        assert_eq!(vals(&o[0]), vec![100., 101., 102., 103., 204., 205., 206., 207.]);
         // [3,1] - [2] → [3,2] (both operands broadcast, odd shape)
         let p = f32t(&[3, 1], &[1., 2., 3.]);
         let q = f32t(&[2], &[10., 20.]);
@@ -851,13 +729,7 @@ pub(crate) mod tests {
         let b = Tensor::i64_from_vec(&[4], vec![2, 2, -2, -2]).unwrap();
         let o = run_op("Divide", "opset1", &[], &[a.clone(), b.clone()]).unwrap();
         assert_eq!(o[0].to_i64_vec(), vec![3, -4, -4, 3]);
-        let o = run_op(
-            "Divide",
-            "opset1",
-            &[("m_pythondiv", "false")],
-            &[a.clone(), b.clone()],
-        )
-        .unwrap();
+        let o = run_op("Divide", "opset1", &[("m_pythondiv", "false")], &[a.clone(), b.clone()]).unwrap();
         assert_eq!(o[0].to_i64_vec(), vec![3, -3, -3, 3]);
         let o = run_op("FloorMod", "opset1", &[], &[a.clone(), b.clone()]).unwrap();
         assert_eq!(o[0].to_i64_vec(), vec![1, 1, -1, -1]);
@@ -868,13 +740,7 @@ pub(crate) mod tests {
         let o = run_op("FloorMod", "opset1", &[], &[fa, fb]).unwrap();
         assert_eq!(vals(&o[0]), vec![0.5, -0.5]);
         let z = Tensor::i64_from_vec(&[1], vec![0]).unwrap();
-        let o = run_op(
-            "Divide",
-            "opset1",
-            &[],
-            &[Tensor::i64_from_vec(&[1], vec![5]).unwrap(), z],
-        )
-        .unwrap();
+        let o = run_op("Divide", "opset1", &[], &[Tensor::i64_from_vec(&[1], vec![5]).unwrap(), z]).unwrap();
         assert_eq!(o[0].to_i64_vec(), vec![0]);
     }
 
@@ -894,8 +760,7 @@ pub(crate) mod tests {
 
     #[test]
     fn f16_add_and_u8_wraps() {
-        let a =
-            Tensor::from_f64_vec(crate::tensor::ElementType::F16, &[2], vec![1.5, 2.0]).unwrap();
+        let a = Tensor::from_f64_vec(crate::tensor::ElementType::F16, &[2], vec![1.5, 2.0]).unwrap();
         let o = run_op("Add", "opset1", &[], &[a.clone(), a]).unwrap();
         assert_eq!(o[0].element_type(), crate::tensor::ElementType::F16);
         assert_eq!(vals(&o[0]), vec![3.0, 4.0]);

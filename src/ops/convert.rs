@@ -110,13 +110,11 @@ fn convert_array<S: Src, D: Dst>(a: &ArrayD<S>) -> Result<ArrayD<D>> {
     let src = std_slice(a);
     let mut out = vec![D::default(); src.len()];
     if src.len() >= PAR_THRESHOLD {
-        out.par_chunks_mut(1 << 14)
-            .zip(src.par_chunks(1 << 14))
-            .for_each(|(o, s)| {
-                for (y, &x) in o.iter_mut().zip(s) {
-                    *y = D::from_src(x);
-                }
-            });
+        out.par_chunks_mut(1 << 14).zip(src.par_chunks(1 << 14)).for_each(|(o, s)| {
+            for (y, &x) in o.iter_mut().zip(s) {
+                *y = D::from_src(x);
+            }
+        });
     } else {
         for (y, &x) in out.iter_mut().zip(src.iter()) {
             *y = D::from_src(x);
@@ -168,9 +166,7 @@ struct Convert {
 
 impl Op for Convert {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
-        let x = inputs
-            .first()
-            .ok_or_else(|| Error::invalid("Convert expects an input"))?;
+        let x = inputs.first().ok_or_else(|| Error::invalid("Convert expects an input"))?;
         Ok(vec![convert_tensor(x, self.to)?])
     }
 }
@@ -190,10 +186,7 @@ struct ConvertLike;
 impl Op for ConvertLike {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let [x, like] = inputs else {
-            return Err(Error::invalid(format!(
-                "ConvertLike expects 2 inputs, got {}",
-                inputs.len()
-            )));
+            return Err(Error::invalid(format!("ConvertLike expects 2 inputs, got {}", inputs.len())));
         };
         Ok(vec![convert_tensor(x, like.element_type())?])
     }
@@ -212,40 +205,13 @@ mod tests {
     #[test]
     fn float_to_int_truncates_and_wraps() {
         let x = f32t(&[8], &[1.5, 2.5, -1.5, -0.7, 300.7, -300.2, 0.4, f32::NAN]);
-        let o = run_op(
-            "Convert",
-            "opset1",
-            &[("destination_type", "i32")],
-            std::slice::from_ref(&x),
-        )
-        .unwrap();
-        assert_eq!(
-            o[0].to_i64_vec(),
-            vec![1, 2, -1, 0, 300, -300, 0, i32::MIN as i64]
-        );
-        let o = run_op(
-            "Convert",
-            "opset1",
-            &[("destination_type", "u8")],
-            std::slice::from_ref(&x),
-        )
-        .unwrap();
+        let o = run_op("Convert", "opset1", &[("destination_type", "i32")], std::slice::from_ref(&x)).unwrap();
+        assert_eq!(o[0].to_i64_vec(), vec![1, 2, -1, 0, 300, -300, 0, i32::MIN as i64]);
+        let o = run_op("Convert", "opset1", &[("destination_type", "u8")], std::slice::from_ref(&x)).unwrap();
         assert_eq!(o[0].to_i64_vec(), vec![1, 2, 255, 0, 44, 212, 0, 0]);
-        let o = run_op(
-            "Convert",
-            "opset1",
-            &[("destination_type", "i8")],
-            std::slice::from_ref(&x),
-        )
-        .unwrap();
+        let o = run_op("Convert", "opset1", &[("destination_type", "i8")], std::slice::from_ref(&x)).unwrap();
         assert_eq!(o[0].to_i64_vec(), vec![1, 2, -1, 0, 44, -44, 0, 0]);
-        let o = run_op(
-            "Convert",
-            "opset1",
-            &[("destination_type", "boolean")],
-            &[x],
-        )
-        .unwrap();
+        let o = run_op("Convert", "opset1", &[("destination_type", "boolean")], &[x]).unwrap();
         assert_eq!(vals(&o[0]), vec![1., 1., 1., 1., 1., 1., 1., 0.]);
     }
 
@@ -278,12 +244,6 @@ mod tests {
         let o = run_op("ConvertLike", "opset1", &[], &[i, like]).unwrap();
         assert_eq!(o[0].element_type(), ElementType::U8);
         assert_eq!(o[0].to_i64_vec(), vec![44, 255]);
-        assert!(run_op(
-            "Convert",
-            "opset1",
-            &[("destination_type", "x9")],
-            &[f32t(&[1], &[1.])]
-        )
-        .is_err());
+        assert!(run_op("Convert", "opset1", &[("destination_type", "x9")], &[f32t(&[1], &[1.])]).is_err());
     }
 }

@@ -47,33 +47,16 @@ pub fn fake_quantize_f32(
     levels: usize,
     numpy: bool,
 ) -> Result<ArrayD<f32>> {
-    let mode = if numpy {
-        AutoBroadcast::Numpy
-    } else {
-        AutoBroadcast::None
-    };
+    let mode = if numpy { AutoBroadcast::Numpy } else { AutoBroadcast::None };
     fq(x, limits, levels, mode)
 }
 
-fn fq(
-    x: &ArrayD<f32>,
-    limits: [&ArrayD<f32>; 4],
-    levels: usize,
-    mode: AutoBroadcast,
-) -> Result<ArrayD<f32>> {
+fn fq(x: &ArrayD<f32>, limits: [&ArrayD<f32>; 4], levels: usize, mode: AutoBroadcast) -> Result<ArrayD<f32>> {
     if levels < 2 {
-        return Err(Error::invalid(format!(
-            "FakeQuantize levels must be at least 2, got {levels}"
-        )));
+        return Err(Error::invalid(format!("FakeQuantize levels must be at least 2, got {levels}")));
     }
     let l1 = (levels - 1) as f32;
-    let shapes = [
-        x.shape(),
-        limits[0].shape(),
-        limits[1].shape(),
-        limits[2].shape(),
-        limits[3].shape(),
-    ];
+    let shapes = [x.shape(), limits[0].shape(), limits[1].shape(), limits[2].shape(), limits[3].shape()];
     let out_shape = mode.out_shape(&shapes)?;
     let xs = std_slice(x);
     let lim: Vec<_> = limits.iter().map(|a| std_slice(a)).collect();
@@ -90,14 +73,7 @@ fn fq(
             }
         } else {
             for (i, y) in o.iter_mut().enumerate() {
-                *y = quantize(
-                    xs[ox + i * sx],
-                    il[o0 + i * s0],
-                    ih[o1 + i * s1],
-                    ol[o2 + i * s2],
-                    oh[o3 + i * s3],
-                    l1,
-                );
+                *y = quantize(xs[ox + i * sx], il[o0 + i * s0], ih[o1 + i * s1], ol[o2 + i * s2], oh[o3 + i * s3], l1);
             }
         }
     });
@@ -107,35 +83,17 @@ fn fq(
 impl Op for FakeQuantize {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let [x, il, ih, ol, oh] = inputs else {
-            return Err(Error::invalid(format!(
-                "FakeQuantize expects 5 inputs, got {}",
-                inputs.len()
-            )));
+            return Err(Error::invalid(format!("FakeQuantize expects 5 inputs, got {}", inputs.len())));
         };
         let et = x.element_type();
         if !et.is_float() {
-            return Err(Error::mismatch(format!(
-                "FakeQuantize needs float data, got {et}"
-            )));
+            return Err(Error::mismatch(format!("FakeQuantize needs float data, got {et}")));
         }
-        if let (Tensor::F32(a), Tensor::F32(b), Tensor::F32(c), Tensor::F32(d), Tensor::F32(e)) =
-            (x, il, ih, ol, oh)
-        {
-            return Ok(vec![Tensor::F32(fq(
-                a,
-                [b, c, d, e],
-                self.levels,
-                self.mode,
-            )?)]);
+        if let (Tensor::F32(a), Tensor::F32(b), Tensor::F32(c), Tensor::F32(d), Tensor::F32(e)) = (x, il, ih, ol, oh) {
+            return Ok(vec![Tensor::F32(fq(a, [b, c, d, e], self.levels, self.mode)?)]);
         }
         // Other float types: computed in f32, returned in the data's type.
-        let (a, b, c, d, e) = (
-            x.to_f32(),
-            il.to_f32(),
-            ih.to_f32(),
-            ol.to_f32(),
-            oh.to_f32(),
-        );
+        let (a, b, c, d, e) = (x.to_f32(), il.to_f32(), ih.to_f32(), ol.to_f32(), oh.to_f32());
         let out = Tensor::F32(fq(&a, [&b, &c, &d, &e], self.levels, self.mode)?);
         Ok(vec![super::convert::convert_tensor(&out, et)?])
     }
@@ -146,10 +104,7 @@ fn build_fq(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
     if levels < 2 {
         return Err(ctx.err(format!("levels must be at least 2, got {levels}")));
     }
-    Ok(Box::new(FakeQuantize {
-        levels: levels as usize,
-        mode: AutoBroadcast::from_ctx(ctx)?,
-    }))
+    Ok(Box::new(FakeQuantize { levels: levels as usize, mode: AutoBroadcast::from_ctx(ctx)? }))
 }
 
 pub fn register(r: &mut Registry) {
@@ -166,13 +121,7 @@ mod tests {
         // [0, 2.55] with 256 levels: step 0.01; ties round to even codes.
         let x = f32t(&[6], &[-1.0, 0.0, 0.004, 0.006, 1.0, 3.0]);
         let s = |v: f32| f32t(&[], &[v]);
-        let o = run_op(
-            "FakeQuantize",
-            "opset1",
-            &[("levels", "256")],
-            &[x, s(0.0), s(2.55), s(0.0), s(2.55)],
-        )
-        .unwrap();
+        let o = run_op("FakeQuantize", "opset1", &[("levels", "256")], &[x, s(0.0), s(2.55), s(0.0), s(2.55)]).unwrap();
         let v = vals(&o[0]);
         let want = [0.0, 0.0, 0.0, 0.01, 1.0, 2.55];
         for (a, b) in v.iter().zip(want) {
@@ -207,13 +156,7 @@ mod tests {
         let ih = f32t(&[1, 2, 1], &[1.0, 0.5]);
         let ol = f32t(&[1, 2, 1], &[-1.0, 0.0]);
         let oh = f32t(&[1, 2, 1], &[1.0, 0.5]);
-        let o = run_op(
-            "FakeQuantize",
-            "opset1",
-            &[("levels", "3")],
-            &[x, il, ih, ol, oh],
-        )
-        .unwrap();
+        let o = run_op("FakeQuantize", "opset1", &[("levels", "3")], &[x, il, ih, ol, oh]).unwrap();
         // channel 0: grid {-1,0,1}; channel 1: grid {0,0.25,0.5}
         assert_eq!(vals(&o[0]), vec![-1.0, 0.0, 1.0, 0.0, 0.0, 0.5]);
     }
@@ -239,24 +182,13 @@ mod tests {
         )
         .is_err());
         let bad = f32t(&[3], &[0.0, 0.0, 0.0]);
-        assert!(run_op(
-            "FakeQuantize",
-            "opset1",
-            &[("levels", "256")],
-            &[x, bad, ih.clone(), il, ih]
-        )
-        .is_err());
+        assert!(run_op("FakeQuantize", "opset1", &[("levels", "256")], &[x, bad, ih.clone(), il, ih]).is_err());
     }
 
     /// OpenVINO 2026.4 CPU outputs (INFERENCE_PRECISION_HINT=f32) on the same inputs.
     #[test]
     fn matches_openvino_cpu() {
-        let x = f32t(
-            &[1, 12],
-            &[
-                -3.7, -1.25, -0.5, -0.01, 0.0, 0.3, 0.5, 1.0, 1.7, 2.5, 6.2, 11.0,
-            ],
-        );
+        let x = f32t(&[1, 12], &[-3.7, -1.25, -0.5, -0.01, 0.0, 0.3, 0.5, 1.0, 1.7, 2.5, 6.2, 11.0]);
         let s = |v: f32| f32t(&[], &[v]);
         let cases: [(&str, [f32; 4], &[f64]); 2] = [
             (
@@ -277,27 +209,13 @@ mod tests {
                     4.200000286102295,
                 ],
             ),
-            (
-                "5",
-                [0.0, 2.0, -1.0, 1.0],
-                &[
-                    -1.0, -1.0, -1.0, -1.0, -1.0, -0.5, -0.5, 0.0, 0.5, 1.0, 1.0, 1.0,
-                ],
-            ),
+            ("5", [0.0, 2.0, -1.0, 1.0], &[-1.0, -1.0, -1.0, -1.0, -1.0, -0.5, -0.5, 0.0, 0.5, 1.0, 1.0, 1.0]),
         ];
         for (levels, [a, b, c, d], want) in cases {
-            let o = run_op(
-                "FakeQuantize",
-                "opset1",
-                &[("levels", levels)],
-                &[x.clone(), s(a), s(b), s(c), s(d)],
-            )
-            .unwrap();
+            let o =
+                run_op("FakeQuantize", "opset1", &[("levels", levels)], &[x.clone(), s(a), s(b), s(c), s(d)]).unwrap();
             for (g, w) in vals(&o[0]).iter().zip(want) {
-                assert!(
-                    (g - w).abs() <= 1e-6 * w.abs().max(1.0),
-                    "levels {levels}: {g} vs {w}"
-                );
+                assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "levels {levels}: {g} vs {w}");
             }
         }
     }

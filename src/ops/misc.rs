@@ -8,11 +8,7 @@ use crate::error::{Error, Result};
 use crate::tensor::{ElementType, Tensor};
 
 pub fn register(r: &mut Registry) {
-    r.add(
-        "Interpolate",
-        &["opset1", "opset4", "opset11"],
-        build_interpolate,
-    );
+    r.add("Interpolate", &["opset1", "opset4", "opset11"], build_interpolate);
     r.add("TopK", &["opset1", "opset3", "opset11"], build_topk);
     r.add("ScaledDotProductAttention", &["opset13"], build_sdpa);
     r.add("NonZero", &["opset3"], build_non_zero);
@@ -20,10 +16,7 @@ pub fn register(r: &mut Registry) {
 }
 
 fn input<'a>(inputs: &[&'a Tensor], k: usize, op: &str) -> Result<&'a Tensor> {
-    inputs
-        .get(k)
-        .copied()
-        .ok_or_else(|| Error::invalid(format!("{op}: missing input {k}")))
+    inputs.get(k).copied().ok_or_else(|| Error::invalid(format!("{op}: missing input {k}")))
 }
 
 fn f32_tensor(shape: &[usize], v: Vec<f32>) -> Result<Tensor> {
@@ -111,10 +104,7 @@ fn build_interpolate(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
         };
         let coord = if align {
             CoordMode::AlignCorners
-        } else if matches!(mode, InterpMode::Linear | InterpMode::LinearOnnx)
-            && no_pads
-            && !spatial_hw
-        {
+        } else if matches!(mode, InterpMode::Linear | InterpMode::LinearOnnx) && no_pads && !spatial_hw {
             CoordMode::HalfPixel
         } else {
             CoordMode::Asymmetric
@@ -138,27 +128,15 @@ fn build_interpolate(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
         "cubic" => InterpMode::Cubic,
         m => return Err(ctx.err(format!("interpolation mode '{m}' is not supported"))),
     };
-    let coord = match ctx
-        .attr_str_or("coordinate_transformation_mode", "half_pixel")
-        .to_ascii_lowercase()
-        .as_str()
-    {
+    let coord = match ctx.attr_str_or("coordinate_transformation_mode", "half_pixel").to_ascii_lowercase().as_str() {
         "half_pixel" => CoordMode::HalfPixel,
         "pytorch_half_pixel" => CoordMode::PytorchHalfPixel,
         "asymmetric" => CoordMode::Asymmetric,
         "tf_half_pixel_for_nn" => CoordMode::TfHalfPixelForNn,
         "align_corners" => CoordMode::AlignCorners,
-        m => {
-            return Err(ctx.err(format!(
-                "coordinate_transformation_mode '{m}' is not supported"
-            )))
-        }
+        m => return Err(ctx.err(format!("coordinate_transformation_mode '{m}' is not supported"))),
     };
-    let nearest = match ctx
-        .attr_str_or("nearest_mode", "round_prefer_floor")
-        .to_ascii_lowercase()
-        .as_str()
-    {
+    let nearest = match ctx.attr_str_or("nearest_mode", "round_prefer_floor").to_ascii_lowercase().as_str() {
         "round_prefer_floor" => NearestMode::RoundPreferFloor,
         "round_prefer_ceil" => NearestMode::RoundPreferCeil,
         "floor" => NearestMode::Floor,
@@ -166,11 +144,7 @@ fn build_interpolate(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
         "simple" => NearestMode::Simple,
         m => return Err(ctx.err(format!("nearest_mode '{m}' is not supported"))),
     };
-    let use_scales = match ctx
-        .attr_req("shape_calculation_mode")?
-        .to_ascii_lowercase()
-        .as_str()
-    {
+    let use_scales = match ctx.attr_req("shape_calculation_mode")?.to_ascii_lowercase().as_str() {
         "sizes" => false,
         "scales" => true,
         m => return Err(ctx.err(format!("shape_calculation_mode '{m}' is not supported"))),
@@ -184,11 +158,7 @@ fn build_interpolate(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
         cube_coeff: ctx.attr_f64_or("cube_coeff", -0.75)? as f32,
         pads_begin,
         pads_end,
-        inputs: if ctx.node.version == "opset4" {
-            InterpInputs::V4
-        } else {
-            InterpInputs::V11
-        },
+        inputs: if ctx.node.version == "opset4" { InterpInputs::V4 } else { InterpInputs::V11 },
     }))
 }
 
@@ -245,86 +215,51 @@ impl Interpolate {
     }
 
     /// (axes, output sizes, scales) for the interpolated axes of a padded input of `shape`.
-    fn targets(
-        &self,
-        inputs: &[&Tensor],
-        shape: &[usize],
-    ) -> Result<(Vec<usize>, Vec<usize>, Vec<f32>)> {
+    fn targets(&self, inputs: &[&Tensor], shape: &[usize]) -> Result<(Vec<usize>, Vec<usize>, Vec<f32>)> {
         let rank = shape.len();
-        let (axes_raw, sizes, scales): (Option<Vec<i64>>, Option<Vec<i64>>, Option<Scales>) =
-            match &self.inputs {
-                InterpInputs::V1 { axes } => (
-                    Some(axes.clone()),
-                    Some(input(inputs, 1, "Interpolate")?.to_i64_vec()),
-                    None,
-                ),
-                InterpInputs::V4 => {
-                    let axes = inputs.get(3).map(|t| t.to_i64_vec());
-                    if self.use_scales {
-                        let s = input(inputs, 2, "Interpolate")?
-                            .to_f64_vec()
-                            .iter()
-                            .map(|&v| v as f32)
-                            .collect();
-                        (axes, None, Some(s))
-                    } else {
-                        (
-                            axes,
-                            Some(input(inputs, 1, "Interpolate")?.to_i64_vec()),
-                            None,
-                        )
-                    }
+        let (axes_raw, sizes, scales): (Option<Vec<i64>>, Option<Vec<i64>>, Option<Scales>) = match &self.inputs {
+            InterpInputs::V1 { axes } => {
+                (Some(axes.clone()), Some(input(inputs, 1, "Interpolate")?.to_i64_vec()), None)
+            }
+            InterpInputs::V4 => {
+                let axes = inputs.get(3).map(|t| t.to_i64_vec());
+                if self.use_scales {
+                    let s = input(inputs, 2, "Interpolate")?.to_f64_vec().iter().map(|&v| v as f32).collect();
+                    (axes, None, Some(s))
+                } else {
+                    (axes, Some(input(inputs, 1, "Interpolate")?.to_i64_vec()), None)
                 }
-                InterpInputs::V11 => {
-                    let axes = inputs.get(2).map(|t| t.to_i64_vec());
-                    let t = input(inputs, 1, "Interpolate")?;
-                    if self.use_scales {
-                        (
-                            axes,
-                            None,
-                            Some(t.to_f64_vec().iter().map(|&v| v as f32).collect()),
-                        )
-                    } else {
-                        (axes, Some(t.to_i64_vec()), None)
-                    }
+            }
+            InterpInputs::V11 => {
+                let axes = inputs.get(2).map(|t| t.to_i64_vec());
+                let t = input(inputs, 1, "Interpolate")?;
+                if self.use_scales {
+                    (axes, None, Some(t.to_f64_vec().iter().map(|&v| v as f32).collect()))
+                } else {
+                    (axes, Some(t.to_i64_vec()), None)
                 }
-            };
+            }
+        };
         let axes: Vec<usize> = match axes_raw {
-            Some(a) => a
-                .iter()
-                .map(|&x| norm_axis(x, rank))
-                .collect::<Result<_>>()?,
+            Some(a) => a.iter().map(|&x| norm_axis(x, rank)).collect::<Result<_>>()?,
             None => (0..rank).collect(),
         };
         let n = axes.len();
         let (outs, scl) = match (sizes, scales) {
             (Some(s), _) => {
                 if s.len() != n {
-                    return Err(Error::mismatch(format!(
-                        "Interpolate: {} sizes for axes {axes:?}",
-                        s.len()
-                    )));
+                    return Err(Error::mismatch(format!("Interpolate: {} sizes for axes {axes:?}", s.len())));
                 }
                 let outs: Vec<usize> = s
                     .iter()
-                    .map(|&v| {
-                        usize::try_from(v)
-                            .map_err(|_| Error::invalid(format!("Interpolate: size {v}")))
-                    })
+                    .map(|&v| usize::try_from(v).map_err(|_| Error::invalid(format!("Interpolate: size {v}"))))
                     .collect::<Result<_>>()?;
-                let scl = outs
-                    .iter()
-                    .zip(&axes)
-                    .map(|(&o, &a)| o as f32 / shape[a] as f32)
-                    .collect();
+                let scl = outs.iter().zip(&axes).map(|(&o, &a)| o as f32 / shape[a] as f32).collect();
                 (outs, scl)
             }
             (None, Some(s)) => {
                 if s.len() != n {
-                    return Err(Error::mismatch(format!(
-                        "Interpolate: {} scales for axes {axes:?}",
-                        s.len()
-                    )));
+                    return Err(Error::mismatch(format!("Interpolate: {} scales for axes {axes:?}", s.len())));
                 }
                 // A small epsilon keeps e.g. 3 * (1/3) from flooring to 0.
                 let outs = s
@@ -340,13 +275,7 @@ impl Interpolate {
     }
 
     /// Weighted source taps of every output coordinate along one axis (float modes).
-    fn taps(
-        &self,
-        in_len: usize,
-        out_len: usize,
-        scale: f32,
-        antialias: bool,
-    ) -> Vec<Vec<(usize, f32)>> {
+    fn taps(&self, in_len: usize, out_len: usize, scale: f32, antialias: bool) -> Vec<Vec<(usize, f32)>> {
         let (inl, outl) = (in_len as f32, out_len as f32);
         let last = in_len as i64 - 1;
         (0..out_len)
@@ -374,23 +303,12 @@ impl Interpolate {
                             ((a + 2.0) * (1.0 - s) - (a + 3.0)) * (1.0 - s) * (1.0 - s) + 1.0,
                             ((a * (2.0 - s) - 5.0 * a) * (2.0 - s) + 8.0 * a) * (2.0 - s) - 4.0 * a,
                         ];
-                        (0..4)
-                            .map(|k| {
-                                (
-                                    ((base as i64) + k as i64 - 1).clamp(0, last) as usize,
-                                    coeff[k],
-                                )
-                            })
-                            .collect()
+                        (0..4).map(|k| (((base as i64) + k as i64 - 1).clamp(0, last) as usize, coeff[k])).collect()
                     }
                     // Triangle filter, widened by 1/scale when antialiasing a downscale.
                     _ => {
                         let a = if antialias { scale } else { 1.0 };
-                        let r = if scale > 1.0 {
-                            2
-                        } else {
-                            (2.0 / a).ceil() as i64
-                        };
+                        let r = if scale > 1.0 { 2 } else { (2.0 / a).ceil() as i64 };
                         let center = c.round() as i64;
                         let mut t: Vec<(usize, f32)> = (center - r..=center + r)
                             .filter(|&k| (0..=last).contains(&k))
@@ -410,12 +328,7 @@ impl Interpolate {
 }
 
 /// Applies per-output-coordinate taps along `axis` of a row-major f32 buffer.
-fn apply_taps(
-    data: &[f32],
-    shape: &[usize],
-    axis: usize,
-    taps: &[Vec<(usize, f32)>],
-) -> (Vec<f32>, Vec<usize>) {
+fn apply_taps(data: &[f32], shape: &[usize], axis: usize, taps: &[Vec<(usize, f32)>]) -> (Vec<f32>, Vec<usize>) {
     let outer: usize = shape[..axis].iter().product();
     let n_in = shape[axis];
     let inner: usize = shape[axis + 1..].iter().product();
@@ -441,12 +354,7 @@ impl Op for Interpolate {
         let x0 = input(inputs, 0, "Interpolate")?;
         let rank = x0.rank();
         let padded;
-        let x = if self
-            .pads_begin
-            .iter()
-            .chain(&self.pads_end)
-            .any(|&p| p != 0)
-        {
+        let x = if self.pads_begin.iter().chain(&self.pads_end).any(|&p| p != 0) {
             let mut pb = self.pads_begin.clone();
             let mut pe = self.pads_end.clone();
             pb.resize(rank, 0);
@@ -470,15 +378,8 @@ impl Op for Interpolate {
                 .map(|d| {
                     (0..out_shape[d])
                         .map(|o| {
-                            let c = self.source_coord(
-                                o as f32,
-                                all_scale[d],
-                                out_shape[d] as f32,
-                                shape[d] as f32,
-                            );
-                            let p = self
-                                .nearest_pixel(c, all_scale[d] < 1.0)
-                                .clamp(0, shape[d] as i64 - 1);
+                            let c = self.source_coord(o as f32, all_scale[d], out_shape[d] as f32, shape[d] as f32);
+                            let p = self.nearest_pixel(c, all_scale[d] < 1.0).clamp(0, shape[d] as i64 - 1);
                             p.max(0) as usize * st[d]
                         })
                         .collect()
@@ -490,15 +391,11 @@ impl Op for Interpolate {
         let mut data: Vec<f32> = x.to_f32().iter().copied().collect();
         let mut cur = shape.clone();
         for (i, &a) in axes.iter().enumerate() {
-            if outs[i] == shape[a]
-                && (self.mode != InterpMode::Linear || !antialias || scales[i] == 1.0)
-            {
+            if outs[i] == shape[a] && (self.mode != InterpMode::Linear || !antialias || scales[i] == 1.0) {
                 continue;
             }
             if shape[a] == 0 {
-                return Err(Error::mismatch(format!(
-                    "Interpolate: empty axis {a} in {shape:?}"
-                )));
+                return Err(Error::mismatch(format!("Interpolate: empty axis {a} in {shape:?}")));
             }
             let taps = self.taps(shape[a], outs[i], scales[i], antialias);
             let (d, s) = apply_taps(&data, &cur, a, &taps);
@@ -533,30 +430,18 @@ fn build_topk(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
         "min" => false,
         m => return Err(ctx.err(format!("TopK mode '{m}' is not max or min"))),
     };
-    let sort = match ctx
-        .attr_str_or("sort", "none")
-        .to_ascii_lowercase()
-        .as_str()
-    {
+    let sort = match ctx.attr_str_or("sort", "none").to_ascii_lowercase().as_str() {
         "value" => TopKSort::Value,
         "index" => TopKSort::Index,
         "none" => TopKSort::None,
         s => return Err(ctx.err(format!("TopK sort '{s}' is not value, index or none"))),
     };
-    let index_type = if ctx.attr("index_element_type").is_some() {
-        ctx.attr_type("index_element_type")?
-    } else {
-        ElementType::I32
-    };
+    let index_type =
+        if ctx.attr("index_element_type").is_some() { ctx.attr_type("index_element_type")? } else { ElementType::I32 };
     if !matches!(index_type, ElementType::I32 | ElementType::I64) {
         return Err(ctx.err(format!("index_element_type {index_type} is not i32 or i64")));
     }
-    Ok(Box::new(TopK {
-        axis: ctx.attr_i64("axis")?,
-        max,
-        sort,
-        index_type,
-    }))
+    Ok(Box::new(TopK { axis: ctx.attr_i64("axis")?, max, sort, index_type }))
 }
 
 /// Flat source positions of the top k along `axis` for every lane (row-major output order).
@@ -580,9 +465,7 @@ fn topk_positions<T: PartialOrd + Copy>(
             lane.extend(0..n);
             // Ties keep the lower index first; NaN compares as equal.
             lane.sort_by(|&a, &b| {
-                let ord = at(a)
-                    .partial_cmp(&at(b))
-                    .unwrap_or(std::cmp::Ordering::Equal);
+                let ord = at(a).partial_cmp(&at(b)).unwrap_or(std::cmp::Ordering::Equal);
                 let ord = if max { ord.reverse() } else { ord };
                 ord.then(a.cmp(&b))
             });
@@ -601,15 +484,11 @@ fn topk_positions<T: PartialOrd + Copy>(
 impl Op for TopK {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let x = input(inputs, 0, "TopK")?;
-        let k_raw = *input(inputs, 1, "TopK")?
-            .to_i64_vec()
-            .first()
-            .ok_or_else(|| Error::invalid("TopK: k is empty"))?;
+        let k_raw =
+            *input(inputs, 1, "TopK")?.to_i64_vec().first().ok_or_else(|| Error::invalid("TopK: k is empty"))?;
         let shape = x.shape().to_vec();
         let axis = norm_axis(self.axis, shape.len())?;
-        let k = usize::try_from(k_raw)
-            .map_err(|_| Error::invalid(format!("TopK: k = {k_raw}")))?
-            .min(shape[axis]);
+        let k = usize::try_from(k_raw).map_err(|_| Error::invalid(format!("TopK: k = {k_raw}")))?.min(shape[axis]);
         let pos = dispatch_tensor!(x, a => {
             let owned: Vec<_> = a.iter().copied().collect();
             topk_positions(&owned, &shape, axis, k, self.max, self.sort)
@@ -633,9 +512,7 @@ struct Sdpa {
 }
 
 fn build_sdpa(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Sdpa {
-        causal: ctx.attr_bool_or("causal", false)?,
-    }))
+    Ok(Box::new(Sdpa { causal: ctx.attr_bool_or("causal", false)? }))
 }
 
 /// Numpy broadcast of several batch shapes.
@@ -648,9 +525,7 @@ fn broadcast_shapes(shapes: &[&[usize]]) -> Result<Vec<usize>> {
             if *o == 1 {
                 *o = d;
             } else if d != 1 && d != *o {
-                return Err(Error::mismatch(format!(
-                    "shapes {shapes:?} do not broadcast"
-                )));
+                return Err(Error::mismatch(format!("shapes {shapes:?} do not broadcast")));
             }
         }
     }
@@ -664,37 +539,21 @@ impl Op for Sdpa {
         let v = input(inputs, 2, "ScaledDotProductAttention")?;
         let (qs, ks, vs) = (q.shape(), k.shape(), v.shape());
         if qs.len() < 2 || ks.len() < 2 || vs.len() < 2 {
-            return Err(Error::mismatch(
-                "ScaledDotProductAttention: q, k, v need rank >= 2",
-            ));
+            return Err(Error::mismatch("ScaledDotProductAttention: q, k, v need rank >= 2"));
         }
         let (l, e) = (qs[qs.len() - 2], qs[qs.len() - 1]);
         let (s, ek) = (ks[ks.len() - 2], ks[ks.len() - 1]);
         let (sv, ev) = (vs[vs.len() - 2], vs[vs.len() - 1]);
         if ek != e || sv != s {
-            return Err(Error::mismatch(format!(
-                "ScaledDotProductAttention: q {qs:?}, k {ks:?}, v {vs:?}"
-            )));
+            return Err(Error::mismatch(format!("ScaledDotProductAttention: q {qs:?}, k {ks:?}, v {vs:?}")));
         }
         // The mask is ignored when causal is set.
-        let mask = if self.causal {
-            None
-        } else {
-            inputs.get(3).copied()
-        };
-        let mut batch_shapes: Vec<&[usize]> = vec![
-            &qs[..qs.len() - 2],
-            &ks[..ks.len() - 2],
-            &vs[..vs.len() - 2],
-        ];
+        let mask = if self.causal { None } else { inputs.get(3).copied() };
+        let mut batch_shapes: Vec<&[usize]> = vec![&qs[..qs.len() - 2], &ks[..ks.len() - 2], &vs[..vs.len() - 2]];
         let mask_batch: Vec<usize>;
         if let Some(m) = mask {
             let ms = m.shape();
-            mask_batch = if ms.len() > 2 {
-                ms[..ms.len() - 2].to_vec()
-            } else {
-                vec![]
-            };
+            mask_batch = if ms.len() > 2 { ms[..ms.len() - 2].to_vec() } else { vec![] };
             batch_shapes.push(&mask_batch);
         }
         let batch = broadcast_shapes(&batch_shapes)?;
@@ -704,12 +563,9 @@ impl Op for Sdpa {
         let kf = broadcast_numpy(k, &full(&[s, e]))?.to_f32();
         let vf = broadcast_numpy(v, &full(&[s, ev]))?.to_f32();
         let (qd, kd, vd) = (
-            qf.as_slice()
-                .ok_or_else(|| Error::internal("q not contiguous"))?,
-            kf.as_slice()
-                .ok_or_else(|| Error::internal("k not contiguous"))?,
-            vf.as_slice()
-                .ok_or_else(|| Error::internal("v not contiguous"))?,
+            qf.as_slice().ok_or_else(|| Error::internal("q not contiguous"))?,
+            kf.as_slice().ok_or_else(|| Error::internal("k not contiguous"))?,
+            vf.as_slice().ok_or_else(|| Error::internal("v not contiguous"))?,
         );
         // Additive mask values per (batch, l, s).
         let mask_add: Option<Vec<f32>> = match mask {
@@ -717,20 +573,15 @@ impl Op for Sdpa {
             Some(m) => {
                 let mb = broadcast_numpy(m, &full(&[l, s]))?;
                 Some(match &mb {
-                    Tensor::Bool(a) => a
-                        .iter()
-                        .map(|&keep| if keep { 0.0 } else { f32::NEG_INFINITY })
-                        .collect(),
+                    Tensor::Bool(a) => a.iter().map(|&keep| if keep { 0.0 } else { f32::NEG_INFINITY }).collect(),
                     other => other.to_f32().iter().copied().collect(),
                 })
             }
         };
         let scale = match inputs.get(4) {
-            Some(t) => *t
-                .to_f32()
-                .iter()
-                .next()
-                .ok_or_else(|| Error::invalid("ScaledDotProductAttention: empty scale"))?,
+            Some(t) => {
+                *t.to_f32().iter().next().ok_or_else(|| Error::invalid("ScaledDotProductAttention: empty scale"))?
+            }
             None => 1.0 / (e as f32).sqrt(),
         };
         let mut out = vec![0f32; nb * l * ev];
@@ -740,8 +591,7 @@ impl Op for Sdpa {
                 let qrow = &qd[(b * l + i) * e..(b * l + i + 1) * e];
                 for (j, sc) in scores.iter_mut().enumerate() {
                     let krow = &kd[(b * s + j) * e..(b * s + j + 1) * e];
-                    let mut dot: f32 =
-                        qrow.iter().zip(krow).map(|(a, c)| a * c).sum::<f32>() * scale;
+                    let mut dot: f32 = qrow.iter().zip(krow).map(|(a, c)| a * c).sum::<f32>() * scale;
                     if self.causal && j > i {
                         dot = f32::NEG_INFINITY;
                     }
@@ -764,9 +614,7 @@ impl Op for Sdpa {
                 }
             }
         }
-        Ok(vec![
-            f32_tensor(&full(&[l, ev]), out)?.convert(q.element_type())?
-        ])
+        Ok(vec![f32_tensor(&full(&[l, ev]), out)?.convert(q.element_type())?])
     }
 }
 
@@ -779,11 +627,7 @@ struct NonZero {
 }
 
 fn build_non_zero(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    let out = if ctx.attr("output_type").is_some() {
-        ctx.attr_type("output_type")?
-    } else {
-        ElementType::I64
-    };
+    let out = if ctx.attr("output_type").is_some() { ctx.attr_type("output_type")? } else { ElementType::I64 };
     if !matches!(out, ElementType::I32 | ElementType::I64) {
         return Err(ctx.err(format!("output_type {out} is not i32 or i64")));
     }
@@ -796,13 +640,7 @@ impl Op for NonZero {
         let shape = x.shape().to_vec();
         let rank = shape.len();
         let st = strides(&shape);
-        let nz: Vec<usize> = x
-            .to_f64_vec()
-            .iter()
-            .enumerate()
-            .filter(|(_, &v)| v != 0.0)
-            .map(|(i, _)| i)
-            .collect();
+        let nz: Vec<usize> = x.to_f64_vec().iter().enumerate().filter(|(_, &v)| v != 0.0).map(|(i, _)| i).collect();
         let n = nz.len();
         let mut v = vec![0f64; rank * n];
         for (c, &flat) in nz.iter().enumerate() {
@@ -832,12 +670,9 @@ impl Op for CumSum {
         let x = input(inputs, 0, "CumSum")?;
         let shape = x.shape().to_vec();
         let axis = match inputs.get(1) {
-            Some(a) => norm_axis(
-                *a.to_i64_vec()
-                    .first()
-                    .ok_or_else(|| Error::invalid("CumSum: empty axis"))?,
-                shape.len(),
-            )?,
+            Some(a) => {
+                norm_axis(*a.to_i64_vec().first().ok_or_else(|| Error::invalid("CumSum: empty axis"))?, shape.len())?
+            }
             None => 0,
         };
         if shape.is_empty() {
@@ -886,12 +721,7 @@ mod tests {
             assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
         }
     }
-    fn interp(
-        mode: InterpMode,
-        coord: CoordMode,
-        nearest: NearestMode,
-        use_scales: bool,
-    ) -> Interpolate {
+    fn interp(mode: InterpMode, coord: CoordMode, nearest: NearestMode, use_scales: bool) -> Interpolate {
         Interpolate {
             mode,
             coord,
@@ -908,34 +738,19 @@ mod tests {
     #[test]
     fn interpolate_nearest_modes() {
         let x = f(&[1, 1, 1, 2], &[1., 2.]);
-        let op = interp(
-            InterpMode::Nearest,
-            CoordMode::Asymmetric,
-            NearestMode::Floor,
-            false,
-        );
+        let op = interp(InterpMode::Nearest, CoordMode::Asymmetric, NearestMode::Floor, false);
         let y = op.eval(&[&x, &i(&[4]), &i(&[3])]).unwrap().remove(0);
         assert_eq!(y.shape(), &[1, 1, 1, 4]);
         close(&y.to_f64_vec(), &[1., 1., 2., 2.]);
         // half_pixel + round_prefer_floor, scales mode: x2 upsample of [1,2,3].
         let x = f(&[3], &[1., 2., 3.]);
-        let op = interp(
-            InterpMode::Nearest,
-            CoordMode::HalfPixel,
-            NearestMode::RoundPreferFloor,
-            true,
-        );
+        let op = interp(InterpMode::Nearest, CoordMode::HalfPixel, NearestMode::RoundPreferFloor, true);
         let y = op.eval(&[&x, &f(&[1], &[2.0])]).unwrap().remove(0);
         // coords: -0.25, 0.25, 0.75, 1.25, 1.75, 2.25 → 0, 0, 1, 1, 2, 2
         close(&y.to_f64_vec(), &[1., 1., 2., 2., 3., 3.]);
         // Integer data stays integer.
         let xi = Tensor::i64_from_vec(&[2], vec![7, 9]).unwrap();
-        let op = interp(
-            InterpMode::Nearest,
-            CoordMode::Asymmetric,
-            NearestMode::Simple,
-            false,
-        );
+        let op = interp(InterpMode::Nearest, CoordMode::Asymmetric, NearestMode::Simple, false);
         let y = op.eval(&[&xi, &i(&[4])]).unwrap().remove(0);
         assert_eq!(y, i(&[7, 7, 9, 9]));
     }
@@ -943,31 +758,16 @@ mod tests {
     #[test]
     fn interpolate_linear_onnx_and_align_corners() {
         let x = f(&[1, 1, 2, 2], &[1., 2., 3., 4.]);
-        let op = interp(
-            InterpMode::LinearOnnx,
-            CoordMode::AlignCorners,
-            NearestMode::Floor,
-            false,
-        );
+        let op = interp(InterpMode::LinearOnnx, CoordMode::AlignCorners, NearestMode::Floor, false);
         let y = op.eval(&[&x, &i(&[3, 3]), &i(&[2, 3])]).unwrap().remove(0);
         close(&y.to_f64_vec(), &[1., 1.5, 2., 2., 2.5, 3., 3., 3.5, 4.]);
-        let op = interp(
-            InterpMode::LinearOnnx,
-            CoordMode::HalfPixel,
-            NearestMode::Floor,
-            false,
-        );
+        let op = interp(InterpMode::LinearOnnx, CoordMode::HalfPixel, NearestMode::Floor, false);
         let x = f(&[2], &[1., 3.]);
         let y = op.eval(&[&x, &i(&[4])]).unwrap().remove(0);
         // coords -0.25→clamped 0, 0.25, 0.75, 1.25→1
         close(&y.to_f64_vec(), &[1., 1.5, 2.5, 3.]);
         // Linear (triangle) gives the same inside, renormalized at the edges.
-        let op = interp(
-            InterpMode::Linear,
-            CoordMode::HalfPixel,
-            NearestMode::Floor,
-            false,
-        );
+        let op = interp(InterpMode::Linear, CoordMode::HalfPixel, NearestMode::Floor, false);
         let y = op.eval(&[&x, &i(&[4])]).unwrap().remove(0);
         close(&y.to_f64_vec(), &[1., 1.5, 2.5, 3.]);
     }
@@ -976,22 +776,12 @@ mod tests {
     fn interpolate_cubic_matches_hand_values() {
         // Downsampling [0,1,2,3] by 2 asymmetric: coords 0 and 2 hit samples exactly.
         let x = f(&[4], &[0., 1., 2., 3.]);
-        let op = interp(
-            InterpMode::Cubic,
-            CoordMode::Asymmetric,
-            NearestMode::Floor,
-            false,
-        );
+        let op = interp(InterpMode::Cubic, CoordMode::Asymmetric, NearestMode::Floor, false);
         let y = op.eval(&[&x, &i(&[2])]).unwrap().remove(0);
         close(&y.to_f64_vec(), &[0., 2.]);
         // Midpoint between 1 and 2 of a linear ramp (away from the clamped edge) is 1.5.
         let x = f(&[6], &[0., 1., 2., 3., 4., 5.]);
-        let op = interp(
-            InterpMode::Cubic,
-            CoordMode::Asymmetric,
-            NearestMode::Floor,
-            true,
-        );
+        let op = interp(InterpMode::Cubic, CoordMode::Asymmetric, NearestMode::Floor, true);
         let y = op.eval(&[&x, &f(&[1], &[2.0])]).unwrap().remove(0);
         assert_eq!(y.shape(), &[12]);
         close(&y.to_f64_vec()[2..5], &[1.0, 1.5, 2.0]);
@@ -1001,12 +791,7 @@ mod tests {
     fn interpolate_linear_antialias_widens_the_filter() {
         // Only reachable when `antialias` is set directly (builders follow the CPU plugin).
         let x = f(&[8], &[0., 1., 2., 3., 4., 5., 6., 7.]);
-        let mut op = interp(
-            InterpMode::Linear,
-            CoordMode::HalfPixel,
-            NearestMode::Floor,
-            true,
-        );
+        let mut op = interp(InterpMode::Linear, CoordMode::HalfPixel, NearestMode::Floor, true);
         op.antialias = true;
         let y = op.eval(&[&x, &f(&[1], &[0.5])]).unwrap().remove(0);
         // Output 0: source 0.5, taps 0,1,2 with weights .75,.75,.25.
@@ -1019,12 +804,7 @@ mod tests {
     #[test]
     fn interpolate_pads_and_v1_inputs() {
         let x = f(&[2], &[1., 2.]);
-        let mut op = interp(
-            InterpMode::Nearest,
-            CoordMode::Asymmetric,
-            NearestMode::Simple,
-            false,
-        );
+        let mut op = interp(InterpMode::Nearest, CoordMode::Asymmetric, NearestMode::Simple, false);
         op.pads_begin = vec![1];
         op.pads_end = vec![1];
         op.inputs = InterpInputs::V1 { axes: vec![0] };
@@ -1035,33 +815,18 @@ mod tests {
     #[test]
     fn topk_modes_sorts_and_index_type() {
         let x = f(&[2, 3], &[1., 3., 2., 5., 4., 5.]);
-        let op = TopK {
-            axis: -1,
-            max: true,
-            sort: TopKSort::Value,
-            index_type: ElementType::I32,
-        };
+        let op = TopK { axis: -1, max: true, sort: TopKSort::Value, index_type: ElementType::I32 };
         let out = op.eval(&[&x, &i(&[2])]).unwrap();
         close(&out[0].to_f64_vec(), &[3., 2., 5., 5.]);
         assert_eq!(out[1].element_type(), ElementType::I32);
         close(&out[1].to_f64_vec(), &[1., 2., 0., 2.]);
-        let op = TopK {
-            axis: 1,
-            max: false,
-            sort: TopKSort::Index,
-            index_type: ElementType::I64,
-        };
+        let op = TopK { axis: 1, max: false, sort: TopKSort::Index, index_type: ElementType::I64 };
         let out = op.eval(&[&x, &i(&[2])]).unwrap();
         close(&out[0].to_f64_vec(), &[1., 2., 5., 4.]);
         close(&out[1].to_f64_vec(), &[0., 2., 0., 1.]);
         // Axis 0 on integers.
         let xi = Tensor::i64_from_vec(&[2, 2], vec![1, 9, 4, 2]).unwrap();
-        let op = TopK {
-            axis: 0,
-            max: true,
-            sort: TopKSort::Value,
-            index_type: ElementType::I64,
-        };
+        let op = TopK { axis: 0, max: true, sort: TopKSort::Value, index_type: ElementType::I64 };
         let out = op.eval(&[&xi, &i(&[1])]).unwrap();
         assert_eq!(out[0], Tensor::i64_from_vec(&[1, 2], vec![4, 9]).unwrap());
     }
@@ -1072,10 +837,7 @@ mod tests {
         let q = f(&[1, 1, 2], &[0., 0.]);
         let k = f(&[1, 2, 2], &[1., 0., 0., 1.]);
         let v = f(&[1, 2, 1], &[2., 4.]);
-        let y = Sdpa { causal: false }
-            .eval(&[&q, &k, &v])
-            .unwrap()
-            .remove(0);
+        let y = Sdpa { causal: false }.eval(&[&q, &k, &v]).unwrap().remove(0);
         close(&y.to_f64_vec(), &[3.]);
         // Causal with L = S = 2: first row sees only the first value.
         let q = f(&[2, 2], &[0., 0., 0., 0.]);
@@ -1085,41 +847,22 @@ mod tests {
         close(&y.to_f64_vec(), &[2., 3.]);
         // Boolean mask hiding the second key.
         let m = Tensor::Bool(ArrayD::from_shape_vec(IxDyn(&[1, 2]), vec![true, false]).unwrap());
-        let y = Sdpa { causal: false }
-            .eval(&[&q, &k, &v, &m])
-            .unwrap()
-            .remove(0);
+        let y = Sdpa { causal: false }.eval(&[&q, &k, &v, &m]).unwrap().remove(0);
         close(&y.to_f64_vec(), &[2., 2.]);
         // Float mask plus explicit scale: scores q·k = [1, 0]·scale 0 → equal, mask adds ln(3) to key 1.
         let q = f(&[1, 2], &[1., 0.]);
         let mf = f(&[1, 2], &[0., 3f32.ln()]);
-        let y = Sdpa { causal: false }
-            .eval(&[&q, &k, &v, &mf, &Tensor::scalar_f32(0.0)])
-            .unwrap()
-            .remove(0);
+        let y = Sdpa { causal: false }.eval(&[&q, &k, &v, &mf, &Tensor::scalar_f32(0.0)]).unwrap().remove(0);
         close(&y.to_f64_vec(), &[0.25 * 2. + 0.75 * 4.]);
     }
 
     #[test]
     fn non_zero_and_cumsum() {
         let x = f(&[2, 2], &[0., 1., 2., 0.]);
-        let y = NonZero {
-            out: ElementType::I64,
-        }
-        .eval(&[&x])
-        .unwrap()
-        .remove(0);
+        let y = NonZero { out: ElementType::I64 }.eval(&[&x]).unwrap().remove(0);
         assert_eq!(y, Tensor::i64_from_vec(&[2, 2], vec![0, 1, 1, 0]).unwrap());
         let x = f(&[2, 3], &[1., 2., 3., 4., 5., 6.]);
-        let c = |e: bool, r: bool| {
-            CumSum {
-                exclusive: e,
-                reverse: r,
-            }
-            .eval(&[&x, &i(&[1])])
-            .unwrap()
-            .remove(0)
-        };
+        let c = |e: bool, r: bool| CumSum { exclusive: e, reverse: r }.eval(&[&x, &i(&[1])]).unwrap().remove(0);
         close(&c(false, false).to_f64_vec(), &[1., 3., 6., 4., 9., 15.]);
         close(&c(true, false).to_f64_vec(), &[0., 1., 3., 0., 4., 9.]);
         close(&c(false, true).to_f64_vec(), &[6., 5., 3., 15., 11., 6.]);

@@ -28,9 +28,7 @@ pub(crate) fn norm_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>> {
         let r = rank as i64;
         let n = if a < 0 { a + r } else { a };
         if n < 0 || n >= r.max(1) {
-            return Err(Error::mismatch(format!(
-                "reduction axis {a} is out of range for rank {rank}"
-            )));
+            return Err(Error::mismatch(format!("reduction axis {a} is out of range for rank {rank}")));
         }
         if rank > 0 {
             v.push(n as usize);
@@ -43,11 +41,7 @@ pub(crate) fn norm_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>> {
 
 /// The shape with reduced axes set to 1 (keep_dims form).
 pub(crate) fn keep_shape(shape: &[usize], axes: &[usize]) -> Vec<usize> {
-    shape
-        .iter()
-        .enumerate()
-        .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
-        .collect()
+    shape.iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect()
 }
 
 /// Reduces `data` (standard layout, `shape`) over `axes`, folding `pre(x)` with `fold` from
@@ -91,30 +85,14 @@ pub(crate) fn reduce_slice<T: Scalar>(
 ) -> Result<Vec<f64>> {
     let count: usize = axes.iter().map(|&a| shape[a]).product();
     let mut v = match kind {
-        ReduceKind::Sum | ReduceKind::Mean => {
-            reduce_raw(data, shape, axes, 0.0, |x| x, |a, x| a + x)?
-        }
+        ReduceKind::Sum | ReduceKind::Mean => reduce_raw(data, shape, axes, 0.0, |x| x, |a, x| a + x)?,
         ReduceKind::Prod => reduce_raw(data, shape, axes, 1.0, |x| x, |a, x| a * x)?,
         ReduceKind::Max => reduce_raw(data, shape, axes, f64::NEG_INFINITY, |x| x, f64::max)?,
         ReduceKind::Min => reduce_raw(data, shape, axes, f64::INFINITY, |x| x, f64::min)?,
         ReduceKind::L1 => reduce_raw(data, shape, axes, 0.0, f64::abs, |a, x| a + x)?,
         ReduceKind::L2 => reduce_raw(data, shape, axes, 0.0, |x| x * x, |a, x| a + x)?,
-        ReduceKind::And => reduce_raw(
-            data,
-            shape,
-            axes,
-            1.0,
-            |x| (x != 0.0) as u8 as f64,
-            f64::min,
-        )?,
-        ReduceKind::Or => reduce_raw(
-            data,
-            shape,
-            axes,
-            0.0,
-            |x| (x != 0.0) as u8 as f64,
-            f64::max,
-        )?,
+        ReduceKind::And => reduce_raw(data, shape, axes, 1.0, |x| (x != 0.0) as u8 as f64, f64::min)?,
+        ReduceKind::Or => reduce_raw(data, shape, axes, 0.0, |x| (x != 0.0) as u8 as f64, f64::max)?,
     };
     match kind {
         ReduceKind::Mean if count > 0 => v.iter_mut().for_each(|x| *x /= count as f64),
@@ -125,40 +103,21 @@ pub(crate) fn reduce_slice<T: Scalar>(
 }
 
 /// Reduces a tensor; the result has the input's element type.
-pub(crate) fn reduce_tensor(
-    x: &Tensor,
-    axes: &[usize],
-    keep_dims: bool,
-    kind: ReduceKind,
-) -> Result<Tensor> {
+pub(crate) fn reduce_tensor(x: &Tensor, axes: &[usize], keep_dims: bool, kind: ReduceKind) -> Result<Tensor> {
     let shape = x.shape().to_vec();
     let logical = matches!(kind, ReduceKind::And | ReduceKind::Or);
     if logical != (x.element_type() == ElementType::Boolean) {
-        return Err(Error::mismatch(format!(
-            "{kind:?} reduction does not accept {} input",
-            x.element_type()
-        )));
+        return Err(Error::mismatch(format!("{kind:?} reduction does not accept {} input", x.element_type())));
     }
     let vals = crate::dispatch_tensor!(x, a => reduce_slice(&std_slice(a), &shape, axes, kind))?;
     let out_shape: Vec<usize> = if keep_dims {
         keep_shape(&shape, axes)
     } else {
-        shape
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !axes.contains(i))
-            .map(|(_, &d)| d)
-            .collect()
+        shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
     };
     let t = match x.element_type() {
-        ElementType::F32 => Tensor::F32(make_array(
-            &out_shape,
-            vals.into_iter().map(|v| v as f32).collect(),
-        )?),
-        _ => convert_tensor(
-            &Tensor::F64(make_array(&out_shape, vals)?),
-            x.element_type(),
-        )?,
+        ElementType::F32 => Tensor::F32(make_array(&out_shape, vals.into_iter().map(|v| v as f32).collect())?),
+        _ => convert_tensor(&Tensor::F64(make_array(&out_shape, vals)?), x.element_type())?,
     };
     Ok(t)
 }
@@ -172,16 +131,10 @@ struct Reduce {
 impl Op for Reduce {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let [x, axes] = inputs else {
-            return Err(Error::invalid(format!(
-                "reduction expects 2 inputs, got {}",
-                inputs.len()
-            )));
+            return Err(Error::invalid(format!("reduction expects 2 inputs, got {}", inputs.len())));
         };
         if axes.element_type().is_float() || axes.element_type() == ElementType::Boolean {
-            return Err(Error::mismatch(format!(
-                "reduction axes must be integers, got {}",
-                axes.element_type()
-            )));
+            return Err(Error::mismatch(format!("reduction axes must be integers, got {}", axes.element_type())));
         }
         let axes = norm_axes(&axes.to_i64_vec(), x.rank())?;
         Ok(vec![reduce_tensor(x, &axes, self.keep_dims, self.kind)?])
@@ -201,22 +154,12 @@ fn build_reduce(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
         "ReduceLogicalOr" => ReduceKind::Or,
         other => return Err(ctx.err(format!("'{other}' is not a reduction"))),
     };
-    Ok(Box::new(Reduce {
-        kind,
-        keep_dims: ctx.attr_bool_or("keep_dims", false)?,
-    }))
+    Ok(Box::new(Reduce { kind, keep_dims: ctx.attr_bool_or("keep_dims", false)? }))
 }
 
 pub fn register(r: &mut Registry) {
-    for t in [
-        "ReduceSum",
-        "ReduceMean",
-        "ReduceProd",
-        "ReduceMax",
-        "ReduceMin",
-        "ReduceLogicalAnd",
-        "ReduceLogicalOr",
-    ] {
+    for t in ["ReduceSum", "ReduceMean", "ReduceProd", "ReduceMax", "ReduceMin", "ReduceLogicalAnd", "ReduceLogicalOr"]
+    {
         r.add(t, &["opset1"], build_reduce);
     }
     r.add("ReduceL1", &["opset4"], build_reduce);
@@ -235,22 +178,10 @@ mod tests {
     #[test]
     fn mean_over_spatial_keep_dims() {
         let x = f32t(&[1, 2, 2, 2], &[1., 2., 3., 4., 10., 20., 30., 40.]);
-        let o = run_op(
-            "ReduceMean",
-            "opset1",
-            &[("keep_dims", "true")],
-            &[x.clone(), axes(&[2, 3])],
-        )
-        .unwrap();
+        let o = run_op("ReduceMean", "opset1", &[("keep_dims", "true")], &[x.clone(), axes(&[2, 3])]).unwrap();
         assert_eq!(o[0].shape(), &[1, 2, 1, 1]);
         assert_eq!(vals(&o[0]), vec![2.5, 25.]);
-        let o = run_op(
-            "ReduceMean",
-            "opset1",
-            &[("keep_dims", "false")],
-            &[x, axes(&[-1, -2])],
-        )
-        .unwrap();
+        let o = run_op("ReduceMean", "opset1", &[("keep_dims", "false")], &[x, axes(&[-1, -2])]).unwrap();
         assert_eq!(o[0].shape(), &[1, 2]);
     }
 
@@ -262,13 +193,7 @@ mod tests {
         let o = run_op("ReduceSum", "opset1", &[], &[t.clone(), axes(&[0])]).unwrap();
         assert_eq!(o[0].shape(), &[3, 2]);
         assert_eq!(vals(&o[0]), vec![6., 8., 10., 12., 14., 16.]);
-        let o = run_op(
-            "ReduceSum",
-            "opset1",
-            &[("keep_dims", "true")],
-            &[t.clone(), axes(&[1])],
-        )
-        .unwrap();
+        let o = run_op("ReduceSum", "opset1", &[("keep_dims", "true")], &[t.clone(), axes(&[1])]).unwrap();
         assert_eq!(o[0].shape(), &[2, 1, 2]);
         assert_eq!(vals(&o[0]), vec![6., 9., 24., 27.]);
         let o = run_op("ReduceMax", "opset1", &[], &[t.clone(), axes(&[0, 2])]).unwrap();
@@ -277,13 +202,7 @@ mod tests {
         assert_eq!(o[0].shape(), &[] as &[usize]);
         assert_eq!(vals(&o[0]), vec![0.]);
         // empty axes: identity
-        let o = run_op(
-            "ReduceSum",
-            "opset1",
-            &[],
-            &[t.clone(), Tensor::i64_from_vec(&[0], vec![]).unwrap()],
-        )
-        .unwrap();
+        let o = run_op("ReduceSum", "opset1", &[], &[t.clone(), Tensor::i64_from_vec(&[0], vec![]).unwrap()]).unwrap();
         assert_eq!(vals(&o[0]), vals(&t));
     }
 
@@ -313,12 +232,6 @@ mod tests {
         let o = run_op("ReduceLogicalOr", "opset1", &[], &[b.clone(), axes(&[1])]).unwrap();
         assert_eq!(vals(&o[0]), vec![1., 1.]);
         assert!(run_op("ReduceSum", "opset1", &[], &[b, axes(&[0])]).is_err());
-        assert!(run_op(
-            "ReduceSum",
-            "opset1",
-            &[],
-            &[f32t(&[2], &[1., 2.]), axes(&[1])]
-        )
-        .is_err());
+        assert!(run_op("ReduceSum", "opset1", &[], &[f32t(&[2], &[1., 2.]), axes(&[1])]).is_err());
     }
 }

@@ -21,9 +21,7 @@ pub fn register(r: &mut Registry) {
     r.add("Transpose", &["opset1"], |_| Ok(Box::new(Transpose)));
     r.add("Concat", &["opset1"], build_concat);
     r.add("Split", &["opset1"], build_split);
-    r.add("VariadicSplit", &["opset1"], |_| {
-        Ok(Box::new(VariadicSplit))
-    });
+    r.add("VariadicSplit", &["opset1"], |_| Ok(Box::new(VariadicSplit)));
     r.add("StridedSlice", &["opset1"], build_strided_slice);
     r.add("Slice", &["opset8"], |_| Ok(Box::new(Slice)));
     r.add("Gather", &["opset1", "opset7", "opset8"], build_gather);
@@ -66,8 +64,7 @@ elem!(f32 => F32, f16 => F16, bf16 => BF16, f64 => F64, i8 => I8, u8 => U8, i16 
 pub(crate) const FILL: usize = usize::MAX;
 
 pub(crate) fn arr<T>(shape: &[usize], v: Vec<T>) -> Result<ArrayD<T>> {
-    ArrayD::from_shape_vec(IxDyn(shape), v)
-        .map_err(|e| Error::internal(format!("array of shape {shape:?}: {e}")))
+    ArrayD::from_shape_vec(IxDyn(shape), v).map_err(|e| Error::internal(format!("array of shape {shape:?}: {e}")))
 }
 
 /// Row-major strides of `shape`.
@@ -79,12 +76,7 @@ pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
     s
 }
 
-fn take_t<T: Elem>(
-    a: &ArrayD<T>,
-    idx: &[usize],
-    shape: &[usize],
-    fill: Option<&Tensor>,
-) -> Result<ArrayD<T>> {
+fn take_t<T: Elem>(a: &ArrayD<T>, idx: &[usize], shape: &[usize], fill: Option<&Tensor>) -> Result<ArrayD<T>> {
     let owned: Vec<T>;
     let src: &[T] = match a.as_slice() {
         Some(s) => s,
@@ -97,26 +89,16 @@ fn take_t<T: Elem>(
         Some(f) => Some(
             T::of(f)
                 .and_then(|x| x.iter().next().cloned())
-                .ok_or_else(|| {
-                    Error::mismatch("fill value has the wrong element type or is empty")
-                })?,
+                .ok_or_else(|| Error::mismatch("fill value has the wrong element type or is empty"))?,
         ),
         None => None,
     };
     let mut out = Vec::with_capacity(idx.len());
     for &i in idx {
         if i == FILL {
-            out.push(
-                fill_v
-                    .clone()
-                    .ok_or_else(|| Error::internal("fill index without a fill value"))?,
-            );
+            out.push(fill_v.clone().ok_or_else(|| Error::internal("fill index without a fill value"))?);
         } else {
-            out.push(
-                src.get(i)
-                    .cloned()
-                    .ok_or_else(|| Error::internal(format!("source index {i} out of range")))?,
-            );
+            out.push(src.get(i).cloned().ok_or_else(|| Error::internal(format!("source index {i} out of range")))?);
         }
     }
     arr(shape, out)
@@ -124,12 +106,7 @@ fn take_t<T: Elem>(
 
 /// Output of `shape` whose element k is source element `idx[k]` (row-major flat index), or
 /// `fill` (a tensor of the same type, first element used) where `idx[k] == FILL`.
-pub(crate) fn take(
-    t: &Tensor,
-    idx: &[usize],
-    shape: &[usize],
-    fill: Option<&Tensor>,
-) -> Result<Tensor> {
+pub(crate) fn take(t: &Tensor, idx: &[usize], shape: &[usize], fill: Option<&Tensor>) -> Result<Tensor> {
     Ok(map_tensor!(t, a => take_t(a, idx, shape, fill)?))
 }
 
@@ -152,19 +129,13 @@ pub(crate) fn outer_sum(maps: &[Vec<usize>]) -> Vec<usize> {
 /// Transposes `t` viewed as `shape` (same element count) by `perm`.
 fn permute(t: &Tensor, shape: &[usize], perm: &[usize]) -> Result<Tensor> {
     let st = strides(shape);
-    let maps: Vec<Vec<usize>> = perm
-        .iter()
-        .map(|&p| (0..shape[p]).map(|i| i * st[p]).collect())
-        .collect();
+    let maps: Vec<Vec<usize>> = perm.iter().map(|&p| (0..shape[p]).map(|i| i * st[p]).collect()).collect();
     let out: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
     take(t, &outer_sum(&maps), &out, None)
 }
 
 fn input<'a>(inputs: &[&'a Tensor], k: usize, op: &str) -> Result<&'a Tensor> {
-    inputs
-        .get(k)
-        .copied()
-        .ok_or_else(|| Error::invalid(format!("{op}: missing input {k}")))
+    inputs.get(k).copied().ok_or_else(|| Error::invalid(format!("{op}: missing input {k}")))
 }
 
 fn to_usize(v: i64, what: &str) -> Result<usize> {
@@ -173,12 +144,7 @@ fn to_usize(v: i64, what: &str) -> Result<usize> {
 
 /// Python-style slice of `0..dim` (`start`/`stop` None = open end); negative values count from
 /// the end; out-of-range values are clamped.
-fn slice_indices(
-    dim: usize,
-    start: Option<i64>,
-    stop: Option<i64>,
-    step: i64,
-) -> Result<Vec<usize>> {
+fn slice_indices(dim: usize, start: Option<i64>, stop: Option<i64>, step: i64) -> Result<Vec<usize>> {
     if step == 0 {
         return Err(Error::invalid("slice step is 0"));
     }
@@ -211,10 +177,7 @@ fn concat_tensors(ts: &[&Tensor], axis: usize) -> Result<Tensor> {
         let mut views = Vec::with_capacity(ts.len());
         for (k, t) in ts.iter().enumerate() {
             let a = T::of(t).ok_or_else(|| {
-                Error::mismatch(format!(
-                    "Concat input {k} is {}, expected the type of input 0",
-                    t.element_type()
-                ))
+                Error::mismatch(format!("Concat input {k} is {}, expected the type of input 0", t.element_type()))
             })?;
             views.push(a.view());
         }
@@ -222,20 +185,14 @@ fn concat_tensors(ts: &[&Tensor], axis: usize) -> Result<Tensor> {
         ndarray::concatenate(ndarray::Axis(axis), &views)
             .map_err(|e| Error::mismatch(format!("Concat along axis {axis}: {e}")))
     }
-    let first = ts
-        .first()
-        .ok_or_else(|| Error::invalid("Concat without inputs"))?;
+    let first = ts.first().ok_or_else(|| Error::invalid("Concat without inputs"))?;
     Ok(map_tensor!(*first, a => cat(a, ts, axis)?))
 }
 
 /// Axis-separable slice: `sel[d]` lists the kept source coordinates of axis d.
 fn select(t: &Tensor, sel: &[Vec<usize>]) -> Result<Tensor> {
     let st = strides(t.shape());
-    let maps: Vec<Vec<usize>> = sel
-        .iter()
-        .zip(&st)
-        .map(|(s, &k)| s.iter().map(|&i| i * k).collect())
-        .collect();
+    let maps: Vec<Vec<usize>> = sel.iter().zip(&st).map(|(s, &k)| s.iter().map(|&i| i * k).collect()).collect();
     let shape: Vec<usize> = sel.iter().map(|s| s.len()).collect();
     take(t, &outer_sum(&maps), &shape, None)
 }
@@ -244,24 +201,16 @@ fn select(t: &Tensor, sel: &[Vec<usize>]) -> Result<Tensor> {
 pub(crate) fn pad_zeros(t: &Tensor, pads_begin: &[i64], pads_end: &[i64]) -> Result<Tensor> {
     let pb = Tensor::i64_from_vec(&[pads_begin.len()], pads_begin.to_vec())?;
     let pe = Tensor::i64_from_vec(&[pads_end.len()], pads_end.to_vec())?;
-    let mut out = Pad {
-        mode: PadMode::Constant,
-    }
-    .eval(&[t, &pb, &pe])?;
-    out.pop()
-        .ok_or_else(|| Error::internal("Pad returned no output"))
+    let mut out = Pad { mode: PadMode::Constant }.eval(&[t, &pb, &pe])?;
+    out.pop().ok_or_else(|| Error::internal("Pad returned no output"))
 }
 
 /// Numpy-broadcasts `t` to `target` (right-aligned; dims of 1 stretch).
 pub(crate) fn broadcast_numpy(t: &Tensor, target: &[usize]) -> Result<Tensor> {
     let tv: Vec<i64> = target.iter().map(|&d| d as i64).collect();
     let tt = Tensor::i64_from_vec(&[tv.len()], tv)?;
-    let mut out = Broadcast {
-        mode: BroadcastMode::Numpy,
-    }
-    .eval(&[t, &tt])?;
-    out.pop()
-        .ok_or_else(|| Error::internal("Broadcast returned no output"))
+    let mut out = Broadcast { mode: BroadcastMode::Numpy }.eval(&[t, &tt])?;
+    out.pop().ok_or_else(|| Error::internal("Broadcast returned no output"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -273,9 +222,7 @@ struct Reshape {
 }
 
 fn build_reshape(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Reshape {
-        special_zero: ctx.attr_bool_or("special_zero", false)?,
-    }))
+    Ok(Box::new(Reshape { special_zero: ctx.attr_bool_or("special_zero", false)? }))
 }
 
 /// Output shape of Reshape for `pattern` (0 = copy with special_zero, -1 = infer).
@@ -287,49 +234,31 @@ fn reshape_dims(in_shape: &[usize], pattern: &[i64], special_zero: bool) -> Resu
         match p {
             -1 => {
                 if infer.is_some() {
-                    return Err(Error::invalid(format!(
-                        "Reshape pattern {pattern:?} has more than one -1"
-                    )));
+                    return Err(Error::invalid(format!("Reshape pattern {pattern:?} has more than one -1")));
                 }
                 infer = Some(i);
                 out.push(1);
             }
             0 if special_zero => out.push(*in_shape.get(i).ok_or_else(|| {
-                Error::invalid(format!(
-                    "Reshape pattern {pattern:?}: 0 at {i} beyond input rank {}",
-                    in_shape.len()
-                ))
+                Error::invalid(format!("Reshape pattern {pattern:?}: 0 at {i} beyond input rank {}", in_shape.len()))
             })?),
-            p if p < 0 => {
-                return Err(Error::invalid(format!(
-                    "Reshape pattern {pattern:?} has {p}"
-                )))
-            }
+            p if p < 0 => return Err(Error::invalid(format!("Reshape pattern {pattern:?} has {p}"))),
             p => out.push(p as usize),
         }
     }
     if let Some(i) = infer {
-        let known: usize = out
-            .iter()
-            .enumerate()
-            .filter(|(k, _)| *k != i)
-            .map(|(_, d)| d)
-            .product();
+        let known: usize = out.iter().enumerate().filter(|(k, _)| *k != i).map(|(_, d)| d).product();
         if known == 0 && total == 0 {
             // An empty tensor: the inferred dimension is 0 as well.
             out[i] = 0;
         } else if known == 0 || total % known != 0 {
-            return Err(Error::mismatch(format!(
-                "Reshape {in_shape:?} to pattern {pattern:?}: cannot infer -1"
-            )));
+            return Err(Error::mismatch(format!("Reshape {in_shape:?} to pattern {pattern:?}: cannot infer -1")));
         } else {
             out[i] = total / known;
         }
     }
     if out.iter().product::<usize>() != total {
-        return Err(Error::mismatch(format!(
-            "Reshape {in_shape:?} to pattern {pattern:?}: element count differs"
-        )));
+        return Err(Error::mismatch(format!("Reshape {in_shape:?} to pattern {pattern:?}: element count differs")));
     }
     Ok(out)
 }
@@ -349,9 +278,7 @@ struct Squeeze {
 }
 
 fn build_squeeze(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Squeeze {
-        allow_axis_skip: ctx.attr_bool_or("allow_axis_skip", false)?,
-    }))
+    Ok(Box::new(Squeeze { allow_axis_skip: ctx.attr_bool_or("allow_axis_skip", false)? }))
 }
 
 impl Op for Squeeze {
@@ -360,29 +287,19 @@ impl Op for Squeeze {
         let shape = x.shape();
         let mut drop = vec![false; shape.len()];
         match inputs.get(1) {
-            None => shape
-                .iter()
-                .enumerate()
-                .for_each(|(i, &d)| drop[i] = d == 1),
+            None => shape.iter().enumerate().for_each(|(i, &d)| drop[i] = d == 1),
             Some(axes) => {
                 for a in axes.to_i64_vec() {
                     let a = norm_axis(a, shape.len())?;
                     if shape[a] == 1 {
                         drop[a] = true;
                     } else if !self.allow_axis_skip {
-                        return Err(Error::mismatch(format!(
-                            "Squeeze axis {a} of shape {shape:?} is not 1"
-                        )));
+                        return Err(Error::mismatch(format!("Squeeze axis {a} of shape {shape:?} is not 1")));
                     }
                 }
             }
         }
-        let dims: Vec<usize> = shape
-            .iter()
-            .zip(&drop)
-            .filter(|(_, &d)| !d)
-            .map(|(&s, _)| s)
-            .collect();
+        let dims: Vec<usize> = shape.iter().zip(&drop).filter(|(_, &d)| !d).map(|(&s, _)| s).collect();
         Ok(vec![x.reshaped(&dims)?])
     }
 }
@@ -404,10 +321,7 @@ impl Op for Unsqueeze {
             new[a] = true;
         }
         let mut it = x.shape().iter();
-        let dims: Vec<usize> = new
-            .iter()
-            .map(|&n| if n { 1 } else { *it.next().unwrap_or(&1) })
-            .collect();
+        let dims: Vec<usize> = new.iter().map(|&n| if n { 1 } else { *it.next().unwrap_or(&1) }).collect();
         Ok(vec![x.reshaped(&dims)?])
     }
 }
@@ -427,20 +341,13 @@ impl Op for Transpose {
             (0..rank).rev().collect()
         } else {
             if order.len() != rank {
-                return Err(Error::mismatch(format!(
-                    "Transpose order {order:?} for rank {rank}"
-                )));
+                return Err(Error::mismatch(format!("Transpose order {order:?} for rank {rank}")));
             }
-            let p = order
-                .iter()
-                .map(|&a| norm_axis(a, rank))
-                .collect::<Result<Vec<_>>>()?;
+            let p = order.iter().map(|&a| norm_axis(a, rank)).collect::<Result<Vec<_>>>()?;
             let mut seen = vec![false; rank];
             for &a in &p {
                 if std::mem::replace(&mut seen[a], true) {
-                    return Err(Error::invalid(format!(
-                        "Transpose order {order:?} repeats an axis"
-                    )));
+                    return Err(Error::invalid(format!("Transpose order {order:?} repeats an axis")));
                 }
             }
             p
@@ -458,9 +365,7 @@ struct Concat {
 }
 
 fn build_concat(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Concat {
-        axis: ctx.attr_i64("axis")?,
-    }))
+    Ok(Box::new(Concat { axis: ctx.attr_i64("axis")? }))
 }
 
 impl Op for Concat {
@@ -480,13 +385,7 @@ fn split_lengths(x: &Tensor, axis: usize, lengths: &[usize]) -> Result<Vec<Tenso
             .shape()
             .iter()
             .enumerate()
-            .map(|(d, &n)| {
-                if d == axis {
-                    (start..start + len).collect()
-                } else {
-                    (0..n).collect()
-                }
-            })
+            .map(|(d, &n)| if d == axis { (start..start + len).collect() } else { (0..n).collect() })
             .collect();
         outs.push(select(x, &sel)?);
         start += len;
@@ -504,27 +403,17 @@ fn build_split(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
     if n < 1 {
         return Err(ctx.err(format!("num_splits {n} < 1")));
     }
-    Ok(Box::new(Split {
-        num_splits: n as usize,
-    }))
+    Ok(Box::new(Split { num_splits: n as usize }))
 }
 
 impl Op for Split {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let x = input(inputs, 0, "Split")?;
         let axis_v = input(inputs, 1, "Split")?.to_i64_vec();
-        let axis = norm_axis(
-            *axis_v
-                .first()
-                .ok_or_else(|| Error::invalid("Split: empty axis"))?,
-            x.rank(),
-        )?;
+        let axis = norm_axis(*axis_v.first().ok_or_else(|| Error::invalid("Split: empty axis"))?, x.rank())?;
         let dim = x.shape()[axis];
         if dim % self.num_splits != 0 {
-            return Err(Error::mismatch(format!(
-                "Split: axis {axis} of {dim} not divisible by {}",
-                self.num_splits
-            )));
+            return Err(Error::mismatch(format!("Split: axis {axis} of {dim} not divisible by {}", self.num_splits)));
         }
         split_lengths(x, axis, &vec![dim / self.num_splits; self.num_splits])
     }
@@ -537,31 +426,24 @@ impl Op for VariadicSplit {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let x = input(inputs, 0, "VariadicSplit")?;
         let axis_v = input(inputs, 1, "VariadicSplit")?.to_i64_vec();
-        let axis = norm_axis(
-            *axis_v
-                .first()
-                .ok_or_else(|| Error::invalid("VariadicSplit: empty axis"))?,
-            x.rank(),
-        )?;
+        let axis = norm_axis(*axis_v.first().ok_or_else(|| Error::invalid("VariadicSplit: empty axis"))?, x.rank())?;
         let lens = input(inputs, 2, "VariadicSplit")?.to_i64_vec();
         let dim = x.shape()[axis] as i64;
         let known: i64 = lens.iter().filter(|&&l| l != -1).sum();
         let n_infer = lens.iter().filter(|&&l| l == -1).count();
         if n_infer > 1 || (n_infer == 0 && known != dim) || known > dim {
-            return Err(Error::mismatch(format!(
-                "VariadicSplit lengths {lens:?} for axis of {dim}"
-            )));
+            return Err(Error::mismatch(format!("VariadicSplit lengths {lens:?} for axis of {dim}")));
         }
-        let lens: Vec<usize> = lens
-            .iter()
-            .map(|&l| {
-                if l == -1 {
-                    to_usize(dim - known, "VariadicSplit")
-                } else {
-                    to_usize(l, "VariadicSplit lengths")
-                }
-            })
-            .collect::<Result<_>>()?;
+        let lens: Vec<usize> =
+            lens.iter()
+                .map(|&l| {
+                    if l == -1 {
+                        to_usize(dim - known, "VariadicSplit")
+                    } else {
+                        to_usize(l, "VariadicSplit lengths")
+                    }
+                })
+                .collect::<Result<_>>()?;
         split_lengths(x, axis, &lens)
     }
 }
@@ -606,9 +488,7 @@ impl Op for StridedSlice {
         let rank = shape.len();
         let n = begin.len();
         // Input axes the spec names explicitly (not new axes, not the ellipsis).
-        let explicit = (0..n)
-            .filter(|&i| !bit(&self.new_axis_mask, i) && !bit(&self.ellipsis_mask, i))
-            .count();
+        let explicit = (0..n).filter(|&i| !bit(&self.new_axis_mask, i) && !bit(&self.ellipsis_mask, i)).count();
         let mut maps: Vec<Vec<usize>> = vec![];
         let mut out_shape: Vec<usize> = vec![];
         let mut ax = 0usize;
@@ -634,9 +514,7 @@ impl Op for StridedSlice {
                 continue;
             }
             if ax >= rank {
-                return Err(Error::invalid(format!(
-                    "StridedSlice: begin {begin:?} exceeds rank {rank}"
-                )));
+                return Err(Error::invalid(format!("StridedSlice: begin {begin:?} exceeds rank {rank}")));
             }
             let dim = shape[ax];
             let s = *stride.get(i).unwrap_or(&1);
@@ -644,18 +522,12 @@ impl Op for StridedSlice {
                 let b = begin.get(i).copied().unwrap_or(0);
                 let b = if b < 0 { b + dim as i64 } else { b };
                 if b < 0 || b >= dim as i64 {
-                    return Err(Error::invalid(format!(
-                        "StridedSlice: shrink index {b} out of range for {dim}"
-                    )));
+                    return Err(Error::invalid(format!("StridedSlice: shrink index {b} out of range for {dim}")));
                 }
                 maps.push(vec![b as usize * st[ax]]);
             } else {
-                let b = (!bit(&self.begin_mask, i))
-                    .then(|| begin.get(i).copied())
-                    .flatten();
-                let e = (!bit(&self.end_mask, i))
-                    .then(|| end.get(i).copied())
-                    .flatten();
+                let b = (!bit(&self.begin_mask, i)).then(|| begin.get(i).copied()).flatten();
+                let e = (!bit(&self.end_mask, i)).then(|| end.get(i).copied()).flatten();
                 let sel = slice_indices(dim, b, e, s)?;
                 out_shape.push(sel.len());
                 maps.push(sel.iter().map(|&k| k * st[ax]).collect());
@@ -683,11 +555,7 @@ impl Op for Slice {
         let step = input(inputs, 3, "Slice")?.to_i64_vec();
         let rank = x.rank();
         let axes: Vec<usize> = match inputs.get(4) {
-            Some(a) => a
-                .to_i64_vec()
-                .iter()
-                .map(|&a| norm_axis(a, rank))
-                .collect::<Result<_>>()?,
+            Some(a) => a.to_i64_vec().iter().map(|&a| norm_axis(a, rank)).collect::<Result<_>>()?,
             None => (0..start.len()).collect(),
         };
         if start.len() != axes.len() || stop.len() != axes.len() || step.len() != axes.len() {
@@ -712,9 +580,7 @@ struct Gather {
 }
 
 fn build_gather(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Gather {
-        batch_dims: ctx.attr_i64_or("batch_dims", 0)?,
-    }))
+    Ok(Box::new(Gather { batch_dims: ctx.attr_i64_or("batch_dims", 0)? }))
 }
 
 /// Resolves a possibly negative index into `0..dim`, or None when out of range.
@@ -731,17 +597,8 @@ impl Op for Gather {
         let axis_v = input(inputs, 2, "Gather")?.to_i64_vec();
         let ds = data.shape();
         let is = ind_t.shape();
-        let axis = norm_axis(
-            *axis_v
-                .first()
-                .ok_or_else(|| Error::invalid("Gather: empty axis"))?,
-            ds.len(),
-        )?;
-        let b = if self.batch_dims < 0 {
-            self.batch_dims + is.len() as i64
-        } else {
-            self.batch_dims
-        };
+        let axis = norm_axis(*axis_v.first().ok_or_else(|| Error::invalid("Gather: empty axis"))?, ds.len())?;
+        let b = if self.batch_dims < 0 { self.batch_dims + is.len() as i64 } else { self.batch_dims };
         let b = to_usize(b, "Gather batch_dims")?;
         if b > axis || b > is.len() || ds[..b] != is[..b] {
             return Err(Error::mismatch(format!(
@@ -774,11 +631,7 @@ impl Op for Gather {
         let mut shape: Vec<usize> = ds[..axis].to_vec();
         shape.extend_from_slice(&is[b..]);
         shape.extend_from_slice(&ds[axis + 1..]);
-        let zero = if oob {
-            Some(Tensor::zeros(data.element_type(), &[1])?)
-        } else {
-            None
-        };
+        let zero = if oob { Some(Tensor::zeros(data.element_type(), &[1])?) } else { None };
         Ok(vec![take(data, &idx, &shape, zero.as_ref())?])
     }
 }
@@ -789,9 +642,7 @@ struct GatherElements {
 }
 
 fn build_gather_elements(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    Ok(Box::new(GatherElements {
-        axis: ctx.attr_i64("axis")?,
-    }))
+    Ok(Box::new(GatherElements { axis: ctx.attr_i64("axis")? }))
 }
 
 impl Op for GatherElements {
@@ -802,28 +653,20 @@ impl Op for GatherElements {
         let is = ind_t.shape().to_vec();
         let axis = norm_axis(self.axis, ds.len())?;
         if is.len() != ds.len() {
-            return Err(Error::mismatch(format!(
-                "GatherElements: data {ds:?} and indices {is:?} differ in rank"
-            )));
+            return Err(Error::mismatch(format!("GatherElements: data {ds:?} and indices {is:?} differ in rank")));
         }
         let dst = strides(ds);
         let ind = ind_t.to_i64_vec();
         let mut idx = Vec::with_capacity(ind.len());
         let mut coord = vec![0usize; is.len()];
         for &v in &ind {
-            let k = resolve(v, ds[axis]).ok_or_else(|| {
-                Error::invalid(format!(
-                    "GatherElements: index {v} out of range for {}",
-                    ds[axis]
-                ))
-            })?;
+            let k = resolve(v, ds[axis])
+                .ok_or_else(|| Error::invalid(format!("GatherElements: index {v} out of range for {}", ds[axis])))?;
             let mut flat = 0;
             for d in 0..is.len() {
                 let c = if d == axis { k } else { coord[d] };
                 if c >= ds[d] {
-                    return Err(Error::mismatch(format!(
-                        "GatherElements: indices {is:?} exceed data {ds:?}"
-                    )));
+                    return Err(Error::mismatch(format!("GatherElements: indices {is:?} exceed data {ds:?}")));
                 }
                 flat += c * dst[d];
             }
@@ -862,13 +705,9 @@ impl Op for GatherNd {
         let ds = data.shape();
         let is = ind_t.shape();
         let b = self.batch_dims;
-        let k = *is
-            .last()
-            .ok_or_else(|| Error::invalid("GatherND: scalar indices"))?;
+        let k = *is.last().ok_or_else(|| Error::invalid("GatherND: scalar indices"))?;
         if is.len() < b + 1 || ds.len() < b + k || ds[..b] != is[..b] {
-            return Err(Error::mismatch(format!(
-                "GatherND: data {ds:?}, indices {is:?}, batch_dims {b}"
-            )));
+            return Err(Error::mismatch(format!("GatherND: data {ds:?}, indices {is:?}, batch_dims {b}")));
         }
         let dst = strides(ds);
         let n_batch: usize = ds[..b].iter().product();
@@ -882,22 +721,14 @@ impl Op for GatherNd {
                 let tuple = &ind[(bt * n_tuples + t) * k..(bt * n_tuples + t + 1) * k];
                 let mut flat = bt * batch_stride;
                 for (j, &v) in tuple.iter().enumerate() {
-                    let c = resolve(v, ds[b + j]).ok_or_else(|| {
-                        Error::invalid(format!(
-                            "GatherND: index {v} out of range for {}",
-                            ds[b + j]
-                        ))
-                    })?;
+                    let c = resolve(v, ds[b + j])
+                        .ok_or_else(|| Error::invalid(format!("GatherND: index {v} out of range for {}", ds[b + j])))?;
                     flat += c * dst[b + j];
                 }
                 idx.extend(flat..flat + slice_len);
             }
         }
-        let mut shape: Vec<usize> = if self.flatten_batch && b > 0 {
-            vec![n_batch]
-        } else {
-            is[..b].to_vec()
-        };
+        let mut shape: Vec<usize> = if self.flatten_batch && b > 0 { vec![n_batch] } else { is[..b].to_vec() };
         shape.extend_from_slice(&is[b..is.len() - 1]);
         shape.extend_from_slice(&ds[b + k..]);
         Ok(vec![take(data, &idx, &shape, None)?])
@@ -913,11 +744,7 @@ struct ShapeOf {
 }
 
 fn build_shape_of(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    let out = if ctx.attr("output_type").is_some() {
-        ctx.attr_type("output_type")?
-    } else {
-        ElementType::I64
-    };
+    let out = if ctx.attr("output_type").is_some() { ctx.attr_type("output_type")? } else { ElementType::I64 };
     if !matches!(out, ElementType::I64 | ElementType::I32) {
         return Err(ctx.err(format!("output_type {out} is not i32 or i64")));
     }
@@ -949,11 +776,7 @@ struct Broadcast {
 }
 
 fn build_broadcast(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    let mode = match ctx
-        .attr_str_or("mode", "numpy")
-        .to_ascii_lowercase()
-        .as_str()
-    {
+    let mode = match ctx.attr_str_or("mode", "numpy").to_ascii_lowercase().as_str() {
         "numpy" => BroadcastMode::Numpy,
         "explicit" => BroadcastMode::Explicit,
         "bidirectional" => BroadcastMode::Bidirectional,
@@ -995,17 +818,13 @@ impl Op for Broadcast {
             BroadcastMode::Explicit => {
                 let mapping = input(inputs, 2, "Broadcast")?.to_i64_vec();
                 if mapping.len() != xs.len() {
-                    return Err(Error::mismatch(format!(
-                        "Broadcast: axes_mapping {mapping:?} for input {xs:?}"
-                    )));
+                    return Err(Error::mismatch(format!("Broadcast: axes_mapping {mapping:?} for input {xs:?}")));
                 }
                 let mut src = vec![None; target.len()];
                 for (i, &m) in mapping.iter().enumerate() {
                     let m = to_usize(m, "Broadcast axes_mapping")?;
                     *src.get_mut(m).ok_or_else(|| {
-                        Error::invalid(format!(
-                            "Broadcast: axes_mapping {mapping:?} beyond target {target:?}"
-                        ))
+                        Error::invalid(format!("Broadcast: axes_mapping {mapping:?} beyond target {target:?}"))
                     })? = Some(i);
                 }
                 Ok(vec![broadcast_to(x, &target, &src)?])
@@ -1013,17 +832,12 @@ impl Op for Broadcast {
             BroadcastMode::Numpy | BroadcastMode::Bidirectional => {
                 let rank = target.len().max(xs.len());
                 if self.mode == BroadcastMode::Numpy && xs.len() > target.len() {
-                    return Err(Error::mismatch(format!(
-                        "Broadcast: input {xs:?} has higher rank than {target:?}"
-                    )));
+                    return Err(Error::mismatch(format!("Broadcast: input {xs:?} has higher rank than {target:?}")));
                 }
                 let mut out = vec![0; rank];
                 let mut src = vec![None; rank];
                 for d in 0..rank {
-                    let t = (d + target.len())
-                        .checked_sub(rank)
-                        .map(|i| target[i])
-                        .unwrap_or(1);
+                    let t = (d + target.len()).checked_sub(rank).map(|i| target[i]).unwrap_or(1);
                     let xi = (d + xs.len()).checked_sub(rank);
                     let xd = xi.map(|i| xs[i]).unwrap_or(1);
                     src[d] = xi;
@@ -1033,9 +847,7 @@ impl Op for Broadcast {
                         } else if xd == 1 {
                             t
                         } else {
-                            return Err(Error::mismatch(format!(
-                                "Broadcast: {xs:?} and {target:?} are incompatible"
-                            )));
+                            return Err(Error::mismatch(format!("Broadcast: {xs:?} and {target:?} are incompatible")));
                         }
                     } else {
                         t
@@ -1085,11 +897,7 @@ struct Pad {
 }
 
 fn build_pad(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    let mode = match ctx
-        .attr_str_or("pad_mode", "constant")
-        .to_ascii_lowercase()
-        .as_str()
-    {
+    let mode = match ctx.attr_str_or("pad_mode", "constant").to_ascii_lowercase().as_str() {
         "constant" => PadMode::Constant,
         "edge" => PadMode::Edge,
         "reflect" => PadMode::Reflect,
@@ -1106,9 +914,7 @@ impl Op for Pad {
         let pe = input(inputs, 2, "Pad")?.to_i64_vec();
         let xs = x.shape();
         if pb.len() != xs.len() || pe.len() != xs.len() {
-            return Err(Error::mismatch(format!(
-                "Pad: pads {pb:?}/{pe:?} for input {xs:?}"
-            )));
+            return Err(Error::mismatch(format!("Pad: pads {pb:?}/{pe:?} for input {xs:?}")));
         }
         let st = strides(xs);
         let mut maps = vec![];
@@ -1134,9 +940,7 @@ impl Op for Pad {
                     None => FILL,
                     Some(c) if (0..dim).contains(&c) => c as usize * st[d],
                     Some(_) => {
-                        return Err(Error::invalid(format!(
-                            "Pad: pads {pb:?}/{pe:?} too large for input {xs:?}"
-                        )))
+                        return Err(Error::invalid(format!("Pad: pads {pb:?}/{pe:?} too large for input {xs:?}")))
                     }
                 });
             }
@@ -1158,11 +962,7 @@ struct Range {
 }
 
 fn build_range(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    let out = if ctx.node.version == "opset4" {
-        Some(ctx.attr_type("output_type")?)
-    } else {
-        None
-    };
+    let out = if ctx.node.version == "opset4" { Some(ctx.attr_type("output_type")?) } else { None };
     Ok(Box::new(Range { out }))
 }
 
@@ -1186,11 +986,7 @@ impl Op for Range {
             return Err(Error::invalid("Range: step is 0"));
         }
         let n = ((stop - start) / step).ceil();
-        let n = if n.is_finite() && n > 0.0 {
-            n as usize
-        } else {
-            0
-        };
+        let n = if n.is_finite() && n > 0.0 { n as usize } else { 0 };
         let v: Vec<f64> = (0..n).map(|i| start + i as f64 * step).collect();
         Ok(vec![Tensor::from_f64_vec(et, &[n], v)?])
     }
@@ -1215,10 +1011,7 @@ struct DepthToSpace {
 
 fn build_depth_to_space(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
     let block = to_usize(ctx.attr_i64_or("block_size", 1)?, "block_size")?.max(1);
-    Ok(Box::new(DepthToSpace {
-        block,
-        blocks_first: blocks_first(ctx)?,
-    }))
+    Ok(Box::new(DepthToSpace { block, blocks_first: blocks_first(ctx)? }))
 }
 
 impl Op for DepthToSpace {
@@ -1226,18 +1019,13 @@ impl Op for DepthToSpace {
         let x = input(inputs, 0, "DepthToSpace")?;
         let xs = x.shape();
         if xs.len() < 3 {
-            return Err(Error::mismatch(format!(
-                "DepthToSpace: input {xs:?} has rank < 3"
-            )));
+            return Err(Error::mismatch(format!("DepthToSpace: input {xs:?} has rank < 3")));
         }
         let k = xs.len() - 2;
         let bs = self.block;
         let div = bs.pow(k as u32);
         if xs[1] % div != 0 {
-            return Err(Error::mismatch(format!(
-                "DepthToSpace: channels {} not divisible by {div}",
-                xs[1]
-            )));
+            return Err(Error::mismatch(format!("DepthToSpace: channels {} not divisible by {div}", xs[1])));
         }
         let c = xs[1] / div;
         let spatial = &xs[2..];
@@ -1277,10 +1065,7 @@ struct SpaceToDepth {
 
 fn build_space_to_depth(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
     let block = to_usize(ctx.attr_i64_or("block_size", 1)?, "block_size")?.max(1);
-    Ok(Box::new(SpaceToDepth {
-        block,
-        blocks_first: blocks_first(ctx)?,
-    }))
+    Ok(Box::new(SpaceToDepth { block, blocks_first: blocks_first(ctx)? }))
 }
 
 impl Op for SpaceToDepth {
@@ -1288,16 +1073,12 @@ impl Op for SpaceToDepth {
         let x = input(inputs, 0, "SpaceToDepth")?;
         let xs = x.shape();
         if xs.len() < 3 {
-            return Err(Error::mismatch(format!(
-                "SpaceToDepth: input {xs:?} has rank < 3"
-            )));
+            return Err(Error::mismatch(format!("SpaceToDepth: input {xs:?} has rank < 3")));
         }
         let k = xs.len() - 2;
         let bs = self.block;
         if xs[2..].iter().any(|d| d % bs != 0) {
-            return Err(Error::mismatch(format!(
-                "SpaceToDepth: spatial dims of {xs:?} not divisible by {bs}"
-            )));
+            return Err(Error::mismatch(format!("SpaceToDepth: spatial dims of {xs:?} not divisible by {bs}")));
         }
         // View as [N, C, D1/bs, bs, D2/bs, bs, ...].
         let mut view = vec![xs[0], xs[1]];
@@ -1343,18 +1124,11 @@ impl Op for ShuffleChannels {
         let axis = norm_axis(self.axis, xs.len())?;
         let c = xs[axis];
         if c % self.group != 0 {
-            return Err(Error::mismatch(format!(
-                "ShuffleChannels: {c} channels not divisible by {}",
-                self.group
-            )));
+            return Err(Error::mismatch(format!("ShuffleChannels: {c} channels not divisible by {}", self.group)));
         }
         let outer: usize = xs[..axis].iter().product();
         let inner: usize = xs[axis + 1..].iter().product();
-        let t = permute(
-            x,
-            &[outer, self.group, c / self.group, inner],
-            &[0, 2, 1, 3],
-        )?;
+        let t = permute(x, &[outer, self.group, c / self.group, inner], &[0, 2, 1, 3])?;
         Ok(vec![t.reshaped(xs)?])
     }
 }
@@ -1385,71 +1159,22 @@ mod tests {
         let x = iota(&[2, 3, 4]);
         let y = run1(&Reshape { special_zero: true }, &[&x, &i(&[0, -1])]);
         assert_eq!(y.shape(), &[2, 12]);
-        let y = run1(
-            &Reshape {
-                special_zero: false,
-            },
-            &[&x, &i(&[4, -1])],
-        );
+        let y = run1(&Reshape { special_zero: false }, &[&x, &i(&[4, -1])]);
         assert_eq!(y.shape(), &[4, 6]);
-        assert!(Reshape {
-            special_zero: false
-        }
-        .eval(&[&x, &i(&[0, -1])])
-        .is_err());
-        assert!(Reshape {
-            special_zero: false
-        }
-        .eval(&[&x, &i(&[5, -1])])
-        .is_err());
+        assert!(Reshape { special_zero: false }.eval(&[&x, &i(&[0, -1])]).is_err());
+        assert!(Reshape { special_zero: false }.eval(&[&x, &i(&[5, -1])]).is_err());
         let empty = iota(&[0, 4]);
-        let y = run1(
-            &Reshape {
-                special_zero: false,
-            },
-            &[&empty, &i(&[-1, 0, 2])],
-        );
+        let y = run1(&Reshape { special_zero: false }, &[&empty, &i(&[-1, 0, 2])]);
         assert_eq!(y.shape(), &[0, 0, 2]);
     }
 
     #[test]
     fn squeeze_unsqueeze() {
         let x = iota(&[1, 3, 1, 2]);
-        assert_eq!(
-            run1(
-                &Squeeze {
-                    allow_axis_skip: false
-                },
-                &[&x]
-            )
-            .shape(),
-            &[3, 2]
-        );
-        assert_eq!(
-            run1(
-                &Squeeze {
-                    allow_axis_skip: false
-                },
-                &[&x, &i(&[-2])]
-            )
-            .shape(),
-            &[1, 3, 2]
-        );
-        assert!(Squeeze {
-            allow_axis_skip: false
-        }
-        .eval(&[&x, &i(&[1])])
-        .is_err());
-        assert_eq!(
-            run1(
-                &Squeeze {
-                    allow_axis_skip: true
-                },
-                &[&x, &i(&[1, 0])]
-            )
-            .shape(),
-            &[3, 1, 2]
-        );
+        assert_eq!(run1(&Squeeze { allow_axis_skip: false }, &[&x]).shape(), &[3, 2]);
+        assert_eq!(run1(&Squeeze { allow_axis_skip: false }, &[&x, &i(&[-2])]).shape(), &[1, 3, 2]);
+        assert!(Squeeze { allow_axis_skip: false }.eval(&[&x, &i(&[1])]).is_err());
+        assert_eq!(run1(&Squeeze { allow_axis_skip: true }, &[&x, &i(&[1, 0])]).shape(), &[3, 1, 2]);
         let y = iota(&[3, 2]);
         assert_eq!(run1(&Unsqueeze, &[&y, &i(&[0, -1])]).shape(), &[1, 3, 2, 1]);
         assert_eq!(run1(&Unsqueeze, &[&y, &i(&[1])]).shape(), &[3, 1, 2]);
@@ -1488,9 +1213,7 @@ mod tests {
         assert_eq!(outs.len(), 3);
         assert_eq!(vals(&outs[1]), vec![2., 3., 8., 9.]);
         assert!(Split { num_splits: 4 }.eval(&[&x, &i(&[1])]).is_err());
-        let outs = VariadicSplit
-            .eval(&[&x, &i(&[1]), &i(&[1, -1, 2])])
-            .unwrap();
+        let outs = VariadicSplit.eval(&[&x, &i(&[1]), &i(&[1, -1, 2])]).unwrap();
         assert_eq!(outs[1].shape(), &[2, 3]);
         assert_eq!(vals(&outs[2]), vec![4., 5., 10., 11.]);
     }
@@ -1509,10 +1232,7 @@ mod tests {
     fn strided_slice_masks() {
         let x = iota(&[3, 4]);
         // x[1:, ::-2]
-        let y = run1(
-            &ss(&[0, 1], &[1, 1], &[], &[], &[]),
-            &[&x, &i(&[1, 0]), &i(&[0, 0]), &i(&[1, -2])],
-        );
+        let y = run1(&ss(&[0, 1], &[1, 1], &[], &[], &[]), &[&x, &i(&[1, 0]), &i(&[0, 0]), &i(&[1, -2])]);
         assert_eq!(y.shape(), &[2, 2]);
         assert_eq!(vals(&y), vec![7., 5., 11., 9.]);
         // x[-1, None, 1:3] → shape [1, 2]
@@ -1524,27 +1244,18 @@ mod tests {
         assert_eq!(vals(&y), vec![9., 10.]);
         // x3[..., 1] on [2,3,4] → [2,3]
         let x3 = iota(&[2, 3, 4]);
-        let y = run1(
-            &ss(&[], &[], &[], &[0, 1], &[1, 0]),
-            &[&x3, &i(&[0, 1]), &i(&[0, 2]), &i(&[1, 1])],
-        );
+        let y = run1(&ss(&[], &[], &[], &[0, 1], &[1, 0]), &[&x3, &i(&[0, 1]), &i(&[0, 2]), &i(&[1, 1])]);
         assert_eq!(y.shape(), &[2, 3]);
         assert_eq!(vals(&y), vec![1., 5., 9., 13., 17., 21.]);
         // Out-of-range end is clamped.
-        let y = run1(
-            &ss(&[], &[], &[], &[], &[]),
-            &[&x, &i(&[0, 2]), &i(&[100, 100])],
-        );
+        let y = run1(&ss(&[], &[], &[], &[], &[]), &[&x, &i(&[0, 2]), &i(&[100, 100])]);
         assert_eq!(y.shape(), &[3, 2]);
     }
 
     #[test]
     fn slice_with_axes_and_negative_step() {
         let x = iota(&[3, 4]);
-        let y = run1(
-            &Slice,
-            &[&x, &i(&[-1]), &i(&[i64::MIN]), &i(&[-2]), &i(&[-1])],
-        );
+        let y = run1(&Slice, &[&x, &i(&[-1]), &i(&[i64::MIN]), &i(&[-2]), &i(&[-1])]);
         assert_eq!(y.shape(), &[3, 2]);
         assert_eq!(vals(&y), vec![3., 1., 7., 5., 11., 9.]);
         let y = run1(&Slice, &[&x, &i(&[1, 1]), &i(&[i64::MAX, 3]), &i(&[1, 1])]);
@@ -1559,14 +1270,10 @@ mod tests {
         assert_eq!(y.shape(), &[2, 2, 2]);
         assert_eq!(vals(&y), vec![0., 1., 6., 7., 6., 7., 2., 3.]);
         // Scalar index on axis 1 drops the axis; i32 data stays i32.
-        let x =
-            Tensor::I32(ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1, 2, 3, 4, 5, 6]).unwrap());
+        let x = Tensor::I32(ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1, 2, 3, 4, 5, 6]).unwrap());
         let idx = Tensor::I64(ArrayD::from_elem(IxDyn(&[]), 2));
         let y = run1(&Gather { batch_dims: 0 }, &[&x, &idx, &i(&[1])]);
-        assert_eq!(
-            y,
-            Tensor::I32(ArrayD::from_shape_vec(IxDyn(&[2]), vec![3, 6]).unwrap())
-        );
+        assert_eq!(y, Tensor::I32(ArrayD::from_shape_vec(IxDyn(&[2]), vec![3, 6]).unwrap()));
         // batch_dims = 1: per row its own index.
         let idx = Tensor::i64_from_vec(&[2, 1], vec![2, 0]).unwrap();
         let y = run1(&Gather { batch_dims: -1 }, &[&x, &idx, &i(&[1])]);
@@ -1586,31 +1293,13 @@ mod tests {
         let y = run1(&GatherElements { axis: 0 }, &[&x, &idx]);
         assert_eq!(vals(&y), vec![0., 1., 2., 1.]);
         let idx = Tensor::i64_from_vec(&[2, 2], vec![0, 1, 1, 0]).unwrap();
-        let y = run1(
-            &GatherNd {
-                batch_dims: 0,
-                flatten_batch: false,
-            },
-            &[&x, &idx],
-        );
+        let y = run1(&GatherNd { batch_dims: 0, flatten_batch: false }, &[&x, &idx]);
         assert_eq!(vals(&y), vec![1., 2.]);
         let idx = Tensor::i64_from_vec(&[2, 1], vec![1, 0]).unwrap();
-        let y = run1(
-            &GatherNd {
-                batch_dims: 0,
-                flatten_batch: false,
-            },
-            &[&x, &idx],
-        );
+        let y = run1(&GatherNd { batch_dims: 0, flatten_batch: false }, &[&x, &idx]);
         assert_eq!(y.shape(), &[2, 2]);
         assert_eq!(vals(&y), vec![2., 3., 0., 1.]);
-        let y = run1(
-            &GatherNd {
-                batch_dims: 1,
-                flatten_batch: true,
-            },
-            &[&x, &idx],
-        );
+        let y = run1(&GatherNd { batch_dims: 1, flatten_batch: true }, &[&x, &idx]);
         assert_eq!(y.shape(), &[2]);
         assert_eq!(vals(&y), vec![1., 2.]);
     }
@@ -1618,62 +1307,25 @@ mod tests {
     #[test]
     fn shape_of_types() {
         let x = iota(&[2, 3]);
-        assert_eq!(
-            run1(
-                &ShapeOf {
-                    out: ElementType::I64
-                },
-                &[&x]
-            ),
-            i(&[2, 3])
-        );
-        let y = run1(
-            &ShapeOf {
-                out: ElementType::I32,
-            },
-            &[&x],
-        );
+        assert_eq!(run1(&ShapeOf { out: ElementType::I64 }, &[&x]), i(&[2, 3]));
+        let y = run1(&ShapeOf { out: ElementType::I32 }, &[&x]);
         assert_eq!(y.element_type(), ElementType::I32);
     }
 
     #[test]
     fn broadcast_modes() {
         let x = f(&[3, 1], &[1., 2., 3.]);
-        let y = run1(
-            &Broadcast {
-                mode: BroadcastMode::Numpy,
-            },
-            &[&x, &i(&[2, 3, 2])],
-        );
+        let y = run1(&Broadcast { mode: BroadcastMode::Numpy }, &[&x, &i(&[2, 3, 2])]);
         assert_eq!(y.shape(), &[2, 3, 2]);
         assert_eq!(vals(&y)[..6], [1., 1., 2., 2., 3., 3.]);
-        let y = run1(
-            &Broadcast {
-                mode: BroadcastMode::Bidirectional,
-            },
-            &[&x, &i(&[1, 4])],
-        );
+        let y = run1(&Broadcast { mode: BroadcastMode::Bidirectional }, &[&x, &i(&[1, 4])]);
         assert_eq!(y.shape(), &[3, 4]);
-        let y = run1(
-            &Broadcast {
-                mode: BroadcastMode::Bidirectional,
-            },
-            &[&x, &i(&[1])],
-        );
+        let y = run1(&Broadcast { mode: BroadcastMode::Bidirectional }, &[&x, &i(&[1])]);
         assert_eq!(y.shape(), &[3, 1]);
         let v = f(&[3], &[1., 2., 3.]);
-        let y = run1(
-            &Broadcast {
-                mode: BroadcastMode::Explicit,
-            },
-            &[&v, &i(&[3, 2]), &i(&[0])],
-        );
+        let y = run1(&Broadcast { mode: BroadcastMode::Explicit }, &[&v, &i(&[3, 2]), &i(&[0])]);
         assert_eq!(vals(&y), vec![1., 1., 2., 2., 3., 3.]);
-        assert!(Broadcast {
-            mode: BroadcastMode::Numpy
-        }
-        .eval(&[&x, &i(&[2, 2])])
-        .is_err());
+        assert!(Broadcast { mode: BroadcastMode::Numpy }.eval(&[&x, &i(&[2, 2])]).is_err());
     }
 
     #[test]
@@ -1687,28 +1339,15 @@ mod tests {
     #[test]
     fn pad_modes_and_negative_pads() {
         let x = f(&[3], &[1., 2., 3.]);
-        let p =
-            |m: PadMode, b: i64, e: i64| vals(&run1(&Pad { mode: m }, &[&x, &i(&[b]), &i(&[e])]));
+        let p = |m: PadMode, b: i64, e: i64| vals(&run1(&Pad { mode: m }, &[&x, &i(&[b]), &i(&[e])]));
         assert_eq!(p(PadMode::Constant, 1, 2), vec![0., 1., 2., 3., 0., 0.]);
         assert_eq!(p(PadMode::Edge, 2, 1), vec![1., 1., 1., 2., 3., 3.]);
         assert_eq!(p(PadMode::Reflect, 2, 2), vec![3., 2., 1., 2., 3., 2., 1.]);
-        assert_eq!(
-            p(PadMode::Symmetric, 2, 2),
-            vec![2., 1., 1., 2., 3., 3., 2.]
-        );
+        assert_eq!(p(PadMode::Symmetric, 2, 2), vec![2., 1., 1., 2., 3., 3., 2.]);
         assert_eq!(p(PadMode::Constant, -1, 1), vec![2., 3., 0.]);
-        let y = run1(
-            &Pad {
-                mode: PadMode::Constant,
-            },
-            &[&x, &i(&[1]), &i(&[0]), &Tensor::scalar_f32(9.)],
-        );
+        let y = run1(&Pad { mode: PadMode::Constant }, &[&x, &i(&[1]), &i(&[0]), &Tensor::scalar_f32(9.)]);
         assert_eq!(vals(&y), vec![9., 1., 2., 3.]);
-        assert!(Pad {
-            mode: PadMode::Reflect
-        }
-        .eval(&[&x, &i(&[3]), &i(&[0])])
-        .is_err());
+        assert!(Pad { mode: PadMode::Reflect }.eval(&[&x, &i(&[3]), &i(&[0])]).is_err());
     }
 
     #[test]
@@ -1716,70 +1355,30 @@ mod tests {
         let s = |v: f32| Tensor::scalar_f32(v);
         let y = run1(&Range { out: None }, &[&s(0.), &s(1.), &s(0.25)]);
         assert_eq!(vals(&y), vec![0., 0.25, 0.5, 0.75]);
-        let y = run1(
-            &Range {
-                out: Some(ElementType::I64),
-            },
-            &[&i(&[5]), &i(&[0]), &i(&[-2])],
-        );
+        let y = run1(&Range { out: Some(ElementType::I64) }, &[&i(&[5]), &i(&[0]), &i(&[-2])]);
         assert_eq!(y, i(&[5, 3, 1]));
-        let y = run1(
-            &Range {
-                out: Some(ElementType::I32),
-            },
-            &[&i(&[3]), &i(&[0]), &i(&[1])],
-        );
+        let y = run1(&Range { out: Some(ElementType::I32) }, &[&i(&[3]), &i(&[0]), &i(&[1])]);
         assert_eq!(y.len(), 0);
     }
 
     #[test]
     fn depth_space_round_trip_and_shuffle() {
         let x = iota(&[1, 4, 1, 1]);
-        let y = run1(
-            &DepthToSpace {
-                block: 2,
-                blocks_first: true,
-            },
-            &[&x],
-        );
+        let y = run1(&DepthToSpace { block: 2, blocks_first: true }, &[&x]);
         assert_eq!(y.shape(), &[1, 1, 2, 2]);
         assert_eq!(vals(&y), vec![0., 1., 2., 3.]);
         let x = iota(&[1, 8, 2, 3]);
         for bf in [true, false] {
-            let y = run1(
-                &DepthToSpace {
-                    block: 2,
-                    blocks_first: bf,
-                },
-                &[&x],
-            );
+            let y = run1(&DepthToSpace { block: 2, blocks_first: bf }, &[&x]);
             assert_eq!(y.shape(), &[1, 2, 4, 6]);
-            let z = run1(
-                &SpaceToDepth {
-                    block: 2,
-                    blocks_first: bf,
-                },
-                &[&y],
-            );
+            let z = run1(&SpaceToDepth { block: 2, blocks_first: bf }, &[&y]);
             assert_eq!(z, x);
         }
         // depth_first with C'=2: channel c*4 + by*2 + bx → output channel c.
         let x = iota(&[1, 8, 1, 1]);
-        let y = run1(
-            &DepthToSpace {
-                block: 2,
-                blocks_first: false,
-            },
-            &[&x],
-        );
+        let y = run1(&DepthToSpace { block: 2, blocks_first: false }, &[&x]);
         assert_eq!(vals(&y), vec![0., 1., 2., 3., 4., 5., 6., 7.]);
-        let y = run1(
-            &DepthToSpace {
-                block: 2,
-                blocks_first: true,
-            },
-            &[&x],
-        );
+        let y = run1(&DepthToSpace { block: 2, blocks_first: true }, &[&x]);
         assert_eq!(vals(&y), vec![0., 2., 4., 6., 1., 3., 5., 7.]);
         let x = iota(&[1, 6]);
         let y = run1(&ShuffleChannels { axis: 1, group: 2 }, &[&x]);

@@ -16,7 +16,13 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 /// Runs `plan` on `indices` of `data` in parallel; outputs in index order.
-fn infer(plan: &Plan, data: &dyn Dataset, indices: &[usize], hooks: &mut Hooks, stage: Option<Stage>) -> Result<Vec<Vec<Tensor>>> {
+fn infer(
+    plan: &Plan,
+    data: &dyn Dataset,
+    indices: &[usize],
+    hooks: &mut Hooks,
+    stage: Option<Stage>,
+) -> Result<Vec<Vec<Tensor>>> {
     let wave = (rayon::current_num_threads() * 4).max(1);
     let mut out = Vec::with_capacity(indices.len());
     for (w, chunk) in indices.chunks(wave).enumerate() {
@@ -86,7 +92,12 @@ impl Ctx<'_> {
         }
     }
 
-    fn metric_of(&mut self, reverted: &HashSet<NodeId>, metric: &mut dyn Metric, hooks: &mut Hooks) -> Result<(f64, Vec<Vec<Tensor>>, Option<Vec<f64>>)> {
+    fn metric_of(
+        &mut self,
+        reverted: &HashSet<NodeId>,
+        metric: &mut dyn Metric,
+        hooks: &mut Hooks,
+    ) -> Result<(f64, Vec<Vec<Tensor>>, Option<Vec<f64>>)> {
         let g = self.q.materialize(reverted)?;
         let plan = Plan::new(&g)?;
         let outs = infer(&plan, self.eval, &self.all, hooks, Some(Stage::Evaluation))?;
@@ -97,7 +108,14 @@ impl Ctx<'_> {
 }
 
 /// Picks the evaluation samples that degrade most (metric per sample first, output error next).
-fn ranking_subset(fp: &[Vec<Tensor>], q: &[Vec<Tensor>], fp_per: Option<&[f64]>, q_per: Option<&[f64]>, k: usize, higher: bool) -> Vec<usize> {
+fn ranking_subset(
+    fp: &[Vec<Tensor>],
+    q: &[Vec<Tensor>],
+    fp_per: Option<&[f64]>,
+    q_per: Option<&[f64]>,
+    k: usize,
+    higher: bool,
+) -> Vec<usize> {
     let mut idx: Vec<(f64, f64, usize)> = (0..fp.len())
         .map(|i| {
             let md = match (fp_per, q_per) {
@@ -120,7 +138,13 @@ fn ranking_subset(fp: &[Vec<Tensor>], q: &[Vec<Tensor>], fp_per: Option<&[f64]>,
 }
 
 /// Scores each candidate group by the output error left after reverting it (lower is better).
-fn rank(ctx: &mut Ctx, reverted: &HashSet<NodeId>, candidates: &[Vec<NodeId>], subset: &[usize], hooks: &mut Hooks) -> Result<Vec<(f64, usize)>> {
+fn rank(
+    ctx: &mut Ctx,
+    reverted: &HashSet<NodeId>,
+    candidates: &[Vec<NodeId>],
+    subset: &[usize],
+    hooks: &mut Hooks,
+) -> Result<Vec<(f64, usize)>> {
     let inputs: Vec<Sample> = subset.iter().map(|&i| ctx.eval.get(i)).collect::<Result<_>>()?;
     let mut scores: Vec<(f64, usize)> = Vec::with_capacity(candidates.len());
     let wave = rayon::current_num_threads().max(1) * 2;
@@ -186,7 +210,8 @@ pub fn run(
     };
 
     if cur_drop > aa.maximal_drop {
-        let k = ((ctx.all.len() as f64 * aa.metric_subset_ratio).ceil() as usize).clamp(1, aa.ranking_subset_size.max(1));
+        let k =
+            ((ctx.all.len() as f64 * aa.metric_subset_ratio).ceil() as usize).clamp(1, aa.ranking_subset_size.max(1));
         let subset = ranking_subset(&ctx.fp_outs, &q_outs, fp_per.as_deref(), q_per.as_deref(), k, higher_is_better);
         let mut remaining: Vec<Vec<NodeId>> = q.revert_groups();
         let total_groups = remaining.len();
@@ -232,7 +257,8 @@ pub fn run(
     let graph = q.materialize(&reverted)?;
     let mut report = q.report.clone();
     report.algorithm = "AccuracyAware".into();
-    let weighted: Vec<NodeId> = q.setup.weights.iter().filter(|w| q.fp_graph.nodes[w.op].op_type != "Gather").map(|w| w.op).collect();
+    let weighted: Vec<NodeId> =
+        q.setup.weights.iter().filter(|w| q.fp_graph.nodes[w.op].op_type != "Gather").map(|w| w.op).collect();
     let kept = weighted.iter().filter(|o| !reverted.contains(o)).count();
     report.accuracy = Some(AccuracyReport {
         baseline,

@@ -24,7 +24,12 @@ pub struct BiasSite {
 }
 
 /// Finds the bias Add of `op`, when there is one.
-pub fn find_bias(graph: &Graph, consumers: &std::collections::HashMap<Outlet, Vec<(NodeId, usize)>>, op: NodeId, const_value: &dyn Fn(Outlet) -> Option<Tensor>) -> Option<BiasSite> {
+pub fn find_bias(
+    graph: &Graph,
+    consumers: &std::collections::HashMap<Outlet, Vec<(NodeId, usize)>>,
+    op: NodeId,
+    const_value: &dyn Fn(Outlet) -> Option<Tensor>,
+) -> Option<BiasSite> {
     let n = &graph.nodes[op];
     let cons = consumers.get(&Outlet::new(op, 0))?;
     if cons.len() != 1 {
@@ -99,7 +104,8 @@ pub fn fast_shift(
     ins[weight_input] = q_weight;
     ins[1 - weight_input] = &blob;
     let out = eval_op(graph, site.op, &ins)?;
-    let Some(q) = out.first().and_then(|t| t.as_f32()).and_then(|a| super::minmax::channel_mean(a, site.out_axis)) else {
+    let Some(q) = out.first().and_then(|t| t.as_f32()).and_then(|a| super::minmax::channel_mean(a, site.out_axis))
+    else {
         return Ok(None);
     };
     if q.len() != out_means.len() {

@@ -200,9 +200,9 @@ fn take<T: serde::de::DeserializeOwned>(
 ) -> Result<Option<T>> {
     match v.get(key) {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(x) => serde_json::from_value(x.clone())
-            .map(Some)
-            .map_err(|e| Error::parse("config", format!("'{key}': {e}"))),
+        Some(x) => {
+            serde_json::from_value(x.clone()).map(Some).map_err(|e| Error::parse("config", format!("'{key}': {e}")))
+        }
     }
 }
 
@@ -220,22 +220,18 @@ impl QuantConfig {
     /// (`{"model":…, "engine":…, "compression": {"target_device":…, "algorithms": [{"name":…,
     /// "params": {…}}]}}`); unknown POT keys that do not change the result are accepted.
     pub fn from_json(text: &str) -> Result<QuantConfig> {
-        let v: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| Error::parse("config", e.to_string()))?;
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::parse("config", e.to_string()))?;
         let obj = v.as_object().ok_or_else(|| Error::parse("config", "the config is not a JSON object"))?;
         if let Some(comp) = obj.get("compression") {
             return Self::from_pot(comp);
         }
-        let c: QuantConfig =
-            serde_json::from_value(v).map_err(|e| Error::parse("config", e.to_string()))?;
+        let c: QuantConfig = serde_json::from_value(v).map_err(|e| Error::parse("config", e.to_string()))?;
         c.validate()?;
         Ok(c)
     }
 
     fn from_pot(comp: &serde_json::Value) -> Result<QuantConfig> {
-        let comp = comp
-            .as_object()
-            .ok_or_else(|| Error::parse("config", "'compression' is not an object"))?;
+        let comp = comp.as_object().ok_or_else(|| Error::parse("config", "'compression' is not an object"))?;
         let mut c = QuantConfig::default();
         if let Some(t) = take::<TargetDevice>(comp, "target_device")? {
             c.target_device = t;
@@ -289,9 +285,9 @@ impl QuantConfig {
         if let (Some(a), Some(w)) = (p.get("activations"), p.get("weights")) {
             let get = |v: &serde_json::Value| -> Result<Option<RangeEstimator>> {
                 match v.get("range_estimator") {
-                    Some(r) => serde_json::from_value(r.clone())
-                        .map(Some)
-                        .map_err(|e| Error::parse("config", e.to_string())),
+                    Some(r) => {
+                        serde_json::from_value(r.clone()).map(Some).map_err(|e| Error::parse("config", e.to_string()))
+                    }
                     None => Ok(None),
                 }
             };

@@ -29,7 +29,13 @@ pub fn activation_range(stats: &[SampleScalars], symmetric: bool, est: Option<&R
                         .iter()
                         .find(|x| (x.0 - at).abs() < 1e-12)
                         .map(|x| if abs { x.2 } else { x.1 })
-                        .unwrap_or(if abs { s.abs_max } else if is_min { s.min } else { s.max })
+                        .unwrap_or(if abs {
+                            s.abs_max
+                        } else if is_min {
+                            s.min
+                        } else {
+                            s.max
+                        })
                 };
                 match kind.as_str() {
                     "min" => Ok(s.min),
@@ -303,11 +309,7 @@ pub fn channel_mean(t: &ArrayD<f32>, axis: isize) -> Option<Vec<f64>> {
         return None;
     }
     let a = a as usize;
-    Some(
-        t.axis_iter(Axis(a))
-            .map(|sub| sub.iter().map(|&x| x as f64).sum::<f64>() / sub.len().max(1) as f64)
-            .collect(),
-    )
+    Some(t.axis_iter(Axis(a)).map(|sub| sub.iter().map(|&x| x as f64).sum::<f64>() / sub.len().max(1) as f64).collect())
 }
 
 #[cfg(test)]

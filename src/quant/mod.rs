@@ -166,10 +166,7 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     report.samples_used = n;
     let mut graph = model.graph().clone();
     if let Some(fq) = graph.nodes.iter().find(|n| n.op_type == "FakeQuantize") {
-        return Err(Error::invalid(format!(
-            "the model is already quantized ({} found)",
-            fq.describe()
-        )));
+        return Err(Error::invalid(format!("the model is already quantized ({} found)", fq.describe())));
     }
     let hw = HwConfig::new(config.target_device, config.model_type);
 
@@ -178,12 +175,8 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         let t = Instant::now();
         let plan = Plan::new(&graph)?;
         let is_const = graph.constant_outlets()?;
-        let regexes: Vec<regex::Regex> = config
-            .ignored
-            .patterns
-            .iter()
-            .filter_map(|p| regex::Regex::new(&format!("^(?:{p})$")).ok())
-            .collect();
+        let regexes: Vec<regex::Regex> =
+            config.ignored.patterns.iter().filter_map(|p| regex::Regex::new(&format!("^(?:{p})$")).ok()).collect();
         let skip = |id: NodeId| placement::ignored_reason(&graph, id, &config.ignored, &regexes).is_some();
         let wv = |o: Outlet| plan.constant_value(o).map(|t| f32_of(t));
         let cands = smooth_quant::candidates(&graph, &is_const, &skip, &wv);
@@ -255,9 +248,8 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
 
     // Activation ranges (unified groups share min-of-mins / max-of-maxes)
     let mut raw: Vec<(f64, f64)> = vec![];
-    let missing = |p: &placement::ActPoint| {
-        Error::internal(format!("no statistics for '{}'", graph.nodes[p.source.node].name))
-    };
+    let missing =
+        |p: &placement::ActPoint| Error::internal(format!("no statistics for '{}'", graph.nodes[p.source.node].name));
     for p in &setup.activations {
         if p.spec.per_channel {
             raw.push((0.0, 0.0));
@@ -300,15 +292,8 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         weights.push((fp, q));
     }
 
-    let mut quantized = Quantized {
-        fp_graph: graph,
-        setup,
-        act_ranges,
-        weights,
-        bias_shifts: vec![],
-        config: config.clone(),
-        report,
-    };
+    let mut quantized =
+        Quantized { fp_graph: graph, setup, act_ranges, weights, bias_shifts: vec![], config: config.clone(), report };
 
     // Bias correction
     if config.bias_correction && !sites.is_empty() {
@@ -393,7 +378,8 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
             input_high: q.fq_high.iter().cloned().fold(f32::NEG_INFINITY, f32::max),
         });
     }
-    quantized.report.quantized_layers = quantized.setup.quantized_ops.iter().map(|&o| g.nodes[o].name.clone()).collect();
+    quantized.report.quantized_layers =
+        quantized.setup.quantized_ops.iter().map(|&o| g.nodes[o].name.clone()).collect();
     quantized.report.ignored = quantized.setup.ignored.clone();
     quantized.report.timings.push(("total".into(), t_total.elapsed().as_secs_f64()));
     Ok(quantized)
@@ -415,7 +401,12 @@ impl Quantized {
 }
 
 /// DefaultQuantization: statistics, FakeQuantize insertion, bias correction, weight compression.
-pub fn default_quantization(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &mut Hooks) -> Result<Outcome> {
+pub fn default_quantization(
+    model: &Model,
+    config: &QuantConfig,
+    data: &dyn Dataset,
+    hooks: &mut Hooks,
+) -> Result<Outcome> {
     let q = prepare(model, config, data, hooks)?;
     let t = Instant::now();
     let graph = q.materialize(&HashSet::new())?;

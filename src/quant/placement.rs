@@ -64,8 +64,7 @@ pub fn ignored_reason(graph: &Graph, id: NodeId, scope: &IgnoredScope, regexes: 
                     other => other.to_string(),
                 };
                 n.attrs.get(k).is_some_and(|have| {
-                    have.replace(' ', "") == want.replace(' ', "").trim_matches(['[', ']'])
-                        || have == want
+                    have.replace(' ', "") == want.replace(' ', "").trim_matches(['[', ']']) || have == want
                 })
             });
             if attrs_match {
@@ -188,8 +187,7 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
         .patterns
         .iter()
         .map(|p| {
-            regex::Regex::new(&format!("^(?:{p})$"))
-                .map_err(|e| Error::invalid(format!("ignored pattern '{p}': {e}")))
+            regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| Error::invalid(format!("ignored pattern '{p}': {e}")))
         })
         .collect::<Result<_>>()?;
     let ctx = Ctx { graph, is_const: graph.constant_outlets()?, consumers: graph.consumers(), hw };
@@ -255,9 +253,8 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
                     }
                 }
                 if n.op_type == "ScaledDotProductAttention" {
-                    acts = (0..n.inputs.len().min(3))
-                        .filter(|&k| ctx.outlet_is_float_activation(n.inputs[k]))
-                        .collect();
+                    acts =
+                        (0..n.inputs.len().min(3)).filter(|&k| ctx.outlet_is_float_activation(n.inputs[k])).collect();
                     spec = sym_spec;
                 }
             }
@@ -326,9 +323,7 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
         let points: Vec<ActPoint> = std::mem::take(&mut by_source).into_values().collect();
         for p in points {
             let total = ctx.consumers.get(&p.source).map_or(0, |c| c.len());
-            let up = (p.edges.len() == total && p.unified.is_none())
-                .then(|| ctx.agnostic_input(p.source))
-                .flatten();
+            let up = (p.edges.len() == total && p.unified.is_none()).then(|| ctx.agnostic_input(p.source)).flatten();
             match up {
                 Some(data) => {
                     moved = true;

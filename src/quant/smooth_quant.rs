@@ -68,11 +68,8 @@ fn quantile(v: &[f32], q: f64) -> f32 {
 
 fn scales_and_ratio(act: &[f32], w: &[f32], alpha: f32) -> (Vec<f32>, f32) {
     let eps = f32::EPSILON;
-    let raw: Vec<f32> = act
-        .iter()
-        .zip(w)
-        .map(|(&a, &b)| a.max(1e-5).powf(alpha) / (b.max(1e-5).powf(1.0 - alpha) + eps))
-        .collect();
+    let raw: Vec<f32> =
+        act.iter().zip(w).map(|(&a, &b)| a.max(1e-5).powf(alpha) / (b.max(1e-5).powf(1.0 - alpha) + eps)).collect();
     let lo = quantile(&raw, 0.1);
     let s: Vec<f32> = raw.iter().map(|&x| x.clamp(lo, 1e2)).collect();
     let mn = s.iter().cloned().fold(f32::INFINITY, f32::min);
@@ -94,10 +91,8 @@ pub fn apply(graph: &mut Graph, c: Candidates, act_max: &HashMap<Outlet, Vec<f32
                 best = None;
                 break;
             }
-            let wmax: Vec<f32> = w
-                .axis_iter(Axis(axis))
-                .map(|row| row.iter().fold(0.0f32, |m, x| m.max(x.abs())))
-                .collect();
+            let wmax: Vec<f32> =
+                w.axis_iter(Axis(axis)).map(|row| row.iter().fold(0.0f32, |m, x| m.max(x.abs()))).collect();
             let (s, ratio) = scales_and_ratio(amax, &wmax, alpha);
             if best.as_ref().is_none_or(|b| ratio > b.1) {
                 best = Some((s, ratio));

@@ -75,12 +75,8 @@ fn scalars_of(data: &[f32], quantiles: &[f64]) -> SampleScalars {
         mn = mn.min(x);
         mx = mx.max(x);
     }
-    let mut s = SampleScalars {
-        min: mn as f64,
-        max: mx as f64,
-        abs_max: (mn.abs()).max(mx.abs()) as f64,
-        quantiles: vec![],
-    };
+    let mut s =
+        SampleScalars { min: mn as f64, max: mx as f64, abs_max: (mn.abs()).max(mx.abs()) as f64, quantiles: vec![] };
     if !quantiles.is_empty() {
         let mut v = data.to_vec();
         v.sort_by(|a, b| a.total_cmp(b));
@@ -104,7 +100,14 @@ fn channel_view(shape: &[usize], axis: isize) -> Option<(usize, usize, usize)> {
 }
 
 impl Partial {
-    fn observe(&mut self, o: Outlet, t: &Tensor, reqs: &[Request], sample: usize, name: &dyn Fn(Outlet) -> String) -> Result<()> {
+    fn observe(
+        &mut self,
+        o: Outlet,
+        t: &Tensor,
+        reqs: &[Request],
+        sample: usize,
+        name: &dyn Fn(Outlet) -> String,
+    ) -> Result<()> {
         let owned;
         let a = match t.as_f32() {
             Some(a) => a,
@@ -122,10 +125,7 @@ impl Partial {
             }
         };
         if data.iter().any(|x| !x.is_finite()) {
-            return Err(Error::invalid(format!(
-                "calibration sample {sample}: tensor '{}' holds NaN or Inf",
-                name(o)
-            )));
+            return Err(Error::invalid(format!("calibration sample {sample}: tensor '{}' holds NaN or Inf", name(o))));
         }
         self.shapes.entry(o).or_insert_with(|| a.shape().to_vec());
         for r in reqs {
@@ -243,11 +243,8 @@ pub fn collect(
             .and_then(|p| p.names.first().cloned())
             .unwrap_or_else(|| format!("{}:{}", node.name, o.port))
     };
-    let parameters: HashMap<String, Outlet> = graph
-        .parameters()
-        .into_iter()
-        .map(|p| (graph.parameter_name(p).to_string(), Outlet::new(p, 0)))
-        .collect();
+    let parameters: HashMap<String, Outlet> =
+        graph.parameters().into_iter().map(|p| (graph.parameter_name(p).to_string(), Outlet::new(p, 0))).collect();
     let targets: Vec<Outlet> = {
         let mut t: Vec<Outlet> = requests.keys().copied().collect();
         t.sort();
@@ -283,12 +280,11 @@ pub fn collect(
                         }
                         Ok(())
                     };
-                    plan.run_from(&seeds, &targets_or_outputs(plan, &targets), &mut obs)
-                        .map_err(|e| match e {
-                            Error::Mismatch(m) => Error::Mismatch(format!("calibration sample {i}: {m}")),
-                            Error::InvalidArgument(m) => Error::InvalidArgument(format!("calibration sample {i}: {m}")),
-                            other => other,
-                        })?;
+                    plan.run_from(&seeds, &targets_or_outputs(plan, &targets), &mut obs).map_err(|e| match e {
+                        Error::Mismatch(m) => Error::Mismatch(format!("calibration sample {i}: {m}")),
+                        Error::InvalidArgument(m) => Error::InvalidArgument(format!("calibration sample {i}: {m}")),
+                        other => other,
+                    })?;
                     if let Some(e) = err {
                         return Err(e);
                     }

@@ -41,7 +41,8 @@ pub fn sample(inputs: &[(String, Tensor)], i: usize) -> Vec<(String, Tensor)> {
     inputs
         .iter()
         .map(|(n, t)| {
-            let t = ovpot::map_tensor!(t, a => a.slice_axis(ndarray::Axis(0), ndarray::Slice::from(i..i + 1)).to_owned());
+            let t =
+                ovpot::map_tensor!(t, a => a.slice_axis(ndarray::Axis(0), ndarray::Slice::from(i..i + 1)).to_owned());
             (n.clone(), t)
         })
         .collect()
@@ -53,33 +54,21 @@ pub fn max_abs(t: &Tensor) -> f64 {
 
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.shape(), b.shape(), "shapes differ");
-    a.to_f64_vec()
-        .iter()
-        .zip(b.to_f64_vec())
-        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+    a.to_f64_vec().iter().zip(b.to_f64_vec()).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
 }
 
 /// Every sample of a data folder as an in-memory dataset (first `limit` samples).
 pub fn dataset(dir: &Path, limit: usize) -> ovpot::InMemoryDataset {
     let inputs = read_inputs(dir);
     let n = inputs[0].1.shape()[0].min(limit);
-    ovpot::InMemoryDataset {
-        samples: (0..n).map(|i| sample(&inputs, i)).collect(),
-    }
+    ovpot::InMemoryDataset { samples: (0..n).map(|i| sample(&inputs, i)).collect() }
 }
 
 /// Top-1 accuracy of a model with the built-in engine on a fixture's eval set.
-pub fn engine_accuracy(
-    model: &ovpot::Model,
-    fixture_dir: &Path,
-    output: usize,
-    limit: usize,
-) -> f64 {
+pub fn engine_accuracy(model: &ovpot::Model, fixture_dir: &Path, output: usize, limit: usize) -> f64 {
     use ovpot::Dataset;
     let data = dataset(&fixture_dir.join("eval"), limit);
-    let labels = ovpot::npy::read_npy(&fixture_dir.join("eval_labels.npy"))
-        .unwrap()
-        .to_i64_vec();
+    let labels = ovpot::npy::read_npy(&fixture_dir.join("eval_labels.npy")).unwrap().to_i64_vec();
     let plan = model.plan().unwrap();
     let mut hits = 0;
     for i in 0..data.len() {
