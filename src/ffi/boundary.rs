@@ -117,7 +117,7 @@ pub(crate) fn try_slice<'a, T>(ptr: *const T, len: usize, what: &str) -> Result<
     if (ptr as usize) % std::mem::align_of::<T>() != 0 {
         return Err(Error::invalid(format!("'{what}' is not aligned for its element type")));
     }
-    if len.checked_mul(std::mem::size_of::<T>()).map_or(true, |b| b > isize::MAX as usize) {
+    if len.checked_mul(std::mem::size_of::<T>()).is_none_or(|b| b > isize::MAX as usize) {
         return Err(Error::invalid(format!("'{what}': length {len} is too large")));
     }
     // SAFETY: non-NULL, aligned, size checked above; the caller promises `len` readable elements

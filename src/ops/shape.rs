@@ -622,7 +622,7 @@ impl Op for Gather {
                         None => {
                             // OpenVINO fills out-of-range positions with zeros.
                             oob = true;
-                            idx.extend(std::iter::repeat(FILL).take(n_inner));
+                            idx.extend(std::iter::repeat_n(FILL, n_inner));
                         }
                     }
                 }
@@ -1033,7 +1033,7 @@ impl Op for DepthToSpace {
         let mut view = vec![xs[0]];
         let mut perm = vec![0];
         if self.blocks_first {
-            view.extend(std::iter::repeat(bs).take(k));
+            view.extend(std::iter::repeat_n(bs, k));
             view.push(c);
             perm.push(k + 1);
             for i in 0..k {
@@ -1042,7 +1042,7 @@ impl Op for DepthToSpace {
             }
         } else {
             view.push(c);
-            view.extend(std::iter::repeat(bs).take(k));
+            view.extend(std::iter::repeat_n(bs, k));
             perm.push(1);
             for i in 0..k {
                 perm.push(k + 2 + i);

@@ -72,6 +72,9 @@ fn nmse(fp: &[Tensor], q: &[Tensor]) -> f64 {
         .sum()
 }
 
+/// Metric, outputs and per-sample metric values of one evaluation.
+type Evaluated = (f64, Vec<Vec<Tensor>>, Option<Vec<f64>>);
+
 struct Ctx<'a> {
     q: &'a Quantized,
     eval: &'a dyn Dataset,
@@ -97,7 +100,7 @@ impl Ctx<'_> {
         reverted: &HashSet<NodeId>,
         metric: &mut dyn Metric,
         hooks: &mut Hooks,
-    ) -> Result<(f64, Vec<Vec<Tensor>>, Option<Vec<f64>>)> {
+    ) -> Result<Evaluated> {
         let g = self.q.materialize(reverted)?;
         let plan = Plan::new(&g)?;
         let outs = infer(&plan, self.eval, &self.all, hooks, Some(Stage::Evaluation))?;

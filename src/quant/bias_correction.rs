@@ -86,6 +86,7 @@ pub fn eval_op(graph: &Graph, op: NodeId, inputs: &[&Tensor]) -> Result<Vec<Tens
     ops::build(&ctx)?.eval(inputs)
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Bias shift for a site: FP mean output minus the quantized layer's output on the mean input.
 /// `None` when the correction would change the bias by more than `threshold` times its value.
 pub fn fast_shift(
@@ -121,7 +122,7 @@ pub fn accept(bias: &ArrayD<f32>, shift: &[f64], threshold: f64) -> Option<Vec<f
     if b.len() != shift.len() {
         return None;
     }
-    let magnitude = if b.iter().any(|&x| x == 0.0) {
+    let magnitude = if b.contains(&0.0) {
         f64::INFINITY
     } else {
         b.iter().zip(shift).map(|(&x, s)| (s / x as f64).abs()).fold(0.0, f64::max)

@@ -329,7 +329,7 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
             // Full: measure the quantized model's per-channel outputs on real data.
             let qg = quantized.materialize_unbiased()?;
             let qplan = Plan::new(&qg)?;
-            let nb = n.min(100).max(1);
+            let nb = n.clamp(1, 100);
             let mut qreqs: HashMap<Outlet, Vec<Request>> = HashMap::new();
             for (_, s) in &sites {
                 qreqs.entry(Outlet::new(s.op, 0)).or_default().push(Request::ChannelMean { axis: s.out_axis });

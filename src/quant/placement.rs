@@ -133,7 +133,7 @@ impl Ctx<'_> {
     }
 
     /// Whether `o` comes from a Softmax through data-movement ops (attention scores).
-    fn from_softmax(&self, mut o: Outlet) -> bool {
+    fn reads_softmax(&self, mut o: Outlet) -> bool {
         for _ in 0..8 {
             let p = &self.graph.nodes[o.node];
             match p.op_type.as_str() {
@@ -145,6 +145,9 @@ impl Ctx<'_> {
         false
     }
 }
+
+/// (consumer, input), spec, quantized op, unified group
+type RawEdge = ((NodeId, usize), QSpec, NodeId, Option<usize>);
 
 fn merge_edge(
     map: &mut BTreeMap<Outlet, ActPoint>,
@@ -197,7 +200,7 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
     let sym_spec = QSpec { symmetric: true, ..act_spec };
     let mut setup = Setup::default();
     // (edge, spec, target, unified group)
-    let mut act_edges: Vec<((NodeId, usize), QSpec, NodeId, Option<usize>)> = vec![];
+    let mut act_edges: Vec<RawEdge> = vec![];
     let mut unified_groups = 0usize;
     let mut weighted_quantized = vec![false; graph.nodes.len()];
 
@@ -228,7 +231,7 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
                     }
                 }
                 if n.op_type == "MatMul" && weight.is_none() {
-                    if n.inputs.iter().any(|&o| ctx.from_softmax(o)) {
+                    if n.inputs.iter().any(|&o| ctx.reads_softmax(o)) {
                         setup.ignored.push(IgnoredInfo {
                             name: n.name.clone(),
                             op_type: n.op_type.clone(),

@@ -71,9 +71,9 @@ pub fn engine_accuracy(model: &ovpot::Model, fixture_dir: &Path, output: usize, 
     let labels = ovpot::npy::read_npy(&fixture_dir.join("eval_labels.npy")).unwrap().to_i64_vec();
     let plan = model.plan().unwrap();
     let mut hits = 0;
-    for i in 0..data.len() {
+    for (i, &label) in labels.iter().enumerate().take(data.len()) {
         let out = plan.run(&data.get(i).unwrap()).unwrap();
-        if ovpot::api::argmax(&out[output]) as i64 == labels[i] {
+        if ovpot::api::argmax(&out[output]) as i64 == label {
             hits += 1;
         }
     }
