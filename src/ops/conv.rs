@@ -16,11 +16,7 @@ pub fn register(r: &mut Registry) {
     r.add("Convolution", &["opset1"], build_conv);
     r.add("GroupConvolution", &["opset1"], build_group_conv);
     r.add("ConvolutionBackpropData", &["opset1"], build_deconv);
-    r.add(
-        "GroupConvolutionBackpropData",
-        &["opset1"],
-        build_group_deconv,
-    );
+    r.add("GroupConvolutionBackpropData", &["opset1"], build_group_deconv);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -38,10 +34,7 @@ pub(crate) enum AutoPad {
 
 impl AutoPad {
     pub(crate) fn parse(ctx: &BuildCtx) -> Result<Self> {
-        let s = ctx
-            .attr_str_or("auto_pad", "explicit")
-            .trim()
-            .to_ascii_lowercase();
+        let s = ctx.attr_str_or("auto_pad", "explicit").trim().to_ascii_lowercase();
         Ok(match s.as_str() {
             "explicit" | "notset" | "" => AutoPad::Explicit,
             "same_upper" => AutoPad::SameUpper,
@@ -78,14 +71,7 @@ pub(crate) struct Axis {
 }
 
 impl Axis {
-    pub(crate) const UNIT: Axis = Axis {
-        input: 1,
-        output: 1,
-        kernel: 1,
-        stride: 1,
-        dilation: 1,
-        pad_begin: 0,
-    };
+    pub(crate) const UNIT: Axis = Axis { input: 1, output: 1, kernel: 1, stride: 1, dilation: 1, pad_begin: 0 };
 
     /// Input coordinate read by output `o` at kernel tap `k` (may lie in the padding).
     #[inline]
@@ -99,11 +85,7 @@ impl Axis {
         let off = (k * self.dilation) as i64 - self.pad_begin;
         let s = self.stride as i64;
         let lo = if off < 0 { ((-off) + s - 1) / s } else { 0 };
-        let hi = if (self.input as i64) <= off {
-            0
-        } else {
-            ((self.input as i64) - off + s - 1) / s
-        };
+        let hi = if (self.input as i64) <= off { 0 } else { ((self.input as i64) - off + s - 1) / s };
         let hi = (hi.max(0) as usize).min(self.output);
         let lo = (lo as usize).min(hi);
         (lo, hi)
@@ -113,10 +95,7 @@ impl Axis {
 /// Lays 1..=3 spatial axes out as exactly 3 (leading unit axes).
 pub(crate) fn to3(axes: &[Axis]) -> Result<[Axis; 3]> {
     if axes.is_empty() || axes.len() > 3 {
-        return Err(Error::unsupported(format!(
-            "{} spatial dimensions (1 to 3 are supported)",
-            axes.len()
-        )));
+        return Err(Error::unsupported(format!("{} spatial dimensions (1 to 3 are supported)", axes.len())));
     }
     let mut a = [Axis::UNIT; 3];
     a[3 - axes.len()..].copy_from_slice(axes);
@@ -136,24 +115,14 @@ pub(crate) struct WindowAttrs {
 impl WindowAttrs {
     pub(crate) fn parse(ctx: &BuildCtx, with_dilations: bool) -> Result<Self> {
         let strides = ctx.attr_usize_list("strides")?;
-        let dilations = if with_dilations {
-            ctx.attr_usize_list("dilations")?
-        } else {
-            vec![1; strides.len()]
-        };
+        let dilations = if with_dilations { ctx.attr_usize_list("dilations")? } else { vec![1; strides.len()] };
         let auto_pad = AutoPad::parse(ctx)?;
         let pads_begin = ctx.attr_i64_list_or("pads_begin", vec![])?;
         let pads_end = ctx.attr_i64_list_or("pads_end", vec![])?;
         if strides.contains(&0) || dilations.contains(&0) {
             return Err(ctx.err("strides and dilations must be positive"));
         }
-        Ok(WindowAttrs {
-            strides,
-            dilations,
-            pads_begin,
-            pads_end,
-            auto_pad,
-        })
+        Ok(WindowAttrs { strides, dilations, pads_begin, pads_end, auto_pad })
     }
 
     /// Checks the attribute lengths against `n` spatial axes; empty pads mean zeros.
@@ -174,10 +143,7 @@ impl WindowAttrs {
     }
 
     pub(crate) fn pad(&self, i: usize) -> (i64, i64) {
-        (
-            self.pads_begin.get(i).copied().unwrap_or(0),
-            self.pads_end.get(i).copied().unwrap_or(0),
-        )
+        (self.pads_begin.get(i).copied().unwrap_or(0), self.pads_end.get(i).copied().unwrap_or(0))
     }
 
     /// Forward-convolution axes for `input` spatial sizes and `kernel` sizes (floor rounding).
@@ -200,14 +166,7 @@ impl WindowAttrs {
                 )));
             }
             let output = ((padded - keff as i64) / stride as i64 + 1) as usize;
-            axes.push(Axis {
-                input: input[i],
-                output,
-                kernel: k,
-                stride,
-                dilation,
-                pad_begin: pb,
-            });
+            axes.push(Axis { input: input[i], output, kernel: k, stride, dilation, pad_begin: pb });
         }
         Ok(axes)
     }
@@ -222,10 +181,7 @@ pub(crate) fn f32_view<'a>(t: &'a Tensor, what: &str) -> Result<CowArray<'a, f32
     match t {
         Tensor::F32(a) => Ok(a.as_standard_layout()),
         Tensor::F16(_) | Tensor::BF16(_) | Tensor::F64(_) => Ok(CowArray::from(t.to_f32())),
-        other => Err(Error::mismatch(format!(
-            "{what}: expected a float tensor, got {}",
-            other.element_type()
-        ))),
+        other => Err(Error::mismatch(format!("{what}: expected a float tensor, got {}", other.element_type()))),
     }
 }
 
@@ -240,8 +196,7 @@ pub(crate) fn from_f32(a: ArrayD<f32>, et: ElementType) -> Result<Tensor> {
 }
 
 pub(crate) fn slice_of<'a>(a: &'a CowArray<'_, f32, IxDyn>, what: &str) -> Result<&'a [f32]> {
-    a.as_slice()
-        .ok_or_else(|| Error::internal(format!("{what}: tensor is not contiguous")))
+    a.as_slice().ok_or_else(|| Error::internal(format!("{what}: tensor is not contiguous")))
 }
 
 /// C = A · B through matrixmultiply's sgemm (threaded for large products).
@@ -250,13 +205,11 @@ fn gemm(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>, beta:
 }
 
 fn view2(s: &[f32], rows: usize, cols: usize) -> Result<ArrayView2<'_, f32>> {
-    ArrayView2::from_shape((rows, cols), s)
-        .map_err(|e| Error::internal(format!("matrix view: {e}")))
+    ArrayView2::from_shape((rows, cols), s).map_err(|e| Error::internal(format!("matrix view: {e}")))
 }
 
 fn view2_mut(s: &mut [f32], rows: usize, cols: usize) -> Result<ArrayViewMut2<'_, f32>> {
-    ArrayViewMut2::from_shape((rows, cols), s)
-        .map_err(|e| Error::internal(format!("matrix view: {e}")))
+    ArrayViewMut2::from_shape((rows, cols), s).map_err(|e| Error::internal(format!("matrix view: {e}")))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -273,17 +226,11 @@ fn im2col(x: &[f32], channels: usize, ax: &[Axis; 3], col: &mut [f32]) {
     if ncols == 0 {
         return;
     }
-    let rows = col[..channels * kk * ncols]
-        .par_chunks_mut(ncols)
-        .with_min_len(4);
+    let rows = col[..channels * kk * ncols].par_chunks_mut(ncols).with_min_len(4);
     rows.enumerate().for_each(|(r, row)| {
         let c = r / kk;
         let t = r % kk;
-        let (kd, kh, kw) = (
-            t / (h.kernel * w.kernel),
-            (t / w.kernel) % h.kernel,
-            t % w.kernel,
-        );
+        let (kd, kh, kw) = (t / (h.kernel * w.kernel), (t / w.kernel) % h.kernel, t % w.kernel);
         let src_plane = &x[c * plane..(c + 1) * plane];
         let (lo, hi) = w.valid_range(kw);
         let off = (kw * w.dilation) as i64 - w.pad_begin;
@@ -291,8 +238,7 @@ fn im2col(x: &[f32], channels: usize, ax: &[Axis; 3], col: &mut [f32]) {
             let id = d.src(od, kd);
             for oh in 0..h.output {
                 let ih = h.src(oh, kh);
-                let dst =
-                    &mut row[(od * h.output + oh) * w.output..(od * h.output + oh + 1) * w.output];
+                let dst = &mut row[(od * h.output + oh) * w.output..(od * h.output + oh + 1) * w.output];
                 if id < 0 || id >= d.input as i64 || ih < 0 || ih >= h.input as i64 {
                     dst.fill(0.0);
                     continue;
@@ -321,11 +267,8 @@ fn depthwise_plane(x: &[f32], wk: &[f32], ax: &[Axis; 3], out: &mut [f32]) {
     let taps_at: Vec<(usize, usize, usize)> = (0..w.kernel)
         .map(|kw| {
             let (lo, hi) = w.valid_range(kw);
-            let start = if lo < hi {
-                (lo as i64 * s as i64 + (kw * w.dilation) as i64 - w.pad_begin) as usize
-            } else {
-                0
-            };
+            let start =
+                if lo < hi { (lo as i64 * s as i64 + (kw * w.dilation) as i64 - w.pad_begin) as usize } else { 0 };
             (lo, hi, start)
         })
         .collect();
@@ -335,8 +278,7 @@ fn depthwise_plane(x: &[f32], wk: &[f32], ax: &[Axis; 3], out: &mut [f32]) {
     let mut phases = vec![0.0f32; if s > 1 { s * plen } else { 0 }];
     for od in 0..d.output {
         for oh in 0..h.output {
-            let dst =
-                &mut out[(od * h.output + oh) * w.output..(od * h.output + oh + 1) * w.output];
+            let dst = &mut out[(od * h.output + oh) * w.output..(od * h.output + oh + 1) * w.output];
             dst.fill(0.0);
             for kd in 0..d.kernel {
                 let id = d.src(od, kd);
@@ -352,10 +294,7 @@ fn depthwise_plane(x: &[f32], wk: &[f32], ax: &[Axis; 3], out: &mut [f32]) {
                     if s > 1 {
                         for p in 0..s {
                             let dst = &mut phases[p * plen..(p + 1) * plen];
-                            for (o, &v) in dst
-                                .iter_mut()
-                                .zip(src.get(p..).unwrap_or(&[]).iter().step_by(s))
-                            {
+                            for (o, &v) in dst.iter_mut().zip(src.get(p..).unwrap_or(&[]).iter().step_by(s)) {
                                 *o = v;
                             }
                         }
@@ -383,15 +322,7 @@ fn depthwise_plane(x: &[f32], wk: &[f32], ax: &[Axis; 3], out: &mut [f32]) {
 
 /// Forward grouped convolution on f32 slices. `x`: [N, G*cin, spatial], `w`: [G, cout, cin, k],
 /// output [N, G*cout, out spatial].
-fn conv_forward(
-    x: &[f32],
-    n: usize,
-    groups: usize,
-    cin: usize,
-    cout: usize,
-    w: &[f32],
-    ax: &[Axis; 3],
-) -> Vec<f32> {
+fn conv_forward(x: &[f32], n: usize, groups: usize, cin: usize, cout: usize, w: &[f32], ax: &[Axis; 3]) -> Vec<f32> {
     let [d, h, wa] = *ax;
     let plane_in = d.input * h.input * wa.input;
     let plane_out = d.output * h.output * wa.output;
@@ -402,25 +333,17 @@ fn conv_forward(
     }
     if cin == 1 {
         // Depthwise (or channel multiplier): one input plane per group, direct kernel.
-        out.par_chunks_mut(plane_out)
-            .enumerate()
-            .for_each(|(i, dst)| {
-                let oc = i % (groups * cout);
-                let b = i / (groups * cout);
-                let g = oc / cout;
-                let src = &x[(b * groups + g) * plane_in..][..plane_in];
-                depthwise_plane(src, &w[oc * kk..(oc + 1) * kk], ax, dst);
-            });
+        out.par_chunks_mut(plane_out).enumerate().for_each(|(i, dst)| {
+            let oc = i % (groups * cout);
+            let b = i / (groups * cout);
+            let g = oc / cout;
+            let src = &x[(b * groups + g) * plane_in..][..plane_in];
+            depthwise_plane(src, &w[oc * kk..(oc + 1) * kk], ax, dst);
+        });
         return out;
     }
-    let pointwise = ax
-        .iter()
-        .all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.output == a.input);
-    let mut col = if pointwise {
-        vec![]
-    } else {
-        vec![0.0f32; cin * kk * plane_out]
-    };
+    let pointwise = ax.iter().all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.output == a.input);
+    let mut col = if pointwise { vec![] } else { vec![0.0f32; cin * kk * plane_out] };
     for b in 0..n {
         for g in 0..groups {
             let xg = &x[(b * groups + g) * cin * plane_in..][..cin * plane_in];
@@ -433,11 +356,9 @@ fn conv_forward(
                 &col
             };
             // The shapes were built from the slice lengths above, so the views cannot fail.
-            if let (Ok(a), Ok(bm), Ok(c)) = (
-                view2(wg, cout, cin * kk),
-                view2(bmat, cin * kk, plane_out),
-                view2_mut(og, cout, plane_out),
-            ) {
+            if let (Ok(a), Ok(bm), Ok(c)) =
+                (view2(wg, cout, cin * kk), view2(bmat, cin * kk, plane_out), view2_mut(og, cout, plane_out))
+            {
                 gemm(a, bm, c, 0.0);
             }
         }
@@ -448,15 +369,7 @@ fn conv_forward(
 /// Transposed (backprop-data) grouped convolution. `x`: [N, G*cin, in], `w`: [G, cin, cout, k];
 /// `full` axes describe the forward convolution from the output (`input` = output size incl.
 /// the crop, `output` = data size). Output [N, G*cout, out spatial].
-fn deconv_forward(
-    x: &[f32],
-    n: usize,
-    groups: usize,
-    cin: usize,
-    cout: usize,
-    w: &[f32],
-    ax: &[Axis; 3],
-) -> Vec<f32> {
+fn deconv_forward(x: &[f32], n: usize, groups: usize, cin: usize, cout: usize, w: &[f32], ax: &[Axis; 3]) -> Vec<f32> {
     let [d, h, wa] = *ax;
     // Here `output` is the data (deconv input) size and `input` is the deconv output size.
     let plane_x = d.output * h.output * wa.output;
@@ -472,19 +385,15 @@ fn deconv_forward(
             let xg = &x[(b * groups + g) * cin * plane_x..][..cin * plane_x];
             let wg = &w[g * cin * cout * kk..][..cin * cout * kk];
             // col[cout*kk, P] = Wgᵀ · Xg, Wg viewed [cin, cout*kk].
-            if let (Ok(a), Ok(bm), Ok(c)) = (
-                view2(wg, cin, cout * kk),
-                view2(xg, cin, plane_x),
-                view2_mut(&mut col, cout * kk, plane_x),
-            ) {
+            if let (Ok(a), Ok(bm), Ok(c)) =
+                (view2(wg, cin, cout * kk), view2(xg, cin, plane_x), view2_mut(&mut col, cout * kk, plane_x))
+            {
                 gemm(a.t(), bm, c, 0.0);
             }
             let og = &mut out[(b * groups + g) * cout * plane_y..][..cout * plane_y];
-            og.par_chunks_mut(plane_y)
-                .enumerate()
-                .for_each(|(oc, dst)| {
-                    col2im_channel(&col[oc * kk * plane_x..][..kk * plane_x], ax, dst);
-                });
+            og.par_chunks_mut(plane_y).enumerate().for_each(|(oc, dst)| {
+                col2im_channel(&col[oc * kk * plane_x..][..kk * plane_x], ax, dst);
+            });
         }
     }
     out
@@ -533,26 +442,17 @@ struct Conv {
 }
 
 fn build_conv(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Conv {
-        window: WindowAttrs::parse(ctx, true)?,
-        grouped: false,
-    }))
+    Ok(Box::new(Conv { window: WindowAttrs::parse(ctx, true)?, grouped: false }))
 }
 
 fn build_group_conv(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Conv {
-        window: WindowAttrs::parse(ctx, true)?,
-        grouped: true,
-    }))
+    Ok(Box::new(Conv { window: WindowAttrs::parse(ctx, true)?, grouped: true }))
 }
 
 fn two_inputs<'a>(inputs: &[&'a Tensor]) -> Result<(&'a Tensor, &'a Tensor)> {
     match inputs {
         [x, w, ..] => Ok((x, w)),
-        _ => Err(Error::invalid(format!(
-            "expected data and weights inputs, got {} input(s)",
-            inputs.len()
-        ))),
+        _ => Err(Error::invalid(format!("expected data and weights inputs, got {} input(s)", inputs.len()))),
     }
 }
 
@@ -563,15 +463,9 @@ impl Op for Conv {
         let ws = wt.shape().to_vec();
         let lead = if self.grouped { 3 } else { 2 };
         if xs.len() < 3 || ws.len() != xs.len() + lead - 2 {
-            return Err(Error::mismatch(format!(
-                "data {xs:?} and weights {ws:?} ranks do not match"
-            )));
+            return Err(Error::mismatch(format!("data {xs:?} and weights {ws:?} ranks do not match")));
         }
-        let (groups, cout, cin) = if self.grouped {
-            (ws[0], ws[1], ws[2])
-        } else {
-            (1, ws[0], ws[1])
-        };
+        let (groups, cout, cin) = if self.grouped { (ws[0], ws[1], ws[2]) } else { (1, ws[0], ws[1]) };
         if groups == 0 || cin * groups != xs[1] {
             return Err(Error::mismatch(format!(
                 "data {xs:?} has {} channels, weights {ws:?} expect {}",
@@ -583,19 +477,10 @@ impl Op for Conv {
         let ax = to3(&axes)?;
         let x = f32_view(xt, "data")?;
         let w = f32_view(wt, "weights")?;
-        let out = conv_forward(
-            slice_of(&x, "data")?,
-            xs[0],
-            groups,
-            cin,
-            cout,
-            slice_of(&w, "weights")?,
-            &ax,
-        );
+        let out = conv_forward(slice_of(&x, "data")?, xs[0], groups, cin, cout, slice_of(&w, "weights")?, &ax);
         let mut shape = vec![xs[0], groups * cout];
         shape.extend(axes.iter().map(|a| a.output));
-        let arr = ArrayD::from_shape_vec(IxDyn(&shape), out)
-            .map_err(|e| Error::internal(e.to_string()))?;
+        let arr = ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| Error::internal(e.to_string()))?;
         Ok(vec![from_f32(arr, xt.element_type())?])
     }
 }
@@ -621,21 +506,12 @@ fn build_deconv_impl(ctx: &BuildCtx, grouped: bool) -> Result<Box<dyn Op>> {
     if output_padding.iter().any(|&p| p < 0) {
         return Err(ctx.err("output_padding must not be negative"));
     }
-    Ok(Box::new(Deconv {
-        window,
-        output_padding,
-        grouped,
-    }))
+    Ok(Box::new(Deconv { window, output_padding, grouped }))
 }
 
 impl Deconv {
     /// Axes of the equivalent forward convolution (deconv output → deconv input).
-    fn axes(
-        &self,
-        data: &[usize],
-        kernel: &[usize],
-        out_shape: Option<&[i64]>,
-    ) -> Result<Vec<Axis>> {
+    fn axes(&self, data: &[usize], kernel: &[usize], out_shape: Option<&[i64]>) -> Result<Vec<Axis>> {
         let n = data.len();
         self.window.check(n)?;
         if !(self.output_padding.is_empty() || self.output_padding.len() == n) {
@@ -646,9 +522,7 @@ impl Deconv {
         }
         if let Some(o) = out_shape {
             if o.len() != n || o.iter().any(|&v| v < 0) {
-                return Err(Error::mismatch(format!(
-                    "output_shape {o:?} does not match {n} spatial dims"
-                )));
+                return Err(Error::mismatch(format!("output_shape {o:?} does not match {n} spatial dims")));
             }
         }
         let mut axes = Vec::with_capacity(n);
@@ -657,18 +531,11 @@ impl Deconv {
             let keff = ((k.max(1) - 1) * dl + 1) as i64;
             let op = self.output_padding.get(i).copied().unwrap_or(0);
             let full = (data[i] as i64 - 1) * s as i64 + keff;
-            let same = matches!(
-                self.window.auto_pad,
-                AutoPad::SameUpper | AutoPad::SameLower
-            );
+            let same = matches!(self.window.auto_pad, AutoPad::SameUpper | AutoPad::SameLower);
             let (pb, out) = match (out_shape, self.window.auto_pad) {
                 (Some(o), _) if same => {
                     let total = (full - o[i] + op).max(0);
-                    let pb = if self.window.auto_pad == AutoPad::SameUpper {
-                        total - total / 2
-                    } else {
-                        total / 2
-                    };
+                    let pb = if self.window.auto_pad == AutoPad::SameUpper { total - total / 2 } else { total / 2 };
                     (pb, o[i])
                 }
                 (Some(o), AutoPad::Explicit) => (self.window.pad(i).0, o[i]),
@@ -680,18 +547,9 @@ impl Deconv {
                 (None, _) => (0, full + op),
             };
             if out <= 0 || k == 0 {
-                return Err(Error::mismatch(format!(
-                    "output size {out} on spatial axis {i} is not positive"
-                )));
+                return Err(Error::mismatch(format!("output size {out} on spatial axis {i} is not positive")));
             }
-            axes.push(Axis {
-                input: out as usize,
-                output: data[i],
-                kernel: k,
-                stride: s,
-                dilation: dl,
-                pad_begin: pb,
-            });
+            axes.push(Axis { input: out as usize, output: data[i], kernel: k, stride: s, dilation: dl, pad_begin: pb });
         }
         Ok(axes)
     }
@@ -705,15 +563,9 @@ impl Op for Deconv {
         let ws = wt.shape().to_vec();
         let lead = if self.grouped { 3 } else { 2 };
         if xs.len() < 3 || ws.len() != xs.len() + lead - 2 {
-            return Err(Error::mismatch(format!(
-                "data {xs:?} and weights {ws:?} ranks do not match"
-            )));
+            return Err(Error::mismatch(format!("data {xs:?} and weights {ws:?} ranks do not match")));
         }
-        let (groups, cin, cout) = if self.grouped {
-            (ws[0], ws[1], ws[2])
-        } else {
-            (1, ws[0], ws[1])
-        };
+        let (groups, cin, cout) = if self.grouped { (ws[0], ws[1], ws[2]) } else { (1, ws[0], ws[1]) };
         if groups == 0 || cin * groups != xs[1] {
             return Err(Error::mismatch(format!(
                 "data {xs:?} has {} channels, weights {ws:?} expect {}",
@@ -725,19 +577,10 @@ impl Op for Deconv {
         let ax = to3(&axes)?;
         let x = f32_view(xt, "data")?;
         let w = f32_view(wt, "weights")?;
-        let out = deconv_forward(
-            slice_of(&x, "data")?,
-            xs[0],
-            groups,
-            cin,
-            cout,
-            slice_of(&w, "weights")?,
-            &ax,
-        );
+        let out = deconv_forward(slice_of(&x, "data")?, xs[0], groups, cin, cout, slice_of(&w, "weights")?, &ax);
         let mut shape = vec![xs[0], groups * cout];
         shape.extend(axes.iter().map(|a| a.input));
-        let arr = ArrayD::from_shape_vec(IxDyn(&shape), out)
-            .map_err(|e| Error::internal(e.to_string()))?;
+        let arr = ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| Error::internal(e.to_string()))?;
         Ok(vec![from_f32(arr, xt.element_type())?])
     }
 }
@@ -795,13 +638,10 @@ mod tests {
                                 for kw in 0..k[1] {
                                     let ih = (oh * s[0] + kh * dl[0]) as i64 - pb[0];
                                     let iw = (ow * s[1] + kw * dl[1]) as i64 - pb[1];
-                                    if ih < 0 || iw < 0 || ih >= xs[2] as i64 || iw >= xs[3] as i64
-                                    {
+                                    if ih < 0 || iw < 0 || ih >= xs[2] as i64 || iw >= xs[3] as i64 {
                                         continue;
                                     }
-                                    let xi = ((n * xs[1] + g * cin + ic) * xs[2] + ih as usize)
-                                        * xs[3]
-                                        + iw as usize;
+                                    let xi = ((n * xs[1] + g * cin + ic) * xs[2] + ih as usize) * xs[3] + iw as usize;
                                     let wi = ((oc * cin + ic) * k[0] + kh) * k[1] + kw;
                                     acc += x[xi] * w[wi];
                                 }
@@ -820,21 +660,11 @@ mod tests {
         // 1x1x3x3 input 0..8, 2x2 kernel of ones, no padding: sums of 2x2 windows.
         let x = t(&[1, 1, 3, 3], seq(9));
         let w = t(&[1, 1, 2, 2], vec![1.0; 4]);
-        let y = conv(
-            win(&[1, 1], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit),
-            false,
-            &x,
-            &w,
-        );
+        let y = conv(win(&[1, 1], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit), false, &x, &w);
         assert_eq!(y.shape(), &[1, 1, 2, 2]);
         assert_eq!(y.to_f64_vec(), vec![8.0, 12.0, 20.0, 24.0]);
         // pad 1 all around, stride 2: corners see 1, 2, 2 and 4 elements.
-        let y = conv(
-            win(&[2, 2], &[1, 1], &[1, 1], &[1, 1], AutoPad::Explicit),
-            false,
-            &x,
-            &w,
-        );
+        let y = conv(win(&[2, 2], &[1, 1], &[1, 1], &[1, 1], AutoPad::Explicit), false, &x, &w);
         assert_eq!(y.shape(), &[1, 1, 2, 2]);
         assert_eq!(y.to_f64_vec(), vec![0.0, 3.0, 9.0, 24.0]);
     }
@@ -842,16 +672,7 @@ mod tests {
     #[test]
     fn conv_matches_naive_odd_strides_dilations_pads() {
         // (input shape, groups, cout per group, kernel, strides, dilations, pads_begin, pads_end)
-        type Case = (
-            [usize; 4],
-            usize,
-            usize,
-            [usize; 2],
-            [usize; 2],
-            [usize; 2],
-            [i64; 2],
-            [i64; 2],
-        );
+        type Case = ([usize; 4], usize, usize, [usize; 2], [usize; 2], [usize; 2], [i64; 2], [i64; 2]);
         let cases: &[Case] = &[
             ([1, 3, 7, 6], 1, 4, [3, 3], [2, 1], [1, 1], [1, 1], [1, 1]),
             ([2, 4, 9, 8], 2, 3, [3, 2], [3, 2], [2, 1], [2, 0], [1, 2]),
@@ -862,12 +683,8 @@ mod tests {
         ];
         for &(xs, groups, cout, k, s, dl, pb, pe) in cases {
             let cin = xs[1] / groups;
-            let xv: Vec<f32> = (0..xs.iter().product::<usize>())
-                .map(|i| ((i * 7) % 11) as f32 - 5.0)
-                .collect();
-            let wv: Vec<f32> = (0..groups * cout * cin * k[0] * k[1])
-                .map(|i| ((i * 5) % 7) as f32 - 3.0)
-                .collect();
+            let xv: Vec<f32> = (0..xs.iter().product::<usize>()).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+            let wv: Vec<f32> = (0..groups * cout * cin * k[0] * k[1]).map(|i| ((i * 5) % 7) as f32 - 3.0).collect();
             let x = t(&xs, xv.clone());
             let (w, grouped) = if groups == 1 {
                 (t(&[cout, cin, k[0], k[1]], wv.clone()), false)
@@ -895,29 +712,14 @@ mod tests {
         assert_eq!(same_pads(4, 3, 2, true), (1, 0));
         let x = t(&[1, 1, 4, 4], seq(16));
         let w = t(&[1, 1, 3, 3], vec![1.0; 9]);
-        let up = conv(
-            win(&[2, 2], &[1, 1], &[9, 9], &[9, 9], AutoPad::SameUpper),
-            false,
-            &x,
-            &w,
-        );
+        let up = conv(win(&[2, 2], &[1, 1], &[9, 9], &[9, 9], AutoPad::SameUpper), false, &x, &w);
         assert_eq!(up.shape(), &[1, 1, 2, 2]);
         // windows rows 0..3 / 2..4 (pad after), cols likewise.
         assert_eq!(up.to_f64_vec(), vec![45.0, 39.0, 66.0, 50.0]);
-        let lo = conv(
-            win(&[2, 2], &[1, 1], &[], &[], AutoPad::SameLower),
-            false,
-            &x,
-            &w,
-        );
+        let lo = conv(win(&[2, 2], &[1, 1], &[], &[], AutoPad::SameLower), false, &x, &w);
         // windows rows -1..2 / 1..4.
         assert_eq!(lo.to_f64_vec(), vec![10.0, 24.0, 51.0, 90.0]);
-        let valid = conv(
-            win(&[1, 1], &[1, 1], &[3, 3], &[3, 3], AutoPad::Valid),
-            false,
-            &x,
-            &w,
-        );
+        let valid = conv(win(&[1, 1], &[1, 1], &[3, 3], &[3, 3], AutoPad::Valid), false, &x, &w);
         assert_eq!(valid.shape(), &[1, 1, 2, 2]);
         assert_eq!(valid.to_f64_vec(), vec![45.0, 54.0, 81.0, 90.0]);
     }
@@ -926,28 +728,12 @@ mod tests {
     fn conv_1d_and_3d() {
         let x = t(&[1, 1, 5], vec![1.0, 2.0, 3.0, 4.0, 5.0]);
         let w = t(&[1, 1, 2], vec![1.0, -1.0]);
-        let y = conv(
-            win(&[2], &[1], &[1], &[0], AutoPad::Explicit),
-            false,
-            &x,
-            &w,
-        );
+        let y = conv(win(&[2], &[1], &[1], &[0], AutoPad::Explicit), false, &x, &w);
         // positions -1..1, 1..3, 3..5 → [-1, 2-3, 4-5]
         assert_eq!(y.to_f64_vec(), vec![-1.0, -1.0, -1.0]);
         let x = t(&[1, 1, 2, 2, 2], seq(8));
         let w = t(&[2, 1, 2, 2, 2], [vec![1.0; 8], vec![0.5; 8]].concat());
-        let y = conv(
-            win(
-                &[1, 1, 1],
-                &[1, 1, 1],
-                &[0, 0, 0],
-                &[0, 0, 0],
-                AutoPad::Explicit,
-            ),
-            false,
-            &x,
-            &w,
-        );
+        let y = conv(win(&[1, 1, 1], &[1, 1, 1], &[0, 0, 0], &[0, 0, 0], AutoPad::Explicit), false, &x, &w);
         assert_eq!(y.shape(), &[1, 2, 1, 1, 1]);
         assert_eq!(y.to_f64_vec(), vec![28.0, 14.0]);
     }
@@ -957,28 +743,15 @@ mod tests {
         // 2 groups, 1 input channel each, 2 outputs per group.
         let x = t(&[1, 2, 3, 3], seq(18));
         let w = t(&[2, 2, 1, 1, 1], vec![1.0, 2.0, 3.0, 4.0]);
-        let y = conv(
-            win(&[2, 2], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit),
-            true,
-            &x,
-            &w,
-        );
+        let y = conv(win(&[2, 2], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit), true, &x, &w);
         assert_eq!(y.shape(), &[1, 4, 2, 2]);
         assert_eq!(
             y.to_f64_vec(),
-            vec![
-                0.0, 2.0, 6.0, 8.0, 0.0, 4.0, 12.0, 16.0, 27.0, 33.0, 45.0, 51.0, 36.0, 44.0, 60.0,
-                68.0
-            ]
+            vec![0.0, 2.0, 6.0, 8.0, 0.0, 4.0, 12.0, 16.0, 27.0, 33.0, 45.0, 51.0, 36.0, 44.0, 60.0, 68.0]
         );
         let xh = x.convert(ElementType::F16).unwrap();
         let wh = w.convert(ElementType::F16).unwrap();
-        let yh = conv(
-            win(&[2, 2], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit),
-            true,
-            &xh,
-            &wh,
-        );
+        let yh = conv(win(&[2, 2], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit), true, &xh, &wh);
         assert_eq!(yh.element_type(), ElementType::F16);
         assert_eq!(yh.to_f64_vec(), y.to_f64_vec());
     }
@@ -988,12 +761,7 @@ mod tests {
         // stride 3 over a width of 1 (phase split must not read past the row)
         let x = t(&[1, 2, 2, 1], vec![1.0, 2.0, 3.0, 4.0]);
         let w = t(&[2, 1, 1, 1, 1], vec![2.0, 3.0]);
-        let y = conv(
-            win(&[3, 3], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit),
-            true,
-            &x,
-            &w,
-        );
+        let y = conv(win(&[3, 3], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit), true, &x, &w);
         assert_eq!(y.shape(), &[1, 2, 1, 1]);
         assert_eq!(y.to_f64_vec(), vec![2.0, 9.0]);
     }
@@ -1002,32 +770,19 @@ mod tests {
     fn conv_errors_name_the_problem() {
         let x = t(&[1, 3, 4, 4], seq(48));
         let w = t(&[1, 2, 3, 3], vec![1.0; 18]);
-        let e = Conv {
-            window: win(&[1, 1], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit),
-            grouped: false,
-        }
-        .eval(&[&x, &w])
-        .unwrap_err();
+        let e = Conv { window: win(&[1, 1], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit), grouped: false }
+            .eval(&[&x, &w])
+            .unwrap_err();
         assert!(e.to_string().contains("channels"), "{e}");
         let w = t(&[1, 3, 5, 5], vec![1.0; 75]);
-        let e = Conv {
-            window: win(&[1, 1], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit),
-            grouped: false,
-        }
-        .eval(&[&x, &w])
-        .unwrap_err();
+        let e = Conv { window: win(&[1, 1], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit), grouped: false }
+            .eval(&[&x, &w])
+            .unwrap_err();
         assert!(e.to_string().contains("larger"), "{e}");
     }
 
     fn deconv(window: WindowAttrs, op: &[i64], grouped: bool, ins: &[&Tensor]) -> Tensor {
-        Deconv {
-            window,
-            output_padding: op.to_vec(),
-            grouped,
-        }
-        .eval(ins)
-        .unwrap()
-        .remove(0)
+        Deconv { window, output_padding: op.to_vec(), grouped }.eval(ins).unwrap().remove(0)
     }
 
     #[test]
@@ -1035,45 +790,20 @@ mod tests {
         // 1-D: x=[1,2], k=[1,1,1] stride 2 → full length 5: [1,1,1+2,2,2].
         let x = t(&[1, 1, 2], vec![1.0, 2.0]);
         let w = t(&[1, 1, 3], vec![1.0, 1.0, 1.0]);
-        let y = deconv(
-            win(&[2], &[1], &[0], &[0], AutoPad::Explicit),
-            &[],
-            false,
-            &[&x, &w],
-        );
+        let y = deconv(win(&[2], &[1], &[0], &[0], AutoPad::Explicit), &[], false, &[&x, &w]);
         assert_eq!(y.to_f64_vec(), vec![1.0, 1.0, 3.0, 2.0, 2.0]);
         // pads crop 1 at the begin, output_padding adds one zero-contribution at the end.
-        let y = deconv(
-            win(&[2], &[1], &[1], &[0], AutoPad::Explicit),
-            &[1],
-            false,
-            &[&x, &w],
-        );
+        let y = deconv(win(&[2], &[1], &[1], &[0], AutoPad::Explicit), &[1], false, &[&x, &w]);
         assert_eq!(y.to_f64_vec(), vec![1.0, 3.0, 2.0, 2.0, 0.0]);
         // output_shape input 3 with explicit pads_begin 1.
         let os = Tensor::i64_from_vec(&[1], vec![3]).unwrap();
-        let y = deconv(
-            win(&[2], &[1], &[1], &[0], AutoPad::Explicit),
-            &[],
-            false,
-            &[&x, &w, &os],
-        );
+        let y = deconv(win(&[2], &[1], &[1], &[0], AutoPad::Explicit), &[], false, &[&x, &w, &os]);
         assert_eq!(y.to_f64_vec(), vec![1.0, 3.0, 2.0]);
         // same_upper with output_shape 4: total pad 1 goes to the begin.
         let os = Tensor::i64_from_vec(&[1], vec![4]).unwrap();
-        let y = deconv(
-            win(&[2], &[1], &[], &[], AutoPad::SameUpper),
-            &[],
-            false,
-            &[&x, &w, &os],
-        );
+        let y = deconv(win(&[2], &[1], &[], &[], AutoPad::SameUpper), &[], false, &[&x, &w, &os]);
         assert_eq!(y.to_f64_vec(), vec![1.0, 3.0, 2.0, 2.0]);
-        let y = deconv(
-            win(&[2], &[1], &[], &[], AutoPad::SameLower),
-            &[],
-            false,
-            &[&x, &w, &os],
-        );
+        let y = deconv(win(&[2], &[1], &[], &[], AutoPad::SameLower), &[], false, &[&x, &w, &os]);
         assert_eq!(y.to_f64_vec(), vec![1.0, 1.0, 3.0, 2.0]);
     }
 
@@ -1083,19 +813,10 @@ mod tests {
         let groups = 2;
         let (cin, cout) = (3, 2);
         let xs = [1, groups * cin, 7, 8];
-        let xv: Vec<f32> = (0..xs.iter().product::<usize>())
-            .map(|i| ((i * 3) % 7) as f32 - 3.0)
-            .collect();
-        let wv: Vec<f32> = (0..groups * cout * cin * 9)
-            .map(|i| ((i * 5) % 9) as f32 - 4.0)
-            .collect();
+        let xv: Vec<f32> = (0..xs.iter().product::<usize>()).map(|i| ((i * 3) % 7) as f32 - 3.0).collect();
+        let wv: Vec<f32> = (0..groups * cout * cin * 9).map(|i| ((i * 5) % 9) as f32 - 4.0).collect();
         let window = win(&[2, 3], &[1, 2], &[1, 2], &[2, 1], AutoPad::Explicit);
-        let y = conv(
-            window.clone(),
-            true,
-            &t(&xs, xv.clone()),
-            &t(&[groups, cout, cin, 3, 3], wv.clone()),
-        );
+        let y = conv(window.clone(), true, &t(&xs, xv.clone()), &t(&[groups, cout, cin, 3, 3], wv.clone()));
         let ys = y.shape().to_vec();
         let yv: Vec<f32> = (0..y.len()).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
         // deconv weights [G, C_in(deconv)=cout, C_out(deconv)=cin, k]: transpose of forward.
@@ -1104,32 +825,16 @@ mod tests {
             for o in 0..cout {
                 for i in 0..cin {
                     for k in 0..9 {
-                        wt[((g * cout + o) * cin + i) * 9 + k] =
-                            wv[((g * cout + o) * cin + i) * 9 + k];
+                        wt[((g * cout + o) * cin + i) * 9 + k] = wv[((g * cout + o) * cin + i) * 9 + k];
                     }
                 }
             }
         }
         let os = Tensor::i64_from_vec(&[2], vec![7, 8]).unwrap();
-        let back = deconv(
-            window,
-            &[],
-            true,
-            &[&t(&ys, yv.clone()), &t(&[groups, cout, cin, 3, 3], wt), &os],
-        );
+        let back = deconv(window, &[], true, &[&t(&ys, yv.clone()), &t(&[groups, cout, cin, 3, 3], wt), &os]);
         assert_eq!(back.shape(), &xs);
-        let lhs: f64 = y
-            .to_f64_vec()
-            .iter()
-            .zip(&yv)
-            .map(|(a, b)| a * *b as f64)
-            .sum();
-        let rhs: f64 = back
-            .to_f64_vec()
-            .iter()
-            .zip(&xv)
-            .map(|(a, b)| a * *b as f64)
-            .sum();
+        let lhs: f64 = y.to_f64_vec().iter().zip(&yv).map(|(a, b)| a * *b as f64).sum();
+        let rhs: f64 = back.to_f64_vec().iter().zip(&xv).map(|(a, b)| a * *b as f64).sum();
         assert!((lhs - rhs).abs() < 1e-3, "{lhs} vs {rhs}");
     }
 }

@@ -44,27 +44,17 @@ struct Plan {
 
 fn plan(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<Plan> {
     if a.is_empty() || b.is_empty() {
-        return Err(Error::mismatch(format!(
-            "MatMul operands must have rank >= 1, got {a:?} and {b:?}"
-        )));
+        return Err(Error::mismatch(format!("MatMul operands must have rank >= 1, got {a:?} and {b:?}")));
     }
     let (a_rc, a_batch, ta) = if a.len() == 1 {
         ((1, a[0]), vec![], false)
     } else {
-        (
-            (a[a.len() - 2], a[a.len() - 1]),
-            a[..a.len() - 2].to_vec(),
-            ta,
-        )
+        ((a[a.len() - 2], a[a.len() - 1]), a[..a.len() - 2].to_vec(), ta)
     };
     let (b_rc, b_batch, tb) = if b.len() == 1 {
         ((b[0], 1), vec![], false)
     } else {
-        (
-            (b[b.len() - 2], b[b.len() - 1]),
-            b[..b.len() - 2].to_vec(),
-            tb,
-        )
+        ((b[b.len() - 2], b[b.len() - 1]), b[..b.len() - 2].to_vec(), tb)
     };
     let (m, k) = if ta { (a_rc.1, a_rc.0) } else { a_rc };
     let (k2, n) = if tb { (b_rc.1, b_rc.0) } else { b_rc };
@@ -78,25 +68,13 @@ fn plan(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<Plan> {
     let rank = a_batch.len().max(b_batch.len());
     let mut out_batch = vec![0; rank];
     for i in 0..rank {
-        let da = if i + a_batch.len() >= rank {
-            a_batch[i + a_batch.len() - rank]
-        } else {
-            1
-        };
-        let db = if i + b_batch.len() >= rank {
-            b_batch[i + b_batch.len() - rank]
-        } else {
-            1
-        };
+        let da = if i + a_batch.len() >= rank { a_batch[i + a_batch.len() - rank] } else { 1 };
+        let db = if i + b_batch.len() >= rank { b_batch[i + b_batch.len() - rank] } else { 1 };
         out_batch[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
             (x, 1) => x,
-            _ => {
-                return Err(Error::mismatch(format!(
-                    "MatMul batch dimensions of {a:?} and {b:?} do not broadcast"
-                )))
-            }
+            _ => return Err(Error::mismatch(format!("MatMul batch dimensions of {a:?} and {b:?} do not broadcast"))),
         };
     }
     let mut out_shape = out_batch.clone();
@@ -106,17 +84,7 @@ fn plan(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<Plan> {
     if b.len() > 1 {
         out_shape.push(n);
     }
-    Ok(Plan {
-        m,
-        k,
-        n,
-        a_rc,
-        b_rc,
-        a_batch,
-        b_batch,
-        out_batch,
-        out_shape,
-    })
+    Ok(Plan { m, k, n, a_rc, b_rc, a_batch, b_batch, out_batch, out_shape })
 }
 
 /// Offset (in matrices) of batch `idx` of an operand whose batch dims broadcast to `out`.
@@ -140,18 +108,11 @@ fn batch_offset(idx: usize, out: &[usize], own: &[usize]) -> usize {
 }
 
 fn mat<'a, T>(s: &'a [T], rc: (usize, usize), t: bool) -> Result<ArrayView2<'a, T>> {
-    let v =
-        ArrayView2::from_shape(rc, s).map_err(|e| Error::internal(format!("MatMul view: {e}")))?;
+    let v = ArrayView2::from_shape(rc, s).map_err(|e| Error::internal(format!("MatMul view: {e}")))?;
     Ok(if t { v.reversed_axes() } else { v })
 }
 
-fn run<T: LinalgScalar + Send + Sync>(
-    a: &[T],
-    b: &[T],
-    p: &Plan,
-    ta: bool,
-    tb: bool,
-) -> Result<Vec<T>> {
+fn run<T: LinalgScalar + Send + Sync>(a: &[T], b: &[T], p: &Plan, ta: bool, tb: bool) -> Result<Vec<T>> {
     let (m, n) = (p.m, p.n);
     let batches: usize = p.out_batch.iter().product();
     let a_sz = p.a_rc.0 * p.a_rc.1;
@@ -177,28 +138,17 @@ fn run<T: LinalgScalar + Send + Sync>(
         if m == 1 {
             // A is one contiguous row whatever its transpose: skip GEMM packing (which copies all
             // of B on every call) and stream B once.
-            gemv(
-                &a[ao..ao + a_sz],
-                &b[bo..bo + b_sz],
-                p.k,
-                n,
-                tb,
-                c,
-                batches == 1,
-            );
+            gemv(&a[ao..ao + a_sz], &b[bo..bo + b_sz], p.k, n, tb, c, batches == 1);
             return Ok(());
         }
         let av = mat(&a[ao..ao + a_sz], p.a_rc, ta)?;
         let bv = mat(&b[bo..bo + b_sz], p.b_rc, tb)?;
-        let mut cv = ArrayViewMut2::from_shape((m, n), c)
-            .map_err(|e| Error::internal(format!("MatMul view: {e}")))?;
+        let mut cv = ArrayViewMut2::from_shape((m, n), c).map_err(|e| Error::internal(format!("MatMul view: {e}")))?;
         general_mat_mul(T::one(), &av, &bv, T::zero(), &mut cv);
         Ok(())
     };
     if batches > 1 {
-        out.par_chunks_mut(m * n)
-            .enumerate()
-            .try_for_each(|(i, c)| one(i, c))?;
+        out.par_chunks_mut(m * n).enumerate().try_for_each(|(i, c)| one(i, c))?;
     } else {
         one(0, &mut out)?;
     }
@@ -232,9 +182,7 @@ fn gemv<T: LinalgScalar + Send + Sync>(
         }
     };
     if par && n * k >= 1 << 15 {
-        y.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(c, ys)| work(c * CHUNK, ys));
+        y.par_chunks_mut(CHUNK).enumerate().for_each(|(c, ys)| work(c * CHUNK, ys));
     } else {
         work(0, y);
     }
@@ -254,28 +202,17 @@ fn dot<T: LinalgScalar>(a: &[T], b: &[T]) -> T {
     for (&x, &y) in ar.iter().zip(br) {
         s = s + x * y;
     }
-    let a4 = [
-        acc[0] + acc[4],
-        acc[1] + acc[5],
-        acc[2] + acc[6],
-        acc[3] + acc[7],
-    ];
+    let a4 = [acc[0] + acc[4], acc[1] + acc[5], acc[2] + acc[6], acc[3] + acc[7]];
     s + (a4[0] + a4[2]) + (a4[1] + a4[3])
 }
 
 impl Op for MatMul {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let [at, bt] = inputs else {
-            return Err(Error::invalid(format!(
-                "MatMul expects 2 inputs, got {}",
-                inputs.len()
-            )));
+            return Err(Error::invalid(format!("MatMul expects 2 inputs, got {}", inputs.len())));
         };
         let p = plan(at.shape(), bt.shape(), self.transpose_a, self.transpose_b)?;
-        let (ta, tb) = (
-            self.transpose_a && at.rank() > 1,
-            self.transpose_b && bt.rank() > 1,
-        );
+        let (ta, tb) = (self.transpose_a && at.rank() > 1, self.transpose_b && bt.rank() > 1);
         let et = at.element_type();
         let out = match (at, bt) {
             (Tensor::F32(a), Tensor::F32(b)) => {
@@ -301,13 +238,11 @@ impl Op for MatMul {
 }
 
 fn contiguous<'a, T>(a: &'a ndarray::CowArray<'_, T, IxDyn>) -> Result<&'a [T]> {
-    a.as_slice()
-        .ok_or_else(|| Error::internal("MatMul operand is not contiguous"))
+    a.as_slice().ok_or_else(|| Error::internal("MatMul operand is not contiguous"))
 }
 
 fn shaped<T>(shape: &[usize], v: Vec<T>) -> Result<ArrayD<T>> {
-    ArrayD::from_shape_vec(IxDyn(shape), v)
-        .map_err(|e| Error::internal(format!("MatMul output: {e}")))
+    ArrayD::from_shape_vec(IxDyn(shape), v).map_err(|e| Error::internal(format!("MatMul output: {e}")))
 }
 
 #[cfg(test)]
@@ -319,13 +254,7 @@ mod tests {
     }
 
     fn mm(ta: bool, tb: bool, a: &Tensor, b: &Tensor) -> Tensor {
-        MatMul {
-            transpose_a: ta,
-            transpose_b: tb,
-        }
-        .eval(&[a, b])
-        .unwrap()
-        .remove(0)
+        MatMul { transpose_a: ta, transpose_b: tb }.eval(&[a, b]).unwrap().remove(0)
     }
 
     fn seq(n: usize) -> Vec<f32> {
@@ -342,10 +271,7 @@ mod tests {
         // Aᵀ (3x2) · Bᵀ (2x3) = (B·A)ᵀ
         let y = mm(true, true, &a, &b);
         assert_eq!(y.shape(), &[3, 3]);
-        assert_eq!(
-            y.to_f64_vec(),
-            vec![9.0, 19.0, 29.0, 12.0, 26.0, 40.0, 15.0, 33.0, 51.0]
-        );
+        assert_eq!(y.to_f64_vec(), vec![9.0, 19.0, 29.0, 12.0, 26.0, 40.0, 15.0, 33.0, 51.0]);
         // A · Aᵀ
         let y = mm(false, true, &a, &a);
         assert_eq!(y.to_f64_vec(), vec![14.0, 32.0, 32.0, 77.0]);
@@ -387,14 +313,8 @@ mod tests {
         let y = mm(false, false, &a, &b);
         assert_eq!(y.shape(), &[2, 3, 2, 2]);
         let v = y.to_f64_vec();
-        assert_eq!(
-            v[..12],
-            seq(12).iter().map(|&x| x as f64).collect::<Vec<_>>()[..]
-        );
-        assert_eq!(
-            v[12..],
-            seq(12).iter().map(|&x| 2.0 * x as f64).collect::<Vec<_>>()[..]
-        );
+        assert_eq!(v[..12], seq(12).iter().map(|&x| x as f64).collect::<Vec<_>>()[..]);
+        assert_eq!(v[12..], seq(12).iter().map(|&x| 2.0 * x as f64).collect::<Vec<_>>()[..]);
         // shared 2-D B folded into one GEMM, with transpose_b (the transformer case)
         let a = t(&[2, 3, 2], seq(12));
         let b = t(&[4, 2], seq(8));
@@ -403,12 +323,7 @@ mod tests {
         assert_eq!(y.to_f64_vec()[..4], [5.0, 11.0, 17.0, 23.0]);
         assert_eq!(y.to_f64_vec()[20..], [35.0, 81.0, 127.0, 173.0]);
         // transposed batched A with a shared B must not take the folded path
-        let y = mm(
-            true,
-            false,
-            &t(&[2, 2, 3], seq(12)),
-            &t(&[2, 1], vec![1.0, 1.0]),
-        );
+        let y = mm(true, false, &t(&[2, 2, 3], seq(12)), &t(&[2, 1], vec![1.0, 1.0]));
         assert_eq!(y.shape(), &[2, 3, 1]);
         assert_eq!(y.to_f64_vec(), vec![5.0, 7.0, 9.0, 17.0, 19.0, 21.0]);
     }
@@ -421,11 +336,7 @@ mod tests {
         let a: Vec<f32> = (0..k).map(|i| (i % 5) as f32 - 2.0).collect();
         let b: Vec<f32> = (0..k * n).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
         for tb in [false, true] {
-            let bt = if tb {
-                t(&[n, k], b.clone())
-            } else {
-                t(&[k, n], b.clone())
-            };
+            let bt = if tb { t(&[n, k], b.clone()) } else { t(&[k, n], b.clone()) };
             let one = mm(false, tb, &t(&[1, k], a.clone()), &bt);
             let two = mm(false, tb, &t(&[2, k], [a.clone(), a.clone()].concat()), &bt);
             assert_eq!(one.to_f64_vec(), two.to_f64_vec()[..n].to_vec(), "tb {tb}");
@@ -445,19 +356,13 @@ mod tests {
         let y = mm(false, false, &h, &h);
         assert_eq!(y.element_type(), ElementType::F16);
         assert_eq!(y.to_f64_vec(), vec![7.0, 10.0, 15.0, 22.0]);
-        let e = MatMul {
-            transpose_a: false,
-            transpose_b: false,
-        }
-        .eval(&[&t(&[2, 3], seq(6)), &t(&[2, 3], seq(6))])
-        .unwrap_err();
+        let e = MatMul { transpose_a: false, transpose_b: false }
+            .eval(&[&t(&[2, 3], seq(6)), &t(&[2, 3], seq(6))])
+            .unwrap_err();
         assert!(e.to_string().contains("inner dimensions"), "{e}");
-        let e = MatMul {
-            transpose_a: false,
-            transpose_b: false,
-        }
-        .eval(&[&t(&[2, 2, 2], seq(8)), &t(&[3, 2, 2], seq(12))])
-        .unwrap_err();
+        let e = MatMul { transpose_a: false, transpose_b: false }
+            .eval(&[&t(&[2, 2, 2], seq(8)), &t(&[3, 2, 2], seq(12))])
+            .unwrap_err();
         assert!(e.to_string().contains("broadcast"), "{e}");
     }
 }

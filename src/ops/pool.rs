@@ -34,43 +34,25 @@ struct PoolAttrs {
 
 impl PoolAttrs {
     fn parse(ctx: &BuildCtx, with_dilations: bool) -> Result<Self> {
-        let mut window =
-            WindowAttrs::parse(ctx, with_dilations && ctx.attr("dilations").is_some())?;
+        let mut window = WindowAttrs::parse(ctx, with_dilations && ctx.attr("dilations").is_some())?;
         let kernel = ctx.attr_usize_list("kernel")?;
         if kernel.contains(&0) {
             return Err(ctx.err("kernel sizes must be positive"));
         }
-        if window
-            .pads_begin
-            .iter()
-            .chain(&window.pads_end)
-            .any(|&p| p < 0)
-        {
+        if window.pads_begin.iter().chain(&window.pads_end).any(|&p| p < 0) {
             return Err(ctx.err("pooling pads must not be negative"));
         }
         if window.dilations.len() != kernel.len() {
             window.dilations = vec![1; kernel.len()];
         }
-        let r = ctx
-            .attr_str_or("rounding_type", "floor")
-            .trim()
-            .to_ascii_lowercase();
+        let r = ctx.attr_str_or("rounding_type", "floor").trim().to_ascii_lowercase();
         let rounding = match r.as_str() {
             "floor" => Rounding::Floor,
             "ceil" => Rounding::Ceil,
             "ceil_torch" if ctx.node.version == "opset14" => Rounding::CeilTorch,
-            _ => {
-                return Err(ctx.err(format!(
-                    "rounding_type '{r}' is not supported by {}",
-                    ctx.node.version
-                )))
-            }
+            _ => return Err(ctx.err(format!("rounding_type '{r}' is not supported by {}", ctx.node.version))),
         };
-        Ok(PoolAttrs {
-            window,
-            kernel,
-            rounding,
-        })
+        Ok(PoolAttrs { window, kernel, rounding })
     }
 
     /// Resolves the window against the input's spatial sizes.
@@ -78,19 +60,12 @@ impl PoolAttrs {
         let n = input.len();
         self.window.check(n)?;
         if self.kernel.len() != n {
-            return Err(Error::mismatch(format!(
-                "kernel {:?} does not match {n} spatial dimensions",
-                self.kernel
-            )));
+            return Err(Error::mismatch(format!("kernel {:?} does not match {n} spatial dimensions", self.kernel)));
         }
         let mut axes = Vec::with_capacity(n);
         let mut pads_end = Vec::with_capacity(n);
         for (i, &size) in input.iter().enumerate() {
-            let (s, dl, k) = (
-                self.window.strides[i],
-                self.window.dilations[i],
-                self.kernel[i],
-            );
+            let (s, dl, k) = (self.window.strides[i], self.window.dilations[i], self.kernel[i]);
             let keff = (k - 1) * dl + 1;
             let (pb, pe) = match self.window.auto_pad {
                 AutoPad::Explicit => self.window.pad(i),
@@ -118,14 +93,7 @@ impl PoolAttrs {
                     }
                 }
             };
-            axes.push(Axis {
-                input: size,
-                output: output as usize,
-                kernel: k,
-                stride: s,
-                dilation: dl,
-                pad_begin: pb,
-            });
+            axes.push(Axis { input: size, output: output as usize, kernel: k, stride: s, dilation: dl, pad_begin: pb });
             pads_end.push(pe);
         }
         Ok((axes, pads_end))
@@ -139,11 +107,7 @@ fn tap_ranges(a: &Axis) -> Vec<(usize, usize)> {
             let start = (o * a.stride) as i64 - a.pad_begin;
             let d = a.dilation as i64;
             let lo = if start < 0 { ((-start) + d - 1) / d } else { 0 };
-            let hi = if start >= a.input as i64 {
-                0
-            } else {
-                (a.input as i64 - start + d - 1) / d
-            };
+            let hi = if start >= a.input as i64 { 0 } else { (a.input as i64 - start + d - 1) / d };
             let hi = (hi as usize).min(a.kernel);
             ((lo as usize).min(hi), hi)
         })
@@ -153,9 +117,7 @@ fn tap_ranges(a: &Axis) -> Vec<(usize, usize)> {
 /// Splits a tensor shape into (planes = N*C, spatial sizes).
 fn planes(shape: &[usize]) -> Result<(usize, Vec<usize>)> {
     if shape.len() < 3 || shape.len() > 5 {
-        return Err(Error::mismatch(format!(
-            "pooling expects a 3-D to 5-D input, got {shape:?}"
-        )));
+        return Err(Error::mismatch(format!("pooling expects a 3-D to 5-D input, got {shape:?}")));
     }
     Ok((shape[0] * shape[1], shape[2..].to_vec()))
 }
@@ -182,32 +144,17 @@ struct MaxPool {
 fn build_max_pool(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
     let v1 = ctx.node.version == "opset1";
     let attrs = PoolAttrs::parse(ctx, !v1)?;
-    let index_type = if v1 {
-        ElementType::I64
-    } else {
-        ctx.attr_type("index_element_type")
-            .unwrap_or(ElementType::I64)
-    };
+    let index_type =
+        if v1 { ElementType::I64 } else { ctx.attr_type("index_element_type").unwrap_or(ElementType::I64) };
     if !matches!(index_type, ElementType::I32 | ElementType::I64) {
         return Err(ctx.err(format!("index_element_type {index_type} is not i32 or i64")));
     }
-    Ok(Box::new(MaxPool {
-        attrs,
-        with_indices: !v1,
-        index_type,
-        axis: ctx.attr_i64_or("axis", 0)?,
-    }))
+    Ok(Box::new(MaxPool { attrs, with_indices: !v1, index_type, axis: ctx.attr_i64_or("axis", 0)? }))
 }
 
 /// Max over every window of one plane; `idx` gets the in-plane flat index of each maximum (the
 /// first one on ties).
-fn max_plane(
-    x: &[f32],
-    ax: &[Axis; 3],
-    ranges: &[Vec<(usize, usize)>; 3],
-    out: &mut [f32],
-    idx: &mut [i64],
-) {
+fn max_plane(x: &[f32], ax: &[Axis; 3], ranges: &[Vec<(usize, usize)>; 3], out: &mut [f32], idx: &mut [i64]) {
     let [d, h, w] = ax;
     let mut o = 0;
     for (od, &(d0, d1)) in ranges[0].iter().enumerate() {
@@ -239,9 +186,7 @@ fn max_plane(
 
 impl Op for MaxPool {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
-        let xt = inputs
-            .first()
-            .ok_or_else(|| Error::invalid("MaxPool needs a data input"))?;
+        let xt = inputs.first().ok_or_else(|| Error::invalid("MaxPool needs a data input"))?;
         let shape = xt.shape().to_vec();
         let (np, spatial) = planes(&shape)?;
         let (axes, _) = self.attrs.axes(&spatial)?;
@@ -254,20 +199,16 @@ impl Op for MaxPool {
         let mut out = vec![0.0f32; np * plane_out];
         let mut idx = vec![0i64; np * plane_out];
         if plane_out > 0 {
-            out.par_chunks_mut(plane_out)
-                .zip(idx.par_chunks_mut(plane_out))
-                .enumerate()
-                .for_each(|(p, (o, ix))| {
-                    max_plane(&xs[p * plane_in..(p + 1) * plane_in], &ax, &ranges, o, ix);
-                    if self.with_indices {
-                        let base = (p * plane_in) as i64;
-                        ix.iter_mut().for_each(|v| *v += base);
-                    }
-                });
+            out.par_chunks_mut(plane_out).zip(idx.par_chunks_mut(plane_out)).enumerate().for_each(|(p, (o, ix))| {
+                max_plane(&xs[p * plane_in..(p + 1) * plane_in], &ax, &ranges, o, ix);
+                if self.with_indices {
+                    let base = (p * plane_in) as i64;
+                    ix.iter_mut().for_each(|v| *v += base);
+                }
+            });
         }
         let oshape = out_shape(&shape, &axes);
-        let values = ArrayD::from_shape_vec(IxDyn(&oshape), out)
-            .map_err(|e| Error::internal(e.to_string()))?;
+        let values = ArrayD::from_shape_vec(IxDyn(&oshape), out).map_err(|e| Error::internal(e.to_string()))?;
         let mut res = vec![from_f32(values, xt.element_type())?];
         if self.with_indices {
             let axis = super::attrs::norm_axis(self.axis, shape.len())?;
@@ -276,11 +217,7 @@ impl Op for MaxPool {
                 idx.iter_mut().for_each(|v| *v %= modulo as i64);
             }
             let t = Tensor::i64_from_vec(&oshape, idx)?;
-            res.push(if self.index_type == ElementType::I64 {
-                t
-            } else {
-                t.convert(self.index_type)?
-            });
+            res.push(if self.index_type == ElementType::I64 { t } else { t.convert(self.index_type)? });
         }
         Ok(res)
     }
@@ -297,17 +234,12 @@ struct AvgPool {
 }
 
 fn build_avg_pool(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    Ok(Box::new(AvgPool {
-        attrs: PoolAttrs::parse(ctx, false)?,
-        exclude_pad: ctx.attr_bool_or("exclude-pad", false)?,
-    }))
+    Ok(Box::new(AvgPool { attrs: PoolAttrs::parse(ctx, false)?, exclude_pad: ctx.attr_bool_or("exclude-pad", false)? }))
 }
 
 impl Op for AvgPool {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
-        let xt = inputs
-            .first()
-            .ok_or_else(|| Error::invalid("AvgPool needs a data input"))?;
+        let xt = inputs.first().ok_or_else(|| Error::invalid("AvgPool needs a data input"))?;
         let shape = xt.shape().to_vec();
         let (np, spatial) = planes(&shape)?;
         let (axes, pads_end) = self.attrs.axes(&spatial)?;
@@ -316,46 +248,41 @@ impl Op for AvgPool {
         // OpenVINO counts the whole kernel when padding takes part in the average and any pad is
         // non-zero; otherwise only the taps inside the input.
         let padded = axes.iter().any(|a| a.pad_begin != 0) || pads_end.iter().any(|&p| p != 0);
-        let full_kernel = (!self.exclude_pad && padded)
-            .then(|| self.attrs.kernel.iter().product::<usize>() as f32);
+        let full_kernel = (!self.exclude_pad && padded).then(|| self.attrs.kernel.iter().product::<usize>() as f32);
         let x = f32_view(xt, "data")?;
         let xs = slice_of(&x, "data")?;
         let plane_in: usize = spatial.iter().product();
         let plane_out: usize = axes.iter().map(|a| a.output).product();
         let mut out = vec![0.0f32; np * plane_out];
         if plane_out > 0 {
-            out.par_chunks_mut(plane_out)
-                .enumerate()
-                .for_each(|(p, o)| {
-                    let x = &xs[p * plane_in..(p + 1) * plane_in];
-                    let [d, h, w] = &ax;
-                    let mut i = 0;
-                    for (od, &(d0, d1)) in ranges[0].iter().enumerate() {
-                        for (oh, &(h0, h1)) in ranges[1].iter().enumerate() {
-                            for (ow, &(w0, w1)) in ranges[2].iter().enumerate() {
-                                let mut sum = 0.0f32;
-                                for kd in d0..d1 {
-                                    let id = d.src(od, kd) as usize;
-                                    for kh in h0..h1 {
-                                        let row = (id * h.input + h.src(oh, kh) as usize) * w.input;
-                                        for kw in w0..w1 {
-                                            sum += x[row + w.src(ow, kw) as usize];
-                                        }
+            out.par_chunks_mut(plane_out).enumerate().for_each(|(p, o)| {
+                let x = &xs[p * plane_in..(p + 1) * plane_in];
+                let [d, h, w] = &ax;
+                let mut i = 0;
+                for (od, &(d0, d1)) in ranges[0].iter().enumerate() {
+                    for (oh, &(h0, h1)) in ranges[1].iter().enumerate() {
+                        for (ow, &(w0, w1)) in ranges[2].iter().enumerate() {
+                            let mut sum = 0.0f32;
+                            for kd in d0..d1 {
+                                let id = d.src(od, kd) as usize;
+                                for kh in h0..h1 {
+                                    let row = (id * h.input + h.src(oh, kh) as usize) * w.input;
+                                    for kw in w0..w1 {
+                                        sum += x[row + w.src(ow, kw) as usize];
                                     }
                                 }
-                                let count = full_kernel
-                                    .unwrap_or(((d1 - d0) * (h1 - h0) * (w1 - w0)) as f32);
-                                // A window entirely in the padding averages nothing: NaN, as OpenVINO's CPU plugin.
-                                o[i] = sum / count;
-                                i += 1;
                             }
+                            let count = full_kernel.unwrap_or(((d1 - d0) * (h1 - h0) * (w1 - w0)) as f32);
+                            // A window entirely in the padding averages nothing: NaN, as OpenVINO's CPU plugin.
+                            o[i] = sum / count;
+                            i += 1;
                         }
                     }
-                });
+                }
+            });
         }
         let oshape = out_shape(&shape, &axes);
-        let values = ArrayD::from_shape_vec(IxDyn(&oshape), out)
-            .map_err(|e| Error::internal(e.to_string()))?;
+        let values = ArrayD::from_shape_vec(IxDyn(&oshape), out).map_err(|e| Error::internal(e.to_string()))?;
         Ok(vec![from_f32(values, xt.element_type())?])
     }
 }
@@ -371,23 +298,15 @@ struct Adaptive {
 }
 
 fn build_adaptive_avg(_ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Adaptive {
-        max: false,
-        index_type: ElementType::I64,
-    }))
+    Ok(Box::new(Adaptive { max: false, index_type: ElementType::I64 }))
 }
 
 fn build_adaptive_max(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    let index_type = ctx
-        .attr_type("index_element_type")
-        .unwrap_or(ElementType::I64);
+    let index_type = ctx.attr_type("index_element_type").unwrap_or(ElementType::I64);
     if !matches!(index_type, ElementType::I32 | ElementType::I64) {
         return Err(ctx.err(format!("index_element_type {index_type} is not i32 or i64")));
     }
-    Ok(Box::new(Adaptive {
-        max: true,
-        index_type,
-    }))
+    Ok(Box::new(Adaptive { max: true, index_type }))
 }
 
 /// Bin `i` of `out` bins over `n` inputs: floor(i·n/out) .. ceil((i+1)·n/out).
@@ -398,18 +317,13 @@ fn bin(i: usize, n: usize, out: usize) -> (usize, usize) {
 impl Op for Adaptive {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let [xt, st] = inputs else {
-            return Err(Error::invalid(format!(
-                "adaptive pooling expects 2 inputs, got {}",
-                inputs.len()
-            )));
+            return Err(Error::invalid(format!("adaptive pooling expects 2 inputs, got {}", inputs.len())));
         };
         let shape = xt.shape().to_vec();
         let (np, spatial) = planes(&shape)?;
         let sizes = st.to_i64_vec();
         if sizes.len() != spatial.len() || sizes.iter().any(|&s| s <= 0) {
-            return Err(Error::mismatch(format!(
-                "output sizes {sizes:?} do not fit the input {shape:?}"
-            )));
+            return Err(Error::mismatch(format!("output sizes {sizes:?} do not fit the input {shape:?}")));
         }
         let mut sp = vec![1usize; 3 - spatial.len()];
         sp.extend(&spatial);
@@ -459,22 +373,15 @@ impl Op for Adaptive {
                 .enumerate()
                 .for_each(|(p, (o, ix))| run(p, o, Some(ix)));
         } else {
-            out.par_chunks_mut(plane_out)
-                .enumerate()
-                .for_each(|(p, o)| run(p, o, None));
+            out.par_chunks_mut(plane_out).enumerate().for_each(|(p, o)| run(p, o, None));
         }
         let mut oshape = shape[..2].to_vec();
         oshape.extend(sizes.iter().map(|&s| s as usize));
-        let values = ArrayD::from_shape_vec(IxDyn(&oshape), out)
-            .map_err(|e| Error::internal(e.to_string()))?;
+        let values = ArrayD::from_shape_vec(IxDyn(&oshape), out).map_err(|e| Error::internal(e.to_string()))?;
         let mut res = vec![from_f32(values, xt.element_type())?];
         if self.max {
             let t = Tensor::i64_from_vec(&oshape, idx)?;
-            res.push(if self.index_type == ElementType::I64 {
-                t
-            } else {
-                t.convert(self.index_type)?
-            });
+            res.push(if self.index_type == ElementType::I64 { t } else { t.convert(self.index_type)? });
         }
         Ok(res)
     }
@@ -516,14 +423,7 @@ mod tests {
     }
 
     fn maxpool(a: PoolAttrs, axis: i64, x: &Tensor) -> (Tensor, Vec<i64>) {
-        let mut r = MaxPool {
-            attrs: a,
-            with_indices: true,
-            index_type: ElementType::I64,
-            axis,
-        }
-        .eval(&[x])
-        .unwrap();
+        let mut r = MaxPool { attrs: a, with_indices: true, index_type: ElementType::I64, axis }.eval(&[x]).unwrap();
         let idx = r.pop().unwrap().to_i64_vec();
         (r.pop().unwrap(), idx)
     }
@@ -531,39 +431,14 @@ mod tests {
     #[test]
     fn max_pool_2x2_stride_2_with_indices() {
         let x = t(&[1, 2, 4, 4], seq(32));
-        let (y, idx) = maxpool(
-            attrs(
-                &[2, 2],
-                &[2, 2],
-                &[1, 1],
-                &[0, 0],
-                &[0, 0],
-                AutoPad::Explicit,
-                Rounding::Floor,
-            ),
-            0,
-            &x,
-        );
+        let (y, idx) =
+            maxpool(attrs(&[2, 2], &[2, 2], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit, Rounding::Floor), 0, &x);
         assert_eq!(y.shape(), &[1, 2, 2, 2]);
-        assert_eq!(
-            y.to_f64_vec(),
-            vec![5.0, 7.0, 13.0, 15.0, 21.0, 23.0, 29.0, 31.0]
-        );
+        assert_eq!(y.to_f64_vec(), vec![5.0, 7.0, 13.0, 15.0, 21.0, 23.0, 29.0, 31.0]);
         assert_eq!(idx, vec![5, 7, 13, 15, 21, 23, 29, 31]);
         // axis 2: indices count within each spatial plane
-        let (_, idx) = maxpool(
-            attrs(
-                &[2, 2],
-                &[2, 2],
-                &[1, 1],
-                &[0, 0],
-                &[0, 0],
-                AutoPad::Explicit,
-                Rounding::Floor,
-            ),
-            2,
-            &x,
-        );
+        let (_, idx) =
+            maxpool(attrs(&[2, 2], &[2, 2], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit, Rounding::Floor), 2, &x);
         assert_eq!(idx, vec![5, 7, 13, 15, 5, 7, 13, 15]);
     }
 
@@ -573,79 +448,25 @@ mod tests {
         // ceil_torch 3 (the 4th window would start in the end padding).
         let x = t(&[1, 1, 5], seq(5));
         let a = |pb: i64, pe: i64, r| attrs(&[2], &[2], &[1], &[pb], &[pe], AutoPad::Explicit, r);
-        assert_eq!(
-            maxpool(a(0, 0, Rounding::Floor), 0, &x).0.to_f64_vec(),
-            vec![1.0, 3.0]
-        );
-        assert_eq!(
-            maxpool(a(0, 0, Rounding::Ceil), 0, &x).0.to_f64_vec(),
-            vec![1.0, 3.0, 4.0]
-        );
-        assert_eq!(
-            maxpool(a(0, 0, Rounding::CeilTorch), 0, &x).0.to_f64_vec(),
-            vec![1.0, 3.0, 4.0]
-        );
-        assert_eq!(
-            maxpool(a(1, 1, Rounding::Floor), 0, &x).0.to_f64_vec(),
-            vec![0.0, 2.0, 4.0]
-        );
-        assert_eq!(
-            maxpool(a(1, 1, Rounding::Ceil), 0, &x).0.shape(),
-            &[1, 1, 4]
-        );
-        assert_eq!(
-            maxpool(a(1, 1, Rounding::CeilTorch), 0, &x).0.to_f64_vec(),
-            vec![0.0, 2.0, 4.0]
-        );
+        assert_eq!(maxpool(a(0, 0, Rounding::Floor), 0, &x).0.to_f64_vec(), vec![1.0, 3.0]);
+        assert_eq!(maxpool(a(0, 0, Rounding::Ceil), 0, &x).0.to_f64_vec(), vec![1.0, 3.0, 4.0]);
+        assert_eq!(maxpool(a(0, 0, Rounding::CeilTorch), 0, &x).0.to_f64_vec(), vec![1.0, 3.0, 4.0]);
+        assert_eq!(maxpool(a(1, 1, Rounding::Floor), 0, &x).0.to_f64_vec(), vec![0.0, 2.0, 4.0]);
+        assert_eq!(maxpool(a(1, 1, Rounding::Ceil), 0, &x).0.shape(), &[1, 1, 4]);
+        assert_eq!(maxpool(a(1, 1, Rounding::CeilTorch), 0, &x).0.to_f64_vec(), vec![0.0, 2.0, 4.0]);
     }
 
     #[test]
     fn max_pool_dilation_negative_values_and_same_pads() {
         let x = t(&[1, 1, 6], vec![-5.0, -1.0, -7.0, -2.0, -9.0, -3.0]);
         // k2 dilation 2: windows {0,2},{1,3},{2,4},{3,5}
-        let (y, idx) = maxpool(
-            attrs(
-                &[2],
-                &[1],
-                &[2],
-                &[0],
-                &[0],
-                AutoPad::Explicit,
-                Rounding::Floor,
-            ),
-            0,
-            &x,
-        );
+        let (y, idx) = maxpool(attrs(&[2], &[1], &[2], &[0], &[0], AutoPad::Explicit, Rounding::Floor), 0, &x);
         assert_eq!(y.to_f64_vec(), vec![-5.0, -1.0, -7.0, -2.0]);
         assert_eq!(idx, vec![0, 1, 2, 3]);
         // same_upper k3 s2 on 6: out 3, pad total 1 at the end; padding never wins the max.
-        let (y, _) = maxpool(
-            attrs(
-                &[3],
-                &[2],
-                &[1],
-                &[],
-                &[],
-                AutoPad::SameUpper,
-                Rounding::Floor,
-            ),
-            0,
-            &x,
-        );
+        let (y, _) = maxpool(attrs(&[3], &[2], &[1], &[], &[], AutoPad::SameUpper, Rounding::Floor), 0, &x);
         assert_eq!(y.to_f64_vec(), vec![-1.0, -2.0, -3.0]);
-        let (y, _) = maxpool(
-            attrs(
-                &[3],
-                &[2],
-                &[1],
-                &[],
-                &[],
-                AutoPad::SameLower,
-                Rounding::Floor,
-            ),
-            0,
-            &x,
-        );
+        let (y, _) = maxpool(attrs(&[3], &[2], &[1], &[], &[], AutoPad::SameLower, Rounding::Floor), 0, &x);
         assert_eq!(y.to_f64_vec(), vec![-1.0, -1.0, -2.0]);
     }
 
@@ -653,15 +474,7 @@ mod tests {
     fn max_pool_3d() {
         let x = t(&[1, 1, 2, 2, 2], seq(8));
         let (y, idx) = maxpool(
-            attrs(
-                &[2, 2, 1],
-                &[1, 1, 1],
-                &[1, 1, 1],
-                &[0, 0, 0],
-                &[0, 0, 0],
-                AutoPad::Explicit,
-                Rounding::Floor,
-            ),
+            attrs(&[2, 2, 1], &[1, 1, 1], &[1, 1, 1], &[0, 0, 0], &[0, 0, 0], AutoPad::Explicit, Rounding::Floor),
             0,
             &x,
         );
@@ -671,80 +484,34 @@ mod tests {
     }
 
     fn avgpool(a: PoolAttrs, exclude_pad: bool, x: &Tensor) -> Vec<f64> {
-        AvgPool {
-            attrs: a,
-            exclude_pad,
-        }
-        .eval(&[x])
-        .unwrap()[0]
-            .to_f64_vec()
+        AvgPool { attrs: a, exclude_pad }.eval(&[x]).unwrap()[0].to_f64_vec()
     }
 
     #[test]
     fn avg_pool_padding_modes() {
         let x = t(&[1, 1, 3, 3], vec![1.0; 9]);
-        let a = attrs(
-            &[2, 2],
-            &[2, 2],
-            &[1, 1],
-            &[1, 1],
-            &[1, 1],
-            AutoPad::Explicit,
-            Rounding::Floor,
-        );
+        let a = attrs(&[2, 2], &[2, 2], &[1, 1], &[1, 1], &[1, 1], AutoPad::Explicit, Rounding::Floor);
         // windows rows/cols {-1,0},{1,2}: 1, 2, 2, 4 real elements out of 4.
         assert_eq!(avgpool(a.clone(), true, &x), vec![1.0; 4]);
         assert_eq!(avgpool(a, false, &x), vec![0.25, 0.5, 0.5, 1.0]);
         // no padding: the divisor is the taps inside, also with exclude-pad false (ceil window).
         let x = t(&[1, 1, 3], vec![1.0, 2.0, 4.0]);
-        let a = attrs(
-            &[2],
-            &[2],
-            &[1],
-            &[0],
-            &[0],
-            AutoPad::Explicit,
-            Rounding::Ceil,
-        );
+        let a = attrs(&[2], &[2], &[1], &[0], &[0], AutoPad::Explicit, Rounding::Ceil);
         assert_eq!(avgpool(a, false, &x), vec![1.5, 4.0]);
-        let a = attrs(
-            &[2],
-            &[2],
-            &[1],
-            &[1],
-            &[0],
-            AutoPad::Explicit,
-            Rounding::Ceil,
-        );
+        let a = attrs(&[2], &[2], &[1], &[1], &[0], AutoPad::Explicit, Rounding::Ceil);
         assert_eq!(avgpool(a.clone(), false, &x), vec![0.5, 3.0]);
         assert_eq!(avgpool(a, true, &x), vec![1.0, 3.0]);
         // Checked against OpenVINO 2026.4 CPU: ceil with pads 1/1 on 0..5 gives a 4th window
         // wholly in the padding: 0 with the full-kernel divisor, NaN when padding is excluded.
         let x = t(&[1, 1, 5], seq(5));
-        let a = attrs(
-            &[2],
-            &[2],
-            &[1],
-            &[1],
-            &[1],
-            AutoPad::Explicit,
-            Rounding::Ceil,
-        );
+        let a = attrs(&[2], &[2], &[1], &[1], &[1], AutoPad::Explicit, Rounding::Ceil);
         assert_eq!(avgpool(a.clone(), false, &x), vec![0.0, 1.5, 3.5, 0.0]);
         let ex = avgpool(a, true, &x);
         assert_eq!(ex[..3], [0.0, 1.5, 3.5]);
         assert!(ex[3].is_nan());
         // same_upper k3 s2 on 7: pads (1, 1), full-kernel divisor.
         let x = t(&[1, 1, 7], (0..7).map(|v| v as f32 - 3.0).collect());
-        let a = attrs(
-            &[3],
-            &[2],
-            &[1],
-            &[],
-            &[],
-            AutoPad::SameUpper,
-            Rounding::Floor,
-        );
+        let a = attrs(&[3], &[2], &[1], &[], &[], AutoPad::SameUpper, Rounding::Floor);
         let got = avgpool(a, false, &x);
         for (g, w) in got.iter().zip([-5.0 / 3.0, -1.0, 1.0, 5.0 / 3.0]) {
             assert!((g - w).abs() < 1e-6, "{got:?}");
@@ -756,22 +523,12 @@ mod tests {
         let x = t(&[1, 1, 5], vec![1.0, 5.0, 2.0, 4.0, 3.0]);
         let sz = Tensor::i64_from_vec(&[1], vec![3]).unwrap();
         // bins [0,2) [1,4) [3,5)
-        let y = Adaptive {
-            max: false,
-            index_type: ElementType::I64,
-        }
-        .eval(&[&x, &sz])
-        .unwrap();
+        let y = Adaptive { max: false, index_type: ElementType::I64 }.eval(&[&x, &sz]).unwrap();
         let got = y[0].to_f64_vec();
         for (g, w) in got.iter().zip([3.0, 11.0 / 3.0, 3.5]) {
             assert!((g - w).abs() < 1e-6, "{got:?}");
         }
-        let y = Adaptive {
-            max: true,
-            index_type: ElementType::I32,
-        }
-        .eval(&[&x, &sz])
-        .unwrap();
+        let y = Adaptive { max: true, index_type: ElementType::I32 }.eval(&[&x, &sz]).unwrap();
         assert_eq!(y[0].to_f64_vec(), vec![5.0, 5.0, 4.0]);
         assert_eq!(y[1].element_type(), ElementType::I32);
         assert_eq!(y[1].to_i64_vec(), vec![1, 1, 3]);
@@ -780,32 +537,11 @@ mod tests {
     #[test]
     fn pool_errors() {
         let x = t(&[1, 1, 2, 2], seq(4));
-        let a = attrs(
-            &[3, 3],
-            &[1, 1],
-            &[1, 1],
-            &[0, 0],
-            &[0, 0],
-            AutoPad::Explicit,
-            Rounding::Floor,
-        );
-        let e = AvgPool {
-            attrs: a,
-            exclude_pad: true,
-        }
-        .eval(&[&x])
-        .unwrap_err();
+        let a = attrs(&[3, 3], &[1, 1], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit, Rounding::Floor);
+        let e = AvgPool { attrs: a, exclude_pad: true }.eval(&[&x]).unwrap_err();
         assert!(e.to_string().contains("larger"), "{e}");
         let e = AvgPool {
-            attrs: attrs(
-                &[2],
-                &[1],
-                &[1],
-                &[0],
-                &[0],
-                AutoPad::Explicit,
-                Rounding::Floor,
-            ),
+            attrs: attrs(&[2], &[1], &[1], &[0], &[0], AutoPad::Explicit, Rounding::Floor),
             exclude_pad: true,
         }
         .eval(&[&x])
