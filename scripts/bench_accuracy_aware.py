@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quantize import ROOT, fixtures_root, load_calib, ovcheck  # noqa: E402
+from bench_quantize import ROOT, fixtures_root, load_calib, ovcheck, revision  # noqa: E402
 
 DEFAULT = ["ppocr_cls:0.005", "mnist_cnn:0.001"]
 
@@ -152,8 +152,8 @@ def main():
     import openvino as ov
     import nncf
 
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    print(f"ovpot {head.stdout.strip()}; openvino {ov.__version__}; nncf {nncf.__version__}; one run each", flush=True)
+    rev = revision()
+    print(f"ovpot {rev}; openvino {ov.__version__}; nncf {nncf.__version__}; one run each", flush=True)
     base = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench_aa_"))
     results = []
     for case in args.cases or DEFAULT:
@@ -171,7 +171,7 @@ def main():
         print(f"  {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     print_table(results)
     if args.json:
-        Path(args.json).write_text(json.dumps({"results": results}, indent=1))
+        Path(args.json).write_text(json.dumps({"revision": rev, "results": results}, indent=1))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,14 @@ def fixtures_root():
     return Path(env) if env else ROOT.parent / "shared" / "fixtures"
 
 
+def revision():
+    """The commit measured, noting uncommitted changes to src/ (other agents work in this tree)."""
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "src"],
+                           capture_output=True, text=True).stdout.strip()
+    return commit.stdout.strip() + (" (+ uncommitted changes in src/)" if dirty else "")
+
+
 def load_calib(model, folder):
     """Calibration samples as a list of {input name: array with batch 1}, one per sample.
 
@@ -215,10 +223,7 @@ def main():
     import openvino as ov
     import nncf
 
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "src"],
-                           capture_output=True, text=True).stdout.strip()
-    rev = commit.stdout.strip() + (" (+ uncommitted changes in src/)" if dirty else "")
+    rev = revision()
     print(f"ovpot {rev}; openvino {ov.__version__}; nncf {nncf.__version__}; {os.cpu_count()} CPUs; "
           f"median of {args.runs} runs", flush=True)
     base = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench_quantize_"))
