@@ -11,11 +11,13 @@
 #   --cases ...     cases for bench_accuracy_aware, e.g. --cases "ppocr_cls:0.01"
 #   --only X        run just one of the two benchmarks
 #   --out DIR       keep the IRs, ovcheck JSON and bench_*.json there (default: a temporary folder)
-# Needs the peers venv (default /work/peers/venv, made by ../shared/tools/setup_peers.sh; set
-# PEERS_PYTHON to another python) and ../shared/fixtures (or $OVPOT_FIXTURES).
+# Needs the peers venv (made by `../shared/tools/setup_peers.sh .peers`; default $OVPOT_PEERS/venv or
+# .peers/venv, else /work/peers/venv; PEERS_PYTHON picks another python) and ../shared/fixtures
+# (or $OVPOT_FIXTURES).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY="${PEERS_PYTHON:-/work/peers/venv/bin/python}"
+PY="${PEERS_PYTHON:-${OVPOT_PEERS:-.peers}/venv/bin/python}"
+[ -x "$PY" ] || PY=/work/peers/venv/bin/python
 runs=3
 fixtures=""
 cases=""
@@ -28,7 +30,7 @@ while [ $# -gt 0 ]; do
     --cases) cases="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Accuracy-aware quantization, ovpot vs NNCF 3.4 quantize_with_accuracy_control, judged in OpenVINO.
 
-Run with the peers venv (openvino + nncf), after `cargo build --release --bin ovpot`:
-    /work/peers/venv/bin/python scripts/bench_accuracy_aware.py [--json OUT.json] [CASE...]
+Run with the peers venv (openvino + nncf; `../shared/tools/setup_peers.sh .peers` makes one), after
+`cargo build --release --bin ovpot`:
+    .peers/venv/bin/python scripts/bench_accuracy_aware.py [--json OUT.json] [CASE...]
 
 A CASE is FIXTURE:MAX_DROP; default: ppocr_cls:0.005 mnist_cnn:0.001. For each case, one run of:
   * ovpot: `ovpot --quiet quantize -q accuracy_aware -m model.xml --data calib --eval-data eval
@@ -154,6 +155,7 @@ def main():
 
     rev = revision()
     print(f"ovpot {rev}; openvino {ov.__version__}; nncf {nncf.__version__}; one run each", flush=True)
+    load0 = os.getloadavg()[0]
     base = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench_aa_"))
     results = []
     for case in args.cases or DEFAULT:
@@ -170,6 +172,7 @@ def main():
             continue
         print(f"  {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     print_table(results)
+    print(f"load average (1 min): {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end")
     if args.json:
         Path(args.json).write_text(json.dumps({"revision": rev, "results": results}, indent=1))
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """ovpot quantize vs NNCF 3.4 nncf.quantize on the fixtures, both judged in the real OpenVINO runtime.
 
-Run with the peers venv (openvino + nncf), after `cargo build --release --bin ovpot`:
-    /work/peers/venv/bin/python scripts/bench_quantize.py [--runs 3] [--json OUT.json] [FIXTURE...]
+Run with the peers venv (openvino + nncf; `../shared/tools/setup_peers.sh .peers` makes one), after
+`cargo build --release --bin ovpot`:
+    .peers/venv/bin/python scripts/bench_quantize.py [--runs 3] [--json OUT.json] [FIXTURE...]
 
 For each fixture (default: all seven under ../shared/fixtures or $OVPOT_FIXTURES):
   * ovpot: `target/release/ovpot --quiet quantize -m model.xml --data calib -o DIR` with the default
@@ -226,6 +227,7 @@ def main():
     rev = revision()
     print(f"ovpot {rev}; openvino {ov.__version__}; nncf {nncf.__version__}; {os.cpu_count()} CPUs; "
           f"median of {args.runs} runs", flush=True)
+    load0 = os.getloadavg()[0]
     base = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench_quantize_"))
     results = []
     for name in names:
@@ -242,6 +244,7 @@ def main():
         results.append(r)
         print(f"  {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     print_table(results)
+    print(f"load average (1 min): {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end")
     if args.json:
         Path(args.json).write_text(json.dumps({"revision": rev, "runs": args.runs, "results": results}, indent=1))
 
