@@ -8,6 +8,36 @@ use crate::tensor::Tensor;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Time per op type, on when `OVPOT_PROFILE=1`; printed by [`profile::report`].
+pub mod profile {
+    use std::collections::BTreeMap;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::Duration;
+
+    static TABLE: Mutex<BTreeMap<String, (Duration, usize)>> = Mutex::new(BTreeMap::new());
+
+    pub fn enabled() -> bool {
+        static ON: OnceLock<bool> = OnceLock::new();
+        *ON.get_or_init(|| std::env::var("OVPOT_PROFILE").is_ok_and(|v| v == "1"))
+    }
+
+    pub fn record(op: &str, d: Duration) {
+        if let Ok(mut t) = TABLE.lock() {
+            let e = t.entry(op.to_string()).or_default();
+            e.0 += d;
+            e.1 += 1;
+        }
+    }
+
+    /// Op types by total time: (type, seconds, calls).
+    pub fn report() -> Vec<(String, f64, usize)> {
+        let t = TABLE.lock().map(|t| t.clone()).unwrap_or_default();
+        let mut v: Vec<(String, f64, usize)> = t.into_iter().map(|(k, (d, n))| (k, d.as_secs_f64(), n)).collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v
+    }
+}
+
 /// Sees every computed node output during a run (statistics collection).
 pub trait Observer {
     /// Called once per computed outlet, in execution order.
@@ -273,6 +303,7 @@ impl Plan {
                     })
                     .collect::<Result<_>>()?;
                 let refs: Vec<&Tensor> = ins.iter().map(|a| a.as_ref()).collect();
+                let started = profile::enabled().then(std::time::Instant::now);
                 let outs = op.eval(&refs).map_err(|e| match e {
                     Error::InvalidArgument(m) | Error::Mismatch(m) => {
                         Error::mismatch(format!("{}: {m}", node.describe()))
@@ -280,6 +311,9 @@ impl Plan {
                     other => other,
                 })?;
                 drop(ins);
+                if let Some(t0) = started {
+                    profile::record(&node.op_type, t0.elapsed());
+                }
                 for (p, t) in outs.into_iter().enumerate() {
                     let o = Outlet::new(id, p);
                     observer.observe(o, &t)?;

@@ -180,7 +180,7 @@ macro_rules! float_kinds {
             Kind::Erf => map_float(t, erf_f32, erf),
             Kind::GeluErf => map_float(
                 t,
-                |x| (0.5 * x as f64 * (1.0 + erf(x as f64 * std::f64::consts::FRAC_1_SQRT_2))) as f32,
+                |x| 0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2)),
                 |x| 0.5 * x * (1.0 + erf(x * std::f64::consts::FRAC_1_SQRT_2)),
             ),
             Kind::GeluTanh => map_float(

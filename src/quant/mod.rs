@@ -164,33 +164,42 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         report.warnings.push(format!("dataset has {len} samples; using {n} instead of {}", config.stat_subset_size));
     }
     report.samples_used = n;
-    let mut graph = model.graph().clone();
-    if let Some(fq) = graph.nodes.iter().find(|n| n.op_type == "FakeQuantize") {
+    let fp_graph = model.graph().clone();
+    if let Some(fq) = fp_graph.nodes.iter().find(|n| n.op_type == "FakeQuantize") {
         return Err(Error::invalid(format!("the model is already quantized ({} found)", fq.describe())));
     }
     let hw = HwConfig::new(config.target_device, config.model_type);
+    let fp_plan = Plan::new(&fp_graph)?;
 
-    // SmoothQuant (transformers)
-    if config.model_type == Some(ModelType::Transformer) && config.smooth_quant_alpha >= 0.0 {
-        let t = Instant::now();
-        let plan = Plan::new(&graph)?;
-        let is_const = graph.constant_outlets()?;
+    // SmoothQuant (transformers): which MatMuls are decided now; the scales come from the one
+    // statistics pass below. Smoothing does not change any value downstream of the MatMuls, and
+    // the smoothed activation x/s is derived from per-channel statistics of x, so a single pass
+    // over the FP32 model serves both SmoothQuant and the quantizer ranges.
+    let sq_cands = if config.model_type == Some(ModelType::Transformer) && config.smooth_quant_alpha >= 0.0 {
+        let is_const = fp_graph.constant_outlets()?;
         let regexes: Vec<regex::Regex> =
             config.ignored.patterns.iter().filter_map(|p| regex::Regex::new(&format!("^(?:{p})$")).ok()).collect();
-        let skip = |id: NodeId| placement::ignored_reason(&graph, id, &config.ignored, &regexes).is_some();
-        let wv = |o: Outlet| plan.constant_value(o).map(|t| f32_of(t));
-        let cands = smooth_quant::candidates(&graph, &is_const, &skip, &wv);
-        if !cands.groups.is_empty() {
-            let reqs = smooth_quant::requests(&cands);
-            let col = stats::collect(&plan, data, n, &reqs, hooks, Stage::SmoothQuant)?;
-            report.inferences += n;
-            let k = smooth_quant::apply(&mut graph, cands, &col.channel_abs_max, config.smooth_quant_alpha as f32)?;
-            hooks.log(LogLevel::Info, &format!("SmoothQuant: {k} activation(s) smoothed"));
-        }
-        report.timings.push(("smooth_quant".into(), t.elapsed().as_secs_f64()));
+        let skip = |id: NodeId| placement::ignored_reason(&fp_graph, id, &config.ignored, &regexes).is_some();
+        let wv = |o: Outlet| fp_plan.constant_value(o).map(|t| f32_of(t));
+        let c = smooth_quant::candidates(&fp_graph, &is_const, &skip, &wv);
+        (!c.groups.is_empty()).then_some(c)
+    } else {
+        None
+    };
+    let mut graph = fp_graph.clone();
+    let mut sq_nodes = std::collections::BTreeMap::new();
+    if let Some(c) = &sq_cands {
+        let ones: Vec<Vec<f32>> = c
+            .groups
+            .values()
+            .map(|v| vec![1.0; v[0].1.shape()[smooth_quant::input_channel_axis(&fp_graph, v[0].0, 2)]])
+            .collect();
+        sq_nodes = smooth_quant::apply_scales(&mut graph, c, &ones)?;
     }
+    // Where an outlet of the smoothed graph is measured in the FP32 graph.
+    let sq_sources: HashMap<NodeId, Outlet> = sq_nodes.iter().map(|(k, (src, _))| (*k, *src)).collect();
+    let measured = |o: Outlet| -> Outlet { sq_sources.get(&o.node).copied().unwrap_or(o) };
 
-    let plan = Plan::new(&graph)?;
     let setup = placement::plan_quantizers(&graph, &hw, config)?;
     hooks.log(
         LogLevel::Info,
@@ -202,9 +211,9 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         ),
     );
 
-    // Bias sites of quantized weighted ops
+    // Bias sites of quantized weighted ops (bias constants are the same in both graphs)
     let consumers = graph.consumers();
-    let cv = |o: Outlet| constant_value(&plan, o);
+    let cv = |o: Outlet| constant_value(&fp_plan, o);
     let mut sites: Vec<(usize, BiasSite)> = vec![];
     if config.bias_correction {
         for (i, w) in setup.weights.iter().enumerate() {
@@ -215,36 +224,48 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         }
     }
 
-    // Statistics
+    // Statistics: one pass over the FP32 model
     let t = Instant::now();
     let act_est = config.range_estimator.activations.as_ref();
     let quantiles = minmax::needed_quantiles(act_est);
     let mut reqs: HashMap<Outlet, Vec<Request>> = HashMap::new();
     for p in &setup.activations {
-        let r = if p.spec.per_channel {
+        let r = if sq_nodes.contains_key(&p.source.node) {
+            Request::SampleChannelMinMax
+        } else if p.spec.per_channel {
             Request::ChannelMinMax { axis: 1 }
         } else {
             Request::Scalars { quantiles: quantiles.clone() }
         };
-        reqs.entry(p.source).or_default().push(r);
+        reqs.entry(measured(p.source)).or_default().push(r);
     }
-    if config.use_fast_bias {
-        for (_, s) in &sites {
-            let inp = graph.nodes[s.op].inputs[s.act_input];
+    if let Some(c) = &sq_cands {
+        for src in c.groups.keys() {
+            reqs.entry(*src).or_default().push(Request::ChannelAbsMax);
+        }
+    }
+    for (_, s) in &sites {
+        if config.use_fast_bias {
+            let inp = measured(graph.nodes[s.op].inputs[s.act_input]);
             reqs.entry(inp).or_default().push(Request::ChannelMean { axis: s.in_axis });
-            reqs.entry(Outlet::new(s.op, 0)).or_default().push(Request::ChannelMean { axis: s.out_axis });
         }
-    } else {
-        for (_, s) in &sites {
-            reqs.entry(Outlet::new(s.op, 0)).or_default().push(Request::ChannelMean { axis: s.out_axis });
-        }
+        reqs.entry(Outlet::new(s.op, 0)).or_default().push(Request::ChannelMean { axis: s.out_axis });
     }
     for v in reqs.values_mut() {
         v.dedup();
     }
-    let col = stats::collect(&plan, data, n, &reqs, hooks, Stage::Statistics)?;
+    let col = stats::collect(&fp_plan, data, n, &reqs, hooks, Stage::Statistics)?;
     report.inferences += n;
     report.timings.push(("statistics".into(), t.elapsed().as_secs_f64()));
+
+    // SmoothQuant with the real scales: the same nodes as the placeholder pass.
+    if let Some(c) = &sq_cands {
+        let scales = smooth_quant::compute_scales(&fp_graph, c, &col.channel_abs_max, config.smooth_quant_alpha as f32);
+        graph = fp_graph.clone();
+        sq_nodes = smooth_quant::apply_scales(&mut graph, c, &scales)?;
+        hooks.log(LogLevel::Info, &format!("SmoothQuant: {} activation(s) smoothed", sq_nodes.len()));
+    }
+    let plan = Plan::new(&graph)?;
 
     // Activation ranges (unified groups share min-of-mins / max-of-maxes)
     let mut raw: Vec<(f64, f64)> = vec![];
@@ -253,6 +274,20 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     for p in &setup.activations {
         if p.spec.per_channel {
             raw.push((0.0, 0.0));
+            continue;
+        }
+        if let Some((src, scale)) = sq_nodes.get(&p.source.node) {
+            // Per-sample range of x/s from per-sample per-channel ranges of x (s > 0).
+            let per = col.sample_channel_min_max.get(src).ok_or_else(|| missing(p))?;
+            let scalars: Vec<stats::SampleScalars> = per
+                .iter()
+                .map(|(mn, mx)| {
+                    let lo = mn.iter().zip(scale).map(|(v, s)| (v / s) as f64).fold(f64::INFINITY, f64::min);
+                    let hi = mx.iter().zip(scale).map(|(v, s)| (v / s) as f64).fold(f64::NEG_INFINITY, f64::max);
+                    stats::SampleScalars { min: lo, max: hi, abs_max: lo.abs().max(hi.abs()), quantiles: vec![] }
+                })
+                .collect();
+            raw.push(minmax::activation_range(&scalars, p.spec.symmetric, None)?);
             continue;
         }
         let s = col.scalars.get(&p.source).ok_or_else(|| missing(p))?;
@@ -291,6 +326,23 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
             .map_err(|e| Error::invalid(format!("{}: {e}", graph.nodes[w.op].describe())))?;
         weights.push((fp, q));
     }
+    // FP32 input means per bias site, in the smoothed graph's terms.
+    let fbc_inputs: Vec<Option<(Vec<f64>, Vec<usize>)>> = sites
+        .iter()
+        .map(|(_, site)| {
+            let inp = graph.nodes[site.op].inputs[site.act_input];
+            let m = measured(inp);
+            let means = col.channel_means.get(&(m, site.in_axis))?.clone();
+            let shape = col.shapes.get(&m)?.clone();
+            let means = match sq_nodes.get(&inp.node) {
+                Some((_, scale)) if scale.len() == means.len() => {
+                    means.iter().zip(scale).map(|(v, s)| v / *s as f64).collect()
+                }
+                _ => means,
+            };
+            Some((means, shape))
+        })
+        .collect();
 
     let mut quantized =
         Quantized { fp_graph: graph, setup, act_ranges, weights, bias_shifts: vec![], config: config.clone(), report };
@@ -300,14 +352,11 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         let t = Instant::now();
         let g = &quantized.fp_graph;
         if config.use_fast_bias {
-            for (k, (wi, site)) in sites.iter().enumerate() {
+            for (k, ((wi, site), inp)) in sites.iter().zip(&fbc_inputs).enumerate() {
                 hooks.progress(Stage::BiasCorrection, k, sites.len())?;
-                let inp = g.nodes[site.op].inputs[site.act_input];
-                let (Some(in_means), Some(out_means), Some(shape)) = (
-                    col.channel_means.get(&(inp, site.in_axis)),
-                    col.channel_means.get(&(Outlet::new(site.op, 0), site.out_axis)),
-                    col.shapes.get(&inp),
-                ) else {
+                let (Some((in_means, shape)), Some(out_means)) =
+                    (inp, col.channel_means.get(&(Outlet::new(site.op, 0), site.out_axis)))
+                else {
                     continue;
                 };
                 let qw = Tensor::F32(quantized.weights[*wi].1.dequantized());

@@ -1,7 +1,6 @@
 //! SmoothQuant for MatMuls with constant weights (transformers): moves activation outliers into
 //! the weights with per-input-channel scales s = max|X|^α / max|W|^(1−α), X' = X/s, W' = W·s.
 
-use super::stats::Request;
 use crate::error::Result;
 use crate::graph::{Attrs, Graph, NodeId, Outlet, PartialShape, PortInfo};
 use crate::tensor::{ElementType, Tensor};
@@ -13,7 +12,7 @@ pub struct Candidates {
     pub groups: BTreeMap<Outlet, Vec<(NodeId, ArrayD<f32>)>>,
 }
 
-fn input_channel_axis(graph: &Graph, op: NodeId, rank: usize) -> usize {
+pub fn input_channel_axis(graph: &Graph, op: NodeId, rank: usize) -> usize {
     let tb = graph.nodes[op].attrs.get("transpose_b").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     if tb {
         rank - 1
@@ -46,14 +45,18 @@ pub fn candidates(
         if wv.ndim() != 2 {
             continue;
         }
+        let channels = wv.shape()[input_channel_axis(graph, id, 2)];
+        let act_channels = graph.outlet_info(a).shape.dims().and_then(|d| d.last().copied());
+        if act_channels != Some(crate::graph::Dim::Static(channels)) {
+            continue;
+        }
+        // Every MatMul smoothed on one activation must agree on the channel count.
+        if groups.get(&a).is_some_and(|g| g[0].1.shape()[input_channel_axis(graph, g[0].0, 2)] != channels) {
+            continue;
+        }
         groups.entry(a).or_default().push((id, wv));
     }
     Candidates { groups }
-}
-
-/// Statistics SmoothQuant needs.
-pub fn requests(c: &Candidates) -> HashMap<Outlet, Vec<Request>> {
-    c.groups.keys().map(|&o| (o, vec![Request::ChannelAbsMax])).collect()
 }
 
 fn quantile(v: &[f32], q: f64) -> f32 {
@@ -77,20 +80,20 @@ fn scales_and_ratio(act: &[f32], w: &[f32], alpha: f32) -> (Vec<f32>, f32) {
     (s, mn / (mx + eps))
 }
 
-/// Applies SmoothQuant with the collected per-channel activation maxima. Returns how many
-/// activations were smoothed.
-pub fn apply(graph: &mut Graph, c: Candidates, act_max: &HashMap<Outlet, Vec<f32>>, alpha: f32) -> Result<usize> {
-    let consumers = graph.consumers();
-    let mut applied = 0;
-    for (src, nodes) in c.groups {
-        let Some(amax) = act_max.get(&src) else { continue };
+/// Per-group smoothing scales from the per-channel activation maxima (ones when a group has no
+/// statistics, which makes its Multiply a no-op).
+pub fn compute_scales(graph: &Graph, c: &Candidates, act_max: &HashMap<Outlet, Vec<f32>>, alpha: f32) -> Vec<Vec<f32>> {
+    let mut out = vec![];
+    for (src, nodes) in &c.groups {
+        let axis0 = input_channel_axis(graph, nodes[0].0, 2);
+        let channels = nodes[0].1.shape()[axis0];
+        let Some(amax) = act_max.get(src).filter(|a| a.len() == channels) else {
+            out.push(vec![1.0; channels]);
+            continue;
+        };
         let mut best: Option<(Vec<f32>, f32)> = None;
-        for (op, w) in &nodes {
+        for (op, w) in nodes {
             let axis = input_channel_axis(graph, *op, 2);
-            if w.shape()[axis] != amax.len() {
-                best = None;
-                break;
-            }
             let wmax: Vec<f32> =
                 w.axis_iter(Axis(axis)).map(|row| row.iter().fold(0.0f32, |m, x| m.max(x.abs()))).collect();
             let (s, ratio) = scales_and_ratio(amax, &wmax, alpha);
@@ -98,8 +101,23 @@ pub fn apply(graph: &mut Graph, c: Candidates, act_max: &HashMap<Outlet, Vec<f32
                 best = Some((s, ratio));
             }
         }
-        let Some((scale, _)) = best else { continue };
-        for (op, w) in &nodes {
+        out.push(best.map(|b| b.0).unwrap_or_else(|| vec![1.0; channels]));
+    }
+    out
+}
+
+/// Inserts `Multiply(x, 1/s)` before each group and scales the weights by `s`. Node ids depend
+/// only on the candidates, not on the scale values, so a placeholder pass (all ones) has the
+/// same structure as the final one. Returns Multiply node → (activation it smooths, scale).
+pub fn apply_scales(
+    graph: &mut Graph,
+    c: &Candidates,
+    scales: &[Vec<f32>],
+) -> Result<BTreeMap<NodeId, (Outlet, Vec<f32>)>> {
+    let consumers = graph.consumers();
+    let mut inserted = BTreeMap::new();
+    for ((src, nodes), scale) in c.groups.iter().zip(scales) {
+        for (op, w) in nodes {
             let axis = input_channel_axis(graph, *op, 2);
             let mut shape = vec![1usize; 2];
             shape[axis] = scale.len();
@@ -113,6 +131,7 @@ pub fn apply(graph: &mut Graph, c: Candidates, act_max: &HashMap<Outlet, Vec<f32
                 p.element_type = ElementType::F32;
             }
         }
+        let src = *src;
         let info = graph.outlet_info(src).clone();
         let rank = info.shape.rank().unwrap_or(2).max(1);
         let mut sshape = vec![1usize; rank];
@@ -136,7 +155,7 @@ pub fn apply(graph: &mut Graph, c: Candidates, act_max: &HashMap<Outlet, Vec<f32
                 graph.set_input(c, 0, Outlet::new(mul, 0));
             }
         }
-        applied += 1;
+        inserted.insert(mul, (src, scale.clone()));
     }
-    Ok(applied)
+    Ok(inserted)
 }

@@ -23,6 +23,8 @@ pub enum Request {
     ChannelAbsMax,
     /// Min and max per channel on `axis`, over everything else and all samples.
     ChannelMinMax { axis: isize },
+    /// Per-sample min and max per channel on the last axis (kept for every sample).
+    SampleChannelMinMax,
 }
 
 /// Per-sample scalar statistics of one tensor.
@@ -44,6 +46,8 @@ pub struct Collected {
     pub channel_means: HashMap<(Outlet, isize), Vec<f64>>,
     pub channel_abs_max: HashMap<Outlet, Vec<f32>>,
     pub channel_min_max: HashMap<(Outlet, isize), (Vec<f32>, Vec<f32>)>,
+    /// Per sample: (min, max) per channel on the last axis.
+    pub sample_channel_min_max: HashMap<Outlet, Vec<(Vec<f32>, Vec<f32>)>>,
     /// One shape seen per outlet (first sample).
     pub shapes: HashMap<Outlet, Vec<usize>>,
 }
@@ -54,6 +58,7 @@ struct Partial {
     sums: BTreeMap<(Outlet, isize), (Vec<f64>, usize)>,
     absmax: BTreeMap<Outlet, Vec<f32>>,
     minmax: BTreeMap<(Outlet, isize), (Vec<f32>, Vec<f32>)>,
+    sample_minmax: BTreeMap<Outlet, Vec<(Vec<f32>, Vec<f32>)>>,
     shapes: BTreeMap<Outlet, Vec<usize>>,
 }
 
@@ -171,6 +176,20 @@ impl Partial {
                         }
                     }
                 }
+                Request::SampleChannelMinMax => {
+                    let c = *a.shape().last().unwrap_or(&1);
+                    if c == 0 {
+                        continue;
+                    }
+                    let (mut mn, mut mx) = (vec![f32::INFINITY; c], vec![f32::NEG_INFINITY; c]);
+                    for row in data.chunks_exact(c) {
+                        for ((lo, hi), &x) in mn.iter_mut().zip(mx.iter_mut()).zip(row) {
+                            *lo = lo.min(x);
+                            *hi = hi.max(x);
+                        }
+                    }
+                    self.sample_minmax.entry(o).or_default().push((mn, mx));
+                }
                 Request::ChannelAbsMax => {
                     let c = *a.shape().last().unwrap_or(&1);
                     let e = self.absmax.entry(o).or_insert_with(|| vec![0.0; c]);
@@ -204,6 +223,9 @@ impl Partial {
             for (a, b) in e.iter_mut().zip(v) {
                 *a = a.max(b);
             }
+        }
+        for (k, v) in other.sample_minmax {
+            self.sample_minmax.entry(k).or_default().extend(v);
         }
         for (k, (mn, mx)) in other.minmax {
             let e = self.minmax.entry(k).or_insert_with(|| (mn.clone(), mx.clone()));
@@ -307,6 +329,7 @@ pub fn collect(
         .collect();
     out.channel_abs_max = total.absmax.into_iter().collect();
     out.channel_min_max = total.minmax.into_iter().collect();
+    out.sample_channel_min_max = total.sample_minmax.into_iter().collect();
     out.shapes = total.shapes.into_iter().collect();
     Ok(out)
 }
