@@ -145,9 +145,10 @@ impl ElementType {
         }
     }
 
-    /// Bytes needed for `n` elements in the `.bin`.
+    /// Bytes needed for `n` elements in the `.bin`. Saturates: an element count from a hostile
+    /// shape then needs more bytes than any buffer holds instead of wrapping to a small size.
     pub fn byte_size(self, n: usize) -> usize {
-        (n * self.bits()).div_ceil(8)
+        n.saturating_mul(self.bits()).div_ceil(8)
     }
 
     pub fn is_float(self) -> bool {
@@ -285,6 +286,14 @@ impl Scalar for bool {
     }
 }
 
+/// Elements in `shape`; an error (not an overflow panic) for hostile shapes.
+fn element_count(shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| Error::mismatch(format!("shape {shape:?} has more elements than memory")))
+}
+
 fn arr<T>(shape: &[usize], v: Vec<T>) -> Result<ArrayD<T>> {
     ArrayD::from_shape_vec(IxDyn(shape), v).map_err(|e| Error::internal(format!("tensor of shape {shape:?}: {e}")))
 }
@@ -343,7 +352,7 @@ impl Tensor {
 
     /// Zeros of a given type and shape.
     pub fn zeros(et: ElementType, shape: &[usize]) -> Result<Self> {
-        let n: usize = shape.iter().product();
+        let n = element_count(shape)?;
         Self::from_f64_vec(et, shape, vec![0.0; n])
     }
 
@@ -422,7 +431,7 @@ impl Tensor {
 
     /// Reinterprets the tensor with a new shape of the same element count.
     pub fn reshaped(&self, shape: &[usize]) -> Result<Tensor> {
-        let n: usize = shape.iter().product();
+        let n = element_count(shape)?;
         if n != self.len() {
             return Err(Error::mismatch(format!(
                 "cannot reshape {:?} ({} elements) to {:?} ({} elements)",
@@ -441,7 +450,7 @@ impl Tensor {
     /// Decodes `bytes` in the `.bin` layout (little endian; i4/u4 packed two per byte, low nibble
     /// first; boolean one byte each).
     pub fn from_bytes(et: ElementType, shape: &[usize], bytes: &[u8]) -> Result<Tensor> {
-        let n: usize = shape.iter().product();
+        let n = element_count(shape)?;
         let need = et.byte_size(n);
         if bytes.len() < need {
             return Err(Error::mismatch(format!(
