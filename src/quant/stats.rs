@@ -37,6 +37,9 @@ pub struct SampleScalars {
     pub quantiles: Vec<(f64, f64, f64)>,
 }
 
+/// Per-channel (min, max).
+pub type ChannelRange = (Vec<f32>, Vec<f32>);
+
 /// Everything collected, keyed by outlet.
 #[derive(Clone, Debug, Default)]
 pub struct Collected {
@@ -47,7 +50,7 @@ pub struct Collected {
     pub channel_abs_max: HashMap<Outlet, Vec<f32>>,
     pub channel_min_max: HashMap<(Outlet, isize), (Vec<f32>, Vec<f32>)>,
     /// Per sample: (min, max) per channel on the last axis.
-    pub sample_channel_min_max: HashMap<Outlet, Vec<(Vec<f32>, Vec<f32>)>>,
+    pub sample_channel_min_max: HashMap<Outlet, Vec<ChannelRange>>,
     /// One shape seen per outlet (first sample).
     pub shapes: HashMap<Outlet, Vec<usize>>,
 }
@@ -58,7 +61,7 @@ struct Partial {
     sums: BTreeMap<(Outlet, isize), (Vec<f64>, usize)>,
     absmax: BTreeMap<Outlet, Vec<f32>>,
     minmax: BTreeMap<(Outlet, isize), (Vec<f32>, Vec<f32>)>,
-    sample_minmax: BTreeMap<Outlet, Vec<(Vec<f32>, Vec<f32>)>>,
+    sample_minmax: BTreeMap<Outlet, Vec<ChannelRange>>,
     shapes: BTreeMap<Outlet, Vec<usize>>,
 }
 
