@@ -32,10 +32,7 @@ fn first_sample(dir: &Path) -> Result<Vec<(String, Tensor)>, String> {
         if p.extension() != Some(std::ffi::OsStr::new("npy")) {
             continue;
         }
-        let name = p
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let t = ovpot::npy::read_npy(&p).map_err(|e| e.to_string())?;
         let t = ovpot::map_tensor!(&t, a => a
             .slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..1))
@@ -95,9 +92,7 @@ fn measure(dir: &Path, runs: usize, profile: bool) -> Result<Measured, String> {
             let graph = plan.graph();
             let mut obs = |o: Outlet, v: &Tensor| -> ovpot::Result<()> {
                 let now = Instant::now();
-                let e = per_type
-                    .entry(graph.nodes[o.node].op_type.clone())
-                    .or_default();
+                let e = per_type.entry(graph.nodes[o.node].op_type.clone()).or_default();
                 e.0 += (now - last).as_secs_f64() * 1e3 / 5.0;
                 e.1 += 1;
                 let pn = per_node.entry(o.node).or_default();
@@ -106,31 +101,18 @@ fn measure(dir: &Path, runs: usize, profile: bool) -> Result<Measured, String> {
                 last = Instant::now();
                 Ok(())
             };
-            plan.run_observed(&inputs, &mut obs)
-                .map_err(|e| e.to_string())?;
+            plan.run_observed(&inputs, &mut obs).map_err(|e| e.to_string())?;
         }
         let mut nodes: Vec<_> = per_node.into_iter().collect();
         nodes.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
         for (id, (ms, shape)) in nodes.iter().take(12) {
             let n = &plan.graph().nodes[*id];
-            eprintln!(
-                "    node {:<40} {:<18} {ms:>8.3} ms -> {shape:?}",
-                n.name, n.op_type
-            );
+            eprintln!("    node {:<40} {:<18} {ms:>8.3} ms -> {shape:?}", n.name, n.op_type);
         }
-        breakdown = per_type
-            .into_iter()
-            .map(|(k, (ms, n))| (k, ms, n / 5))
-            .collect();
+        breakdown = per_type.into_iter().map(|(k, (ms, n))| (k, ms, n / 5)).collect();
         breakdown.sort_by(|a, b| b.1.total_cmp(&a.1));
     }
-    Ok(Measured {
-        load_ms,
-        plan_ms,
-        median_ms: median(times),
-        min_ms,
-        profile: breakdown,
-    })
+    Ok(Measured { load_ms, plan_ms, median_ms: median(times), min_ms, profile: breakdown })
 }
 
 fn main() {
@@ -156,10 +138,7 @@ fn main() {
     let threads = rayon::current_num_threads();
     if !json {
         println!("ovpot engine, batch 1, sample 0 of ref/in, {runs} runs, rayon threads {threads}");
-        println!(
-            "{:<14} {:>10} {:>10} {:>9} {:>9}",
-            "fixture", "median ms", "min ms", "load ms", "plan ms"
-        );
+        println!("{:<14} {:>10} {:>10} {:>9} {:>9}", "fixture", "median ms", "min ms", "load ms", "plan ms");
     }
     for name in &names {
         let dir = root.join(name);
