@@ -39,12 +39,19 @@ for t in "${targets[@]}"; do
   fi
 done
 
+# FUZZ_KEEP_GOING=1: fork mode, record every crash and keep fuzzing (for long runs while known
+# crashes are still open); the default stops at the first crash, as CI wants.
+extra=()
+if [ "${FUZZ_KEEP_GOING:-0}" = 1 ]; then
+  extra=(-fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1)
+fi
+
 status=0
 for t in "${targets[@]}"; do
   echo "== fuzz $t for ${seconds}s"
   # rss_limit: a model that asks for gigabytes must be refused, not allocated.
   if ! cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$seconds" -max_len=131072 \
-      -rss_limit_mb=2048 -timeout=20 -print_final_stats=1; then
+      -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 "${extra[@]}"; then
     echo "!! fuzz $t failed: see fuzz/artifacts/$t/"
     status=1
   fi
