@@ -55,7 +55,6 @@ fn ir_reader_regressions() {
 /// Crashes found by the fuzzer in code this suite cannot fix yet (see each file's name); run with
 /// `--ignored` to check a fix, then move the file up to tests/data/fuzz_regressions/ir_reader/.
 #[test]
-#[ignore = "open: src/ops/shape.rs reshape_dims multiplies target dims without overflow checks"]
 fn ir_reader_open_crashes() {
     for p in cases("open/ir_reader") {
         let data = std::fs::read(&p).unwrap();

@@ -408,7 +408,6 @@ fn inf_weights_quantize_cleanly() {
 }
 
 #[test]
-#[ignore = "bug (src/quant/minmax.rs): a weight of f32::MAX gives a FakeQuantize range of [-inf, 3.4e38]"]
 fn huge_finite_weights_quantize_cleanly() {
     let Some((dir, m)) = digits_with_weights(|w| w[5] = f32::MAX) else { return };
     let data = common::dataset(&dir.join("calib"), 20);
@@ -470,7 +469,6 @@ fn sample_missing_or_unknown_input() {
 
 /// Every bad sample above, with the check that the error names the sample's index.
 #[test]
-#[ignore = "bug (src/quant/stats.rs): input checks and bind_inputs errors do not name the calibration sample"]
 fn bad_sample_errors_name_the_sample_index() {
     let Some((dir, m)) = digits_model() else { return };
     let bads: Vec<Vec<(String, Tensor)>> = vec![
@@ -532,7 +530,6 @@ impl Dataset for FailingDataset {
 }
 
 #[test]
-#[ignore = "bug (src/quant/stats.rs): a failing Dataset::get is passed on without the sample index"]
 fn dataset_get_failure_names_the_sample() {
     let Some((dir, m)) = digits_model() else { return };
     let d = FailingDataset { inner: common::dataset(&dir.join("calib"), 40), fail_at: 17, calls: Mutex::new(vec![]) };

@@ -158,11 +158,16 @@ fn write_port(x: &mut String, id: usize, p: &PortInfo) {
     x.push_str("\t\t\t\t</port>\n");
 }
 
-fn temp_path(p: &Path) -> PathBuf {
+/// A temporary name next to `p`, unique per process (saves within a process are serialized).
+fn temp_path(p: &Path, tag: &str) -> PathBuf {
     let mut s = p.as_os_str().to_os_string();
-    s.push(format!(".tmp-{}", std::process::id()));
+    s.push(format!(".{tag}-{}", std::process::id()));
     PathBuf::from(s)
 }
+
+/// Saves in one process run one at a time, so two threads saving to one path cannot interleave
+/// their renames and leave a mismatched pair.
+static SAVE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn write_file_synced(path: &Path, data: &[u8]) -> Result<()> {
     let mut f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
@@ -177,10 +182,18 @@ fn write_file_synced(path: &Path, data: &[u8]) -> Result<()> {
 pub fn write_model(graph: &Graph, xml_path: &Path, bin_path: Option<&Path>) -> Result<()> {
     let bin_path = bin_path.map(Path::to_path_buf).unwrap_or_else(|| xml_path.with_extension("bin"));
     let (xml, bin) = serialize(graph)?;
-    let (tx, tb) = (temp_path(xml_path), temp_path(&bin_path));
+    let _guard = SAVE_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (tx, tb) = (temp_path(xml_path, "tmp"), temp_path(&bin_path, "tmp"));
+    let backup = temp_path(&bin_path, "old");
+    let mut moved_old_bin = false;
     let result = (|| {
         write_file_synced(&tb, &bin)?;
         write_file_synced(&tx, xml.as_bytes())?;
+        // Keep the old .bin until the new .xml is in place, so a failure restores the old pair.
+        if bin_path.is_file() {
+            std::fs::rename(&bin_path, &backup).map_err(|e| Error::io(&bin_path, e))?;
+            moved_old_bin = true;
+        }
         std::fs::rename(&tb, &bin_path).map_err(|e| Error::io(&bin_path, e))?;
         std::fs::rename(&tx, xml_path).map_err(|e| Error::io(xml_path, e))?;
         Ok(())
@@ -188,6 +201,11 @@ pub fn write_model(graph: &Graph, xml_path: &Path, bin_path: Option<&Path>) -> R
     if result.is_err() {
         let _ = std::fs::remove_file(&tx);
         let _ = std::fs::remove_file(&tb);
+        if moved_old_bin {
+            let _ = std::fs::rename(&backup, &bin_path);
+        }
+    } else if moved_old_bin {
+        let _ = std::fs::remove_file(&backup);
     }
     result
 }

@@ -199,9 +199,9 @@ pub(crate) fn slice_of<'a>(a: &'a CowArray<'_, f32, IxDyn>, what: &str) -> Resul
     a.as_slice().ok_or_else(|| Error::internal(format!("{what}: tensor is not contiguous")))
 }
 
-/// C = A · B through matrixmultiply's sgemm (threaded for large products).
-fn gemm(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>, beta: f32) {
-    ndarray::linalg::general_mat_mul(1.0, &a, &b, beta, &mut c);
+/// C = A · B + beta · C (see [`super::gemm`]).
+fn gemm(a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>, beta: f32) {
+    super::gemm::gemm_f32(a, b, c, beta);
 }
 
 fn view2(s: &[f32], rows: usize, cols: usize) -> Result<ArrayView2<'_, f32>> {

@@ -112,7 +112,18 @@ fn mat<'a, T>(s: &'a [T], rc: (usize, usize), t: bool) -> Result<ArrayView2<'a, 
     Ok(if t { v.reversed_axes() } else { v })
 }
 
-fn run<T: LinalgScalar + Send + Sync>(a: &[T], b: &[T], p: &Plan, ta: bool, tb: bool) -> Result<Vec<T>> {
+/// A matrix product C = A·B into a zeroed C.
+type Gemm<T> = fn(ArrayView2<T>, ArrayView2<T>, ArrayViewMut2<T>);
+
+fn gemm_f32(a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>) {
+    super::gemm::gemm_f32(a, b, c, 0.0);
+}
+
+fn gemm_any<T: LinalgScalar>(a: ArrayView2<T>, b: ArrayView2<T>, mut c: ArrayViewMut2<T>) {
+    general_mat_mul(T::one(), &a, &b, T::zero(), &mut c);
+}
+
+fn run<T: LinalgScalar + Send + Sync>(a: &[T], b: &[T], p: &Plan, ta: bool, tb: bool, mm: Gemm<T>) -> Result<Vec<T>> {
     let (m, n) = (p.m, p.n);
     let batches: usize = p.out_batch.iter().product();
     let a_sz = p.a_rc.0 * p.a_rc.1;
@@ -129,7 +140,7 @@ fn run<T: LinalgScalar + Send + Sync>(a: &[T], b: &[T], p: &Plan, ta: bool, tb: 
         let bv = mat(&b[..b_sz], p.b_rc, tb)?;
         let mut cv = ArrayViewMut2::from_shape((batches * m, n), &mut out[..])
             .map_err(|e| Error::internal(format!("MatMul view: {e}")))?;
-        general_mat_mul(T::one(), &av, &bv, T::zero(), &mut cv);
+        mm(av, bv, cv.view_mut());
         return Ok(out);
     }
     let one = |i: usize, c: &mut [T]| -> Result<()> {
@@ -144,7 +155,7 @@ fn run<T: LinalgScalar + Send + Sync>(a: &[T], b: &[T], p: &Plan, ta: bool, tb: 
         let av = mat(&a[ao..ao + a_sz], p.a_rc, ta)?;
         let bv = mat(&b[bo..bo + b_sz], p.b_rc, tb)?;
         let mut cv = ArrayViewMut2::from_shape((m, n), c).map_err(|e| Error::internal(format!("MatMul view: {e}")))?;
-        general_mat_mul(T::one(), &av, &bv, T::zero(), &mut cv);
+        mm(av, bv, cv.view_mut());
         Ok(())
     };
     if batches > 1 {
@@ -218,18 +229,18 @@ impl Op for MatMul {
             (Tensor::F32(a), Tensor::F32(b)) => {
                 let (a, b) = (a.as_standard_layout(), b.as_standard_layout());
                 let (a, b) = (contiguous(&a)?, contiguous(&b)?);
-                Tensor::F32(shaped(&p.out_shape, run(a, b, &p, ta, tb)?)?)
+                Tensor::F32(shaped(&p.out_shape, run(a, b, &p, ta, tb, gemm_f32)?)?)
             }
             _ if matches!(et, ElementType::F16 | ElementType::BF16) => {
                 let (a, b) = (at.to_f32(), bt.to_f32());
                 let (a, b) = (a.as_standard_layout(), b.as_standard_layout());
-                let r = run(contiguous(&a)?, contiguous(&b)?, &p, ta, tb)?;
+                let r = run(contiguous(&a)?, contiguous(&b)?, &p, ta, tb, gemm_f32)?;
                 Tensor::F32(shaped(&p.out_shape, r)?).convert(et)?
             }
             _ => {
                 // f64 and integers (shape arithmetic) in double precision.
                 let (a, b) = (at.to_f64_vec(), bt.to_f64_vec());
-                let r = run(&a, &b, &p, ta, tb)?;
+                let r = run(&a, &b, &p, ta, tb, gemm_any::<f64>)?;
                 Tensor::from_f64_vec(et, &p.out_shape, r)?
             }
         };

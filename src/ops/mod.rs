@@ -13,6 +13,7 @@ pub mod binary;
 pub mod conv;
 pub mod convert;
 pub mod fake_quantize;
+pub mod gemm;
 pub mod matmul;
 pub mod misc;
 pub mod norm;

@@ -247,7 +247,12 @@ fn reshape_dims(in_shape: &[usize], pattern: &[i64], special_zero: bool) -> Resu
         }
     }
     if let Some(i) = infer {
-        let known: usize = out.iter().enumerate().filter(|(k, _)| *k != i).map(|(_, d)| d).product();
+        let known = out
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| *k != i)
+            .try_fold(1usize, |a, (_, &d)| a.checked_mul(d))
+            .ok_or_else(|| Error::invalid(format!("Reshape pattern {pattern:?} overflows")))?;
         if known == 0 && total == 0 {
             // An empty tensor: the inferred dimension is 0 as well.
             out[i] = 0;
@@ -257,7 +262,7 @@ fn reshape_dims(in_shape: &[usize], pattern: &[i64], special_zero: bool) -> Resu
             out[i] = total / known;
         }
     }
-    if out.iter().product::<usize>() != total {
+    if out.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(total) {
         return Err(Error::mismatch(format!("Reshape {in_shape:?} to pattern {pattern:?}: element count differs")));
     }
     Ok(out)

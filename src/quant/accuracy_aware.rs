@@ -29,7 +29,7 @@ fn infer(
         let res: Vec<Result<Vec<Tensor>>> = chunk
             .par_iter()
             .map(|&i| {
-                let s: Sample = data.get(i)?;
+                let s: Sample = data.get(i).map_err(|e| super::stats::with_sample(e, "evaluation", i))?;
                 plan.run(&s).map_err(|e| match e {
                     Error::Mismatch(m) => Error::Mismatch(format!("evaluation sample {i}: {m}")),
                     Error::InvalidArgument(m) => Error::InvalidArgument(format!("evaluation sample {i}: {m}")),

@@ -212,6 +212,9 @@ pub fn quantize_weight(w: &ArrayD<f32>, channel_axes: &[usize], half_range: bool
     } else {
         (high.mapv(|h| -h), high.clone(), 255)
     };
+    if fq_low.iter().chain(fq_high.iter()).chain(scale.iter()).any(|v| !v.is_finite()) {
+        return Err(Error::invalid("weights are too large to quantize (values near f32::MAX)"));
+    }
     Ok(QuantizedWeight { codes, scale, fq_low, fq_high, fq_levels })
 }
 

@@ -314,6 +314,15 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         act_ranges.push(minmax::ActRange { low: vec![lo], high: vec![hi], levels, shape: vec![] });
     }
 
+    for (p, r) in setup.activations.iter().zip(&act_ranges) {
+        if r.low.iter().chain(&r.high).any(|v| !v.is_finite()) {
+            return Err(Error::invalid(format!(
+                "the activation range of '{}' overflows f32 (values near f32::MAX in the model or data)",
+                graph.nodes[p.source.node].name
+            )));
+        }
+    }
+
     // Weights
     let mut weights = vec![];
     for w in &setup.weights {

@@ -285,22 +285,22 @@ pub fn collect(
             .map(|&(s, e)| {
                 let mut part = Partial::default();
                 for i in s..e {
-                    let sample = data.get(i)?;
+                    let sample = data.get(i).map_err(|e| with_sample(e, "calibration", i))?;
+                    let seeds_bound = plan.bind_inputs(&sample).map_err(|e| with_sample(e, "calibration", i))?;
                     for (nm, t) in &sample {
                         if let Some(o) = parameters.get(nm) {
                             if let Some(r) = requests.get(o) {
-                                part.observe(*o, t, r, i, &name)?;
+                                part.observe(*o, t, r, i, &name).map_err(|e| with_sample(e, "calibration", i))?;
                             }
                         }
                     }
-                    let seeds_bound = plan.bind_inputs(&sample)?;
                     let seeds: HashMap<Outlet, Arc<Tensor>> =
                         seeds_bound.into_iter().map(|(p, t)| (Outlet::new(p, 0), t)).collect();
                     let mut err: Option<Error> = None;
                     let mut obs = |o: Outlet, t: &Tensor| -> Result<()> {
                         if let Some(r) = requests.get(&o) {
                             if let Err(e) = part.observe(o, t, r, i, &name) {
-                                err.get_or_insert(e);
+                                err.get_or_insert(with_sample(e, "calibration", i));
                             }
                         }
                         Ok(())
@@ -335,6 +335,18 @@ pub fn collect(
     out.sample_channel_min_max = total.sample_minmax.into_iter().collect();
     out.shapes = total.shapes.into_iter().collect();
     Ok(out)
+}
+
+/// Adds "<what> sample i" to an error's message, keeping its kind.
+pub fn with_sample(e: Error, what: &str, i: usize) -> Error {
+    let tag = format!("{what} sample {i}");
+    match e {
+        Error::InvalidArgument(m) if !m.contains(&tag) => Error::InvalidArgument(format!("{tag}: {m}")),
+        Error::Mismatch(m) if !m.contains(&tag) => Error::Mismatch(format!("{tag}: {m}")),
+        Error::Callback(m) if !m.contains(&tag) => Error::Callback(format!("{tag}: {m}")),
+        Error::Unsupported(m) if !m.contains(&tag) => Error::Unsupported(format!("{tag}: {m}")),
+        other => other,
+    }
 }
 
 fn targets_or_outputs(plan: &Plan, targets: &[Outlet]) -> Vec<Outlet> {
