@@ -129,26 +129,8 @@ impl ovpot_element_type_e {
     /// Reads an element type passed by C as a plain integer (any value may arrive, so the enum
     /// is never taken directly as a parameter).
     pub(crate) fn to_rust(raw: u32, what: &str) -> Result<ElementType> {
-        let all = [
-            ElementType::F32,
-            ElementType::F16,
-            ElementType::BF16,
-            ElementType::F64,
-            ElementType::I4,
-            ElementType::U4,
-            ElementType::I8,
-            ElementType::U8,
-            ElementType::I16,
-            ElementType::U16,
-            ElementType::I32,
-            ElementType::U32,
-            ElementType::I64,
-            ElementType::U64,
-            ElementType::Boolean,
-            ElementType::Dynamic,
-        ];
-        all.iter()
-            .copied()
+        let all = ElementType::ALL.iter().chain([ElementType::Dynamic].iter());
+        all.copied()
             .find(|&et| Self::from_rust(et) as u32 == raw)
             .ok_or_else(|| Error::invalid(format!("'{what}': {raw} is not an ovpot_element_type_e value")))
     }

@@ -50,6 +50,21 @@ impl Quantized {
     /// Writes the quantized graph, leaving the ops in `reverted` in floating point (their
     /// activation quantizers, weights and bias corrections are not applied).
     pub fn materialize(&self, reverted: &HashSet<NodeId>) -> Result<Graph> {
+        let mut g = self.quantizers_applied(reverted, self.config.compress_weights)?;
+        for (site, shift) in &self.bias_shifts {
+            if reverted.contains(&site.op) {
+                continue;
+            }
+            bias_correction::apply_shift(&mut g, site, shift)?;
+        }
+        record_rt_info(&mut g, &self.config, reverted.len());
+        g.remove_dead_nodes();
+        Ok(g)
+    }
+
+    /// The FP graph with the activation and weight quantizers of every op not in `reverted`,
+    /// without bias corrections. Original node ids stay valid (dead nodes are kept).
+    fn quantizers_applied(&self, reverted: &HashSet<NodeId>, compress: bool) -> Result<Graph> {
         let mut g = self.fp_graph.clone();
         let consumers = g.consumers();
         let mut used_names: HashSet<String> = g.nodes.iter().map(|n| n.name.clone()).collect();
@@ -75,19 +90,10 @@ impl Quantized {
             minmax::insert_activation_fq(&mut g, p.source, &p.edges, name, lo, hi, r.levels);
         }
         for (w, (fp, q)) in self.setup.weights.iter().zip(&self.weights) {
-            if reverted.contains(&w.op) {
-                continue;
+            if !reverted.contains(&w.op) {
+                minmax::replace_weight(&mut g, w.op, w.input, fp, q, compress);
             }
-            minmax::replace_weight(&mut g, w.op, w.input, fp, q, self.config.compress_weights);
         }
-        for (site, shift) in &self.bias_shifts {
-            if reverted.contains(&site.op) {
-                continue;
-            }
-            bias_correction::apply_shift(&mut g, site, shift)?;
-        }
-        record_rt_info(&mut g, &self.config, reverted.len());
-        g.remove_dead_nodes();
         Ok(g)
     }
 
@@ -385,7 +391,7 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
             }
         } else {
             // Full: measure the quantized model's per-channel outputs on real data.
-            let qg = quantized.materialize_unbiased()?;
+            let qg = quantized.quantizers_applied(&HashSet::new(), true)?;
             let qplan = Plan::new(&qg)?;
             let nb = n.clamp(1, 100);
             let mut qreqs: HashMap<Outlet, Vec<Request>> = HashMap::new();
@@ -441,21 +447,6 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     quantized.report.ignored = quantized.setup.ignored.clone();
     quantized.report.timings.push(("total".into(), t_total.elapsed().as_secs_f64()));
     Ok(quantized)
-}
-
-impl Quantized {
-    fn materialize_unbiased(&self) -> Result<Graph> {
-        let mut g = self.fp_graph.clone();
-        for (p, r) in self.setup.activations.iter().zip(&self.act_ranges) {
-            let name = format!("{}/fq_output_{}", g.nodes[p.source.node].name, p.source.port);
-            let (lo, hi) = r.tensors()?;
-            minmax::insert_activation_fq(&mut g, p.source, &p.edges, name, lo, hi, r.levels);
-        }
-        for (w, (fp, q)) in self.setup.weights.iter().zip(&self.weights) {
-            minmax::replace_weight(&mut g, w.op, w.input, fp, q, true);
-        }
-        Ok(g)
-    }
 }
 
 /// DefaultQuantization: statistics, FakeQuantize insertion, bias correction, weight compression.
