@@ -1,6 +1,7 @@
 //! FakeQuantize (opset1) with OpenVINO's reference arithmetic, in f32:
 //! x ≤ min(il, ih) → ol; x > max(il, ih) → oh;
-//! else nearbyint((x − il) / (ih − il) · (levels − 1)) / (levels − 1) · (oh − ol) + ol.
+//! else nearbyint(x · (levels − 1) / (ih − il) − il · (levels − 1) / (ih − il)) · (oh − ol) / (levels − 1) + ol,
+//! the CPU plugin's order of operations (see [`Grid`]).
 //! The four limits broadcast (numpy) against the data; per-tensor and per-channel limits run as
 //! flat loops with scalar limits.
 
@@ -21,17 +22,53 @@ fn round_grid(v: f32) -> f32 {
     (v + ROUND_MAGIC) - ROUND_MAGIC
 }
 
-/// One element, exactly as the reference orders the f32 operations.
+/// One quantization grid: the crop limits and the affine maps into and out of the integer grid.
+/// The CPU plugin computes FakeQuantize this way (crop, `x·in_scale + in_shift`, round,
+/// `q·out_scale + out_shift`), which costs a multiply instead of a divide per element.
+#[derive(Clone, Copy, Debug)]
+pub struct Grid {
+    lo: f32,
+    hi: f32,
+    in_scale: f32,
+    in_shift: f32,
+    out_scale: f32,
+    out_low: f32,
+    out_high: f32,
+}
+
+impl Grid {
+    #[inline(always)]
+    pub fn new(il: f32, ih: f32, ol: f32, oh: f32, levels_minus_one: f32) -> Grid {
+        let in_scale = levels_minus_one / (ih - il);
+        Grid {
+            lo: il.min(ih),
+            hi: il.max(ih),
+            in_scale,
+            in_shift: -il * in_scale,
+            out_scale: (oh - ol) / levels_minus_one,
+            out_low: ol,
+            out_high: oh,
+        }
+    }
+
+    /// x ≤ min(il, ih) → ol; x > max(il, ih) → oh; else the nearest grid point.
+    #[inline(always)]
+    pub fn apply(&self, x: f32) -> f32 {
+        let q = round_grid(x * self.in_scale + self.in_shift) * self.out_scale + self.out_low;
+        // Written as selects (both sides computed) so loops over it vectorize.
+        let q = if x > self.hi { self.out_high } else { q };
+        if x <= self.lo {
+            self.out_low
+        } else {
+            q
+        }
+    }
+}
+
+/// One element (see [`Grid`]).
 #[inline(always)]
 pub fn quantize(x: f32, il: f32, ih: f32, ol: f32, oh: f32, levels_minus_one: f32) -> f32 {
-    let q = round_grid((x - il) / (ih - il) * levels_minus_one) / levels_minus_one * (oh - ol) + ol;
-    // Written as selects (both sides computed) so loops over it vectorize.
-    let q = if x > il.max(ih) { oh } else { q };
-    if x <= il.min(ih) {
-        ol
-    } else {
-        q
-    }
+    Grid::new(il, ih, ol, oh, levels_minus_one).apply(x)
 }
 
 #[derive(Debug)]
@@ -67,9 +104,9 @@ fn fq(x: &ArrayD<f32>, limits: [&ArrayD<f32>; 4], levels: usize, mode: AutoBroad
     plan.fill(&mut out, |o, [ox, o0, o1, o2, o3]| {
         let n = o.len();
         if sx == 1 && s0 == 0 && s1 == 0 && s2 == 0 && s3 == 0 {
-            let (a, b, c, d) = (il[o0], ih[o1], ol[o2], oh[o3]);
+            let grid = Grid::new(il[o0], ih[o1], ol[o2], oh[o3], l1);
             for (y, &v) in o.iter_mut().zip(&xs[ox..ox + n]) {
-                *y = quantize(v, a, b, c, d, l1);
+                *y = grid.apply(v);
             }
         } else {
             for (i, y) in o.iter_mut().enumerate() {

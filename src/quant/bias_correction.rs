@@ -23,6 +23,22 @@ pub struct BiasSite {
     pub in_axis: isize,
 }
 
+/// Whether NNCF corrects the bias of `op`: Convolution and MatMul in fast mode; full mode also
+/// depthwise GroupConvolution (groups == input channels > 1) and ConvolutionBackpropData.
+pub fn corrects(graph: &Graph, op: NodeId, fast: bool) -> bool {
+    let n = &graph.nodes[op];
+    match n.op_type.as_str() {
+        "Convolution" | "MatMul" => true,
+        _ if fast => false,
+        "ConvolutionBackpropData" => true,
+        "GroupConvolution" => {
+            let dim = |k: usize, axis: usize| n.input_ports.get(k).and_then(|p| p.shape.dims()?.get(axis)?.as_static());
+            matches!((dim(0, 1), dim(1, 0)), (Some(c), Some(g)) if c == g && c > 1)
+        }
+        _ => false,
+    }
+}
+
 /// Finds the bias Add of `op`, when there is one.
 pub fn find_bias(
     graph: &Graph,

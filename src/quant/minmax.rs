@@ -200,22 +200,35 @@ pub fn quantize_weight(w: &ArrayD<f32>, channel_axes: &[usize], half_range: bool
     let max_all = absmax.iter().cloned().fold(0.0f32, f32::max);
     let floor = (max_all * 0.01).max(8e-5);
     let high = absmax.mapv(|m| m.max(floor));
-    let (div, lo_code, hi_code) = if half_range { (63.5f32, -64i32, 64i32) } else { (127.0f32, -127, 127) };
-    let scale = high.mapv(|h| h / div);
+    // NNCF's weight FakeQuantize: 255 levels over [-h, h], or over [-2h, 2h] for the half range
+    // (a 7-bit grid exported on the 8-bit one). The codes are what OpenVINO's
+    // CompressQuantizeWeights computes from that FakeQuantize (its reference arithmetic in f32),
+    // so ties and rounding land where they land in NNCF's IR.
+    let limit = if half_range { high.mapv(|h| 2.0 * h) } else { high.clone() };
+    let scale = limit.mapv(|l| (l - -l) / 254.0);
     let mut codes = ArrayD::<i8>::zeros(IxDyn(&shape));
-    let sb = scale.broadcast(IxDyn(&shape)).ok_or_else(|| Error::internal("scale does not broadcast"))?;
-    ndarray::Zip::from(&mut codes).and(w).and(&sb).for_each(|c, &x, &s| {
-        *c = ((x / s + 0.5).floor() as i32).clamp(lo_code, hi_code) as i8;
+    let lb = limit.broadcast(IxDyn(&shape)).ok_or_else(|| Error::internal("scale does not broadcast"))?;
+    ndarray::Zip::from(&mut codes).and(w).and(&lb).for_each(|c, &x, &l| {
+        *c = compressed_code(x, -l, l);
     });
-    let (fq_low, fq_high, fq_levels) = if half_range {
-        (scale.mapv(|s| -64.0 * s), scale.mapv(|s| 63.0 * s), 128)
-    } else {
-        (high.mapv(|h| -h), high.clone(), 255)
-    };
+    let (fq_low, fq_high, fq_levels) = (limit.mapv(|l| -l), limit, 255);
     if fq_low.iter().chain(fq_high.iter()).chain(scale.iter()).any(|v| !v.is_finite()) {
         return Err(Error::invalid("weights are too large to quantize (values near f32::MAX)"));
     }
     Ok(QuantizedWeight { codes, scale, fq_low, fq_high, fq_levels })
+}
+
+/// The int8 code OpenVINO's weight compression gives `x` under a 255-level FakeQuantize over
+/// `[il, ih]` with output grid [-127, 127]: the reference FakeQuantize formula, then nearbyint.
+fn compressed_code(x: f32, il: f32, ih: f32) -> i8 {
+    let q = if x <= il.min(ih) {
+        -127.0
+    } else if x > il.max(ih) {
+        127.0
+    } else {
+        ((x - il) / (ih - il) * 254.0).round_ties_even() / 254.0 * 254.0 + -127.0
+    };
+    q.round_ties_even().clamp(-127.0, 127.0) as i8
 }
 
 fn port_like(graph: &Graph, o: Outlet) -> PortInfo {
@@ -345,8 +358,11 @@ mod tests {
         assert_eq!(q.codes.as_slice().unwrap(), &[127, -63, 32, 0, 0, -127]);
         let d = q.dequantized();
         assert!((d[[0, 0]] - 1.0).abs() < 1e-6 && (d[[1, 2]] + 4.0).abs() < 1e-6);
+        // Half range: the channel maxima sit on grid ties (±63.5 steps), which OpenVINO's
+        // compression rounds to even on its [0, 254] grid: 190.5 → 190 (63), 63.5 → 64 (−63).
         let h = quantize_weight(&w, &[0], true).unwrap();
-        assert_eq!(h.codes[[0, 0]], 64);
+        assert_eq!(h.codes[[0, 0]], 63);
         assert_eq!(h.codes[[1, 2]], -63);
+        assert_eq!((h.fq_low[[0, 0]], h.fq_high[[0, 0]], h.fq_levels), (-2.0, 2.0, 255));
     }
 }

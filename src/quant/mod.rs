@@ -223,6 +223,9 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     let mut sites: Vec<(usize, BiasSite)> = vec![];
     if config.bias_correction {
         for (i, w) in setup.weights.iter().enumerate() {
+            if !bias_correction::corrects(&graph, w.op, config.use_fast_bias) {
+                continue;
+            }
             if let Some(mut s) = bias_correction::find_bias(&graph, &consumers, w.op, &cv) {
                 s.act_input = 1 - w.input.min(1);
                 sites.push((i, s));
