@@ -16,7 +16,7 @@ For each fixture (default: all seven under ../shared/fixtures or $OVPOT_FIXTURES
   * Both resulting IRs are judged by ../shared/tools/ovcheck.py (CPU plugin,
     INFERENCE_PRECISION_HINT=f32, 1 thread, every eval sample) and printed side by side.
 Peak RSS is each tool's whole process (ovpot: the CLI; NNCF: the Python worker with OpenVINO and
-NNCF loaded), from wait4(). OpenVINO latency of both IRs comes from the same ovcheck run.
+NNCF loaded), from GNU time (/usr/bin/time) when installed, else wait4(). OpenVINO latency of both IRs comes from the same ovcheck run.
 A row is flagged when ours is below NNCF (issue #4's bar): accuracy by more than 0.001, agreement
 (top-1 or mean cosine) by more than 0.005, SQNR by more than 0.5 dB, fewer int8 layers, OpenVINO
 latency more than 5% above NNCF's, more quantize time, or more peak RSS.
@@ -103,17 +103,29 @@ def nncf_worker(fixture, out_xml, runs):
     print(json.dumps({"quantize_s": times, "read_s": read_s, "save_s": save_s, "options": str(opts)}))
 
 
+GNU_TIME = "/usr/bin/time"
+
+
 def run_measured(cmd):
-    """Runs `cmd`; returns (returncode, stdout, stderr, wall seconds, peak RSS in MiB) of that child."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Runs `cmd`; returns (returncode, stdout, stderr, wall seconds, peak RSS in MiB) of that child.
+
+    The peak RSS comes from GNU time when it is installed: a child forked from this Python process
+    would inherit its high-water mark (the openvino and nncf modules loaded here) through exec, so
+    wait4() on a direct child overstates small processes. Without GNU time, wait4() it is."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile() as rss:
+        timed = [GNU_TIME, "-q", "-f", "%M", "-o", rss.name] + cmd if os.path.exists(GNU_TIME) else cmd
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=out, stderr=err)
+        p = subprocess.Popen(timed, stdout=out, stderr=err)
         _, status, usage = os.wait4(p.pid, 0)
         secs = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return p.returncode, out.read().decode(), err.read().decode(), secs, usage.ru_maxrss / 1024
+        peak = usage.ru_maxrss / 1024
+        if timed is not cmd:
+            text = Path(rss.name).read_text().strip().splitlines()
+            peak = int(text[-1]) / 1024 if text and text[-1].isdigit() else peak
+        return p.returncode, out.read().decode(), err.read().decode(), secs, peak
 
 
 def run_ovpot(binary, fixture, meta, out_dir, runs):
