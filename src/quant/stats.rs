@@ -77,12 +77,62 @@ fn sorted_quantile(sorted: &[f32], q: f64) -> f64 {
     sorted[lo] as f64 * (1.0 - f) + sorted[hi] as f64 * f
 }
 
-fn scalars_of(data: &[f32], quantiles: &[f64]) -> SampleScalars {
-    let (mut mn, mut mx) = (f32::INFINITY, f32::NEG_INFINITY);
-    for &x in data {
-        mn = mn.min(x);
-        mx = mx.max(x);
+/// Lanes for the reductions below: independent accumulators let the compiler vectorize them.
+const LANES: usize = 8;
+
+/// Min and max, and whether every value is finite (x − x is 0 for finite x, NaN for NaN and
+/// ±inf), in one pass; (+inf, −inf, true) when empty.
+fn min_max_finite(data: &[f32]) -> (f32, f32, bool) {
+    let (mut mn, mut mx, mut nf) = ([f32::INFINITY; LANES], [f32::NEG_INFINITY; LANES], [0.0f32; LANES]);
+    let mut chunks = data.chunks_exact(LANES);
+    for c in &mut chunks {
+        let c: &[f32; LANES] = c.try_into().expect("chunks_exact yields LANES values");
+        for (((lo, hi), z), &x) in mn.iter_mut().zip(mx.iter_mut()).zip(nf.iter_mut()).zip(c) {
+            *lo = lo.min(x);
+            *hi = hi.max(x);
+            *z += x - x;
+        }
     }
+    let mut finite = nf.iter().all(|&z| z == 0.0);
+    for &x in chunks.remainder() {
+        mn[0] = mn[0].min(x);
+        mx[0] = mx[0].max(x);
+        finite &= x.is_finite();
+    }
+    (mn.iter().fold(f32::INFINITY, |a, &b| a.min(b)), mx.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)), finite)
+}
+
+/// Min and max of finite data (+inf, −inf when empty).
+fn min_max(data: &[f32]) -> (f32, f32) {
+    let (mn, mx, _) = min_max_finite(data);
+    (mn, mx)
+}
+
+/// Whether every value is finite: x − x is 0 for finite x and NaN for NaN or ±inf.
+fn all_finite(data: &[f32]) -> bool {
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = data.chunks_exact(LANES);
+    for c in &mut chunks {
+        for k in 0..LANES {
+            acc[k] += c[k] - c[k];
+        }
+    }
+    chunks.remainder().iter().all(|x| x.is_finite()) && acc.iter().all(|&a| a == 0.0)
+}
+
+/// Sum in f64 (lane-wise, then the lanes in order: deterministic).
+fn sum_f64(data: &[f32]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let mut chunks = data.chunks_exact(LANES);
+    for c in &mut chunks {
+        for k in 0..LANES {
+            acc[k] += c[k] as f64;
+        }
+    }
+    acc.iter().sum::<f64>() + chunks.remainder().iter().map(|&x| x as f64).sum::<f64>()
+}
+
+fn scalars_of(data: &[f32], (mn, mx): (f32, f32), quantiles: &[f64]) -> SampleScalars {
     let mut s =
         SampleScalars { min: mn as f64, max: mx as f64, abs_max: (mn.abs()).max(mx.abs()) as f64, quantiles: vec![] };
     if !quantiles.is_empty() {
@@ -132,14 +182,18 @@ impl Partial {
                 &data_owned
             }
         };
-        if data.iter().any(|x| !x.is_finite()) {
+        // One pass gives the finiteness check and, when a request needs them, the min and max.
+        let wants_range = reqs.iter().any(|r| matches!(r, Request::Scalars { .. }));
+        let (mn, mx, finite) =
+            if wants_range { min_max_finite(data) } else { (f32::INFINITY, f32::NEG_INFINITY, all_finite(data)) };
+        if !finite {
             return Err(Error::invalid(format!("calibration sample {sample}: tensor '{}' holds NaN or Inf", name(o))));
         }
         self.shapes.entry(o).or_insert_with(|| a.shape().to_vec());
         for r in reqs {
             match r {
                 Request::Scalars { quantiles } => {
-                    self.scalars.entry(o).or_default().push(scalars_of(data, quantiles));
+                    self.scalars.entry(o).or_default().push(scalars_of(data, (mn, mx), quantiles));
                 }
                 Request::ChannelMean { axis } => {
                     let Some((outer, c, inner)) = channel_view(a.shape(), *axis) else { continue };
@@ -152,7 +206,7 @@ impl Partial {
                     for ou in 0..outer {
                         for (ch, p) in per.iter_mut().enumerate() {
                             let base = (ou * c + ch) * inner;
-                            *p += data[base..base + inner].iter().map(|&x| x as f64).sum::<f64>();
+                            *p += sum_f64(&data[base..base + inner]);
                         }
                     }
                     for (acc, p) in e.0.iter_mut().zip(per) {
@@ -172,10 +226,9 @@ impl Partial {
                     for ou in 0..outer {
                         for ch in 0..c {
                             let base = (ou * c + ch) * inner;
-                            for &x in &data[base..base + inner] {
-                                e.0[ch] = e.0[ch].min(x);
-                                e.1[ch] = e.1[ch].max(x);
-                            }
+                            let (lo, hi) = min_max(&data[base..base + inner]);
+                            e.0[ch] = e.0[ch].min(lo);
+                            e.1[ch] = e.1[ch].max(hi);
                         }
                     }
                 }
@@ -416,8 +469,29 @@ mod tests {
     }
 
     #[test]
+    fn lane_reductions() {
+        let v: Vec<f32> = (0..37).map(|i| ((i * 7919) % 101) as f32 - 50.0).collect();
+        let (mn, mx) = min_max(&v);
+        assert_eq!(
+            (mn, mx),
+            (v.iter().cloned().fold(f32::INFINITY, f32::min), v.iter().cloned().fold(f32::MIN, f32::max))
+        );
+        assert_eq!(min_max(&[]), (f32::INFINITY, f32::NEG_INFINITY));
+        assert_eq!(sum_f64(&v), v.iter().map(|&x| x as f64).sum::<f64>());
+        assert!(all_finite(&v) && min_max_finite(&v).2);
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for at in [0, 20, 36] {
+                let mut w = v.clone();
+                w[at] = bad;
+                assert!(!all_finite(&w) && !min_max_finite(&w).2, "{bad} at {at}");
+            }
+        }
+    }
+
+    #[test]
     fn scalars_and_quantiles() {
-        let s = scalars_of(&[-2.0, 0.0, 1.0, 3.0, 4.0], &[0.5]);
+        let data = [-2.0, 0.0, 1.0, 3.0, 4.0];
+        let s = scalars_of(&data, min_max(&data), &[0.5]);
         assert_eq!((s.min, s.max, s.abs_max), (-2.0, 4.0, 4.0));
         assert_eq!(s.quantiles[0].1, 1.0);
         assert_eq!(s.quantiles[0].2, 2.0);
