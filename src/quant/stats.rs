@@ -80,7 +80,7 @@ fn sorted_quantile(sorted: &[f32], q: f64) -> f64 {
 /// Lanes for the reductions below: independent accumulators let the compiler vectorize them.
 const LANES: usize = 8;
 
-/// Min and max, and whether every value is finite (x − x is 0 for finite x, NaN for NaN and
+/// Min and max, and whether every value is finite (x · 0 is 0 for finite x, NaN for NaN and
 /// ±inf), in one pass; (+inf, −inf, true) when empty.
 fn min_max_finite(data: &[f32]) -> (f32, f32, bool) {
     let (mut mn, mut mx, mut nf) = ([f32::INFINITY; LANES], [f32::NEG_INFINITY; LANES], [0.0f32; LANES]);
@@ -90,7 +90,7 @@ fn min_max_finite(data: &[f32]) -> (f32, f32, bool) {
         for (((lo, hi), z), &x) in mn.iter_mut().zip(mx.iter_mut()).zip(nf.iter_mut()).zip(c) {
             *lo = lo.min(x);
             *hi = hi.max(x);
-            *z += x - x;
+            *z += x * 0.0;
         }
     }
     let mut finite = nf.iter().all(|&z| z == 0.0);
@@ -108,13 +108,13 @@ fn min_max(data: &[f32]) -> (f32, f32) {
     (mn, mx)
 }
 
-/// Whether every value is finite: x − x is 0 for finite x and NaN for NaN or ±inf.
+/// Whether every value is finite: x · 0 is 0 for finite x and NaN for NaN or ±inf.
 fn all_finite(data: &[f32]) -> bool {
     let mut acc = [0.0f32; LANES];
     let mut chunks = data.chunks_exact(LANES);
     for c in &mut chunks {
         for k in 0..LANES {
-            acc[k] += c[k] - c[k];
+            acc[k] += c[k] * 0.0;
         }
     }
     chunks.remainder().iter().all(|x| x.is_finite()) && acc.iter().all(|&a| a == 0.0)
