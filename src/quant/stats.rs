@@ -203,10 +203,19 @@ impl Partial {
                     }
                     let n = (outer * inner).max(1) as f64;
                     let mut per = vec![0.0f64; c];
-                    for ou in 0..outer {
-                        for (ch, p) in per.iter_mut().enumerate() {
-                            let base = (ou * c + ch) * inner;
-                            *p += sum_f64(&data[base..base + inner]);
+                    if inner == 1 {
+                        // Channels last (MatMul outputs): accumulate whole rows, which vectorizes.
+                        for row in data.chunks_exact(c) {
+                            for (p, &x) in per.iter_mut().zip(row) {
+                                *p += x as f64;
+                            }
+                        }
+                    } else {
+                        for ou in 0..outer {
+                            for (ch, p) in per.iter_mut().enumerate() {
+                                let base = (ou * c + ch) * inner;
+                                *p += sum_f64(&data[base..base + inner]);
+                            }
                         }
                     }
                     for (acc, p) in e.0.iter_mut().zip(per) {
