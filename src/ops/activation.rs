@@ -47,20 +47,52 @@ pub(crate) fn erf(x: f64) -> f64 {
     }
 }
 
+/// e^x in f32 without a libm call, so loops over it vectorize: x = n·ln2 + r with |r| ≤ ln2/2,
+/// e^r by a degree-6 polynomial (Cephes' expf coefficients, error about 1 ulp), times 2^n built
+/// from its exponent bits. Below −87.33 (where e^x leaves the normal range) it gives 0, above
+/// 88.72 infinity; NaN stays NaN.
+#[inline(always)]
+pub(crate) fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Round to nearest with the 1.5·2^23 trick (no roundf call; NaN is patched below).
+    const MAGIC: f32 = 12_582_912.0;
+    let xc = x.clamp(-87.33, 88.72);
+    let n = (xc * LOG2E + MAGIC) - MAGIC;
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5e-1;
+    let e = (p * r * r + r) + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let y = e * scale;
+    let y = if x < -87.33 { 0.0 } else { y };
+    let y = if x > 88.72 { f32::INFINITY } else { y };
+    if x.is_nan() {
+        x
+    } else {
+        y
+    }
+}
+
 /// erf in f32 for the f32 paths: odd Maclaurin polynomial below 0.5, Abramowitz & Stegun 7.1.26
 /// (absolute error below 1.5e-7) above; branch-light and free of loops so it stays fast.
+#[inline(always)]
 pub(crate) fn erf_f32(x: f32) -> f32 {
     let ax = x.abs();
-    let r = if ax < 0.5 {
-        let x2 = ax * ax;
-        // 2/√π · (x − x³/3 + x⁵/10 − x⁷/42 + x⁹/216 − x¹¹/1320)
-        let p = 1.0 + x2 * (-1.0 / 3.0 + x2 * (0.1 + x2 * (-1.0 / 42.0 + x2 * (1.0 / 216.0 - x2 / 1320.0))));
-        ax * p * std::f32::consts::FRAC_2_SQRT_PI
-    } else {
-        let t = 1.0 / (1.0 + 0.327_591_1 * ax);
-        let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
-        1.0 - poly * (-ax * ax).exp()
-    };
+    // Both branches are computed and one is selected, so loops over erf vectorize.
+    let x2 = ax * ax;
+    // 2/√π · (x − x³/3 + x⁵/10 − x⁷/42 + x⁹/216 − x¹¹/1320)
+    let p = 1.0 + x2 * (-1.0 / 3.0 + x2 * (0.1 + x2 * (-1.0 / 42.0 + x2 * (1.0 / 216.0 - x2 / 1320.0))));
+    let small = ax * p * std::f32::consts::FRAC_2_SQRT_PI;
+    let t = 1.0 / (1.0 + 0.327_591_1 * ax);
+    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
+    let large = 1.0 - poly * exp_f32(-x2);
+    let r = if ax < 0.5 { small } else { large };
     r.copysign(x)
 }
 
@@ -125,8 +157,9 @@ fn map_float(t: &Tensor, f: impl Fn(f32) -> f32 + Sync, f64f: impl Fn(f64) -> f6
     })
 }
 
+#[inline(always)]
 fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + exp_f32(-x))
 }
 
 fn softplus(x: f32) -> f32 {
@@ -468,12 +501,18 @@ fn softmax_f32(x: &ArrayD<f32>, axis: usize, log: bool) -> Result<ArrayD<f32>> {
     let work = |(o, xi): (&mut [f32], &[f32])| {
         if inner == 1 {
             let m = xi.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
+            // Exponentials first (a loop that vectorizes), then their sum in lanes.
             for (y, &v) in o.iter_mut().zip(xi) {
-                let e = (v - m).exp();
-                *y = e;
-                sum += e;
+                *y = exp_f32(v - m);
             }
+            let mut lanes = [0f32; 8];
+            let mut chunks = o.chunks_exact(8);
+            for c in &mut chunks {
+                for (l, &e) in lanes.iter_mut().zip(c) {
+                    *l += e;
+                }
+            }
+            let sum = lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
             if log {
                 let ls = sum.ln();
                 for (y, &v) in o.iter_mut().zip(xi) {
@@ -496,7 +535,7 @@ fn softmax_f32(x: &ArrayD<f32>, axis: usize, log: bool) -> Result<ArrayD<f32>> {
             }
             for (orow, row) in o.chunks_mut(inner).zip(xi.chunks(inner)) {
                 for (((y, &v), &mx), s) in orow.iter_mut().zip(row).zip(&m).zip(sum.iter_mut()) {
-                    let e = (v - mx).exp();
+                    let e = exp_f32(v - mx);
                     *y = e;
                     *s += e;
                 }
@@ -630,6 +669,24 @@ mod tests {
     fn un(op: &str, ver: &str, attrs: &[(&str, &str)], x: &[f32]) -> Vec<f64> {
         let o = run_op(op, ver, attrs, &[f32t(&[x.len()], x)]).unwrap();
         vals(&o[0])
+    }
+
+    #[test]
+    fn exp_f32_close_to_libm() {
+        let mut worst = 0.0f64;
+        for i in -200_000..=200_000 {
+            let x = i as f32 * 4.4e-4; // −88 … 88
+            let (got, want) = (exp_f32(x) as f64, (x as f64).exp());
+            if x >= -87.33 {
+                worst = worst.max(((got - want) / want).abs());
+            }
+        }
+        assert!(worst < 3e-7, "relative error {worst}");
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(exp_f32(-100.0), 0.0);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert!(exp_f32(f32::NAN).is_nan());
+        assert!(exp_f32(88.7) > 3e38 && exp_f32(89.0) == f32::INFINITY);
     }
 
     #[test]
