@@ -500,7 +500,14 @@ fn softmax_f32(x: &ArrayD<f32>, axis: usize, log: bool) -> Result<ArrayD<f32>> {
     }
     let work = |(o, xi): (&mut [f32], &[f32])| {
         if inner == 1 {
-            let m = xi.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut top = [f32::NEG_INFINITY; 8];
+            let mut chunks = xi.chunks_exact(8);
+            for c in &mut chunks {
+                for (t, &v) in top.iter_mut().zip(c) {
+                    *t = t.max(v);
+                }
+            }
+            let m = top.iter().chain(chunks.remainder()).copied().fold(f32::NEG_INFINITY, f32::max);
             // Exponentials first (a loop that vectorizes), then their sum in lanes.
             for (y, &v) in o.iter_mut().zip(xi) {
                 *y = exp_f32(v - m);

@@ -181,17 +181,40 @@ pub fn quantize_weight(w: &ArrayD<f32>, channel_axes: &[usize], half_range: bool
         scale_shape[a] = shape[a];
     }
     let mut absmax = ArrayD::<f32>::zeros(IxDyn(&scale_shape));
-    // Reduce |w| over every non-channel axis by iterating indices.
-    for (idx, &v) in w.indexed_iter() {
-        let mut si = idx.slice().to_vec();
-        for (k, s) in si.iter_mut().enumerate() {
-            if scale_shape[k] == 1 {
-                *s = 0;
+    // Reduce |w| over every non-channel axis. Channel axes are contiguous in practice (conv
+    // output channels, GroupConvolution's group and channel axes, a MatMul row or column): then
+    // the weights are [outer, channels, inner] and each channel's values are runs of `inner`.
+    let mut axes: Vec<usize> = channel_axes.to_vec();
+    axes.sort_unstable();
+    axes.dedup();
+    let contiguous = axes.windows(2).all(|p| p[1] == p[0] + 1);
+    match (w.as_slice(), absmax.as_slice_mut(), contiguous) {
+        (Some(data), Some(m), true) => {
+            let (first, last) = (axes.first().copied().unwrap_or(0), axes.last().copied().unwrap_or(0));
+            let channels = m.len();
+            let inner: usize = if axes.is_empty() { data.len() } else { shape[last + 1..].iter().product() };
+            let outer: usize = if axes.is_empty() { 1 } else { shape[..first].iter().product() };
+            for o in 0..outer {
+                for (c, mc) in m.iter_mut().enumerate() {
+                    let start = (o * channels + c) * inner;
+                    let top = data[start..start + inner].iter().fold(0.0f32, |a, &v| a.max(v.abs()));
+                    *mc = mc.max(top);
+                }
             }
         }
-        let m = &mut absmax[IxDyn(&si)];
-        if v.abs() > *m {
-            *m = v.abs();
+        _ => {
+            for (idx, &v) in w.indexed_iter() {
+                let mut si = idx.slice().to_vec();
+                for (k, s) in si.iter_mut().enumerate() {
+                    if scale_shape[k] == 1 {
+                        *s = 0;
+                    }
+                }
+                let m = &mut absmax[IxDyn(&si)];
+                if v.abs() > *m {
+                    *m = v.abs();
+                }
+            }
         }
     }
     if w.iter().any(|x| !x.is_finite()) {
