@@ -1,7 +1,7 @@
 //! Ops that fit no other family: Interpolate, TopK, ScaledDotProductAttention, NonZero, CumSum.
 
 use super::attrs::norm_axis;
-use super::shape::{broadcast_numpy, outer_sum, pad_zeros, strides, take};
+use super::shape::{broadcast_numpy, pad_zeros, strides, take, take_maps};
 use super::{BuildCtx, Op, Registry};
 use crate::dispatch_tensor;
 use crate::error::{Error, Result};
@@ -385,7 +385,7 @@ impl Op for Interpolate {
                         .collect()
                 })
                 .collect();
-            return Ok(vec![take(x, &outer_sum(&maps), &out_shape, None)?]);
+            return Ok(vec![take_maps(x, &maps, &out_shape, None)?]);
         }
         let antialias = self.antialias && scales.iter().any(|&s| s < 1.0);
         let mut data: Vec<f32> = x.to_f32().iter().copied().collect();

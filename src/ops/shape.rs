@@ -110,6 +110,44 @@ pub(crate) fn take(t: &Tensor, idx: &[usize], shape: &[usize], fill: Option<&Ten
     Ok(map_tensor!(t, a => take_t(a, idx, shape, fill)?))
 }
 
+fn take_runs_t<T: Elem>(a: &ArrayD<T>, starts: &[usize], run: usize, shape: &[usize]) -> Result<ArrayD<T>> {
+    let owned: Vec<T>;
+    let src: &[T] = match a.as_slice() {
+        Some(s) => s,
+        None => {
+            owned = a.iter().cloned().collect();
+            &owned
+        }
+    };
+    let mut out = Vec::with_capacity(starts.len() * run);
+    for &p in starts {
+        let piece = src.get(p..p + run).ok_or_else(|| Error::internal(format!("source run at {p} out of range")))?;
+        out.extend_from_slice(piece);
+    }
+    arr(shape, out)
+}
+
+/// `take(t, &outer_sum(maps), shape, fill)`, copying whole runs when the innermost map reads
+/// consecutive source elements (a transpose or slice that keeps the last axis, say).
+pub(crate) fn take_maps(t: &Tensor, maps: &[Vec<usize>], shape: &[usize], fill: Option<&Tensor>) -> Result<Tensor> {
+    if let Some((last, outer_maps)) = maps.split_last() {
+        let consecutive = last.len() >= 4
+            && last[0] != FILL
+            && last.windows(2).all(|p| p[1] != FILL && p[0] != FILL && p[1] == p[0] + 1);
+        if consecutive {
+            let mut starts = outer_sum(outer_maps);
+            if !starts.contains(&FILL) {
+                for p in &mut starts {
+                    *p += last[0];
+                }
+                let run = last.len();
+                return Ok(map_tensor!(t, a => take_runs_t(a, &starts, run, shape)?));
+            }
+        }
+    }
+    take(t, &outer_sum(maps), shape, fill)
+}
+
 /// Flat indices of an axis-separable movement: output axis d reads source offset `maps[d][o]`
 /// (already multiplied by the source stride, or FILL). Returns the row-major outer sum.
 pub(crate) fn outer_sum(maps: &[Vec<usize>]) -> Vec<usize> {
@@ -131,7 +169,7 @@ fn permute(t: &Tensor, shape: &[usize], perm: &[usize]) -> Result<Tensor> {
     let st = strides(shape);
     let maps: Vec<Vec<usize>> = perm.iter().map(|&p| (0..shape[p]).map(|i| i * st[p]).collect()).collect();
     let out: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
-    take(t, &outer_sum(&maps), &out, None)
+    take_maps(t, &maps, &out, None)
 }
 
 fn input<'a>(inputs: &[&'a Tensor], k: usize, op: &str) -> Result<&'a Tensor> {
@@ -194,7 +232,7 @@ fn select(t: &Tensor, sel: &[Vec<usize>]) -> Result<Tensor> {
     let st = strides(t.shape());
     let maps: Vec<Vec<usize>> = sel.iter().zip(&st).map(|(s, &k)| s.iter().map(|&i| i * k).collect()).collect();
     let shape: Vec<usize> = sel.iter().map(|s| s.len()).collect();
-    take(t, &outer_sum(&maps), &shape, None)
+    take_maps(t, &maps, &shape, None)
 }
 
 /// Pads `t` with zeros (`pads_*` per axis, negative values crop).
@@ -544,8 +582,7 @@ impl Op for StridedSlice {
             out_shape.push(shape[ax]);
             ax += 1;
         }
-        let idx = outer_sum(&maps);
-        Ok(vec![take(x, &idx, &out_shape, None)?])
+        Ok(vec![take_maps(x, &maps, &out_shape, None)?])
     }
 }
 
@@ -807,7 +844,7 @@ fn broadcast_to(x: &Tensor, out: &[usize], src: &[Option<usize>]) -> Result<Tens
             None => vec![0; n],
         });
     }
-    take(x, &outer_sum(&maps), out, None)
+    take_maps(x, &maps, out, None)
 }
 
 impl Op for Broadcast {
@@ -884,7 +921,7 @@ impl Op for Tile {
             maps.push((0..n).map(|i| (i % shape[d].max(1)) * st[d]).collect());
             out.push(n);
         }
-        Ok(vec![take(x, &outer_sum(&maps), &out, None)?])
+        Ok(vec![take_maps(x, &maps, &out, None)?])
     }
 }
 
@@ -956,7 +993,7 @@ impl Op for Pad {
             Some(v) => v.convert(x.element_type())?,
             None => Tensor::zeros(x.element_type(), &[1])?,
         };
-        Ok(vec![take(x, &outer_sum(&maps), &out, Some(&fill))?])
+        Ok(vec![take_maps(x, &maps, &out, Some(&fill))?])
     }
 }
 
