@@ -60,8 +60,11 @@ fn deterministic_bytes() {
     assert_eq!(a.model.to_memory().unwrap(), b.model.to_memory().unwrap());
 }
 
+/// Layer name → (op type, dequantized weights, bias).
+type LayerConstants = std::collections::BTreeMap<String, (String, Vec<f64>, Option<Vec<f64>>)>;
+
 /// Dequantized weights and bias of every Convolution/GroupConvolution/MatMul, by layer name.
-fn layer_constants(m: &Model) -> std::collections::BTreeMap<String, (String, Vec<f64>, Option<Vec<f64>>)> {
+fn layer_constants(m: &Model) -> LayerConstants {
     let g = m.graph();
     let plan = ovpot::engine::Plan::new(g).unwrap();
     let consumers = g.consumers();
