@@ -2,9 +2,10 @@
 //! hurt most until the metric is within `maximal_drop` of FP32.
 //!
 //! Ranking is cheap: FP32 outputs are computed once and cached; each candidate group is scored
-//! by the output error it leaves on the samples that degrade most, candidates in parallel.
+//! on the samples that degrade most, candidates in parallel: by the output error it leaves
+//! (default), or by the metric there ([`Ranking::Metric`]).
 
-use super::config::{DropType, QuantConfig};
+use super::config::{DropType, QuantConfig, Ranking};
 use super::Quantized;
 use crate::api::{AccuracyReport, Dataset, Hooks, LogLevel, Metric, Model, Outcome, RevertedLayer, Sample, Stage};
 use crate::engine::Plan;
@@ -140,42 +141,67 @@ fn ranking_subset(
     s
 }
 
-/// Scores each candidate group by the output error left after reverting it (lower is better).
-fn rank(
+/// Scores each candidate group on the ranking subset after reverting it: by the metric there
+/// when the metric gives per-sample values (NNCF's metric mode), the output error breaking ties;
+/// by the output error alone otherwise. Best first.
+fn rank<'m>(
     ctx: &mut Ctx,
     reverted: &HashSet<NodeId>,
     candidates: &[Vec<NodeId>],
     subset: &[usize],
+    metric: Option<&mut (dyn Metric + 'm)>,
     hooks: &mut Hooks,
-) -> Result<Vec<(f64, usize)>> {
+) -> Result<Vec<usize>> {
     let inputs: Vec<Sample> = subset.iter().map(|&i| ctx.eval.get(i)).collect::<Result<_>>()?;
-    let mut scores: Vec<(f64, usize)> = Vec::with_capacity(candidates.len());
+    let keep_outputs = metric.is_some();
+    // (metric on the subset, output error, candidate index)
+    let mut scores: Vec<(f64, f64, usize)> = Vec::with_capacity(candidates.len());
+    let mut metric = metric;
     let wave = rayon::current_num_threads().max(1) * 2;
     for (w, chunk) in candidates.chunks(wave).enumerate() {
-        let part: Vec<Result<(f64, usize)>> = chunk
+        let part: Vec<Result<(f64, Vec<Vec<Tensor>>)>> = chunk
             .par_iter()
-            .enumerate()
-            .map(|(j, group)| {
+            .map(|group| {
                 let mut r = reverted.clone();
                 r.extend(group.iter().copied());
                 let g = ctx.q.materialize(&r)?;
                 let plan = Plan::new(&g)?;
                 let mut err = 0.0;
+                let mut outs = Vec::with_capacity(if keep_outputs { subset.len() } else { 0 });
                 for (s, &i) in inputs.iter().zip(subset) {
                     let out = plan.run(s)?;
                     err += nmse(&ctx.fp_outs[i], &out);
+                    if keep_outputs {
+                        outs.push(out);
+                    }
                 }
-                Ok((err, w * wave + j))
+                Ok((err, outs))
             })
             .collect();
-        for p in part {
-            scores.push(p?);
+        for (j, p) in part.into_iter().enumerate() {
+            let (err, outs) = p?;
+            let m = match metric.as_deref_mut() {
+                Some(m) => {
+                    m.reset();
+                    for (o, &i) in outs.iter().zip(subset) {
+                        m.update(i, o)?;
+                    }
+                    let v = m.value()?;
+                    if ctx.higher_is_better {
+                        v
+                    } else {
+                        -v
+                    }
+                }
+                None => 0.0,
+            };
+            scores.push((m, err, w * wave + j));
         }
         hooks.progress(Stage::Ranking, scores.len(), candidates.len())?;
     }
     ctx.inferences += candidates.len() * subset.len();
-    scores.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    Ok(scores)
+    scores.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    Ok(scores.into_iter().map(|s| s.2).collect())
 }
 
 pub fn run(
@@ -225,8 +251,9 @@ pub fn run(
         let mut since_rank = usize::MAX;
         while cur_drop > allowed && !remaining.is_empty() && iterations < aa.max_iter_num {
             if since_rank >= 4 || ranked.is_empty() {
-                let scores = rank(&mut ctx, &reverted, &remaining, &subset, hooks)?;
-                ranked = scores.into_iter().map(|s| s.1).collect();
+                let by_metric =
+                    if aa.ranking == Ranking::Metric && fp_per.is_some() { Some(&mut *metric) } else { None };
+                ranked = rank(&mut ctx, &reverted, &remaining, &subset, by_metric, hooks)?;
                 since_rank = 0;
             }
             let gi = ranked.remove(0);

@@ -64,6 +64,19 @@ pub enum DropType {
     Relative,
 }
 
+/// How AccuracyAwareQuantization ranks the groups it may revert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Ranking {
+    /// By the output error left after reverting a group (normalized MSE against FP32 on the
+    /// ranking subset). Smooth: it does not chase single samples that flip.
+    #[default]
+    OutputError,
+    /// By the metric on the ranking subset after reverting a group (NNCF's metric mode), output
+    /// error breaking ties; needs a metric with per-sample values, else output error is used.
+    Metric,
+}
+
 /// An op type to skip, optionally only when its attributes match.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 pub struct IgnoredOperation {
@@ -124,6 +137,7 @@ pub struct AccuracyAwareConfig {
     pub use_prev_if_drop_increase: bool,
     pub convert_to_mixed_preset: bool,
     pub metric_subset_ratio: f64,
+    pub ranking: Ranking,
     /// The FP32 metric when already known (skips one evaluation).
     pub baseline_metric: Option<f64>,
 }
@@ -138,6 +152,7 @@ impl Default for AccuracyAwareConfig {
             use_prev_if_drop_increase: true,
             convert_to_mixed_preset: false,
             metric_subset_ratio: 0.5,
+            ranking: Ranking::OutputError,
             baseline_metric: None,
         }
     }
@@ -321,6 +336,9 @@ impl QuantConfig {
         }
         if let Some(x) = take(p, "metric_subset_ratio")? {
             aa.metric_subset_ratio = x;
+        }
+        if let Some(x) = take(p, "ranking")? {
+            aa.ranking = x;
         }
         if let Some(x) = take(p, "baseline_metric")? {
             aa.baseline_metric = Some(x);
