@@ -126,18 +126,16 @@ enum Kind {
 
 /// Applies `f` over a slice into a new vector, in parallel when large.
 fn map_slice<T: Copy + Sync, O: Copy + Send + Default>(src: &[T], f: impl Fn(T) -> O + Sync) -> Vec<O> {
+    if src.len() < PAR_THRESHOLD {
+        // Collected, not written into a zeroed buffer.
+        return src.iter().map(|&x| f(x)).collect();
+    }
     let mut out = vec![O::default(); src.len()];
-    if src.len() >= PAR_THRESHOLD {
-        out.par_chunks_mut(1 << 14).zip(src.par_chunks(1 << 14)).for_each(|(o, s)| {
-            for (y, &x) in o.iter_mut().zip(s) {
-                *y = f(x);
-            }
-        });
-    } else {
-        for (y, &x) in out.iter_mut().zip(src) {
+    out.par_chunks_mut(1 << 14).zip(src.par_chunks(1 << 14)).for_each(|(o, s)| {
+        for (y, &x) in o.iter_mut().zip(s) {
             *y = f(x);
         }
-    }
+    });
     out
 }
 
