@@ -77,14 +77,7 @@ pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
 }
 
 fn take_t<T: Elem>(a: &ArrayD<T>, idx: &[usize], shape: &[usize], fill: Option<&Tensor>) -> Result<ArrayD<T>> {
-    let owned: Vec<T>;
-    let src: &[T] = match a.as_slice() {
-        Some(s) => s,
-        None => {
-            owned = a.iter().cloned().collect();
-            &owned
-        }
-    };
+    let src = super::binary::std_slice(a);
     let fill_v: Option<T> = match fill {
         Some(f) => Some(
             T::of(f)
@@ -111,14 +104,7 @@ pub(crate) fn take(t: &Tensor, idx: &[usize], shape: &[usize], fill: Option<&Ten
 }
 
 fn take_runs_t<T: Elem>(a: &ArrayD<T>, starts: &[usize], run: usize, shape: &[usize]) -> Result<ArrayD<T>> {
-    let owned: Vec<T>;
-    let src: &[T] = match a.as_slice() {
-        Some(s) => s,
-        None => {
-            owned = a.iter().cloned().collect();
-            &owned
-        }
-    };
+    let src = super::binary::std_slice(a);
     let mut out = Vec::with_capacity(starts.len() * run);
     for &p in starts {
         let piece = src.get(p..p + run).ok_or_else(|| Error::internal(format!("source run at {p} out of range")))?;
