@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quantize import ROOT, fixtures_root, load_calib, ovcheck, revision  # noqa: E402
+from bench_quantize import ROOT, fixtures_root, load_calib, ovcheck, print_rows, revision  # noqa: E402
 
 DEFAULT = ["ppocr_cls:0.005", "mnist_cnn:0.001"]
 
@@ -131,9 +131,7 @@ def print_table(results):
                 f"{rt['int8_layers']}/{rt['heavy_layers']} ({100.0 * rt['int8_layers'] / max(rt['heavy_layers'], 1):.0f}%)",
                 str(rt["fake_quantize"]), str(t["full_evaluations"]), f"{t['seconds']:.1f}",
             ])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    print_rows(rows)
 
 
 def main():

@@ -239,11 +239,15 @@ HEAD = ["fixture", "ovpot s", "nncf s", "nncf+io s", "nncf/ovpot", "metric", "qu
         "SQNR dB ours / nncf", "int8 layers ours / nncf", "FQ ours / nncf", "OV latency ms ours / nncf", "peak RSS MiB ours / nncf", "vs NNCF"]
 
 
-def print_table(results):
-    rows = [HEAD] + [fmt_row(r) for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(HEAD))]
+def print_rows(rows):
+    """Prints rows of strings as left-aligned columns."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def print_table(results):
+    print_rows([HEAD] + [fmt_row(r) for r in results])
 
 
 def main():

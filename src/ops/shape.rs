@@ -117,9 +117,8 @@ fn take_runs_t<T: Elem>(a: &ArrayD<T>, starts: &[usize], run: usize, shape: &[us
 /// consecutive source elements (a transpose or slice that keeps the last axis, say).
 pub(crate) fn take_maps(t: &Tensor, maps: &[Vec<usize>], shape: &[usize], fill: Option<&Tensor>) -> Result<Tensor> {
     if let Some((last, outer_maps)) = maps.split_last() {
-        let consecutive = last.len() >= 4
-            && last[0] != FILL
-            && last.windows(2).all(|p| p[1] != FILL && p[0] != FILL && p[1] == p[0] + 1);
+        // FILL is usize::MAX, so no FILL can follow a real index in a consecutive run.
+        let consecutive = last.len() >= 4 && last.windows(2).all(|p| p[0] != FILL && p[1] == p[0] + 1);
         if consecutive {
             let mut starts = outer_sum(outer_maps);
             if !starts.contains(&FILL) {

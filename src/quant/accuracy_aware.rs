@@ -149,14 +149,13 @@ fn rank<'m>(
     reverted: &HashSet<NodeId>,
     candidates: &[Vec<NodeId>],
     subset: &[usize],
-    metric: Option<&mut (dyn Metric + 'm)>,
+    mut metric: Option<&mut (dyn Metric + 'm)>,
     hooks: &mut Hooks,
 ) -> Result<Vec<usize>> {
     let inputs: Vec<Sample> = subset.iter().map(|&i| ctx.eval.get(i)).collect::<Result<_>>()?;
     let keep_outputs = metric.is_some();
     // (metric on the subset, output error, candidate index)
     let mut scores: Vec<(f64, f64, usize)> = Vec::with_capacity(candidates.len());
-    let mut metric = metric;
     let wave = rayon::current_num_threads().max(1) * 2;
     for (w, chunk) in candidates.chunks(wave).enumerate() {
         let part: Vec<Result<(f64, Vec<Vec<Tensor>>)>> = chunk
