@@ -430,6 +430,18 @@ impl Tensor {
     }
 
     /// Reinterprets the tensor with a new shape of the same element count.
+    /// Like [`Tensor::reshaped`], keeping the buffer (no copy) when it is in standard layout.
+    pub fn into_reshaped(self, shape: &[usize]) -> Result<Tensor> {
+        if !self.is_standard_layout() || element_count(shape)? != self.len() {
+            return self.reshaped(shape);
+        }
+        Ok(map_tensor!(self, a => a.into_shape_with_order(IxDyn(shape)).expect("standard layout, same count")))
+    }
+
+    fn is_standard_layout(&self) -> bool {
+        dispatch_tensor!(self, a => a.is_standard_layout())
+    }
+
     pub fn reshaped(&self, shape: &[usize]) -> Result<Tensor> {
         let n = element_count(shape)?;
         if n != self.len() {

@@ -302,15 +302,20 @@ impl Plan {
                             .ok_or_else(|| Error::internal(format!("{}: input {:?} not computed", node.describe(), o)))
                     })
                     .collect::<Result<_>>()?;
-                let refs: Vec<&Tensor> = ins.iter().map(|a| a.as_ref()).collect();
+                // Values read for the last time here leave the map first, so an op can reuse
+                // their buffers (see `Op::eval_owned`).
+                for o in &frees[i] {
+                    if !targets.contains(o) {
+                        vals.remove(o);
+                    }
+                }
                 let started = profile::enabled().then(std::time::Instant::now);
-                let outs = op.eval(&refs).map_err(|e| match e {
+                let outs = op.eval_owned(ins).map_err(|e| match e {
                     Error::InvalidArgument(m) | Error::Mismatch(m) => {
                         Error::mismatch(format!("{}: {m}", node.describe()))
                     }
                     other => other,
                 })?;
-                drop(ins);
                 if let Some(t0) = started {
                     profile::record(&node.op_type, t0.elapsed());
                 }
@@ -330,5 +335,76 @@ impl Plan {
             .iter()
             .map(|o| vals.get(o).cloned().ok_or_else(|| Error::internal(format!("target {:?} was not computed", o))))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::api::Model;
+    use crate::tensor::Tensor;
+    use ndarray::{ArrayD, IxDyn};
+
+    fn port(id: usize, prec: &str, dims: &[usize]) -> String {
+        let d: String = dims.iter().map(|d| format!("<dim>{d}</dim>")).collect();
+        format!("<port id=\"{id}\" precision=\"{prec}\">{d}</port>")
+    }
+
+    /// relu(x) is read by an Add, by a Multiply twice and last by a Reshape; the Add's result by
+    /// a Subtract then a Clamp: every elementwise op may write over a dying input, and none may
+    /// touch a value still to be read.
+    #[test]
+    fn in_place_ops_leave_live_values_alone() {
+        let f = |id, dims: &[usize]| port(id, "FP32", dims);
+        let layer = |id: usize, ty: &str, data: &str, ins: &[String], outs: &[String]| {
+            format!(
+                "<layer id=\"{id}\" name=\"l{id}\" type=\"{ty}\" version=\"opset1\">{}<input>{}</input><output>{}</output></layer>\n",
+                if data.is_empty() { String::new() } else { format!("<data {data}/>") },
+                ins.concat(),
+                outs.concat()
+            )
+            .replace("<input></input>", "")
+            .replace("<output></output>", "")
+        };
+        let layers = [
+            layer(0, "Parameter", "shape=\"1,4\" element_type=\"f32\"", &[], &[f(0, &[1, 4])]),
+            layer(1, "Relu", "", &[f(0, &[1, 4])], &[f(1, &[1, 4])]),
+            layer(2, "Const", "element_type=\"f32\" shape=\"4\" offset=\"0\" size=\"16\"", &[], &[f(0, &[4])]),
+            layer(3, "Add", "", &[f(0, &[1, 4]), f(1, &[4])], &[f(2, &[1, 4])]),
+            layer(4, "Multiply", "", &[f(0, &[1, 4]), f(1, &[1, 4])], &[f(2, &[1, 4])]),
+            layer(5, "Subtract", "", &[f(0, &[1, 4]), f(1, &[1, 4])], &[f(2, &[1, 4])]),
+            layer(6, "Clamp", "min=\"0\" max=\"2\"", &[f(0, &[1, 4])], &[f(1, &[1, 4])]),
+            layer(
+                7,
+                "Const",
+                "element_type=\"i64\" shape=\"1\" offset=\"16\" size=\"8\"",
+                &[],
+                &[port(0, "I64", &[1])],
+            ),
+            layer(8, "Reshape", "special_zero=\"false\"", &[f(0, &[1, 4]), port(1, "I64", &[1])], &[f(2, &[4])]),
+            layer(9, "Result", "", &[f(0, &[1, 4])], &[]),
+            layer(10, "Result", "", &[f(0, &[4])], &[]),
+        ];
+        let edges = [(0, 0, 1, 0), (1, 1, 3, 0), (2, 0, 3, 1), (1, 1, 4, 0), (1, 1, 4, 1), (3, 2, 5, 0), (4, 2, 5, 1)]
+            .iter()
+            .chain(&[(5, 2, 6, 0), (1, 1, 8, 0), (7, 0, 8, 1), (6, 1, 9, 0), (8, 2, 10, 0)])
+            .map(|(a, b, c, d)| {
+                format!("<edge from-layer=\"{a}\" from-port=\"{b}\" to-layer=\"{c}\" to-port=\"{d}\"/>")
+            })
+            .collect::<String>();
+        let xml =
+            format!("<net name=\"t\" version=\"11\"><layers>{}</layers><edges>{edges}</edges></net>", layers.concat());
+        let mut bin: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        bin.extend(4i64.to_le_bytes());
+        let model = Model::from_memory(xml.as_bytes(), &bin).unwrap();
+        let plan = model.plan().unwrap();
+        let x = Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[1, 4]), vec![-1.0, 0.5, 2.0, -3.0]).unwrap());
+        for _ in 0..2 {
+            let out = plan.run(&[("l0".to_string(), x.clone())]).unwrap();
+            // relu = [0, .5, 2, 0]; add = [1, 2.5, 5, 4]; mul = [0, .25, 4, 0]; sub = [1, 2.25, 1, 4]
+            assert_eq!(out[0].to_f32().iter().copied().collect::<Vec<_>>(), [1.0, 2.0, 1.0, 2.0]);
+            assert_eq!(out[1].to_f32().iter().copied().collect::<Vec<_>>(), [0.0, 0.5, 2.0, 0.0]);
+            assert_eq!(out[1].shape(), [4]);
+        }
+        assert_eq!(x.to_f32().iter().copied().collect::<Vec<_>>(), [-1.0, 0.5, 2.0, -3.0]);
     }
 }

@@ -3,12 +3,13 @@
 //! tensors); f16/bf16/f64 are computed through f32/f64 and converted back.
 
 use super::binary::{broadcast_map, make_array, std_slice, AutoBroadcast, PAR_THRESHOLD};
-use super::{BuildCtx, Op, Registry};
+use super::{take_unique, BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use half::{bf16, f16};
 use ndarray::ArrayD;
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// The Gauss error function in f64: Maclaurin series below 2.5 (terms peak near e^6, so the
 /// absolute error stays ~1e-13), continued fraction of erfc above, exactly ±1 past 6.
@@ -144,8 +145,51 @@ fn map_array<T: Copy + Sync, O: Copy + Send + Default>(a: &ArrayD<T>, f: impl Fn
     make_array(a.shape(), map_slice(&s, f))
 }
 
-/// Runs a float function on every float type (f16/bf16 through f32).
-fn map_float(t: &Tensor, f: impl Fn(f32) -> f32 + Sync, f64f: impl Fn(f64) -> f64 + Sync) -> Result<Tensor> {
+/// An op's data input: borrowed, or owned when it dies at this op (then written over).
+pub(crate) enum Arg<'a> {
+    Shared(&'a Tensor),
+    Owned(Tensor),
+}
+
+impl<'a> From<&'a Tensor> for Arg<'a> {
+    fn from(t: &'a Tensor) -> Self {
+        Arg::Shared(t)
+    }
+}
+
+impl<'a> From<&&'a Tensor> for Arg<'a> {
+    fn from(t: &&'a Tensor) -> Self {
+        Arg::Shared(t)
+    }
+}
+
+/// Applies `f` over a slice in place, in parallel when large.
+pub(crate) fn map_in_place(v: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
+    if v.len() < PAR_THRESHOLD {
+        v.iter_mut().for_each(|x| *x = f(*x));
+    } else {
+        v.par_chunks_mut(1 << 14).for_each(|c| c.iter_mut().for_each(|x| *x = f(*x)));
+    }
+}
+
+/// Runs a float function on every float type (f16/bf16 through f32); an owned f32 input is
+/// overwritten rather than copied.
+fn map_float<'a>(
+    t: impl Into<Arg<'a>>,
+    f: impl Fn(f32) -> f32 + Sync,
+    f64f: impl Fn(f64) -> f64 + Sync,
+) -> Result<Tensor> {
+    let t = match t.into() {
+        Arg::Owned(Tensor::F32(mut a)) if a.is_standard_layout() => {
+            if let Some(s) = a.as_slice_mut() {
+                map_in_place(s, f);
+                return Ok(Tensor::F32(a));
+            }
+            return map_float(&Tensor::F32(a), f, f64f);
+        }
+        Arg::Owned(other) => return map_float(&other, f, f64f),
+        Arg::Shared(t) => t,
+    };
     Ok(match t {
         Tensor::F32(a) => Tensor::F32(map_array(a, f)?),
         Tensor::F16(a) => Tensor::F16(map_array(a, |x: f16| f16::from_f32(f(x.to_f32())))?),
@@ -298,6 +342,21 @@ struct Unary {
 impl Op for Unary {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let x = inputs.first().ok_or_else(|| Error::invalid("expected an input"))?;
+        Ok(vec![self.apply(x)?])
+    }
+
+    fn eval_owned(&self, mut inputs: Vec<Arc<Tensor>>) -> Result<Vec<Tensor>> {
+        let mut first = inputs.drain(..).next();
+        match take_unique(&mut first) {
+            Some(t @ Tensor::F32(_)) => Ok(vec![float_kinds!(self.kind, Arg::Owned(t))?]),
+            Some(t) => Ok(vec![self.apply(&t)?]),
+            None => Ok(vec![self.apply(first.as_deref().ok_or_else(|| Error::invalid("expected an input"))?)?]),
+        }
+    }
+}
+
+impl Unary {
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let out = match x {
             Tensor::F32(_) | Tensor::F16(_) | Tensor::BF16(_) | Tensor::F64(_) => float_kinds!(self.kind, x)?,
             Tensor::I8(a) => int_kinds!(self.kind, a, i8, I8)?,
@@ -310,7 +369,7 @@ impl Op for Unary {
             Tensor::U64(a) => int_kinds!(self.kind, a, u64, U64)?,
             Tensor::Bool(_) => return Err(Error::mismatch(format!("{:?} on a boolean input", self.kind))),
         };
-        Ok(vec![out])
+        Ok(out)
     }
 }
 

@@ -3,12 +3,13 @@
 //! broadcast pattern so the inner loop runs over contiguous slices (same shape, scalar,
 //! per-channel bias all become one or two flat loops).
 
-use super::{BuildCtx, Op, Registry};
+use super::{take_unique, BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use half::{bf16, f16};
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Outputs at least this large are computed on several threads.
 pub(crate) const PAR_THRESHOLD: usize = 1 << 16;
@@ -242,6 +243,50 @@ where
         }
     });
     make_array(&out_shape, out)
+}
+
+/// `own = f(own, other)` (or `f(other, own)` when `own_is_second`) where `own` already has the
+/// output shape: the result is written over `own`'s buffer. `None` when the layout does not allow
+/// it (then the caller allocates as usual).
+pub(crate) fn broadcast_update<T, F>(
+    own: &mut ArrayD<T>,
+    other: &ArrayD<T>,
+    mode: AutoBroadcast,
+    own_is_second: bool,
+    f: F,
+) -> Option<Result<()>>
+where
+    T: Copy + Send + Sync,
+    F: Fn(T, T) -> T + Sync,
+{
+    let out_shape = match mode.out_shape(&[own.shape(), other.shape()]) {
+        Ok(s) => s,
+        Err(e) => return Some(Err(e)),
+    };
+    if out_shape != own.shape() || !own.is_standard_layout() {
+        return None;
+    }
+    let plan = match Bcast::<2>::new(&out_shape, [own.shape(), other.shape()]) {
+        Ok(p) => p,
+        Err(e) => return Some(Err(e)),
+    };
+    let ov = std_slice(other);
+    let ov = &*ov;
+    let own = own.as_slice_mut()?;
+    let [_, sb] = plan.inner_strides();
+    let g = move |x: T, z: T| if own_is_second { f(z, x) } else { f(x, z) };
+    plan.fill(own, |o, [_, ob]| {
+        let n = o.len();
+        match sb {
+            1 => o.iter_mut().zip(&ov[ob..ob + n]).for_each(|(y, &z)| *y = g(*y, z)),
+            0 => {
+                let z = ov[ob];
+                o.iter_mut().for_each(|y| *y = g(*y, z));
+            }
+            _ => o.iter_mut().enumerate().for_each(|(i, y)| *y = g(*y, ov[ob + i * sb])),
+        }
+    });
+    Some(Ok(()))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -502,7 +547,64 @@ fn type_mismatch(a: &Tensor, b: &Tensor) -> Error {
     Error::mismatch(format!("input types differ or are unsupported: {} and {}", a.element_type(), b.element_type()))
 }
 
+impl Binary {
+    /// `own ∘ other` (or `other ∘ own`) written over `own`'s buffer; `None` when the kind or the
+    /// layout does not allow it.
+    fn update_f32(&self, own: &mut ArrayD<f32>, other: &ArrayD<f32>, own_is_second: bool) -> Option<Result<()>> {
+        let m = self.mode;
+        let o = own_is_second;
+        // Monomorphized per kind so the inner loops vectorize.
+        match self.kind {
+            Kind::Add => broadcast_update(own, other, m, o, |p: f32, q: f32| p + q),
+            Kind::Subtract => broadcast_update(own, other, m, o, |p: f32, q: f32| p - q),
+            Kind::Multiply => broadcast_update(own, other, m, o, |p: f32, q: f32| p * q),
+            Kind::Divide { .. } => broadcast_update(own, other, m, o, |p: f32, q: f32| p / q),
+            Kind::Maximum => broadcast_update(own, other, m, o, |p: f32, q: f32| p.max(q)),
+            Kind::Minimum => broadcast_update(own, other, m, o, |p: f32, q: f32| p.min(q)),
+            _ if self.is_compare() || self.is_logical() || self.is_bitwise() => None,
+            k => broadcast_update(own, other, m, o, float_arith(k)),
+        }
+    }
+
+    /// f32 arithmetic written over an input that dies here and already has the output shape;
+    /// gives the inputs back when neither can be reused.
+    fn eval_in_place(&self, a: Arc<Tensor>, b: Arc<Tensor>) -> std::result::Result<Result<Tensor>, [Arc<Tensor>; 2]> {
+        let mut pair = [Some(a), Some(b)];
+        for mine in 0..2 {
+            match take_unique(&mut pair[mine]) {
+                Some(Tensor::F32(mut own)) => {
+                    if let Some(Tensor::F32(other)) = pair[1 - mine].as_deref() {
+                        if let Some(r) = self.update_f32(&mut own, other, mine == 1) {
+                            return Ok(r.map(|()| Tensor::F32(own)));
+                        }
+                    }
+                    pair[mine] = Some(Arc::new(Tensor::F32(own)));
+                }
+                Some(t) => pair[mine] = Some(Arc::new(t)),
+                None => {}
+            }
+        }
+        match pair {
+            [Some(a), Some(b)] => Err([a, b]),
+            _ => Ok(Err(Error::internal("binary op lost an input"))),
+        }
+    }
+}
+
 impl Op for Binary {
+    fn eval_owned(&self, inputs: Vec<Arc<Tensor>>) -> Result<Vec<Tensor>> {
+        match <[Arc<Tensor>; 2]>::try_from(inputs) {
+            Ok([a, b]) => match self.eval_in_place(a, b) {
+                Ok(r) => Ok(vec![r?]),
+                Err([a, b]) => self.eval(&[&a, &b]),
+            },
+            Err(inputs) => {
+                let refs: Vec<&Tensor> = inputs.iter().map(|a| a.as_ref()).collect();
+                self.eval(&refs)
+            }
+        }
+    }
+
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let [a, b] = inputs else {
             return Err(Error::invalid(format!("expected 2 inputs, got {}", inputs.len())));

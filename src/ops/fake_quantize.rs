@@ -6,10 +6,11 @@
 //! flat loops with scalar limits.
 
 use super::binary::{make_array, std_slice, AutoBroadcast, Bcast};
-use super::{BuildCtx, Op, Registry};
+use super::{take_unique, BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use ndarray::ArrayD;
+use std::sync::Arc;
 
 /// Adding and subtracting 1.5·2^23 rounds an f32 of magnitude below 2^22 to the nearest integer,
 /// ties to even (the default rounding mode), without the `roundevenf` call that blocks
@@ -89,35 +90,93 @@ pub fn fake_quantize_f32(
 }
 
 fn fq(x: &ArrayD<f32>, limits: [&ArrayD<f32>; 4], levels: usize, mode: AutoBroadcast) -> Result<ArrayD<f32>> {
-    if levels < 2 {
-        return Err(Error::invalid(format!("FakeQuantize levels must be at least 2, got {levels}")));
-    }
-    let l1 = (levels - 1) as f32;
+    let l1 = levels_minus_one(levels)?;
     let shapes = [x.shape(), limits[0].shape(), limits[1].shape(), limits[2].shape(), limits[3].shape()];
     let out_shape = mode.out_shape(&shapes)?;
-    let xs = std_slice(x);
-    let lim: Vec<_> = limits.iter().map(|a| std_slice(a)).collect();
-    let (il, ih, ol, oh) = (&*lim[0], &*lim[1], &*lim[2], &*lim[3]);
     let plan = Bcast::<5>::new(&out_shape, shapes)?;
+    let xs = std_slice(x);
     let mut out = vec![0f32; plan.len()];
-    let [sx, s0, s1, s2, s3] = plan.inner_strides();
-    plan.fill(&mut out, |o, [ox, o0, o1, o2, o3]| {
-        let n = o.len();
-        if sx == 1 && s0 == 0 && s1 == 0 && s2 == 0 && s3 == 0 {
-            let grid = Grid::new(il[o0], ih[o1], ol[o2], oh[o3], l1);
-            for (y, &v) in o.iter_mut().zip(&xs[ox..ox + n]) {
-                *y = grid.apply(v);
-            }
-        } else {
-            for (i, y) in o.iter_mut().enumerate() {
-                *y = quantize(xs[ox + i * sx], il[o0 + i * s0], ih[o1 + i * s1], ol[o2 + i * s2], oh[o3 + i * s3], l1);
-            }
-        }
-    });
+    fill(&mut out, Some(&xs), &plan, limits, l1);
     make_array(&out_shape, out)
 }
 
+/// FakeQuantize written over `x` itself, when it already has the output shape; `None` otherwise.
+fn fq_in_place(
+    x: &mut ArrayD<f32>,
+    limits: [&ArrayD<f32>; 4],
+    levels: usize,
+    mode: AutoBroadcast,
+) -> Option<Result<()>> {
+    let l1 = match levels_minus_one(levels) {
+        Ok(v) => v,
+        Err(e) => return Some(Err(e)),
+    };
+    let shapes = [x.shape(), limits[0].shape(), limits[1].shape(), limits[2].shape(), limits[3].shape()];
+    let plan = match mode.out_shape(&shapes).and_then(|s| Bcast::<5>::new(&s, shapes)) {
+        Ok(p) => p,
+        Err(e) => return Some(Err(e)),
+    };
+    if plan.out_shape != x.shape() {
+        return None;
+    }
+    fill(x.as_slice_mut()?, None, &plan, limits, l1);
+    Some(Ok(()))
+}
+
+fn levels_minus_one(levels: usize) -> Result<f32> {
+    if levels < 2 {
+        return Err(Error::invalid(format!("FakeQuantize levels must be at least 2, got {levels}")));
+    }
+    Ok((levels - 1) as f32)
+}
+
+/// Quantizes into `out`, reading the data from `xs`, or from `out` itself when `xs` is `None`
+/// (then the data has the output shape, so its offsets are the output's).
+fn fill(out: &mut [f32], xs: Option<&[f32]>, plan: &Bcast<5>, limits: [&ArrayD<f32>; 4], l1: f32) {
+    let lim: Vec<_> = limits.iter().map(|a| std_slice(a)).collect();
+    let (il, ih, ol, oh) = (&*lim[0], &*lim[1], &*lim[2], &*lim[3]);
+    let [sx, s0, s1, s2, s3] = plan.inner_strides();
+    plan.fill(out, |o, [ox, o0, o1, o2, o3]| {
+        let n = o.len();
+        if sx == 1 && s0 == 0 && s1 == 0 && s2 == 0 && s3 == 0 {
+            let grid = Grid::new(il[o0], ih[o1], ol[o2], oh[o3], l1);
+            match xs {
+                Some(xs) => o.iter_mut().zip(&xs[ox..ox + n]).for_each(|(y, &v)| *y = grid.apply(v)),
+                None => o.iter_mut().for_each(|y| *y = grid.apply(*y)),
+            }
+        } else {
+            for (i, y) in o.iter_mut().enumerate() {
+                let v = xs.map_or(*y, |xs| xs[ox + i * sx]);
+                *y = quantize(v, il[o0 + i * s0], ih[o1 + i * s1], ol[o2 + i * s2], oh[o3 + i * s3], l1);
+            }
+        }
+    });
+}
+
 impl Op for FakeQuantize {
+    fn eval_owned(&self, mut inputs: Vec<Arc<Tensor>>) -> Result<Vec<Tensor>> {
+        if inputs.len() == 5 && inputs[1..].iter().all(|t| matches!(**t, Tensor::F32(_))) {
+            let mut x = Some(inputs.remove(0));
+            match take_unique(&mut x) {
+                Some(Tensor::F32(mut own)) => {
+                    let lim: Vec<&ArrayD<f32>> =
+                        inputs.iter().filter_map(|t| if let Tensor::F32(a) = &**t { Some(a) } else { None }).collect();
+                    if let [a, b, c, d] = lim[..] {
+                        if let Some(r) = fq_in_place(&mut own, [a, b, c, d], self.levels, self.mode) {
+                            return r.map(|()| vec![Tensor::F32(own)]);
+                        }
+                    }
+                    x = Some(Arc::new(Tensor::F32(own)));
+                }
+                Some(t) => x = Some(Arc::new(t)),
+                None => {}
+            }
+            inputs.insert(0, x.ok_or_else(|| Error::internal("FakeQuantize lost its input"))?);
+        }
+        let refs: Vec<&Tensor> = inputs.iter().map(|a| a.as_ref()).collect();
+        self.eval(&refs)
+    }
+
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let [x, il, ih, ol, oh] = inputs else {
             return Err(Error::invalid(format!("FakeQuantize expects 5 inputs, got {}", inputs.len())));

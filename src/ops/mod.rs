@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, NodeId, PortInfo};
 use crate::tensor::{ElementType, Tensor};
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 pub mod activation;
 pub mod attrs;
@@ -25,6 +25,26 @@ pub mod shape;
 pub trait Op: Send + Sync + std::fmt::Debug {
     /// Computes the outputs from the inputs (in port order).
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>>;
+
+    /// Like [`Op::eval`], but the engine hands over its references: an input whose `Arc` is
+    /// unique dies at this node, so the op may write its output over that buffer instead of
+    /// allocating one (elementwise ops, reshapes).
+    fn eval_owned(&self, inputs: Vec<Arc<Tensor>>) -> Result<Vec<Tensor>> {
+        let refs: Vec<&Tensor> = inputs.iter().map(|a| a.as_ref()).collect();
+        self.eval(&refs)
+    }
+}
+
+/// The tensor itself when nobody else holds it.
+pub(crate) fn take_unique(a: &mut Option<Arc<Tensor>>) -> Option<Tensor> {
+    match a.take().map(Arc::try_unwrap) {
+        Some(Ok(t)) => Some(t),
+        Some(Err(shared)) => {
+            *a = Some(shared);
+            None
+        }
+        None => None,
+    }
 }
 
 /// What an op builder sees: the node (attributes, port infos) and the constant values of its

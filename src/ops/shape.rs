@@ -7,12 +7,13 @@
 //! indices ([`take`]), which works for every element type.
 
 use super::attrs::norm_axis;
-use super::{BuildCtx, Op, Registry};
+use super::{take_unique, BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::map_tensor;
 use crate::tensor::{ElementType, Tensor};
 use half::{bf16, f16};
 use ndarray::{ArrayD, IxDyn};
+use std::sync::Arc;
 
 pub fn register(r: &mut Registry) {
     r.add("Reshape", &["opset1"], build_reshape);
@@ -291,12 +292,34 @@ fn reshape_dims(in_shape: &[usize], pattern: &[i64], special_zero: bool) -> Resu
     Ok(out)
 }
 
-impl Op for Reshape {
-    fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+impl NewDims for Reshape {
+    fn dims(&self, inputs: &[&Tensor]) -> Result<Vec<usize>> {
         let x = input(inputs, 0, "Reshape")?;
         let pattern = input(inputs, 1, "Reshape")?.to_i64_vec();
-        let dims = reshape_dims(x.shape(), &pattern, self.special_zero)?;
-        Ok(vec![x.reshaped(&dims)?])
+        reshape_dims(x.shape(), &pattern, self.special_zero)
+    }
+}
+
+/// Ops whose output is the data with other dims (Reshape, Squeeze, Unsqueeze).
+trait NewDims {
+    fn dims(&self, inputs: &[&Tensor]) -> Result<Vec<usize>>;
+}
+
+impl<T: NewDims + Send + Sync + std::fmt::Debug> Op for T {
+    fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let dims = self.dims(inputs)?;
+        Ok(vec![inputs[0].reshaped(&dims)?])
+    }
+
+    /// A data input that dies here keeps its buffer.
+    fn eval_owned(&self, mut inputs: Vec<Arc<Tensor>>) -> Result<Vec<Tensor>> {
+        let dims = self.dims(&inputs.iter().map(|a| a.as_ref()).collect::<Vec<_>>())?;
+        inputs.truncate(1);
+        let mut x = inputs.pop();
+        match take_unique(&mut x) {
+            Some(t) => Ok(vec![t.into_reshaped(&dims)?]),
+            None => Ok(vec![x.ok_or_else(|| Error::internal("reshape lost its input"))?.reshaped(&dims)?]),
+        }
     }
 }
 
@@ -309,8 +332,8 @@ fn build_squeeze(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
     Ok(Box::new(Squeeze { allow_axis_skip: ctx.attr_bool_or("allow_axis_skip", false)? }))
 }
 
-impl Op for Squeeze {
-    fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+impl NewDims for Squeeze {
+    fn dims(&self, inputs: &[&Tensor]) -> Result<Vec<usize>> {
         let x = input(inputs, 0, "Squeeze")?;
         let shape = x.shape();
         let mut drop = vec![false; shape.len()];
@@ -327,16 +350,15 @@ impl Op for Squeeze {
                 }
             }
         }
-        let dims: Vec<usize> = shape.iter().zip(&drop).filter(|(_, &d)| !d).map(|(&s, _)| s).collect();
-        Ok(vec![x.reshaped(&dims)?])
+        Ok(shape.iter().zip(&drop).filter(|(_, &d)| !d).map(|(&s, _)| s).collect())
     }
 }
 
 #[derive(Debug)]
 struct Unsqueeze;
 
-impl Op for Unsqueeze {
-    fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+impl NewDims for Unsqueeze {
+    fn dims(&self, inputs: &[&Tensor]) -> Result<Vec<usize>> {
         let x = input(inputs, 0, "Unsqueeze")?;
         let axes = input(inputs, 1, "Unsqueeze")?.to_i64_vec();
         let rank = x.rank() + axes.len();
@@ -349,8 +371,7 @@ impl Op for Unsqueeze {
             new[a] = true;
         }
         let mut it = x.shape().iter();
-        let dims: Vec<usize> = new.iter().map(|&n| if n { 1 } else { *it.next().unwrap_or(&1) }).collect();
-        Ok(vec![x.reshaped(&dims)?])
+        Ok(new.iter().map(|&n| if n { 1 } else { *it.next().unwrap_or(&1) }).collect())
     }
 }
 
