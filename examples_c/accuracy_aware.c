@@ -1,7 +1,10 @@
 /* Accuracy-aware quantization of an MNIST CNN from C with a metric callback (top-1 accuracy
  * computed here from the outputs) on the eval set read by ovpot from a folder of .npy files.
  *
- *   accuracy_aware FIXTURE_DIR OUT.xml
+ *   accuracy_aware FIXTURE_DIR OUT.xml [N]
+ *
+ * N (default: all) evaluates on the first N eval samples only, from an in-memory array, and
+ * calibrates on N samples: a cheap run (e.g. under valgrind).
  *
  * Exit: 0 done (or accuracy not reached, with the best model saved), 1 failure,
  *       3 quantization unsupported in this build. */
@@ -53,9 +56,10 @@ static int metric_reset(void *user_data) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s FIXTURE_DIR OUT.xml\n", argv[0]);
+        fprintf(stderr, "usage: %s FIXTURE_DIR OUT.xml [N]\n", argv[0]);
         return 1;
     }
+    const size_t n_limit = argc > 3 ? (size_t)strtoul(argv[3], NULL, 10) : 0;
     char path[4096];
     ovpot_model_t *model = NULL;
     snprintf(path, sizeof path, "%s/model.xml", argv[1]);
@@ -64,22 +68,38 @@ int main(int argc, char **argv) {
     ovpot_dataset_t *calib = NULL, *eval = NULL;
     snprintf(path, sizeof path, "%s/calib", argv[1]);
     CHECK(ovpot_dataset_create_from_npy_folder(model, path, &calib));
-    snprintf(path, sizeof path, "%s/eval", argv[1]);
-    CHECK(ovpot_dataset_create_from_npy_folder(model, path, &eval));
+    npy_array images;
+    memset(&images, 0, sizeof images);
+    if (n_limit == 0) {
+        snprintf(path, sizeof path, "%s/eval", argv[1]);
+        CHECK(ovpot_dataset_create_from_npy_folder(model, path, &eval));
+    } else {
+        /* The first n_limit samples of the stacked eval images, as one array. */
+        snprintf(path, sizeof path, "%s/eval/input.npy", argv[1]);
+        if (npy_read(path, &images) != 0 || strcmp(images.descr, "<f4") != 0 || images.rank != 4 ||
+            (size_t)images.shape[0] < n_limit) {
+            fprintf(stderr, "cannot read %zu samples from %s\n", n_limit, path);
+            return 1;
+        }
+        int64_t shape[4] = {(int64_t)n_limit, images.shape[1], images.shape[2], images.shape[3]};
+        size_t bytes = images.count / (size_t)images.shape[0] * n_limit * images.item_size;
+        ovpot_array_t arr = {"input", OVPOT_ELEMENT_TYPE_F32, shape, 4, images.data, bytes};
+        CHECK(ovpot_dataset_create_from_arrays(&arr, 1, &eval));
+    }
     size_t n_eval = 0;
     CHECK(ovpot_dataset_size(eval, &n_eval));
 
     npy_array labels;
     snprintf(path, sizeof path, "%s/eval_labels.npy", argv[1]);
-    if (npy_read(path, &labels) != 0 || strcmp(labels.descr, "<i8") != 0 || labels.count != n_eval) {
+    if (npy_read(path, &labels) != 0 || strcmp(labels.descr, "<i8") != 0 || labels.count < n_eval) {
         fprintf(stderr, "cannot read %s\n", path);
         return 1;
     }
 
-    top1_state state = {(const int64_t *)labels.data, labels.count, 0, 0, 0};
+    top1_state state = {(const int64_t *)labels.data, n_eval, 0, 0, 0};
     ovpot_metric_t *metric = NULL, *builtin = NULL;
     CHECK(ovpot_metric_create(metric_update, metric_value, metric_reset, 1, &state, NULL, &metric));
-    CHECK(ovpot_metric_create_top1_accuracy((const int64_t *)labels.data, labels.count, 0, &builtin));
+    CHECK(ovpot_metric_create_top1_accuracy((const int64_t *)labels.data, n_eval, 0, &builtin));
 
     /* The callback metric and the built-in one agree on the FP32 model. */
     double fp32 = 0, fp32_builtin = 0;
@@ -92,6 +112,7 @@ int main(int argc, char **argv) {
     CHECK(ovpot_session_create(model, "{\"algorithm\": \"accuracy_aware\"}", &session));
     CHECK(ovpot_session_set_max_drop(session, 0.01));
     CHECK(ovpot_session_set_option(session, "ranking_subset_size", "100"));
+    if (n_limit) CHECK(ovpot_session_set_subset_size(session, n_limit));
 
     ovpot_model_t *quantized = NULL;
     ovpot_status_e st = ovpot_session_run_accuracy_aware(session, calib, eval, metric, &quantized);
@@ -122,5 +143,6 @@ int main(int argc, char **argv) {
     ovpot_dataset_free(calib);
     ovpot_model_free(model);
     npy_free(&labels);
+    npy_free(&images);
     return rc;
 }

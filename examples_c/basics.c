@@ -1,6 +1,9 @@
 /* Everything of the C API but quantization itself, checked on the MNIST CNN: model queries,
  * inference against OpenVINO's reference outputs, memory and file round trips, datasets, metrics,
- * callbacks and every error path (NULLs, bad values, bad files, failing callbacks, cancel).
+ * callbacks and every error path (NULLs, bad values, bad files, unsupported IR version, op and
+ * algorithm, failing callbacks, cancel), so that every ovpot_status_e but INTERNAL is required
+ * somewhere; accuracy-aware outcomes with scripted metric values (NOT_REACHED with the best model
+ * and its report, higher_is_better = 0) and the log callback's level filter.
  *
  *   basics FIXTURE_DIR TMP_DIR
  *
@@ -102,6 +105,39 @@ static int value_cb(void *user_data, double *value) {
     return 0;
 }
 static void metric_destroy(void *user_data) { ((metric_data *)user_data)->destroyed++; }
+
+/* A metric whose value is `first` at its first evaluation (the FP32 baseline in an
+ * accuracy-aware run) and `later` afterwards: makes the outcome of a run independent of the
+ * model's real accuracy. */
+typedef struct {
+    double first, later;
+    size_t values;
+} scripted_metric;
+
+static int scripted_update(void *user_data, const ovpot_outputs_t *outputs, size_t index) {
+    (void)user_data, (void)outputs, (void)index;
+    return 0;
+}
+static int scripted_value(void *user_data, double *value) {
+    scripted_metric *m = (scripted_metric *)user_data;
+    *value = m->values++ == 0 ? m->first : m->later;
+    return 0;
+}
+
+/* ---- log ---- */
+typedef struct {
+    size_t lines;
+    int above_level; /* a message less severe than the level asked for arrived */
+    ovpot_log_level_e level;
+    char fp32_line[128];
+} log_data;
+
+static void log_cb(void *user_data, ovpot_log_level_e level, const char *message) {
+    log_data *l = (log_data *)user_data;
+    l->lines++;
+    if (level > l->level) l->above_level = 1;
+    if (strncmp(message, "FP32 metric", 11) == 0) snprintf(l->fp32_line, sizeof l->fp32_line, "%s", message);
+}
 
 /* ---- progress ---- */
 static int cancel_at_first(void *user_data, ovpot_stage_e stage, size_t done, size_t total) {
@@ -224,6 +260,12 @@ int main(int argc, char **argv) {
     EXPECT_ERR(ovpot_model_read_from_memory_buffer("<net>", 5, NULL, 0, &model), OVPOT_PARSE_ERROR, "");
     EXPECT_ERR(ovpot_model_read_from_memory_buffer(NULL, 5, NULL, 0, &model), OVPOT_INVALID_ARGUMENT, "xml");
     EXPECT_ERR(ovpot_model_read_from_memory_buffer("<net>", 5, NULL, 10, &model), OVPOT_INVALID_ARGUMENT, "weights");
+    {
+        /* Only IR v10 and v11 are read: v7 is a well-formed file ovpot does not support. */
+        const char *v7 = "<?xml version=\"1.0\"?><net name=\"x\" version=\"7\"><layers/><edges/></net>";
+        EXPECT_ERR(ovpot_model_read_from_memory_buffer(v7, strlen(v7), NULL, 0, &model), OVPOT_UNSUPPORTED, "IR version");
+        EXPECT(model == NULL);
+    }
 
     CHECK(ovpot_model_read(path, NULL, &model));
     EXPECT(strcmp(ovpot_last_error(), "") == 0);
@@ -520,6 +562,106 @@ int main(int argc, char **argv) {
         ovpot_model_free(q);
         ovpot_dataset_free(d);
         ovpot_session_free(s);
+    }
+
+    /* UNSUPPORTED: a model with an op the engine lacks reads, but cannot run or be quantized;
+     * an algorithm POT does not have. */
+    {
+        const char *foo =
+            "<?xml version=\"1.0\"?><net name=\"foo\" version=\"11\"><layers>"
+            "<layer id=\"0\" name=\"x\" type=\"Parameter\" version=\"opset1\">"
+            "<data shape=\"1,4\" element_type=\"f32\"/>"
+            "<output><port id=\"0\" precision=\"FP32\" names=\"x\"><dim>1</dim><dim>4</dim></port></output></layer>"
+            "<layer id=\"1\" name=\"foo\" type=\"Foo\" version=\"opset1\">"
+            "<input><port id=\"0\" precision=\"FP32\"><dim>1</dim><dim>4</dim></port></input>"
+            "<output><port id=\"1\" precision=\"FP32\"><dim>1</dim><dim>4</dim></port></output></layer>"
+            "<layer id=\"2\" name=\"y\" type=\"Result\" version=\"opset1\">"
+            "<input><port id=\"0\" precision=\"FP32\"><dim>1</dim><dim>4</dim></port></input></layer>"
+            "</layers><edges><edge from-layer=\"0\" from-port=\"0\" to-layer=\"1\" to-port=\"0\"/>"
+            "<edge from-layer=\"1\" from-port=\"1\" to-layer=\"2\" to-port=\"0\"/></edges></net>";
+        const int64_t shape[2] = {1, 4};
+        const float x[4] = {1, 2, 3, 4};
+        ovpot_model_t *m = NULL, *q = NULL;
+        ovpot_sample_t *smp = NULL;
+        ovpot_outputs_t *o = NULL;
+        ovpot_dataset_t *d = NULL;
+        ovpot_session_t *s = NULL;
+        CHECK(ovpot_model_read_from_memory_buffer(foo, strlen(foo), NULL, 0, &m));
+        CHECK(ovpot_sample_create(m, &smp));
+        CHECK(ovpot_sample_set_input(smp, "x", OVPOT_ELEMENT_TYPE_F32, shape, 2, x, sizeof x));
+        EXPECT_ERR(ovpot_model_infer(m, smp, &o), OVPOT_UNSUPPORTED, "Foo");
+        EXPECT(o == NULL);
+        CHECK(ovpot_dataset_create_in_memory(&d));
+        CHECK(ovpot_dataset_add_sample(d, smp));
+        CHECK(ovpot_session_create(m, NULL, &s));
+        EXPECT_ERR(ovpot_session_run(s, d, &q), OVPOT_UNSUPPORTED, "Foo");
+        EXPECT(q == NULL);
+        ovpot_session_free(s);
+        s = NULL;
+        EXPECT_ERR(ovpot_session_create(model, "{\"compression\": {\"algorithms\": [{\"name\": \"Foo\"}]}}", &s),
+                   OVPOT_UNSUPPORTED, "Foo");
+        EXPECT(s == NULL);
+        ovpot_dataset_free(d);
+        ovpot_sample_free(smp);
+        ovpot_model_free(m);
+    }
+
+    /* Accuracy-aware runs with scripted metric values (FP32 baseline first, then every quantized
+     * model), so the outcome is known: higher_is_better decides whether 1.0 -> 0.0 is a drop. The
+     * log callback gets the INFO lines of a run at level INFO, none at level WARNING. */
+    {
+        struct {
+            double first, later;
+            int higher_is_better;
+            uint32_t log_level;
+            ovpot_status_e expected;
+            const char *reached, *iterations;
+        } cases[3] = {
+            /* Not reached: both layer groups allowed by max_iter_num get reverted in vain. */
+            {1.0, 0.0, 1, OVPOT_LOG_INFO, OVPOT_ACCURACY_NOT_REACHED, "\"reached\": false", "\"iterations\": 2"},
+            {1.0, 0.0, 0, OVPOT_LOG_WARNING, OVPOT_OK, "\"reached\": true", "\"iterations\": 0"},
+            {0.0, 1.0, 0, OVPOT_LOG_DEBUG, OVPOT_ACCURACY_NOT_REACHED, "\"reached\": false", "\"iterations\": 2"},
+        };
+        ovpot_dataset_t *calib = NULL;
+        cb.mode = 0;
+        CHECK(ovpot_dataset_create(model, 4, get_item, &cb, NULL, &calib));
+        for (int k = 0; k < 3; k++) {
+            scripted_metric sm = {cases[k].first, cases[k].later, 0};
+            log_data logs;
+            memset(&logs, 0, sizeof logs);
+            logs.level = (ovpot_log_level_e)cases[k].log_level;
+            ovpot_metric_t *m = NULL;
+            ovpot_session_t *s = NULL;
+            ovpot_model_t *q = NULL;
+            const char *json = NULL;
+            CHECK(ovpot_metric_create(scripted_update, scripted_value, NULL, cases[k].higher_is_better, &sm, NULL, &m));
+            CHECK(ovpot_session_create(model, "{\"algorithm\": \"accuracy_aware\", \"stat_subset_size\": 4}", &s));
+            CHECK(ovpot_session_set_max_drop(s, 0));
+            CHECK(ovpot_session_set_option(s, "max_iter_num", "2"));
+            CHECK(ovpot_session_set_log_callback(s, log_cb, cases[k].log_level, &logs));
+            ovpot_status_e st = ovpot_session_run_accuracy_aware(s, calib, arrays, m, &q);
+            EXPECT_RUN(st, cases[k].expected);
+            if (st == OVPOT_ACCURACY_NOT_REACHED) EXPECT(strstr(ovpot_last_error(), "maximal drop") != NULL);
+            if (st == cases[k].expected) {
+                /* The best model found comes back even when the drop is not met. */
+                EXPECT(q != NULL);
+                CHECK(ovpot_session_report_json(s, &json));
+                EXPECT(strstr(json, cases[k].reached) != NULL && strstr(json, cases[k].iterations) != NULL);
+                EXPECT(sm.values >= 2);
+                if (cases[k].log_level == OVPOT_LOG_WARNING) {
+                    EXPECT(logs.lines == 0);
+                } else {
+                    char want[64];
+                    snprintf(want, sizeof want, "FP32 metric: %.5f", cases[k].first);
+                    EXPECT(logs.lines >= 2 && !logs.above_level);
+                    EXPECT(strcmp(logs.fp32_line, want) == 0);
+                }
+            }
+            ovpot_model_free(q);
+            ovpot_session_free(s);
+            ovpot_metric_free(m);
+        }
+        ovpot_dataset_free(calib);
     }
 
     /* Distinct sessions run concurrently. */

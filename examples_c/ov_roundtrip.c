@@ -1,7 +1,12 @@
 /* Hands an ovpot model to OpenVINO's runtime through memory, as an application would:
  * ovpot_model_save_to_memory_buffer -> ov_core_read_model_from_memory_buffer -> infer on CPU.
  * The FP32 model's outputs must match OpenVINO's reference outputs; the quantized model's
- * classes must match FP32's.
+ * classes must match FP32's, and its Convolution/MatMul layers must run in int8.
+ *
+ * OpenVINO's C API cannot walk the ops of a model (nor read their "runtimePrecision" rt_info),
+ * so the int8 share comes from OpenVINO's profiling instead: the CPU plugin names each executed
+ * layer's kernel with its precision (e.g. "brgconv_avx512_I8"). ovpot's own count, from its
+ * report, is printed next to it.
  *
  *   ov_roundtrip FIXTURE_DIR
  *
@@ -23,8 +28,25 @@
         }                                                                                        \
     } while (0)
 
-/* Runs `model` in OpenVINO on the `n` samples of `x` ([n,1,28,28]); writes n x 10 logits. */
-static void ov_run(const ovpot_model_t *model, const float *x, size_t n, float *logits) {
+/* The number of strings in the JSON list `key` of `json` (names without '"' or ']'). */
+static size_t count_list(const char *json, const char *key) {
+    const char *p = strstr(json, key);
+    size_t quotes = 0;
+    if (p == NULL || (p = strchr(p + strlen(key), '[')) == NULL) return 0;
+    for (; *p && *p != ']'; p++) quotes += *p == '"';
+    return quotes / 2;
+}
+
+/* Layers with weights as the CPU plugin names them (MatMul becomes FullyConnected*). */
+static int is_weighted(const char *node_type) {
+    return strncmp(node_type, "Convolution", 11) == 0 || strncmp(node_type, "FullyConnected", 14) == 0 ||
+           strncmp(node_type, "MatMul", 6) == 0 || strncmp(node_type, "GroupConvolution", 16) == 0;
+}
+
+/* Runs `model` in OpenVINO on the `n` samples of `x` ([n,1,28,28]); writes n x 10 logits, and
+ * how many of the executed weighted layers ran an int8 kernel (`*int8` of `*weighted`). */
+static void ov_run(const ovpot_model_t *model, const float *x, size_t n, float *logits, size_t *int8,
+                   size_t *weighted) {
     ovpot_ir_buffer_t *buf = NULL;
     const char *xml = NULL;
     const uint8_t *weights = NULL;
@@ -45,8 +67,8 @@ static void ov_run(const ovpot_model_t *model, const float *x, size_t n, float *
 
     ov_compiled_model_t *compiled = NULL;
     ov_infer_request_t *request = NULL;
-    OV_CHECK(ov_core_compile_model(core, ov_model, "CPU", 2, &compiled,
-                                   ov_property_key_hint_inference_precision, "f32"));
+    OV_CHECK(ov_core_compile_model(core, ov_model, "CPU", 4, &compiled, ov_property_key_hint_inference_precision,
+                                   "f32", ov_property_key_enable_profiling, "YES"));
     OV_CHECK(ov_compiled_model_create_infer_request(compiled, &request));
     for (size_t i = 0; i < n; i++) {
         ov_shape_t in_shape;
@@ -64,6 +86,17 @@ static void ov_run(const ovpot_model_t *model, const float *x, size_t n, float *
         ov_tensor_free(in);
         ov_shape_free(&in_shape);
     }
+    ov_profiling_info_list_t prof = {NULL, 0};
+    OV_CHECK(ov_infer_request_get_profiling_info(request, &prof));
+    *int8 = *weighted = 0;
+    for (size_t i = 0; i < prof.size; i++) {
+        const ov_profiling_info_t *p = &prof.profiling_infos[i];
+        if (p->status != EXECUTED || !is_weighted(p->node_type)) continue;
+        size_t len = strlen(p->exec_type);
+        ++*weighted;
+        *int8 += len > 3 && (strcmp(p->exec_type + len - 3, "_I8") == 0 || strcmp(p->exec_type + len - 3, "_U8") == 0);
+    }
+    ov_profiling_info_list_free(&prof);
     ov_infer_request_free(request);
     ov_compiled_model_free(compiled);
     ov_model_free(ov_model);
@@ -93,12 +126,15 @@ int main(int argc, char **argv) {
 
     /* FP32 through memory: OpenVINO reproduces its own reference outputs. */
     float logits[64 * 10];
+    size_t int8 = 0, weighted = 0;
     if (n > 64) return 1;
-    ov_run(model, (const float *)ref_in.data, n, logits);
+    ov_run(model, (const float *)ref_in.data, n, logits, &int8, &weighted);
     float maxdiff = 0;
     for (size_t k = 0; k < n * 10; k++) maxdiff = fmaxf(maxdiff, fabsf(logits[k] - ref[k]));
     printf("FP32 via memory buffer: max |diff| to reference %.3g\n", maxdiff);
     if (maxdiff > 1e-4f * 10) return 1;
+    printf("FP32 in OpenVINO: %zu/%zu weighted layers run in int8\n", int8, weighted);
+    if (int8 != 0 || weighted == 0) return 1;
 
     ovpot_dataset_t *calib = NULL;
     ovpot_session_t *session = NULL;
@@ -116,12 +152,20 @@ int main(int argc, char **argv) {
         rc = 1;
     } else {
         float q[64 * 10];
-        ov_run(quantized, (const float *)ref_in.data, n, q);
+        size_t q_int8 = 0, q_weighted = 0;
+        ov_run(quantized, (const float *)ref_in.data, n, q, &q_int8, &q_weighted);
         size_t agree = 0;
         for (size_t i = 0; i < n; i++)
             agree += argmax_f32(q + i * 10, 10) == argmax_f32(ref + i * 10, 10);
         printf("INT8 in OpenVINO: %zu/%zu classes agree with FP32\n", agree, n);
         if (agree != n) rc = 1;
+        printf("INT8 in OpenVINO: %zu/%zu weighted layers run in int8 (%.0f%%, from profiling)\n", q_int8,
+               q_weighted, q_weighted ? 100.0 * (double)q_int8 / (double)q_weighted : 0.0);
+        if (q_weighted != weighted || q_int8 == 0) rc = 1;
+        /* ovpot's view: the layers its report lists as quantized. */
+        const char *report = NULL;
+        CHECK(ovpot_session_report_json(session, &report));
+        printf("ovpot report: %zu quantized layers\n", count_list(report, "\"quantized_layers\""));
     }
     ovpot_model_free(quantized);
     ovpot_session_free(session);

@@ -210,7 +210,8 @@ impl NpyFolderDataset {
         }
         let found: Vec<String> = files.iter().map(|f| stem(f)).collect();
         Err(Error::invalid(format!(
-            "{} has no .npy for input(s) '{}' (expected one <input name>.npy per input; found {:?})",
+            "{} has no .npy for input(s) '{}' (expected one <input name>.npy per input; one .npy per sample \
+             works for single-input models only; found {:?})",
             path.display(),
             missing.join("', '"),
             found

@@ -102,6 +102,14 @@ fn mismatches_name_input_and_shapes() {
     ovpot::npy::write_npy(&tmp.path().join("a.npy"), &Tensor::i64_from_vec(&[3, 4], vec![1; 12]).unwrap()).unwrap();
     let e = NpyFolderDataset::open(tmp.path(), &two).unwrap_err().to_string();
     assert!(e.contains("'b'"), "{e}");
+    // One file per sample is for single-input models; the error says so.
+    let per_sample = tempfile::tempdir().unwrap();
+    for i in 0..2 {
+        let t = Tensor::i64_from_vec(&[1, 4], vec![i; 4]).unwrap();
+        ovpot::npy::write_npy(&per_sample.path().join(format!("s{i}.npy")), &t).unwrap();
+    }
+    let e = NpyFolderDataset::open(per_sample.path(), &two).unwrap_err().to_string();
+    assert!(e.contains("'a', 'b'") && e.contains("single-input models only"), "{e}");
     ovpot::npy::write_npy(&tmp.path().join("b.npy"), &Tensor::i64_from_vec(&[2, 4], vec![1; 8]).unwrap()).unwrap();
     let e = NpyFolderDataset::open(tmp.path(), &two).unwrap_err().to_string();
     assert!(e.contains("3 samples") || e.contains("holds 2"), "{e}");

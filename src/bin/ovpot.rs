@@ -8,6 +8,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ovpot::api::{LogLevel, Metric, Stage, Top1Accuracy};
 use ovpot::data::{open_dataset, read_labels, DataOptions, ImageOptions, Layout};
 use ovpot::quant::config::{Algorithm, IgnoredOperation, QuantConfig};
+use ovpot::quant::hw_config::{HwConfig, QSpec};
+use ovpot::quant::placement::plan_quantizers;
 use ovpot::tensor::Tensor;
 use ovpot::{Dataset, Model, Session};
 use rayon::prelude::*;
@@ -71,7 +73,7 @@ enum Command {
     Infer(InferArgs),
     /// Print the top-1 accuracy of the model on labelled data.
     Evaluate(EvaluateArgs),
-    /// Show inputs, outputs, the op histogram and ops the engine lacks.
+    /// Show inputs, outputs, the op histogram, ops the engine lacks and what would be quantized.
     Info(InfoArgs),
     /// Read an IR and write it back (IR v11).
     Convert(ConvertArgs),
@@ -110,6 +112,24 @@ struct DataArgs {
     max_samples: Option<usize>,
 }
 
+/// What decides where quantizers go (shared by `quantize` and `info`).
+#[derive(Args, Debug, Clone, Default)]
+struct PlanArgs {
+    /// performance (symmetric) or mixed (asymmetric activations).
+    #[arg(long)]
+    preset: Option<String>,
+    /// ANY, CPU, CPU_SPR, GPU, NPU, GNA (default ANY).
+    #[arg(long)]
+    target_device: Option<String>,
+    /// transformer: quantize as a transformer (SmoothQuant, no FQ on some ops).
+    #[arg(long)]
+    model_type: Option<String>,
+    /// Layers to keep in floating point: names, `re:<regex>` over names, `type:<OpType>`;
+    /// repeat or separate by commas.
+    #[arg(long, value_delimiter = ',')]
+    ignored_scope: Vec<String>,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum Method {
     Default,
@@ -128,22 +148,11 @@ struct QuantizeArgs {
     /// Algorithm.
     #[arg(short = 'q', long = "quantize", value_enum)]
     method: Option<Method>,
-    /// performance (symmetric) or mixed (asymmetric activations).
-    #[arg(long)]
-    preset: Option<String>,
-    /// ANY, CPU, CPU_SPR, GPU, NPU, GNA.
-    #[arg(long)]
-    target_device: Option<String>,
+    #[command(flatten)]
+    plan: PlanArgs,
     /// Samples used for statistics (stat_subset_size).
     #[arg(long)]
     subset_size: Option<usize>,
-    /// transformer: quantize as a transformer (SmoothQuant, no FQ on some ops).
-    #[arg(long)]
-    model_type: Option<String>,
-    /// Layers to keep in floating point: names, `re:<regex>` over names, `type:<OpType>`;
-    /// repeat or separate by commas.
-    #[arg(long, value_delimiter = ',')]
-    ignored_scope: Vec<String>,
     /// Accuracy-aware: the largest allowed metric drop (absolute unless the config says relative).
     #[arg(long)]
     max_drop: Option<f64>,
@@ -204,6 +213,8 @@ struct InfoArgs {
     xml: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    plan: PlanArgs,
 }
 
 #[derive(Args, Debug)]
@@ -232,6 +243,9 @@ impl Logger {
     }
     fn warn(&self, msg: &str) {
         self.log(LogLevel::Warning, msg)
+    }
+    fn debug(&self, msg: &str) {
+        self.log(LogLevel::Debug, msg)
     }
 }
 
@@ -430,6 +444,59 @@ fn cmd_evaluate(a: &EvaluateArgs, visible: bool) -> CliResult<()> {
     Ok(())
 }
 
+/// "8-bit symmetric per channel" and the like.
+fn spec_text(q: &QSpec) -> String {
+    let mode = if q.symmetric { "symmetric" } else { "asymmetric" };
+    let gran = if q.per_channel { " per channel" } else { "" };
+    format!("{}-bit {mode}{gran}", q.bits)
+}
+
+/// What `quantize` would do with these options: the placement the quantize path computes
+/// (before SmoothQuant, which only rescales transformer MatMul inputs).
+fn print_plan(model: &Model, a: &PlanArgs) -> CliResult<()> {
+    let mut cfg = QuantConfig::default();
+    apply_plan_args(&mut cfg, a)?;
+    cfg.validate()?;
+    let g = model.graph();
+    println!(
+        "quantization (device {}, preset {}{}):",
+        json_name(&cfg.target_device),
+        json_name(&cfg.effective_preset()),
+        cfg.model_type.map(|m| format!(", model type {}", json_name(&m))).unwrap_or_default()
+    );
+    if let Some(fq) = g.nodes.iter().find(|n| n.op_type == "FakeQuantize") {
+        println!("  none: the model is already quantized ('{}' is a FakeQuantize)", fq.name);
+        return Ok(());
+    }
+    let hw = HwConfig::new(cfg.target_device, cfg.model_type);
+    let setup = plan_quantizers(g, &hw, &cfg)?;
+    println!("  quantized ops: {}", setup.quantized_ops.len());
+    for &id in &setup.quantized_ops {
+        let n = &g.nodes[id];
+        let mut what = vec![];
+        for p in setup.activations.iter().filter(|p| p.targets.contains(&id)) {
+            let src = &g.nodes[p.source.node];
+            what.push(format!("activation from '{}' ({})", src.name, spec_text(&p.spec)));
+        }
+        for w in setup.weights.iter().filter(|w| w.op == id) {
+            let half = if w.half_range { ", half range" } else { "" };
+            what.push(format!("weights on input {} ({}{half})", w.input, spec_text(&w.spec)));
+        }
+        println!("    {}  {}: {}", n.name, n.op_type, what.join("; "));
+    }
+    println!("  ignored ops: {}", setup.ignored.len());
+    for i in &setup.ignored {
+        println!("    {}  {}: {}", i.name, i.op_type, i.reason);
+    }
+    let (acts, weights) = (setup.activations.len(), setup.weights.len());
+    println!(
+        "  FakeQuantize to insert: {} ({acts} on activations, {weights} on weights; weights are stored as int8 \
+         constants instead unless --keep-uncompressed-weights)",
+        acts + weights
+    );
+    Ok(())
+}
+
 fn cmd_info(a: &InfoArgs) -> CliResult<()> {
     let mut m = a.model.clone();
     if let Some(x) = &a.xml {
@@ -465,7 +532,7 @@ fn cmd_info(a: &InfoArgs) -> CliResult<()> {
             println!("  {t} ({v}) used by '{}'{more}", shown.join("', '"));
         }
     }
-    Ok(())
+    print_plan(&model, &a.plan)
 }
 
 fn cmd_convert(a: &ConvertArgs, log: Logger) -> CliResult<()> {
@@ -537,7 +604,26 @@ struct PotPaths {
     eval_data: Option<PathBuf>,
     labels: Option<PathBuf>,
     metric_output: Option<usize>,
+    /// The accuracy-checker engine the config names (its YAML, or "inline"), unsupported here.
     accuracy_checker: Option<String>,
+    /// Config keys read but not applied.
+    warnings: Vec<String>,
+}
+
+impl PotPaths {
+    /// The error for a run without data (or labels) whose config relies on an accuracy-checker
+    /// engine: says it is unsupported and what to give instead.
+    fn engine_hint(&self, algorithm: Algorithm) -> Option<String> {
+        let ac = self.accuracy_checker.as_ref()?;
+        let give = match algorithm {
+            Algorithm::Default => "--data DIR",
+            Algorithm::AccuracyAware => "--data DIR and --labels labels.npy (--eval-data DIR for another set)",
+        };
+        Some(format!(
+            "the config's accuracy-checker engine ({ac}) is not supported; give {give}, or set \
+             \"engine\": {{\"type\": \"simplified\", \"data_source\": \"DIR\"}} in the config"
+        ))
+    }
 }
 
 /// POT's templates write `"model_type": "None"` for "not a transformer"; that means the key is absent.
@@ -583,11 +669,12 @@ fn read_config(path: &Path) -> CliResult<(QuantConfig, PotPaths)> {
     let shown = path.display().to_string();
     let mut v: serde_json::Value = serde_json::from_str(&text).map_err(|e| CliError(format!("config {shown}: {e}")))?;
     drop_none_model_type(&mut v);
-    let cfg = QuantConfig::from_json(&v.to_string()).map_err(|e| CliError(format!("config {shown}: {e}")))?;
+    let (cfg, warnings) =
+        QuantConfig::from_json_with_warnings(&v.to_string()).map_err(|e| CliError(format!("config {shown}: {e}")))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let s = |sec: &str, key: &str| v.get(sec).and_then(|x| x.get(key)).and_then(|x| x.as_str()).map(str::to_string);
     let p = |sec: &str, key: &str| s(sec, key).map(|x| config_path(base, &x));
-    let paths = PotPaths {
+    let mut paths = PotPaths {
         model: p("model", "model"),
         weights: p("model", "weights"),
         name: s("model", "model_name"),
@@ -599,12 +686,23 @@ fn read_config(path: &Path) -> CliResult<(QuantConfig, PotPaths)> {
             .and_then(|e| e.get("metric_output"))
             .and_then(|x| x.as_u64())
             .map(|x| x as usize),
-        accuracy_checker: s("engine", "config"),
+        accuracy_checker: None,
+        warnings,
     };
-    if let Some(t) = s("engine", "type") {
+    let engine_type = s("engine", "type");
+    if let Some(t) = &engine_type {
         if t != "simplified" && t != "accuracy_checker" {
             return fail(format!("config {shown}: engine.type '{t}' is not supported (use 'simplified')"));
         }
+    }
+    // POT's default engine is the accuracy checker: a YAML (`config`) or inline launchers.
+    let has = |k: &str| v.get("engine").and_then(|e| e.get(k)).is_some();
+    if engine_type.as_deref() != Some("simplified") {
+        paths.accuracy_checker = match s("engine", "config") {
+            Some(c) => Some(format!("'{c}'")),
+            None if has("launchers") || has("datasets") || engine_type.is_some() => Some("inline".into()),
+            None => None,
+        };
     }
     Ok((cfg, paths))
 }
@@ -625,21 +723,12 @@ fn enum_value<T: serde::de::DeserializeOwned>(s: &str, option: &str) -> CliResul
         .map_err(|_| CliError(format!("{option} '{s}' is not a known value")))
 }
 
-fn apply_overrides(cfg: &mut QuantConfig, a: &QuantizeArgs) -> CliResult<()> {
-    if let Some(m) = a.method {
-        cfg.algorithm = match m {
-            Method::Default => Algorithm::Default,
-            Method::AccuracyAware => Algorithm::AccuracyAware,
-        };
-    }
+fn apply_plan_args(cfg: &mut QuantConfig, a: &PlanArgs) -> CliResult<()> {
     if let Some(p) = &a.preset {
         cfg.preset = enum_value(p, "--preset")?;
     }
     if let Some(t) = &a.target_device {
         cfg.target_device = enum_value(t, "--target-device")?;
-    }
-    if let Some(n) = a.subset_size {
-        cfg.stat_subset_size = n;
     }
     if let Some(t) = &a.model_type {
         cfg.model_type = Some(enum_value(t, "--model-type")?);
@@ -653,6 +742,20 @@ fn apply_overrides(cfg: &mut QuantConfig, a: &QuantizeArgs) -> CliResult<()> {
             cfg.ignored.names.push(item.to_string());
         }
     }
+    Ok(())
+}
+
+fn apply_overrides(cfg: &mut QuantConfig, a: &QuantizeArgs) -> CliResult<()> {
+    if let Some(m) = a.method {
+        cfg.algorithm = match m {
+            Method::Default => Algorithm::Default,
+            Method::AccuracyAware => Algorithm::AccuracyAware,
+        };
+    }
+    apply_plan_args(cfg, &a.plan)?;
+    if let Some(n) = a.subset_size {
+        cfg.stat_subset_size = n;
+    }
     if let Some(d) = a.max_drop {
         cfg.accuracy_aware.maximal_drop = d;
     }
@@ -661,6 +764,41 @@ fn apply_overrides(cfg: &mut QuantConfig, a: &QuantizeArgs) -> CliResult<()> {
     }
     cfg.validate()?;
     Ok(())
+}
+
+/// Creates the output folders and proves them writable, so a bad `--output-dir` fails before
+/// the (long) quantization instead of after it.
+fn prepare_output_dir(dir: &Path) -> CliResult<PathBuf> {
+    let opt = dir.join("optimized");
+    std::fs::create_dir_all(&opt)
+        .map_err(|e| CliError(format!("--output-dir {}: cannot create {}: {e}", dir.display(), opt.display())))?;
+    for d in [dir, opt.as_path()] {
+        let probe = d.join(format!(".ovpot-write-check-{}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .map_err(|e| CliError(format!("--output-dir {}: cannot write in {}: {e}", dir.display(), d.display())))?;
+        // The probe is empty; failing to remove it does not affect the results.
+        let _ = std::fs::remove_file(&probe);
+    }
+    Ok(opt)
+}
+
+/// Ignored-scope names and patterns that match no layer: usually a typo, and otherwise silent.
+fn unmatched_scope(model: &Model, cfg: &QuantConfig) -> Vec<String> {
+    let g = model.graph();
+    let mut out = vec![];
+    for n in &cfg.ignored.names {
+        if !g.nodes.iter().any(|x| &x.name == n) {
+            out.push(format!("ignored scope: no layer is named '{n}'"));
+        }
+    }
+    for p in &cfg.ignored.patterns {
+        // Anchored as the placement matches it.
+        let Ok(re) = regex::Regex::new(&format!("^(?:{p})$")) else { continue };
+        if !g.nodes.iter().any(|x| re.is_match(&x.name)) {
+            out.push(format!("ignored scope: pattern '{p}' matches no layer"));
+        }
+    }
+    out
 }
 
 fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliResult<()> {
@@ -675,6 +813,7 @@ fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliResult<()> {
     let xml = a.model.model.clone().or(paths.model.clone());
     let weights = a.model.weights.clone().or(paths.weights.clone());
     let model = read_model(&ModelArgs { model: xml.clone(), weights })?;
+    let opt_dir = prepare_output_dir(&a.output_dir)?;
     let name = a
         .name
         .clone()
@@ -682,11 +821,30 @@ fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliResult<()> {
         .or_else(|| xml.as_ref().and_then(|x| x.file_stem()).map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "model".to_string());
     let data_path = a.data.data.clone().or(paths.data.clone());
+    if data_path.is_none() {
+        if let Some(hint) = paths.engine_hint(cfg.algorithm) {
+            return fail(hint);
+        }
+    }
     let data = open_data(data_path.as_deref(), &model, &a.data)?;
+    if let Some(ac) = &paths.accuracy_checker {
+        log.info(&format!("the config's accuracy-checker engine ({ac}) is not used; ovpot reads plain data folders"));
+    }
+    let mut warnings = paths.warnings.clone();
+    warnings.extend(unmatched_scope(&model, &cfg));
+    for w in &warnings {
+        log.warn(w);
+    }
+    log.debug(&format!(
+        "data: {} sample(s) from {}",
+        data.len(),
+        data_path.as_deref().unwrap_or(Path::new("")).display()
+    ));
+    log.debug(&format!("settings: {}", serde_json::to_string(&cfg).unwrap_or_default()));
     log.info(&format!(
         "quantizing '{name}' ({}, preset {}, device {}) on {} samples",
         json_name(&cfg.algorithm),
-        json_name(&cfg.preset),
+        json_name(&cfg.effective_preset()),
         json_name(&cfg.target_device),
         data.len().min(cfg.stat_subset_size)
     ));
@@ -708,18 +866,16 @@ fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliResult<()> {
     }));
     session.hooks.log_level = Some(log.level);
 
-    let outcome = match cfg.algorithm {
+    let mut outcome = match cfg.algorithm {
         Algorithm::Default => session.quantize(data.as_ref())?,
         Algorithm::AccuracyAware => {
             let eval_path = a.eval_data.clone().or(paths.eval_data.clone()).or(data_path.clone());
             let Some(labels_path) = a.labels.clone().or(paths.labels.clone()) else {
-                let hint = match &paths.accuracy_checker {
-                    Some(ac) => {
-                        format!(" (the config's accuracy-checker engine '{ac}' is not supported)")
-                    }
-                    None => String::new(),
-                };
-                return fail(format!("accuracy-aware quantization needs --labels labels.npy{hint}"));
+                return fail(
+                    paths
+                        .engine_hint(cfg.algorithm)
+                        .unwrap_or_else(|| "accuracy-aware quantization needs --labels labels.npy".into()),
+                );
             };
             let k = a.metric_output.or(paths.metric_output).unwrap_or(0);
             check_metric_output(&model, k)?;
@@ -731,9 +887,8 @@ fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliResult<()> {
         }
     };
     drop(session);
+    outcome.report.warnings.extend(warnings);
 
-    let opt_dir = a.output_dir.join("optimized");
-    std::fs::create_dir_all(&opt_dir).map_err(|e| ovpot::Error::io(&opt_dir, e))?;
     let out_xml = opt_dir.join(format!("{name}.xml"));
     outcome.model.save(&out_xml, None)?;
     let report_path = a.output_dir.join("report.json");

@@ -221,6 +221,251 @@ fn take<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Estimator types and aggregators the statistics implement.
+const ESTIMATOR_TYPES: [&str; 5] = ["min", "max", "abs_max", "quantile", "abs_quantile"];
+const AGGREGATORS: [&str; 6] = ["mean", "min", "max", "median", "mean_no_outliers", "median_no_outliers"];
+/// Keys of POT's `activations` / `weights` blocks.
+const BLOCK_KEYS: [&str; 6] = ["bits", "mode", "granularity", "level_low", "level_high", "range_estimator"];
+
+fn check_estimator(e: &Estimator, at: &str) -> Result<()> {
+    if let Some(k) = e.kind.as_deref().filter(|k| !ESTIMATOR_TYPES.contains(k)) {
+        return Err(Error::invalid(format!("'{at}.type' '{k}': expected one of {}", ESTIMATOR_TYPES.join(", "))));
+    }
+    if let Some(a) = e.aggregator.as_deref().filter(|a| !AGGREGATORS.contains(a)) {
+        return Err(Error::invalid(format!("'{at}.aggregator' '{a}': expected one of {}", AGGREGATORS.join(", "))));
+    }
+    if let Some(p) = e.outlier_prob.filter(|p| !(0.0..0.5).contains(p)) {
+        return Err(Error::invalid(format!("'{at}.outlier_prob' {p}: expected a probability in [0, 0.5)")));
+    }
+    Ok(())
+}
+
+/// A POT parameter that is read nowhere else: None when it cannot change the result at this
+/// value, else the warning.
+fn unused_param(key: &str, v: &serde_json::Value) -> Option<String> {
+    const APPLIED: [&str; 22] = [
+        "preset",
+        "target_device",
+        "stat_subset_size",
+        "model_type",
+        "ignored",
+        "use_fast_bias",
+        "saturation_fix",
+        "range_estimator",
+        "activations",
+        "weights",
+        "threshold",
+        "compress_weights",
+        "maximal_drop",
+        "drop_type",
+        "ranking_subset_size",
+        "max_iter_num",
+        "use_prev_if_drop_increase",
+        "convert_to_mixed_preset",
+        "metric_subset_ratio",
+        "ranking",
+        "baseline_metric",
+        "base_algorithm",
+    ];
+    // Knobs that only trade memory or time, or that POT reads only when another key enables them.
+    const NO_EFFECT: [&str; 4] = ["seed", "inplace_statistics", "dump_intermediate_model", "annotation_conf_threshold"];
+    if APPLIED.contains(&key) || NO_EFFECT.contains(&key) || v.is_null() {
+        return None;
+    }
+    let off = v == &serde_json::Value::Bool(false);
+    let why = match key {
+        "shuffle_data" | "tune_hyperparams" | "annotation_free" | "use_layerwise_tuning" if off => return None,
+        "stat_batch_size" if v.as_u64() == Some(1) => return None,
+        "shuffle_data" => "the first stat_subset_size samples are used in order",
+        "stat_batch_size" => "statistics are collected one sample at a time",
+        "tune_hyperparams" | "use_layerwise_tuning" => "ovpot does not implement it",
+        "annotation_free" => "accuracy-aware quantization needs labels",
+        "metrics" => "the metric is top-1 accuracy of --metric-output; 'baseline_metric' gives a known FP32 value",
+        _ => return Some(format!("'{key}' is not a known POT parameter; ignored")),
+    };
+    Some(format!("'{key}': {v} is ignored: {why}"))
+}
+
+fn str_key<'a>(o: &'a serde_json::Map<String, serde_json::Value>, at: &str, key: &str) -> Result<Option<&'a str>> {
+    match o.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(Error::parse("config", format!("'{at}.{key}': expected a string, got {other}"))),
+    }
+}
+
+fn mode_error(at: &str, got: &str) -> Error {
+    Error::parse("config", format!("'{at}.mode' '{got}': expected symmetric or asymmetric"))
+}
+
+/// Reads `bits`; a value other than the one used is reported. Returns the bits in effect.
+fn check_bits(
+    o: &serde_json::Map<String, serde_json::Value>,
+    at: &str,
+    used: u32,
+    warn: &mut Vec<String>,
+) -> Result<u32> {
+    if let Some(b) = take::<u32>(o, "bits").map_err(|e| Error::parse("config", format!("'{at}': {e}")))? {
+        if b != used {
+            warn.push(format!("'{at}.bits' {b} is ignored: ovpot quantizes {at} to {used} bits for this device"));
+        }
+    }
+    Ok(used)
+}
+
+fn check_granularity(
+    o: &serde_json::Map<String, serde_json::Value>,
+    at: &str,
+    used: &str,
+    warn: &mut Vec<String>,
+) -> Result<()> {
+    match str_key(o, at, "granularity")? {
+        None => {}
+        Some(g) if g == used => {}
+        Some(g @ ("pertensor" | "perchannel")) => {
+            warn.push(format!("'{at}.granularity' '{g}' is ignored: ovpot quantizes {at} {used}"))
+        }
+        Some(g) => {
+            return Err(Error::parse("config", format!("'{at}.granularity' '{g}': expected pertensor or perchannel")))
+        }
+    }
+    Ok(())
+}
+
+/// `level_low` / `level_high`: accepted when they describe the grid in use.
+fn check_levels(
+    o: &serde_json::Map<String, serde_json::Value>,
+    at: &str,
+    used: &[(i64, i64)],
+    warn: &mut Vec<String>,
+) -> Result<()> {
+    let low = take::<i64>(o, "level_low").map_err(|e| Error::parse("config", format!("'{at}': {e}")))?;
+    let high = take::<i64>(o, "level_high").map_err(|e| Error::parse("config", format!("'{at}': {e}")))?;
+    if low.is_none() && high.is_none() {
+        return Ok(());
+    }
+    let fits = used.iter().any(|(l, h)| low.is_none_or(|x| x == *l) && high.is_none_or(|x| x == *h));
+    if !fits {
+        let (l, h) = used[0];
+        warn.push(format!(
+            "'{at}.level_low'/'level_high' ({}, {}) are ignored: ovpot uses levels {l}..{h}",
+            low.map_or("-".into(), |x| x.to_string()),
+            high.map_or("-".into(), |x| x.to_string())
+        ));
+    }
+    Ok(())
+}
+
+fn unknown_keys(o: &serde_json::Map<String, serde_json::Value>, at: &str, known: &[&str], warn: &mut Vec<String>) {
+    for k in o.keys().filter(|k| !known.contains(&k.as_str())) {
+        warn.push(format!("'{at}.{k}' is not a known POT key; ignored"));
+    }
+}
+
+/// POT's range-estimator presets (range_estimator.py) for one per-tensor activation or
+/// per-channel weight border: (min, max) estimator objects.
+fn estimator_preset(
+    preset: &str,
+    symmetric: bool,
+    weights: bool,
+    at: &str,
+) -> Result<(serde_json::Value, serde_json::Value)> {
+    use serde_json::json;
+    let none = serde_json::Value::Null;
+    let q = 1e-4;
+    Ok(match (preset, weights, symmetric) {
+        ("default", false, true) => {
+            (json!({"aggregator": "min", "type": "min"}), json!({"aggregator": "mean", "type": "abs_max"}))
+        }
+        ("default", false, false) => {
+            (json!({"aggregator": "mean", "type": "min"}), json!({"aggregator": "mean", "type": "max"}))
+        }
+        ("quantile", false, true) => (
+            json!({"aggregator": "min", "type": "min"}),
+            json!({"aggregator": "mean", "type": "abs_quantile", "outlier_prob": q}),
+        ),
+        ("quantile", false, false) => (
+            json!({"aggregator": "mean", "type": "quantile", "outlier_prob": q}),
+            json!({"aggregator": "mean", "type": "quantile", "outlier_prob": q}),
+        ),
+        ("default", true, _) => (none, json!({"type": "abs_max"})),
+        ("quantile", true, _) => (none, json!({"type": "abs_quantile", "outlier_prob": q})),
+        (other, _, _) => {
+            return Err(Error::parse("config", format!("'{at}.preset' '{other}': expected default or quantile")))
+        }
+    })
+}
+
+/// A POT `range_estimator` object: an optional `preset` expanded as POT does for the mode in
+/// effect, with the user's `min` / `max` keys laid over it.
+fn read_range_estimator(
+    r: &serde_json::Value,
+    at: &str,
+    symmetric: bool,
+    granularity: &str,
+    warn: &mut Vec<String>,
+) -> Result<Option<RangeEstimator>> {
+    let r = r.as_object().ok_or_else(|| Error::parse("config", format!("'{at}' is not an object")))?;
+    let weights = granularity == "perchannel";
+    let (mut min, mut max) = match str_key(r, at, "preset")? {
+        Some(p) => estimator_preset(p, symmetric, weights, at)?,
+        None => (serde_json::Value::Null, serde_json::Value::Null),
+    };
+    for (side, base) in [("min", &mut min), ("max", &mut max)] {
+        match r.get(side) {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::Object(user)) => {
+                if !base.is_object() {
+                    *base = serde_json::Value::Object(Default::default());
+                }
+                if let Some(b) = base.as_object_mut() {
+                    for (k, v) in user {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(Error::parse("config", format!("'{at}.{side}': expected an object, got {other}")))
+            }
+        }
+    }
+    unknown_keys(r, at, &["preset", "min", "max"], warn);
+    let mut out = RangeEstimator::default();
+    for (side, v, slot) in [("min", &min, &mut out.min), ("max", &max, &mut out.max)] {
+        if let Some(o) = v.as_object() {
+            *slot = Some(read_estimator(o, &format!("{at}.{side}"), granularity, warn)?);
+        }
+    }
+    Ok((out.min.is_some() || out.max.is_some()).then_some(out))
+}
+
+fn read_estimator(
+    o: &serde_json::Map<String, serde_json::Value>,
+    at: &str,
+    granularity: &str,
+    warn: &mut Vec<String>,
+) -> Result<Estimator> {
+    let mut e = Estimator {
+        kind: str_key(o, at, "type")?.map(str::to_string),
+        aggregator: str_key(o, at, "aggregator")?.map(str::to_string),
+        outlier_prob: take::<f64>(o, "outlier_prob").map_err(|e| Error::parse("config", format!("'{at}': {e}")))?,
+        granularity: str_key(o, at, "granularity")?.map(str::to_string),
+    };
+    if e.aggregator.as_deref() == Some("hl_estimator") {
+        warn.push(format!("'{at}.aggregator' 'hl_estimator' is not implemented; 'mean' is used"));
+        e.aggregator = Some("mean".into());
+    }
+    if let Some(g) = e.granularity.as_deref().filter(|g| *g != granularity) {
+        warn.push(format!("'{at}.granularity' '{g}' is ignored: this border is estimated {granularity}"));
+    }
+    if o.contains_key("clipping_value") {
+        warn.push(format!("'{at}.clipping_value' is ignored: ovpot does not clip statistics"));
+    }
+    unknown_keys(o, at, &["type", "aggregator", "outlier_prob", "granularity", "clipping_value"], warn);
+    check_estimator(&e, at).map_err(|err| Error::parse("config", err.to_string()))?;
+    Ok(e)
+}
+
 impl QuantConfig {
     /// The preset in effect: the user's, else mixed for transformers, else performance.
     pub fn effective_preset(&self) -> Preset {
@@ -233,19 +478,30 @@ impl QuantConfig {
 
     /// Reads either ovpot's own flat JSON (the fields of this struct) or a POT config
     /// (`{"model":…, "engine":…, "compression": {"target_device":…, "algorithms": [{"name":…,
-    /// "params": {…}}]}}`); unknown POT keys that do not change the result are accepted.
+    /// "params": {…}}]}}`). Keys ovpot cannot honour are dropped here; use
+    /// [`QuantConfig::from_json_with_warnings`] to learn which.
     pub fn from_json(text: &str) -> Result<QuantConfig> {
-        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::parse("config", e.to_string()))?;
-        let obj = v.as_object().ok_or_else(|| Error::parse("config", "the config is not a JSON object"))?;
-        if let Some(comp) = obj.get("compression") {
-            return Self::from_pot(comp);
-        }
-        let c: QuantConfig = serde_json::from_value(v).map_err(|e| Error::parse("config", e.to_string()))?;
-        c.validate()?;
-        Ok(c)
+        Self::from_json_with_warnings(text).map(|(c, _)| c)
     }
 
-    fn from_pot(comp: &serde_json::Value) -> Result<QuantConfig> {
+    /// [`QuantConfig::from_json`], plus one message per setting that was read but cannot change
+    /// the result (a key ovpot does not implement, or a value it cannot honour), naming the key.
+    pub fn from_json_with_warnings(text: &str) -> Result<(QuantConfig, Vec<String>)> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::parse("config", e.to_string()))?;
+        let obj = v.as_object().ok_or_else(|| Error::parse("config", "the config is not a JSON object"))?;
+        let mut warnings = vec![];
+        let c = if let Some(comp) = obj.get("compression") {
+            Self::from_pot(comp, &mut warnings)?
+        } else {
+            let c: QuantConfig = serde_json::from_value(v).map_err(|e| Error::parse("config", e.to_string()))?;
+            c.validate()?;
+            c
+        };
+        warnings.extend(c.weight_estimator_warnings());
+        Ok((c, warnings))
+    }
+
+    fn from_pot(comp: &serde_json::Value, warn: &mut Vec<String>) -> Result<QuantConfig> {
         let comp = comp.as_object().ok_or_else(|| Error::parse("config", "'compression' is not an object"))?;
         let mut c = QuantConfig::default();
         if let Some(t) = take::<TargetDevice>(comp, "target_device")? {
@@ -253,6 +509,13 @@ impl QuantConfig {
         }
         if let Some(m) = take::<ModelType>(comp, "model_type")? {
             c.model_type = Some(m);
+        }
+        for k in comp.keys() {
+            // Memory and debugging knobs of POT; "inplase" is how POT's own spec spells it.
+            let known = ["target_device", "model_type", "algorithms", "dump_intermediate_model"];
+            if !known.contains(&k.as_str()) && k != "inplace_statistics" && k != "inplase_statistics" {
+                warn.push(format!("'compression.{k}' is not a known POT key; ignored"));
+            }
         }
         let algos = comp
             .get("algorithms")
@@ -265,14 +528,28 @@ impl QuantConfig {
             "AccuracyAwareQuantization" => Algorithm::AccuracyAware,
             other => return Err(Error::unsupported(format!("algorithm '{other}'"))),
         };
+        for other in algos.iter().skip(1) {
+            let n = other.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+            warn.push(format!("'compression.algorithms': only the first ({name}) runs; '{n}' is ignored"));
+        }
         let empty = serde_json::Map::new();
         let p = algo.get("params").and_then(|p| p.as_object()).unwrap_or(&empty);
-        c.apply_params(p)?;
+        c.apply_params_with_warnings(p, warn)?;
         Ok(c)
     }
 
-    /// Applies POT `params` (DefaultQuantization and AccuracyAwareQuantization names).
+    /// Applies POT `params` (DefaultQuantization and AccuracyAwareQuantization names); keys
+    /// that cannot be honoured are dropped (see [`QuantConfig::apply_params_with_warnings`]).
     pub fn apply_params(&mut self, p: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
+        self.apply_params_with_warnings(p, &mut vec![])
+    }
+
+    /// Applies POT `params`, pushing a message naming each key that is read but ignored.
+    pub fn apply_params_with_warnings(
+        &mut self,
+        p: &serde_json::Map<String, serde_json::Value>,
+        warn: &mut Vec<String>,
+    ) -> Result<()> {
         if let Some(x) = take(p, "preset")? {
             self.preset = Some(x);
         }
@@ -294,20 +571,24 @@ impl QuantConfig {
         if let Some(x) = take(p, "saturation_fix")? {
             self.saturation_fix = x;
         }
-        if let Some(x) = take::<RangeEstimators>(p, "range_estimator")? {
-            self.range_estimator = x;
+        if let Some(r) = p.get("range_estimator").filter(|r| !r.is_null()) {
+            let pot_style = r.as_object().is_some_and(|o| ["min", "max", "preset"].iter().any(|k| o.contains_key(*k)));
+            if pot_style {
+                // POT's params-wide estimator: for both borders unless a block has its own.
+                let sym = self.activations_symmetric();
+                self.range_estimator.activations = read_range_estimator(r, "range_estimator", sym, "pertensor", warn)?;
+                self.range_estimator.weights = read_range_estimator(r, "range_estimator", true, "perchannel", warn)?;
+            } else {
+                self.range_estimator = serde_json::from_value(r.clone())
+                    .map_err(|e| Error::parse("config", format!("'range_estimator': {e}")))?;
+            }
         }
-        if let (Some(a), Some(w)) = (p.get("activations"), p.get("weights")) {
-            let get = |v: &serde_json::Value| -> Result<Option<RangeEstimator>> {
-                match v.get("range_estimator") {
-                    Some(r) => {
-                        serde_json::from_value(r.clone()).map(Some).map_err(|e| Error::parse("config", e.to_string()))
-                    }
-                    None => Ok(None),
-                }
-            };
-            self.range_estimator.activations = get(a)?;
-            self.range_estimator.weights = get(w)?;
+        // The two blocks are independent: either may come alone.
+        if let Some(a) = p.get("activations").filter(|a| !a.is_null()) {
+            self.read_activations(a, warn)?;
+        }
+        if let Some(w) = p.get("weights").filter(|w| !w.is_null()) {
+            self.read_weights(w, warn)?;
         }
         if let Some(x) = take(p, "threshold")? {
             self.bias_correction_threshold = x;
@@ -343,12 +624,101 @@ impl QuantConfig {
         if let Some(x) = take(p, "baseline_metric")? {
             aa.baseline_metric = Some(x);
         }
-        if let Some(base) = p.get("base_algorithm").and_then(|b| b.as_object()) {
-            // base_algorithm settings apply to the default quantization inside.
-            let inner = base.get("params").and_then(|x| x.as_object()).unwrap_or(base);
-            self.apply_params(inner)?;
+        match p.get("base_algorithm") {
+            Some(serde_json::Value::Object(base)) => {
+                // base_algorithm settings apply to the default quantization inside.
+                let inner = base.get("params").and_then(|x| x.as_object()).unwrap_or(base);
+                self.apply_params_with_warnings(inner, warn)?;
+            }
+            Some(serde_json::Value::String(s)) if s == "DefaultQuantization" || s == "MinMaxQuantization" => {}
+            Some(other) => warn.push(format!("'base_algorithm' {other} is ignored: DefaultQuantization is used")),
+            None => {}
+        }
+        for (k, v) in p {
+            if let Some(w) = unused_param(k, v) {
+                warn.push(w);
+            }
         }
         self.validate()
+    }
+
+    /// Whether activations are quantized symmetrically under the current preset and device.
+    fn activations_symmetric(&self) -> bool {
+        self.effective_preset() == Preset::Performance || self.target_device == TargetDevice::GNA
+    }
+
+    /// POT's `activations` block: bits, mode, granularity, levels and range estimator.
+    fn read_activations(&mut self, a: &serde_json::Value, warn: &mut Vec<String>) -> Result<()> {
+        let a = a.as_object().ok_or_else(|| Error::parse("config", "'activations' is not an object"))?;
+        let device_bits = if self.target_device == TargetDevice::GNA { 16 } else { 8 };
+        let bits = check_bits(a, "activations", device_bits, warn)?;
+        if let Some(m) = str_key(a, "activations", "mode")? {
+            match m {
+                // The preset is how ovpot spells the activation mode (weights stay symmetric).
+                "symmetric" => self.preset = Some(Preset::Performance),
+                "asymmetric" if self.target_device == TargetDevice::GNA => warn
+                    .push("'activations.mode' 'asymmetric' is ignored: GNA quantizes activations symmetrically".into()),
+                "asymmetric" => self.preset = Some(Preset::Mixed),
+                other => return Err(mode_error("activations", other)),
+            }
+        }
+        check_granularity(a, "activations", "pertensor", warn)?;
+        // Activations use the full grid: 2^bits levels, signed or unsigned.
+        let full = (1i64 << bits.min(62)) - 1;
+        check_levels(a, "activations", &[(0, full), (-(full + 1) / 2, full / 2)], warn)?;
+        if let Some(r) = a.get("range_estimator") {
+            let sym = self.activations_symmetric();
+            let at = "activations.range_estimator";
+            self.range_estimator.activations = read_range_estimator(r, at, sym, "pertensor", warn)?;
+        }
+        unknown_keys(a, "activations", &BLOCK_KEYS, warn);
+        Ok(())
+    }
+
+    /// POT's `weights` block. ovpot quantizes weights one way (8-bit symmetric per output channel,
+    /// levels −127..127, abs-max range); other values are reported, not applied.
+    fn read_weights(&mut self, w: &serde_json::Value, warn: &mut Vec<String>) -> Result<()> {
+        let w = w.as_object().ok_or_else(|| Error::parse("config", "'weights' is not an object"))?;
+        check_bits(w, "weights", 8, warn)?;
+        if let Some(m) = str_key(w, "weights", "mode")? {
+            match m {
+                "symmetric" => {}
+                "asymmetric" => {
+                    warn.push("'weights.mode' 'asymmetric' is ignored: weights are quantized symmetrically".into())
+                }
+                other => return Err(mode_error("weights", other)),
+            }
+        }
+        check_granularity(w, "weights", "perchannel", warn)?;
+        check_levels(w, "weights", &[(-127, 127)], warn)?;
+        if let Some(r) = w.get("range_estimator") {
+            self.range_estimator.weights =
+                read_range_estimator(r, "weights.range_estimator", true, "perchannel", warn)?;
+        }
+        unknown_keys(w, "weights", &BLOCK_KEYS, warn);
+        Ok(())
+    }
+
+    /// Weight ranges are the abs-max per output channel; any other weight estimator is read but
+    /// not applied.
+    fn weight_estimator_warnings(&self) -> Vec<String> {
+        let mut out = vec![];
+        let Some(w) = &self.range_estimator.weights else {
+            return out;
+        };
+        if w.min.is_some() {
+            out.push("'weights.range_estimator.min' is ignored: weights are symmetric (abs-max per channel)".into());
+        }
+        if let Some(m) = &w.max {
+            let plain_abs_max = m.kind.as_deref().is_none_or(|k| k == "abs_max") && m.outlier_prob.is_none();
+            if !plain_abs_max || m.aggregator.is_some() {
+                out.push(format!(
+                    "'weights.range_estimator.max' ({}) is ignored: weight ranges are the abs-max per output channel",
+                    serde_json::to_string(m).unwrap_or_default()
+                ));
+            }
+        }
+        out
     }
 
     /// Rejects settings that cannot work, with a message naming the field.
@@ -365,6 +735,14 @@ impl QuantConfig {
         }
         for p in &self.ignored.patterns {
             regex::Regex::new(p).map_err(|e| Error::invalid(format!("ignored pattern '{p}': {e}")))?;
+        }
+        let borders = [("activations", &self.range_estimator.activations), ("weights", &self.range_estimator.weights)];
+        for (what, r) in borders {
+            for (side, e) in r.iter().flat_map(|r| [("min", &r.min), ("max", &r.max)]) {
+                if let Some(e) = e {
+                    check_estimator(e, &format!("{what}.range_estimator.{side}"))?;
+                }
+            }
         }
         Ok(())
     }
@@ -410,5 +788,123 @@ mod tests {
         assert!(e.to_string().contains("fastest"), "{e}");
         let e = QuantConfig::from_json(r#"{"stat_subset_size": 0}"#).unwrap_err();
         assert!(e.to_string().contains("stat_subset_size") || e.kind() == "parse", "{e}");
+    }
+
+    /// Params of one DefaultQuantization in a POT config; (config, warnings).
+    fn pot_params(params: &str) -> Result<(QuantConfig, Vec<String>)> {
+        QuantConfig::from_json_with_warnings(&format!(
+            r#"{{"compression": {{"algorithms": [{{"name": "DefaultQuantization", "params": {params}}}]}}}}"#
+        ))
+    }
+
+    fn est(kind: &str, aggregator: Option<&str>, prob: Option<f64>) -> Option<Estimator> {
+        Some(Estimator {
+            kind: Some(kind.into()),
+            aggregator: aggregator.map(Into::into),
+            outlier_prob: prob,
+            granularity: None,
+        })
+    }
+
+    #[test]
+    fn activations_and_weights_blocks_are_read_alone() {
+        let (c, w) = pot_params(r#"{"activations": {"range_estimator": {"max": {"type": "max"}}}}"#).unwrap();
+        assert_eq!(c.range_estimator.activations.as_ref().unwrap().max, est("max", None, None));
+        assert_eq!(c.range_estimator.weights, None);
+        assert!(w.is_empty(), "{w:?}");
+        let (c, w) = pot_params(r#"{"weights": {"range_estimator": {"max": {"type": "abs_max"}}}}"#).unwrap();
+        assert_eq!(c.range_estimator.activations, None);
+        assert_eq!(c.range_estimator.weights.as_ref().unwrap().max, est("abs_max", None, None));
+        assert!(w.is_empty(), "abs_max is what weights use: {w:?}");
+    }
+
+    #[test]
+    fn range_estimator_presets_expand_as_pot() {
+        // Symmetric (performance) per-tensor activations: min of minima, mean abs-quantile.
+        let (c, _) = pot_params(r#"{"activations": {"range_estimator": {"preset": "quantile"}}}"#).unwrap();
+        let a = c.range_estimator.activations.unwrap();
+        assert_eq!(a.min, est("min", Some("min"), None));
+        assert_eq!(a.max, est("abs_quantile", Some("mean"), Some(1e-4)));
+        // Asymmetric (mixed): quantiles on both borders, the user's keys laid over the preset.
+        let (c, _) = pot_params(
+            r#"{"preset": "mixed", "activations": {"range_estimator": {"preset": "quantile",
+                "max": {"outlier_prob": 0.001}}}}"#,
+        )
+        .unwrap();
+        let a = c.range_estimator.activations.unwrap();
+        assert_eq!(a.min, est("quantile", Some("mean"), Some(1e-4)));
+        assert_eq!(a.max, est("quantile", Some("mean"), Some(0.001)));
+        let (c, _) = pot_params(r#"{"activations": {"range_estimator": {"preset": "default"}}}"#).unwrap();
+        assert_eq!(c.range_estimator.activations.unwrap().max, est("abs_max", Some("mean"), None));
+        let e = pot_params(r#"{"activations": {"range_estimator": {"preset": "tight"}}}"#).unwrap_err();
+        assert!(e.to_string().contains("'activations.range_estimator.preset' 'tight'"), "{e}");
+    }
+
+    #[test]
+    fn mode_sets_the_activation_scheme() {
+        let (c, _) = pot_params(r#"{"preset": "performance", "activations": {"mode": "asymmetric"}}"#).unwrap();
+        assert_eq!(c.effective_preset(), Preset::Mixed);
+        let (c, _) = pot_params(r#"{"preset": "mixed", "activations": {"mode": "symmetric"}}"#).unwrap();
+        assert_eq!(c.effective_preset(), Preset::Performance);
+        let (c, w) = pot_params(
+            r#"{"weights": {"mode": "symmetric", "granularity": "perchannel", "bits": 8,
+            "level_low": -127, "level_high": 127}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.effective_preset(), Preset::Performance);
+        assert!(w.is_empty(), "the scheme in use: {w:?}");
+        assert!(pot_params(r#"{"activations": {"mode": "sideways"}}"#).is_err());
+    }
+
+    #[test]
+    fn settings_that_cannot_be_honoured_are_named() {
+        let (_, w) = pot_params(
+            r#"{"activations": {"bits": 4, "granularity": "perchannel", "level_low": 0, "level_high": 15,
+                    "range_estimator": {"max": {"type": "max", "clipping_value": 6, "aggregator": "hl_estimator"}}},
+                "weights": {"mode": "asymmetric", "granularity": "pertensor", "bits": 8,
+                    "range_estimator": {"max": {"type": "quantile", "outlier_prob": 0.0001}}},
+                "shuffle_data": true, "stat_batch_size": 4, "mystery": 1}"#,
+        )
+        .unwrap();
+        let all = w.join("\n");
+        for key in [
+            "'activations.bits' 4",
+            "'activations.granularity' 'perchannel'",
+            "'activations.level_low'",
+            "'activations.range_estimator.max.clipping_value'",
+            "'activations.range_estimator.max.aggregator' 'hl_estimator'",
+            "'weights.mode' 'asymmetric'",
+            "'weights.granularity' 'pertensor'",
+            "'weights.range_estimator.max'",
+            "'shuffle_data'",
+            "'stat_batch_size'",
+            "'mystery'",
+        ] {
+            assert!(all.contains(key), "no warning for {key}:\n{all}");
+        }
+        // Values that change nothing here stay quiet.
+        let (_, w) = pot_params(
+            r#"{"shuffle_data": false, "seed": 0, "stat_batch_size": 1, "tune_hyperparams": false,
+                "base_algorithm": "DefaultQuantization", "activations": {"bits": 8, "level_low": 0, "level_high": 255}}"#,
+        )
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        // GNA: 16-bit activations are the device's scheme.
+        let (_, w) = pot_params(r#"{"target_device": "GNA", "activations": {"bits": 16}}"#).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let e = pot_params(r#"{"activations": {"range_estimator": {"max": {"type": "median"}}}}"#).unwrap_err();
+        assert!(e.to_string().contains("'activations.range_estimator.max.type' 'median'"), "{e}");
+    }
+
+    #[test]
+    fn compression_level_keys() {
+        let (c, w) = QuantConfig::from_json_with_warnings(
+            r#"{"compression": {"target_device": "GPU", "inplase_statistics": true, "dump_intermediate_model": false,
+                "bogus": 1, "algorithms": [{"name": "DefaultQuantization"}, {"name": "FastBiasCorrection"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.target_device, TargetDevice::GPU);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("'compression.bogus'") && w[1].contains("FastBiasCorrection"), "{w:?}");
     }
 }
