@@ -9,6 +9,7 @@
 use super::{BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::tensor::{ElementType, Tensor};
+use multiversion::multiversion;
 use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, CowArray, IxDyn};
 use rayon::prelude::*;
 
@@ -259,62 +260,122 @@ fn im2col(x: &[f32], channels: usize, ax: &[Axis; 3], col: &mut [f32]) {
     });
 }
 
-/// Direct convolution of one input plane with one filter (a depthwise channel): `out` = Σ taps.
+/// Outputs summed together in registers by the depthwise kernel (several vectors, so the
+/// additions of consecutive taps do not wait on each other).
+const DW_BLOCK: usize = 64;
+
+/// Where one spatial axis of a depthwise convolution reads, after padding and splitting the
+/// input into `stride` phases (phase `a` holds padded positions `i·stride + a`): tap `k` reads
+/// phase `k·dilation mod stride` at offset `k·dilation div stride` from the output position.
+#[derive(Clone, Copy)]
+struct PhaseAxis {
+    axis: Axis,
+    /// Phase length: every output position plus the farthest tap offset.
+    len: usize,
+}
+
+impl PhaseAxis {
+    fn new(axis: Axis) -> PhaseAxis {
+        let reach = (axis.kernel.saturating_sub(1) * axis.dilation) / axis.stride;
+        PhaseAxis { axis, len: axis.output + reach }
+    }
+    fn tap(&self, k: usize) -> (usize, usize) {
+        let off = k * self.axis.dilation;
+        (off % self.axis.stride, off / self.axis.stride)
+    }
+    /// Input position of phase `a`, index `i` (outside the input: padding).
+    fn source(&self, a: usize, i: usize) -> i64 {
+        (i * self.axis.stride + a) as i64 - self.axis.pad_begin
+    }
+}
+
+/// Direct convolution of one input plane with one filter (a depthwise channel). The plane is
+/// padded and split into stride phases once, laid out flat with rows of the phase width; then
+/// every tap is one contiguous run of that buffer, and all outputs (each row widened to the
+/// phase width, the extra columns dropped afterwards) are summed over the taps in blocks.
+#[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
 fn depthwise_plane(x: &[f32], wk: &[f32], ax: &[Axis; 3], out: &mut [f32]) {
-    let [d, h, w] = *ax;
-    let s = w.stride;
-    // Per tap: valid outputs lo..hi and where they start in the (phase-split) source row.
-    let taps_at: Vec<(usize, usize, usize)> = (0..w.kernel)
-        .map(|kw| {
-            let (lo, hi) = w.valid_range(kw);
-            let start =
-                if lo < hi { (lo as i64 * s as i64 + (kw * w.dilation) as i64 - w.pad_begin) as usize } else { 0 };
-            (lo, hi, start)
-        })
-        .collect();
-    // Strided rows are split into `s` contiguous phases (phase p holds src[j*s + p]) so every
-    // tap reads a contiguous run and the multiply-add vectorizes.
-    let plen = w.input.div_ceil(s);
-    let mut phases = vec![0.0f32; if s > 1 { s * plen } else { 0 }];
-    for od in 0..d.output {
-        for oh in 0..h.output {
-            let dst = &mut out[(od * h.output + oh) * w.output..(od * h.output + oh + 1) * w.output];
-            dst.fill(0.0);
-            for kd in 0..d.kernel {
-                let id = d.src(od, kd);
-                if id < 0 || id >= d.input as i64 {
+    let [pd, ph, pw] = ax.map(PhaseAxis::new);
+    let (sd, sh, sw) = (pd.axis.stride, ph.axis.stride, pw.axis.stride);
+    let block = pd.len * ph.len * pw.len;
+    // Slack past the last phase: widened outputs read up to one row beyond it.
+    let mut phases = vec![0.0f32; sd * sh * sw * block + pw.len];
+    for (p, dst) in phases.chunks_mut(block).take(sd * sh * sw).enumerate() {
+        let (ad, ah, aw) = (p / (sh * sw), (p / sw) % sh, p % sw);
+        for i in 0..pd.len {
+            let id = pd.source(ad, i);
+            if id < 0 || id >= pd.axis.input as i64 {
+                continue;
+            }
+            for j in 0..ph.len {
+                let ih = ph.source(ah, j);
+                if ih < 0 || ih >= ph.axis.input as i64 {
                     continue;
                 }
-                for kh in 0..h.kernel {
-                    let ih = h.src(oh, kh);
-                    if ih < 0 || ih >= h.input as i64 {
-                        continue;
-                    }
-                    let src = &x[(id as usize * h.input + ih as usize) * w.input..][..w.input];
-                    if s > 1 {
-                        for p in 0..s {
-                            let dst = &mut phases[p * plen..(p + 1) * plen];
-                            for (o, &v) in dst.iter_mut().zip(src.get(p..).unwrap_or(&[]).iter().step_by(s)) {
-                                *o = v;
-                            }
-                        }
-                    }
-                    let taps = &wk[(kd * h.kernel + kh) * w.kernel..][..w.kernel];
-                    for (&wv, &(lo, hi, start)) in taps.iter().zip(&taps_at) {
-                        if lo >= hi {
-                            continue;
-                        }
-                        let run = if s == 1 {
-                            &src[start..start + (hi - lo)]
-                        } else {
-                            let j0 = (start % s) * plen + start / s;
-                            &phases[j0..j0 + (hi - lo)]
-                        };
-                        for (o, &v) in dst[lo..hi].iter_mut().zip(run) {
-                            *o += wv * v;
+                let src = &x[(id as usize * ph.axis.input + ih as usize) * pw.axis.input..][..pw.axis.input];
+                let row = &mut dst[(i * ph.len + j) * pw.len..][..pw.len];
+                // Phase positions lo..hi fall inside the row.
+                let first = pw.source(aw, 0);
+                let lo = if first >= 0 { 0 } else { ((-first) as usize).div_ceil(sw) };
+                let hi = ((pw.axis.input as i64 - first).max(0) as usize).div_ceil(sw).min(pw.len);
+                if lo < hi {
+                    let start = (first + (lo * sw) as i64) as usize;
+                    if sw == 1 {
+                        row[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
+                    } else {
+                        for (o, &v) in row[lo..hi].iter_mut().zip(src[start..].iter().step_by(sw)) {
+                            *o = v;
                         }
                     }
                 }
+            }
+        }
+    }
+    // (weight, start of its run in `phases`) per tap
+    let mut taps = Vec::with_capacity(wk.len());
+    for kd in 0..pd.axis.kernel {
+        let (ad, qd) = pd.tap(kd);
+        for kh in 0..ph.axis.kernel {
+            let (ah, qh) = ph.tap(kh);
+            for kw in 0..pw.axis.kernel {
+                let (aw, qw) = pw.tap(kw);
+                let phase = (ad * sh + ah) * sw + aw;
+                let wv = wk[(kd * ph.axis.kernel + kh) * pw.axis.kernel + kw];
+                taps.push((wv, phase * block + (qd * ph.len + qh) * pw.len + qw));
+            }
+        }
+    }
+    let (od, oh, ow) = (pd.axis.output, ph.axis.output, pw.axis.output);
+    // Widened output: rows of the phase width, planes of the phase height.
+    let wide_len = (od.saturating_sub(1) * ph.len + oh) * pw.len;
+    let direct = od == 1 && pw.len == ow;
+    let mut wide_buf = if direct { Vec::new() } else { vec![0.0f32; wide_len] };
+    let wide: &mut [f32] = if direct { &mut out[..wide_len] } else { &mut wide_buf };
+    let mut chunks = wide.chunks_exact_mut(DW_BLOCK);
+    let mut i0 = 0;
+    for chunk in &mut chunks {
+        let mut acc = [0.0f32; DW_BLOCK];
+        for &(wv, base) in &taps {
+            if let Ok(run) = <&[f32; DW_BLOCK]>::try_from(&phases[base + i0..base + i0 + DW_BLOCK]) {
+                for (a, &v) in acc.iter_mut().zip(run) {
+                    *a += wv * v;
+                }
+            }
+        }
+        chunk.copy_from_slice(&acc);
+        i0 += DW_BLOCK;
+    }
+    let tail = chunks.into_remainder();
+    tail.fill(0.0);
+    for &(wv, base) in &taps {
+        for (a, &v) in tail.iter_mut().zip(&phases[base + i0..]) {
+            *a += wv * v;
+        }
+    }
+    if !direct {
+        for d in 0..od {
+            for h in 0..oh {
+                out[(d * oh + h) * ow..][..ow].copy_from_slice(&wide_buf[(d * ph.len + h) * pw.len..][..ow]);
             }
         }
     }
@@ -680,6 +741,10 @@ mod tests {
             ([1, 6, 8, 7], 6, 1, [3, 3], [2, 2], [1, 1], [1, 1], [1, 1]),
             ([1, 6, 8, 7], 6, 2, [5, 3], [1, 3], [2, 1], [4, 1], [3, 2]),
             ([1, 2, 6, 6], 1, 3, [3, 3], [1, 1], [1, 1], [-1, 0], [0, -1]),
+            // depthwise planes large enough for the kernel's register blocks, strided, cropped
+            ([1, 3, 20, 19], 3, 1, [3, 3], [1, 1], [1, 1], [1, 1], [1, 1]),
+            ([1, 2, 23, 21], 2, 1, [3, 5], [2, 3], [2, 1], [2, 1], [0, 2]),
+            ([1, 2, 17, 30], 2, 1, [3, 3], [1, 2], [1, 1], [-1, 0], [1, -2]),
         ];
         for &(xs, groups, cout, k, s, dl, pb, pe) in cases {
             let cin = xs[1] / groups;
@@ -736,6 +801,23 @@ mod tests {
         let y = conv(win(&[1, 1, 1], &[1, 1, 1], &[0, 0, 0], &[0, 0, 0], AutoPad::Explicit), false, &x, &w);
         assert_eq!(y.shape(), &[1, 2, 1, 1, 1]);
         assert_eq!(y.to_f64_vec(), vec![28.0, 14.0]);
+    }
+
+    #[test]
+    fn depthwise_3d_matches_per_channel_convolution() {
+        let xs = [1, 2, 4, 5, 6];
+        let xv: Vec<f32> = (0..240).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+        let wv: Vec<f32> = (0..54).map(|i| ((i * 5) % 7) as f32 - 3.0).collect();
+        let window = win(&[1, 2, 1], &[1, 1, 2], &[1, 1, 2], &[0, 1, 1], AutoPad::Explicit);
+        let y = conv(window.clone(), true, &t(&xs, xv.clone()), &t(&[2, 1, 1, 3, 3, 3], wv.clone()));
+        let got = y.to_f64_vec();
+        let per_channel = got.len() / 2;
+        for c in 0..2 {
+            let x1 = t(&[1, 1, 4, 5, 6], xv[c * 120..(c + 1) * 120].to_vec());
+            let w1 = t(&[1, 1, 3, 3, 3], wv[c * 27..(c + 1) * 27].to_vec());
+            let want = conv(window.clone(), false, &x1, &w1).to_f64_vec();
+            assert_eq!(&got[c * per_channel..(c + 1) * per_channel], &want[..], "channel {c}");
+        }
     }
 
     #[test]
