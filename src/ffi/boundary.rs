@@ -114,7 +114,7 @@ pub(crate) fn try_slice<'a, T>(ptr: *const T, len: usize, what: &str) -> Result<
     if ptr.is_null() {
         return Err(Error::invalid(format!("'{what}' is NULL but its length is {len}")));
     }
-    if (ptr as usize) % std::mem::align_of::<T>() != 0 {
+    if !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
         return Err(Error::invalid(format!("'{what}' is not aligned for its element type")));
     }
     if len.checked_mul(std::mem::size_of::<T>()).is_none_or(|b| b > isize::MAX as usize) {

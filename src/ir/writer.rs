@@ -125,7 +125,7 @@ fn store(bin: &mut Vec<u8>, stored: &mut HashMap<u64, Vec<(usize, usize)>>, byte
             }
         }
     }
-    while bin.len() % ALIGN != 0 {
+    while !bin.len().is_multiple_of(ALIGN) {
         bin.push(0);
     }
     let off = bin.len();

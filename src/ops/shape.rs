@@ -280,7 +280,7 @@ fn reshape_dims(in_shape: &[usize], pattern: &[i64], special_zero: bool) -> Resu
         if known == 0 && total == 0 {
             // An empty tensor: the inferred dimension is 0 as well.
             out[i] = 0;
-        } else if known == 0 || total % known != 0 {
+        } else if known == 0 || !total.is_multiple_of(known) {
             return Err(Error::mismatch(format!("Reshape {in_shape:?} to pattern {pattern:?}: cannot infer -1")));
         } else {
             out[i] = total / known;

@@ -432,7 +432,7 @@ pub fn aggregate(values: &[f64], aggregator: &str, outlier_prob: f64) -> Result<
         let mut s = v.to_vec();
         s.sort_by(|a, b| a.total_cmp(b));
         let m = s.len() / 2;
-        if s.len() % 2 == 0 {
+        if s.len().is_multiple_of(2) {
             (s[m - 1] + s[m]) / 2.0
         } else {
             s[m]
