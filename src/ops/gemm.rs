@@ -24,8 +24,14 @@ pub fn gemm_f32(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32
         (Some((fa, fb)), Some(cs)) => {
             let fc = faer::MatMut::from_row_major_slice_mut(cs, m, n);
             let acc = if beta == 0.0 { faer::Accum::Replace } else { faer::Accum::Add };
-            // Sequential: callers already run samples (or batches) in parallel.
-            faer::linalg::matmul::matmul(fc, acc, fa, fb, 1.0f32, faer::Par::Seq);
+            // Inside a rayon task the caller already runs samples (or batches) in parallel;
+            // called from outside (one sample at a time), the product itself takes the threads.
+            let par = if rayon::current_thread_index().is_none() && rayon::current_num_threads() > 1 {
+                faer::Par::rayon(0)
+            } else {
+                faer::Par::Seq
+            };
+            faer::linalg::matmul::matmul(fc, acc, fa, fb, 1.0f32, par);
         }
         _ => ndarray::linalg::general_mat_mul(1.0, &a, &b, beta, &mut c),
     }
