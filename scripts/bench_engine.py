@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """OpenVINO runtime latency on the same inputs as benches/engine.rs, and the combined table.
 
-Run with the peers venv (openvino installed), e.g.
-    /work/peers/venv/bin/python scripts/bench_engine.py [--runs 30] [--engine ENGINE.jsonl ...]
+Run with the peers venv (openvino installed; scripts/bench_engine.sh picks it), e.g.
+    .peers/venv/bin/python scripts/bench_engine.py [--runs 30] [--engine ENGINE.jsonl ...]
 
 For each fixture (mobilenet_v2, ppocr_cls, minilm_l6 under ../shared/fixtures or
 $OVPOT_FIXTURES; missing ones are skipped) it compiles model.xml on CPU with
-INFERENCE_PRECISION_HINT=f32 (this CPU would otherwise run "FP32" in bf16), once with 1 inference
-thread and once with the default, runs sample 0 of ref/in (batch 1) and prints the median of
---runs synchronous inferences. With --engine files (JSON lines written by
+INFERENCE_PRECISION_HINT=f32 (this CPU would otherwise run "FP32" in bf16), once with
+INFERENCE_NUM_THREADS=1 and once with 2, runs sample 0 of ref/in (batch 1) and prints the median
+of --runs synchronous inferences. With --engine files (JSON lines written by
 `cargo bench --bench engine -- --json`, labelled by --engine-label), it prints one table with
 ovpot's medians next to OpenVINO's and the ratio ovpot / OpenVINO.
 """
@@ -92,7 +92,7 @@ def main():
 
     root = fixtures_root()
     engine = read_engine(args.engine, args.engine_label)
-    ov_cols = [("OV 1 thr", 1), ("OV default", 0)]
+    ov_cols = [("OV 1 thr", 1), ("OV 2 thr", 2)]
     rows = []
     for name in args.fixtures:
         d = root / name
@@ -103,7 +103,7 @@ def main():
         rows.append((name, ov_ms))
 
     heads = [label for label, _ in ov_cols] + list(engine)
-    # Like against like (1 thread vs 1 thread, default vs default) when both ovpot runs are given.
+    # Like against like (1 thread vs 1 thread, 2 vs 2) when both ovpot runs are given.
     if len(engine) == len(ov_cols):
         pairs = [(e, o) for e, (o, _) in zip(engine, ov_cols)]
     else:

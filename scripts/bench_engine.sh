@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # ovpot engine vs OpenVINO runtime, single-sample latency on the big fixtures (issue 3).
 # Usage: scripts/bench_engine.sh [--runs N] [FIXTURE...]
-# Needs a venv with openvino (default /work/peers/venv; set PEERS_PYTHON to override) and the
-# fixtures in ../shared/fixtures (or $OVPOT_FIXTURES). Prints one table: OpenVINO with 1 thread and
-# default threads, ovpot with 1 thread (RAYON_NUM_THREADS=1 MATMUL_NUM_THREADS=1) and default
-# threads, and the ratios ovpot / OpenVINO.
+# Needs the peers venv with openvino (as scripts/bench.sh: PEERS_PYTHON if set, else
+# $OVPOT_PEERS/venv or .peers/venv under the repo, else /work/peers/venv) and the fixtures in
+# ../shared/fixtures (or $OVPOT_FIXTURES). Prints one table: OpenVINO with 1 and 2 inference
+# threads (INFERENCE_NUM_THREADS), ovpot with 1 and 2 threads (RAYON_NUM_THREADS and
+# MATMUL_NUM_THREADS), and the ratios ovpot / OpenVINO at equal thread counts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY="${PEERS_PYTHON:-/work/peers/venv/bin/python}"
+PY="${PEERS_PYTHON:-${OVPOT_PEERS:-.peers}/venv/bin/python}"
+[ -x "$PY" ] || PY=/work/peers/venv/bin/python
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
 cargo bench --bench engine --no-run >/dev/null 2>&1 || cargo bench --bench engine --no-run
 RAYON_NUM_THREADS=1 MATMUL_NUM_THREADS=1 cargo bench -q --bench engine -- --json "$@" >"$tmp/ovpot_1.jsonl"
-cargo bench -q --bench engine -- --json "$@" >"$tmp/ovpot_default.jsonl"
+RAYON_NUM_THREADS=2 MATMUL_NUM_THREADS=2 cargo bench -q --bench engine -- --json "$@" >"$tmp/ovpot_2.jsonl"
 
 runs=()
 fixtures=()
@@ -27,4 +29,4 @@ done
 
 "$PY" scripts/bench_engine.py "${runs[@]}" "${fixtures[@]}" \
   --engine "$tmp/ovpot_1.jsonl" --engine-label "ovpot 1 thr" \
-  --engine "$tmp/ovpot_default.jsonl" --engine-label "ovpot default"
+  --engine "$tmp/ovpot_2.jsonl" --engine-label "ovpot 2 thr"

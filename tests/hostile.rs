@@ -317,14 +317,20 @@ fn shape_mismatch_between_layers() {
 fn dangling_duplicate_and_missing_edges() {
     let ok = add_then("Relu", "opset1");
     let w = f32_bytes(&[1.0; 4]);
+    let add = "layer id=2 name='add' type=Add (opset1)";
     let bad = ok.replace("from-layer=\"3\"", "from-layer=\"42\"");
-    assert_err(read_mem(&bad, &w), "parse", &["42"]);
+    let out = "layer id=4 name='out' type=Result (opset1)";
+    assert_err(read_mem(&bad, &w), "parse", &["<memory>", "dangling edge", "ends at", out, "no layer has id 42"]);
+    let bad = ok.replace("to-layer=\"4\"", "to-layer=\"42\"");
+    let mid = "layer id=3 name='mid' type=Relu (opset1)";
+    assert_err(read_mem(&bad, &w), "parse", &["dangling edge", "starts at", mid, "no layer has id 42"]);
     let bad = ok.replace("to-port=\"1\"", "to-port=\"7\"");
-    assert_err(read_mem(&bad, &w), "parse", &["no input port 7", "'add'"]);
+    assert_err(read_mem(&bad, &w), "parse", &[add, "has no input port 7"]);
     let bad = ok.replace("<edge from-layer=\"1\" from-port=\"0\" to-layer=\"2\" to-port=\"1\" />", "");
-    assert_err(read_mem(&bad, &w), "parse", &["add", "no incoming edge"]);
+    assert_err(read_mem(&bad, &w), "parse", &[add, "input port 1 has no incoming edge"]);
     let bad = ok.replace("</edges>", "<edge from-layer=\"0\" from-port=\"0\" to-layer=\"2\" to-port=\"0\" /></edges>");
-    assert_err(read_mem(&bad, &w), "parse", &["duplicate edge"]);
+    let x = "layer id=0 name='x' type=Parameter (opset1)";
+    assert_err(read_mem(&bad, &w), "parse", &["duplicate edge", "input port 0 of", add, "already has an edge from", x]);
     let bad = ok.replace("<layer id=\"4\"", "<layer id=\"3\"");
     assert_err(read_mem(&bad, &w), "parse", &["duplicate layer id 3"]);
     let bad = ok.replace("<layer id=\"4\"", "<layer id=\"minus one\"");
@@ -344,9 +350,12 @@ fn cycles_are_refused() {
         ],
         &[(0, 0, 1, 0), (2, 1, 1, 1), (1, 2, 2, 0), (2, 1, 3, 0)],
     );
-    let e = assert_err(read_mem(&xml, &[]), "parse", &["cycle"]);
+    // Both layers on the cycle, in edge order, and not the Result downstream of it.
+    let a = "layer id=1 name='a' type=Add (opset1)";
+    let b = "layer id=2 name='b' type=Relu (opset1)";
+    let e = assert_err(read_mem(&xml, &[]), "parse", &["cycle", &format!("{b} -> {a} -> back to {b}")]);
     let msg = e.to_string();
-    assert!(msg.contains("'a'") || msg.contains("'b'") || msg.contains(" a") || msg.contains(" b"), "{msg}");
+    assert!(!msg.contains("'out'") && !msg.contains("invalid argument"), "{msg}");
     // A self loop.
     let xml = net(
         &[
@@ -356,7 +365,8 @@ fn cycles_are_refused() {
         ],
         &[(0, 0, 1, 0), (1, 2, 1, 1), (1, 2, 2, 0)],
     );
-    assert_err(read_mem(&xml, &[]), "parse", &["cycle", "self"]);
+    let me = "layer id=1 name='self' type=Add (opset1)";
+    assert_err(read_mem(&xml, &[]), "parse", &["cycle", &format!("{me} -> back to {me}")]);
 }
 
 #[test]
@@ -370,8 +380,32 @@ fn unknown_ops_and_opsets_are_all_listed_by_plan() {
     let xml = add_then("FrobnicateV2", "opset1")
         .replace("type=\"Add\" version=\"opset1\"", "type=\"Add\" version=\"opset42\"");
     let m = read_mem(&xml, &w).unwrap();
-    let e = assert_err(m.plan(), "unsupported", &["FrobnicateV2", "opset42", "'add'", "'mid'", "2 op type"]);
+    let e = assert_err(m.plan(), "unsupported", &["FrobnicateV2", "opset42", "id=2 'add'", "id=3 'mid'", "2 op type"]);
     eprintln!("{e}");
+    // Seven layers of one missing type: every one is listed, with its id.
+    let mut layers = vec![layer(
+        0,
+        "x",
+        "Parameter",
+        "opset1",
+        "shape=\"1,4\" element_type=\"f32\"",
+        &[],
+        &[port(0, "FP32", &["1", "4"])],
+    )];
+    let mut edges = vec![];
+    for i in 1..=7 {
+        let f = |id| port(id, "FP32", &["1", "4"]);
+        layers.push(layer(i, &format!("frob{i}"), "FrobnicateV2", "opset1", "", &[f(0)], &[f(1)]));
+        edges.push((i - 1, if i == 1 { 0 } else { 1 }, i, 0));
+    }
+    layers.push(layer(8, "out", "Result", "opset1", "", &[port(0, "FP32", &["1", "4"])], &[]));
+    edges.push((7, 1, 8, 0));
+    let m7 = read_mem(&net(&layers, &edges), &[]).unwrap();
+    let names: Vec<String> = (1..=7).map(|i| format!("id={i} 'frob{i}'")).collect();
+    let mut needles: Vec<&str> = names.iter().map(String::as_str).collect();
+    needles.push("used by 7 layer(s)");
+    let e = assert_err(m7.plan(), "unsupported", &needles);
+    assert!(!e.to_string().contains("more"), "{e}");
     // A session refuses the model the same way instead of failing midway.
     let data =
         InMemoryDataset { samples: vec![vec![("x".into(), Tensor::f32_from_vec(&[1, 4], vec![0.5; 4]).unwrap())]] };

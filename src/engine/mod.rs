@@ -8,6 +8,8 @@ use crate::tensor::Tensor;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod fuse;
+
 /// Time per op type, on when `OVPOT_PROFILE=1`; printed by [`profile::report`].
 pub mod profile {
     use std::collections::BTreeMap;
@@ -42,6 +44,12 @@ pub mod profile {
 pub trait Observer {
     /// Called once per computed outlet, in execution order.
     fn observe(&mut self, outlet: Outlet, value: &Tensor) -> Result<()>;
+
+    /// Whether `outlet`'s value matters to this observer. Outlets nobody wants may be fused
+    /// away (a convolution's output before its bias and clamp) and then never observed.
+    fn wants(&self, _outlet: Outlet) -> bool {
+        true
+    }
 }
 
 impl<F: FnMut(Outlet, &Tensor) -> Result<()>> Observer for F {
@@ -55,6 +63,9 @@ impl Observer for NoObserver {
     fn observe(&mut self, _: Outlet, _: &Tensor) -> Result<()> {
         Ok(())
     }
+    fn wants(&self, _: Outlet) -> bool {
+        false
+    }
 }
 
 /// An executable plan for one graph.
@@ -66,6 +77,8 @@ pub struct Plan {
     folded: Vec<Option<Vec<Arc<Tensor>>>>,
     /// For each step of `order`, the outlets whose last reader that step is.
     frees: Vec<Vec<Outlet>>,
+    /// Convolutions run with their bias and clamp, by head node (see [`fuse`]).
+    fused: Vec<Option<fuse::Fused>>,
     parameters: Vec<NodeId>,
     results: Vec<NodeId>,
 }
@@ -84,10 +97,18 @@ impl Plan {
         if !missing.is_empty() {
             let parts: Vec<String> = missing
                 .iter()
-                .map(|((t, v), layers)| {
-                    let shown: Vec<&str> = layers.iter().take(5).map(|s| s.as_str()).collect();
-                    let more = if layers.len() > 5 { format!(" and {} more", layers.len() - 5) } else { String::new() };
-                    format!("{t} ({v}) used by '{}'{more}", shown.join("', '"))
+                .map(|((t, v), _)| {
+                    // Every layer, so one error tells the user all there is to replace.
+                    let layers: Vec<String> = graph
+                        .nodes
+                        .iter()
+                        .filter(|n| &n.op_type == t && &n.version == v)
+                        .map(|n| match n.ir_id {
+                            Some(id) => format!("id={id} '{}'", n.name),
+                            None => format!("'{}'", n.name),
+                        })
+                        .collect();
+                    format!("{t} ({v}) used by {} layer(s): {}", layers.len(), layers.join(", "))
                 })
                 .collect();
             return Err(Error::unsupported(format!(
@@ -124,7 +145,9 @@ impl Plan {
             }
             ops_v[id] = Some(op);
         }
+        let fused = fuse::find(&graph, &ops_v, &folded);
         let mut plan = Plan {
+            fused,
             parameters: graph.parameters(),
             results: graph.results(),
             frees: vec![],
@@ -275,8 +298,15 @@ impl Plan {
         observer: &mut dyn Observer,
     ) -> Result<Vec<Arc<Tensor>>> {
         let mut vals: HashMap<Outlet, Arc<Tensor>> = seeds.clone();
+        let mut in_steps = vec![false; self.graph.nodes.len()];
+        steps.iter().for_each(|&id| in_steps[id] = true);
+        // Nodes whose work a fused op already did in this run.
+        let mut absorbed = vec![false; self.graph.nodes.len()];
         for (i, &id) in steps.iter().enumerate() {
             let node = &self.graph.nodes[id];
+            if absorbed[id] {
+                continue;
+            }
             let seeded_all = (0..node.outputs.len().max(1)).all(|p| vals.contains_key(&Outlet::new(id, p)));
             if seeded_all && !node.is_result() {
                 // given as a seed (e.g. a parameter): nothing to compute
@@ -309,6 +339,17 @@ impl Plan {
                         vals.remove(o);
                     }
                 }
+                let fused = self.fused[id].as_ref().filter(|f| {
+                    f.hidden.iter().all(|o| !observer.wants(*o) && !targets.contains(o))
+                        && f.absorbed.iter().all(|&b| in_steps[b])
+                });
+                let (op, first_outlet) = match fused {
+                    Some(f) => {
+                        f.absorbed.iter().for_each(|&b| absorbed[b] = true);
+                        (f.op.as_ref(), f.result)
+                    }
+                    None => (op.as_ref(), Outlet::new(id, 0)),
+                };
                 let started = profile::enabled().then(std::time::Instant::now);
                 let outs = op.eval_owned(ins).map_err(|e| match e {
                     Error::InvalidArgument(m) | Error::Mismatch(m) => {
@@ -320,7 +361,7 @@ impl Plan {
                     profile::record(&node.op_type, t0.elapsed());
                 }
                 for (p, t) in outs.into_iter().enumerate() {
-                    let o = Outlet::new(id, p);
+                    let o = Outlet::new(first_outlet.node, first_outlet.port + p);
                     observer.observe(o, &t)?;
                     vals.insert(o, Arc::new(t));
                 }
@@ -340,7 +381,9 @@ impl Plan {
 
 #[cfg(test)]
 mod tests {
+    use super::Observer;
     use crate::api::Model;
+    use crate::graph::Outlet;
     use crate::tensor::Tensor;
     use ndarray::{ArrayD, IxDyn};
 
@@ -406,5 +449,48 @@ mod tests {
             assert_eq!(out[1].shape(), [4]);
         }
         assert_eq!(x.to_f32().iter().copied().collect::<Vec<_>>(), [-1.0, 0.5, 2.0, -3.0]);
+    }
+
+    /// Observes every outlet but wants only those listed (or all).
+    struct Seen {
+        wanted: Option<Vec<Outlet>>,
+        seen: Vec<Outlet>,
+    }
+
+    impl Observer for Seen {
+        fn observe(&mut self, outlet: Outlet, _: &Tensor) -> crate::Result<()> {
+            self.seen.push(outlet);
+            Ok(())
+        }
+        fn wants(&self, outlet: Outlet) -> bool {
+            self.wanted.as_ref().is_none_or(|w| w.contains(&outlet))
+        }
+    }
+
+    /// mnist_cnn's Convolution → Add → ReLU chains run fused unless an observer wants the values
+    /// in between; both ways give the same bits.
+    #[test]
+    fn conv_bias_relu_fused_only_when_nobody_looks() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mnist_cnn");
+        let model = Model::read(&dir.join("model.xml"), None).unwrap();
+        let plan = model.plan().unwrap();
+        let x = crate::npy::read_npy(&dir.join("calib/input.npy")).unwrap();
+        let x = crate::map_tensor!(&x, a => a.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..2)).to_owned());
+        let inputs = [("input".to_string(), x)];
+        let graph = plan.graph();
+        let convs: Vec<Outlet> = (0..graph.nodes.len())
+            .filter(|&i| graph.nodes[i].op_type == "Convolution")
+            .map(|i| Outlet::new(i, 0))
+            .collect();
+        assert_eq!(convs.len(), 2);
+        let mut all = Seen { wanted: None, seen: vec![] };
+        let unfused = plan.run_observed(&inputs, &mut all).unwrap();
+        assert!(convs.iter().all(|c| all.seen.contains(c)));
+        let mut few = Seen { wanted: Some(vec![]), seen: vec![] };
+        let fused = plan.run_observed(&inputs, &mut few).unwrap();
+        assert!(convs.iter().all(|c| !few.seen.contains(c)), "conv outputs were computed: {:?}", few.seen);
+        assert!(few.seen.len() + 4 <= all.seen.len());
+        assert_eq!(fused[0].to_f32(), unfused[0].to_f32());
+        assert_eq!(plan.run(&inputs).unwrap()[0].to_f32(), unfused[0].to_f32());
     }
 }

@@ -189,6 +189,13 @@ impl Attrs {
     }
 }
 
+/// How every message names a layer: `layer id=3 name='conv1' type=Convolution (opset1)`. `id` is
+/// the IR's text, so a malformed id can still be shown.
+pub fn describe_layer(id: Option<&str>, name: &str, op_type: &str, version: &str) -> String {
+    let id = id.map(|i| format!(" id={i}")).unwrap_or_default();
+    format!("layer{id} name='{name}' type={op_type} ({version})")
+}
+
 /// One operation of the model.
 #[derive(Clone, Debug)]
 pub struct Node {
@@ -209,6 +216,9 @@ pub struct Node {
     pub value: Option<Arc<Tensor>>,
     /// The element type a `Const` is stored as in the `.bin` (i4/u4 are held unpacked).
     pub const_type: Option<ElementType>,
+    /// The layer `id` in the IR this node was read from (None for nodes added later). Only for
+    /// messages: the writer renumbers layers.
+    pub ir_id: Option<u64>,
 }
 
 impl Node {
@@ -225,6 +235,7 @@ impl Node {
             rt_info: None,
             value: None,
             const_type: None,
+            ir_id: None,
         }
     }
 
@@ -238,9 +249,10 @@ impl Node {
         self.op_type == "Result"
     }
 
-    /// "layer 'name' (Type, opsetN)" for messages.
+    /// `layer id=3 name='conv1' type=Convolution (opset1)` for messages (no `id=` for a node
+    /// that was not read from an IR).
     pub fn describe(&self) -> String {
-        format!("layer '{}' ({} {})", self.name, self.op_type, self.version)
+        describe_layer(self.ir_id.map(|i| i.to_string()).as_deref(), &self.name, &self.op_type, &self.version)
     }
 }
 
@@ -334,10 +346,36 @@ impl Graph {
             }
         }
         if order.len() != n {
-            let stuck = (0..n).find(|&i| indeg[i] > 0).unwrap_or(0);
-            return Err(Error::invalid(format!("the graph has a cycle through {}", self.nodes[stuck].describe())));
+            let cycle = self.cycle_among(|i| indeg[i] > 0);
+            let path: Vec<String> = cycle.iter().map(|&i| self.nodes[i].describe()).collect();
+            let back = cycle.first().map(|&i| format!(" -> back to {}", self.nodes[i].describe())).unwrap_or_default();
+            return Err(Error::invalid(format!("the graph has a cycle: {}{back}", path.join(" -> "))));
         }
         Ok(order)
+    }
+
+    /// One cycle, in edge order, among the nodes `left` over by a topological sort. Each of them
+    /// reads from another one left over (else it would have been sorted), so walking back through
+    /// those inputs must revisit a node; the walk from that node on is the cycle.
+    fn cycle_among(&self, left: impl Fn(NodeId) -> bool) -> Vec<NodeId> {
+        let Some(start) = (0..self.nodes.len()).find(|&i| left(i)) else { return vec![] };
+        let mut seen_at: HashMap<NodeId, usize> = HashMap::new();
+        let mut walk = vec![];
+        let mut cur = start;
+        loop {
+            if let Some(&pos) = seen_at.get(&cur) {
+                let mut cycle = walk.split_off(pos);
+                // The walk went against the edges.
+                cycle.reverse();
+                return cycle;
+            }
+            seen_at.insert(cur, walk.len());
+            walk.push(cur);
+            match self.nodes[cur].inputs.iter().map(|o| o.node).find(|&p| left(p)) {
+                Some(p) => cur = p,
+                None => return walk,
+            }
+        }
     }
 
     /// Appends a node and returns its id.

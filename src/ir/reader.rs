@@ -2,7 +2,7 @@
 
 use super::xml::parse_document;
 use crate::error::{Error, Result};
-use crate::graph::{Attrs, Dim, Graph, Node, Outlet, PartialShape, PortInfo, XmlElement};
+use crate::graph::{describe_layer, Attrs, Dim, Graph, Node, Outlet, PartialShape, PortInfo, XmlElement};
 use crate::tensor::{ElementType, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,11 +17,16 @@ pub fn read_model(xml_path: &Path, bin_path: Option<&Path>) -> Result<Graph> {
     let bin_path = bin_path.map(Path::to_path_buf).unwrap_or_else(|| xml_path.with_extension("bin"));
     let file_name = xml_path.display().to_string();
     let root = parse_document(&text).map_err(|m| Error::parse(&file_name, m))?;
-    let needs_weights = has_weighted_consts(&root);
-    if !needs_weights && !bin_path.exists() {
+    let needs_weights = first_weighted_const(&root);
+    if needs_weights.is_none() && !bin_path.exists() {
         return build_graph(&root, &[], &file_name, &bin_path.display().to_string());
     }
-    let file = std::fs::File::open(&bin_path).map_err(|e| Error::io(&bin_path, e))?;
+    let file = std::fs::File::open(&bin_path).map_err(|e| {
+        // Say which model and layer wanted the weights: the path alone does not tell a caller
+        // that loaded several models which one is incomplete.
+        let why = needs_weights.map(|l| format!("; {file_name} needs it for {l}")).unwrap_or_default();
+        Error::io(&bin_path, std::io::Error::new(e.kind(), format!("{e}{why}")))
+    })?;
     let len = file.metadata().map_err(|e| Error::io(&bin_path, e))?.len();
     if len == 0 {
         return build_graph(&root, &[], &file_name, &bin_path.display().to_string());
@@ -40,13 +45,18 @@ pub fn read_model_from_memory(xml: &[u8], weights: &[u8]) -> Result<Graph> {
     build_graph(&root, weights, "<memory>", "<memory weights>")
 }
 
-fn has_weighted_consts(root: &XmlElement) -> bool {
-    root.child("layers").is_some_and(|ls| {
-        ls.children_named("layer").any(|l| {
-            matches!(l.attr("type"), Some("Const") | Some("Constant"))
-                && l.child("data").and_then(|d| d.attr("size")).is_some_and(|s| s.trim() != "0")
-        })
-    })
+/// The first Const with bytes in the `.bin`, described for messages.
+fn first_weighted_const(root: &XmlElement) -> Option<String> {
+    let layer = root.child("layers")?.children_named("layer").find(|l| {
+        matches!(l.attr("type"), Some("Const") | Some("Constant"))
+            && l.child("data").and_then(|d| d.attr("size")).is_some_and(|s| s.trim() != "0")
+    })?;
+    Some(describe_layer(
+        layer.attr("id"),
+        layer.attr("name").unwrap_or(""),
+        layer.attr("type").unwrap_or(""),
+        layer.attr("version").unwrap_or("opset1"),
+    ))
 }
 
 struct LayerPorts {
@@ -130,13 +140,14 @@ fn build_graph(root: &XmlElement, weights: &[u8], file: &str, bin_name: &str) ->
         let raw_id = layer.attr("id").unwrap_or("?").to_string();
         let name = layer.attr("name").unwrap_or("").to_string();
         let op_type = layer.attr("type").unwrap_or("").to_string();
-        let ctx = || format!("layer id={raw_id} name='{name}' type={op_type}");
+        let version = layer.attr("version").unwrap_or("opset1").to_string();
+        let ctx = || describe_layer(Some(&raw_id), &name, &op_type, &version);
         let id = parse_u64(layer.attr("id"), "id", &ctx, file)?;
         if op_type.is_empty() {
             return Err(Error::parse(file, format!("{}: missing attribute 'type'", ctx())));
         }
-        let version = layer.attr("version").unwrap_or("opset1").to_string();
         let mut node = Node::new(name.clone(), &op_type, &version);
+        node.ir_id = Some(id);
         node.layer_attrs = layer
             .attrs
             .iter()
@@ -197,54 +208,58 @@ fn build_graph(root: &XmlElement, weights: &[u8], file: &str, bin_name: &str) ->
             let fp = parse_u64(e.attr("from-port"), "from-port", &ectx, file)?;
             let tl = parse_u64(e.attr("to-layer"), "to-layer", &ectx, file)?;
             let tp = parse_u64(e.attr("to-port"), "to-port", &ectx, file)?;
-            let &from = id_to_index
-                .get(&fl)
-                .ok_or_else(|| Error::parse(file, format!("{}: dangling edge, no layer with id {fl}", ectx())))?;
-            let &to = id_to_index
-                .get(&tl)
-                .ok_or_else(|| Error::parse(file, format!("{}: dangling edge, no layer with id {tl}", ectx())))?;
-            let &out_idx = ports[from].outputs.get(&fp).ok_or_else(|| {
-                Error::parse(
-                    file,
-                    format!(
-                        "{}: layer id={fl} name='{}' type={} has no output port {fp}",
+            let (from, to) = match (id_to_index.get(&fl), id_to_index.get(&tl)) {
+                (Some(&f), Some(&t)) => (f, t),
+                (Some(&f), None) => {
+                    let msg = format!(
+                        "{}: dangling edge: it starts at {} but no layer has id {tl}",
                         ectx(),
-                        nodes[from].name,
-                        nodes[from].op_type
-                    ),
-                )
+                        nodes[f].describe()
+                    );
+                    return Err(Error::parse(file, msg));
+                }
+                (None, Some(&t)) => {
+                    let msg = format!(
+                        "{}: dangling edge: it ends at {} but no layer has id {fl}",
+                        ectx(),
+                        nodes[t].describe()
+                    );
+                    return Err(Error::parse(file, msg));
+                }
+                (None, None) => {
+                    let msg = format!("{}: dangling edge: no layer has id {fl} or id {tl}", ectx());
+                    return Err(Error::parse(file, msg));
+                }
+            };
+            let &out_idx = ports[from].outputs.get(&fp).ok_or_else(|| {
+                Error::parse(file, format!("{}: {} has no output port {fp}", ectx(), nodes[from].describe()))
             })?;
             let &in_idx = ports[to].inputs.get(&tp).ok_or_else(|| {
-                Error::parse(
-                    file,
-                    format!(
-                        "{}: layer id={tl} name='{}' type={} has no input port {tp}",
-                        ectx(),
-                        nodes[to].name,
-                        nodes[to].op_type
-                    ),
-                )
+                Error::parse(file, format!("{}: {} has no input port {tp}", ectx(), nodes[to].describe()))
             })?;
-            if nodes[to].inputs[in_idx].node != usize::MAX {
+            let earlier = nodes[to].inputs[in_idx];
+            if earlier.node != usize::MAX {
                 return Err(Error::parse(
                     file,
                     format!(
-                        "{}: duplicate edge, input port {tp} of layer id={tl} name='{}' already has one",
+                        "{}: duplicate edge: input port {tp} of {} already has an edge from {}",
                         ectx(),
-                        nodes[to].name
+                        nodes[to].describe(),
+                        nodes[earlier.node].describe()
                     ),
                 ));
             }
             let fo = &nodes[from].outputs[out_idx];
             let ti = &nodes[to].input_ports[in_idx];
             if !ports_compatible(fo, ti) {
+                // Mismatch has no file field, so the file leads the message.
                 return Err(Error::mismatch(format!(
-                    "{file}: {}: port mismatch, layer '{}' output {fp} is {} {} but layer '{}' input {tp} expects {} {}",
+                    "{file}: {}: port mismatch: output port {fp} of {} is {} {} but input port {tp} of {} expects {} {}",
                     ectx(),
-                    nodes[from].name,
+                    nodes[from].describe(),
                     fo.element_type,
                     fo.shape,
-                    nodes[to].name,
+                    nodes[to].describe(),
                     ti.element_type,
                     ti.shape
                 )));
@@ -252,9 +267,10 @@ fn build_graph(root: &XmlElement, weights: &[u8], file: &str, bin_name: &str) ->
             nodes[to].inputs[in_idx] = Outlet::new(from, out_idx);
         }
     }
-    for n in &nodes {
+    for (n, lp) in nodes.iter().zip(&ports) {
         if let Some(k) = n.inputs.iter().position(|o| o.node == usize::MAX) {
-            return Err(Error::parse(file, format!("{}: input {k} has no incoming edge", n.describe())));
+            let pid = lp.inputs.iter().find(|&(_, &i)| i == k).map_or(k as u64, |(&p, _)| p);
+            return Err(Error::parse(file, format!("{}: input port {pid} has no incoming edge", n.describe())));
         }
     }
     let graph = Graph {
@@ -263,7 +279,12 @@ fn build_graph(root: &XmlElement, weights: &[u8], file: &str, bin_name: &str) ->
         nodes,
         rt_info: root.child("rt_info").cloned(),
     };
-    graph.topo_order().map_err(|e| Error::parse(file, e.to_string()))?;
+    // topo_order reports a cycle as an invalid argument; in a file it is a parse error, and its
+    // message must not nest a second "invalid argument:" prefix.
+    graph.topo_order().map_err(|e| match e {
+        Error::InvalidArgument(m) => Error::parse(file, m),
+        e => e,
+    })?;
     Ok(graph)
 }
 

@@ -4,19 +4,23 @@ use crate::graph::XmlElement;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
-fn line_of(text: &str, pos: usize) -> usize {
-    text.as_bytes()[..pos.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+/// "line L, column C" (1-based; the column counts bytes) of a byte offset, for messages.
+fn line_of(text: &str, pos: usize) -> String {
+    let before = &text.as_bytes()[..pos.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = before.len() - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+    format!("line {line}, column {column}")
 }
 
 fn element_from(start: &BytesStart, text: &str, pos: usize) -> Result<XmlElement, String> {
     let name = String::from_utf8_lossy(start.name().as_ref()).into_owned();
     let mut attrs = Vec::new();
     for a in start.attributes() {
-        let a = a.map_err(|e| format!("line {}: bad attribute in <{name}>: {e}", line_of(text, pos)))?;
+        let a = a.map_err(|e| format!("{}: bad attribute in <{name}>: {e}", line_of(text, pos)))?;
         let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
         let value = a
             .unescape_value()
-            .map_err(|e| format!("line {}: bad attribute value in <{name}>: {e}", line_of(text, pos)))?
+            .map_err(|e| format!("{}: bad attribute value in <{name}>: {e}", line_of(text, pos)))?
             .into_owned();
         attrs.push((key, value));
     }
@@ -30,7 +34,7 @@ pub fn parse_document(text: &str) -> Result<XmlElement, String> {
     let mut root: Option<XmlElement> = None;
     loop {
         let pos = reader.buffer_position() as usize;
-        let ev = reader.read_event().map_err(|e| format!("line {}: malformed XML: {e}", line_of(text, pos)))?;
+        let ev = reader.read_event().map_err(|e| format!("{}: malformed XML: {e}", line_of(text, pos)))?;
         match ev {
             Event::Start(s) => stack.push(element_from(&s, text, pos)?),
             Event::Empty(s) => {
@@ -38,14 +42,14 @@ pub fn parse_document(text: &str) -> Result<XmlElement, String> {
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
                     None if root.is_none() => root = Some(el),
-                    None => return Err(format!("line {}: more than one root element", line_of(text, pos))),
+                    None => return Err(format!("{}: more than one root element", line_of(text, pos))),
                 }
             }
             Event::End(e) => {
-                let el = stack.pop().ok_or_else(|| format!("line {}: unexpected closing tag", line_of(text, pos)))?;
+                let el = stack.pop().ok_or_else(|| format!("{}: unexpected closing tag", line_of(text, pos)))?;
                 if e.name().as_ref() != el.name.as_bytes() {
                     return Err(format!(
-                        "line {}: closing tag </{}> does not match <{}>",
+                        "{}: closing tag </{}> does not match <{}>",
                         line_of(text, pos),
                         String::from_utf8_lossy(e.name().as_ref()),
                         el.name
@@ -54,12 +58,12 @@ pub fn parse_document(text: &str) -> Result<XmlElement, String> {
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
                     None if root.is_none() => root = Some(el),
-                    None => return Err(format!("line {}: more than one root element", line_of(text, pos))),
+                    None => return Err(format!("{}: more than one root element", line_of(text, pos))),
                 }
             }
             Event::Text(t) => {
                 if let Some(top) = stack.last_mut() {
-                    let s = t.unescape().map_err(|e| format!("line {}: bad text: {e}", line_of(text, pos)))?;
+                    let s = t.unescape().map_err(|e| format!("{}: bad text: {e}", line_of(text, pos)))?;
                     top.text.push_str(s.trim());
                 }
             }

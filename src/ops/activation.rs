@@ -7,6 +7,7 @@ use super::{take_unique, BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use half::{bf16, f16};
+use multiversion::multiversion;
 use ndarray::ArrayD;
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -60,7 +61,8 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     // Round to nearest with the 1.5·2^23 trick (no roundf call; NaN is patched below).
     const MAGIC: f32 = 12_582_912.0;
     let xc = x.clamp(-87.33, 88.72);
-    let n = (xc * LOG2E + MAGIC) - MAGIC;
+    let shifted = xc * LOG2E + MAGIC;
+    let n = shifted - MAGIC;
     let r = xc - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4;
     let p = p * r + 1.398_199_9e-3;
@@ -69,7 +71,10 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 5e-1;
     let e = (p * r * r + r) + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // `shifted` holds n in its low mantissa bits; reading them there (rather than `n as i32`,
+    // a saturating conversion) keeps the function vectorizable.
+    let n_int = shifted.to_bits().wrapping_sub(MAGIC.to_bits()) as i32;
+    let scale = f32::from_bits(((n_int + 127) as u32) << 23);
     let y = e * scale;
     let y = if x < -87.33 { 0.0 } else { y };
     let y = if x > 88.72 { f32::INFINITY } else { y };
@@ -127,17 +132,29 @@ enum Kind {
 
 /// Applies `f` over a slice into a new vector, in parallel when large.
 fn map_slice<T: Copy + Sync, O: Copy + Send + Default>(src: &[T], f: impl Fn(T) -> O + Sync) -> Vec<O> {
-    if src.len() < PAR_THRESHOLD {
-        // Collected, not written into a zeroed buffer.
-        return src.iter().map(|&x| f(x)).collect();
-    }
     let mut out = vec![O::default(); src.len()];
-    out.par_chunks_mut(1 << 14).zip(src.par_chunks(1 << 14)).for_each(|(o, s)| {
-        for (y, &x) in o.iter_mut().zip(s) {
-            *y = f(x);
-        }
-    });
+    if src.len() < PAR_THRESHOLD {
+        map_into(&mut out, src, &f);
+    } else {
+        out.par_chunks_mut(1 << 14).zip(src.par_chunks(1 << 14)).for_each(|(o, s)| map_into(o, s, &f));
+    }
     out
+}
+
+/// `o[i] = f(s[i])`, compiled for AVX2 and AVX-512 too (the math functions vectorize).
+#[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
+fn map_into<T: Copy, O: Copy>(o: &mut [O], s: &[T], f: &impl Fn(T) -> O) {
+    for (y, &x) in o.iter_mut().zip(s) {
+        *y = f(x);
+    }
+}
+
+/// `v[i] = f(v[i])` (see [`map_into`]).
+#[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
+fn update(v: &mut [f32], f: &impl Fn(f32) -> f32) {
+    for x in v.iter_mut() {
+        *x = f(*x);
+    }
 }
 
 fn map_array<T: Copy + Sync, O: Copy + Send + Default>(a: &ArrayD<T>, f: impl Fn(T) -> O + Sync) -> Result<ArrayD<O>> {
@@ -166,9 +183,9 @@ impl<'a> From<&&'a Tensor> for Arg<'a> {
 /// Applies `f` over a slice in place, in parallel when large.
 pub(crate) fn map_in_place(v: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
     if v.len() < PAR_THRESHOLD {
-        v.iter_mut().for_each(|x| *x = f(*x));
+        update(v, &f);
     } else {
-        v.par_chunks_mut(1 << 14).for_each(|c| c.iter_mut().for_each(|x| *x = f(*x)));
+        v.par_chunks_mut(1 << 14).for_each(|c| update(c, &f));
     }
 }
 
@@ -545,6 +562,76 @@ struct Softmax {
     log: bool,
 }
 
+/// Softmax (or log-softmax) of one contiguous run.
+#[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
+fn softmax_contiguous(o: &mut [f32], xi: &[f32], log: bool) {
+    let mut top = [f32::NEG_INFINITY; 16];
+    let mut chunks = xi.chunks_exact(16);
+    for c in &mut chunks {
+        for (t, &v) in top.iter_mut().zip(c) {
+            *t = t.max(v);
+        }
+    }
+    let m = top.iter().chain(chunks.remainder()).copied().fold(f32::NEG_INFINITY, f32::max);
+    // Exponentials first (a loop that vectorizes), then their sum in lanes.
+    for (y, &v) in o.iter_mut().zip(xi) {
+        *y = exp_f32(v - m);
+    }
+    let mut lanes = [0f32; 16];
+    let mut chunks = o.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, &e) in lanes.iter_mut().zip(c) {
+            *l += e;
+        }
+    }
+    let sum = lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
+    if log {
+        let ls = sum.ln();
+        for (y, &v) in o.iter_mut().zip(xi) {
+            *y = v - m - ls;
+        }
+    } else {
+        let r = 1.0 / sum;
+        for y in o.iter_mut() {
+            *y *= r;
+        }
+    }
+}
+
+/// Softmax over the rows of a block (`inner` columns each), row by row over the axis so every
+/// pass reads contiguous memory.
+#[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
+fn softmax_strided(o: &mut [f32], xi: &[f32], inner: usize, log: bool) {
+    let mut m = vec![f32::NEG_INFINITY; inner];
+    let mut sum = vec![0f32; inner];
+    for row in xi.chunks(inner) {
+        for (a, &v) in m.iter_mut().zip(row) {
+            *a = a.max(v);
+        }
+    }
+    for (orow, row) in o.chunks_mut(inner).zip(xi.chunks(inner)) {
+        for (((y, &v), &mx), s) in orow.iter_mut().zip(row).zip(&m).zip(sum.iter_mut()) {
+            let e = exp_f32(v - mx);
+            *y = e;
+            *s += e;
+        }
+    }
+    if log {
+        let ls: Vec<f32> = sum.iter().map(|s| s.ln()).collect();
+        for (orow, row) in o.chunks_mut(inner).zip(xi.chunks(inner)) {
+            for (((y, &v), &mx), &l) in orow.iter_mut().zip(row).zip(&m).zip(&ls) {
+                *y = v - mx - l;
+            }
+        }
+    } else {
+        for orow in o.chunks_mut(inner) {
+            for (y, &s) in orow.iter_mut().zip(&sum) {
+                *y /= s;
+            }
+        }
+    }
+}
+
 fn softmax_f32(x: &ArrayD<f32>, axis: usize, log: bool) -> Result<ArrayD<f32>> {
     let shape = x.shape();
     let n = shape[axis];
@@ -557,67 +644,9 @@ fn softmax_f32(x: &ArrayD<f32>, axis: usize, log: bool) -> Result<ArrayD<f32>> {
     }
     let work = |(o, xi): (&mut [f32], &[f32])| {
         if inner == 1 {
-            let mut top = [f32::NEG_INFINITY; 8];
-            let mut chunks = xi.chunks_exact(8);
-            for c in &mut chunks {
-                for (t, &v) in top.iter_mut().zip(c) {
-                    *t = t.max(v);
-                }
-            }
-            let m = top.iter().chain(chunks.remainder()).copied().fold(f32::NEG_INFINITY, f32::max);
-            // Exponentials first (a loop that vectorizes), then their sum in lanes.
-            for (y, &v) in o.iter_mut().zip(xi) {
-                *y = exp_f32(v - m);
-            }
-            let mut lanes = [0f32; 8];
-            let mut chunks = o.chunks_exact(8);
-            for c in &mut chunks {
-                for (l, &e) in lanes.iter_mut().zip(c) {
-                    *l += e;
-                }
-            }
-            let sum = lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
-            if log {
-                let ls = sum.ln();
-                for (y, &v) in o.iter_mut().zip(xi) {
-                    *y = v - m - ls;
-                }
-            } else {
-                let r = 1.0 / sum;
-                for y in o.iter_mut() {
-                    *y *= r;
-                }
-            }
+            softmax_contiguous(o, xi, log)
         } else {
-            // Row by row over the axis so every pass reads contiguous memory.
-            let mut m = vec![f32::NEG_INFINITY; inner];
-            let mut sum = vec![0f32; inner];
-            for row in xi.chunks(inner) {
-                for (a, &v) in m.iter_mut().zip(row) {
-                    *a = a.max(v);
-                }
-            }
-            for (orow, row) in o.chunks_mut(inner).zip(xi.chunks(inner)) {
-                for (((y, &v), &mx), s) in orow.iter_mut().zip(row).zip(&m).zip(sum.iter_mut()) {
-                    let e = exp_f32(v - mx);
-                    *y = e;
-                    *s += e;
-                }
-            }
-            if log {
-                let ls: Vec<f32> = sum.iter().map(|s| s.ln()).collect();
-                for (orow, row) in o.chunks_mut(inner).zip(xi.chunks(inner)) {
-                    for (((y, &v), &mx), &l) in orow.iter_mut().zip(row).zip(&m).zip(&ls) {
-                        *y = v - mx - l;
-                    }
-                }
-            } else {
-                for orow in o.chunks_mut(inner) {
-                    for (y, &s) in orow.iter_mut().zip(&sum) {
-                        *y /= s;
-                    }
-                }
-            }
+            softmax_strided(o, xi, inner, log)
         }
     };
     if xs.len() >= PAR_THRESHOLD && xs.len() / block > 1 {
@@ -790,6 +819,60 @@ mod tests {
         assert_eq!(un("Round", "opset5", &[("mode", "half_away_from_zero")], &[0.5, -2.5]), vec![1., -3.]);
         assert_eq!(un("Sign", "opset1", &[], &[-3., 0., 2.]), vec![-1., 0., 1.]);
         assert_eq!(un("Ceiling", "opset1", &[], &[-1.5, 1.2]), vec![-1., 2.]);
+    }
+
+    #[test]
+    fn math_functions_hand_checked() {
+        close(
+            &un("Tanh", "opset1", &[], &[-1., 0., 0.5, 20.]),
+            &[-0.761_594_155_955_764_9, 0., 0.462_117_157_260_009_7, 1.],
+            1e-6,
+        );
+        assert_eq!(un("Sqrt", "opset1", &[], &[0., 2.25, 4., 1e6]), vec![0., 1.5, 2., 1000.]);
+        assert!(un("Sqrt", "opset1", &[], &[-1.])[0].is_nan());
+        assert_eq!(un("Negative", "opset1", &[], &[-1.5, 0., 2., -0.25]), vec![1.5, 0., -2., 0.25]);
+        assert_eq!(un("Floor", "opset1", &[], &[-1.5, -1., -0.2, 0.3, 2.7]), vec![-2., -1., -1., 0., 2.]);
+        assert_eq!(un("Ceiling", "opset1", &[], &[-1.5, -1., -0.2, 0.3, 2.7]), vec![-1., -1., 0., 1., 3.]);
+        close(
+            &un("Log", "opset1", &[], &[1., std::f32::consts::E, 0.5, 1024.]),
+            &[0., 1., -std::f64::consts::LN_2, 10. * std::f64::consts::LN_2],
+            1e-6,
+        );
+        assert_eq!(un("Log", "opset1", &[], &[0.])[0], f64::NEG_INFINITY);
+        close(&un("Exp", "opset1", &[], &[0., 1., -2.]), &[1., std::f64::consts::E, 0.135_335_283_236_612_7], 1e-6);
+        close(
+            &un("Erf", "opset1", &[], &[0., 0.5, -1., 3.]),
+            &[0., 0.520_499_877_813_046_5, -0.842_700_792_949_714_9, 0.999_977_909_503_001_4],
+            1e-6,
+        );
+    }
+
+    /// OpenVINO writes ReLU, PReLU and SoftMax (its serializer renames Relu, PRelu, Softmax) and
+    /// reads either spelling; both must be the same op here, for every opset OpenVINO uses.
+    #[test]
+    fn both_openvino_spellings() {
+        let x = f32t(&[2, 3], &[-1., 0., 2., 3., -4., 0.5]);
+        let run = |op: &str, ver: &str, attrs: &[(&str, &str)], extra: &[Tensor]| {
+            let ins: Vec<Tensor> = std::iter::once(x.clone()).chain(extra.iter().cloned()).collect();
+            vals(&run_op(op, ver, attrs, &ins).unwrap()[0])
+        };
+        assert_eq!(run("Relu", "opset1", &[], &[]), vec![0., 0., 2., 3., 0., 0.5]);
+        assert_eq!(run("ReLU", "opset1", &[], &[]), run("Relu", "opset1", &[], &[]));
+        let slope = [f32t(&[1], &[0.5])];
+        assert_eq!(run("PRelu", "opset1", &[], &slope), vec![-0.5, 0., 2., 3., -2., 0.5]);
+        assert_eq!(run("PReLU", "opset1", &[], &slope), run("PRelu", "opset1", &[], &slope));
+        let e: Vec<f64> = [-1f64, 0., 2.].iter().map(|v| v.exp()).collect();
+        let s: f64 = e.iter().sum();
+        for ver in ["opset1", "opset8"] {
+            let sm = run("Softmax", ver, &[("axis", "1")], &[]);
+            close(&sm[..3], &[e[0] / s, e[1] / s, e[2] / s], 1e-6);
+            assert_eq!(run("SoftMax", ver, &[("axis", "1")], &[]), sm, "{ver}");
+        }
+        // opset8 takes a negative axis; -2 is the batch axis here.
+        let by_col = run("Softmax", "opset8", &[("axis", "-2")], &[]);
+        close(&[by_col[0], by_col[3]], &[1. / (1. + 4f64.exp()), 1. - 1. / (1. + 4f64.exp())], 1e-6);
+        let ls = run("LogSoftmax", "opset5", &[("axis", "1")], &[]);
+        close(&ls[..3], &[(e[0] / s).ln(), (e[1] / s).ln(), (e[2] / s).ln()], 1e-6);
     }
 
     #[test]

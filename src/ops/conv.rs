@@ -6,7 +6,7 @@
 //! convolutions read the input as the GEMM operand directly; groups of one input channel
 //! (depthwise) run a direct kernel parallel over channels.
 
-use super::{BuildCtx, Op, Registry};
+use super::{BuildCtx, Epilogue, Op, Registry};
 use crate::error::{Error, Result};
 use crate::tensor::{ElementType, Tensor};
 use multiversion::multiversion;
@@ -383,7 +383,17 @@ fn depthwise_plane(x: &[f32], wk: &[f32], ax: &[Axis; 3], out: &mut [f32]) {
 
 /// Forward grouped convolution on f32 slices. `x`: [N, G*cin, spatial], `w`: [G, cout, cin, k],
 /// output [N, G*cout, out spatial].
-fn conv_forward(x: &[f32], n: usize, groups: usize, cin: usize, cout: usize, w: &[f32], ax: &[Axis; 3]) -> Vec<f32> {
+#[allow(clippy::too_many_arguments)]
+fn conv_forward(
+    x: &[f32],
+    n: usize,
+    groups: usize,
+    cin: usize,
+    cout: usize,
+    w: &[f32],
+    ax: &[Axis; 3],
+    epilogue: Option<&Epilogue>,
+) -> Vec<f32> {
     let [d, h, wa] = *ax;
     let plane_in = d.input * h.input * wa.input;
     let plane_out = d.output * h.output * wa.output;
@@ -400,6 +410,10 @@ fn conv_forward(x: &[f32], n: usize, groups: usize, cin: usize, cout: usize, w: 
             let g = oc / cout;
             let src = &x[(b * groups + g) * plane_in..][..plane_in];
             depthwise_plane(src, &w[oc * kk..(oc + 1) * kk], ax, dst);
+            if let Some(e) = epilogue {
+                // while the plane is still in cache
+                e.apply(oc, dst);
+            }
         });
         return out;
     }
@@ -421,6 +435,9 @@ fn conv_forward(x: &[f32], n: usize, groups: usize, cin: usize, cout: usize, w: 
                 (view2(wg, cout, cin * kk), view2(bmat, cin * kk, plane_out), view2_mut(og, cout, plane_out))
             {
                 gemm(a, bm, c, 0.0);
+            }
+            if let Some(e) = epilogue {
+                og.par_chunks_mut(plane_out).enumerate().for_each(|(r, row)| e.apply(g * cout + r, row));
             }
         }
     }
@@ -500,14 +517,16 @@ struct Conv {
     window: WindowAttrs,
     /// Weights carry a leading group axis (GroupConvolution).
     grouped: bool,
+    /// Bias and clamp the engine folded into this convolution.
+    epilogue: Option<Epilogue>,
 }
 
 fn build_conv(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Conv { window: WindowAttrs::parse(ctx, true)?, grouped: false }))
+    Ok(Box::new(Conv { window: WindowAttrs::parse(ctx, true)?, grouped: false, epilogue: None }))
 }
 
 fn build_group_conv(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Conv { window: WindowAttrs::parse(ctx, true)?, grouped: true }))
+    Ok(Box::new(Conv { window: WindowAttrs::parse(ctx, true)?, grouped: true, epilogue: None }))
 }
 
 fn two_inputs<'a>(inputs: &[&'a Tensor]) -> Result<(&'a Tensor, &'a Tensor)> {
@@ -518,6 +537,10 @@ fn two_inputs<'a>(inputs: &[&'a Tensor]) -> Result<(&'a Tensor, &'a Tensor)> {
 }
 
 impl Op for Conv {
+    fn with_epilogue(&self, epilogue: &Epilogue) -> Option<Box<dyn Op>> {
+        Some(Box::new(Conv { window: self.window.clone(), grouped: self.grouped, epilogue: Some(epilogue.clone()) }))
+    }
+
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let (xt, wt) = two_inputs(inputs)?;
         let xs = xt.shape().to_vec();
@@ -538,7 +561,17 @@ impl Op for Conv {
         let ax = to3(&axes)?;
         let x = f32_view(xt, "data")?;
         let w = f32_view(wt, "weights")?;
-        let out = conv_forward(slice_of(&x, "data")?, xs[0], groups, cin, cout, slice_of(&w, "weights")?, &ax);
+        if let Some(b) = self.epilogue.as_ref().and_then(|e| e.bias.as_ref()) {
+            if b.len() != groups * cout {
+                return Err(Error::mismatch(format!(
+                    "bias of {} values for {} output channels",
+                    b.len(),
+                    groups * cout
+                )));
+            }
+        }
+        let (xs_f, ws_f) = (slice_of(&x, "data")?, slice_of(&w, "weights")?);
+        let out = conv_forward(xs_f, xs[0], groups, cin, cout, ws_f, &ax, self.epilogue.as_ref());
         let mut shape = vec![xs[0], groups * cout];
         shape.extend(axes.iter().map(|a| a.output));
         let arr = ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| Error::internal(e.to_string()))?;
@@ -659,7 +692,7 @@ mod tests {
     }
 
     fn conv(window: WindowAttrs, grouped: bool, x: &Tensor, w: &Tensor) -> Tensor {
-        Conv { window, grouped }.eval(&[x, w]).unwrap().remove(0)
+        Conv { window, grouped, epilogue: None }.eval(&[x, w]).unwrap().remove(0)
     }
 
     fn win(s: &[usize], d: &[usize], pb: &[i64], pe: &[i64], auto_pad: AutoPad) -> WindowAttrs {
@@ -852,14 +885,16 @@ mod tests {
     fn conv_errors_name_the_problem() {
         let x = t(&[1, 3, 4, 4], seq(48));
         let w = t(&[1, 2, 3, 3], vec![1.0; 18]);
-        let e = Conv { window: win(&[1, 1], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit), grouped: false }
-            .eval(&[&x, &w])
-            .unwrap_err();
+        let e =
+            Conv { window: win(&[1, 1], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit), grouped: false, epilogue: None }
+                .eval(&[&x, &w])
+                .unwrap_err();
         assert!(e.to_string().contains("channels"), "{e}");
         let w = t(&[1, 3, 5, 5], vec![1.0; 75]);
-        let e = Conv { window: win(&[1, 1], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit), grouped: false }
-            .eval(&[&x, &w])
-            .unwrap_err();
+        let e =
+            Conv { window: win(&[1, 1], &[1, 1], &[0, 0], &[0, 0], AutoPad::Explicit), grouped: false, epilogue: None }
+                .eval(&[&x, &w])
+                .unwrap_err();
         assert!(e.to_string().contains("larger"), "{e}");
     }
 

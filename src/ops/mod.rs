@@ -33,6 +33,40 @@ pub trait Op: Send + Sync + std::fmt::Debug {
         let refs: Vec<&Tensor> = inputs.iter().map(|a| a.as_ref()).collect();
         self.eval(&refs)
     }
+
+    /// This op with a per-channel bias and clamp applied as it writes its f32 output, when it
+    /// can do that (the engine then skips the Add and Clamp it stands for).
+    fn with_epilogue(&self, _epilogue: &Epilogue) -> Option<Box<dyn Op>> {
+        None
+    }
+}
+
+/// Work folded into an op's output pass by the engine (see [`Op::with_epilogue`]):
+/// `y = clamp(y + bias[channel], lo, hi)`, channels on axis 1.
+#[derive(Clone, Debug, Default)]
+pub struct Epilogue {
+    pub bias: Option<Vec<f32>>,
+    pub clamp: Option<(f32, f32)>,
+}
+
+impl Epilogue {
+    /// Applies the epilogue to one output channel's values.
+    #[inline]
+    pub fn apply(&self, channel: usize, v: &mut [f32]) {
+        let b = self.bias.as_ref().map_or(0.0, |b| b[channel]);
+        let (lo, hi) = self.clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+        epilogue_run(v, b, lo, hi, self.clamp.is_some());
+    }
+}
+
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
+fn epilogue_run(v: &mut [f32], b: f32, lo: f32, hi: f32, clamp: bool) {
+    if clamp {
+        // max then min, as Clamp evaluates it
+        v.iter_mut().for_each(|x| *x = (*x + b).max(lo).min(hi));
+    } else {
+        v.iter_mut().for_each(|x| *x += b);
+    }
 }
 
 /// The tensor itself when nobody else holds it.
