@@ -289,17 +289,27 @@ impl PhaseAxis {
     }
 }
 
+/// Buffers the depthwise kernel reuses from plane to plane.
+#[derive(Default)]
+struct DwScratch {
+    phases: Vec<f32>,
+    wide: Vec<f32>,
+    taps: Vec<(f32, usize)>,
+}
+
 /// Direct convolution of one input plane with one filter (a depthwise channel). The plane is
 /// padded and split into stride phases once, laid out flat with rows of the phase width; then
 /// every tap is one contiguous run of that buffer, and all outputs (each row widened to the
 /// phase width, the extra columns dropped afterwards) are summed over the taps in blocks.
 #[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
-fn depthwise_plane(x: &[f32], wk: &[f32], ax: &[Axis; 3], out: &mut [f32]) {
+fn depthwise_plane(x: &[f32], wk: &[f32], ax: &[Axis; 3], out: &mut [f32], scratch: &mut DwScratch) {
     let [pd, ph, pw] = ax.map(PhaseAxis::new);
     let (sd, sh, sw) = (pd.axis.stride, ph.axis.stride, pw.axis.stride);
     let block = pd.len * ph.len * pw.len;
     // Slack past the last phase: widened outputs read up to one row beyond it.
-    let mut phases = vec![0.0f32; sd * sh * sw * block + pw.len];
+    let DwScratch { phases, wide: wide_buf, taps } = scratch;
+    phases.clear();
+    phases.resize(sd * sh * sw * block + pw.len, 0.0);
     for (p, dst) in phases.chunks_mut(block).take(sd * sh * sw).enumerate() {
         let (ad, ah, aw) = (p / (sh * sw), (p / sw) % sh, p % sw);
         for i in 0..pd.len {
@@ -332,7 +342,7 @@ fn depthwise_plane(x: &[f32], wk: &[f32], ax: &[Axis; 3], out: &mut [f32]) {
         }
     }
     // (weight, start of its run in `phases`) per tap
-    let mut taps = Vec::with_capacity(wk.len());
+    taps.clear();
     for kd in 0..pd.axis.kernel {
         let (ad, qd) = pd.tap(kd);
         for kh in 0..ph.axis.kernel {
@@ -349,13 +359,14 @@ fn depthwise_plane(x: &[f32], wk: &[f32], ax: &[Axis; 3], out: &mut [f32]) {
     // Widened output: rows of the phase width, planes of the phase height.
     let wide_len = (od.saturating_sub(1) * ph.len + oh) * pw.len;
     let direct = od == 1 && pw.len == ow;
-    let mut wide_buf = if direct { Vec::new() } else { vec![0.0f32; wide_len] };
-    let wide: &mut [f32] = if direct { &mut out[..wide_len] } else { &mut wide_buf };
+    wide_buf.clear();
+    wide_buf.resize(if direct { 0 } else { wide_len }, 0.0);
+    let wide: &mut [f32] = if direct { &mut out[..wide_len] } else { wide_buf };
     let mut chunks = wide.chunks_exact_mut(DW_BLOCK);
     let mut i0 = 0;
     for chunk in &mut chunks {
         let mut acc = [0.0f32; DW_BLOCK];
-        for &(wv, base) in &taps {
+        for &(wv, base) in taps.iter() {
             if let Ok(run) = <&[f32; DW_BLOCK]>::try_from(&phases[base + i0..base + i0 + DW_BLOCK]) {
                 for (a, &v) in acc.iter_mut().zip(run) {
                     *a += wv * v;
@@ -367,7 +378,7 @@ fn depthwise_plane(x: &[f32], wk: &[f32], ax: &[Axis; 3], out: &mut [f32]) {
     }
     let tail = chunks.into_remainder();
     tail.fill(0.0);
-    for &(wv, base) in &taps {
+    for &(wv, base) in taps.iter() {
         for (a, &v) in tail.iter_mut().zip(&phases[base + i0..]) {
             *a += wv * v;
         }
@@ -404,12 +415,13 @@ fn conv_forward(
     }
     if cin == 1 {
         // Depthwise (or channel multiplier): one input plane per group, direct kernel.
-        out.par_chunks_mut(plane_out).enumerate().for_each(|(i, dst)| {
+        let planes = out.par_chunks_mut(plane_out).with_min_len(4).enumerate();
+        planes.for_each_init(DwScratch::default, |scratch, (i, dst)| {
             let oc = i % (groups * cout);
             let b = i / (groups * cout);
             let g = oc / cout;
             let src = &x[(b * groups + g) * plane_in..][..plane_in];
-            depthwise_plane(src, &w[oc * kk..(oc + 1) * kk], ax, dst);
+            depthwise_plane(src, &w[oc * kk..(oc + 1) * kk], ax, dst, scratch);
             if let Some(e) = epilogue {
                 // while the plane is still in cache
                 e.apply(oc, dst);
@@ -437,7 +449,12 @@ fn conv_forward(
                 gemm(a, bm, c, 0.0);
             }
             if let Some(e) = epilogue {
-                og.par_chunks_mut(plane_out).enumerate().for_each(|(r, row)| e.apply(g * cout + r, row));
+                let apply = |(r, row): (usize, &mut [f32])| e.apply(g * cout + r, row);
+                if og.len() < super::binary::PAR_THRESHOLD {
+                    og.chunks_mut(plane_out).enumerate().for_each(apply);
+                } else {
+                    og.par_chunks_mut(plane_out).with_min_len(8).enumerate().for_each(apply);
+                }
             }
         }
     }
