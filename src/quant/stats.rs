@@ -4,7 +4,7 @@
 //! scalars per sample and point, one accumulator per channel.
 
 use crate::api::{Dataset, Hooks, Stage};
-use crate::engine::Plan;
+use crate::engine::{Observer, Plan};
 use crate::error::{Error, Result};
 use crate::graph::Outlet;
 use crate::tensor::Tensor;
@@ -143,6 +143,22 @@ fn scalars_of(data: &[f32], (mn, mx): (f32, f32), quantiles: &[f64]) -> SampleSc
         s.quantiles = quantiles.iter().map(|&q| (q, sorted_quantile(&v, q), sorted_quantile(&a, q))).collect();
     }
     s
+}
+
+/// An observer that wants only the outlets statistics were requested for, so the engine may
+/// fuse away the rest (a convolution's output before its bias and activation).
+struct Requested<'a, F> {
+    requests: &'a HashMap<Outlet, Vec<Request>>,
+    f: F,
+}
+
+impl<F: FnMut(Outlet, &Tensor) -> Result<()>> Observer for Requested<'_, F> {
+    fn observe(&mut self, outlet: Outlet, value: &Tensor) -> Result<()> {
+        (self.f)(outlet, value)
+    }
+    fn wants(&self, outlet: Outlet) -> bool {
+        self.requests.contains_key(&outlet)
+    }
 }
 
 fn channel_view(shape: &[usize], axis: isize) -> Option<(usize, usize, usize)> {
@@ -359,13 +375,16 @@ pub fn collect(
                     let seeds: HashMap<Outlet, Arc<Tensor>> =
                         seeds_bound.into_iter().map(|(p, t)| (Outlet::new(p, 0), t)).collect();
                     let mut err: Option<Error> = None;
-                    let mut obs = |o: Outlet, t: &Tensor| -> Result<()> {
-                        if let Some(r) = requests.get(&o) {
-                            if let Err(e) = part.observe(o, t, r, i, &name) {
-                                err.get_or_insert(with_sample(e, "calibration", i));
+                    let mut obs = Requested {
+                        requests,
+                        f: |o: Outlet, t: &Tensor| -> Result<()> {
+                            if let Some(r) = requests.get(&o) {
+                                if let Err(e) = part.observe(o, t, r, i, &name) {
+                                    err.get_or_insert(with_sample(e, "calibration", i));
+                                }
                             }
-                        }
-                        Ok(())
+                            Ok(())
+                        },
                     };
                     plan.run_from(&seeds, &targets_or_outputs(plan, &targets), &mut obs).map_err(|e| match e {
                         Error::Mismatch(m) => Error::Mismatch(format!("calibration sample {i}: {m}")),
