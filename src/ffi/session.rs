@@ -109,6 +109,7 @@ fn set_param(s: &mut ovpot_session_t, key: &str, value: serde_json::Value) -> Re
         "convert_to_mixed_preset",
         "metric_subset_ratio",
         "baseline_metric",
+        "emulate_cpu_plugin",
     ];
     if !KNOWN.contains(&key) {
         return Err(Error::invalid(format!("unknown option '{key}' (known: {})", KNOWN.join(", "))));

@@ -5,12 +5,12 @@
 //! on the samples that degrade most, candidates in parallel: by the output error it leaves
 //! (default), or by the metric there ([`Ranking::Metric`]).
 
-use super::config::{DropType, QuantConfig, Ranking};
+use super::config::{DropType, QuantConfig, Ranking, TargetDevice};
 use super::Quantized;
 use crate::api::{AccuracyReport, Dataset, Hooks, LogLevel, Metric, Model, Outcome, RevertedLayer, Sample, Stage};
 use crate::engine::Plan;
 use crate::error::{Error, Result};
-use crate::graph::NodeId;
+use crate::graph::{Graph, NodeId};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 use std::collections::HashSet;
@@ -102,13 +102,28 @@ impl Ctx<'_> {
         metric: &mut dyn Metric,
         hooks: &mut Hooks,
     ) -> Result<Evaluated> {
-        let g = self.q.materialize(reverted)?;
+        let g = eval_graph(self.q, reverted)?;
         let plan = Plan::new(&g)?;
         let outs = infer(&plan, self.eval, &self.all, hooks, Some(Stage::Evaluation))?;
         self.inferences += self.all.len();
         let (m, per) = evaluate(metric, &outs)?;
         Ok((m, outs, per))
     }
+}
+
+/// The graph a candidate is judged by: the quantized model with `reverted` left in floating
+/// point, rewritten to compute what OpenVINO's CPU plugin computes when the target is a CPU.
+fn eval_graph(q: &Quantized, reverted: &HashSet<NodeId>) -> Result<Graph> {
+    let mut g = q.materialize(reverted)?;
+    if emulates_cpu_plugin(&q.config) {
+        super::cpu_plugin::emulate(&mut g);
+    }
+    Ok(g)
+}
+
+fn emulates_cpu_plugin(config: &QuantConfig) -> bool {
+    config.accuracy_aware.emulate_cpu_plugin
+        && matches!(config.target_device, TargetDevice::ANY | TargetDevice::CPU | TargetDevice::CPU_SPR)
 }
 
 /// Picks the evaluation samples that degrade most (metric per sample first, output error next).
@@ -163,7 +178,7 @@ fn rank<'m>(
             .map(|group| {
                 let mut r = reverted.clone();
                 r.extend(group.iter().copied());
-                let g = ctx.q.materialize(&r)?;
+                let g = eval_graph(ctx.q, &r)?;
                 let plan = Plan::new(&g)?;
                 let mut err = 0.0;
                 let mut outs = Vec::with_capacity(if keep_outputs { subset.len() } else { 0 });
@@ -224,6 +239,21 @@ pub fn run(
     hooks.log(LogLevel::Info, &format!("FP32 metric: {baseline:.5}"));
 
     let q = super::prepare(model, config, calib, hooks)?;
+    if emulates_cpu_plugin(config) {
+        let mut g = q.materialize(&HashSet::new())?;
+        let unrounded = super::cpu_plugin::emulate(&mut g);
+        if !unrounded.is_empty() {
+            hooks.log(
+                LogLevel::Info,
+                &format!(
+                    "judging candidates as OpenVINO's CPU plugin runs them: {} FakeQuantize(s) before a fused \
+                     residual Add clamp without rounding ({})",
+                    unrounded.len(),
+                    unrounded.join(", ")
+                ),
+            );
+        }
+    }
     let higher_is_better = metric.higher_is_better();
     let mut ctx = Ctx { q: &q, eval, fp_outs, all, baseline, higher_is_better, config, inferences: eval.len() };
     let mut reverted: HashSet<NodeId> = HashSet::new();

@@ -140,6 +140,9 @@ pub struct AccuracyAwareConfig {
     pub ranking: Ranking,
     /// The FP32 metric when already known (skips one evaluation).
     pub baseline_metric: Option<f64>,
+    /// Evaluate candidates as OpenVINO's CPU plugin runs them ([`crate::quant::cpu_plugin`]);
+    /// applies when the target device is CPU or ANY.
+    pub emulate_cpu_plugin: bool,
 }
 
 impl Default for AccuracyAwareConfig {
@@ -154,6 +157,7 @@ impl Default for AccuracyAwareConfig {
             metric_subset_ratio: 0.5,
             ranking: Ranking::OutputError,
             baseline_metric: None,
+            emulate_cpu_plugin: true,
         }
     }
 }
@@ -243,7 +247,7 @@ fn check_estimator(e: &Estimator, at: &str) -> Result<()> {
 /// A POT parameter that is read nowhere else: None when it cannot change the result at this
 /// value, else the warning.
 fn unused_param(key: &str, v: &serde_json::Value) -> Option<String> {
-    const APPLIED: [&str; 22] = [
+    const APPLIED: [&str; 23] = [
         "preset",
         "target_device",
         "stat_subset_size",
@@ -265,6 +269,7 @@ fn unused_param(key: &str, v: &serde_json::Value) -> Option<String> {
         "metric_subset_ratio",
         "ranking",
         "baseline_metric",
+        "emulate_cpu_plugin",
         "base_algorithm",
     ];
     // Knobs that only trade memory or time, or that POT reads only when another key enables them.
@@ -623,6 +628,9 @@ impl QuantConfig {
         }
         if let Some(x) = take(p, "baseline_metric")? {
             aa.baseline_metric = Some(x);
+        }
+        if let Some(x) = take(p, "emulate_cpu_plugin")? {
+            aa.emulate_cpu_plugin = x;
         }
         match p.get("base_algorithm") {
             Some(serde_json::Value::Object(base)) => {

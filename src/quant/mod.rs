@@ -6,6 +6,7 @@
 pub mod accuracy_aware;
 pub mod bias_correction;
 pub mod config;
+pub mod cpu_plugin;
 pub mod hw_config;
 pub mod minmax;
 pub mod placement;
