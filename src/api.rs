@@ -80,6 +80,15 @@ impl Model {
     pub fn plan(&self) -> Result<Plan> {
         Plan::new(&self.graph)
     }
+    /// The model rewritten to compute what OpenVINO's CPU plugin computes for it where that
+    /// differs from FakeQuantize semantics ([`crate::quant::cpu_plugin`]), and the names of the
+    /// FakeQuantize nodes that changed. For judging an INT8 IR in the built-in engine as the
+    /// runtime will run it; not for saving.
+    pub fn emulating_cpu_plugin(&self) -> (Model, Vec<String>) {
+        let mut g = (*self.graph).clone();
+        let changed = crate::quant::cpu_plugin::emulate(&mut g);
+        (Model::from_graph(g), changed)
+    }
 }
 
 /// One sample: a tensor per model input, by input name.

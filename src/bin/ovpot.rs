@@ -190,6 +190,10 @@ struct InferArgs {
     /// Where out<k>.npy go.
     #[arg(long, short = 'o')]
     output_dir: PathBuf,
+    /// Compute what OpenVINO's CPU plugin computes for an INT8 IR (a FakeQuantize before a fused
+    /// residual Add clamps without rounding) instead of FakeQuantize semantics.
+    #[arg(long)]
+    as_openvino_cpu: bool,
 }
 
 #[derive(Args, Debug)]
@@ -204,6 +208,10 @@ struct EvaluateArgs {
     /// Which model output holds the class scores.
     #[arg(long, default_value_t = 0)]
     metric_output: usize,
+    /// Compute what OpenVINO's CPU plugin computes for an INT8 IR (a FakeQuantize before a fused
+    /// residual Add clamps without rounding) instead of FakeQuantize semantics.
+    #[arg(long)]
+    as_openvino_cpu: bool,
 }
 
 #[derive(Args, Debug)]
@@ -389,8 +397,18 @@ fn stack(parts: &[&Tensor], what: &str) -> CliResult<Tensor> {
     Ok(Tensor::from_bytes(et, &shape, &bytes)?)
 }
 
+/// The model as given, or as OpenVINO's CPU plugin runs it (`--as-openvino-cpu`).
+fn model_as_run(model: Model, as_openvino_cpu: bool, log: &Logger) -> Model {
+    if !as_openvino_cpu {
+        return model;
+    }
+    let (m, changed) = model.emulating_cpu_plugin();
+    log.info(&format!("as OpenVINO's CPU plugin: {} FakeQuantize(s) clamp without rounding", changed.len()));
+    m
+}
+
 fn cmd_infer(a: &InferArgs, log: Logger, visible: bool) -> CliResult<()> {
-    let model = read_model(&a.model)?;
+    let model = model_as_run(read_model(&a.model)?, a.as_openvino_cpu, &log);
     let data = open_data(a.data.data.as_deref(), &model, &a.data)?;
     let outs = run_all(&model, data.as_ref(), visible, "infer")?;
     std::fs::create_dir_all(&a.output_dir).map_err(|e| ovpot::Error::io(&a.output_dir, e))?;
@@ -432,8 +450,8 @@ fn check_metric_output(model: &Model, k: usize) -> CliResult<()> {
     Ok(())
 }
 
-fn cmd_evaluate(a: &EvaluateArgs, visible: bool) -> CliResult<()> {
-    let model = read_model(&a.model)?;
+fn cmd_evaluate(a: &EvaluateArgs, log: Logger, visible: bool) -> CliResult<()> {
+    let model = model_as_run(read_model(&a.model)?, a.as_openvino_cpu, &log);
     check_metric_output(&model, a.metric_output)?;
     let data = open_data(a.data.data.as_deref(), &model, &a.data)?;
     let labels = read_labels(&a.labels)?;
@@ -921,7 +939,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Quantize(a) => cmd_quantize(a, log, visible),
         Command::Infer(a) => cmd_infer(a, log, visible),
-        Command::Evaluate(a) => cmd_evaluate(a, visible),
+        Command::Evaluate(a) => cmd_evaluate(a, log, visible),
         Command::Info(a) => cmd_info(a),
         Command::Convert(a) => cmd_convert(a, log),
     };
