@@ -404,6 +404,9 @@ fn model_as_run(model: Model, as_openvino_cpu: bool, log: &Logger) -> Model {
     }
     let (m, changed) = model.emulating_cpu_plugin();
     log.info(&format!("as OpenVINO's CPU plugin: {} FakeQuantize(s) clamp without rounding", changed.len()));
+    for name in &changed {
+        log.debug(&format!("  {name}"));
+    }
     m
 }
 
