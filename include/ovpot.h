@@ -609,6 +609,8 @@ ovpot_status_e ovpot_session_create(const ovpot_model_t *model,
 /**
  * Sets one POT parameter from its JSON text, e.g. ("stat_subset_size", "100"),
  * ("preset", "\"mixed\""), ("ignored", "{\"scope\": [\"fc1\"]}"), ("maximal_drop", "0.005").
+ * Accuracy-aware runs also take ("ranking", "\"metric\"") and ("emulate_cpu_plugin", "false")
+ * (judge candidates by FakeQuantize semantics instead of as OpenVINO's CPU plugin runs them).
  * The configuration is validated; on failure it is left unchanged.
  */
 ovpot_status_e ovpot_session_set_option(ovpot_session_t *session,

@@ -72,6 +72,8 @@ pub extern "C" fn ovpot_session_create(
 
 /// Sets one POT parameter from its JSON text, e.g. ("stat_subset_size", "100"),
 /// ("preset", "\"mixed\""), ("ignored", "{\"scope\": [\"fc1\"]}"), ("maximal_drop", "0.005").
+/// Accuracy-aware runs also take ("ranking", "\"metric\"") and ("emulate_cpu_plugin", "false")
+/// (judge candidates by FakeQuantize semantics instead of as OpenVINO's CPU plugin runs them).
 /// The configuration is validated; on failure it is left unchanged.
 #[no_mangle]
 pub extern "C" fn ovpot_session_set_option(
@@ -109,6 +111,7 @@ fn set_param(s: &mut ovpot_session_t, key: &str, value: serde_json::Value) -> Re
         "convert_to_mixed_preset",
         "metric_subset_ratio",
         "baseline_metric",
+        "ranking",
         "emulate_cpu_plugin",
     ];
     if !KNOWN.contains(&key) {

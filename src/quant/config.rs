@@ -787,6 +787,9 @@ mod tests {
         assert_eq!(c.accuracy_aware.maximal_drop, 0.005);
         assert_eq!(c.accuracy_aware.drop_type, DropType::Relative);
         assert_eq!(c.accuracy_aware.max_iter_num, 5);
+        assert!(c.accuracy_aware.emulate_cpu_plugin, "on by default");
+        let off = text.replace("\"max_iter_num\": 5,", "\"max_iter_num\": 5, \"emulate_cpu_plugin\": false,");
+        assert!(!QuantConfig::from_json(&off).unwrap().accuracy_aware.emulate_cpu_plugin);
     }
 
     #[test]
