@@ -21,33 +21,19 @@ fn consumer_count(consumers: &Consumers, node: NodeId) -> usize {
     consumers.get(&Outlet::new(node, 0)).map_or(0, |c| c.len())
 }
 
-/// True when the node computes a constant (Const, or ops over constants only).
-fn is_const(g: &Graph, node: NodeId, memo: &mut HashMap<NodeId, bool>) -> bool {
-    if let Some(&v) = memo.get(&node) {
-        return v;
-    }
-    let n = &g.nodes[node];
-    let v = if n.is_const() {
-        true
-    } else if n.is_parameter() || n.inputs.is_empty() {
-        false
-    } else {
-        n.inputs.iter().all(|i| is_const(g, i.node, memo))
-    };
-    memo.insert(node, v);
-    v
-}
-
 /// Weights the CPU plugin runs in int8: compressed integer constants or a FakeQuantize on the way.
-fn int8_weights(g: &Graph, node: NodeId) -> bool {
+fn int8_weights(g: &Graph, node: NodeId, konst: &[bool]) -> bool {
     let n = &g.nodes[node];
+    if !konst[node] {
+        return false;
+    }
     if n.op_type == "FakeQuantize" {
         return true;
     }
     if n.is_const() {
         return matches!(n.const_type, Some(ElementType::I8 | ElementType::U8 | ElementType::I4 | ElementType::U4));
     }
-    n.inputs.iter().any(|i| int8_weights(g, i.node))
+    n.inputs.iter().any(|i| int8_weights(g, i.node, konst))
 }
 
 /// Scalar value of a constant input.
@@ -77,7 +63,7 @@ struct Branch {
 }
 
 /// Walks back from `x` over the ops the plugin would have fused into a convolution.
-fn branch(g: &Graph, x: NodeId, consumers: &Consumers, memo: &mut HashMap<NodeId, bool>) -> Branch {
+fn branch(g: &Graph, x: NodeId, consumers: &Consumers, konst: &[bool]) -> Branch {
     let none = Branch { suitable: false, quantized: false, leading_fq: None };
     let mut chain = vec![];
     let mut cur = x;
@@ -87,10 +73,8 @@ fn branch(g: &Graph, x: NodeId, consumers: &Consumers, memo: &mut HashMap<NodeId
             break;
         }
         let fusable = match n.op_type.as_str() {
-            "FakeQuantize" => n.inputs.len() == 5 && n.inputs[1..].iter().all(|i| is_const(g, i.node, memo)),
-            "Add" | "Multiply" => {
-                n.inputs.len() == 2 && is_const(g, n.inputs[1].node, memo) && per_channel(g, n.inputs[1])
-            }
+            "FakeQuantize" => n.inputs.len() == 5 && n.inputs[1..].iter().all(|i| konst[i.node]),
+            "Add" | "Multiply" => n.inputs.len() == 2 && konst[n.inputs[1].node] && per_channel(g, n.inputs[1]),
             t => UNARY_POST_OPS.contains(&t),
         };
         if !fusable || n.inputs.is_empty() {
@@ -105,7 +89,7 @@ fn branch(g: &Graph, x: NodeId, consumers: &Consumers, memo: &mut HashMap<NodeId
     let conv = &g.nodes[cur];
     let int8 = conv.inputs.len() >= 2
         && g.nodes[conv.inputs[0].node].op_type == "FakeQuantize"
-        && int8_weights(g, conv.inputs[1].node);
+        && int8_weights(g, conv.inputs[1].node, konst);
     // Post-ops in execution order; an Add right after the convolution becomes its bias.
     chain.reverse();
     if chain.first().is_some_and(|&n| g.nodes[n].op_type == "Add") {
@@ -152,7 +136,8 @@ fn ancestors(g: &Graph, node: NodeId) -> HashSet<NodeId> {
 /// docs); returns the names of the FakeQuantize nodes that became `Clamp`.
 pub fn emulate(graph: &mut Graph) -> Vec<String> {
     let consumers = graph.consumers();
-    let mut memo = HashMap::new();
+    // A graph that does not sort has nothing to emulate (the engine will report it).
+    let Ok(konst) = graph.constant_outlets() else { return vec![] };
     let mut rewrites: Vec<(NodeId, f32, f32)> = vec![];
     for add in 0..graph.nodes.len() {
         let n = &graph.nodes[add];
@@ -160,7 +145,7 @@ pub fn emulate(graph: &mut Graph) -> Vec<String> {
             continue;
         }
         let (a, b) = (n.inputs[0], n.inputs[1]);
-        if is_const(graph, a.node, &mut memo) || is_const(graph, b.node, &mut memo) {
+        if konst[a.node] || konst[b.node] {
             continue;
         }
         // No broadcasting: the sum post-op adds a tensor of the output's shape.
@@ -185,8 +170,8 @@ pub fn emulate(graph: &mut Graph) -> Vec<String> {
         if graph.nodes[next].op_type != "FakeQuantize" {
             continue;
         }
-        let ba = branch(graph, a.node, &consumers, &mut memo);
-        let bb = branch(graph, b.node, &consumers, &mut memo);
+        let ba = branch(graph, a.node, &consumers, &konst);
+        let bb = branch(graph, b.node, &consumers, &konst);
         let single = |o: Outlet| consumer_count(&consumers, o.node) == 1;
         // FuseConvolutionSumAndConvolutionSumActivation's choice of the convolution that
         // takes the sum; the other input is the peer.
@@ -230,4 +215,86 @@ pub fn emulate(graph: &mut Graph) -> Vec<String> {
         graph.remove_dead_nodes();
     }
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Model;
+    use crate::tensor::Tensor;
+
+    /// ppocr_cls after accuracy-aware quantization; OpenVINO fuses seven residual sums in it.
+    fn ppocr_int8() -> Graph {
+        let xml = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ppocr_cls/int8/model.xml");
+        Model::read(&xml, None).unwrap().graph().clone()
+    }
+
+    const BLOCK: &str = "BatchNormalization@9/fq_output_0";
+
+    fn rewritten(mut g: Graph) -> Vec<String> {
+        emulate(&mut g)
+    }
+
+    #[test]
+    fn residual_quantizers_become_clamps_over_their_range() {
+        let mut g = ppocr_int8();
+        let fq = g.find_node(BLOCK).unwrap();
+        let (lo, hi) = (scalar(&g, g.nodes[fq].inputs[1]).unwrap(), scalar(&g, g.nodes[fq].inputs[2]).unwrap());
+        let changed = emulate(&mut g);
+        assert_eq!(changed.len(), 7, "{changed:?}");
+        let clamp = &g.nodes[g.find_node(BLOCK).unwrap()];
+        assert_eq!(clamp.op_type, "Clamp");
+        assert_eq!(clamp.inputs.len(), 1);
+        let attr = |k: &str| clamp.attrs.get(k).unwrap().parse::<f32>().unwrap();
+        assert_eq!((attr("min"), attr("max")), (lo, hi));
+        // Idempotent: nothing left to rewrite.
+        assert!(emulate(&mut g).is_empty());
+    }
+
+    /// Asking for the quantizer's output keeps the convolution's output alive for two readers,
+    /// so OpenVINO does not fuse the sum and rounds (seen in the runtime: requesting that output
+    /// changes the model's results).
+    #[test]
+    fn a_second_reader_keeps_the_rounding() {
+        let mut g = ppocr_int8();
+        let fq = g.find_node(BLOCK).unwrap();
+        g.add_op("observer", "Result", "opset1", Attrs::default(), vec![Outlet::new(fq, 0)], vec![]);
+        let changed = rewritten(g);
+        assert_eq!(changed.len(), 6);
+        assert!(!changed.iter().any(|c| c == BLOCK));
+    }
+
+    /// A convolution reverted to floating point takes the sum only with nothing fused into it:
+    /// its quantizer keeps rounding.
+    #[test]
+    fn floating_point_weights_keep_the_rounding() {
+        let mut g = ppocr_int8();
+        let bias_add = g.nodes[g.find_node(BLOCK).unwrap()].inputs[0].node;
+        let conv = g.nodes[bias_add].inputs[0].node;
+        assert_eq!(g.nodes[conv].op_type, "Convolution");
+        let shape = g.outlet_info(g.nodes[conv].inputs[1]).shape.to_static().unwrap();
+        let w = g.add_const("fp32 weights", Tensor::from_f32(ndarray::ArrayD::zeros(shape)));
+        g.set_input(conv, 1, Outlet::new(w, 0));
+        let changed = rewritten(g);
+        assert_eq!(changed.len(), 6);
+        assert!(!changed.iter().any(|c| c == BLOCK));
+    }
+
+    /// Without a quantizer after the sum the plugin keeps the first quantizer's rounding.
+    #[test]
+    fn no_quantizer_after_the_sum_keeps_the_rounding() {
+        let mut g = ppocr_int8();
+        let fq = g.find_node(BLOCK).unwrap();
+        let consumers = g.consumers();
+        let add = consumers[&Outlet::new(fq, 0)][0].0;
+        assert_eq!(g.nodes[add].op_type, "Add");
+        let after = consumers[&Outlet::new(add, 0)][0].0;
+        assert_eq!(g.nodes[after].op_type, "FakeQuantize");
+        for &(c, k) in &consumers[&Outlet::new(after, 0)] {
+            g.set_input(c, k, Outlet::new(add, 0));
+        }
+        let changed = rewritten(g);
+        assert_eq!(changed.len(), 6);
+        assert!(!changed.iter().any(|c| c == BLOCK));
+    }
 }
