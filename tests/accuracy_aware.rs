@@ -80,6 +80,12 @@ fn ppocr_cls_one_revert_as_openvino_judges_it() {
     assert_eq!(acc.reverted.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["Conv@40"], "{acc:?}");
     assert!(out.accuracy_reached && acc.final_metric >= acc.baseline - 1e-9, "{acc:?}");
     assert!((acc.int8_share - 53.0 / 54.0).abs() < 1e-9, "{acc:?}");
+    // The report lists what the returned model holds.
+    let fq_nodes = out.model.graph().nodes.iter().filter(|n| n.op_type == "FakeQuantize").count();
+    let fq_listed = out.report.fake_quantize.iter().filter(|f| f.kind.starts_with("activation")).count();
+    assert_eq!((fq_listed, fq_nodes), (79, 79));
+    assert_eq!(out.report.fake_quantize.iter().filter(|f| f.kind.starts_with("weights")).count(), 53);
+    assert!(!out.report.quantized_layers.iter().any(|l| l == "Conv@40"));
     // The report's final metric is the engine's verdict on the returned model run as the CPU
     // plugin runs it.
     let (as_cpu, _) = out.model.emulating_cpu_plugin();

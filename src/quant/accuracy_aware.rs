@@ -319,6 +319,22 @@ pub fn run(
     let graph = q.materialize(&reverted)?;
     let mut report = q.report.clone();
     report.algorithm = "AccuracyAware".into();
+    // The report describes the model returned: quantizers and layers of reverted groups go.
+    // `fake_quantize` lists the activation quantizers, then the weight quantizers, in setup
+    // order; an activation quantizer goes when any op it feeds is reverted (as in materialize).
+    let kept: Vec<bool> = q
+        .setup
+        .activations
+        .iter()
+        .map(|p| !p.targets.iter().any(|t| reverted.contains(t)))
+        .chain(q.setup.weights.iter().map(|w| !reverted.contains(&w.op)))
+        .collect();
+    if kept.len() == report.fake_quantize.len() {
+        let mut keep = kept.into_iter();
+        report.fake_quantize.retain(|_| keep.next().unwrap_or(true));
+    }
+    let reverted_names: HashSet<&str> = reverted.iter().map(|&o| q.fp_graph.nodes[o].name.as_str()).collect();
+    report.quantized_layers.retain(|l| !reverted_names.contains(l.as_str()));
     let weighted: Vec<NodeId> =
         q.setup.weights.iter().filter(|w| q.fp_graph.nodes[w.op].op_type != "Gather").map(|w| w.op).collect();
     let kept = weighted.iter().filter(|o| !reverted.contains(o)).count();
