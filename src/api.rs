@@ -312,6 +312,9 @@ pub struct AccuracyReport {
     pub iterations: usize,
     pub reverted: Vec<RevertedLayer>,
     pub int8_share: f64,
+    /// Rankings run only what a revert changes: the share of the model's ops a candidate ran
+    /// again, averaged over candidates, one value per ranking.
+    pub ranking_op_share: Vec<f64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

@@ -58,7 +58,8 @@ impl<F: FnMut(Outlet, &Tensor) -> Result<()>> Observer for F {
     }
 }
 
-struct NoObserver;
+/// An observer that wants nothing: runs fuse wherever they can.
+pub struct NoObserver;
 impl Observer for NoObserver {
     fn observe(&mut self, _: Outlet, _: &Tensor) -> Result<()> {
         Ok(())
