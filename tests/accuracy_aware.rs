@@ -92,3 +92,40 @@ fn ppocr_cls_one_revert_as_openvino_judges_it() {
     let engine = common::engine_accuracy(&as_cpu, &dir, 0, 200);
     assert!((engine - acc.final_metric).abs() < 1e-9, "engine {engine} vs report {}", acc.final_metric);
 }
+
+/// POT's convert_to_mixed_preset: a performance-preset model over the drop is quantized again
+/// with the mixed preset (asymmetric activations) before any revert, and the run goes on from
+/// whichever of the two drops less.
+#[test]
+fn convert_to_mixed_preset_tries_the_mixed_preset_first() {
+    let Some(dir) = common::fixture("mnist_cnn") else { return };
+    let model = Model::read(&dir.join("model.xml"), None).unwrap();
+    let calib = common::dataset(&dir.join("calib"), 300);
+    let eval = common::dataset(&dir.join("eval"), 1000);
+    let run = |convert: bool| {
+        let mut config = QuantConfig { algorithm: Algorithm::AccuracyAware, ..QuantConfig::default() };
+        config.accuracy_aware.maximal_drop = 0.0;
+        config.accuracy_aware.convert_to_mixed_preset = convert;
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = logs.clone();
+        let mut session = Session::new(&model, config).unwrap();
+        session.hooks.log = Some(Box::new(move |_, m| sink.lock().unwrap().push(m.to_string())));
+        let mut metric = Top1Accuracy::new(labels(&dir), 0);
+        let out = session.quantize_with_accuracy_control(&calib, &eval, &mut metric).unwrap();
+        let logs = logs.lock().unwrap().clone();
+        (out, logs)
+    };
+    let (plain, plain_logs) = run(false);
+    let (converted, logs) = run(true);
+    assert!(!plain_logs.iter().any(|l| l.contains("mixed preset")), "{plain_logs:?}");
+    let line = logs.iter().find(|l| l.starts_with("mixed preset INT8 metric")).unwrap_or_else(|| panic!("{logs:?}"));
+    let chose_mixed = line.ends_with("going on from the mixed preset");
+    eprintln!("{line}");
+    assert_eq!(converted.report.preset, if chose_mixed { "mixed" } else { "performance" });
+    let asymmetric = converted.report.fake_quantize.iter().any(|f| f.kind == "activation asymmetric");
+    assert_eq!(asymmetric, chose_mixed);
+    assert!(logs.iter().any(|l| l.starts_with("convert_to_mixed_preset: quantizing again")), "{logs:?}");
+    let acc = converted.report.accuracy.as_ref().unwrap();
+    assert!(converted.accuracy_reached && acc.final_metric >= acc.baseline, "{acc:?}");
+    assert_eq!(plain.report.preset, "performance");
+}

@@ -5,7 +5,7 @@
 //! on the samples that degrade most, candidates in parallel: by the output error it leaves
 //! (default), or by the metric there ([`Ranking::Metric`]).
 
-use super::config::{DropType, QuantConfig, Ranking, TargetDevice};
+use super::config::{DropType, Preset, QuantConfig, Ranking, TargetDevice};
 use super::Quantized;
 use crate::api::{AccuracyReport, Dataset, Hooks, LogLevel, Metric, Model, Outcome, RevertedLayer, Sample, Stage};
 use crate::engine::{NoObserver, Plan};
@@ -92,11 +92,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn drop_of(&self, m: f64) -> f64 {
-        let d = if self.higher_is_better { self.baseline - m } else { m - self.baseline };
-        match self.config.accuracy_aware.drop_type {
-            DropType::Absolute => d,
-            DropType::Relative => d / self.baseline.abs().max(1e-12),
-        }
+        drop_from(self.baseline, self.higher_is_better, self.config.accuracy_aware.drop_type, m)
     }
 
     fn metric_of(
@@ -105,13 +101,34 @@ impl Ctx<'_> {
         metric: &mut dyn Metric,
         hooks: &mut Hooks,
     ) -> Result<Evaluated> {
-        let g = eval_graph(self.q, reverted)?;
-        let plan = Plan::new(&g)?;
-        let outs = infer(&plan, self.eval, &self.all, hooks, Some(Stage::Evaluation))?;
         self.inferences += self.all.len();
-        let (m, per) = evaluate(metric, &outs)?;
-        Ok((m, outs, per))
+        evaluate_quantized(self.q, self.eval, &self.all, reverted, metric, hooks)
     }
+}
+
+/// How far `m` falls short of `baseline`, absolute or relative.
+fn drop_from(baseline: f64, higher_is_better: bool, drop_type: DropType, m: f64) -> f64 {
+    let d = if higher_is_better { baseline - m } else { m - baseline };
+    match drop_type {
+        DropType::Absolute => d,
+        DropType::Relative => d / baseline.abs().max(1e-12),
+    }
+}
+
+/// The metric of `q` with `reverted` left in floating point, on the whole evaluation set.
+fn evaluate_quantized(
+    q: &Quantized,
+    eval: &dyn Dataset,
+    all: &[usize],
+    reverted: &HashSet<NodeId>,
+    metric: &mut dyn Metric,
+    hooks: &mut Hooks,
+) -> Result<Evaluated> {
+    let g = eval_graph(q, reverted)?;
+    let plan = Plan::new(&g)?;
+    let outs = infer(&plan, eval, all, hooks, Some(Stage::Evaluation))?;
+    let (m, per) = evaluate(metric, &outs)?;
+    Ok((m, outs, per))
 }
 
 /// The graph a candidate is judged by: the quantized model with `reverted` left in floating
@@ -360,8 +377,41 @@ pub fn run(
     let baseline = aa.baseline_metric.unwrap_or(fp_metric);
     hooks.log(LogLevel::Info, &format!("FP32 metric: {baseline:.5}"));
 
-    let q = super::prepare(model, config, calib, hooks)?;
-    if emulates_cpu_plugin(config) {
+    let higher_is_better = metric.higher_is_better();
+    let drop = |m: f64| drop_from(baseline, higher_is_better, aa.drop_type, m);
+    // Metrics are usually means over samples: 0.945 − 0.940 is 0.0050000000000000044 in f64, and
+    // a drop equal to maximal_drop meets it.
+    let allowed = aa.maximal_drop + 1e-9 * baseline.abs().max(1.0);
+    let none = HashSet::new();
+    let mut q = super::prepare(model, config, calib, hooks)?;
+    let (mut q_metric, mut q_outs, mut q_per) = evaluate_quantized(&q, eval, &all, &none, metric, hooks)?;
+    let mut inferences = 2 * eval.len();
+    hooks.log(
+        LogLevel::Info,
+        &format!("INT8 metric: {q_metric:.5} (drop {:.5}, allowed {})", drop(q_metric), aa.maximal_drop),
+    );
+    // POT's convert_to_mixed_preset: before reverting layers of a performance-preset model, try
+    // asymmetric activations (the mixed preset) and go on from whichever model drops less.
+    if drop(q_metric) > allowed && aa.convert_to_mixed_preset && config.effective_preset() == Preset::Performance {
+        let mixed = QuantConfig { preset: Some(Preset::Mixed), ..config.clone() };
+        hooks.log(LogLevel::Info, "convert_to_mixed_preset: quantizing again with the mixed preset");
+        let qm = super::prepare(model, &mixed, calib, hooks)?;
+        let (m, outs, per) = evaluate_quantized(&qm, eval, &all, &none, metric, hooks)?;
+        inferences += eval.len();
+        let better = drop(m) <= drop(q_metric);
+        hooks.log(
+            LogLevel::Info,
+            &format!(
+                "mixed preset INT8 metric: {m:.5} (drop {:.5}); going on from the {} preset",
+                drop(m),
+                if better { "mixed" } else { "performance" }
+            ),
+        );
+        if better {
+            (q, q_metric, q_outs, q_per) = (qm, m, outs, per);
+        }
+    }
+    if emulates_cpu_plugin(&q.config) {
         let mut g = q.materialize(&HashSet::new())?;
         let unrounded = super::cpu_plugin::emulate(&mut g);
         if !unrounded.is_empty() {
@@ -376,32 +426,17 @@ pub fn run(
             );
         }
     }
-    let higher_is_better = metric.higher_is_better();
-    let mut ctx = Ctx {
-        q: &q,
-        eval,
-        fp_outs,
-        all,
-        baseline,
-        higher_is_better,
-        config,
-        inferences: eval.len(),
-        ranking_share: vec![],
-    };
+    let mut ctx =
+        Ctx { q: &q, eval, fp_outs, all, baseline, higher_is_better, config, inferences, ranking_share: vec![] };
     let mut reverted: HashSet<NodeId> = HashSet::new();
-    let (q_metric, q_outs, q_per) = ctx.metric_of(&reverted, metric, hooks)?;
     let mut cur_metric = q_metric;
     let mut cur_drop = ctx.drop_of(q_metric);
-    hooks.log(LogLevel::Info, &format!("INT8 metric: {q_metric:.5} (drop {cur_drop:.5}, allowed {})", aa.maximal_drop));
     let mut reverted_report: Vec<RevertedLayer> = vec![];
     let mut iterations = 0;
     let names = |ops: &[NodeId]| -> String {
         ops.iter().map(|&o| q.fp_graph.nodes[o].name.clone()).collect::<Vec<_>>().join(" + ")
     };
 
-    // Metrics are usually means over samples: 0.945 − 0.940 is 0.0050000000000000044 in f64, and
-    // a drop equal to maximal_drop meets it.
-    let allowed = aa.maximal_drop + 1e-9 * baseline.abs().max(1.0);
     if cur_drop > allowed {
         let k =
             ((ctx.all.len() as f64 * aa.metric_subset_ratio).ceil() as usize).clamp(1, aa.ranking_subset_size.max(1));
