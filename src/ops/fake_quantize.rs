@@ -9,6 +9,7 @@ use super::binary::{make_array, std_slice, AutoBroadcast, Bcast};
 use super::{take_unique, BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+use multiversion::multiversion;
 use ndarray::ArrayD;
 use std::sync::Arc;
 
@@ -130,6 +131,16 @@ fn levels_minus_one(levels: usize) -> Result<f32> {
     Ok((levels - 1) as f32)
 }
 
+/// One contiguous run through one grid, from `xs` or in place; AVX2/AVX-512 where the CPU has
+/// them (no FMA contraction: the bits are the baseline build's).
+#[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma"))]
+fn apply_run(grid: &Grid, out: &mut [f32], xs: Option<&[f32]>) {
+    match xs {
+        Some(xs) => out.iter_mut().zip(xs).for_each(|(y, &v)| *y = grid.apply(v)),
+        None => out.iter_mut().for_each(|y| *y = grid.apply(*y)),
+    }
+}
+
 /// Quantizes into `out`, reading the data from `xs`, or from `out` itself when `xs` is `None`
 /// (then the data has the output shape, so its offsets are the output's).
 fn fill(out: &mut [f32], xs: Option<&[f32]>, plan: &Bcast<5>, limits: [&ArrayD<f32>; 4], l1: f32) {
@@ -140,10 +151,7 @@ fn fill(out: &mut [f32], xs: Option<&[f32]>, plan: &Bcast<5>, limits: [&ArrayD<f
         let n = o.len();
         if sx == 1 && s0 == 0 && s1 == 0 && s2 == 0 && s3 == 0 {
             let grid = Grid::new(il[o0], ih[o1], ol[o2], oh[o3], l1);
-            match xs {
-                Some(xs) => o.iter_mut().zip(&xs[ox..ox + n]).for_each(|(y, &v)| *y = grid.apply(v)),
-                None => o.iter_mut().for_each(|y| *y = grid.apply(*y)),
-            }
+            apply_run(&grid, o, xs.map(|xs| &xs[ox..ox + n]));
         } else {
             for (i, y) in o.iter_mut().enumerate() {
                 let v = xs.map_or(*y, |xs| xs[ox + i * sx]);

@@ -76,6 +76,41 @@ pub(crate) fn reduce_raw<T: Scalar>(
     Ok(acc)
 }
 
+/// Sums over `axes` in f64. A run that folds into one output is summed in eight lanes: one
+/// running f64 sum costs an add's latency per element (global average pooling in every
+/// squeeze-excitation block).
+fn reduce_sum<T: Scalar>(data: &[T], shape: &[usize], axes: &[usize]) -> Result<Vec<f64>> {
+    let ks = keep_shape(shape, axes);
+    let mut acc = vec![0.0; ks.iter().product()];
+    let plan = Bcast::<2>::new(shape, [shape, ks.as_slice()])?;
+    let [_, so] = plan.inner_strides();
+    plan.walk(0, plan.len(), |_, n, [oi, oo]| {
+        let src = &data[oi..oi + n];
+        if so == 0 {
+            let mut lanes = [0.0f64; 8];
+            let chunks = src.chunks_exact(8);
+            let rest = chunks.remainder();
+            for c in chunks {
+                for (l, v) in lanes.iter_mut().zip(c) {
+                    *l += v.to_f64();
+                }
+            }
+            let mut a = acc[oo]
+                + ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+                + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+            for v in rest {
+                a += v.to_f64();
+            }
+            acc[oo] = a;
+        } else {
+            for (a, v) in acc[oo..oo + n].iter_mut().zip(src) {
+                *a += v.to_f64();
+            }
+        }
+    });
+    Ok(acc)
+}
+
 /// Reduces a typed slice with one of the standard kinds; returns values in keep_dims layout.
 pub(crate) fn reduce_slice<T: Scalar>(
     data: &[T],
@@ -85,7 +120,7 @@ pub(crate) fn reduce_slice<T: Scalar>(
 ) -> Result<Vec<f64>> {
     let count: usize = axes.iter().map(|&a| shape[a]).product();
     let mut v = match kind {
-        ReduceKind::Sum | ReduceKind::Mean => reduce_raw(data, shape, axes, 0.0, |x| x, |a, x| a + x)?,
+        ReduceKind::Sum | ReduceKind::Mean => reduce_sum(data, shape, axes)?,
         ReduceKind::Prod => reduce_raw(data, shape, axes, 1.0, |x| x, |a, x| a * x)?,
         ReduceKind::Max => reduce_raw(data, shape, axes, f64::NEG_INFINITY, |x| x, f64::max)?,
         ReduceKind::Min => reduce_raw(data, shape, axes, f64::INFINITY, |x| x, f64::min)?,
