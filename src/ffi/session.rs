@@ -13,7 +13,7 @@ use super::model::ovpot_model_t;
 use super::{ovpot_log_level_e, ovpot_stage_e, ovpot_status_e};
 use crate::api::{Dataset, LogLevel, Metric, Outcome, Sample, Session, Stage};
 use crate::error::{Error, Result};
-use crate::quant::config::QuantConfig;
+use crate::quant::config::{QuantConfig, APPLIED_PARAMS};
 use crate::tensor::Tensor;
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
@@ -92,30 +92,12 @@ pub extern "C" fn ovpot_session_set_option(
 }
 
 fn set_param(s: &mut ovpot_session_t, key: &str, value: serde_json::Value) -> Result<()> {
-    const KNOWN: &[&str] = &[
-        "preset",
-        "target_device",
-        "stat_subset_size",
-        "model_type",
-        "ignored",
-        "use_fast_bias",
-        "saturation_fix",
-        "range_estimator",
-        "threshold",
-        "compress_weights",
-        "maximal_drop",
-        "drop_type",
-        "ranking_subset_size",
-        "max_iter_num",
-        "use_prev_if_drop_increase",
-        "convert_to_mixed_preset",
-        "metric_subset_ratio",
-        "baseline_metric",
-        "ranking",
-        "emulate_cpu_plugin",
-    ];
-    if !KNOWN.contains(&key) {
-        return Err(Error::invalid(format!("unknown option '{key}' (known: {})", KNOWN.join(", "))));
+    // One key at a time: the quantizer and weight blocks and base_algorithm come whole through
+    // `ovpot_session_new`'s JSON config.
+    const BLOCKS: [&str; 3] = ["activations", "weights", "base_algorithm"];
+    let known: Vec<&str> = APPLIED_PARAMS.iter().copied().filter(|k| !BLOCKS.contains(k)).collect();
+    if !known.contains(&key) {
+        return Err(Error::invalid(format!("unknown option '{key}' (known: {})", known.join(", "))));
     }
     let mut params = serde_json::Map::new();
     params.insert(key.to_string(), value);

@@ -244,37 +244,40 @@ fn check_estimator(e: &Estimator, at: &str) -> Result<()> {
     Ok(())
 }
 
+/// The POT parameters [`QuantConfig::apply_params`] honours (DefaultQuantization and
+/// AccuracyAwareQuantization params).
+pub const APPLIED_PARAMS: [&str; 23] = [
+    "preset",
+    "target_device",
+    "stat_subset_size",
+    "model_type",
+    "ignored",
+    "use_fast_bias",
+    "saturation_fix",
+    "range_estimator",
+    "activations",
+    "weights",
+    "threshold",
+    "compress_weights",
+    "maximal_drop",
+    "drop_type",
+    "ranking_subset_size",
+    "max_iter_num",
+    "use_prev_if_drop_increase",
+    "convert_to_mixed_preset",
+    "metric_subset_ratio",
+    "ranking",
+    "baseline_metric",
+    "emulate_cpu_plugin",
+    "base_algorithm",
+];
+
 /// A POT parameter that is read nowhere else: None when it cannot change the result at this
 /// value, else the warning.
 fn unused_param(key: &str, v: &serde_json::Value) -> Option<String> {
-    const APPLIED: [&str; 23] = [
-        "preset",
-        "target_device",
-        "stat_subset_size",
-        "model_type",
-        "ignored",
-        "use_fast_bias",
-        "saturation_fix",
-        "range_estimator",
-        "activations",
-        "weights",
-        "threshold",
-        "compress_weights",
-        "maximal_drop",
-        "drop_type",
-        "ranking_subset_size",
-        "max_iter_num",
-        "use_prev_if_drop_increase",
-        "convert_to_mixed_preset",
-        "metric_subset_ratio",
-        "ranking",
-        "baseline_metric",
-        "emulate_cpu_plugin",
-        "base_algorithm",
-    ];
     // Knobs that only trade memory or time, or that POT reads only when another key enables them.
     const NO_EFFECT: [&str; 4] = ["seed", "inplace_statistics", "dump_intermediate_model", "annotation_conf_threshold"];
-    if APPLIED.contains(&key) || NO_EFFECT.contains(&key) || v.is_null() {
+    if APPLIED_PARAMS.contains(&key) || NO_EFFECT.contains(&key) || v.is_null() {
         return None;
     }
     let off = v == &serde_json::Value::Bool(false);
