@@ -85,9 +85,17 @@ impl Model {
     /// FakeQuantize nodes that changed. For judging an INT8 IR in the built-in engine as the
     /// runtime will run it; not for saving.
     pub fn emulating_cpu_plugin(&self) -> (Model, Vec<String>) {
+        let (m, e) = self.emulating_cpu(crate::quant::isa::Int8Arithmetic::Exact);
+        (m, e.unrounded)
+    }
+
+    /// [`Model::emulating_cpu_plugin`] on a CPU with the given int8 arithmetic: without VNNI,
+    /// int8 convolutions and MatMuls also saturate their 16-bit pair sums as the plugin's kernels
+    /// do ([`crate::quant::isa`]).
+    pub fn emulating_cpu(&self, arithmetic: crate::quant::isa::Int8Arithmetic) -> (Model, crate::quant::cpu_plugin::Emulation) {
         let mut g = (*self.graph).clone();
-        let changed = crate::quant::cpu_plugin::emulate(&mut g);
-        (Model::from_graph(g), changed)
+        let e = crate::quant::cpu_plugin::emulate_for(&mut g, arithmetic);
+        (Model::from_graph(g), e)
     }
 }
 

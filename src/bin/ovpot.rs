@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ovpot::api::{LogLevel, Metric, Stage, Top1Accuracy};
 use ovpot::data::{open_dataset, read_labels, DataOptions, ImageOptions, Layout};
-use ovpot::quant::config::{Algorithm, IgnoredOperation, QuantConfig};
+use ovpot::quant::config::{Algorithm, IgnoredOperation, QuantConfig, TargetDevice};
 use ovpot::quant::hw_config::{HwConfig, QSpec};
 use ovpot::quant::placement::plan_quantizers;
 use ovpot::tensor::Tensor;
@@ -124,6 +124,14 @@ struct PlanArgs {
     /// transformer: quantize as a transformer (SmoothQuant, no FQ on some ops).
     #[arg(long)]
     model_type: Option<String>,
+    /// The int8 arithmetic of the CPU that will run the model: auto (this CPU, default), avx2
+    /// (any x86 CPU without VNNI: pair sums saturate in 16 bits) or vnni (exact sums).
+    #[arg(long)]
+    target_isa: Option<String>,
+    /// 7-bit weights against that saturation: auto (per layer where it pays, default), no,
+    /// first_layer (POT's and NNCF's default) or all.
+    #[arg(long)]
+    saturation_fix: Option<String>,
     /// Layers to keep in floating point: names, `re:<regex>` over names, `type:<OpType>`;
     /// repeat or separate by commas.
     #[arg(long, value_delimiter = ',')]
@@ -191,9 +199,13 @@ struct InferArgs {
     #[arg(long, short = 'o')]
     output_dir: PathBuf,
     /// Compute what OpenVINO's CPU plugin computes for an INT8 IR (a FakeQuantize before a fused
-    /// residual Add clamps without rounding) instead of FakeQuantize semantics.
+    /// residual Add clamps without rounding; without VNNI, int8 pair sums saturate in 16 bits)
+    /// instead of FakeQuantize semantics.
     #[arg(long)]
     as_openvino_cpu: bool,
+    /// With --as-openvino-cpu: the CPU's int8 arithmetic, auto (this CPU), avx2 (no VNNI) or vnni.
+    #[arg(long, default_value = "auto")]
+    target_isa: String,
 }
 
 #[derive(Args, Debug)]
@@ -209,9 +221,13 @@ struct EvaluateArgs {
     #[arg(long, default_value_t = 0)]
     metric_output: usize,
     /// Compute what OpenVINO's CPU plugin computes for an INT8 IR (a FakeQuantize before a fused
-    /// residual Add clamps without rounding) instead of FakeQuantize semantics.
+    /// residual Add clamps without rounding; without VNNI, int8 pair sums saturate in 16 bits)
+    /// instead of FakeQuantize semantics.
     #[arg(long)]
     as_openvino_cpu: bool,
+    /// With --as-openvino-cpu: the CPU's int8 arithmetic, auto (this CPU), avx2 (no VNNI) or vnni.
+    #[arg(long, default_value = "auto")]
+    target_isa: String,
 }
 
 #[derive(Args, Debug)]
@@ -398,20 +414,28 @@ fn stack(parts: &[&Tensor], what: &str) -> CliResult<Tensor> {
 }
 
 /// The model as given, or as OpenVINO's CPU plugin runs it (`--as-openvino-cpu`).
-fn model_as_run(model: Model, as_openvino_cpu: bool, log: &Logger) -> Model {
+fn model_as_run(model: Model, as_openvino_cpu: bool, target_isa: &str, log: &Logger) -> CliResult<Model> {
     if !as_openvino_cpu {
-        return model;
+        return Ok(model);
     }
-    let (m, changed) = model.emulating_cpu_plugin();
-    log.info(&format!("as OpenVINO's CPU plugin: {} FakeQuantize(s) clamp without rounding", changed.len()));
-    for name in &changed {
+    let isa = ovpot::quant::isa::resolve_here(enum_value(target_isa, "--target-isa")?, TargetDevice::CPU);
+    let (m, e) = model.emulating_cpu(isa.arithmetic);
+    log.info(&format!(
+        "as OpenVINO's CPU plugin on {} ({}): {} FakeQuantize(s) clamp without rounding, {} int8 layer(s) can \
+         saturate 16-bit pair sums",
+        isa.isa,
+        isa.reason,
+        e.unrounded.len(),
+        e.saturating.len()
+    ));
+    for name in e.unrounded.iter().chain(&e.saturating) {
         log.debug(&format!("  {name}"));
     }
-    m
+    Ok(m)
 }
 
 fn cmd_infer(a: &InferArgs, log: Logger, visible: bool) -> CliResult<()> {
-    let model = model_as_run(read_model(&a.model)?, a.as_openvino_cpu, &log);
+    let model = model_as_run(read_model(&a.model)?, a.as_openvino_cpu, &a.target_isa, &log)?;
     let data = open_data(a.data.data.as_deref(), &model, &a.data)?;
     let outs = run_all(&model, data.as_ref(), visible, "infer")?;
     std::fs::create_dir_all(&a.output_dir).map_err(|e| ovpot::Error::io(&a.output_dir, e))?;
@@ -454,7 +478,7 @@ fn check_metric_output(model: &Model, k: usize) -> CliResult<()> {
 }
 
 fn cmd_evaluate(a: &EvaluateArgs, log: Logger, visible: bool) -> CliResult<()> {
-    let model = model_as_run(read_model(&a.model)?, a.as_openvino_cpu, &log);
+    let model = model_as_run(read_model(&a.model)?, a.as_openvino_cpu, &a.target_isa, &log)?;
     check_metric_output(&model, a.metric_output)?;
     let data = open_data(a.data.data.as_deref(), &model, &a.data)?;
     let labels = read_labels(&a.labels)?;
@@ -753,6 +777,12 @@ fn apply_plan_args(cfg: &mut QuantConfig, a: &PlanArgs) -> CliResult<()> {
     }
     if let Some(t) = &a.model_type {
         cfg.model_type = Some(enum_value(t, "--model-type")?);
+    }
+    if let Some(t) = &a.target_isa {
+        cfg.target_isa = enum_value(t, "--target-isa")?;
+    }
+    if let Some(t) = &a.saturation_fix {
+        cfg.saturation_fix = enum_value(t, "--saturation-fix")?;
     }
     for item in a.ignored_scope.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         if let Some(re) = item.strip_prefix("re:") {

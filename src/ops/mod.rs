@@ -14,6 +14,7 @@ pub mod conv;
 pub mod convert;
 pub mod fake_quantize;
 pub mod gemm;
+pub mod int8;
 pub mod matmul;
 pub mod misc;
 pub mod norm;
@@ -140,6 +141,7 @@ pub fn registry() -> &'static Registry {
         conv::register(&mut r);
         convert::register(&mut r);
         fake_quantize::register(&mut r);
+        int8::register(&mut r);
         matmul::register(&mut r);
         misc::register(&mut r);
         norm::register(&mut r);

@@ -50,10 +50,35 @@ pub enum ModelType {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum SaturationFix {
+    /// ovpot's default: on a target without VNNI, 7-bit weights for the layers whose
+    /// saturation costs more than the lost weight bit (measured per layer on calibration data);
+    /// nothing on a VNNI target.
     #[default]
+    Auto,
+    /// 7-bit weights for the first layer(s) (POT's and NNCF's default).
+    #[serde(alias = "first_layer_only")]
     FirstLayer,
+    /// 7-bit weights everywhere (NNCF `overflow_fix=enable`).
+    #[serde(alias = "enable")]
     All,
+    /// 8-bit weights everywhere.
+    #[serde(alias = "disable")]
     No,
+}
+
+/// The int8 arithmetic of the target CPU (see [`crate::quant::isa`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetIsa {
+    /// The CPU ovpot runs on (capped by `ONEDNN_MAX_CPU_ISA` like OpenVINO).
+    #[default]
+    Auto,
+    /// Any x86 CPU without VNNI (SSE4.1, AVX2, AVX-512 without VNNI): saturating pair sums.
+    #[serde(alias = "AVX2", alias = "sse41", alias = "avx512_core", alias = "no_vnni")]
+    Avx2,
+    /// AVX-VNNI, AVX-512 VNNI, AMX: exact sums.
+    #[serde(alias = "VNNI", alias = "avx512_vnni", alias = "avx_vnni", alias = "amx")]
+    Vnni,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -178,6 +203,8 @@ pub struct QuantConfig {
     /// Set false to skip bias correction altogether.
     pub bias_correction: bool,
     pub saturation_fix: SaturationFix,
+    /// The int8 arithmetic of the CPU the model will run on (CPU and ANY targets).
+    pub target_isa: TargetIsa,
     pub range_estimator: RangeEstimators,
     /// Save weights as int8 constants with a dequantization subgraph (true) or as FP32 with FQ.
     pub compress_weights: bool,
@@ -202,7 +229,8 @@ impl Default for QuantConfig {
             ignored: IgnoredScope::default(),
             use_fast_bias: true,
             bias_correction: true,
-            saturation_fix: SaturationFix::FirstLayer,
+            saturation_fix: SaturationFix::Auto,
+            target_isa: TargetIsa::Auto,
             range_estimator: RangeEstimators::default(),
             compress_weights: true,
             smooth_quant_alpha: 0.95,
@@ -246,9 +274,10 @@ fn check_estimator(e: &Estimator, at: &str) -> Result<()> {
 
 /// The POT parameters [`QuantConfig::apply_params`] honours (DefaultQuantization and
 /// AccuracyAwareQuantization params).
-pub const APPLIED_PARAMS: [&str; 23] = [
+pub const APPLIED_PARAMS: [&str; 24] = [
     "preset",
     "target_device",
+    "target_isa",
     "stat_subset_size",
     "model_type",
     "ignored",
@@ -518,9 +547,12 @@ impl QuantConfig {
         if let Some(m) = take::<ModelType>(comp, "model_type")? {
             c.model_type = Some(m);
         }
+        if let Some(t) = take::<TargetIsa>(comp, "target_isa")? {
+            c.target_isa = t;
+        }
         for k in comp.keys() {
             // Memory and debugging knobs of POT; "inplase" is how POT's own spec spells it.
-            let known = ["target_device", "model_type", "algorithms", "dump_intermediate_model"];
+            let known = ["target_device", "target_isa", "model_type", "algorithms", "dump_intermediate_model"];
             if !known.contains(&k.as_str()) && k != "inplace_statistics" && k != "inplase_statistics" {
                 warn.push(format!("'compression.{k}' is not a known POT key; ignored"));
             }
@@ -563,6 +595,9 @@ impl QuantConfig {
         }
         if let Some(x) = take(p, "target_device")? {
             self.target_device = x;
+        }
+        if let Some(x) = take(p, "target_isa")? {
+            self.target_isa = x;
         }
         if let Some(x) = take(p, "stat_subset_size")? {
             self.stat_subset_size = x;

@@ -11,8 +11,11 @@
 //! FakeQuantize nodes by `Clamp`, choosing the Add input the plugin's
 //! `FuseConvolutionSumAndConvolutionSumActivation` would merge.
 
+use super::isa::Int8Arithmetic;
 use crate::graph::{Attrs, Graph, NodeId, Outlet};
-use crate::tensor::ElementType;
+use crate::ops::int8::pair_can_saturate;
+use crate::tensor::{ElementType, Tensor};
+use ndarray::IxDyn;
 use std::collections::{HashMap, HashSet};
 
 type Consumers = HashMap<Outlet, Vec<(NodeId, usize)>>;
@@ -215,6 +218,184 @@ pub fn emulate(graph: &mut Graph) -> Vec<String> {
         graph.remove_dead_nodes();
     }
     names
+}
+
+/// What [`emulate_for`] changed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Emulation {
+    /// FakeQuantize nodes before a fused residual sum that clamp without rounding.
+    pub unrounded: Vec<String>,
+    /// Int8 layers whose 16-bit pair sums can saturate on the target (no-VNNI arithmetic).
+    pub saturating: Vec<String>,
+}
+
+/// Rewrites `graph` to compute what OpenVINO's CPU plugin computes on a CPU with the given int8
+/// arithmetic: the residual-sum rule of [`emulate`], then, for CPUs without VNNI, the 16-bit
+/// pair saturation of int8 convolutions and MatMuls ([`crate::ops::int8`]).
+pub fn emulate_for(graph: &mut Graph, arithmetic: Int8Arithmetic) -> Emulation {
+    let unrounded = emulate(graph);
+    let saturating = match arithmetic {
+        Int8Arithmetic::Exact => vec![],
+        Int8Arithmetic::PairSaturating => emulate_pair_saturation(graph),
+    };
+    Emulation { unrounded, saturating }
+}
+
+/// Ops that pass activation values through unchanged (a FakeQuantize before them still
+/// describes their output's grid).
+const VALUE_PRESERVING: &[&str] = &[
+    "Reshape", "Squeeze", "Unsqueeze", "Transpose", "MaxPool", "Pad", "StridedSlice", "Slice", "Split",
+    "VariadicSplit", "Gather", "Concat", "DepthToSpace", "SpaceToDepth", "ShuffleChannels", "Broadcast", "Tile",
+];
+
+/// The activation grid `(low, high, levels)` of the FakeQuantize that `o`'s values come from.
+fn activation_grid(g: &Graph, o: Outlet) -> Option<(f32, f32, usize)> {
+    let mut cur = o.node;
+    for _ in 0..64 {
+        let n = &g.nodes[cur];
+        if n.op_type == "FakeQuantize" {
+            let [il, ih, ol, oh] = [1, 2, 3, 4].map(|k| n.inputs.get(k).and_then(|&i| scalar(g, i)));
+            let (il, ih, ol, oh) = (il?, ih?, ol?, oh?);
+            let levels: usize = n.attrs.get("levels")?.trim().parse().ok()?;
+            return (il == ol && ih == oh && ih > il && levels == 256).then_some((il, ih, levels));
+        }
+        if !VALUE_PRESERVING.contains(&n.op_type.as_str()) || n.inputs.is_empty() {
+            return None;
+        }
+        if n.op_type == "Concat" {
+            // Every input must come from the same grid.
+            let grids: Vec<_> = n.inputs.iter().map(|&i| activation_grid(g, i)).collect();
+            let first = grids.first().copied().flatten()?;
+            return grids.iter().all(|x| *x == Some(first)).then_some(first);
+        }
+        cur = n.inputs[0].node;
+    }
+    None
+}
+
+/// Int8 weight codes in the weight's own layout and one scale per output channel, from
+/// `Const(i8) → Convert → Multiply(scale) [→ Reshape]`.
+fn weight_codes(g: &Graph, o: Outlet, channels_of: impl Fn(&[usize]) -> usize) -> Option<(Tensor, Tensor)> {
+    let mut n = &g.nodes[o.node];
+    let shape = g.outlet_info(o).shape.to_static()?;
+    if n.op_type == "Reshape" {
+        n = &g.nodes[n.inputs.first()?.node];
+    }
+    if n.op_type != "Multiply" || n.inputs.len() != 2 {
+        return None;
+    }
+    let (a, b) = (&g.nodes[n.inputs[0].node], &g.nodes[n.inputs[1].node]);
+    let (conv, scale) = if a.op_type == "Convert" { (a, b) } else { (b, a) };
+    if conv.op_type != "Convert" || !scale.is_const() {
+        return None;
+    }
+    let codes = &g.nodes[conv.inputs.first()?.node];
+    let Some(Tensor::I8(c)) = codes.value.as_deref() else { return None };
+    let c = c.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&shape)).ok()?;
+    let s: Vec<f32> = scale.value.as_ref()?.to_f32().iter().copied().collect();
+    let oc = channels_of(&shape);
+    let s = match s.len() {
+        1 => vec![s[0]; oc],
+        l if l == oc => s,
+        _ => return None,
+    };
+    Some((Tensor::I8(c), Tensor::f32_from_vec(&[oc], s).ok()?))
+}
+
+/// Inserts an `Int8PairSaturation` after every int8 Convolution, grouped (not depthwise)
+/// GroupConvolution and MatMul with constant weights whose weight pairs can saturate; returns
+/// their names.
+pub fn emulate_pair_saturation(graph: &mut Graph) -> Vec<String> {
+    let consumers = graph.consumers();
+    let mut names = vec![];
+    for id in 0..graph.nodes.len() {
+        let n = &graph.nodes[id];
+        let (kind, channels_of): (&str, fn(&[usize]) -> usize) = match n.op_type.as_str() {
+            "Convolution" => ("conv", |s| s[0]),
+            "GroupConvolution" => ("group_conv", |s| s[0] * s[1]),
+            "MatMul" => ("matmul", |s| s[0].max(s[1])),
+            _ => continue,
+        };
+        if n.inputs.len() != 2 {
+            continue;
+        }
+        let (x, w) = (n.inputs[0], n.inputs[1]);
+        let Some((lo, hi, levels)) = activation_grid(graph, x) else { continue };
+        let mut attrs = Attrs::from_pairs(&[
+            ("kind", kind),
+            ("act_low", &lo.to_string()),
+            ("act_high", &hi.to_string()),
+            ("levels", &levels.to_string()),
+        ]);
+        let ws = graph.outlet_info(w).shape.to_static();
+        let mut channels_of = channels_of;
+        match kind {
+            "matmul" => {
+                let tb = n.attrs.get("transpose_b").is_some_and(|v| v.trim() == "true");
+                let ta = n.attrs.get("transpose_a").is_some_and(|v| v.trim() == "true");
+                if ta || ws.as_ref().is_none_or(|s| s.len() != 2) {
+                    continue;
+                }
+                channels_of = if tb { |s| s[0] } else { |s| s[1] };
+                attrs.0.push(("transpose_b".into(), tb.to_string()));
+            }
+            _ => {
+                // Depthwise convolutions multiply one channel at a time: exact.
+                if kind == "group_conv" && ws.as_ref().is_none_or(|s| s.len() < 4 || s[2] < 2) {
+                    continue;
+                }
+                for k in ["strides", "dilations", "pads_begin", "pads_end", "auto_pad"] {
+                    if let Some(v) = n.attrs.get(k) {
+                        attrs.0.push((k.into(), v.to_string()));
+                    }
+                }
+            }
+        }
+        let Some((codes, scale)) = weight_codes(graph, w, channels_of) else { continue };
+        if !can_saturate(&codes, kind, n.attrs.get("transpose_b").is_some_and(|v| v.trim() == "true")) {
+            continue;
+        }
+        let name = graph.nodes[id].name.clone();
+        let out_port = graph.nodes[id].outputs[0].clone();
+        let c = graph.add_const(format!("{name}/int8_codes"), codes);
+        let s = graph.add_const(format!("{name}/int8_scale"), scale);
+        let sat = graph.add_op(
+            format!("{name}/int8_pair_saturation"),
+            "Int8PairSaturation",
+            "ovpot",
+            attrs,
+            vec![Outlet::new(id, 0), x, Outlet::new(c, 0), Outlet::new(s, 0)],
+            vec![crate::graph::PortInfo::new(out_port.element_type, out_port.shape.clone())],
+        );
+        for &(cn, k) in consumers.get(&Outlet::new(id, 0)).map(|v| v.as_slice()).unwrap_or(&[]) {
+            graph.set_input(cn, k, Outlet::new(sat, 0));
+        }
+        names.push(name);
+    }
+    names
+}
+
+/// Whether any pair of adjacent input channels (per output channel and kernel tap) can saturate.
+fn can_saturate(codes: &Tensor, kind: &str, transpose_b: bool) -> bool {
+    let Tensor::I8(c) = codes else { return false };
+    let s = c.shape();
+    let c = c.as_standard_layout();
+    let flat: Vec<i32> = c.iter().map(|&v| v as i32).collect();
+    // (outer, channels, inner): pairs run along `channels` with stride `inner`.
+    let (outer, channels, inner) = match kind {
+        "matmul" if transpose_b => (s[0], s[1], 1),
+        "matmul" => (1, s[0], s[1]),
+        "group_conv" => (s[0] * s[1], s[2], s[3..].iter().product()),
+        _ => (s[0], s[1], s[2..].iter().product()),
+    };
+    (0..outer).any(|o| {
+        (0..channels.saturating_sub(1)).step_by(2).any(|c0| {
+            (0..inner).any(|t| {
+                let at = |c: usize| flat[(o * channels + c) * inner + t];
+                pair_can_saturate(at(c0), at(c0 + 1))
+            })
+        })
+    })
 }
 
 #[cfg(test)]

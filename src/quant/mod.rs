@@ -8,6 +8,7 @@ pub mod bias_correction;
 pub mod config;
 pub mod cpu_plugin;
 pub mod hw_config;
+pub mod isa;
 pub mod minmax;
 pub mod placement;
 pub mod smooth_quant;

@@ -350,10 +350,13 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
         a.targets.sort();
     }
 
-    // Saturation fix: the first weighted layers (no quantized weighted op before them).
-    let apply_fix = hw.uses_saturation_fix() && config.saturation_fix != super::config::SaturationFix::No;
+    // Saturation fix as asked: the first weighted layers (no quantized weighted op before them),
+    // or all. `auto` is decided per layer from calibration data (quant::saturation).
+    use super::config::SaturationFix;
+    let apply_fix =
+        hw.uses_saturation_fix() && matches!(config.saturation_fix, SaturationFix::FirstLayer | SaturationFix::All);
     if apply_fix {
-        let all = config.saturation_fix == super::config::SaturationFix::All;
+        let all = config.saturation_fix == SaturationFix::All;
         let mut has_before = vec![false; graph.nodes.len()];
         for &id in &order {
             let n = &graph.nodes[id];
