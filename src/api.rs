@@ -287,7 +287,28 @@ pub struct Report {
     pub timings: Vec<(String, f64)>,
     pub inferences: usize,
     pub accuracy: Option<AccuracyReport>,
+    /// The int8 arithmetic assumed for the target CPU and what it decided.
+    pub int8_arithmetic: Option<Int8ArithmeticReport>,
     pub warnings: Vec<String>,
+}
+
+/// The target CPU's int8 arithmetic (`target_isa`) and the saturation fix it led to.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Int8ArithmeticReport {
+    /// `avx2` (no VNNI: 16-bit saturating pair sums), `vnni` (exact) or `none` (not a CPU target).
+    pub target_isa: String,
+    /// Why: "asked ..." or "detected: ...".
+    pub reason: String,
+    /// The `saturation_fix` mode in effect.
+    pub saturation_fix: String,
+    /// Layers given 7-bit weights.
+    pub seven_bit_layers: Vec<String>,
+    /// Per layer whose 8-bit weights can saturate: the errors measured both ways (auto mode).
+    pub measured: Vec<crate::quant::saturation::LayerChoice>,
+    /// The first layers' choice by the model's output error (auto mode on CPU targets).
+    pub first_layers: Option<crate::quant::saturation::FirstLayersChoice>,
+    /// Layers left with 8-bit weights whose pair sums can saturate on the target.
+    pub saturating_layers: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

@@ -976,6 +976,12 @@ fn main() -> ExitCode {
         Command::Info(a) => cmd_info(a),
         Command::Convert(a) => cmd_convert(a, log),
     };
+    if ovpot::engine::profile::enabled() {
+        // OVPOT_PROFILE=1: where the engine spent its time, by op type (summed over threads).
+        for (op, secs, calls) in ovpot::engine::profile::report().iter().take(15) {
+            eprintln!("profile: {op:<24} {secs:>9.3} s {calls:>9} calls");
+        }
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError(msg)) => {

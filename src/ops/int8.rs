@@ -139,10 +139,26 @@ fn per_channel(scale: &ArrayD<f32>, n: usize) -> Option<Vec<f32>> {
     }
 }
 
+/// Whether pair `p` can leave the 16-bit range when each channel's level is at most `top[c]`
+/// (weights of one sign and levels ≥ 0: the sum's magnitude is at most Σ top·|w|).
+#[inline]
+fn reachable(top: &[i32], p: &Pair) -> bool {
+    top[p.channel] * p.w0.abs() + top[p.channel + 1] * p.w1.abs() > i16::MAX as i32
+}
+
 #[inline]
 fn saturation_error(u0: i32, u1: i32, p: &Pair) -> i32 {
     let s = u0 * p.w0 + u1 * p.w1;
     s.clamp(i16::MIN as i32, i16::MAX as i32) - s
+}
+
+/// `acc[i] += sat16(u0[i]·w0 + u1[i]·w1) − (u0[i]·w0 + u1[i]·w1)` over contiguous levels.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl", "x86_64+avx2"))]
+fn accumulate(acc: &mut [i32], u0: &[i32], u1: &[i32], w0: i32, w1: i32) {
+    for ((a, &x0), &x1) in acc.iter_mut().zip(u0).zip(u1) {
+        let s = x0 * w0 + x1 * w1;
+        *a += s.clamp(i16::MIN as i32, i16::MAX as i32) - s;
+    }
 }
 
 impl PairSaturation {
@@ -159,25 +175,49 @@ impl PairSaturation {
 
 impl Op for PairSaturation {
     fn eval(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
-        let [yt, xt, ..] = inputs else {
+        let owned = inputs.iter().map(|t| std::sync::Arc::new((*t).clone())).collect();
+        self.eval_owned(owned)
+    }
+
+    fn eval_owned(&self, mut inputs: Vec<std::sync::Arc<Tensor>>) -> Result<Vec<Tensor>> {
+        if inputs.len() < 2 {
             return Err(Error::invalid(format!("expected 4 inputs, got {}", inputs.len())));
+        }
+        let xt = inputs.swap_remove(1);
+        let yt = inputs.swap_remove(0);
+        // The exact result is corrected in place when nobody else holds it.
+        let mut y = match std::sync::Arc::try_unwrap(yt) {
+            Ok(Tensor::F32(a)) if a.is_standard_layout() => a,
+            Ok(t) => t.to_f32().as_standard_layout().into_owned(),
+            Err(shared) => shared.to_f32().as_standard_layout().into_owned(),
         };
-        let mut y = yt.to_f32().as_standard_layout().into_owned();
-        let x = xt.to_f32();
-        let xs = x.shape().to_vec();
-        let xv: Vec<f32> = x.as_standard_layout().iter().copied().collect();
-        let u = self.levels_of(&xv);
+        let xs = xt.shape().to_vec();
+        let u = match xt.as_f32().and_then(|a| a.as_slice()) {
+            Some(xv) => self.levels_of(xv),
+            None => self.levels_of(&xt.to_f32().as_standard_layout().iter().copied().collect::<Vec<f32>>()),
+        };
         let ys = y.shape().to_vec();
         let out = y.as_slice_mut().ok_or_else(|| Error::internal("output not contiguous"))?;
         let nout = self.channels.len();
         match &self.kind {
             Kind::MatMul => {
                 let k = *xs.last().unwrap_or(&0);
-                if ys.last() != Some(&nout) || k == 0 || xv.len() / k != out.len() / nout.max(1) {
+                if ys.last() != Some(&nout) || k == 0 || u.len() / k != out.len() / nout.max(1) {
                     return Err(Error::mismatch(format!("MatMul data {xs:?} and output {ys:?} do not match")));
                 }
+                // Pairs that cannot reach the limit with the largest levels this input holds are
+                // skipped (exactly: their error is zero).
+                let mut top = vec![0i32; k];
+                for row in u.chunks_exact(k) {
+                    top.iter_mut().zip(row).for_each(|(t, &v)| *t = (*t).max(v));
+                }
+                let live: Vec<(f32, Vec<Pair>)> = self
+                    .channels
+                    .iter()
+                    .map(|(s, pairs)| (*s, pairs.iter().filter(|p| reachable(&top, p)).copied().collect()))
+                    .collect();
                 for (row, yr) in u.chunks_exact(k).zip(out.chunks_exact_mut(nout)) {
-                    for ((scale, pairs), yv) in self.channels.iter().zip(yr.iter_mut()) {
+                    for ((scale, pairs), yv) in live.iter().zip(yr.iter_mut()) {
                         let e: i32 = pairs.iter().map(|p| saturation_error(row[p.channel], row[p.channel + 1], p)).sum();
                         if e != 0 {
                             *yv += self.step * scale * e as f32;
@@ -204,42 +244,68 @@ impl Op for PairSaturation {
                 let plane: usize = in3.iter().product();
                 let cin = xs[1];
                 let pad = self.pad_level();
+                let mut acc = vec![0i32; out_sp];
                 for n in 0..xs[0] {
                     let un = &u[n * cin * plane..(n + 1) * cin * plane];
+                    // The largest level per input channel (padding included): pairs that cannot
+                    // reach the limit with them are skipped (exactly: their error is zero).
+                    let top: Vec<i32> =
+                        un.chunks_exact(plane.max(1)).map(|c| c.iter().copied().fold(pad, i32::max)).collect();
                     for (oc, (scale, pairs)) in self.channels.iter().enumerate() {
-                        if pairs.is_empty() {
+                        if !pairs.iter().any(|p| reachable(&top, p)) {
                             continue;
                         }
-                        let yo = &mut out[(n * nout + oc) * out_sp..(n * nout + oc + 1) * out_sp];
-                        let mut pos = 0;
-                        for o0 in 0..ax[0].output {
-                            for o1 in 0..ax[1].output {
-                                for o2 in 0..ax[2].output {
-                                    let mut e = 0i32;
-                                    for p in pairs {
-                                        let t2 = p.tap % k3[2];
-                                        let t1 = (p.tap / k3[2]) % k3[1];
-                                        let t0 = p.tap / (k3[2] * k3[1]);
-                                        let (i0, i1, i2) = (ax[0].src(o0, t0), ax[1].src(o1, t1), ax[2].src(o2, t2));
-                                        let inside = i0 >= 0
-                                            && i1 >= 0
-                                            && i2 >= 0
-                                            && (i0 as usize) < in3[0]
-                                            && (i1 as usize) < in3[1]
-                                            && (i2 as usize) < in3[2];
-                                        let (u0, u1) = if inside {
-                                            let at = ((i0 as usize) * in3[1] + i1 as usize) * in3[2] + i2 as usize;
-                                            (un[p.channel * plane + at], un[(p.channel + 1) * plane + at])
+                        acc.iter_mut().for_each(|a| *a = 0);
+                        for p in pairs.iter().filter(|p| reachable(&top, p)) {
+                            let t = [p.tap / (k3[2] * k3[1]), (p.tap / k3[2]) % k3[1], p.tap % k3[2]];
+                            let e_pad = saturation_error(pad, pad, p);
+                            let (c0, c1) = (&un[p.channel * plane..], &un[(p.channel + 1) * plane..]);
+                            let (lo2, hi2) = ax[2].valid_range(t[2]);
+                            let mut pos = 0;
+                            for o0 in 0..ax[0].output {
+                                let i0 = ax[0].src(o0, t[0]);
+                                for o1 in 0..ax[1].output {
+                                    let i1 = ax[1].src(o1, t[1]);
+                                    let row = &mut acc[pos..pos + ax[2].output];
+                                    pos += ax[2].output;
+                                    let inside = i0 >= 0 && i1 >= 0 && (i0 as usize) < in3[0] && (i1 as usize) < in3[1];
+                                    if !inside {
+                                        if e_pad != 0 {
+                                            row.iter_mut().for_each(|a| *a += e_pad);
+                                        }
+                                        continue;
+                                    }
+                                    let base = ((i0 as usize) * in3[1] + i1 as usize) * in3[2];
+                                    if e_pad != 0 {
+                                        let (head, tail) = row.split_at_mut(hi2);
+                                        head[..lo2].iter_mut().chain(tail.iter_mut()).for_each(|a| *a += e_pad);
+                                    }
+                                    if lo2 < hi2 {
+                                        let first = base + ax[2].src(lo2, t[2]) as usize;
+                                        let len = hi2 - lo2;
+                                        let step = ax[2].stride;
+                                        let span = (len - 1) * step + 1;
+                                        let (a0, a1) = (&c0[first..first + span], &c1[first..first + span]);
+                                        if step == 1 {
+                                            accumulate(&mut row[lo2..hi2], a0, a1, p.w0, p.w1);
                                         } else {
-                                            (pad, pad)
-                                        };
-                                        e += saturation_error(u0, u1, p);
+                                            for ((a, &v0), &v1) in row[lo2..hi2]
+                                                .iter_mut()
+                                                .zip(a0.iter().step_by(step))
+                                                .zip(a1.iter().step_by(step))
+                                            {
+                                                *a += saturation_error(v0, v1, p);
+                                            }
+                                        }
                                     }
-                                    if e != 0 {
-                                        yo[pos] += self.step * scale * e as f32;
-                                    }
-                                    pos += 1;
                                 }
+                            }
+                        }
+                        let yo = &mut out[(n * nout + oc) * out_sp..(n * nout + oc + 1) * out_sp];
+                        let f = self.step * scale;
+                        for (v, &e) in yo.iter_mut().zip(&acc) {
+                            if e != 0 {
+                                *v += f * e as f32;
                             }
                         }
                     }

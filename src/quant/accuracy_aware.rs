@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Runs `plan` on `indices` of `data` in parallel; outputs in index order.
-fn infer(
+pub(crate) fn infer(
     plan: &Plan,
     data: &dyn Dataset,
     indices: &[usize],
@@ -136,7 +136,7 @@ fn evaluate_quantized(
 fn eval_graph(q: &Quantized, reverted: &HashSet<NodeId>) -> Result<Graph> {
     let mut g = q.materialize(reverted)?;
     if emulates_cpu_plugin(&q.config) {
-        super::cpu_plugin::emulate(&mut g);
+        super::cpu_plugin::emulate_for(&mut g, q.isa.arithmetic);
     }
     Ok(g)
 }
@@ -413,7 +413,17 @@ pub fn run(
     }
     if emulates_cpu_plugin(&q.config) {
         let mut g = q.materialize(&HashSet::new())?;
-        let unrounded = super::cpu_plugin::emulate(&mut g);
+        let e = super::cpu_plugin::emulate_for(&mut g, q.isa.arithmetic);
+        if !e.saturating.is_empty() {
+            hooks.log(
+                LogLevel::Info,
+                &format!(
+                    "judging candidates with the 16-bit pair saturation of a CPU without VNNI in {} int8 layer(s)",
+                    e.saturating.len()
+                ),
+            );
+        }
+        let unrounded = e.unrounded;
         if !unrounded.is_empty() {
             hooks.log(
                 LogLevel::Info,

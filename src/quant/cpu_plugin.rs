@@ -275,7 +275,7 @@ fn activation_grid(g: &Graph, o: Outlet) -> Option<(f32, f32, usize)> {
 
 /// Int8 weight codes in the weight's own layout and one scale per output channel, from
 /// `Const(i8) → Convert → Multiply(scale) [→ Reshape]`.
-fn weight_codes(g: &Graph, o: Outlet, channels_of: impl Fn(&[usize]) -> usize) -> Option<(Tensor, Tensor)> {
+fn weight_codes(g: &Graph, o: Outlet, channels_of: impl Fn(&[usize]) -> usize) -> Option<(Tensor, Vec<f32>)> {
     let mut n = &g.nodes[o.node];
     let shape = g.outlet_info(o).shape.to_static()?;
     if n.op_type == "Reshape" {
@@ -299,7 +299,79 @@ fn weight_codes(g: &Graph, o: Outlet, channels_of: impl Fn(&[usize]) -> usize) -
         l if l == oc => s,
         _ => return None,
     };
-    Some((Tensor::I8(c), Tensor::f32_from_vec(&[oc], s).ok()?))
+    Some((Tensor::I8(c), s))
+}
+
+/// How a layer's weights pair up for [`insert_pair_saturation`]: its kind and, for MatMul,
+/// `transpose_b`; `None` for layers whose int8 arithmetic is exact (depthwise) or not modelled.
+pub fn pair_kind(g: &Graph, op: NodeId) -> Option<(&'static str, bool)> {
+    let n = &g.nodes[op];
+    if n.inputs.len() != 2 {
+        return None;
+    }
+    let ws = g.outlet_info(n.inputs[1]).shape.to_static()?;
+    let flag = |k: &str| n.attrs.get(k).is_some_and(|v| v.trim() == "true");
+    match n.op_type.as_str() {
+        "Convolution" if ws.len() >= 3 => Some(("conv", false)),
+        // Depthwise convolutions multiply one channel at a time: exact.
+        "GroupConvolution" if ws.len() >= 4 && ws[2] >= 2 => Some(("group_conv", false)),
+        "MatMul" if ws.len() == 2 && !flag("transpose_a") => Some(("matmul", flag("transpose_b"))),
+        _ => None,
+    }
+}
+
+/// Output channels of a weight tensor of `shape` for a layer of `kind`.
+fn output_channels(kind: (&str, bool), shape: &[usize]) -> usize {
+    match kind {
+        ("matmul", true) => shape[0],
+        ("matmul", false) => shape[1],
+        ("group_conv", _) => shape[0] * shape[1],
+        _ => shape[0],
+    }
+}
+
+/// Adds `Int8PairSaturation(y, x, codes, scale)` for layer `op` (reading activation `x`, with
+/// int8 weight `codes` in the weight's layout and one `scale` per output channel); `None` when
+/// `x` is not on a FakeQuantize grid or the layer is not modelled. The caller wires the output.
+pub fn insert_pair_saturation(
+    graph: &mut Graph,
+    op: NodeId,
+    x: Outlet,
+    y: Outlet,
+    codes: Tensor,
+    scale: Vec<f32>,
+) -> Option<NodeId> {
+    let kind = pair_kind(graph, op)?;
+    let (lo, hi, levels) = activation_grid(graph, x)?;
+    let n = &graph.nodes[op];
+    let mut attrs = Attrs::from_pairs(&[
+        ("kind", kind.0),
+        ("act_low", &lo.to_string()),
+        ("act_high", &hi.to_string()),
+        ("levels", &levels.to_string()),
+    ]);
+    if kind.0 == "matmul" {
+        attrs.0.push(("transpose_b".into(), kind.1.to_string()));
+    } else {
+        for k in ["strides", "dilations", "pads_begin", "pads_end", "auto_pad"] {
+            if let Some(v) = n.attrs.get(k) {
+                attrs.0.push((k.into(), v.to_string()));
+            }
+        }
+    }
+    let name = n.name.clone();
+    let port = graph.outlet_info(y).clone();
+    let oc = scale.len();
+    let c = graph.add_const(format!("{name}/int8_codes"), codes);
+    let s = graph.add_const(format!("{name}/int8_scale"), Tensor::f32_from_vec(&[oc], scale).ok()?);
+    Some(graph.add_op(
+        format!("{name}/int8_pair_saturation"),
+        "Int8PairSaturation",
+        "ovpot",
+        attrs,
+        vec![y, x, Outlet::new(c, 0), Outlet::new(s, 0)],
+        vec![crate::graph::PortInfo::new(port.element_type, port.shape.clone())],
+    ))
 }
 
 /// Inserts an `Int8PairSaturation` after every int8 Convolution, grouped (not depthwise)
@@ -309,74 +381,23 @@ pub fn emulate_pair_saturation(graph: &mut Graph) -> Vec<String> {
     let consumers = graph.consumers();
     let mut names = vec![];
     for id in 0..graph.nodes.len() {
-        let n = &graph.nodes[id];
-        let (kind, channels_of): (&str, fn(&[usize]) -> usize) = match n.op_type.as_str() {
-            "Convolution" => ("conv", |s| s[0]),
-            "GroupConvolution" => ("group_conv", |s| s[0] * s[1]),
-            "MatMul" => ("matmul", |s| s[0].max(s[1])),
-            _ => continue,
-        };
-        if n.inputs.len() != 2 {
+        let Some(kind) = pair_kind(graph, id) else { continue };
+        let (x, w) = (graph.nodes[id].inputs[0], graph.nodes[id].inputs[1]);
+        let Some((codes, scale)) = weight_codes(graph, w, |s| output_channels(kind, s)) else { continue };
+        if !can_saturate(&codes, kind.0, kind.1) {
             continue;
         }
-        let (x, w) = (n.inputs[0], n.inputs[1]);
-        let Some((lo, hi, levels)) = activation_grid(graph, x) else { continue };
-        let mut attrs = Attrs::from_pairs(&[
-            ("kind", kind),
-            ("act_low", &lo.to_string()),
-            ("act_high", &hi.to_string()),
-            ("levels", &levels.to_string()),
-        ]);
-        let ws = graph.outlet_info(w).shape.to_static();
-        let mut channels_of = channels_of;
-        match kind {
-            "matmul" => {
-                let tb = n.attrs.get("transpose_b").is_some_and(|v| v.trim() == "true");
-                let ta = n.attrs.get("transpose_a").is_some_and(|v| v.trim() == "true");
-                if ta || ws.as_ref().is_none_or(|s| s.len() != 2) {
-                    continue;
-                }
-                channels_of = if tb { |s| s[0] } else { |s| s[1] };
-                attrs.0.push(("transpose_b".into(), tb.to_string()));
-            }
-            _ => {
-                // Depthwise convolutions multiply one channel at a time: exact.
-                if kind == "group_conv" && ws.as_ref().is_none_or(|s| s.len() < 4 || s[2] < 2) {
-                    continue;
-                }
-                for k in ["strides", "dilations", "pads_begin", "pads_end", "auto_pad"] {
-                    if let Some(v) = n.attrs.get(k) {
-                        attrs.0.push((k.into(), v.to_string()));
-                    }
-                }
-            }
-        }
-        let Some((codes, scale)) = weight_codes(graph, w, channels_of) else { continue };
-        if !can_saturate(&codes, kind, n.attrs.get("transpose_b").is_some_and(|v| v.trim() == "true")) {
-            continue;
-        }
-        let name = graph.nodes[id].name.clone();
-        let out_port = graph.nodes[id].outputs[0].clone();
-        let c = graph.add_const(format!("{name}/int8_codes"), codes);
-        let s = graph.add_const(format!("{name}/int8_scale"), scale);
-        let sat = graph.add_op(
-            format!("{name}/int8_pair_saturation"),
-            "Int8PairSaturation",
-            "ovpot",
-            attrs,
-            vec![Outlet::new(id, 0), x, Outlet::new(c, 0), Outlet::new(s, 0)],
-            vec![crate::graph::PortInfo::new(out_port.element_type, out_port.shape.clone())],
-        );
+        let Some(sat) = insert_pair_saturation(graph, id, x, Outlet::new(id, 0), codes, scale) else { continue };
         for &(cn, k) in consumers.get(&Outlet::new(id, 0)).map(|v| v.as_slice()).unwrap_or(&[]) {
             graph.set_input(cn, k, Outlet::new(sat, 0));
         }
-        names.push(name);
+        names.push(graph.nodes[id].name.clone());
     }
     names
 }
 
 /// Whether any pair of adjacent input channels (per output channel and kernel tap) can saturate.
-fn can_saturate(codes: &Tensor, kind: &str, transpose_b: bool) -> bool {
+pub fn can_saturate(codes: &Tensor, kind: &str, transpose_b: bool) -> bool {
     let Tensor::I8(c) = codes else { return false };
     let s = c.shape();
     let c = c.as_standard_layout();

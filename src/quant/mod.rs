@@ -11,6 +11,7 @@ pub mod hw_config;
 pub mod isa;
 pub mod minmax;
 pub mod placement;
+pub mod saturation;
 pub mod smooth_quant;
 pub mod stats;
 
@@ -20,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Outlet, XmlElement};
 use crate::tensor::Tensor;
 use bias_correction::BiasSite;
-use config::{ModelType, QuantConfig};
+use config::{ModelType, QuantConfig, SaturationFix};
 use hw_config::HwConfig;
 use minmax::QuantizedWeight;
 use ndarray::ArrayD;
@@ -41,6 +42,8 @@ pub struct Quantized {
     pub weights: Vec<(ArrayD<f32>, QuantizedWeight)>,
     pub bias_shifts: Vec<(BiasSite, Vec<f64>)>,
     pub config: QuantConfig,
+    /// The int8 arithmetic of the target CPU, which verdicts emulate.
+    pub isa: isa::AssumedIsa,
     pub report: Report,
 }
 
@@ -364,8 +367,19 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         })
         .collect();
 
-    let mut quantized =
-        Quantized { fp_graph: graph, setup, act_ranges, weights, bias_shifts: vec![], config: config.clone(), report };
+    let assumed = isa::resolve_here(config.target_isa, config.target_device);
+    hooks.log(LogLevel::Info, &format!("int8 arithmetic of the target CPU: {} ({})", assumed.isa, assumed.reason));
+    let mut quantized = Quantized {
+        fp_graph: graph,
+        setup,
+        act_ranges,
+        weights,
+        bias_shifts: vec![],
+        config: config.clone(),
+        isa: assumed,
+        report,
+    };
+    let saturation_means = fix_saturation(&mut quantized, data, n, hooks)?;
 
     // Bias correction
     if config.bias_correction && !sites.is_empty() {
@@ -378,6 +392,16 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
                     (inp, col.channel_means.get(&(Outlet::new(site.op, 0), site.out_axis)))
                 else {
                     continue;
+                };
+                // What the target CPU's saturation takes off the layer's mean output is
+                // corrected with the rest.
+                let adjusted: Vec<f64>;
+                let out_means = match saturation_means.get(wi).filter(|m| m.len() == out_means.len()) {
+                    Some(sat) => {
+                        adjusted = out_means.iter().zip(sat).map(|(o, s)| o - s).collect();
+                        &adjusted
+                    }
+                    None => out_means,
                 };
                 let qw = Tensor::F32(quantized.weights[*wi].1.dequantized());
                 let w_input = quantized.setup.weights[*wi].input;
@@ -395,8 +419,10 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
                 }
             }
         } else {
-            // Full: measure the quantized model's per-channel outputs on real data.
-            let qg = quantized.quantizers_applied(&HashSet::new(), true)?;
+            // Full: measure the quantized model's per-channel outputs on real data, as the
+            // target CPU computes them.
+            let mut qg = quantized.quantizers_applied(&HashSet::new(), true)?;
+            cpu_plugin::emulate_for(&mut qg, quantized.isa.arithmetic);
             let qplan = Plan::new(&qg)?;
             let nb = n.clamp(1, 100);
             let mut qreqs: HashMap<Outlet, Vec<Request>> = HashMap::new();
@@ -452,6 +478,85 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     quantized.report.ignored = quantized.setup.ignored.clone();
     quantized.report.timings.push(("total".into(), t_total.elapsed().as_secs_f64()));
     Ok(quantized)
+}
+
+/// The saturation fix for a target without VNNI: measures the layers whose 8-bit weights can
+/// saturate, gives 7-bit weights to those `saturation_fix: auto` picks, and records the choice in
+/// the report. Returns the mean saturation error per output channel of the layers that keep
+/// 8-bit weights (by weight index), for bias correction.
+fn fix_saturation(
+    q: &mut Quantized,
+    data: &dyn Dataset,
+    n: usize,
+    hooks: &mut Hooks,
+) -> Result<HashMap<usize, Vec<f64>>> {
+    let mode = q.config.saturation_fix;
+    let mut means = HashMap::new();
+    let mut measured = vec![];
+    if q.isa.arithmetic == isa::Int8Arithmetic::PairSaturating {
+        let cands = saturation::candidates(q);
+        if !cands.is_empty() {
+            let t = Instant::now();
+            let m = saturation::measure(q, &cands, data, n, hooks)?;
+            q.report.inferences += n.clamp(1, saturation::SAMPLES);
+            for (i, choice) in &m.choices {
+                if mode == SaturationFix::Auto && choice.seven_bit {
+                    saturation::set_half_range(q, *i, true)?;
+                }
+            }
+            means = m.mean_saturation;
+            measured = m.choices.into_iter().map(|(_, c)| c).collect();
+            q.report.timings.push(("saturation_fix".into(), t.elapsed().as_secs_f64()));
+        }
+    }
+    let mut first_layers = None;
+    if mode == SaturationFix::Auto && q.isa.isa != "none" {
+        let t = Instant::now();
+        let firsts: Vec<usize> = (0..q.setup.weights.len()).filter(|&i| q.setup.weights[i].first).collect();
+        first_layers = saturation::check_first_layers(q, &firsts, data, n, hooks)?;
+        if let Some(c) = &first_layers {
+            hooks.log(
+                LogLevel::Info,
+                &format!(
+                    "first layer(s) {}: output error {:.3e} with 8-bit, {:.3e} with 7-bit weights; {}-bit kept",
+                    c.layers.join(", "),
+                    c.output_error_8bit,
+                    c.output_error_7bit,
+                    if c.seven_bit { 7 } else { 8 }
+                ),
+            );
+        }
+        q.report.timings.push(("first_layers_check".into(), t.elapsed().as_secs_f64()));
+    }
+    // Bias correction corrects the mean saturation of layers left in 8 bits.
+    means.retain(|i, _| !q.setup.weights[*i].half_range);
+    let g = &q.fp_graph;
+    let seven: Vec<String> =
+        q.setup.weights.iter().filter(|w| w.half_range).map(|w| g.nodes[w.op].name.clone()).collect();
+    let saturating: Vec<String> = if q.isa.arithmetic == isa::Int8Arithmetic::PairSaturating {
+        saturation::candidates(q).into_iter().map(|i| g.nodes[q.setup.weights[i].op].name.clone()).collect()
+    } else {
+        vec![]
+    };
+    hooks.log(
+        LogLevel::Info,
+        &format!(
+            "saturation fix {}: {} layer(s) with 7-bit weights, {} left with 8-bit weights that can saturate",
+            serde_json::to_value(mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            seven.len(),
+            saturating.len()
+        ),
+    );
+    q.report.int8_arithmetic = Some(crate::api::Int8ArithmeticReport {
+        target_isa: q.isa.isa.clone(),
+        reason: q.isa.reason.clone(),
+        saturation_fix: serde_json::to_value(mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+        seven_bit_layers: seven,
+        measured,
+        first_layers,
+        saturating_layers: saturating,
+    });
+    Ok(means)
 }
 
 /// DefaultQuantization: statistics, FakeQuantize insertion, bias correction, weight compression.

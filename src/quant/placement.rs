@@ -31,6 +31,9 @@ pub struct WeightPoint {
     pub channel_axes: Vec<usize>,
     /// Saturation fix: use half of the int8 range.
     pub half_range: bool,
+    /// A first layer: no quantized weighted op computes before it (where POT's and NNCF's
+    /// `first_layer` saturation fix applies).
+    pub first: bool,
     pub spec: QSpec,
 }
 
@@ -306,6 +309,7 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
                 input: w,
                 channel_axes: axes,
                 half_range: false,
+                first: false,
                 spec: hw.weight_spec(),
             });
             if n.op_type != "Gather" {
@@ -353,19 +357,18 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
     // Saturation fix as asked: the first weighted layers (no quantized weighted op before them),
     // or all. `auto` is decided per layer from calibration data (quant::saturation).
     use super::config::SaturationFix;
+    let mut has_before = vec![false; graph.nodes.len()];
+    for &id in &order {
+        let n = &graph.nodes[id];
+        has_before[id] = n.inputs.iter().any(|o| has_before[o.node] || weighted_quantized[o.node]);
+    }
     let apply_fix =
         hw.uses_saturation_fix() && matches!(config.saturation_fix, SaturationFix::FirstLayer | SaturationFix::All);
-    if apply_fix {
-        let all = config.saturation_fix == SaturationFix::All;
-        let mut has_before = vec![false; graph.nodes.len()];
-        for &id in &order {
-            let n = &graph.nodes[id];
-            has_before[id] = n.inputs.iter().any(|o| has_before[o.node] || weighted_quantized[o.node]);
-        }
-        for w in &mut setup.weights {
-            if weighted_quantized[w.op] && (all || !has_before[w.op]) {
-                w.half_range = true;
-            }
+    let all = config.saturation_fix == SaturationFix::All;
+    for w in &mut setup.weights {
+        w.first = weighted_quantized[w.op] && !has_before[w.op];
+        if apply_fix && weighted_quantized[w.op] && (all || w.first) {
+            w.half_range = true;
         }
     }
     let _ = Preset::Performance;

@@ -25,6 +25,8 @@ pub enum Request {
     ChannelMinMax { axis: isize },
     /// Per-sample min and max per channel on the last axis (kept for every sample).
     SampleChannelMinMax,
+    /// Sum of x² over every element and sample.
+    SumSquares,
 }
 
 /// Per-sample scalar statistics of one tensor.
@@ -53,10 +55,13 @@ pub struct Collected {
     pub sample_channel_min_max: HashMap<Outlet, Vec<ChannelRange>>,
     /// One shape seen per outlet (first sample).
     pub shapes: HashMap<Outlet, Vec<usize>>,
+    /// Σ x² over everything seen.
+    pub sum_squares: HashMap<Outlet, f64>,
 }
 
 #[derive(Default)]
 struct Partial {
+    sum_squares: BTreeMap<Outlet, f64>,
     scalars: BTreeMap<Outlet, Vec<SampleScalars>>,
     sums: BTreeMap<(Outlet, isize), (Vec<f64>, usize)>,
     absmax: BTreeMap<Outlet, Vec<f32>>,
@@ -271,6 +276,17 @@ impl Partial {
                     }
                     self.sample_minmax.entry(o).or_default().push((mn, mx));
                 }
+                Request::SumSquares => {
+                    let mut acc = [0.0f64; LANES];
+                    let mut chunks = data.chunks_exact(LANES);
+                    for c in &mut chunks {
+                        for k in 0..LANES {
+                            acc[k] += (c[k] as f64) * (c[k] as f64);
+                        }
+                    }
+                    let rest: f64 = chunks.remainder().iter().map(|&x| (x as f64) * (x as f64)).sum();
+                    *self.sum_squares.entry(o).or_default() += acc.iter().sum::<f64>() + rest;
+                }
                 Request::ChannelAbsMax => {
                     let c = *a.shape().last().unwrap_or(&1);
                     let e = self.absmax.entry(o).or_insert_with(|| vec![0.0; c]);
@@ -289,6 +305,9 @@ impl Partial {
     }
 
     fn merge(&mut self, other: Partial) {
+        for (k, v) in other.sum_squares {
+            *self.sum_squares.entry(k).or_default() += v;
+        }
         for (k, v) in other.scalars {
             self.scalars.entry(k).or_default().extend(v);
         }
@@ -415,6 +434,7 @@ pub fn collect(
     out.channel_min_max = total.minmax.into_iter().collect();
     out.sample_channel_min_max = total.sample_minmax.into_iter().collect();
     out.shapes = total.shapes.into_iter().collect();
+    out.sum_squares = total.sum_squares.into_iter().collect();
     Ok(out)
 }
 

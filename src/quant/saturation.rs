@@ -1,0 +1,201 @@
+//! `saturation_fix: auto`: which layers get 7-bit weights on a CPU without VNNI.
+//!
+//! Such CPUs add pairs of u8×s8 products in 16 bits with saturation ([`super::isa`]). 7-bit
+//! weights (NNCF's "half range") make saturation impossible but double the weight rounding
+//! step; POT and NNCF apply them to the first layer or to all layers, blind to the data. Here
+//! each layer whose 8-bit weights *can* saturate is measured on calibration samples, at its
+//! quantized input as the INT8 model computes it, against its FP32 weights:
+//!
+//! * 8-bit error: `layer(x, w8 − w) + saturation(x, w8)` (rounding plus what the CPU drops),
+//! * 7-bit error: `layer(x, w7 − w)` (rounding only: nothing saturates),
+//!
+//! and keeps whichever weights give the smaller squared error. The mean saturation error per
+//! output channel of the layers kept at 8 bits also goes to fast bias correction, which then
+//! corrects the bias the CPU actually computes.
+
+use super::cpu_plugin::{insert_pair_saturation, pair_kind};
+use super::stats::{self, Request};
+use super::Quantized;
+use crate::api::{Dataset, Hooks, Stage};
+use crate::engine::Plan;
+use crate::error::Result;
+use crate::graph::{Outlet, PortInfo};
+use crate::tensor::Tensor;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+
+/// Calibration samples the measurement uses at most.
+pub const SAMPLES: usize = 32;
+
+/// One layer's measurement.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LayerChoice {
+    pub layer: String,
+    /// Mean squared output error with 8-bit weights on the saturating CPU.
+    pub error_8bit: f64,
+    /// Mean squared output error with 8-bit weights summed exactly (a VNNI CPU).
+    pub error_8bit_exact: f64,
+    /// Mean squared output error with 7-bit weights.
+    pub error_7bit: f64,
+    /// Whether the layer got 7-bit weights.
+    pub seven_bit: bool,
+}
+
+/// What [`measure`] found, by index into the weight quantizers.
+#[derive(Clone, Debug, Default)]
+pub struct Measured {
+    pub choices: Vec<(usize, LayerChoice)>,
+    /// Mean saturation error per output channel with 8-bit weights.
+    pub mean_saturation: HashMap<usize, Vec<f64>>,
+}
+
+/// Weight quantizers whose 8-bit codes can saturate a pair sum (and whose layer the emulation
+/// models).
+pub fn candidates(q: &Quantized) -> Vec<usize> {
+    let g = &q.fp_graph;
+    q.setup
+        .weights
+        .iter()
+        .enumerate()
+        .filter(|(i, w)| {
+            let Some(kind) = (w.input == 1).then(|| pair_kind(g, w.op)).flatten() else { return false };
+            !w.half_range && super::cpu_plugin::can_saturate(&Tensor::I8(q.weights[*i].1.codes.clone()), kind.0, kind.1)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Measures the 8-bit and 7-bit errors of the `candidates` layers on up to [`SAMPLES`]
+/// calibration samples, in one pass over the INT8 model (8-bit weights everywhere).
+pub fn measure(
+    q: &Quantized,
+    candidates: &[usize],
+    data: &dyn Dataset,
+    n: usize,
+    hooks: &mut Hooks,
+) -> Result<Measured> {
+    let mut g = q.quantizers_applied(&HashSet::new(), true)?;
+    let mut reqs: HashMap<Outlet, Vec<Request>> = HashMap::new();
+    // weight index → (8-bit error outlet, 8-bit rounding-only outlet, 7-bit error outlet, elements per sample axis)
+    let mut probes = vec![];
+    for &i in candidates {
+        let w = &q.setup.weights[i];
+        let (fp, q8) = &q.weights[i];
+        let q7 = super::minmax::quantize_weight(fp, &w.channel_axes, true)?;
+        let node = g.nodes[w.op].clone();
+        let x = node.inputs[0];
+        let probe = |g: &mut crate::graph::Graph, tag: &str, delta: ndarray::ArrayD<f32>| {
+            let c = g.add_const(format!("{}/saturation_probe_{tag}/weights", node.name), Tensor::F32(delta));
+            g.add_op(
+                format!("{}/saturation_probe_{tag}", node.name),
+                &node.op_type,
+                &node.version,
+                node.attrs.clone(),
+                vec![x, Outlet::new(c, 0)],
+                vec![PortInfo::new(node.outputs[0].element_type, node.outputs[0].shape.clone())],
+            )
+        };
+        let d8 = probe(&mut g, "8bit", &q8.dequantized() - fp);
+        let d7 = probe(&mut g, "7bit", &q7.dequantized() - fp);
+        let scale: Vec<f32> = q8.scale.iter().copied().collect();
+        let Some(e8) = insert_pair_saturation(&mut g, w.op, x, Outlet::new(d8, 0), Tensor::I8(q8.codes.clone()), scale)
+        else {
+            continue;
+        };
+        let axis: isize = if node.op_type == "MatMul" { -1 } else { 1 };
+        let (e8, d8, d7) = (Outlet::new(e8, 0), Outlet::new(d8, 0), Outlet::new(d7, 0));
+        reqs.insert(e8, vec![Request::SumSquares, Request::ChannelMean { axis }]);
+        reqs.insert(d8, vec![Request::ChannelMean { axis }, Request::SumSquares]);
+        reqs.insert(d7, vec![Request::SumSquares]);
+        probes.push((i, e8, d8, d7, axis));
+    }
+    let mut out = Measured::default();
+    if probes.is_empty() {
+        return Ok(out);
+    }
+    let plan = Plan::new(&g)?;
+    let m = n.clamp(1, SAMPLES);
+    let col = stats::collect(&plan, data, m, &reqs, hooks, Stage::Statistics)?;
+    for (i, e8, d8, d7, axis) in probes {
+        let (Some(s8), Some(s7)) = (col.sum_squares.get(&e8), col.sum_squares.get(&d7)) else { continue };
+        let elems = col.shapes.get(&e8).map_or(1, |s| s.iter().product::<usize>()).max(1) * m;
+        let (error_8bit, error_7bit) = (s8 / elems as f64, s7 / elems as f64);
+        let error_8bit_exact = col.sum_squares.get(&d8).map_or(f64::NAN, |s| s / elems as f64);
+        let layer = g.nodes[q.setup.weights[i].op].name.clone();
+        let choice = LayerChoice { layer, error_8bit, error_8bit_exact, error_7bit, seven_bit: error_7bit < error_8bit };
+        out.choices.push((i, choice));
+        if let (Some(a), Some(b)) = (col.channel_means.get(&(e8, axis)), col.channel_means.get(&(d8, axis))) {
+            out.mean_saturation.insert(i, a.iter().zip(b).map(|(x, y)| x - y).collect());
+        }
+    }
+    Ok(out)
+}
+
+/// The first layers' choice, judged by the model's output.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FirstLayersChoice {
+    pub layers: Vec<String>,
+    /// Output error relative to FP32 (Σ(q − f)² / Σ f² over every output) with the first
+    /// layers' weights in 8 and in 7 bits, the other layers as decided.
+    pub output_error_8bit: f64,
+    pub output_error_7bit: f64,
+    pub seven_bit: bool,
+}
+
+/// Sets the weights of quantizer `i` to 7 bits (`half`) or 8.
+pub fn set_half_range(q: &mut Quantized, i: usize, half: bool) -> Result<()> {
+    let w = &mut q.setup.weights[i];
+    if w.half_range != half {
+        w.half_range = half;
+        let fp = &q.weights[i].0;
+        q.weights[i].1 = super::minmax::quantize_weight(fp, &w.channel_axes, half)?;
+    }
+    Ok(())
+}
+
+/// Decides 7- or 8-bit weights for the first layers by the model's output error on up to
+/// [`SAMPLES`] calibration samples, computed as the target CPU computes. The first layer's error
+/// travels through the whole network, where a local measure misjudges it: on the image models
+/// here (ppocr_cls, mobilenet_v2) 7-bit first layers give the better output even with exact
+/// sums, although their own output error is larger.
+pub fn check_first_layers(
+    q: &mut Quantized,
+    firsts: &[usize],
+    data: &dyn Dataset,
+    n: usize,
+    hooks: &mut Hooks,
+) -> Result<Option<FirstLayersChoice>> {
+    if firsts.is_empty() {
+        return Ok(None);
+    }
+    let m = n.clamp(1, SAMPLES);
+    let idx: Vec<usize> = (0..m).collect();
+    let fp = super::accuracy_aware::infer(&Plan::new(&q.fp_graph)?, data, &idx, hooks, None)?;
+    let mut errors = [0.0f64; 2];
+    for (k, half) in [false, true].into_iter().enumerate() {
+        for &i in firsts {
+            set_half_range(q, i, half)?;
+        }
+        let mut g = q.quantizers_applied(&HashSet::new(), true)?;
+        super::cpu_plugin::emulate_for(&mut g, q.isa.arithmetic);
+        let outs = super::accuracy_aware::infer(&Plan::new(&g)?, data, &idx, hooks, None)?;
+        let (mut num, mut den) = (0.0f64, 0.0f64);
+        for (a, b) in fp.iter().zip(&outs) {
+            for (x, y) in a.iter().zip(b) {
+                let (x, y) = (x.to_f32(), y.to_f32());
+                for (u, v) in x.iter().zip(y.iter()) {
+                    num += ((u - v) as f64).powi(2);
+                    den += (*u as f64).powi(2);
+                }
+            }
+        }
+        errors[k] = num / den.max(f64::MIN_POSITIVE);
+    }
+    q.report.inferences += 3 * m;
+    let seven_bit = errors[1] < errors[0];
+    for &i in firsts {
+        set_half_range(q, i, seven_bit)?;
+    }
+    let layers = firsts.iter().map(|&i| q.fp_graph.nodes[q.setup.weights[i].op].name.clone()).collect();
+    Ok(Some(FirstLayersChoice { layers, output_error_8bit: errors[0], output_error_7bit: errors[1], seven_bit }))
+}
