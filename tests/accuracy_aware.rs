@@ -17,7 +17,7 @@ fn revert_to_fp32_accuracy(ranking: Ranking) {
     let model = Model::read(&dir.join("model.xml"), None).unwrap();
     let calib = common::dataset(&dir.join("calib"), 300);
     let eval = common::dataset(&dir.join("eval"), 1000);
-    let mut config = QuantConfig { algorithm: Algorithm::AccuracyAware, ..QuantConfig::default() };
+    let mut config = common::nncf_like(QuantConfig { algorithm: Algorithm::AccuracyAware, ..QuantConfig::default() });
     config.accuracy_aware.maximal_drop = 0.0;
     config.accuracy_aware.ranking = ranking;
     let mut metric = Top1Accuracy::new(labels(&dir), 0);
@@ -69,7 +69,7 @@ fn ppocr_cls_one_revert_as_openvino_judges_it() {
     let model = Model::read(&dir.join("model.xml"), None).unwrap();
     let calib = common::dataset(&dir.join("calib"), 300);
     let eval = common::dataset(&dir.join("eval"), 200);
-    let mut config = QuantConfig { algorithm: Algorithm::AccuracyAware, ..QuantConfig::default() };
+    let mut config = common::nncf_like(QuantConfig { algorithm: Algorithm::AccuracyAware, ..QuantConfig::default() });
     config.accuracy_aware.maximal_drop = 0.005;
     let mut metric = Top1Accuracy::new(labels(&dir), 0);
     let out = Session::new(&model, config).unwrap().quantize_with_accuracy_control(&calib, &eval, &mut metric).unwrap();
@@ -103,7 +103,7 @@ fn convert_to_mixed_preset_tries_the_mixed_preset_first() {
     let calib = common::dataset(&dir.join("calib"), 300);
     let eval = common::dataset(&dir.join("eval"), 1000);
     let run = |convert: bool| {
-        let mut config = QuantConfig { algorithm: Algorithm::AccuracyAware, ..QuantConfig::default() };
+        let mut config = common::nncf_like(QuantConfig { algorithm: Algorithm::AccuracyAware, ..QuantConfig::default() });
         config.accuracy_aware.maximal_drop = 0.0;
         config.accuracy_aware.convert_to_mixed_preset = convert;
         let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));

@@ -35,28 +35,28 @@ fn check_like_nncf(name: &str, config: QuantConfig, metric_output: usize) {
 
 #[test]
 fn digits_mlp_like_nncf() {
-    check_like_nncf("digits_mlp", QuantConfig::default(), 0);
+    check_like_nncf("digits_mlp", common::nncf_like(QuantConfig::default()), 0);
 }
 
 #[test]
 fn mnist_cnn_like_nncf() {
-    check_like_nncf("mnist_cnn", QuantConfig::default(), 0);
+    check_like_nncf("mnist_cnn", common::nncf_like(QuantConfig::default()), 0);
 }
 
 #[test]
 fn mtcnn_rnet_like_nncf() {
-    check_like_nncf("mtcnn_rnet", QuantConfig::default(), 1);
+    check_like_nncf("mtcnn_rnet", common::nncf_like(QuantConfig::default()), 1);
 }
 
 #[test]
 fn mtcnn_onet_like_nncf() {
-    check_like_nncf("mtcnn_onet", QuantConfig::default(), 2);
+    check_like_nncf("mtcnn_onet", common::nncf_like(QuantConfig::default()), 2);
 }
 
 #[test]
 fn deterministic_bytes() {
-    let Some((_, _, a)) = quantize("mnist_cnn", QuantConfig::default()) else { return };
-    let Some((_, _, b)) = quantize("mnist_cnn", QuantConfig::default()) else { return };
+    let Some((_, _, a)) = quantize("mnist_cnn", common::nncf_like(QuantConfig::default())) else { return };
+    let Some((_, _, b)) = quantize("mnist_cnn", common::nncf_like(QuantConfig::default())) else { return };
     assert_eq!(a.model.to_memory().unwrap(), b.model.to_memory().unwrap());
 }
 
@@ -92,7 +92,7 @@ fn layer_constants(m: &Model) -> LayerConstants {
 /// OpenVINO backend does). ppocr_cls (first layer with the saturation fix, depthwise
 /// convolutions with biases) runs when ../shared is present.
 fn check_constants_like_nncf(name: &str) {
-    let Some((dir, fp, out)) = quantize(name, QuantConfig::default()) else { return };
+    let Some((dir, fp, out)) = quantize(name, common::nncf_like(QuantConfig::default())) else { return };
     let nncf = Model::read(&dir.join("nncf_int8.xml"), None).unwrap();
     let (ours, theirs, orig) = (layer_constants(&out.model), layer_constants(&nncf), layer_constants(&fp));
     assert_eq!(ours.keys().collect::<Vec<_>>(), theirs.keys().collect::<Vec<_>>(), "{name}: layers");

@@ -79,3 +79,11 @@ pub fn engine_accuracy(model: &ovpot::Model, fixture_dir: &Path, output: usize, 
     }
     hits as f64 / data.len() as f64
 }
+
+/// NNCF's default settings where ovpot's differ by design: the first-layer saturation fix on
+/// every target, and exact int8 sums assumed (so results do not depend on the test machine's
+/// CPU). For tests that compare with NNCF's IRs or pin exact outcomes.
+pub fn nncf_like(config: ovpot::QuantConfig) -> ovpot::QuantConfig {
+    use ovpot::quant::config::{SaturationFix, TargetIsa};
+    ovpot::QuantConfig { saturation_fix: SaturationFix::FirstLayer, target_isa: TargetIsa::Vnni, ..config }
+}
