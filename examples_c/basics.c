@@ -239,6 +239,7 @@ int main(int argc, char **argv) {
     }
     EXPECT(strcmp(ovpot_status_name(OVPOT_CALLBACK_FAILED), "CALLBACK_FAILED") == 0);
     EXPECT(strcmp(ovpot_status_name(1234), "UNKNOWN") == 0);
+    EXPECT(strcmp(ovpot_host_target_isa(), "avx2") == 0 || strcmp(ovpot_host_target_isa(), "vnni") == 0);
 
     /* Frees accept NULL. */
     ovpot_model_free(NULL);
@@ -524,14 +525,19 @@ int main(int argc, char **argv) {
         EXPECT_ERR(ovpot_session_set_option(s, "preset", "mixed"), OVPOT_PARSE_ERROR, "preset");
         EXPECT_ERR(ovpot_session_set_max_drop(s, -1), OVPOT_INVALID_ARGUMENT, "maximal_drop");
         EXPECT_ERR(ovpot_session_set_target_device(s, "TPU"), OVPOT_PARSE_ERROR, "TPU");
+        EXPECT_ERR(ovpot_session_set_target_isa(s, "avx3"), OVPOT_PARSE_ERROR, "avx3");
+        EXPECT_ERR(ovpot_session_set_option(s, "saturation_fix", "\"some\""), OVPOT_PARSE_ERROR, "saturation_fix");
         EXPECT_ERR(ovpot_session_set_log_callback(s, NULL, 17, NULL), OVPOT_INVALID_ARGUMENT, "17");
         CHECK(ovpot_session_set_preset(s, "mixed"));
         CHECK(ovpot_session_set_target_device(s, "CPU"));
+        CHECK(ovpot_session_set_target_isa(s, "avx2"));
+        CHECK(ovpot_session_set_option(s, "saturation_fix", "\"all\""));
         CHECK(ovpot_session_set_option(s, "ignored", "{\"scope\": [\"fc1\"]}"));
         CHECK(ovpot_session_set_subset_size(s, 3));
         CHECK(ovpot_session_config_json(s, &json));
         EXPECT(strstr(json, "\"mixed\"") && strstr(json, "\"CPU\"") && strstr(json, "\"fc1\"") &&
-               strstr(json, "\"stat_subset_size\": 3"));
+               strstr(json, "\"stat_subset_size\": 3") && strstr(json, "\"target_isa\": \"avx2\"") &&
+               strstr(json, "\"saturation_fix\": \"all\""));
         EXPECT_ERR(ovpot_session_report_json(s, &json), OVPOT_INVALID_ARGUMENT, "no run");
 
         /* Runs: NULLs, failing data callback, cancel. */

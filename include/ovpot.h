@@ -360,6 +360,14 @@ const char *ovpot_last_error(void);
 const char *ovpot_version(void);
 
 /**
+ * The int8 arithmetic OpenVINO's CPU plugin uses on this machine: "vnni" (exact sums: AVX-VNNI,
+ * AVX-512 VNNI, AMX) or "avx2" (an x86 CPU without VNNI, or one capped below it by
+ * `ONEDNN_MAX_CPU_ISA`: 16-bit saturating pair sums); what `target_isa` "auto" resolves to.
+ * Static storage; never NULL; do not free.
+ */
+const char *ovpot_host_target_isa(void);
+
+/**
  * The ABI version the library was built with; equals `OVPOT_ABI_VERSION` of a matching header.
  */
 uint32_t ovpot_abi_version(void);
@@ -628,6 +636,20 @@ ovpot_status_e ovpot_session_set_preset(ovpot_session_t *session,
  */
 ovpot_status_e ovpot_session_set_target_device(ovpot_session_t *session,
                                                const char *device);
+
+/**
+ * Sets the int8 arithmetic of the CPU that will run the model (target devices CPU and ANY):
+ * "auto" (default: the CPU this process runs on, with VNNI unless `ONEDNN_MAX_CPU_ISA` caps
+ * it below), "avx2" (any x86 CPU without VNNI: SSE4.1, AVX2, AVX-512 without VNNI; their int8
+ * kernels add pairs of products in 16 bits with saturation) or "vnni" (AVX-VNNI, AVX-512 VNNI,
+ * AMX: exact sums). With the default `saturation_fix` ("auto") a no-VNNI target gets 7-bit
+ * weights in the layers where saturation would cost more than the lost bit, and accuracy-aware
+ * runs judge candidates with that arithmetic. The report's `int8_arithmetic` says what was
+ * assumed and why. The same key is accepted by `ovpot_session_set_option("target_isa", ...)`;
+ * `saturation_fix` ("auto", "no", "first_layer", "all") is set through that function.
+ */
+ovpot_status_e ovpot_session_set_target_isa(ovpot_session_t *session,
+                                            const char *isa);
 
 /**
  * Sets how many calibration samples statistics use (POT's `stat_subset_size`; at least 1).

@@ -55,3 +55,35 @@ fn nothing_to_emulate_without_residual_sums() {
     let (_, changed) = q.model.emulating_cpu_plugin();
     assert!(changed.is_empty(), "{changed:?}");
 }
+
+/// The same IR on a CPU without VNNI: OpenVINO (recorded with `ONEDNN_MAX_CPU_ISA=AVX2`) scores
+/// it 0.910, not 0.945: 41 of its int8 layers saturate 16-bit pair sums. The engine emulating
+/// that arithmetic gives OpenVINO's verdict; exact sums would promise 0.945.
+#[test]
+fn ppocr_int8_on_a_cpu_without_vnni() {
+    use ovpot::quant::isa::Int8Arithmetic;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ppocr_cls");
+    let int8 = Model::read(&dir.join("int8/model.xml"), None).unwrap();
+    let ov = ovpot::npy::read_npy(&dir.join("int8/openvino_avx2_out.npy")).unwrap().to_f64_vec();
+    let labels = ovpot::npy::read_npy(&dir.join("eval_labels.npy")).unwrap().to_i64_vec();
+    let eval = common::dataset(&dir.join("eval"), 200);
+    let argmax = |v: &[f64]| i64::from(v[1] > v[0]);
+    let ov_hits = (0..labels.len()).filter(|&i| argmax(&ov[i * 2..i * 2 + 2]) == labels[i]).count();
+    assert_eq!(ov_hits, 182, "OpenVINO's recorded accuracy without VNNI is 0.910");
+    let (emulated, e) = int8.emulating_cpu(Int8Arithmetic::PairSaturating);
+    assert_eq!((e.unrounded.len(), e.saturating.len()), (7, 41));
+    let plan = emulated.plan().unwrap();
+    let (mut hits, mut disagree, mut close) = (0, 0, 0);
+    for i in 0..eval.len() {
+        let out = plan.run(&eval.get(i).unwrap()).unwrap()[0].to_f64_vec();
+        let want = &ov[i * 2..i * 2 + 2];
+        hits += usize::from(argmax(&out) == labels[i]);
+        disagree += usize::from(argmax(&out) != argmax(want));
+        close += usize::from(out.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-4));
+    }
+    eprintln!("emulated without VNNI: {hits} hits, {disagree} argmax disagreements, {close} within 1e-4");
+    assert_eq!(hits, ov_hits);
+    // Measured: 2 disagreements (which cancel) and 74 of 200 within 1e-4; the exact-sum judge
+    // disagrees with OpenVINO on 9 (tests/cli.rs: 0.945 vs 0.910).
+    assert!(disagree <= 2 && close >= 60, "{disagree} disagreements, {close} close");
+}

@@ -219,6 +219,20 @@ pub extern "C" fn ovpot_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
 }
 
+/// The int8 arithmetic OpenVINO's CPU plugin uses on this machine: "vnni" (exact sums: AVX-VNNI,
+/// AVX-512 VNNI, AMX) or "avx2" (an x86 CPU without VNNI, or one capped below it by
+/// `ONEDNN_MAX_CPU_ISA`: 16-bit saturating pair sums); what `target_isa` "auto" resolves to.
+/// Static storage; never NULL; do not free.
+#[no_mangle]
+pub extern "C" fn ovpot_host_target_isa() -> *const c_char {
+    let r = crate::quant::isa::resolve_here(crate::quant::config::TargetIsa::Auto, crate::quant::config::TargetDevice::CPU);
+    if r.arithmetic == crate::quant::isa::Int8Arithmetic::PairSaturating {
+        c"avx2".as_ptr()
+    } else {
+        c"vnni".as_ptr()
+    }
+}
+
 /// The ABI version the library was built with; equals `OVPOT_ABI_VERSION` of a matching header.
 #[no_mangle]
 pub extern "C" fn ovpot_abi_version() -> u32 {

@@ -130,6 +130,24 @@ pub extern "C" fn ovpot_session_set_target_device(
     })
 }
 
+/// Sets the int8 arithmetic of the CPU that will run the model (target devices CPU and ANY):
+/// "auto" (default: the CPU this process runs on, with VNNI unless `ONEDNN_MAX_CPU_ISA` caps
+/// it below), "avx2" (any x86 CPU without VNNI: SSE4.1, AVX2, AVX-512 without VNNI; their int8
+/// kernels add pairs of products in 16 bits with saturation) or "vnni" (AVX-VNNI, AVX-512 VNNI,
+/// AMX: exact sums). With the default `saturation_fix` ("auto") a no-VNNI target gets 7-bit
+/// weights in the layers where saturation would cost more than the lost bit, and accuracy-aware
+/// runs judge candidates with that arithmetic. The report's `int8_arithmetic` says what was
+/// assumed and why. The same key is accepted by `ovpot_session_set_option("target_isa", ...)`;
+/// `saturation_fix` ("auto", "no", "first_layer", "all") is set through that function.
+#[no_mangle]
+pub extern "C" fn ovpot_session_set_target_isa(session: *mut ovpot_session_t, isa: *const c_char) -> ovpot_status_e {
+    ffi_call("ovpot_session_set_target_isa", || {
+        let s = try_mut(session, "session")?;
+        let v = try_str(isa, "isa")?;
+        set_param(s, "target_isa", v.into())
+    })
+}
+
 /// Sets how many calibration samples statistics use (POT's `stat_subset_size`; at least 1).
 #[no_mangle]
 pub extern "C" fn ovpot_session_set_subset_size(session: *mut ovpot_session_t, size: usize) -> ovpot_status_e {
