@@ -92,7 +92,10 @@ impl Model {
     /// [`Model::emulating_cpu_plugin`] on a CPU with the given int8 arithmetic: without VNNI,
     /// int8 convolutions and MatMuls also saturate their 16-bit pair sums as the plugin's kernels
     /// do ([`crate::quant::isa`]).
-    pub fn emulating_cpu(&self, arithmetic: crate::quant::isa::Int8Arithmetic) -> (Model, crate::quant::cpu_plugin::Emulation) {
+    pub fn emulating_cpu(
+        &self,
+        arithmetic: crate::quant::isa::Int8Arithmetic,
+    ) -> (Model, crate::quant::cpu_plugin::Emulation) {
         let mut g = (*self.graph).clone();
         let e = crate::quant::cpu_plugin::emulate_for(&mut g, arithmetic);
         (Model::from_graph(g), e)

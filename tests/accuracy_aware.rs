@@ -103,7 +103,8 @@ fn convert_to_mixed_preset_tries_the_mixed_preset_first() {
     let calib = common::dataset(&dir.join("calib"), 300);
     let eval = common::dataset(&dir.join("eval"), 1000);
     let run = |convert: bool| {
-        let mut config = common::nncf_like(QuantConfig { algorithm: Algorithm::AccuracyAware, ..QuantConfig::default() });
+        let mut config =
+            common::nncf_like(QuantConfig { algorithm: Algorithm::AccuracyAware, ..QuantConfig::default() });
         config.accuracy_aware.maximal_drop = 0.0;
         config.accuracy_aware.convert_to_mixed_preset = convert;
         let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));

@@ -20,14 +20,14 @@ fn errors(model: &Model, tag: &str) -> Vec<f64> {
     let inputs = common::read_inputs(&d.join("in"));
     let plan = model.plan().unwrap();
     let mut worst = vec![0.0f64; 4];
-    for k in 0..4 {
+    for (k, worst) in worst.iter_mut().enumerate() {
         let want = ovpot::npy::read_npy(&d.join(format!("out{k}_{tag}.npy"))).unwrap().to_f64_vec();
         let per = want.len() / 4;
         let scale = want.iter().fold(0.0f64, |m, x| m.max(x.abs()));
         for i in 0..4 {
             let got = plan.run(&common::sample(&inputs, i)).unwrap()[k].to_f64_vec();
             let diff = got.iter().zip(&want[i * per..(i + 1) * per]).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-            worst[k] = worst[k].max(diff / scale);
+            *worst = worst.max(diff / scale);
         }
     }
     worst

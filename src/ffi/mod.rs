@@ -225,7 +225,8 @@ pub extern "C" fn ovpot_version() -> *const c_char {
 /// Static storage; never NULL; do not free.
 #[no_mangle]
 pub extern "C" fn ovpot_host_target_isa() -> *const c_char {
-    let r = crate::quant::isa::resolve_here(crate::quant::config::TargetIsa::Auto, crate::quant::config::TargetDevice::CPU);
+    let r =
+        crate::quant::isa::resolve_here(crate::quant::config::TargetIsa::Auto, crate::quant::config::TargetDevice::CPU);
     if r.arithmetic == crate::quant::isa::Int8Arithmetic::PairSaturating {
         c"avx2".as_ptr()
     } else {

@@ -83,7 +83,8 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
             let kernel = ws[lead..].to_vec();
             let taps: usize = kernel.iter().product();
             let flat = codes.as_standard_layout().iter().copied().collect::<Vec<f32>>();
-            let scales = per_channel(&scale, groups * cout).ok_or_else(|| ctx.err("scale is not per output channel"))?;
+            let scales =
+                per_channel(&scale, groups * cout).ok_or_else(|| ctx.err("scale is not per output channel"))?;
             let mut channels = Vec::with_capacity(groups * cout);
             for g in 0..groups {
                 for o in 0..cout {
@@ -112,7 +113,7 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
             let at = |ni: usize, ki: usize| code(if tb { codes[[ni, ki]] } else { codes[[ki, ni]] });
             let scales = per_channel(&scale, n).ok_or_else(|| ctx.err("scale is not per output channel"))?;
             let mut channels = Vec::with_capacity(n);
-            for ni in 0..n {
+            for (ni, &s) in scales.iter().enumerate() {
                 let mut pairs = vec![];
                 for k0 in (0..k.saturating_sub(1)).step_by(2) {
                     let (w0, w1) = (at(ni, k0), at(ni, k0 + 1));
@@ -120,7 +121,7 @@ fn build(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
                         pairs.push(Pair { tap: 0, channel: k0, w0, w1 });
                     }
                 }
-                channels.push((scales[ni], pairs));
+                channels.push((s, pairs));
             }
             (Kind::MatMul, channels)
         }
@@ -218,7 +219,8 @@ impl Op for PairSaturation {
                     .collect();
                 for (row, yr) in u.chunks_exact(k).zip(out.chunks_exact_mut(nout)) {
                     for ((scale, pairs), yv) in live.iter().zip(yr.iter_mut()) {
-                        let e: i32 = pairs.iter().map(|p| saturation_error(row[p.channel], row[p.channel + 1], p)).sum();
+                        let e: i32 =
+                            pairs.iter().map(|p| saturation_error(row[p.channel], row[p.channel + 1], p)).sum();
                         if e != 0 {
                             *yv += self.step * scale * e as f32;
                         }

@@ -244,8 +244,23 @@ pub fn emulate_for(graph: &mut Graph, arithmetic: Int8Arithmetic) -> Emulation {
 /// Ops that pass activation values through unchanged (a FakeQuantize before them still
 /// describes their output's grid).
 const VALUE_PRESERVING: &[&str] = &[
-    "Reshape", "Squeeze", "Unsqueeze", "Transpose", "MaxPool", "Pad", "StridedSlice", "Slice", "Split",
-    "VariadicSplit", "Gather", "Concat", "DepthToSpace", "SpaceToDepth", "ShuffleChannels", "Broadcast", "Tile",
+    "Reshape",
+    "Squeeze",
+    "Unsqueeze",
+    "Transpose",
+    "MaxPool",
+    "Pad",
+    "StridedSlice",
+    "Slice",
+    "Split",
+    "VariadicSplit",
+    "Gather",
+    "Concat",
+    "DepthToSpace",
+    "SpaceToDepth",
+    "ShuffleChannels",
+    "Broadcast",
+    "Tile",
 ];
 
 /// The activation grid `(low, high, levels)` of the FakeQuantize that `o`'s values come from.

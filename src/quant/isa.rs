@@ -48,8 +48,8 @@ impl HostCpu {
     pub fn detect() -> HostCpu {
         #[cfg(target_arch = "x86_64")]
         {
-            let vnni = std::arch::is_x86_feature_detected!("avx512vnni")
-                || std::arch::is_x86_feature_detected!("avxvnni");
+            let vnni =
+                std::arch::is_x86_feature_detected!("avx512vnni") || std::arch::is_x86_feature_detected!("avxvnni");
             HostCpu { x86: true, vnni }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -95,7 +95,9 @@ pub fn resolve(asked: TargetIsa, device: TargetDevice, host: HostCpu, onednn_cap
         TargetIsa::Auto => {
             let cap = onednn_cap.map(|c| (c, onednn_cap_allows_vnni(c)));
             match (host.vnni, cap) {
-                (true, Some((c, Some(false)))) => ("avx2", format!("detected: VNNI, but ONEDNN_MAX_CPU_ISA={c} disables it")),
+                (true, Some((c, Some(false)))) => {
+                    ("avx2", format!("detected: VNNI, but ONEDNN_MAX_CPU_ISA={c} disables it"))
+                }
                 (true, _) => ("vnni", "detected: this CPU has VNNI".to_string()),
                 (false, _) => ("avx2", "detected: this CPU has no VNNI".to_string()),
             }

@@ -122,7 +122,8 @@ pub fn measure(
         let (error_8bit, error_7bit) = (s8 / elems as f64, s7 / elems as f64);
         let error_8bit_exact = col.sum_squares.get(&d8).map_or(f64::NAN, |s| s / elems as f64);
         let layer = g.nodes[q.setup.weights[i].op].name.clone();
-        let choice = LayerChoice { layer, error_8bit, error_8bit_exact, error_7bit, seven_bit: error_7bit < error_8bit };
+        let choice =
+            LayerChoice { layer, error_8bit, error_8bit_exact, error_7bit, seven_bit: error_7bit < error_8bit };
         out.choices.push((i, choice));
         if let (Some(a), Some(b)) = (col.channel_means.get(&(e8, axis)), col.channel_means.get(&(d8, axis))) {
             out.mean_saturation.insert(i, a.iter().zip(b).map(|(x, y)| x - y).collect());
