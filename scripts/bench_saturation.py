@@ -99,13 +99,16 @@ def bench(args, fixture, work):
 
 
 HEAD = ["fixture", "OpenVINO int8", "ovpot assumed", "metric", "FP32", "NNCF default", "NNCF overflow_fix=enable",
-        "ovpot default", "SQNR dB nncf def / enable / ovpot", "int8 layers ovpot / nncf", "7-bit layers", "ovpot s", "bar"]
+        "ovpot default", "SQNR dB nncf def / enable / ovpot", "int8 layers ovpot / nncf", "7-bit layers", "ovpot s", "bar (dB)"]
 
 
 def fmt(r):
     q = r["quality"]
     o, d, e = r["ovpot"], r["nncf_default"], r["nncf_enable"]
-    best = max(d["sqnr_db"], e["sqnr_db"])
+    # Issue #14's bars: without VNNI, within 0.3 dB of the better NNCF choice; with VNNI, of NNCF's
+    # default (its overflow fix only costs there).
+    no_vnni = "no-vnni" in r["cpu"]
+    best = max(d["sqnr_db"], e["sqnr_db"]) if no_vnni else d["sqnr_db"]
     ok = o["sqnr_db"] >= best - 0.3 and o["int8_layers"] >= d["int8_layers"]
     metric = {"accuracy": "acc", "agreement": "cos" if r["fixture"] == "minilm_l6" else "agr"}[q]
     m = re.search(r"cpu int8 (\S+)", r["cpu"])
@@ -150,8 +153,12 @@ def main():
             continue
         print(f"\n{isa}: {sel[0]['cpu']}")
         bq.print_rows([HEAD] + [fmt(r) for r in sel])
-        diffs = [r["ovpot"]["sqnr_db"] - max(r["nncf_default"]["sqnr_db"], r["nncf_enable"]["sqnr_db"]) for r in sel]
-        print(f"mean SQNR vs the better NNCF choice: {sum(diffs) / len(diffs):+.2f} dB")
+        no_vnni = "no-vnni" in sel[0]["cpu"]
+        ref = (lambda r: max(r["nncf_default"]["sqnr_db"], r["nncf_enable"]["sqnr_db"])) if no_vnni else (
+            lambda r: r["nncf_default"]["sqnr_db"])
+        diffs = [r["ovpot"]["sqnr_db"] - ref(r) for r in sel]
+        what = "the better NNCF choice" if no_vnni else "NNCF default"
+        print(f"bar: SQNR >= {what} - 0.3 dB; mean SQNR vs {what}: {sum(diffs) / len(diffs):+.2f} dB")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

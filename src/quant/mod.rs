@@ -493,6 +493,7 @@ fn fix_saturation(
     let mode = q.config.saturation_fix;
     let mut means = HashMap::new();
     let mut measured = vec![];
+    let mut measured_idx: Vec<usize> = vec![];
     if q.isa.arithmetic == isa::Int8Arithmetic::PairSaturating {
         let cands = saturation::candidates(q);
         if !cands.is_empty() {
@@ -505,28 +506,37 @@ fn fix_saturation(
                 }
             }
             means = m.mean_saturation;
+            measured_idx = m.choices.iter().map(|(i, _)| *i).collect();
             measured = m.choices.into_iter().map(|(_, c)| c).collect();
             q.report.timings.push(("saturation_fix".into(), t.elapsed().as_secs_f64()));
         }
     }
-    let mut first_layers = None;
+    let mut groups = vec![];
     if mode == SaturationFix::Auto && q.isa.isa != "none" {
         let t = Instant::now();
         let firsts: Vec<usize> = (0..q.setup.weights.len()).filter(|&i| q.setup.weights[i].first).collect();
-        first_layers = saturation::check_first_layers(q, &firsts, data, n, hooks)?;
-        if let Some(c) = &first_layers {
+        let kept: Vec<usize> = measured_idx.iter().copied().filter(|&i| !q.setup.weights[i].half_range && !q.setup.weights[i].first).collect();
+        groups = saturation::check_groups(
+            q,
+            &[("first layers", firsts), ("saturating layers the local measure kept at 8 bits", kept)],
+            data,
+            n,
+            hooks,
+        )?;
+        for c in &groups {
             hooks.log(
                 LogLevel::Info,
                 &format!(
-                    "first layer(s) {}: output error {:.3e} with 8-bit, {:.3e} with 7-bit weights; {}-bit kept",
-                    c.layers.join(", "),
+                    "{} ({}): output error {:.3e} with 8-bit, {:.3e} with 7-bit weights; {}-bit kept",
+                    c.group,
+                    c.layers.len(),
                     c.output_error_8bit,
                     c.output_error_7bit,
                     if c.seven_bit { 7 } else { 8 }
                 ),
             );
         }
-        q.report.timings.push(("first_layers_check".into(), t.elapsed().as_secs_f64()));
+        q.report.timings.push(("saturation_fix_output_check".into(), t.elapsed().as_secs_f64()));
     }
     // Bias correction corrects the mean saturation of layers left in 8 bits.
     means.retain(|i, _| !q.setup.weights[*i].half_range);
@@ -553,7 +563,7 @@ fn fix_saturation(
         saturation_fix: serde_json::to_value(mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
         seven_bit_layers: seven,
         measured,
-        first_layers,
+        output_checks: groups,
         saturating_layers: saturating,
     });
     Ok(means)

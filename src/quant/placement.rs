@@ -367,7 +367,10 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
     let all = config.saturation_fix == SaturationFix::All;
     for w in &mut setup.weights {
         w.first = weighted_quantized[w.op] && !has_before[w.op];
-        if apply_fix && weighted_quantized[w.op] && (all || w.first) {
+        // Depthwise convolutions multiply one channel at a time: they cannot saturate, and
+        // NNCF's overflow fix leaves them alone too.
+        let depthwise = graph.nodes[w.op].op_type == "GroupConvolution" && is_depthwise(graph, w.op);
+        if apply_fix && weighted_quantized[w.op] && (w.first || (all && !depthwise)) {
             w.half_range = true;
         }
     }

@@ -132,12 +132,14 @@ pub fn measure(
     Ok(out)
 }
 
-/// The first layers' choice, judged by the model's output.
+/// A group of layers whose 7- or 8-bit weights were chosen by the model's output.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct FirstLayersChoice {
+pub struct GroupChoice {
+    /// Which group: "first layers" or "saturating layers kept at 8 bits by the local measure".
+    pub group: String,
     pub layers: Vec<String>,
-    /// Output error relative to FP32 (Σ(q − f)² / Σ f² over every output) with the first
-    /// layers' weights in 8 and in 7 bits, the other layers as decided.
+    /// Output error relative to FP32 (Σ(q − f)² / Σ f² over every output) with the group's
+    /// weights in 8 and in 7 bits, the other layers as decided before.
     pub output_error_8bit: f64,
     pub output_error_7bit: f64,
     pub seven_bit: bool,
@@ -154,29 +156,28 @@ pub fn set_half_range(q: &mut Quantized, i: usize, half: bool) -> Result<()> {
     Ok(())
 }
 
-/// Decides 7- or 8-bit weights for the first layers by the model's output error on up to
-/// [`SAMPLES`] calibration samples, computed as the target CPU computes. The first layer's error
-/// travels through the whole network, where a local measure misjudges it: on the image models
-/// here (ppocr_cls, mobilenet_v2) 7-bit first layers give the better output even with exact
-/// sums, although their own output error is larger.
-pub fn check_first_layers(
+/// Judges groups of layers by the model's output: for each group in turn, 7- or 8-bit weights,
+/// whichever gives the smaller output error on up to [`SAMPLES`] calibration samples computed as
+/// the target CPU computes, the groups before it as decided. A layer's error travels through
+/// the rest of the network, where a local measure can misjudge it: 7-bit first layers give the
+/// better output on the image models here even with exact sums, and on ppocr_cls the layers
+/// whose rare saturations cost less squared error than a 7-bit grid still cost more at the output.
+pub fn check_groups(
     q: &mut Quantized,
-    firsts: &[usize],
+    groups: &[(&str, Vec<usize>)],
     data: &dyn Dataset,
     n: usize,
     hooks: &mut Hooks,
-) -> Result<Option<FirstLayersChoice>> {
-    if firsts.is_empty() {
-        return Ok(None);
+) -> Result<Vec<GroupChoice>> {
+    let groups: Vec<_> = groups.iter().filter(|(_, g)| !g.is_empty()).collect();
+    if groups.is_empty() {
+        return Ok(vec![]);
     }
     let m = n.clamp(1, SAMPLES);
     let idx: Vec<usize> = (0..m).collect();
     let fp = super::accuracy_aware::infer(&Plan::new(&q.fp_graph)?, data, &idx, hooks, None)?;
-    let mut errors = [0.0f64; 2];
-    for (k, half) in [false, true].into_iter().enumerate() {
-        for &i in firsts {
-            set_half_range(q, i, half)?;
-        }
+    q.report.inferences += m;
+    let output_error = |q: &Quantized, hooks: &mut Hooks| -> Result<f64> {
         let mut g = q.quantizers_applied(&HashSet::new(), true)?;
         super::cpu_plugin::emulate_for(&mut g, q.isa.arithmetic);
         let outs = super::accuracy_aware::infer(&Plan::new(&g)?, data, &idx, hooks, None)?;
@@ -190,13 +191,38 @@ pub fn check_first_layers(
                 }
             }
         }
-        errors[k] = num / den.max(f64::MIN_POSITIVE);
+        Ok(num / den.max(f64::MIN_POSITIVE))
+    };
+    let mut current: Option<f64> = None;
+    let mut out = vec![];
+    for (name, members) in groups {
+        let mut errors = [0.0f64; 2];
+        for (k, half) in [false, true].into_iter().enumerate() {
+            let already = members.iter().all(|&i| q.setup.weights[i].half_range == half);
+            errors[k] = match current {
+                Some(e) if already => e,
+                _ => {
+                    for &i in members {
+                        set_half_range(q, i, half)?;
+                    }
+                    q.report.inferences += m;
+                    output_error(q, hooks)?
+                }
+            };
+        }
+        let seven_bit = errors[1] < errors[0];
+        for &i in members {
+            set_half_range(q, i, seven_bit)?;
+        }
+        current = Some(errors[usize::from(seven_bit)]);
+        let layers = members.iter().map(|&i| q.fp_graph.nodes[q.setup.weights[i].op].name.clone()).collect();
+        out.push(GroupChoice {
+            group: name.to_string(),
+            layers,
+            output_error_8bit: errors[0],
+            output_error_7bit: errors[1],
+            seven_bit,
+        });
     }
-    q.report.inferences += 3 * m;
-    let seven_bit = errors[1] < errors[0];
-    for &i in firsts {
-        set_half_range(q, i, seven_bit)?;
-    }
-    let layers = firsts.iter().map(|&i| q.fp_graph.nodes[q.setup.weights[i].op].name.clone()).collect();
-    Ok(Some(FirstLayersChoice { layers, output_error_8bit: errors[0], output_error_7bit: errors[1], seven_bit }))
+    Ok(out)
 }
