@@ -308,8 +308,7 @@ pub struct Int8ArithmeticReport {
     pub seven_bit_layers: Vec<String>,
     /// Per layer whose 8-bit weights can saturate: the errors measured both ways (auto mode).
     pub measured: Vec<crate::quant::saturation::LayerChoice>,
-    /// Groups whose choice the model's output error decided (auto mode on CPU targets): the first
-    /// layers, then the saturating layers the local measure kept at 8 bits.
+    /// Groups whose choice the model's output decided (auto mode on CPU targets): the first layers.
     pub output_checks: Vec<crate::quant::saturation::GroupChoice>,
     /// Layers left with 8-bit weights whose pair sums can saturate on the target.
     pub saturating_layers: Vec<String>,

@@ -1,7 +1,10 @@
 //! DefaultQuantization on real fixtures: placement like NNCF's, accuracy with the engine.
 
 mod common;
+use ovpot::quant::config::{SaturationFix, TargetIsa};
+use ovpot::quant::isa::Int8Arithmetic;
 use ovpot::{Model, QuantConfig, Session};
+use std::path::Path;
 
 fn fq_count(g: &ovpot::graph::Graph) -> usize {
     g.nodes.iter().filter(|n| n.op_type == "FakeQuantize").count()
@@ -126,4 +129,97 @@ fn mtcnn_onet_constants_like_nncf() {
 #[test]
 fn ppocr_cls_constants_like_nncf() {
     check_constants_like_nncf("ppocr_cls");
+}
+
+/// Output SQNR (dB) of `model` against `fp` on a fixture's eval samples, both run by the engine,
+/// the INT8 one as OpenVINO's CPU plugin computes with the given int8 arithmetic.
+fn engine_sqnr(fp: &Model, model: &Model, dir: &std::path::Path, output: usize, arith: Int8Arithmetic) -> f64 {
+    use ovpot::Dataset;
+    let eval = common::dataset(&dir.join("eval"), 200);
+    let (emulated, _) = model.emulating_cpu(arith);
+    let (pf, pq) = (fp.plan().unwrap(), emulated.plan().unwrap());
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for i in 0..eval.len() {
+        let s = eval.get(i).unwrap();
+        let (f, q) = (pf.run(&s).unwrap()[output].to_f64_vec(), pq.run(&s).unwrap()[output].to_f64_vec());
+        num += f.iter().zip(&q).map(|(a, b)| (a - b) * (a - b)).sum::<f64>();
+        den += f.iter().map(|a| a * a).sum::<f64>();
+    }
+    10.0 * (den / num).log10()
+}
+
+/// The codes of layer `layer`'s int8 weights (`Const(i8) → Convert → Multiply`).
+fn weight_codes(m: &Model, layer: &str) -> Vec<i64> {
+    let g = m.graph();
+    let id = g.find_node(layer).unwrap();
+    let mul = g.nodes[id].inputs[1].node;
+    let conv = g.nodes[mul].inputs.iter().find(|o| g.nodes[o.node].op_type == "Convert").unwrap().node;
+    g.nodes[g.nodes[conv].inputs[0].node].value.as_ref().unwrap().to_i64_vec()
+}
+
+/// `saturation_fix: auto` for a CPU without VNNI on mtcnn_onet: the layers that can saturate
+/// are measured both ways, the chosen ones get 7-bit codes (|w| ≤ 64), and the model computed as
+/// that CPU computes is better than both of NNCF's fixed choices (first layer only, all layers).
+/// For a VNNI CPU nothing is measured and nothing is left saturating.
+#[test]
+fn saturation_fix_auto_per_layer_on_mtcnn_onet() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mtcnn_onet");
+    let fp = Model::read(&dir.join("model.xml"), None).unwrap();
+    let data = common::dataset(&dir.join("calib"), 300);
+    let run = |isa: TargetIsa, fix: SaturationFix| {
+        let config = QuantConfig { target_isa: isa, saturation_fix: fix, ..QuantConfig::default() };
+        Session::new(&fp, config).unwrap().quantize(&data).unwrap()
+    };
+    let auto = run(TargetIsa::Avx2, SaturationFix::Auto);
+    let a = auto.report.int8_arithmetic.clone().unwrap();
+    eprintln!("{a:#?}");
+    assert_eq!(
+        (a.target_isa.as_str(), a.reason.as_str(), a.saturation_fix.as_str()),
+        ("avx2", "asked (target_isa avx2)", "auto")
+    );
+    assert!(!a.measured.is_empty() && !a.seven_bit_layers.is_empty());
+    assert_eq!(a.output_checks.first().map(|c| c.group.as_str()), Some("first layers"));
+    for layer in &a.seven_bit_layers {
+        let codes = weight_codes(&auto.model, layer);
+        assert!(codes.iter().all(|c| c.abs() <= 64), "{layer}: 7-bit codes expected");
+    }
+    for layer in &a.saturating_layers {
+        assert!(!a.seven_bit_layers.contains(layer));
+        assert!(weight_codes(&auto.model, layer).iter().any(|c| c.abs() > 64));
+    }
+    let sqnr = |m: &Model| engine_sqnr(&fp, m, &dir, 2, Int8Arithmetic::PairSaturating);
+    let (s_auto, s_first, s_all) = (
+        sqnr(&auto.model),
+        sqnr(&run(TargetIsa::Avx2, SaturationFix::FirstLayer).model),
+        sqnr(&run(TargetIsa::Avx2, SaturationFix::All).model),
+    );
+    eprintln!("SQNR without VNNI: auto {s_auto:.2}, first_layer {s_first:.2}, all {s_all:.2}");
+    assert!(s_auto > s_first && s_auto > s_all, "auto {s_auto} first {s_first} all {s_all}");
+
+    let vnni = run(TargetIsa::Vnni, SaturationFix::Auto).report.int8_arithmetic.unwrap();
+    assert!(vnni.measured.is_empty() && vnni.saturating_layers.is_empty(), "{vnni:?}");
+    assert_eq!(vnni.output_checks.len(), 1);
+}
+
+/// The config keys: POT's saturation_fix values and NNCF's overflow_fix spellings, target_isa.
+#[test]
+fn saturation_and_isa_config_keys() {
+    let c = QuantConfig::from_json(
+        r#"{"compression": {"target_device": "CPU", "target_isa": "avx2", "algorithms": [{"name": "DefaultQuantization",
+            "params": {"saturation_fix": "no"}}]}}"#,
+    )
+    .unwrap();
+    assert_eq!((c.target_isa, c.saturation_fix), (TargetIsa::Avx2, SaturationFix::No));
+    let mut c = QuantConfig::default();
+    assert_eq!((c.target_isa, c.saturation_fix), (TargetIsa::Auto, SaturationFix::Auto));
+    for (v, want) in [
+        ("enable", SaturationFix::All),
+        ("first_layer_only", SaturationFix::FirstLayer),
+        ("disable", SaturationFix::No),
+    ] {
+        let p = serde_json::json!({ "saturation_fix": v, "target_isa": "vnni" });
+        c.apply_params(p.as_object().unwrap()).unwrap();
+        assert_eq!((c.saturation_fix, c.target_isa), (want, TargetIsa::Vnni));
+    }
+    assert!(QuantConfig::from_json(r#"{"target_isa": "avx3"}"#).is_err());
 }

@@ -493,7 +493,6 @@ fn fix_saturation(
     let mode = q.config.saturation_fix;
     let mut means = HashMap::new();
     let mut measured = vec![];
-    let mut measured_idx: Vec<usize> = vec![];
     if q.isa.arithmetic == isa::Int8Arithmetic::PairSaturating {
         let cands = saturation::candidates(q);
         if !cands.is_empty() {
@@ -506,7 +505,6 @@ fn fix_saturation(
                 }
             }
             means = m.mean_saturation;
-            measured_idx = m.choices.iter().map(|(i, _)| *i).collect();
             measured = m.choices.into_iter().map(|(_, c)| c).collect();
             q.report.timings.push(("saturation_fix".into(), t.elapsed().as_secs_f64()));
         }
@@ -515,23 +513,16 @@ fn fix_saturation(
     if mode == SaturationFix::Auto && q.isa.isa != "none" {
         let t = Instant::now();
         let firsts: Vec<usize> = (0..q.setup.weights.len()).filter(|&i| q.setup.weights[i].first).collect();
-        let kept: Vec<usize> = measured_idx.iter().copied().filter(|&i| !q.setup.weights[i].half_range && !q.setup.weights[i].first).collect();
-        groups = saturation::check_groups(
-            q,
-            &[("first layers", firsts), ("saturating layers the local measure kept at 8 bits", kept)],
-            data,
-            n,
-            hooks,
-        )?;
+        groups = saturation::check_groups(q, &[("first layers", firsts)], data, n, hooks)?;
         for c in &groups {
             hooks.log(
                 LogLevel::Info,
                 &format!(
-                    "{} ({}): output error {:.3e} with 8-bit, {:.3e} with 7-bit weights; {}-bit kept",
+                    "{} ({}): output SQNR {:.2} dB with 8-bit, {:.2} dB with 7-bit weights; {}-bit kept",
                     c.group,
                     c.layers.len(),
-                    c.output_error_8bit,
-                    c.output_error_7bit,
+                    c.output_sqnr_db_8bit,
+                    c.output_sqnr_db_7bit,
                     if c.seven_bit { 7 } else { 8 }
                 ),
             );
