@@ -399,7 +399,7 @@ pub fn emulate_pair_saturation(graph: &mut Graph) -> Vec<String> {
         let Some(kind) = pair_kind(graph, id) else { continue };
         let (x, w) = (graph.nodes[id].inputs[0], graph.nodes[id].inputs[1]);
         let Some((codes, scale)) = weight_codes(graph, w, |s| output_channels(kind, s)) else { continue };
-        if !can_saturate(&codes, kind.0, kind.1) {
+        if !matches!(&codes, Tensor::I8(c) if can_saturate(c, kind)) {
             continue;
         }
         let Some(sat) = insert_pair_saturation(graph, id, x, Outlet::new(id, 0), codes, scale) else { continue };
@@ -411,9 +411,9 @@ pub fn emulate_pair_saturation(graph: &mut Graph) -> Vec<String> {
     names
 }
 
-/// Whether any pair of adjacent input channels (per output channel and kernel tap) can saturate.
-pub fn can_saturate(codes: &Tensor, kind: &str, transpose_b: bool) -> bool {
-    let Tensor::I8(c) = codes else { return false };
+/// Whether any pair of adjacent input channels (per output channel and kernel tap) of weight
+/// `codes` can saturate, for a layer of `kind` ([`pair_kind`]).
+pub fn can_saturate(c: &ndarray::ArrayD<i8>, (kind, transpose_b): (&str, bool)) -> bool {
     let s = c.shape();
     let c = c.as_standard_layout();
     let flat: Vec<i32> = c.iter().map(|&v| v as i32).collect();

@@ -59,7 +59,7 @@ pub fn candidates(q: &Quantized) -> Vec<usize> {
         .enumerate()
         .filter(|(i, w)| {
             let Some(kind) = (w.input == 1).then(|| pair_kind(g, w.op)).flatten() else { return false };
-            !w.half_range && super::cpu_plugin::can_saturate(&Tensor::I8(q.weights[*i].1.codes.clone()), kind.0, kind.1)
+            !w.half_range && super::cpu_plugin::can_saturate(&q.weights[*i].1.codes, kind)
         })
         .map(|(i, _)| i)
         .collect()
