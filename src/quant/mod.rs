@@ -491,6 +491,7 @@ fn fix_saturation(
     hooks: &mut Hooks,
 ) -> Result<HashMap<usize, Vec<f64>>> {
     let mode = q.config.saturation_fix;
+    let mode_name = serde_json::to_value(mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
     let mut means = HashMap::new();
     let mut measured = vec![];
     if q.isa.arithmetic == isa::Int8Arithmetic::PairSaturating {
@@ -543,7 +544,7 @@ fn fix_saturation(
         LogLevel::Info,
         &format!(
             "saturation fix {}: {} layer(s) with 7-bit weights, {} left with 8-bit weights that can saturate",
-            serde_json::to_value(mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            mode_name,
             seven.len(),
             saturating.len()
         ),
@@ -551,7 +552,7 @@ fn fix_saturation(
     q.report.int8_arithmetic = Some(crate::api::Int8ArithmeticReport {
         target_isa: q.isa.isa.clone(),
         reason: q.isa.reason.clone(),
-        saturation_fix: serde_json::to_value(mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+        saturation_fix: mode_name,
         seven_bit_layers: seven,
         measured,
         output_checks: groups,
