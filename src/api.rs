@@ -276,6 +276,8 @@ impl Hooks {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
     pub algorithm: String,
+    /// The inference backend: "builtin", or "openvino <version>".
+    pub backend: String,
     pub preset: String,
     pub target_device: String,
     pub model_type: Option<String>,
@@ -292,7 +294,21 @@ pub struct Report {
     pub accuracy: Option<AccuracyReport>,
     /// The int8 arithmetic assumed for the target CPU and what it decided.
     pub int8_arithmetic: Option<Int8ArithmeticReport>,
+    /// FP32 and INT8 latency as OpenVINO measures them on this CPU (OpenVINO backend only).
+    pub latency: Option<LatencyReport>,
     pub warnings: Vec<String>,
+}
+
+/// One inference at a time, in OpenVINO on the CPU that ran the quantization.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LatencyReport {
+    /// Median milliseconds per inference.
+    pub fp32_ms: f64,
+    pub int8_ms: f64,
+    /// fp32_ms / int8_ms: above 1 when INT8 pays here.
+    pub speedup: f64,
+    /// Threads OpenVINO used (0: all cores).
+    pub threads: usize,
 }
 
 /// The target CPU's int8 arithmetic (`target_isa`) and the saturation fix it led to.

@@ -5,6 +5,7 @@
 //! ([`api`]).
 
 pub mod api;
+pub mod backend;
 pub mod data;
 pub mod engine;
 pub mod error;

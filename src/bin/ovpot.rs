@@ -187,6 +187,14 @@ struct QuantizeArgs {
     /// Accepted for POT compatibility; only `simplified` (plain data) is available.
     #[arg(long, hide = true)]
     engine: Option<String>,
+    /// Where statistics, bias correction and accuracy-aware verdicts run: builtin (default) or
+    /// openvino (OpenVINO's CPU plugin, loaded at run time: its exact int8 arithmetic and speed).
+    #[arg(long)]
+    backend: Option<String>,
+    /// OpenVINO's C library (a file, or a directory holding libopenvino_c.so*) for
+    /// --backend openvino; default $OVPOT_OPENVINO_LIB, else the loader's search path.
+    #[arg(long)]
+    openvino_lib: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -812,6 +820,12 @@ fn apply_overrides(cfg: &mut QuantConfig, a: &QuantizeArgs) -> CliResult<()> {
     }
     if a.keep_uncompressed_weights {
         cfg.compress_weights = false;
+    }
+    if let Some(b) = &a.backend {
+        cfg.backend = enum_value(b, "--backend")?;
+    }
+    if let Some(l) = &a.openvino_lib {
+        cfg.openvino.library = Some(l.clone());
     }
     cfg.validate()?;
     Ok(())

@@ -8,6 +8,7 @@
 use super::config::{DropType, Preset, QuantConfig, Ranking, TargetDevice};
 use super::Quantized;
 use crate::api::{AccuracyReport, Dataset, Hooks, LogLevel, Metric, Model, Outcome, RevertedLayer, Sample, Stage};
+use crate::backend::Executable;
 use crate::engine::{NoObserver, Plan};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Outlet};
@@ -17,9 +18,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Runs `plan` on `indices` of `data` in parallel; outputs in index order.
+/// Runs `exec` on `indices` of `data` in parallel; outputs in index order.
 pub(crate) fn infer(
-    plan: &Plan,
+    exec: &Executable,
     data: &dyn Dataset,
     indices: &[usize],
     hooks: &mut Hooks,
@@ -32,7 +33,7 @@ pub(crate) fn infer(
             .par_iter()
             .map(|&i| {
                 let s: Sample = data.get(i).map_err(|e| super::stats::with_sample(e, "evaluation", i))?;
-                plan.run(&s).map_err(|e| match e {
+                exec.run(&s, &mut NoObserver).map_err(|e| match e {
                     Error::Mismatch(m) => Error::Mismatch(format!("evaluation sample {i}: {m}")),
                     Error::InvalidArgument(m) => Error::InvalidArgument(format!("evaluation sample {i}: {m}")),
                     other => other,
@@ -124,9 +125,8 @@ fn evaluate_quantized(
     metric: &mut dyn Metric,
     hooks: &mut Hooks,
 ) -> Result<Evaluated> {
-    let g = eval_graph(q, reverted)?;
-    let plan = Plan::new(&g)?;
-    let outs = infer(&plan, eval, all, hooks, Some(Stage::Evaluation))?;
+    let exec = q.judge(q.materialize(reverted)?, emulates_cpu_plugin(&q.config))?;
+    let outs = infer(&exec, eval, all, hooks, Some(Stage::Evaluation))?;
     let (m, per) = evaluate(metric, &outs)?;
     Ok((m, outs, per))
 }
@@ -262,6 +262,9 @@ fn rank<'m>(
     mut metric: Option<&mut (dyn Metric + 'm)>,
     hooks: &mut Hooks,
 ) -> Result<Vec<usize>> {
+    if ctx.q.verdicts.is_openvino() {
+        return rank_compiled(ctx, reverted, candidates, subset, metric, hooks);
+    }
     let base_graph = eval_graph(ctx.q, reverted)?;
     let base = Plan::new(&base_graph)?;
     let inputs: Vec<Sample> = subset.iter().map(|&i| ctx.eval.get(i)).collect::<Result<_>>()?;
@@ -357,6 +360,46 @@ fn rank<'m>(
     Ok(scores.into_iter().map(|s| s.2).collect())
 }
 
+/// [`rank`] where candidates are compiled by the verdict backend (OpenVINO) and run whole.
+fn rank_compiled<'m>(
+    ctx: &mut Ctx,
+    reverted: &HashSet<NodeId>,
+    candidates: &[Vec<NodeId>],
+    subset: &[usize],
+    mut metric: Option<&mut (dyn Metric + 'm)>,
+    hooks: &mut Hooks,
+) -> Result<Vec<usize>> {
+    let mut scores: Vec<(f64, f64, usize)> = Vec::with_capacity(candidates.len());
+    for (j, group) in candidates.iter().enumerate() {
+        let mut r = reverted.clone();
+        r.extend(group.iter().copied());
+        let exec = ctx.q.judge(ctx.q.materialize(&r)?, false)?;
+        let outs = infer(&exec, ctx.eval, subset, hooks, None)?;
+        let e: f64 = outs.iter().zip(subset).map(|(o, &i)| nmse(&ctx.fp_outs[i], o)).sum();
+        let m = match metric.as_deref_mut() {
+            Some(m) => {
+                m.reset();
+                for (o, &i) in outs.iter().zip(subset) {
+                    m.update(i, o)?;
+                }
+                let v = m.value()?;
+                if ctx.higher_is_better {
+                    v
+                } else {
+                    -v
+                }
+            }
+            None => 0.0,
+        };
+        scores.push((m, e, j));
+        hooks.progress(Stage::Ranking, scores.len(), candidates.len())?;
+    }
+    ctx.inferences += candidates.len() * subset.len();
+    ctx.ranking_share.push(1.0);
+    scores.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    Ok(scores.into_iter().map(|s| s.2).collect())
+}
+
 pub fn run(
     model: &Model,
     config: &QuantConfig,
@@ -371,8 +414,14 @@ pub fn run(
         return Err(Error::invalid("the evaluation dataset is empty"));
     }
     let all: Vec<usize> = (0..eval.len()).collect();
-    let fp_plan = model.plan()?;
-    let fp_outs = infer(&fp_plan, eval, &all, hooks, Some(Stage::Evaluation))?;
+    // The FP32 model runs where the INT8 ones will be judged.
+    let verdicts = match config.backend {
+        crate::backend::BackendKind::Builtin => crate::backend::Backend::Builtin,
+        kind => crate::backend::Backend::open(kind, &config.openvino)?,
+    };
+    let fp_exec = verdicts.compile(model.graph(), &[], config.threads)?;
+    let fp_outs = infer(&fp_exec, eval, &all, hooks, Some(Stage::Evaluation))?;
+    drop(fp_exec);
     let (fp_metric, fp_per) = evaluate(metric, &fp_outs)?;
     let baseline = aa.baseline_metric.unwrap_or(fp_metric);
     hooks.log(LogLevel::Info, &format!("FP32 metric: {baseline:.5}"));
@@ -411,7 +460,7 @@ pub fn run(
             (q, q_metric, q_outs, q_per) = (qm, m, outs, per);
         }
     }
-    if emulates_cpu_plugin(&q.config) {
+    if emulates_cpu_plugin(&q.config) && !q.verdicts.is_openvino() {
         let mut g = q.materialize(&HashSet::new())?;
         let e = super::cpu_plugin::emulate_for(&mut g, q.isa.arithmetic);
         if !e.saturating.is_empty() {
@@ -543,6 +592,7 @@ pub fn run(
     if !reached {
         report.warnings.push(format!("maximal_drop {} not reached: drop {cur_drop:.5}", aa.maximal_drop));
     }
+    super::measure_latency(&q.backend, model.graph(), &graph, calib, config, &mut report, hooks)?;
     Ok(Outcome { model: Model::from_graph(graph), report, accuracy_reached: reached })
 }
 

@@ -216,6 +216,11 @@ pub struct QuantConfig {
     pub accuracy_aware: AccuracyAwareConfig,
     /// Threads for the engine; 0 = all cores.
     pub threads: usize,
+    /// Which engine runs statistics, bias correction and accuracy-aware verdicts.
+    pub backend: crate::backend::BackendKind,
+    /// Where OpenVINO is when `backend` is `openvino` (not part of a config file).
+    #[serde(skip)]
+    pub openvino: crate::backend::OpenVinoOptions,
 }
 
 impl Default for QuantConfig {
@@ -237,6 +242,8 @@ impl Default for QuantConfig {
             bias_correction_threshold: 2.0,
             accuracy_aware: AccuracyAwareConfig::default(),
             threads: 0,
+            backend: Default::default(),
+            openvino: Default::default(),
         }
     }
 }
@@ -550,9 +557,13 @@ impl QuantConfig {
         if let Some(t) = take::<TargetIsa>(comp, "target_isa")? {
             c.target_isa = t;
         }
+        if let Some(b) = take::<crate::backend::BackendKind>(comp, "backend")? {
+            c.backend = b;
+        }
         for k in comp.keys() {
             // Memory and debugging knobs of POT; "inplase" is how POT's own spec spells it.
-            let known = ["target_device", "target_isa", "model_type", "algorithms", "dump_intermediate_model"];
+            let known =
+                ["target_device", "target_isa", "backend", "model_type", "algorithms", "dump_intermediate_model"];
             if !known.contains(&k.as_str()) && k != "inplace_statistics" && k != "inplase_statistics" {
                 warn.push(format!("'compression.{k}' is not a known POT key; ignored"));
             }

@@ -16,6 +16,7 @@ pub mod smooth_quant;
 pub mod stats;
 
 use crate::api::{Dataset, FqInfo, Hooks, LogLevel, Metric, Model, Outcome, Report, Stage};
+use crate::backend::{Backend, Executable};
 use crate::engine::Plan;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Outlet, XmlElement};
@@ -44,6 +45,11 @@ pub struct Quantized {
     pub config: QuantConfig,
     /// The int8 arithmetic of the target CPU, which verdicts emulate.
     pub isa: isa::AssumedIsa,
+    /// Runs the statistics passes.
+    pub backend: Backend,
+    /// Judges INT8 models (bias correction, saturation checks, accuracy-aware): OpenVINO when it
+    /// computes the target's int8 arithmetic here, else the built-in engine emulating it.
+    pub verdicts: Backend,
     pub report: Report,
 }
 
@@ -52,6 +58,21 @@ fn f32_of(t: &Tensor) -> ArrayD<f32> {
 }
 
 impl Quantized {
+    /// `g` (an INT8 graph from this quantization) ready to run as the target computes it:
+    /// compiled by OpenVINO, or emulated by the built-in engine (`emulate`: the CPU plugin's
+    /// arithmetic, see [`cpu_plugin`]).
+    pub(crate) fn judge(&self, mut g: Graph, emulate: bool) -> Result<Executable> {
+        match &self.verdicts {
+            Backend::Builtin => {
+                if emulate {
+                    cpu_plugin::emulate_for(&mut g, self.isa.arithmetic);
+                }
+                Ok(Executable::builtin(Plan::new(&g)?, &[]))
+            }
+            ov => ov.compile(&g, &[], self.config.threads),
+        }
+    }
+
     /// Writes the quantized graph, leaving the ops in `reverted` in floating point (their
     /// activation quantizers, weights and bias corrections are not applied).
     pub fn materialize(&self, reverted: &HashSet<NodeId>) -> Result<Graph> {
@@ -268,7 +289,16 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     for v in reqs.values_mut() {
         v.dedup();
     }
-    let col = stats::collect(&fp_plan, data, n, &reqs, hooks, Stage::Statistics)?;
+    let backend = Backend::open(config.backend, &config.openvino)?;
+    report.backend = backend.describe();
+    hooks.log(LogLevel::Info, &format!("inference backend: {}", report.backend));
+    let t_compile = Instant::now();
+    let exec = backend.compile_plan(fp_plan, &stats::targets(&reqs), config.threads)?;
+    if backend.is_openvino() {
+        report.timings.push(("openvino_compile".into(), t_compile.elapsed().as_secs_f64()));
+    }
+    let col = stats::collect(&exec, data, n, &reqs, hooks, Stage::Statistics)?;
+    drop(exec);
     report.inferences += n;
     report.timings.push(("statistics".into(), t.elapsed().as_secs_f64()));
 
@@ -369,7 +399,17 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
 
     let assumed = isa::resolve_here(config.target_isa, config.target_device);
     hooks.log(LogLevel::Info, &format!("int8 arithmetic of the target CPU: {} ({})", assumed.isa, assumed.reason));
+    let verdicts = match verdict_backend(&backend, &assumed, config) {
+        Ok(b) => b,
+        Err(why) => {
+            hooks.log(LogLevel::Warning, &why);
+            report.warnings.push(why);
+            Backend::Builtin
+        }
+    };
     let mut quantized = Quantized {
+        backend,
+        verdicts,
         fp_graph: graph,
         setup,
         act_ranges,
@@ -422,14 +462,19 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
             // Full: measure the quantized model's per-channel outputs on real data, as the
             // target CPU computes them.
             let mut qg = quantized.quantizers_applied(&HashSet::new(), true)?;
-            cpu_plugin::emulate_for(&mut qg, quantized.isa.arithmetic);
-            let qplan = Plan::new(&qg)?;
             let nb = n.clamp(1, 100);
             let mut qreqs: HashMap<Outlet, Vec<Request>> = HashMap::new();
             for (_, s) in &sites {
                 qreqs.entry(Outlet::new(s.op, 0)).or_default().push(Request::ChannelMean { axis: s.out_axis });
             }
-            let qcol = stats::collect(&qplan, data, nb, &qreqs, hooks, Stage::BiasCorrection)?;
+            let qexec = match &quantized.verdicts {
+                Backend::Builtin => {
+                    cpu_plugin::emulate_for(&mut qg, quantized.isa.arithmetic);
+                    Executable::builtin(Plan::new(&qg)?, &stats::targets(&qreqs))
+                }
+                ov => ov.compile(&qg, &stats::targets(&qreqs), config.threads)?,
+            };
+            let qcol = stats::collect(&qexec, data, nb, &qreqs, hooks, Stage::BiasCorrection)?;
             quantized.report.inferences += nb;
             for (_, site) in &sites {
                 let key = (Outlet::new(site.op, 0), site.out_axis);
@@ -478,6 +523,29 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     quantized.report.ignored = quantized.setup.ignored.clone();
     quantized.report.timings.push(("total".into(), t_total.elapsed().as_secs_f64()));
     Ok(quantized)
+}
+
+/// The backend that judges INT8 models: OpenVINO when it is the backend and computes the
+/// target's int8 arithmetic on this machine; else the built-in engine, with the reason.
+fn verdict_backend(backend: &Backend, target: &isa::AssumedIsa, config: &QuantConfig) -> Result<Backend, String> {
+    if !backend.is_openvino() {
+        return Ok(Backend::Builtin);
+    }
+    if target.isa == "none" {
+        return Err(format!(
+            "target device {:?} is not this CPU: INT8 verdicts come from the built-in engine, not from OpenVINO's CPU plugin",
+            config.target_device
+        ));
+    }
+    let here = isa::resolve_here(config::TargetIsa::Auto, config::TargetDevice::CPU);
+    if here.arithmetic != target.arithmetic {
+        return Err(format!(
+            "the target's int8 arithmetic ({}) is not this CPU's ({}, {}): INT8 verdicts come from the built-in \
+             engine emulating the target, not from OpenVINO here",
+            target.isa, here.isa, here.reason
+        ));
+    }
+    Ok(backend.clone())
 }
 
 /// The saturation fix for a target without VNNI: measures the layers whose 8-bit weights can
@@ -573,7 +641,48 @@ pub fn default_quantization(
     let graph = q.materialize(&HashSet::new())?;
     let mut report = q.report;
     report.timings.push(("write_graph".into(), t.elapsed().as_secs_f64()));
+    measure_latency(&q.backend, model.graph(), &graph, data, config, &mut report, hooks)?;
     Ok(Outcome { model: Model::from_graph(graph), report, accuracy_reached: true })
+}
+
+/// With the OpenVINO backend: FP32 and INT8 latency in the runtime on this CPU, into the report,
+/// with a warning when INT8 is not faster here.
+pub(crate) fn measure_latency(
+    backend: &Backend,
+    fp: &Graph,
+    int8: &Graph,
+    data: &dyn Dataset,
+    config: &QuantConfig,
+    report: &mut Report,
+    hooks: &mut Hooks,
+) -> Result<()> {
+    if !backend.is_openvino() || data.is_empty() {
+        return Ok(());
+    }
+    let t = Instant::now();
+    let sample = data.get(0).map_err(|e| stats::with_sample(e, "calibration", 0))?;
+    let (Some(fp32_ms), Some(int8_ms)) =
+        (backend.latency_ms(fp, &sample, config.threads)?, backend.latency_ms(int8, &sample, config.threads)?)
+    else {
+        return Ok(());
+    };
+    let speedup = fp32_ms / int8_ms.max(1e-9);
+    hooks.log(
+        LogLevel::Info,
+        &format!("latency in OpenVINO here: FP32 {fp32_ms:.3} ms, INT8 {int8_ms:.3} ms ({speedup:.2}x)"),
+    );
+    if speedup <= 1.0 {
+        let w = format!(
+            "INT8 is not faster than FP32 on this CPU ({int8_ms:.3} ms against {fp32_ms:.3} ms per inference in \
+             OpenVINO {}); the INT8 model saves memory here, not time",
+            backend.describe().trim_start_matches("openvino ")
+        );
+        hooks.log(LogLevel::Warning, &w);
+        report.warnings.push(w);
+    }
+    report.latency = Some(crate::api::LatencyReport { fp32_ms, int8_ms, speedup, threads: config.threads });
+    report.timings.push(("latency".into(), t.elapsed().as_secs_f64()));
+    Ok(())
 }
 
 /// AccuracyAwareQuantization.

@@ -17,6 +17,7 @@ use super::cpu_plugin::{insert_pair_saturation, pair_kind};
 use super::stats::{self, Request};
 use super::Quantized;
 use crate::api::{Dataset, Hooks, Stage};
+use crate::backend::Executable;
 use crate::engine::Plan;
 use crate::error::Result;
 use crate::graph::{Outlet, PortInfo};
@@ -113,9 +114,10 @@ pub fn measure(
     if probes.is_empty() {
         return Ok(out);
     }
-    let plan = Plan::new(&g)?;
+    // The probes emulate the target's pair saturation: always the built-in engine.
+    let exec = Executable::builtin(Plan::new(&g)?, &stats::targets(&reqs));
     let m = n.clamp(1, SAMPLES);
-    let col = stats::collect(&plan, data, m, &reqs, hooks, Stage::Statistics)?;
+    let col = stats::collect(&exec, data, m, &reqs, hooks, Stage::Statistics)?;
     for (i, e8, d8, d7, axis) in probes {
         let (Some(s8), Some(s7)) = (col.sum_squares.get(&e8), col.sum_squares.get(&d7)) else { continue };
         let elems = col.shapes.get(&e8).map_or(1, |s| s.iter().product::<usize>()).max(1) * m;
@@ -178,12 +180,13 @@ pub fn check_groups(
     }
     let m = n.clamp(1, SAMPLES);
     let idx: Vec<usize> = (0..m).collect();
-    let fp = super::accuracy_aware::infer(&Plan::new(&q.fp_graph)?, data, &idx, hooks, None)?;
+    let fp_exec = q.verdicts.compile(&q.fp_graph, &[], q.config.threads)?;
+    let fp = super::accuracy_aware::infer(&fp_exec, data, &idx, hooks, None)?;
+    drop(fp_exec);
     q.report.inferences += m;
     let output_sqnr = |q: &Quantized, hooks: &mut Hooks| -> Result<f64> {
-        let mut g = q.quantizers_applied(&HashSet::new(), true)?;
-        super::cpu_plugin::emulate_for(&mut g, q.isa.arithmetic);
-        let outs = super::accuracy_aware::infer(&Plan::new(&g)?, data, &idx, hooks, None)?;
+        let g = q.quantizers_applied(&HashSet::new(), true)?;
+        let outs = super::accuracy_aware::infer(&q.judge(g, true)?, data, &idx, hooks, None)?;
         let k = fp.first().map_or(0, |o| o.len());
         let (mut num, mut den) = (vec![0.0f64; k], vec![0.0f64; k]);
         for (a, b) in fp.iter().zip(&outs) {

@@ -4,13 +4,13 @@
 //! scalars per sample and point, one accumulator per channel.
 
 use crate::api::{Dataset, Hooks, Stage};
-use crate::engine::{Observer, Plan};
+use crate::backend::Executable;
+use crate::engine::Observer;
 use crate::error::{Error, Result};
 use crate::graph::Outlet;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 /// What to collect on one tensor.
 #[derive(Clone, Debug, PartialEq)]
@@ -345,9 +345,17 @@ impl Partial {
 /// Samples per chunk; chunks are the unit of parallel work and of deterministic reduction.
 const CHUNK: usize = 4;
 
-/// Runs `plan` on the first `n` samples and collects the requested statistics.
+/// The outlets a statistics pass must produce: those with requests, in a fixed order.
+pub fn targets(requests: &HashMap<Outlet, Vec<Request>>) -> Vec<Outlet> {
+    let mut t: Vec<Outlet> = requests.keys().copied().collect();
+    t.sort();
+    t
+}
+
+/// Runs `exec` (compiled with [`targets`] of `requests`) on the first `n` samples and collects
+/// the requested statistics.
 pub fn collect(
-    plan: &Plan,
+    exec: &Executable,
     data: &dyn Dataset,
     n: usize,
     requests: &HashMap<Outlet, Vec<Request>>,
@@ -357,7 +365,7 @@ pub fn collect(
     if n == 0 {
         return Err(Error::invalid("the calibration dataset is empty"));
     }
-    let graph = plan.graph();
+    let graph = exec.graph();
     let name = |o: Outlet| {
         let node = &graph.nodes[o.node];
         node.outputs
@@ -367,11 +375,6 @@ pub fn collect(
     };
     let parameters: HashMap<String, Outlet> =
         graph.parameters().into_iter().map(|p| (graph.parameter_name(p).to_string(), Outlet::new(p, 0))).collect();
-    let targets: Vec<Outlet> = {
-        let mut t: Vec<Outlet> = requests.keys().copied().collect();
-        t.sort();
-        t
-    };
     let chunks: Vec<(usize, usize)> = (0..n).step_by(CHUNK).map(|s| (s, (s + CHUNK).min(n))).collect();
     let wave = (rayon::current_num_threads() * 2).max(1);
     let mut total = Partial::default();
@@ -383,7 +386,6 @@ pub fn collect(
                 let mut part = Partial::default();
                 for i in s..e {
                     let sample = data.get(i).map_err(|e| with_sample(e, "calibration", i))?;
-                    let seeds_bound = plan.bind_inputs(&sample).map_err(|e| with_sample(e, "calibration", i))?;
                     for (nm, t) in &sample {
                         if let Some(o) = parameters.get(nm) {
                             if let Some(r) = requests.get(o) {
@@ -391,8 +393,6 @@ pub fn collect(
                             }
                         }
                     }
-                    let seeds: HashMap<Outlet, Arc<Tensor>> =
-                        seeds_bound.into_iter().map(|(p, t)| (Outlet::new(p, 0), t)).collect();
                     let mut err: Option<Error> = None;
                     let mut obs = Requested {
                         requests,
@@ -405,7 +405,7 @@ pub fn collect(
                             Ok(())
                         },
                     };
-                    plan.run_from(&seeds, &targets_or_outputs(plan, &targets), &mut obs).map_err(|e| match e {
+                    exec.run(&sample, &mut obs).map_err(|e| match e {
                         Error::Mismatch(m) => Error::Mismatch(format!("calibration sample {i}: {m}")),
                         Error::InvalidArgument(m) => Error::InvalidArgument(format!("calibration sample {i}: {m}")),
                         other => other,
@@ -447,16 +447,6 @@ pub fn with_sample(e: Error, what: &str, i: usize) -> Error {
         Error::Callback(m) if !m.contains(&tag) => Error::Callback(format!("{tag}: {m}")),
         Error::Unsupported(m) if !m.contains(&tag) => Error::Unsupported(format!("{tag}: {m}")),
         other => other,
-    }
-}
-
-fn targets_or_outputs(plan: &Plan, targets: &[Outlet]) -> Vec<Outlet> {
-    let params: Vec<usize> = plan.graph().parameters();
-    let t: Vec<Outlet> = targets.iter().copied().filter(|o| !params.contains(&o.node)).collect();
-    if t.is_empty() {
-        plan.output_outlets()
-    } else {
-        t
     }
 }
 

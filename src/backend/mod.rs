@@ -1,0 +1,297 @@
+//! Where quantization's inferences run: "run this graph on these samples and hand me these
+//! outlets", by the built-in engine or by OpenVINO loaded at run time. `quant/` asks through
+//! [`Backend::compile`] and [`Executable::run`] and never learns which one it got; the report does.
+
+pub mod openvino;
+
+use crate::engine::{Observer, Plan};
+use crate::error::{Error, Result};
+use crate::graph::{Graph, NodeId, Outlet};
+use crate::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Which engine runs the inferences quantization needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// ovpot's own CPU engine: no dependency, deterministic; emulates the target CPU's int8.
+    #[default]
+    Builtin,
+    /// OpenVINO's CPU plugin in this process: the runtime's own arithmetic and speed.
+    #[serde(alias = "OpenVINO", alias = "ov")]
+    Openvino,
+}
+
+/// A backend ready to compile graphs.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Builtin,
+    OpenVino(Arc<openvino::Core>),
+}
+
+/// An application's own OpenVINO core, handed over through the C API.
+#[derive(Clone, Debug)]
+pub struct CoreHandle(pub Arc<openvino::Core>);
+
+impl PartialEq for CoreHandle {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// How to reach OpenVINO when the backend is `openvino`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OpenVinoOptions {
+    /// The C library: a file or a directory (else `$OVPOT_OPENVINO_LIB`, the process, the loader).
+    pub library: Option<PathBuf>,
+    /// The application's core (C API); else one shared core per process.
+    pub core: Option<CoreHandle>,
+}
+
+impl Backend {
+    /// Opens the backend `kind` (loading OpenVINO when asked).
+    pub fn open(kind: BackendKind, ov: &OpenVinoOptions) -> Result<Backend> {
+        match kind {
+            BackendKind::Builtin => Ok(Backend::Builtin),
+            BackendKind::Openvino => match &ov.core {
+                Some(c) => Ok(Backend::OpenVino(c.0.clone())),
+                None => Ok(Backend::OpenVino(openvino::shared_core(ov.library.as_deref())?)),
+            },
+        }
+    }
+
+    /// "builtin", or "openvino <version>".
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Builtin => "builtin".into(),
+            Backend::OpenVino(c) => format!("openvino {}", c.library.version),
+        }
+    }
+
+    pub fn is_openvino(&self) -> bool {
+        matches!(self, Backend::OpenVino(_))
+    }
+
+    /// Prepares `graph` to produce the values of `targets` (the model's outputs when empty).
+    /// `threads` (0 = all cores) bounds OpenVINO's threads.
+    pub fn compile(&self, graph: &Graph, targets: &[Outlet], threads: usize) -> Result<Executable> {
+        match self {
+            Backend::Builtin => Ok(Executable::builtin(Plan::new(graph)?, targets)),
+            Backend::OpenVino(_) => self.compile_plan(Plan::new(graph)?, targets, threads),
+        }
+    }
+
+    /// [`Backend::compile`] from a built-in plan already made (reused by the built-in engine).
+    pub fn compile_plan(&self, plan: Plan, targets: &[Outlet], threads: usize) -> Result<Executable> {
+        match self {
+            Backend::Builtin => Ok(Executable::builtin(plan, targets)),
+            Backend::OpenVino(core) => {
+                let graph = plan.graph().clone();
+                drop(plan);
+                let targets = targets_or_outputs(&graph, targets);
+                let ov = OvExecutable::new(core, &graph, &targets, threads, "THROUGHPUT")?;
+                Ok(Executable { inner: Inner::OpenVino(ov), targets, graph })
+            }
+        }
+    }
+}
+
+impl Backend {
+    /// The median latency (ms) of one inference of `graph` on `sample`, as the runtime runs it
+    /// for one request at a time (OpenVINO's LATENCY hint, `threads` threads or all): at least
+    /// 10 runs after 3 to warm up, more up to about a second. None for the built-in backend.
+    pub fn latency_ms(&self, graph: &Graph, sample: &[(String, Tensor)], threads: usize) -> Result<Option<f64>> {
+        let Backend::OpenVino(core) = self else { return Ok(None) };
+        let ov = OvExecutable::new(core, graph, &targets_or_outputs(graph, &[]), threads, "LATENCY")?;
+        for _ in 0..3 {
+            ov.run(graph, sample)?;
+        }
+        let start = std::time::Instant::now();
+        let mut times = vec![];
+        while times.len() < 10 || (times.len() < 500 && start.elapsed().as_secs_f64() < 1.0) {
+            let t = std::time::Instant::now();
+            ov.run(graph, sample)?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(Some(times[times.len() / 2]))
+    }
+}
+
+/// `targets` without parameters, or the model's outputs when that leaves none.
+fn targets_or_outputs(graph: &Graph, targets: &[Outlet]) -> Vec<Outlet> {
+    let params = graph.parameters();
+    let t: Vec<Outlet> = targets.iter().copied().filter(|o| !params.contains(&o.node)).collect();
+    if t.is_empty() {
+        graph.results().iter().map(|&r| graph.nodes[r].inputs[0]).collect()
+    } else {
+        t
+    }
+}
+
+enum Inner {
+    Builtin(Plan),
+    OpenVino(OvExecutable),
+}
+
+/// A graph compiled for one backend, producing fixed target outlets.
+pub struct Executable {
+    inner: Inner,
+    targets: Vec<Outlet>,
+    /// The graph OpenVINO compiled (the built-in plan holds its own).
+    graph: Graph,
+}
+
+impl Executable {
+    /// The built-in engine running `plan` up to `targets`.
+    pub fn builtin(plan: Plan, targets: &[Outlet]) -> Executable {
+        let targets = targets_or_outputs(plan.graph(), targets);
+        Executable { inner: Inner::Builtin(plan), targets, graph: Graph::default() }
+    }
+
+    pub fn graph(&self) -> &Graph {
+        match &self.inner {
+            Inner::Builtin(p) => p.graph(),
+            Inner::OpenVino(_) => &self.graph,
+        }
+    }
+
+    pub fn is_openvino(&self) -> bool {
+        matches!(self.inner, Inner::OpenVino(_))
+    }
+
+    /// The outlets [`Executable::run`] returns, in order.
+    pub fn targets(&self) -> &[Outlet] {
+        &self.targets
+    }
+
+    /// Runs one sample; returns the targets' values. The built-in engine shows every value it
+    /// computes to `observer`; OpenVINO shows the targets.
+    pub fn run(&self, sample: &[(String, Tensor)], observer: &mut dyn Observer) -> Result<Vec<Tensor>> {
+        match &self.inner {
+            Inner::Builtin(plan) => {
+                let seeds: HashMap<Outlet, Arc<Tensor>> =
+                    plan.bind_inputs(sample)?.into_iter().map(|(p, t)| (Outlet::new(p, 0), t)).collect();
+                Ok(plan
+                    .run_from(&seeds, &self.targets, observer)?
+                    .into_iter()
+                    .map(|t| Arc::try_unwrap(t).unwrap_or_else(|a| (*a).clone()))
+                    .collect())
+            }
+            Inner::OpenVino(ov) => {
+                let outs = ov.run(self.graph(), sample)?;
+                for (o, t) in self.targets.iter().zip(&outs) {
+                    if observer.wants(*o) {
+                        observer.observe(*o, t)?;
+                    }
+                }
+                Ok(outs)
+            }
+        }
+    }
+}
+
+/// The graph in OpenVINO: each target outlet a Result with a tensor name of its own, each
+/// parameter renamed so inputs are set by a name nobody else uses.
+struct OvExecutable {
+    compiled: openvino::Compiled,
+    /// Parameter node and its tensor name in the compiled model.
+    inputs: Vec<(NodeId, CString)>,
+    outputs: Vec<CString>,
+}
+
+fn set_output_names(result: &mut crate::graph::Node, name: &str) {
+    result.layer_attrs.retain(|(k, _)| k != "output_names");
+    result.layer_attrs.push(("output_names".into(), name.into()));
+}
+
+/// OpenVINO's CPU plugin compiled as ovpot's verdicts need it: FP32 inference precision (no
+/// bf16 on CPUs that have it); throughput streams for many samples in flight, or latency.
+fn cpu_properties(threads: usize, hint: &str) -> Vec<(&'static str, String)> {
+    let mut p = vec![("INFERENCE_PRECISION_HINT", "f32".to_string()), ("PERFORMANCE_HINT", hint.to_string())];
+    if threads > 0 {
+        p.push(("INFERENCE_NUM_THREADS", threads.to_string()));
+    }
+    p
+}
+
+impl OvExecutable {
+    fn new(
+        core: &openvino::Core,
+        graph: &Graph,
+        targets: &[Outlet],
+        threads: usize,
+        hint: &str,
+    ) -> Result<OvExecutable> {
+        let mut g = graph.clone();
+        let mut inputs = vec![];
+        for (k, p) in g.parameters().into_iter().enumerate() {
+            let name = format!("ovpot.in.{k}");
+            inputs.push((p, CString::new(name.clone()).map_err(|_| Error::internal("name"))?));
+            g.nodes[p].outputs[0].names = vec![name];
+        }
+        let mut outputs = vec![];
+        // One name per distinct outlet (two Results may read the same one); OpenVINO names a
+        // model output by its Result's `output_names`.
+        let mut named: HashMap<Outlet, String> = HashMap::new();
+        for &o in targets {
+            let k = named.len();
+            let name = named.entry(o).or_insert_with(|| format!("ovpot.out.{k}")).clone();
+            outputs.push(CString::new(name).map_err(|_| Error::internal("name"))?);
+        }
+        let mut has_result: HashMap<Outlet, bool> = HashMap::new();
+        for r in g.results() {
+            let o = g.nodes[r].inputs[0];
+            if let Some(name) = named.get(&o) {
+                set_output_names(&mut g.nodes[r], name);
+                has_result.insert(o, true);
+            }
+        }
+        let mut fresh: Vec<(&Outlet, &String)> = named.iter().filter(|(o, _)| !has_result.contains_key(o)).collect();
+        fresh.sort();
+        for (&o, name) in fresh {
+            let r = g.add_op(format!("{name}/result"), "Result", "opset1", Default::default(), vec![o], vec![]);
+            set_output_names(&mut g.nodes[r], name);
+        }
+        let (xml, bin) = crate::ir::writer::serialize(&g)?;
+        let compiled = core.compile(&xml, &bin, "CPU", &cpu_properties(threads, hint))?;
+        Ok(OvExecutable { compiled, inputs, outputs })
+    }
+
+    fn run(&self, graph: &Graph, sample: &[(String, Tensor)]) -> Result<Vec<Tensor>> {
+        let mut ins = Vec::with_capacity(self.inputs.len());
+        for (p, name) in &self.inputs {
+            let node = &graph.nodes[*p];
+            let pname = graph.parameter_name(*p);
+            let t = sample
+                .iter()
+                .find(|(n, _)| n == pname || *n == node.name || node.outputs[0].names.iter().any(|x| x == n))
+                .map(|(_, t)| t)
+                .ok_or_else(|| {
+                    let given: Vec<&str> = sample.iter().map(|(n, _)| n.as_str()).collect();
+                    Error::invalid(format!("input '{pname}' is missing (given: {given:?})"))
+                })?;
+            let info = &node.outputs[0];
+            if info.element_type != crate::tensor::ElementType::Dynamic && t.element_type() != info.element_type {
+                return Err(Error::mismatch(format!(
+                    "input '{pname}': expected element type {}, found {}",
+                    info.element_type,
+                    t.element_type()
+                )));
+            }
+            if !info.shape.accepts(t.shape()) {
+                return Err(Error::mismatch(format!(
+                    "input '{pname}': expected shape {}, found {:?}",
+                    info.shape,
+                    t.shape()
+                )));
+            }
+            ins.push((name.as_c_str(), t));
+        }
+        self.compiled.infer(&ins, &self.outputs)
+    }
+}
