@@ -7,6 +7,7 @@
 use crate::error::{Error, Result};
 use crate::tensor::{ElementType, Tensor};
 use openvino_sys as sys;
+use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_void};
 use std::path::{Path, PathBuf};
@@ -38,6 +39,12 @@ const REQUIRED: &[&str] = &[
     "ov_tensor_free",
     "ov_shape_create",
     "ov_shape_free",
+    "ov_compiled_model_outputs_size",
+    "ov_compiled_model_output_by_index",
+    "ov_port_get_any_name",
+    "ov_output_const_port_free",
+    "ov_infer_request_get_output_tensor_by_index",
+    "ov_free",
 ];
 
 /// The library in use: where it was found and its version.
@@ -303,7 +310,9 @@ impl Core {
         unsafe { sys::ov_model_free(model) };
         drop(weights);
         check(&format!("compiling for {device}"), status)?;
-        Ok(Compiled { ptr: compiled, pool: Mutex::new(vec![]) })
+        let mut c = Compiled { ptr: compiled, pool: Mutex::new(vec![]), output_index: HashMap::new() };
+        c.output_index = c.output_names()?.into_iter().enumerate().map(|(i, n)| (n, i)).collect();
+        Ok(c)
     }
 }
 
@@ -311,6 +320,8 @@ impl Core {
 pub struct Compiled {
     ptr: *mut sys::ov_compiled_model_t,
     pool: Mutex<Vec<Request>>,
+    /// Output index by tensor name: outputs are read by index (a lookup by name scans them all).
+    output_index: HashMap<String, usize>,
 }
 
 // SAFETY: a compiled model is thread-safe in OpenVINO; each request is used by one thread at a
@@ -342,6 +353,32 @@ impl Drop for Request {
 }
 
 impl Compiled {
+    /// One tensor name per output, in output order.
+    fn output_names(&self) -> Result<Vec<String>> {
+        let mut n = 0usize;
+        // SAFETY: valid compiled model and out-parameter.
+        check("counting outputs", unsafe { sys::ov_compiled_model_outputs_size(self.ptr, &mut n) })?;
+        let mut names = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut port = std::ptr::null_mut();
+            // SAFETY: i < n; the port is freed below.
+            check("reading an output", unsafe { sys::ov_compiled_model_output_by_index(self.ptr, i, &mut port) })?;
+            let mut name: *mut c_char = std::ptr::null_mut();
+            // SAFETY: valid port; the name is OpenVINO's allocation, freed with ov_free.
+            let status = unsafe { sys::ov_port_get_any_name(port, &mut name) };
+            // SAFETY: created by output_by_index above.
+            unsafe { sys::ov_output_const_port_free(port) };
+            if status == sys::ov_status_e::OK && !name.is_null() {
+                // SAFETY: a NUL-terminated string from OpenVINO, freed once.
+                names.push(unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned());
+                unsafe { sys::ov_free(name) };
+            } else {
+                names.push(String::new());
+            }
+        }
+        Ok(names)
+    }
+
     fn take(&self) -> Result<Request> {
         if let Some(r) = self.pool.lock().ok().and_then(|mut p| p.pop()) {
             return Ok(r);
@@ -369,9 +406,13 @@ impl Compiled {
         let mut out = Vec::with_capacity(outputs.len());
         for name in outputs {
             let mut t = std::ptr::null_mut();
+            let index = name.to_str().ok().and_then(|n| self.output_index.get(n));
             // SAFETY: valid request and out-parameter; the tensor handle is ours to free.
             check(&format!("reading output {}", name.to_string_lossy()), unsafe {
-                sys::ov_infer_request_get_tensor(req.0, name.as_ptr(), &mut t)
+                match index {
+                    Some(&i) => sys::ov_infer_request_get_output_tensor_by_index(req.0, i, &mut t),
+                    None => sys::ov_infer_request_get_tensor(req.0, name.as_ptr(), &mut t),
+                }
             })?;
             let host = HostTensor { ptr: t, _data: None };
             out.push(host.to_tensor()?);

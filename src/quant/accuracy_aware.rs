@@ -26,20 +26,22 @@ pub(crate) fn infer(
     hooks: &mut Hooks,
     stage: Option<Stage>,
 ) -> Result<Vec<Vec<Tensor>>> {
-    let wave = (rayon::current_num_threads() * 4).max(1);
+    let wave = (exec.in_flight(rayon::current_num_threads) * 4).max(1);
     let mut out = Vec::with_capacity(indices.len());
     for (w, chunk) in indices.chunks(wave).enumerate() {
-        let res: Vec<Result<Vec<Tensor>>> = chunk
-            .par_iter()
-            .map(|&i| {
-                let s: Sample = data.get(i).map_err(|e| super::stats::with_sample(e, "evaluation", i))?;
-                exec.run(&s, &mut NoObserver).map_err(|e| match e {
-                    Error::Mismatch(m) => Error::Mismatch(format!("evaluation sample {i}: {m}")),
-                    Error::InvalidArgument(m) => Error::InvalidArgument(format!("evaluation sample {i}: {m}")),
-                    other => other,
+        let res: Vec<Result<Vec<Tensor>>> = exec.in_flight(|| {
+            chunk
+                .par_iter()
+                .map(|&i| {
+                    let s: Sample = data.get(i).map_err(|e| super::stats::with_sample(e, "evaluation", i))?;
+                    exec.run(&s, &mut NoObserver).map_err(|e| match e {
+                        Error::Mismatch(m) => Error::Mismatch(format!("evaluation sample {i}: {m}")),
+                        Error::InvalidArgument(m) => Error::InvalidArgument(format!("evaluation sample {i}: {m}")),
+                        other => other,
+                    })
                 })
-            })
-            .collect();
+                .collect()
+        });
         for r in res {
             out.push(r?);
         }

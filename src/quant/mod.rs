@@ -259,6 +259,15 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         }
     }
 
+    let backend = Backend::open(config.backend, &config.openvino)?;
+    report.backend = backend.describe();
+    hooks.log(LogLevel::Info, &format!("inference backend: {}", report.backend));
+    // OpenVINO fuses a bias Add into its convolution or MatMul and would have to split them to
+    // hand over the output before the bias: there, the mean is measured after the bias and the
+    // (constant) bias subtracted.
+    let after_bias = backend.is_openvino();
+    let site_outlet = |s: &BiasSite| Outlet::new(if after_bias { s.add } else { s.op }, 0);
+
     // Statistics: one pass over the FP32 model
     let t = Instant::now();
     let act_est = config.range_estimator.activations.as_ref();
@@ -284,21 +293,22 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
             let inp = measured(graph.nodes[s.op].inputs[s.act_input]);
             reqs.entry(inp).or_default().push(Request::ChannelMean { axis: s.in_axis });
         }
-        reqs.entry(Outlet::new(s.op, 0)).or_default().push(Request::ChannelMean { axis: s.out_axis });
+        reqs.entry(site_outlet(s)).or_default().push(Request::ChannelMean { axis: s.out_axis });
     }
     for v in reqs.values_mut() {
         v.dedup();
     }
-    let backend = Backend::open(config.backend, &config.openvino)?;
-    report.backend = backend.describe();
-    hooks.log(LogLevel::Info, &format!("inference backend: {}", report.backend));
-    let t_compile = Instant::now();
-    let exec = backend.compile_plan(fp_plan, &stats::targets(&reqs), config.threads)?;
-    if backend.is_openvino() {
-        report.timings.push(("openvino_compile".into(), t_compile.elapsed().as_secs_f64()));
-    }
-    let col = stats::collect(&exec, data, n, &reqs, hooks, Stage::Statistics)?;
-    drop(exec);
+    let col = stats::collect_on(
+        &backend,
+        &fp_graph,
+        Some(fp_plan),
+        config.threads,
+        data,
+        n,
+        &reqs,
+        hooks,
+        Stage::Statistics,
+    )?;
     report.inferences += n;
     report.timings.push(("statistics".into(), t.elapsed().as_secs_f64()));
 
@@ -428,9 +438,8 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         if config.use_fast_bias {
             for (k, ((wi, site), inp)) in sites.iter().zip(&fbc_inputs).enumerate() {
                 hooks.progress(Stage::BiasCorrection, k, sites.len())?;
-                let (Some((in_means, shape)), Some(out_means)) =
-                    (inp, col.channel_means.get(&(Outlet::new(site.op, 0), site.out_axis)))
-                else {
+                let site_means = site_output_means(&col, site, after_bias);
+                let (Some((in_means, shape)), Some(out_means)) = (inp, site_means.as_ref()) else {
                     continue;
                 };
                 // What the target CPU's saturation takes off the layer's mean output is
@@ -465,19 +474,25 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
             let nb = n.clamp(1, 100);
             let mut qreqs: HashMap<Outlet, Vec<Request>> = HashMap::new();
             for (_, s) in &sites {
-                qreqs.entry(Outlet::new(s.op, 0)).or_default().push(Request::ChannelMean { axis: s.out_axis });
+                qreqs.entry(site_outlet(s)).or_default().push(Request::ChannelMean { axis: s.out_axis });
             }
-            let qexec = match &quantized.verdicts {
-                Backend::Builtin => {
-                    cpu_plugin::emulate_for(&mut qg, quantized.isa.arithmetic);
-                    Executable::builtin(Plan::new(&qg)?, &stats::targets(&qreqs))
-                }
-                ov => ov.compile(&qg, &stats::targets(&qreqs), config.threads)?,
-            };
-            let qcol = stats::collect(&qexec, data, nb, &qreqs, hooks, Stage::BiasCorrection)?;
+            if !quantized.verdicts.is_openvino() {
+                cpu_plugin::emulate_for(&mut qg, quantized.isa.arithmetic);
+            }
+            let qcol = stats::collect_on(
+                &quantized.verdicts,
+                &qg,
+                None,
+                config.threads,
+                data,
+                nb,
+                &qreqs,
+                hooks,
+                Stage::BiasCorrection,
+            )?;
             quantized.report.inferences += nb;
             for (_, site) in &sites {
-                let key = (Outlet::new(site.op, 0), site.out_axis);
+                let key = (site_outlet(site), site.out_axis);
                 if let (Some(f), Some(q)) = (col.channel_means.get(&key), qcol.channel_means.get(&key)) {
                     let shift: Vec<f64> = f.iter().zip(q).map(|(a, b)| a - b).collect();
                     if let Some(s) = bias_correction::accept(&site.bias, &shift, 1000.0) {
@@ -523,6 +538,22 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     quantized.report.ignored = quantized.setup.ignored.clone();
     quantized.report.timings.push(("total".into(), t_total.elapsed().as_secs_f64()));
     Ok(quantized)
+}
+
+/// The per-channel mean of a bias site's op output (before the bias), from statistics taken
+/// there or after the bias Add (`after_bias`).
+fn site_output_means(col: &stats::Collected, site: &BiasSite, after_bias: bool) -> Option<Vec<f64>> {
+    let at = Outlet::new(if after_bias { site.add } else { site.op }, 0);
+    let means = col.channel_means.get(&(at, site.out_axis))?;
+    if !after_bias {
+        return Some(means.clone());
+    }
+    let bias: Vec<f64> = site.bias.iter().map(|&b| b as f64).collect();
+    match bias.len() {
+        1 => Some(means.iter().map(|m| m - bias[0]).collect()),
+        n if n == means.len() => Some(means.iter().zip(&bias).map(|(m, b)| m - b).collect()),
+        _ => None,
+    }
 }
 
 /// The backend that judges INT8 models: OpenVINO when it is the backend and computes the

@@ -4,9 +4,10 @@
 //! scalars per sample and point, one accumulator per channel.
 
 use crate::api::{Dataset, Hooks, Stage};
-use crate::backend::Executable;
-use crate::engine::Observer;
+use crate::backend::{Backend, Executable};
+use crate::engine::{NoObserver, Observer, Plan};
 use crate::error::{Error, Result};
+use crate::graph::Graph;
 use crate::graph::Outlet;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -352,10 +353,56 @@ pub fn targets(requests: &HashMap<Outlet, Vec<Request>>) -> Vec<Outlet> {
     t
 }
 
+mod inplace;
+
+/// Collects the requested statistics of `graph` on the first `n` samples, where `backend` runs:
+/// the built-in engine observes tensors as it computes them (reusing `plan` when given);
+/// OpenVINO runs the graph with the reductions appended ([`inplace`]).
+#[allow(clippy::too_many_arguments)]
+pub fn collect_on(
+    backend: &Backend,
+    graph: &Graph,
+    plan: Option<Plan>,
+    threads: usize,
+    data: &dyn Dataset,
+    n: usize,
+    requests: &HashMap<Outlet, Vec<Request>>,
+    hooks: &mut Hooks,
+    stage: Stage,
+) -> Result<Collected> {
+    match backend {
+        Backend::Builtin => {
+            let plan = match plan {
+                Some(p) => p,
+                None => Plan::new(graph)?,
+            };
+            collect(&Executable::builtin(plan, &targets(requests)), data, n, requests, hooks, stage)
+        }
+        ov => {
+            drop(plan);
+            let red = inplace::Reductions::new(graph, requests)?;
+            let exec = ov.compile(&red.graph, &red.targets, threads)?;
+            run_samples(&exec, Some(&red), data, n, requests, hooks, stage)
+        }
+    }
+}
+
 /// Runs `exec` (compiled with [`targets`] of `requests`) on the first `n` samples and collects
 /// the requested statistics.
 pub fn collect(
     exec: &Executable,
+    data: &dyn Dataset,
+    n: usize,
+    requests: &HashMap<Outlet, Vec<Request>>,
+    hooks: &mut Hooks,
+    stage: Stage,
+) -> Result<Collected> {
+    run_samples(exec, None, data, n, requests, hooks, stage)
+}
+
+fn run_samples(
+    exec: &Executable,
+    reductions: Option<&inplace::Reductions>,
     data: &dyn Dataset,
     n: usize,
     requests: &HashMap<Outlet, Vec<Request>>,
@@ -376,47 +423,56 @@ pub fn collect(
     let parameters: HashMap<String, Outlet> =
         graph.parameters().into_iter().map(|p| (graph.parameter_name(p).to_string(), Outlet::new(p, 0))).collect();
     let chunks: Vec<(usize, usize)> = (0..n).step_by(CHUNK).map(|s| (s, (s + CHUNK).min(n))).collect();
-    let wave = (rayon::current_num_threads() * 2).max(1);
+    let wave = (exec.in_flight(rayon::current_num_threads) * 2).max(1);
     let mut total = Partial::default();
     hooks.progress(stage, 0, n)?;
     for wave_chunks in chunks.chunks(wave) {
-        let partials: Vec<Result<Partial>> = wave_chunks
-            .par_iter()
-            .map(|&(s, e)| {
-                let mut part = Partial::default();
-                for i in s..e {
-                    let sample = data.get(i).map_err(|e| with_sample(e, "calibration", i))?;
-                    for (nm, t) in &sample {
-                        if let Some(o) = parameters.get(nm) {
-                            if let Some(r) = requests.get(o) {
-                                part.observe(*o, t, r, i, &name).map_err(|e| with_sample(e, "calibration", i))?;
-                            }
-                        }
-                    }
-                    let mut err: Option<Error> = None;
-                    let mut obs = Requested {
-                        requests,
-                        f: |o: Outlet, t: &Tensor| -> Result<()> {
-                            if let Some(r) = requests.get(&o) {
-                                if let Err(e) = part.observe(o, t, r, i, &name) {
-                                    err.get_or_insert(with_sample(e, "calibration", i));
+        let partials: Vec<Result<Partial>> = exec.in_flight(|| {
+            wave_chunks
+                .par_iter()
+                .map(|&(s, e)| {
+                    let mut part = Partial::default();
+                    for i in s..e {
+                        let sample = data.get(i).map_err(|e| with_sample(e, "calibration", i))?;
+                        for (nm, t) in &sample {
+                            if let Some(o) = parameters.get(nm) {
+                                if let Some(r) = requests.get(o) {
+                                    part.observe(*o, t, r, i, &name).map_err(|e| with_sample(e, "calibration", i))?;
                                 }
                             }
-                            Ok(())
-                        },
-                    };
-                    exec.run(&sample, &mut obs).map_err(|e| match e {
-                        Error::Mismatch(m) => Error::Mismatch(format!("calibration sample {i}: {m}")),
-                        Error::InvalidArgument(m) => Error::InvalidArgument(format!("calibration sample {i}: {m}")),
-                        other => other,
-                    })?;
-                    if let Some(e) = err {
-                        return Err(e);
+                        }
+                        let tag = |e: Error| match e {
+                            Error::Mismatch(m) => Error::Mismatch(format!("calibration sample {i}: {m}")),
+                            Error::InvalidArgument(m) => Error::InvalidArgument(format!("calibration sample {i}: {m}")),
+                            other => other,
+                        };
+                        if let Some(red) = reductions {
+                            let values = exec.run(&sample, &mut NoObserver).map_err(tag)?;
+                            red.accumulate(&mut part, &values, i, &name)
+                                .map_err(|e| with_sample(e, "calibration", i))?;
+                            continue;
+                        }
+                        let mut err: Option<Error> = None;
+                        let mut obs = Requested {
+                            requests,
+                            f: |o: Outlet, t: &Tensor| -> Result<()> {
+                                if let Some(r) = requests.get(&o) {
+                                    if let Err(e) = part.observe(o, t, r, i, &name) {
+                                        err.get_or_insert(with_sample(e, "calibration", i));
+                                    }
+                                }
+                                Ok(())
+                            },
+                        };
+                        exec.run(&sample, &mut obs).map_err(tag)?;
+                        if let Some(e) = err {
+                            return Err(e);
+                        }
                     }
-                }
-                Ok(part)
-            })
-            .collect();
+                    Ok(part)
+                })
+                .collect()
+        });
         for p in partials {
             total.merge(p?);
         }
