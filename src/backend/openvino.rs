@@ -64,6 +64,21 @@ static LOADED: Mutex<Option<Library>> = Mutex::new(None);
 pub fn load(explicit: Option<&Path>) -> Result<Library> {
     let mut loaded = LOADED.lock().map_err(|_| Error::internal("OpenVINO loader lock poisoned"))?;
     if let Some(lib) = loaded.as_ref() {
+        // One OpenVINO per process: a different library asked for later is an error, not a
+        // silent substitute.
+        if let Some(p) = explicit {
+            let same = resolve_file(p)
+                .ok()
+                .and_then(|f| f.canonicalize().ok())
+                .is_some_and(|f| lib.path.canonicalize().is_ok_and(|l| l == f));
+            if !same {
+                return Err(Error::unsupported(format!(
+                    "OpenVINO is already loaded in this process from {}; {} cannot be loaded beside it",
+                    lib.path.display(),
+                    p.display()
+                )));
+            }
+        }
         return Ok(lib.clone());
     }
     let mut tried: Vec<String> = vec![];
@@ -570,6 +585,7 @@ pub fn loaded() -> Option<Library> {
 /// One shared core per process for callers that do not bring their own.
 pub fn shared_core(lib: Option<&Path>) -> Result<std::sync::Arc<Core>> {
     static CORE: OnceLock<std::sync::Arc<Core>> = OnceLock::new();
+    load(lib)?;
     if let Some(c) = CORE.get() {
         return Ok(c.clone());
     }

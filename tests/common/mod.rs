@@ -87,3 +87,36 @@ pub fn nncf_like(config: ovpot::QuantConfig) -> ovpot::QuantConfig {
     use ovpot::quant::config::{SaturationFix, TargetIsa};
     ovpot::QuantConfig { saturation_fix: SaturationFix::FirstLayer, target_isa: TargetIsa::Vnni, ..config }
 }
+
+/// OpenVINO's C library for the OpenVINO backend: $OVPOT_OPENVINO_LIB, else the `openvino/libs`
+/// folder of the peers venv (.ci/run's $OVPOT_PEERS, `.peers/` in the repo, `../peers`). None
+/// prints why the caller skips; with $OVPOT_REQUIRE_OPENVINO set, a missing library fails.
+#[allow(dead_code)]
+pub fn openvino_lib() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("OVPOT_OPENVINO_LIB") {
+        return Some(PathBuf::from(p));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut venvs = vec![];
+    if let Some(p) = std::env::var_os("OVPOT_PEERS") {
+        venvs.push(PathBuf::from(p).join("venv"));
+    }
+    venvs.push(root.join(".peers/venv"));
+    venvs.push(root.join("../peers/venv"));
+    let found = venvs.iter().find_map(|venv| {
+        let py = std::fs::read_dir(venv.join("lib"))
+            .ok()?
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().starts_with("python"))?;
+        let d = py.path().join("site-packages/openvino/libs");
+        d.is_dir().then_some(d)
+    });
+    if found.is_none() {
+        let msg = format!(
+            "SKIPPED: OpenVINO's C library not found (set OVPOT_OPENVINO_LIB or OVPOT_PEERS); looked in {venvs:?}"
+        );
+        assert!(std::env::var_os("OVPOT_REQUIRE_OPENVINO").is_none(), "{msg}");
+        eprintln!("{msg}");
+    }
+    found
+}
