@@ -166,6 +166,29 @@ int main(int argc, char **argv) {
         const char *report = NULL;
         CHECK(ovpot_session_report_json(session, &report));
         printf("ovpot report: %zu quantized layers\n", count_list(report, "\"quantized_layers\""));
+
+        /* The same quantization with the application's own OpenVINO core as ovpot's backend:
+         * statistics and verdicts run in this process's OpenVINO, found already loaded. */
+        ov_core_t *core = NULL;
+        ovpot_session_t *in_ov = NULL;
+        ovpot_model_t *quantized_ov = NULL;
+        OV_CHECK(ov_core_create(&core));
+        CHECK(ovpot_session_create(model, NULL, &in_ov));
+        CHECK(ovpot_session_set_openvino_core(in_ov, core, NULL));
+        CHECK(ovpot_session_run(in_ov, calib, &quantized_ov));
+        const char *report_ov = NULL;
+        CHECK(ovpot_session_report_json(in_ov, &report_ov));
+        const char *backend = strstr(report_ov, "\"backend\": \"openvino ");
+        ov_run(quantized_ov, (const float *)ref_in.data, n, q, &q_int8, &q_weighted);
+        size_t agree_ov = 0;
+        for (size_t i = 0; i < n; i++)
+            agree_ov += argmax_f32(q + i * 10, 10) == argmax_f32(ref + i * 10, 10);
+        printf("quantized in the application's OpenVINO core: backend %s, %zu/%zu classes agree, latency %s\n",
+               backend ? "openvino" : "?", agree_ov, n, strstr(report_ov, "\"latency\": {") ? "reported" : "missing");
+        if (backend == NULL || agree_ov != n || strstr(report_ov, "\"latency\": {") == NULL) rc = 1;
+        ovpot_model_free(quantized_ov);
+        ovpot_session_free(in_ov);
+        ov_core_free(core);
     }
     ovpot_model_free(quantized);
     ovpot_session_free(session);

@@ -652,6 +652,36 @@ ovpot_status_e ovpot_session_set_target_isa(ovpot_session_t *session,
                                             const char *isa);
 
 /**
+ * Chooses where quantization's inferences run (statistics, bias correction, saturation checks,
+ * accuracy-aware evaluation and ranking): "builtin" (default: ovpot's own engine, no
+ * dependency, emulating the target CPU's int8 arithmetic) or "openvino" (OpenVINO's CPU plugin,
+ * loaded at run time: the runtime's exact arithmetic on this CPU and its speed; the report then
+ * names OpenVINO's version and gives the FP32 and INT8 latency measured here).
+ *
+ * `openvino_lib` (may be NULL) is OpenVINO's C library, a file or a directory holding
+ * `libopenvino_c.so*` (the pip wheel's `openvino/libs`); when NULL: `$OVPOT_OPENVINO_LIB`, else
+ * the copy already loaded in this process (an application linked with OpenVINO), else the
+ * loader's search path. One OpenVINO library per process: a different one later is an error.
+ * An application that has its own `ov_core_t` passes it with
+ * `ovpot_session_set_openvino_core` instead. Errors only when the session runs.
+ */
+ovpot_status_e ovpot_session_set_backend(ovpot_session_t *session,
+                                         const char *backend,
+                                         const char *openvino_lib);
+
+/**
+ * Makes the session run its inferences in the application's own OpenVINO core (an
+ * `ov_core_t*` from OpenVINO's C API, passed as `void*` so this header needs no OpenVINO
+ * header): its devices and properties stay the application's; ovpot compiles its graphs there
+ * for "CPU" with `INFERENCE_PRECISION_HINT=f32`. Sets the backend to "openvino". ovpot never
+ * frees the core: it must outlive the session. The core must come from the OpenVINO library
+ * loaded in this process (ovpot finds it there; `openvino_lib`, may be NULL, names it otherwise).
+ */
+ovpot_status_e ovpot_session_set_openvino_core(ovpot_session_t *session,
+                                               void *ov_core,
+                                               const char *openvino_lib);
+
+/**
  * Sets how many calibration samples statistics use (POT's `stat_subset_size`; at least 1).
  */
 ovpot_status_e ovpot_session_set_subset_size(ovpot_session_t *session,

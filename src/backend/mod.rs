@@ -238,11 +238,14 @@ struct OvExecutable {
     graph: Graph,
     properties: Vec<(&'static str, String)>,
     /// Compiled models by input shapes (empty: the graph's own shapes).
-    variants: std::sync::Mutex<Vec<(Vec<Vec<usize>>, Arc<openvino::Compiled>)>>,
+    variants: std::sync::Mutex<Vec<ShapeVariant>>,
     /// Parameter node and its tensor name in the compiled model.
     inputs: Vec<(NodeId, CString)>,
     outputs: Vec<CString>,
 }
+
+/// Input shapes and the model compiled for them.
+type ShapeVariant = (Vec<Vec<usize>>, Arc<openvino::Compiled>);
 
 /// Input shapes compiled for before falling back to one dynamic-shape compile.
 const SHAPE_VARIANTS: usize = 8;

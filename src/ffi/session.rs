@@ -148,6 +148,65 @@ pub extern "C" fn ovpot_session_set_target_isa(session: *mut ovpot_session_t, is
     })
 }
 
+/// Chooses where quantization's inferences run (statistics, bias correction, saturation checks,
+/// accuracy-aware evaluation and ranking): "builtin" (default: ovpot's own engine, no
+/// dependency, emulating the target CPU's int8 arithmetic) or "openvino" (OpenVINO's CPU plugin,
+/// loaded at run time: the runtime's exact arithmetic on this CPU and its speed; the report then
+/// names OpenVINO's version and gives the FP32 and INT8 latency measured here).
+///
+/// `openvino_lib` (may be NULL) is OpenVINO's C library, a file or a directory holding
+/// `libopenvino_c.so*` (the pip wheel's `openvino/libs`); when NULL: `$OVPOT_OPENVINO_LIB`, else
+/// the copy already loaded in this process (an application linked with OpenVINO), else the
+/// loader's search path. One OpenVINO library per process: a different one later is an error.
+/// An application that has its own `ov_core_t` passes it with
+/// `ovpot_session_set_openvino_core` instead. Errors only when the session runs.
+#[no_mangle]
+pub extern "C" fn ovpot_session_set_backend(
+    session: *mut ovpot_session_t,
+    backend: *const c_char,
+    openvino_lib: *const c_char,
+) -> ovpot_status_e {
+    ffi_call("ovpot_session_set_backend", || {
+        let s = try_mut(session, "session")?;
+        let v = try_str(backend, "backend")?;
+        let lib = if openvino_lib.is_null() { None } else { Some(try_str(openvino_lib, "openvino_lib")?) };
+        set_param(s, "backend", v.into())?;
+        s.session.config.openvino.library = lib.map(std::path::PathBuf::from);
+        Ok(())
+    })
+}
+
+/// Makes the session run its inferences in the application's own OpenVINO core (an
+/// `ov_core_t*` from OpenVINO's C API, passed as `void*` so this header needs no OpenVINO
+/// header): its devices and properties stay the application's; ovpot compiles its graphs there
+/// for "CPU" with `INFERENCE_PRECISION_HINT=f32`. Sets the backend to "openvino". ovpot never
+/// frees the core: it must outlive the session. The core must come from the OpenVINO library
+/// loaded in this process (ovpot finds it there; `openvino_lib`, may be NULL, names it otherwise).
+#[no_mangle]
+pub extern "C" fn ovpot_session_set_openvino_core(
+    session: *mut ovpot_session_t,
+    ov_core: *mut std::os::raw::c_void,
+    openvino_lib: *const c_char,
+) -> ovpot_status_e {
+    ffi_call("ovpot_session_set_openvino_core", || {
+        let s = try_mut(session, "session")?;
+        if ov_core.is_null() {
+            return Err(Error::invalid("ov_core is NULL"));
+        }
+        let lib = if openvino_lib.is_null() { None } else { Some(try_str(openvino_lib, "openvino_lib")?) };
+        let lib = lib.map(std::path::PathBuf::from);
+        // SAFETY: the caller passes a live ov_core_t* of the OpenVINO library in this process
+        // that outlives the session (documented above); ovpot never frees it.
+        let core = unsafe { crate::backend::openvino::Core::borrowed(ov_core, lib.as_deref()) }?;
+        s.session.config.backend = crate::backend::BackendKind::Openvino;
+        s.session.config.openvino = crate::backend::OpenVinoOptions {
+            library: lib,
+            core: Some(crate::backend::CoreHandle(std::sync::Arc::new(core))),
+        };
+        Ok(())
+    })
+}
+
 /// Sets how many calibration samples statistics use (POT's `stat_subset_size`; at least 1).
 #[no_mangle]
 pub extern "C" fn ovpot_session_set_subset_size(session: *mut ovpot_session_t, size: usize) -> ovpot_status_e {

@@ -281,10 +281,11 @@ fn check_estimator(e: &Estimator, at: &str) -> Result<()> {
 
 /// The POT parameters [`QuantConfig::apply_params`] honours (DefaultQuantization and
 /// AccuracyAwareQuantization params).
-pub const APPLIED_PARAMS: [&str; 24] = [
+pub const APPLIED_PARAMS: [&str; 25] = [
     "preset",
     "target_device",
     "target_isa",
+    "backend",
     "stat_subset_size",
     "model_type",
     "ignored",
@@ -609,6 +610,9 @@ impl QuantConfig {
         }
         if let Some(x) = take(p, "target_isa")? {
             self.target_isa = x;
+        }
+        if let Some(x) = take(p, "backend")? {
+            self.backend = x;
         }
         if let Some(x) = take(p, "stat_subset_size")? {
             self.stat_subset_size = x;

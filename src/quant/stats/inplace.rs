@@ -134,9 +134,7 @@ impl Reductions {
         let axes_t = Tensor::i64_from_vec(&[axes.len()], axes.iter().map(|&a| a as i64).collect())?;
         let c = self.graph.add_const(format!("{name}/axes"), axes_t);
         let kept: Vec<Dim> = match info.shape.dims() {
-            Some(d) => {
-                d.iter().enumerate().map(|(i, d)| if axes.contains(&i) { Dim::Static(1) } else { d.clone() }).collect()
-            }
+            Some(d) => d.iter().enumerate().map(|(i, d)| if axes.contains(&i) { Dim::Static(1) } else { *d }).collect(),
             None => return Err(Error::internal("reduction of a tensor of unknown rank")),
         };
         let id = self.graph.add_op(
