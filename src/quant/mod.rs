@@ -295,6 +295,15 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         }
         reqs.entry(site_outlet(s)).or_default().push(Request::ChannelMean { axis: s.out_axis });
     }
+    // The saturation fix's output check compares with FP32 outputs: kept from this pass.
+    let output_outlets: Vec<Outlet> = fp_graph.results().iter().map(|&r| fp_graph.nodes[r].inputs[0]).collect();
+    let checks_output = config.saturation_fix == SaturationFix::Auto
+        && isa::resolve_here(config.target_isa, config.target_device).isa != "none";
+    if checks_output {
+        for &o in &output_outlets {
+            reqs.entry(o).or_default().push(Request::Keep { samples: n.min(saturation::SAMPLES) });
+        }
+    }
     for v in reqs.values_mut() {
         v.dedup();
     }
@@ -429,7 +438,15 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         isa: assumed,
         report,
     };
-    let saturation_means = fix_saturation(&mut quantized, data, n, hooks)?;
+    // The FP32 outputs the statistics pass kept for the saturation fix's output check.
+    let fp_outputs: Option<Vec<Vec<Tensor>>> = {
+        let per_output: Option<Vec<&Vec<Tensor>>> = output_outlets.iter().map(|o| col.kept.get(o)).collect();
+        per_output.map(|cols| {
+            let m = cols.iter().map(|c| c.len()).min().unwrap_or(0);
+            (0..m).map(|i| cols.iter().map(|c| c[i].clone()).collect()).collect()
+        })
+    };
+    let saturation_means = fix_saturation(&mut quantized, data, n, fp_outputs.as_deref(), hooks)?;
 
     // Bias correction
     if config.bias_correction && !sites.is_empty() {
@@ -587,6 +604,7 @@ fn fix_saturation(
     q: &mut Quantized,
     data: &dyn Dataset,
     n: usize,
+    fp_outputs: Option<&[Vec<Tensor>]>,
     hooks: &mut Hooks,
 ) -> Result<HashMap<usize, Vec<f64>>> {
     let mode = q.config.saturation_fix;
@@ -613,7 +631,7 @@ fn fix_saturation(
     if mode == SaturationFix::Auto && q.isa.isa != "none" {
         let t = Instant::now();
         let firsts: Vec<usize> = (0..q.setup.weights.len()).filter(|&i| q.setup.weights[i].first).collect();
-        groups = saturation::check_groups(q, &[("first layers", firsts)], data, n, hooks)?;
+        groups = saturation::check_groups(q, &[("first layers", firsts)], fp_outputs, data, n, hooks)?;
         for c in &groups {
             hooks.log(
                 LogLevel::Info,

@@ -28,6 +28,8 @@ pub enum Request {
     SampleChannelMinMax,
     /// Sum of x² over every element and sample.
     SumSquares,
+    /// The whole tensor of the first `samples` samples (model outputs reused as a reference).
+    Keep { samples: usize },
 }
 
 /// Per-sample scalar statistics of one tensor.
@@ -58,10 +60,13 @@ pub struct Collected {
     pub shapes: HashMap<Outlet, Vec<usize>>,
     /// Σ x² over everything seen.
     pub sum_squares: HashMap<Outlet, f64>,
+    /// Tensors kept by [`Request::Keep`], in sample order.
+    pub kept: HashMap<Outlet, Vec<Tensor>>,
 }
 
 #[derive(Default)]
 struct Partial {
+    kept: BTreeMap<Outlet, Vec<(usize, Tensor)>>,
     sum_squares: BTreeMap<Outlet, f64>,
     scalars: BTreeMap<Outlet, Vec<SampleScalars>>,
     sums: BTreeMap<(Outlet, isize), (Vec<f64>, usize)>,
@@ -214,6 +219,11 @@ impl Partial {
         self.shapes.entry(o).or_insert_with(|| a.shape().to_vec());
         for r in reqs {
             match r {
+                Request::Keep { samples } => {
+                    if sample < *samples {
+                        self.kept.entry(o).or_default().push((sample, t.clone()));
+                    }
+                }
                 Request::Scalars { quantiles } => {
                     self.scalars.entry(o).or_default().push(scalars_of(data, (mn, mx), quantiles));
                 }
@@ -306,6 +316,9 @@ impl Partial {
     }
 
     fn merge(&mut self, other: Partial) {
+        for (k, v) in other.kept {
+            self.kept.entry(k).or_default().extend(v);
+        }
         for (k, v) in other.sum_squares {
             *self.sum_squares.entry(k).or_default() += v;
         }
@@ -491,6 +504,14 @@ fn run_samples(
     out.sample_channel_min_max = total.sample_minmax.into_iter().collect();
     out.shapes = total.shapes.into_iter().collect();
     out.sum_squares = total.sum_squares.into_iter().collect();
+    out.kept = total
+        .kept
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.sort_by_key(|(i, _)| *i);
+            (k, v.into_iter().map(|(_, t)| t).collect())
+        })
+        .collect();
     Ok(out)
 }
 
