@@ -269,6 +269,9 @@ typedef struct ovpot_session_t ovpot_session_t;
  * Fills `sample` with the inputs of sample `index` (0 <= index < length) by calling
  * `ovpot_sample_set_input*`; returns 0 on success, anything else to stop the run with
  * OVPOT_CALLBACK_FAILED. `sample` is valid only during the call.
+ * Calls back into ovpot from here work, except on the handles the run is using: the running
+ * session and its metric refuse every call, its datasets may be read but not changed or freed
+ * (those calls fail at once with OVPOT_INVALID_ARGUMENT; a free leaves the handle as it is).
  */
 typedef int (*ovpot_get_item_callback_t)(void *user_data,
                                          size_t index,
@@ -312,6 +315,9 @@ typedef struct {
 /**
  * Accumulates the model outputs of sample `index`; `outputs` is valid only during the call.
  * Returns 0 on success, anything else to stop the run with OVPOT_CALLBACK_FAILED.
+ * Calls back into ovpot from here work, except on the handles the run is using: the running
+ * session and its metric refuse every call, its datasets may be read but not changed or freed
+ * (those calls fail at once with OVPOT_INVALID_ARGUMENT; a free leaves the handle as it is).
  */
 typedef int (*ovpot_metric_update_callback_t)(void *user_data,
                                               const ovpot_outputs_t *outputs,
@@ -331,6 +337,9 @@ typedef int (*ovpot_metric_reset_callback_t)(void *user_data);
 /**
  * Reports progress of `stage`: `done` of `total` steps. Return 0 to go on, non-zero to cancel
  * (the run then ends with OVPOT_CANCELLED).
+ * Calls back into ovpot from here work, except on the handles the run is using: the running
+ * session and its metric refuse every call, its datasets may be read but not changed or freed
+ * (those calls fail at once with OVPOT_INVALID_ARGUMENT; a free leaves the handle as it is).
  */
 typedef int (*ovpot_progress_callback_t)(void *user_data,
                                          ovpot_stage_e stage,
@@ -339,6 +348,9 @@ typedef int (*ovpot_progress_callback_t)(void *user_data,
 
 /**
  * Receives a log message (valid during the call only).
+ * Calls back into ovpot from here work, except on the handles the run is using: the running
+ * session and its metric refuse every call, its datasets may be read but not changed or freed
+ * (those calls fail at once with OVPOT_INVALID_ARGUMENT; a free leaves the handle as it is).
  */
 typedef void (*ovpot_log_callback_t)(void *user_data,
                                      ovpot_log_level_e level,
@@ -719,6 +731,9 @@ ovpot_status_e ovpot_session_set_log_callback(ovpot_session_t *session,
  * Runs DefaultQuantization on `calibration` and returns the quantized model in `*quantized`
  * (free with `ovpot_model_free`). Callbacks of the session and the dataset are called on this
  * thread, never concurrently. The report is then available from `ovpot_session_report_json`.
+ * Calls made from inside the callbacks may use any other handle, run other sessions and infer
+ * (in a pool of their own: the run's threads may be waiting for this one); calls on this
+ * session, its metric, or that change or free its datasets fail with OVPOT_INVALID_ARGUMENT.
  */
 ovpot_status_e ovpot_session_run(ovpot_session_t *session,
                                  const ovpot_dataset_t *calibration,

@@ -12,12 +12,12 @@
 #   --only X        run just one of the two benchmarks
 #   --out DIR       keep the IRs, ovcheck JSON and bench_*.json there (default: a temporary folder)
 # Needs the peers venv (made by `../shared/tools/setup_peers.sh .peers`; default $OVPOT_PEERS/venv or
-# .peers/venv, else /work/peers/venv; PEERS_PYTHON picks another python) and ../shared/fixtures
+# .peers/venv; PEERS_PYTHON picks another python) and ../shared/fixtures
 # (or $OVPOT_FIXTURES).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PEERS_PYTHON:-${OVPOT_PEERS:-.peers}/venv/bin/python}"
-[ -x "$PY" ] || PY=/work/peers/venv/bin/python
+[ -x "$PY" ] || { echo "no peers venv at $PY: run ../shared/tools/setup_peers.sh .peers (or set OVPOT_PEERS / PEERS_PYTHON)" >&2; exit 2; }
 runs=3
 fixtures=""
 cases=""

@@ -2,14 +2,14 @@
 # ovpot engine vs OpenVINO runtime, single-sample latency on the big fixtures (issue 3).
 # Usage: scripts/bench_engine.sh [--runs N] [FIXTURE...]
 # Needs the peers venv with openvino (as scripts/bench.sh: PEERS_PYTHON if set, else
-# $OVPOT_PEERS/venv or .peers/venv under the repo, else /work/peers/venv) and the fixtures in
+# $OVPOT_PEERS/venv or .peers/venv under the repo) and the fixtures in
 # ../shared/fixtures (or $OVPOT_FIXTURES). Prints one table: OpenVINO with 1 and 2 inference
 # threads (INFERENCE_NUM_THREADS), ovpot with 1 and 2 threads (RAYON_NUM_THREADS and
 # MATMUL_NUM_THREADS), and the ratios ovpot / OpenVINO at equal thread counts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PEERS_PYTHON:-${OVPOT_PEERS:-.peers}/venv/bin/python}"
-[ -x "$PY" ] || PY=/work/peers/venv/bin/python
+[ -x "$PY" ] || { echo "no peers venv at $PY: run ../shared/tools/setup_peers.sh .peers (or set OVPOT_PEERS / PEERS_PYTHON)" >&2; exit 2; }
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 

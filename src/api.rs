@@ -281,6 +281,9 @@ pub struct Report {
     pub preset: String,
     pub target_device: String,
     pub model_type: Option<String>,
+    /// Why the model was taken for a transformer when the configuration did not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_type_detected: Option<String>,
     pub samples_used: usize,
     /// FakeQuantize inserted: one entry per FQ.
     pub fake_quantize: Vec<FqInfo>,

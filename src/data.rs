@@ -165,7 +165,7 @@ impl NpyFolderDataset {
     /// Opens `path` (a folder or one `.npy` file) for a model with `inputs`.
     pub fn open(path: &Path, inputs: &[PortDesc]) -> Result<Self> {
         if inputs.is_empty() {
-            return Err(Error::invalid("the model has no inputs"));
+            return Err(Error::invalid("the model has no inputs (no Parameter layer): there is nothing to calibrate"));
         }
         if path.is_file() {
             let [input] = inputs else {

@@ -91,6 +91,31 @@ impl ElementType {
         })
     }
 
+    /// The element type of an output port's `precision`, spelled as OpenVINO's reader accepts it
+    /// (exact case): the legacy names ("FP32", "I8", "BOOL", "UNSPECIFIED") or the element type
+    /// names ("f32", "i8", "boolean", "dynamic", "undefined"). "DYNAMIC" or "fp32" are refused.
+    pub fn from_port_precision(s: &str) -> Option<Self> {
+        Some(match s {
+            "FP32" | "f32" => Self::F32,
+            "FP16" | "f16" => Self::F16,
+            "BF16" | "bf16" => Self::BF16,
+            "FP64" | "f64" => Self::F64,
+            "I4" | "i4" => Self::I4,
+            "U4" | "u4" => Self::U4,
+            "I8" | "i8" => Self::I8,
+            "U8" | "u8" => Self::U8,
+            "I16" | "i16" => Self::I16,
+            "U16" | "u16" => Self::U16,
+            "I32" | "i32" => Self::I32,
+            "U32" | "u32" => Self::U32,
+            "I64" | "i64" => Self::I64,
+            "U64" | "u64" => Self::U64,
+            "BOOL" | "boolean" => Self::Boolean,
+            "UNSPECIFIED" | "dynamic" | "undefined" => Self::Dynamic,
+            _ => return None,
+        })
+    }
+
     pub fn ir_name(self) -> &'static str {
         match self {
             Self::F32 => "f32",

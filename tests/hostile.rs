@@ -374,13 +374,18 @@ fn unknown_ops_and_opsets_are_all_listed_by_plan() {
     let w = f32_bytes(&[1.0; 4]);
     let m = read_mem(&add_then("FrobnicateV2", "opset1"), &w).unwrap();
     assert_err(m.plan(), "unsupported", &["FrobnicateV2", "'mid'"]);
-    let m = read_mem(&add_then("Relu", "opset99"), &w).unwrap();
-    assert_err(m.plan(), "unsupported", &["Relu", "opset99", "'mid'"]);
+    // An opset OpenVINO does not have is refused at read, as OpenVINO's reader refuses it.
+    for bad in ["opset99", "opset18", "opset0", "experimental", "extension", ""] {
+        assert_err(read_mem(&add_then("Relu", bad), &w), "parse", &["unknown opset", "'mid'"]);
+    }
+    // A known opset where the engine lacks that version of the op: read, refused by the plan.
+    let m = read_mem(&add_then("Relu", "opset8"), &w).unwrap();
+    assert_err(m.plan(), "unsupported", &["Relu", "opset8", "'mid'"]);
     // Two unknown ops: both are named in one error.
     let xml = add_then("FrobnicateV2", "opset1")
-        .replace("type=\"Add\" version=\"opset1\"", "type=\"Add\" version=\"opset42\"");
+        .replace("type=\"Add\" version=\"opset1\"", "type=\"Add\" version=\"opset9\"");
     let m = read_mem(&xml, &w).unwrap();
-    let e = assert_err(m.plan(), "unsupported", &["FrobnicateV2", "opset42", "id=2 'add'", "id=3 'mid'", "2 op type"]);
+    let e = assert_err(m.plan(), "unsupported", &["FrobnicateV2", "opset9", "id=2 'add'", "id=3 'mid'", "2 op type"]);
     eprintln!("{e}");
     // Seven layers of one missing type: every one is listed, with its id.
     let mut layers = vec![layer(
@@ -411,6 +416,54 @@ fn unknown_ops_and_opsets_are_all_listed_by_plan() {
         InMemoryDataset { samples: vec![vec![("x".into(), Tensor::f32_from_vec(&[1, 4], vec![0.5; 4]).unwrap())]] };
     let r = Session::new(&m, QuantConfig::default()).unwrap().quantize(&data);
     assert_err(r, "unsupported", &["FrobnicateV2"]);
+}
+
+#[test]
+fn output_port_precision_is_read_as_openvino_reads_it() {
+    let w = f32_bytes(&[1.0; 4]);
+    let base = add_then("Relu", "opset1");
+    let mid_out = "<port id=\"1\" precision=\"FP32\"><dim>1</dim><dim>4</dim></port></output></layer>\n<layer id=\"4\"";
+    assert!(base.contains(mid_out));
+    // OpenVINO requires an output port's precision and reads it case-sensitively.
+    for (prec, ok) in [(None, false), (Some("DYNAMIC"), false), (Some("fp32"), false), (Some("dynamic"), true)] {
+        let attr = prec.map(|p| format!(" precision=\"{p}\"")).unwrap_or_default();
+        let xml = base.replace(mid_out, &mid_out.replace(" precision=\"FP32\"", &attr));
+        match read_mem(&xml, &w) {
+            Err(e) => {
+                assert!(!ok, "{prec:?} refused: {e}");
+                assert!(e.to_string().contains("'mid'") && e.to_string().contains("precision"), "{e}");
+            }
+            Ok(m) => {
+                assert!(ok, "{prec:?} accepted");
+                // Written back with a precision OpenVINO reads ("dynamic", never left out).
+                let (text, _) = m.to_memory().unwrap();
+                assert!(text.contains("precision=\"dynamic\""), "{text}");
+                assert!(!text.contains("<port id=\"1\">"), "{text}");
+                read_mem(&text, &w).unwrap();
+            }
+        }
+    }
+    // Input ports: OpenVINO ignores their precision; so does ovpot where it is missing.
+    let xml = base.replacen("<input><port id=\"0\" precision=\"FP32\">", "<input><port id=\"0\">", 1);
+    read_mem(&xml, &w).unwrap();
+}
+
+#[test]
+fn absurd_weights_leave_their_layer_in_floating_point() {
+    // Bit rot: finite weights of 1e36. OpenVINO cannot compile an int8 layer over them (its
+    // dequantization scale is out of range), so the layer stays FP32 and the log says why.
+    let Some((dir, m)) = digits_with_weights(|w| w[5] = 1e36) else { return };
+    let data = common::dataset(&dir.join("calib"), 20);
+    let out = Session::new(&m, QuantConfig::default()).unwrap().quantize(&data).unwrap();
+    let r = &out.report;
+    let ig = r.ignored.iter().find(|i| i.reason.contains("1e36")).expect("the layer is reported as left out");
+    assert!(r.warnings.iter().any(|w| w.contains(&ig.name) && w.contains("floating point")), "{:?}", r.warnings);
+    assert!(!r.fake_quantize.is_empty(), "other layers are still quantized");
+    for bad in [f32::NAN, f32::INFINITY] {
+        let Some((_, m)) = digits_with_weights(|w| w[5] = bad) else { return };
+        let out = Session::new(&m, QuantConfig::default()).unwrap().quantize(&data).unwrap();
+        assert!(out.report.ignored.iter().any(|i| i.reason.contains("weights hold")), "{:?}", out.report.ignored);
+    }
 }
 
 // ---------------------------------------------------------------- constants with NaN/Inf

@@ -223,3 +223,31 @@ fn saturation_and_isa_config_keys() {
     }
     assert!(QuantConfig::from_json(r#"{"target_isa": "avx3"}"#).is_err());
 }
+
+#[test]
+fn transformers_are_detected_without_a_flag() {
+    // None of the CNN fixtures looks like a transformer.
+    for name in ["digits_mlp", "mnist_cnn", "mtcnn_rnet", "mtcnn_onet", "ppocr_cls"] {
+        let Some(dir) = common::fixture(name) else { continue };
+        let m = Model::read(&dir.join("model.xml"), None).unwrap();
+        assert_eq!(ovpot::quant::detect::transformer(m.graph()), None, "{name}");
+    }
+    // MiniLM (../shared only: 44 MB): quantized as a transformer with no option, and the report
+    // says why; as NNCF's, its attention mask (f32::MIN) made the run fail before.
+    let Some(dir) = common::fixture("minilm_l6") else { return };
+    let model = Model::read(&dir.join("model.xml"), None).unwrap();
+    let data = common::dataset(&dir.join("calib"), 16);
+    let config = QuantConfig { stat_subset_size: 16, ..QuantConfig::default() };
+    let out = Session::new(&model, config.clone()).unwrap().quantize(&data).unwrap();
+    assert_eq!(out.report.model_type.as_deref(), Some("transformer"));
+    let why = out.report.model_type_detected.as_deref().expect("detection is reported");
+    assert!(why.to_lowercase().contains("softmax") && why.contains("MatMul"), "{why}");
+    assert_eq!(out.report.preset, "mixed", "NNCF's transformer preset");
+    // `general` turns detection off; the mask's range overflows f32 and that tensor stays in
+    // floating point instead of failing the run.
+    let general = QuantConfig { model_type: Some(ovpot::quant::config::ModelType::General), ..config };
+    let out = Session::new(&model, general).unwrap().quantize(&data).unwrap();
+    assert_eq!(out.report.model_type.as_deref(), Some("general"));
+    assert!(out.report.model_type_detected.is_none());
+    assert!(out.report.warnings.iter().any(|w| w.contains("overflows f32") && w.contains("left unquantized")));
+}

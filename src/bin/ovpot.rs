@@ -121,7 +121,8 @@ struct PlanArgs {
     /// ANY, CPU, CPU_SPR, GPU, NPU, GNA (default ANY).
     #[arg(long)]
     target_device: Option<String>,
-    /// transformer: quantize as a transformer (SmoothQuant, no FQ on some ops).
+    /// transformer: quantize as a transformer (SmoothQuant, no FQ on some ops); general: not a
+    /// transformer. Default: detected (a graph with attention is a transformer).
     #[arg(long)]
     model_type: Option<String>,
     /// The int8 arithmetic of the CPU that will run the model: auto (this CPU, default), avx2
@@ -511,6 +512,12 @@ fn print_plan(model: &Model, a: &PlanArgs) -> CliResult<()> {
     apply_plan_args(&mut cfg, a)?;
     cfg.validate()?;
     let g = model.graph();
+    if cfg.model_type.is_none() {
+        if let Some(why) = ovpot::quant::detect::transformer(g) {
+            cfg.model_type = Some(ovpot::quant::config::ModelType::Transformer);
+            println!("model type: transformer, detected ({why})");
+        }
+    }
     println!(
         "quantization (device {}, preset {}{}):",
         json_name(&cfg.target_device),

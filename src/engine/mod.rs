@@ -138,6 +138,7 @@ impl Plan {
                 node.inputs.iter().map(|o| folded[o.node].as_ref().map(|v| v[o.port].as_ref())).collect();
             let all_const = !const_inputs.is_empty() && const_inputs.iter().all(|c| c.is_some());
             let ctx = BuildCtx { node, id, graph: &graph, const_inputs: const_inputs.clone() };
+            ops::check_input_count(node)?;
             let op = ops::build(&ctx)?;
             if all_const {
                 let ins: Vec<&Tensor> = const_inputs.iter().map(|c| c.expect("all const")).collect();

@@ -5,9 +5,10 @@
 
 use super::ovpot_status_e;
 use crate::error::{Error, Result};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
 
 thread_local! {
     /// The message of the last failed call on this thread ("" after a successful one).
@@ -72,8 +73,129 @@ pub(crate) fn ffi_call(name: &str, body: impl FnOnce() -> Result<()>) -> ovpot_s
     }
 }
 
+/// How a running session uses a handle, and so what other calls may do with it meanwhile (a call
+/// from inside one of the run's callbacks, or from another thread against the header's contract).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Use {
+    /// Read by the run (datasets): other calls may read it, not change or free it.
+    Shared,
+    /// Changed by the run (the session, its metric): other calls may not touch it.
+    Exclusive,
+}
+
+/// Handles in use by running sessions, by address. A short list: one entry per handle of each
+/// run in progress.
+static IN_USE: Mutex<Vec<(usize, Use)>> = Mutex::new(Vec::new());
+
+fn in_use() -> std::sync::MutexGuard<'static, Vec<(usize, Use)>> {
+    IN_USE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The handles of one run, marked in use until dropped.
+pub(crate) struct InUse(Vec<usize>);
+
+impl InUse {
+    /// Marks `handles` (address, use, name for the message) in use; fails, marking nothing, when
+    /// one is already in use in a way that conflicts.
+    pub(crate) fn mark(handles: &[(usize, Use, &str)]) -> Result<InUse> {
+        let mut list = in_use();
+        for &(addr, want, what) in handles {
+            if let Some(&(_, have)) = list.iter().find(|(a, _)| *a == addr) {
+                if have == Use::Exclusive || want == Use::Exclusive {
+                    return Err(busy(what));
+                }
+            }
+        }
+        list.extend(handles.iter().map(|&(a, u, _)| (a, u)));
+        Ok(InUse(handles.iter().map(|h| h.0).collect()))
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        let mut list = in_use();
+        for addr in &self.0 {
+            if let Some(i) = list.iter().position(|(a, _)| a == addr) {
+                list.swap_remove(i);
+            }
+        }
+    }
+}
+
+fn busy(what: &str) -> Error {
+    Error::invalid(format!(
+        "'{what}' is in use by a running session (a call from inside one of its callbacks, or from \
+         another thread); use it after the run returns"
+    ))
+}
+
+/// Fails when the handle at `addr` is in use by a running session in a way that excludes `want`.
+fn check_free_to(addr: usize, want: Use, what: &str) -> Result<()> {
+    if addr == 0 {
+        return Ok(());
+    }
+    match in_use().iter().find(|(a, _)| *a == addr) {
+        Some(&(_, have)) if have == Use::Exclusive || want == Use::Exclusive => Err(busy(what)),
+        _ => Ok(()),
+    }
+}
+
+thread_local! {
+    /// How many runs this thread is serving callbacks for (more than one when a callback starts
+    /// a run of another session).
+    static SERVING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks this thread as serving a run's callbacks until dropped.
+pub(crate) struct Serving(());
+
+impl Serving {
+    pub(crate) fn enter() -> Serving {
+        SERVING.with(|s| s.set(s.get() + 1));
+        Serving(())
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        SERVING.with(|s| s.set(s.get().saturating_sub(1)));
+    }
+}
+
+/// Whether this thread is serving a run's callbacks (so a call now comes from inside one).
+pub(crate) fn serving() -> bool {
+    SERVING.with(Cell::get) > 0
+}
+
+/// Runs `job`, off the shared thread pool when this thread is serving a run's callbacks: that
+/// run's pool threads may all be waiting for this very thread (for a sample, a metric update),
+/// so work queued on the shared pool would never start.
+pub(crate) fn off_busy_pool<R: Send>(job: impl FnOnce() -> R + Send) -> Result<R> {
+    if serving() {
+        in_private_pool(job)
+    } else {
+        Ok(job())
+    }
+}
+
+/// Runs `job` in a thread pool of its own (its parallel loops included).
+pub(crate) fn in_private_pool<R: Send>(job: impl FnOnce() -> R + Send) -> Result<R> {
+    Ok(private_pool()?.install(job))
+}
+
+/// A thread pool for calls made from inside callbacks (see [`off_busy_pool`]).
+pub(crate) fn private_pool() -> Result<rayon::ThreadPool> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("ovpot-nested-{i}"))
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start a thread pool: {e}")))
+}
+
 /// A shared reference from a C pointer that must not be NULL.
 pub(crate) fn try_ref<'a, T>(ptr: *const T, what: &str) -> Result<&'a T> {
+    check_free_to(ptr as usize, Use::Shared, what)?;
     // SAFETY: the C caller promises a non-NULL pointer is valid and not mutated during the call
     // (documented in the header for every parameter); NULL is checked here.
     unsafe { ptr.as_ref() }.ok_or_else(|| Error::invalid(format!("'{what}' is NULL")))
@@ -81,6 +203,7 @@ pub(crate) fn try_ref<'a, T>(ptr: *const T, what: &str) -> Result<&'a T> {
 
 /// An exclusive reference from a C pointer that must not be NULL.
 pub(crate) fn try_mut<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T> {
+    check_free_to(ptr as usize, Use::Exclusive, what)?;
     // SAFETY: the C caller promises a non-NULL pointer is valid and not used elsewhere during the
     // call (the header says handles are not shared between concurrent calls); NULL is checked here.
     unsafe { ptr.as_mut() }.ok_or_else(|| Error::invalid(format!("'{what}' is NULL")))
@@ -142,8 +265,14 @@ pub(crate) fn into_handle<T>(value: T) -> *mut T {
     Box::into_raw(Box::new(value))
 }
 
-/// Takes back ownership of a handle made by [`into_handle`] and drops it; NULL is a no-op.
-pub(crate) fn free_handle<T>(ptr: *mut T) {
+/// Takes back ownership of a handle made by [`into_handle`] and drops it; NULL is a no-op. A
+/// handle in use by a running session is not freed (freeing it then would pull it from under the
+/// run): the thread's error message says so and the handle stays valid.
+pub(crate) fn free_handle<T>(ptr: *mut T, what: &str) {
+    if let Err(e) = check_free_to(ptr as usize, Use::Exclusive, what) {
+        set_last_error(format!("not freed: {e}"));
+        return;
+    }
     if !ptr.is_null() {
         // SAFETY: the header says a handle may be freed once, with the matching `*_free`, and
         // only handles made by `into_handle` for this `T` are passed here.

@@ -14,6 +14,9 @@ use std::sync::Arc;
 /// Fills `sample` with the inputs of sample `index` (0 <= index < length) by calling
 /// `ovpot_sample_set_input*`; returns 0 on success, anything else to stop the run with
 /// OVPOT_CALLBACK_FAILED. `sample` is valid only during the call.
+/// Calls back into ovpot from here work, except on the handles the run is using: the running
+/// session and its metric refuse every call, its datasets may be read but not changed or freed
+/// (those calls fail at once with OVPOT_INVALID_ARGUMENT; a free leaves the handle as it is).
 pub type ovpot_get_item_callback_t =
     Option<extern "C" fn(user_data: *mut c_void, index: usize, sample: *mut ovpot_sample_t) -> c_int>;
 
@@ -274,5 +277,5 @@ pub extern "C" fn ovpot_dataset_get(
 /// Frees a dataset (calling its destroy callback, if any). NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn ovpot_dataset_free(dataset: *mut ovpot_dataset_t) {
-    ffi_free(|| free_handle(dataset))
+    ffi_free(|| free_handle(dataset, "dataset"))
 }

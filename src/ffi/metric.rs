@@ -11,6 +11,9 @@ use std::path::Path;
 
 /// Accumulates the model outputs of sample `index`; `outputs` is valid only during the call.
 /// Returns 0 on success, anything else to stop the run with OVPOT_CALLBACK_FAILED.
+/// Calls back into ovpot from here work, except on the handles the run is using: the running
+/// session and its metric refuse every call, its datasets may be read but not changed or freed
+/// (those calls fail at once with OVPOT_INVALID_ARGUMENT; a free leaves the handle as it is).
 pub type ovpot_metric_update_callback_t =
     Option<extern "C" fn(user_data: *mut c_void, outputs: *const ovpot_outputs_t, index: usize) -> c_int>;
 /// Writes the metric over every sample since the last reset to `*value`; 0 on success.
@@ -159,5 +162,5 @@ pub extern "C" fn ovpot_metric_create_top1_accuracy_from_npy(
 /// Frees a metric (calling its destroy callback, if any). NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn ovpot_metric_free(metric: *mut ovpot_metric_t) {
-    ffi_free(|| free_handle(metric))
+    ffi_free(|| free_handle(metric, "metric"))
 }

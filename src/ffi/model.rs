@@ -1,7 +1,8 @@
 //! Models: reading, saving (files and memory), port queries, inference with the built-in engine.
 
 use super::boundary::{
-    c_string, ffi_call, ffi_free, free_handle, into_handle, opt_str, out_ptr, try_bytes, try_ref, try_str,
+    c_string, ffi_call, ffi_free, free_handle, into_handle, off_busy_pool, opt_str, out_ptr, try_bytes, try_ref,
+    try_str,
 };
 use super::tensors::{c_dims, ovpot_outputs_t, ovpot_sample_t};
 use super::{ovpot_element_type_e, ovpot_status_e};
@@ -186,7 +187,7 @@ pub extern "C" fn ovpot_ir_buffer_weights(
 /// Frees a buffer from `ovpot_model_save_to_memory_buffer`. NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn ovpot_ir_buffer_free(buffer: *mut ovpot_ir_buffer_t) {
-    ffi_free(|| free_handle(buffer))
+    ffi_free(|| free_handle(buffer, "buffer"))
 }
 
 /// The model's friendly name; valid as long as `model`.
@@ -340,7 +341,8 @@ pub extern "C" fn ovpot_model_infer(
         let out = out_ptr(outputs, "outputs", std::ptr::null_mut())?;
         let m = try_ref(model, "model")?;
         let s = try_ref(sample, "sample")?;
-        let results = m.plan()?.run(&s.inputs)?;
+        // From inside a run's callback the shared pool may be waiting for this thread.
+        let results = off_busy_pool(|| m.plan()?.run(&s.inputs))??;
         *out = into_handle(ovpot_outputs_t::new(&m.output_names(), &results)?);
         Ok(())
     })
@@ -349,5 +351,5 @@ pub extern "C" fn ovpot_model_infer(
 /// Frees a model. NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn ovpot_model_free(model: *mut ovpot_model_t) {
-    ffi_free(|| free_handle(model))
+    ffi_free(|| free_handle(model, "model"))
 }

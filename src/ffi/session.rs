@@ -5,7 +5,8 @@
 //! at a time, whatever threads the quantizer uses, and no C pointer crosses a thread.
 
 use super::boundary::{
-    c_string, ffi_call, ffi_free, free_handle, into_handle, out_ptr, panic_message, try_mut, try_ref, try_str,
+    c_string, ffi_call, ffi_free, free_handle, in_private_pool, into_handle, out_ptr, panic_message, private_pool,
+    serving, try_mut, try_ref, try_str, InUse, Serving, Use,
 };
 use super::dataset::ovpot_dataset_t;
 use super::metric::{ovpot_metric_t, MetricKind};
@@ -21,9 +22,15 @@ use std::time::Duration;
 
 /// Reports progress of `stage`: `done` of `total` steps. Return 0 to go on, non-zero to cancel
 /// (the run then ends with OVPOT_CANCELLED).
+/// Calls back into ovpot from here work, except on the handles the run is using: the running
+/// session and its metric refuse every call, its datasets may be read but not changed or freed
+/// (those calls fail at once with OVPOT_INVALID_ARGUMENT; a free leaves the handle as it is).
 pub type ovpot_progress_callback_t =
     Option<extern "C" fn(user_data: *mut c_void, stage: ovpot_stage_e, done: usize, total: usize) -> c_int>;
 /// Receives a log message (valid during the call only).
+/// Calls back into ovpot from here work, except on the handles the run is using: the running
+/// session and its metric refuse every call, its datasets may be read but not changed or freed
+/// (those calls fail at once with OVPOT_INVALID_ARGUMENT; a free leaves the handle as it is).
 pub type ovpot_log_callback_t =
     Option<extern "C" fn(user_data: *mut c_void, level: ovpot_log_level_e, message: *const c_char)>;
 
@@ -421,6 +428,21 @@ fn run_with_callbacks(
     eval: Option<&ovpot_dataset_t>,
     metric: Option<&mut ovpot_metric_t>,
 ) -> Result<Outcome> {
+    // The run's handles: a call from inside a callback (or another thread) that would change or
+    // free them fails with a clear message instead of pulling them from under the run.
+    let mut handles = vec![(s as *const ovpot_session_t as usize, Use::Exclusive, "session")];
+    handles.push((calib as *const ovpot_dataset_t as usize, Use::Shared, "calibration"));
+    if let Some(e) = eval {
+        handles.push((e as *const ovpot_dataset_t as usize, Use::Shared, "evaluation"));
+    }
+    if let Some(m) = metric.as_deref() {
+        handles.push((m as *const ovpot_metric_t as usize, Use::Exclusive, "metric"));
+    }
+    let _in_use = InUse::mark(&handles)?;
+    // A run started from inside another run's callback keeps off the shared pool, whose threads
+    // may be waiting for this thread.
+    let nested = serving();
+    let _serving = Serving::enter();
     let (tx, rx): (Sender<Request>, Receiver<Request>) = channel();
     let (mut rust_metric, mut c_metric) = match metric {
         Some(m) => match &mut m.kind {
@@ -460,7 +482,7 @@ fn run_with_callbacks(
         let rx = rx;
         let session_ref: &mut Session = session;
         let job = move || {
-            let r = match (eval_run, accuracy_aware) {
+            let quantize = || match (eval_run, accuracy_aware) {
                 (Some(eval), true) => {
                     let metric: &mut dyn Metric = match (rust_metric.take(), proxy_metric.as_mut()) {
                         (Some(m), _) => m,
@@ -471,6 +493,7 @@ fn run_with_callbacks(
                 }
                 _ => session_ref.quantize(calib_run.as_ref()),
             };
+            let r = if nested { in_private_pool(quantize).and_then(|r| r) } else { quantize() };
             // Drops the hooks' senders so the serving loop sees the end.
             session_ref.hooks.progress = None;
             session_ref.hooks.log = None;
@@ -528,6 +551,9 @@ fn finish(s: &mut ovpot_session_t, r: Result<Outcome>, out: &mut *mut ovpot_mode
 /// Runs DefaultQuantization on `calibration` and returns the quantized model in `*quantized`
 /// (free with `ovpot_model_free`). Callbacks of the session and the dataset are called on this
 /// thread, never concurrently. The report is then available from `ovpot_session_report_json`.
+/// Calls made from inside the callbacks may use any other handle, run other sessions and infer
+/// (in a pool of their own: the run's threads may be waiting for this one); calls on this
+/// session, its metric, or that change or free its datasets fail with OVPOT_INVALID_ARGUMENT.
 #[no_mangle]
 pub extern "C" fn ovpot_session_run(
     session: *mut ovpot_session_t,
@@ -598,12 +624,19 @@ pub extern "C" fn ovpot_metric_evaluate(
         let m = try_ref(model, "model")?;
         let d = try_ref(dataset, "dataset")?;
         let plan = m.model.plan()?;
+        // From inside a run's callback the shared pool may be waiting for this thread; the C
+        // callbacks below still run here, only inference goes to the private pool.
+        let pool = if serving() { Some(private_pool()?) } else { None };
+        let infer = |sample: &Sample| match &pool {
+            Some(p) => p.install(|| plan.run(sample)),
+            None => plan.run(sample),
+        };
         let names = m.output_names();
         match &mut metric.kind {
             MetricKind::Rust(r) => {
                 r.reset();
                 for i in 0..d.len() {
-                    let outputs = plan.run(&d.get(i)?).map_err(|e| sample_error(i, e))?;
+                    let outputs = infer(&d.get(i)?).map_err(|e| sample_error(i, e))?;
                     r.update(i, &outputs)?;
                 }
                 *out = r.value()?;
@@ -611,7 +644,7 @@ pub extern "C" fn ovpot_metric_evaluate(
             MetricKind::Callback(c) => {
                 c.reset();
                 for i in 0..d.len() {
-                    let outputs = plan.run(&d.get(i)?).map_err(|e| sample_error(i, e))?;
+                    let outputs = infer(&d.get(i)?).map_err(|e| sample_error(i, e))?;
                     c.update(i, &names, &outputs)?;
                 }
                 *out = c.value()?;
@@ -634,5 +667,5 @@ fn sample_error(index: usize, e: Error) -> Error {
 /// Frees a session. NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn ovpot_session_free(session: *mut ovpot_session_t) {
-    ffi_free(|| free_handle(session))
+    ffi_free(|| free_handle(session, "session"))
 }

@@ -224,7 +224,7 @@ pub extern "C" fn ovpot_sample_size(sample: *const ovpot_sample_t, size: *mut us
 /// pass a sample received in a `get_item` callback.
 #[no_mangle]
 pub extern "C" fn ovpot_sample_free(sample: *mut ovpot_sample_t) {
-    ffi_free(|| free_handle(sample))
+    ffi_free(|| free_handle(sample, "sample"))
 }
 
 /// Dims of a partial shape for C: -1 for a dynamic or bounded dim; `None` for a dynamic rank.
@@ -379,5 +379,5 @@ pub extern "C" fn ovpot_outputs_data(
 /// to a metric callback.
 #[no_mangle]
 pub extern "C" fn ovpot_outputs_free(outputs: *mut ovpot_outputs_t) {
-    ffi_free(|| free_handle(outputs))
+    ffi_free(|| free_handle(outputs, "outputs"))
 }

@@ -59,6 +59,20 @@ fn first_weighted_const(root: &XmlElement) -> Option<String> {
     ))
 }
 
+/// The newest complete opset of the OpenVINO release ovpot follows (2026.4: its opset17 holds
+/// only a few ops, not even Constant, Add or Result).
+const LATEST_OPSET: u32 = 16;
+
+/// Whether OpenVINO's reader knows the opset a layer names (`opset1` ... `opset16`); it refuses
+/// any other (`opset99`, `experimental`, `extension` without a registered extension).
+fn is_known_opset(version: &str) -> bool {
+    version
+        .strip_prefix("opset")
+        .filter(|n| !n.starts_with('0'))
+        .and_then(|n| n.parse::<u32>().ok())
+        .is_some_and(|n| (1..=LATEST_OPSET).contains(&n))
+}
+
 struct LayerPorts {
     /// IR port id → input index
     inputs: HashMap<u64, usize>,
@@ -73,12 +87,25 @@ fn parse_u64(s: Option<&str>, what: &str, ctx: &dyn Fn() -> String, file: &str) 
         .map_err(|_| Error::parse(file, format!("{}: attribute '{what}' is not a non-negative integer: '{s}'", ctx())))
 }
 
-fn parse_port(port: &XmlElement, ctx: &dyn Fn() -> String, file: &str) -> Result<(u64, PortInfo)> {
+/// Which side of a layer a port is on: OpenVINO's reader requires and checks an output port's
+/// `precision` (exact spelling) and ignores an input port's.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Input,
+    Output,
+}
+
+fn parse_port(port: &XmlElement, side: Side, ctx: &dyn Fn() -> String, file: &str) -> Result<(u64, PortInfo)> {
     let id = parse_u64(port.attr("id"), "id", ctx, file)?;
-    let element_type = match port.attr("precision") {
-        None => ElementType::Dynamic,
-        Some(p) => ElementType::from_precision(p)
+    let element_type = match (port.attr("precision"), side) {
+        (None, Side::Input) => ElementType::Dynamic,
+        (None, Side::Output) => {
+            return Err(Error::parse(file, format!("{}: output port {id} is missing attribute 'precision'", ctx())))
+        }
+        (Some(p), Side::Input) => ElementType::from_precision(p)
             .ok_or_else(|| Error::parse(file, format!("{}: port {id} has unknown precision '{p}'", ctx())))?,
+        (Some(p), Side::Output) => ElementType::from_port_precision(p)
+            .ok_or_else(|| Error::parse(file, format!("{}: output port {id} has unknown precision '{p}'", ctx())))?,
     };
     let mut dims = Vec::new();
     for d in port.children_named("dim") {
@@ -146,6 +173,12 @@ fn build_graph(root: &XmlElement, weights: &[u8], file: &str, bin_name: &str) ->
         if op_type.is_empty() {
             return Err(Error::parse(file, format!("{}: missing attribute 'type'", ctx())));
         }
+        if !is_known_opset(&version) {
+            return Err(Error::parse(
+                file,
+                format!("{}: unknown opset '{version}' (OpenVINO 2026.4 reads opset1 to opset{LATEST_OPSET})", ctx()),
+            ));
+        }
         let mut node = Node::new(name.clone(), &op_type, &version);
         node.ir_id = Some(id);
         node.layer_attrs = layer
@@ -161,7 +194,7 @@ fn build_graph(root: &XmlElement, weights: &[u8], file: &str, bin_name: &str) ->
         let mut lp = LayerPorts { inputs: HashMap::new(), outputs: HashMap::new() };
         if let Some(inp) = layer.child("input") {
             for p in inp.children_named("port") {
-                let (pid, info) = parse_port(p, &ctx, file)?;
+                let (pid, info) = parse_port(p, Side::Input, &ctx, file)?;
                 if lp.inputs.insert(pid, node.input_ports.len()).is_some() {
                     return Err(Error::parse(file, format!("{}: duplicate input port id {pid}", ctx())));
                 }
@@ -170,21 +203,19 @@ fn build_graph(root: &XmlElement, weights: &[u8], file: &str, bin_name: &str) ->
         }
         if let Some(out) = layer.child("output") {
             for p in out.children_named("port") {
-                let (pid, info) = parse_port(p, &ctx, file)?;
+                let (pid, info) = parse_port(p, Side::Output, &ctx, file)?;
                 if lp.outputs.insert(pid, node.outputs.len()).is_some() || lp.inputs.contains_key(&pid) {
                     return Err(Error::parse(file, format!("{}: duplicate port id {pid}", ctx())));
                 }
                 node.outputs.push(info);
             }
         }
+        check_structural_ports(&node, &ctx, file)?;
         if node.is_const() {
             read_const(&mut node, weights, &ctx, file, bin_name)?;
         }
         if node.is_parameter() {
-            if let Some(et) = node.attrs.get("element_type") {
-                ElementType::from_ir(et)
-                    .ok_or_else(|| Error::parse(file, format!("{}: unknown element_type '{et}'", ctx())))?;
-            }
+            check_parameter(&node, &ctx, file)?;
         }
         if id_to_index.insert(id, nodes.len()).is_some() {
             return Err(Error::parse(file, format!("{}: duplicate layer id {id}", ctx())));
@@ -352,6 +383,97 @@ fn read_const(node: &mut Node, weights: &[u8], ctx: &dyn Fn() -> String, file: &
         .map_err(|e| Error::parse(file, format!("{}: {e}", ctx())))?;
     node.value = Some(Arc::new(t));
     node.const_type = Some(et);
+    if let Some(port) = node.outputs.first() {
+        // The attributes make the constant (as in OpenVINO); a port that says otherwise is a
+        // contradiction that would be written back as it was read.
+        if port.shape.dims().is_some_and(|d| !dims_agree(&shape_as_dims(&shape), d)) {
+            let msg = format!("{}: shape=\"{}\" contradicts its output port {}", ctx(), shape_text(&shape), port.shape);
+            return Err(Error::parse(file, msg));
+        }
+        if port.element_type != ElementType::Dynamic && port.element_type != et {
+            let msg =
+                format!("{}: element_type {et} contradicts its output port's precision {}", ctx(), port.element_type);
+            return Err(Error::parse(file, msg));
+        }
+    }
+    Ok(())
+}
+
+fn shape_as_dims(shape: &[usize]) -> Vec<Dim> {
+    shape.iter().map(|&d| Dim::Static(d)).collect()
+}
+
+fn shape_text(shape: &[usize]) -> String {
+    shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// Whether two partial shapes can describe the same tensor: same rank, equal static dims.
+fn dims_agree(a: &[Dim], b: &[Dim]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| match (x.as_static(), y.as_static()) {
+            (Some(p), Some(q)) => p == q,
+            _ => true,
+        })
+}
+
+/// Parameter, Const and Result have fixed ports (OpenVINO refuses, say, a Result without an
+/// input: "Argument has 0 outputs (1 expected)").
+fn check_structural_ports(node: &Node, ctx: &dyn Fn() -> String, file: &str) -> Result<()> {
+    let (inputs, outputs) = match node.op_type.as_str() {
+        "Parameter" | "Const" | "Constant" => (0, 1),
+        "Result" => (1, 0),
+        _ => return Ok(()),
+    };
+    let (have_in, have_out) = (node.input_ports.len(), node.outputs.len());
+    if have_in != inputs || have_out != outputs {
+        let msg = format!(
+            "{}: a {} has {inputs} input and {outputs} output port(s), this one {have_in} and {have_out}",
+            ctx(),
+            node.op_type
+        );
+        return Err(Error::parse(file, msg));
+    }
+    Ok(())
+}
+
+/// A Parameter's `shape` and `element_type` attributes define its input, as in OpenVINO (which
+/// takes no shape for a scalar); an output port that contradicts them is refused rather than
+/// guessed at.
+fn check_parameter(node: &Node, ctx: &dyn Fn() -> String, file: &str) -> Result<()> {
+    let port = node
+        .outputs
+        .first()
+        .ok_or_else(|| Error::parse(file, format!("{}: a Parameter without an output port", ctx())))?;
+    let attr = node.attrs.get("shape").unwrap_or("");
+    let mut dims = vec![];
+    if !attr.trim().is_empty() {
+        for d in attr.split(',') {
+            let dim = Dim::parse(d)
+                .filter(|d| !matches!(d, Dim::Range(lo, hi) if *lo < 0 || (*hi >= 0 && hi < lo)))
+                .ok_or_else(|| Error::parse(file, format!("{}: bad dim '{}' in shape=\"{attr}\"", ctx(), d.trim())))?;
+            dims.push(dim);
+        }
+    }
+    if let Some(port_dims) = port.shape.dims() {
+        if !dims_agree(&dims, port_dims) {
+            let msg = format!("{}: shape=\"{attr}\" contradicts its output port {}", ctx(), port.shape);
+            return Err(Error::parse(file, msg));
+        }
+    }
+    if let Some(et) = node.attrs.get("element_type") {
+        let t = ElementType::from_ir(et)
+            .ok_or_else(|| Error::parse(file, format!("{}: unknown element_type '{et}'", ctx())))?;
+        if t == ElementType::Dynamic {
+            // OpenVINO reads it, then cannot compile the model ("incompatible descriptors").
+            let msg = format!("{}: element_type '{et}': a model input needs an element type", ctx());
+            return Err(Error::parse(file, msg));
+        }
+        if port.element_type != ElementType::Dynamic && t != port.element_type {
+            let msg =
+                format!("{}: element_type {et} contradicts its output port's precision {}", ctx(), port.element_type);
+            return Err(Error::parse(file, msg));
+        }
+    }
     Ok(())
 }
 

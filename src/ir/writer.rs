@@ -136,9 +136,13 @@ fn store(bin: &mut Vec<u8>, stored: &mut HashMap<u64, Vec<(usize, usize)>>, byte
 
 fn write_port(x: &mut String, id: usize, p: &PortInfo) {
     x.push_str(&format!("\t\t\t\t<port id=\"{id}\""));
-    if p.element_type != ElementType::Dynamic {
-        x.push_str(&format!(" precision=\"{}\"", p.element_type.precision_name()));
-    }
+    // OpenVINO requires `precision` on every output port; a dynamic type is spelled "dynamic"
+    // ("DYNAMIC" is refused).
+    let precision = match p.element_type {
+        ElementType::Dynamic => "dynamic",
+        t => t.precision_name(),
+    };
+    x.push_str(&format!(" precision=\"{precision}\""));
     if !p.names.is_empty() {
         let names: Vec<String> = p.names.iter().map(|s| s.replace(',', "\\,")).collect();
         x.push_str(&format!(" names=\"{}\"", escape(&names.join(","))));

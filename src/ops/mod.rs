@@ -169,6 +169,53 @@ pub fn missing_ops(graph: &Graph) -> Vec<((String, String), Vec<String>)> {
     m.into_iter().collect()
 }
 
+/// How many inputs an op type takes, as OpenVINO's op definitions say (None: not checked here).
+/// OpenVINO refuses a model where a layer has another count ("node index is out of range").
+fn input_count(op_type: &str) -> Option<std::ops::RangeInclusive<usize>> {
+    Some(match op_type {
+        "ReLU" | "Relu" | "Gelu" | "HSwish" | "Mish" | "SoftPlus" | "HSigmoid" | "Round" | "Clamp" | "Elu"
+        | "Sigmoid" | "Tanh" | "Exp" | "Log" | "Sqrt" | "Abs" | "Negative" | "Floor" | "Ceiling" | "Erf" | "Sign"
+        | "Sin" | "Cos" | "SoftMax" | "Softmax" | "LogSoftmax" | "LogicalNot" | "BitwiseNot" | "Convert"
+        | "ShapeOf" | "NonZero" | "MaxPool" | "AvgPool" | "DepthToSpace" | "SpaceToDepth" | "ShuffleChannels" => 1..=1,
+        "Swish" | "Squeeze" | "CumSum" | "MVN" => 1..=2,
+        "Add" | "Subtract" | "Multiply" | "Divide" | "Power" | "Maximum" | "Minimum" | "SquaredDifference"
+        | "FloorMod" | "Mod" | "Equal" | "NotEqual" | "Less" | "Greater" | "LessEqual" | "GreaterEqual"
+        | "LogicalAnd" | "LogicalOr" | "LogicalXor" | "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" | "PReLU" | "PRelu"
+        | "Convolution" | "GroupConvolution" | "ConvertLike" | "MatMul" | "Reshape" | "Unsqueeze" | "Transpose"
+        | "Split" | "GatherElements" | "GatherND" | "Tile" | "NormalizeL2" | "TopK" | "AdaptiveAvgPool"
+        | "AdaptiveMaxPool" | "ReduceSum" | "ReduceMean" | "ReduceProd" | "ReduceMax" | "ReduceMin"
+        | "ReduceLogicalAnd" | "ReduceLogicalOr" | "ReduceL1" | "ReduceL2" => 2..=2,
+        "ConvolutionBackpropData" | "GroupConvolutionBackpropData" | "Broadcast" => 2..=3,
+        "Interpolate" => 2..=4,
+        "Selu" | "HardSigmoid" | "Select" | "VariadicSplit" | "Gather" | "Range" => 3..=3,
+        "StridedSlice" | "Pad" => 3..=4,
+        "ScaledDotProductAttention" => 3..=5,
+        "Slice" => 4..=5,
+        "BatchNormInference" | "FakeQuantize" => 5..=5,
+        "Concat" => 1..=usize::MAX,
+        _ => return None,
+    })
+}
+
+/// Fails when a layer of the graph has more or fewer inputs than its op type takes.
+pub fn check_input_count(node: &crate::graph::Node) -> Result<()> {
+    let Some(count) = input_count(&node.op_type) else { return Ok(()) };
+    if count.contains(&node.inputs.len()) {
+        return Ok(());
+    }
+    let want = match (count.start(), count.end()) {
+        (a, b) if a == b => a.to_string(),
+        (a, &usize::MAX) => format!("{a} or more"),
+        (a, b) => format!("{a} to {b}"),
+    };
+    Err(Error::invalid(format!(
+        "{}: {} takes {want} input(s), this one has {}",
+        node.describe(),
+        node.op_type,
+        node.inputs.len()
+    )))
+}
+
 /// Builds the op for a node.
 pub fn build(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
     let n = ctx.node;
@@ -176,6 +223,7 @@ pub fn build(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
     if !reg.supports(&n.op_type, &n.version) {
         return Err(Error::unsupported(format!("{} is not supported by the engine", n.describe())));
     }
+
     let b = reg.builder(&n.op_type).expect("supported op has a builder");
     b(ctx)
 }

@@ -45,6 +45,9 @@ pub enum TargetDevice {
 #[serde(rename_all = "snake_case")]
 pub enum ModelType {
     Transformer,
+    /// Not a transformer, whatever the graph looks like: turns off ovpot's detection (without
+    /// `model_type`, a graph with attention is quantized as a transformer).
+    General,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]

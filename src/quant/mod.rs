@@ -7,6 +7,7 @@ pub mod accuracy_aware;
 pub mod bias_correction;
 pub mod config;
 pub mod cpu_plugin;
+pub mod detect;
 pub mod hw_config;
 pub mod isa;
 pub mod minmax;
@@ -177,14 +178,69 @@ fn constant_value(plan: &Plan, o: Outlet) -> Option<Tensor> {
 }
 
 /// Everything up to (not including) writing the graph.
+/// The largest weight magnitude OpenVINO can dequantize: beyond FP16's range its CPU plugin
+/// cannot build the int8 layer (weights of 1e36, say, from bit rot, give "DequantizationMultiply
+/// contains empty child edge"), and no trained model has such weights.
+const MAX_QUANTIZABLE_WEIGHT: f32 = 65504.0;
+
+/// Weighted ops whose weights cannot be quantized (NaN, Inf, or beyond
+/// [`MAX_QUANTIZABLE_WEIGHT`]), by name, with the reason.
+fn weights_unfit_for_int8(fp_graph: &Graph, fp_plan: &Plan, graph: &Graph, setup: &Setup) -> Vec<(String, String)> {
+    let mut unfit = vec![];
+    for w in &setup.weights {
+        let name = &graph.nodes[w.op].name;
+        // Weights as in the FP32 graph (SmoothQuant rescales them, but not out of range).
+        let Some(op) = fp_graph.nodes.iter().position(|n| &n.name == name) else { continue };
+        let Some(&o) = fp_graph.nodes[op].inputs.get(w.input) else { continue };
+        let Some(v) = constant_value(fp_plan, o) else { continue };
+        let v = f32_of(&v);
+        let why = if v.iter().any(|x| x.is_nan()) {
+            Some("its weights hold NaN".to_string())
+        } else if v.iter().any(|x| x.is_infinite()) {
+            Some("its weights hold Inf".to_string())
+        } else {
+            let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            (max > MAX_QUANTIZABLE_WEIGHT).then(|| {
+                format!(
+                    "its weights reach {max:e}, beyond what an int8 dequantization scale can hold in OpenVINO \
+                     (|w| <= {MAX_QUANTIZABLE_WEIGHT}); corrupted weights?"
+                )
+            })
+        };
+        if let Some(why) = why {
+            unfit.push((name.clone(), why));
+        }
+    }
+    unfit
+}
+
+/// The configuration with the model type filled in when the user left it out and the graph is
+/// a transformer; the log and report say why.
+fn with_model_type(config: &QuantConfig, graph: &Graph, hooks: &mut Hooks) -> (QuantConfig, Option<String>) {
+    let mut config = config.clone();
+    if config.model_type.is_some() {
+        return (config, None);
+    }
+    let why = detect::transformer(graph);
+    if let Some(why) = &why {
+        config.model_type = Some(ModelType::Transformer);
+        let msg = format!("model type: transformer, detected ({why}); `model_type: general` turns this off");
+        hooks.log(LogLevel::Info, &msg);
+    }
+    (config, why)
+}
+
 pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &mut Hooks) -> Result<Quantized> {
     config.validate()?;
     let t_total = Instant::now();
+    let (config, detected) = with_model_type(config, model.graph(), hooks);
+    let config = &config;
     let mut report = Report {
         algorithm: format!("{:?}", config.algorithm),
         preset: format!("{:?}", config.effective_preset()).to_lowercase(),
         target_device: format!("{:?}", config.target_device),
         model_type: config.model_type.map(|m| format!("{m:?}").to_lowercase()),
+        model_type_detected: detected,
         ..Default::default()
     };
     let len = data.len();
@@ -232,7 +288,22 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     let sq_sources: HashMap<NodeId, Outlet> = sq_nodes.iter().map(|(k, (src, _))| (*k, *src)).collect();
     let measured = |o: Outlet| -> Outlet { sq_sources.get(&o.node).copied().unwrap_or(o) };
 
-    let setup = placement::plan_quantizers(&graph, &hw, config)?;
+    let mut setup = placement::plan_quantizers(&graph, &hw, config)?;
+    let unfit = weights_unfit_for_int8(&fp_graph, &fp_plan, &graph, &setup);
+    if !unfit.is_empty() {
+        // Planned again with those ops ignored, so their activations stay unquantized too.
+        let mut c = config.clone();
+        c.ignored.names.extend(unfit.iter().map(|(name, _)| name.clone()));
+        setup = placement::plan_quantizers(&graph, &hw, &c)?;
+        for info in setup.ignored.iter_mut() {
+            if let Some((_, why)) = unfit.iter().find(|(name, _)| *name == info.name) {
+                info.reason = why.clone();
+                let msg = format!("{} {} left in floating point: {why}", info.op_type, info.name);
+                hooks.log(LogLevel::Warning, &msg);
+                report.warnings.push(msg);
+            }
+        }
+    }
     hooks.log(
         LogLevel::Info,
         &format!(
@@ -377,13 +448,21 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         act_ranges.push(minmax::ActRange { low: vec![lo], high: vec![hi], levels, shape: vec![] });
     }
 
-    for (p, r) in setup.activations.iter().zip(&act_ranges) {
-        if r.low.iter().chain(&r.high).any(|v| !v.is_finite()) {
-            return Err(Error::invalid(format!(
-                "the activation range of '{}' overflows f32 (values near f32::MAX in the model or data)",
-                graph.nodes[p.source.node].name
-            )));
-        }
+    // A range that overflows f32 (masks of f32::MIN, -inf in the data): that tensor stays in
+    // floating point rather than the run failing.
+    let overflowing: Vec<usize> = (0..act_ranges.len())
+        .filter(|&i| act_ranges[i].low.iter().chain(&act_ranges[i].high).any(|v| !v.is_finite()))
+        .collect();
+    for &i in overflowing.iter().rev() {
+        let p = setup.activations.remove(i);
+        act_ranges.remove(i);
+        let msg = format!(
+            "the activation range of '{}' overflows f32 (values near f32::MAX or infinite in the model or data): \
+             left unquantized",
+            graph.nodes[p.source.node].name
+        );
+        hooks.log(LogLevel::Warning, &msg);
+        report.warnings.push(msg);
     }
 
     // Weights
