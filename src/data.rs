@@ -3,12 +3,115 @@
 //! Both check every sample against the model's inputs (element type and shape) and fail with a
 //! message naming the input, the expected and the found shape/type, and the file.
 
-use crate::api::{Dataset, PortDesc, Sample};
 use crate::error::{Error, Result};
 use crate::graph::{Dim, PartialShape};
+use crate::model::PortDesc;
 use crate::tensor::{ElementType, Tensor};
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 use std::path::{Path, PathBuf};
+
+/// One sample: a tensor per model input, by input name.
+pub type Sample = Vec<(String, Tensor)>;
+
+/// A source of samples. `get` may be called from any thread (the C wrapper serializes calls).
+pub trait Dataset: Send + Sync {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Sample `index` (0 ≤ index < len). Tensors carry the model's batch dim (usually 1).
+    fn get(&self, index: usize) -> Result<Sample>;
+}
+
+/// Samples held in memory.
+#[derive(Clone, Debug, Default)]
+pub struct InMemoryDataset {
+    pub samples: Vec<Sample>,
+}
+
+impl Dataset for InMemoryDataset {
+    fn len(&self) -> usize {
+        self.samples.len()
+    }
+    fn get(&self, index: usize) -> Result<Sample> {
+        self.samples
+            .get(index)
+            .cloned()
+            .ok_or_else(|| Error::invalid(format!("sample {index} out of range (len {})", self.samples.len())))
+    }
+}
+
+/// A user metric over model outputs. Higher is better unless `higher_is_better` says otherwise.
+pub trait Metric: Send {
+    fn reset(&mut self);
+    /// Accumulates the outputs (model order) of sample `index`.
+    fn update(&mut self, index: usize, outputs: &[Tensor]) -> Result<()>;
+    /// The metric over everything since `reset`.
+    fn value(&mut self) -> Result<f64>;
+    fn higher_is_better(&self) -> bool {
+        true
+    }
+    /// Per-sample values of the last `update` calls in index order, when the metric has them
+    /// (used to rank layers); `None` means rank by output error.
+    fn per_sample(&mut self) -> Option<Vec<f64>> {
+        None
+    }
+}
+
+/// Top-1 accuracy of output `output` against integer labels.
+#[derive(Clone, Debug)]
+pub struct Top1Accuracy {
+    pub labels: Vec<i64>,
+    pub output: usize,
+    hits: Vec<(usize, f64)>,
+}
+
+impl Top1Accuracy {
+    pub fn new(labels: Vec<i64>, output: usize) -> Self {
+        Top1Accuracy { labels, output, hits: vec![] }
+    }
+}
+
+/// Index of the largest value (first on ties), over the last axis flattened.
+pub fn argmax(t: &Tensor) -> usize {
+    let v = t.to_f64_vec();
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+impl Metric for Top1Accuracy {
+    fn reset(&mut self) {
+        self.hits.clear();
+    }
+    fn update(&mut self, index: usize, outputs: &[Tensor]) -> Result<()> {
+        let out = outputs.get(self.output).ok_or_else(|| {
+            Error::invalid(format!("metric output {} but the model has {}", self.output, outputs.len()))
+        })?;
+        let label = *self
+            .labels
+            .get(index)
+            .ok_or_else(|| Error::invalid(format!("no label for sample {index} ({} labels)", self.labels.len())))?;
+        let hit = (argmax(out) as i64 == label) as u8 as f64;
+        self.hits.push((index, hit));
+        Ok(())
+    }
+    fn value(&mut self) -> Result<f64> {
+        if self.hits.is_empty() {
+            return Err(Error::invalid("accuracy of zero samples"));
+        }
+        Ok(self.hits.iter().map(|h| h.1).sum::<f64>() / self.hits.len() as f64)
+    }
+    fn per_sample(&mut self) -> Option<Vec<f64>> {
+        let mut h = self.hits.clone();
+        h.sort_by_key(|x| x.0);
+        Some(h.into_iter().map(|x| x.1).collect())
+    }
+}
 
 /// Lists the files of `dir` whose extension (lower-cased) is one of `exts`, in natural order
 /// (`2.npy` before `10.npy`).

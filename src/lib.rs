@@ -11,10 +11,13 @@ pub mod engine;
 pub mod error;
 pub mod ffi;
 pub mod graph;
+pub mod hooks;
 pub mod ir;
+pub mod model;
 pub mod npy;
 pub mod ops;
 pub mod quant;
+pub mod report;
 pub mod tensor;
 
 pub use api::{Dataset, InMemoryDataset, Metric, Model, Outcome, Report, Session};

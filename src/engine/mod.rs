@@ -384,8 +384,8 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::Observer;
-    use crate::api::Model;
     use crate::graph::Outlet;
+    use crate::model::Model;
     use crate::tensor::Tensor;
     use ndarray::{ArrayD, IxDyn};
 

@@ -7,11 +7,14 @@
 
 use super::config::{DropType, Preset, QuantConfig, Ranking, TargetDevice};
 use super::Quantized;
-use crate::api::{AccuracyReport, Dataset, Hooks, LogLevel, Metric, Model, Outcome, RevertedLayer, Sample, Stage};
 use crate::backend::Executable;
+use crate::data::{Dataset, Metric, Sample};
 use crate::engine::{NoObserver, Plan};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Outlet};
+use crate::hooks::{Hooks, LogLevel, Stage};
+use crate::model::Model;
+use crate::report::{AccuracyReport, Outcome, RevertedLayer};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -601,7 +604,7 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::InMemoryDataset;
+    use crate::data::InMemoryDataset;
 
     /// `n` samples of a stacked-input folder, one per sample.
     fn samples(dir: &std::path::Path, name: &str, n: usize) -> InMemoryDataset {

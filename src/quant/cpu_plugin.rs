@@ -437,7 +437,7 @@ pub fn can_saturate(c: &ndarray::ArrayD<i8>, (kind, transpose_b): (&str, bool)) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Model;
+    use crate::model::Model;
     use crate::tensor::Tensor;
 
     /// ppocr_cls after accuracy-aware quantization; OpenVINO fuses seven residual sums in it.

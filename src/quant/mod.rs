@@ -16,11 +16,17 @@ pub mod saturation;
 pub mod smooth_quant;
 pub mod stats;
 
-use crate::api::{Dataset, FqInfo, Hooks, LogLevel, Metric, Model, Outcome, Report, Stage};
+use crate::data::{Dataset, Metric};
+
+use crate::hooks::{Hooks, LogLevel, Stage};
+
+use crate::model::Model;
+
 use crate::backend::{Backend, Executable};
 use crate::engine::Plan;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Outlet, XmlElement};
+use crate::report::{FqInfo, Outcome, Report};
 use crate::tensor::Tensor;
 use bias_correction::BiasSite;
 use config::{ModelType, QuantConfig, SaturationFix};
@@ -745,7 +751,7 @@ fn fix_saturation(
             saturating.len()
         ),
     );
-    q.report.int8_arithmetic = Some(crate::api::Int8ArithmeticReport {
+    q.report.int8_arithmetic = Some(crate::report::Int8ArithmeticReport {
         target_isa: q.isa.isa.clone(),
         reason: q.isa.reason.clone(),
         saturation_fix: mode_name,
@@ -808,7 +814,7 @@ pub(crate) fn measure_latency(
         hooks.log(LogLevel::Warning, &w);
         report.warnings.push(w);
     }
-    report.latency = Some(crate::api::LatencyReport { fp32_ms, int8_ms, speedup, threads: config.threads });
+    report.latency = Some(crate::report::LatencyReport { fp32_ms, int8_ms, speedup, threads: config.threads });
     report.timings.push(("latency".into(), t.elapsed().as_secs_f64()));
     Ok(())
 }

@@ -4,9 +4,9 @@
 
 use super::config::{IgnoredScope, ModelType, Preset, QuantConfig};
 use super::hw_config::{HwConfig, QSpec, Role};
-use crate::api::IgnoredInfo;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Outlet};
+use crate::report::IgnoredInfo;
 use crate::tensor::ElementType;
 use std::collections::{BTreeMap, HashMap};
 

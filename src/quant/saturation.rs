@@ -16,11 +16,12 @@
 use super::cpu_plugin::{insert_pair_saturation, pair_kind};
 use super::stats::{self, Request};
 use super::Quantized;
-use crate::api::{Dataset, Hooks, Stage};
 use crate::backend::Executable;
+use crate::data::Dataset;
 use crate::engine::Plan;
 use crate::error::Result;
 use crate::graph::{Outlet, PortInfo};
+use crate::hooks::{Hooks, Stage};
 use crate::tensor::Tensor;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};

@@ -3,12 +3,14 @@
 //! so the numbers are the same at any thread count. Memory is bounded by the estimators: a few
 //! scalars per sample and point, one accumulator per channel.
 
-use crate::api::{Dataset, Hooks, Stage};
+use crate::data::Dataset;
+
 use crate::backend::{Backend, Executable};
 use crate::engine::{NoObserver, Observer, Plan};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::graph::Outlet;
+use crate::hooks::{Hooks, Stage};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};

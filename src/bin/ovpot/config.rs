@@ -1,0 +1,249 @@
+//! POT JSON configs (comments, paths, `model_type: None`) and command-line overrides.
+
+use super::*;
+
+/// Removes `//` and `/* */` comments outside strings (POT's configs carry them).
+pub(crate) fn strip_json_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut in_str = false;
+    while let Some(c) = chars.next() {
+        if in_str {
+            out.push(c);
+            if c == '\\' {
+                if let Some(n) = chars.next() {
+                    out.push(n);
+                }
+            } else if c == '"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match (c, chars.peek()) {
+            ('"', _) => {
+                in_str = true;
+                out.push(c);
+            }
+            ('/', Some('/')) => {
+                for n in chars.by_ref() {
+                    if n == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            ('/', Some('*')) => {
+                chars.next();
+                let mut prev = ' ';
+                for n in chars.by_ref() {
+                    if prev == '*' && n == '/' {
+                        break;
+                    }
+                    if n == '\n' {
+                        out.push('\n');
+                    }
+                    prev = n;
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// What a POT config says besides the algorithm: paths and names.
+#[derive(Default, Debug)]
+pub(crate) struct PotPaths {
+    pub(crate) model: Option<PathBuf>,
+    pub(crate) weights: Option<PathBuf>,
+    pub(crate) name: Option<String>,
+    pub(crate) data: Option<PathBuf>,
+    pub(crate) eval_data: Option<PathBuf>,
+    pub(crate) labels: Option<PathBuf>,
+    pub(crate) metric_output: Option<usize>,
+    /// The accuracy-checker engine the config names (its YAML, or "inline"), unsupported here.
+    pub(crate) accuracy_checker: Option<String>,
+    /// Config keys read but not applied.
+    pub(crate) warnings: Vec<String>,
+}
+
+impl PotPaths {
+    /// The error for a run without data (or labels) whose config relies on an accuracy-checker
+    /// engine: says it is unsupported and what to give instead.
+    pub(crate) fn engine_hint(&self, algorithm: Algorithm) -> Option<String> {
+        let ac = self.accuracy_checker.as_ref()?;
+        let give = match algorithm {
+            Algorithm::Default => "--data DIR",
+            Algorithm::AccuracyAware => "--data DIR and --labels labels.npy (--eval-data DIR for another set)",
+        };
+        Some(format!(
+            "the config's accuracy-checker engine ({ac}) is not supported; give {give}, or set \
+             \"engine\": {{\"type\": \"simplified\", \"data_source\": \"DIR\"}} in the config"
+        ))
+    }
+}
+
+/// POT's templates write `"model_type": "None"` for "not a transformer"; that means the key is absent.
+pub(crate) fn drop_none_model_type(v: &mut serde_json::Value) {
+    fn strip(obj: Option<&mut serde_json::Value>) {
+        if let Some(serde_json::Value::Object(m)) = obj {
+            if m.get("model_type")
+                .is_some_and(|t| t.is_null() || t.as_str().is_some_and(|s| s.eq_ignore_ascii_case("none")))
+            {
+                m.remove("model_type");
+            }
+        }
+    }
+    let Some(comp) = v.get_mut("compression") else {
+        return;
+    };
+    strip(Some(comp));
+    if let Some(algos) = comp.get_mut("algorithms").and_then(|a| a.as_array_mut()) {
+        for a in algos {
+            strip(a.get_mut("params"));
+        }
+    }
+}
+
+/// A path from the config: as given when it exists from the working directory, else relative to
+/// the config's folder.
+pub(crate) fn config_path(base: &Path, s: &str) -> PathBuf {
+    let p = PathBuf::from(s);
+    if p.is_absolute() || p.exists() {
+        return p;
+    }
+    let rel = base.join(&p);
+    if rel.exists() {
+        rel
+    } else {
+        p
+    }
+}
+
+pub(crate) fn read_config(path: &Path) -> CliResult<(QuantConfig, PotPaths)> {
+    let text = std::fs::read_to_string(path).map_err(|e| ovpot::Error::io(path, e))?;
+    let text = strip_json_comments(&text);
+    let shown = path.display().to_string();
+    let mut v: serde_json::Value = serde_json::from_str(&text).map_err(|e| CliError(format!("config {shown}: {e}")))?;
+    drop_none_model_type(&mut v);
+    let (cfg, warnings) =
+        QuantConfig::from_json_with_warnings(&v.to_string()).map_err(|e| CliError(format!("config {shown}: {e}")))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let s = |sec: &str, key: &str| v.get(sec).and_then(|x| x.get(key)).and_then(|x| x.as_str()).map(str::to_string);
+    let p = |sec: &str, key: &str| s(sec, key).map(|x| config_path(base, &x));
+    let mut paths = PotPaths {
+        model: p("model", "model"),
+        weights: p("model", "weights"),
+        name: s("model", "model_name"),
+        data: p("engine", "data_source"),
+        eval_data: p("engine", "eval_data_source"),
+        labels: p("engine", "labels"),
+        metric_output: v
+            .get("engine")
+            .and_then(|e| e.get("metric_output"))
+            .and_then(|x| x.as_u64())
+            .map(|x| x as usize),
+        accuracy_checker: None,
+        warnings,
+    };
+    let engine_type = s("engine", "type");
+    if let Some(t) = &engine_type {
+        if t != "simplified" && t != "accuracy_checker" {
+            return fail(format!("config {shown}: engine.type '{t}' is not supported (use 'simplified')"));
+        }
+    }
+    // POT's default engine is the accuracy checker: a YAML (`config`) or inline launchers.
+    let has = |k: &str| v.get("engine").and_then(|e| e.get(k)).is_some();
+    if engine_type.as_deref() != Some("simplified") {
+        paths.accuracy_checker = match s("engine", "config") {
+            Some(c) => Some(format!("'{c}'")),
+            None if has("launchers") || has("datasets") || engine_type.is_some() => Some("inline".into()),
+            None => None,
+        };
+    }
+    Ok((cfg, paths))
+}
+
+/// A config value as its JSON spelling (`null` shown as "default").
+pub(crate) fn json_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(serde_json::Value::Null) => "default".to_string(),
+        Ok(other) => other.to_string(),
+        Err(_) => "?".to_string(),
+    }
+}
+
+/// Parses a config enum from its JSON spelling, naming the option on failure.
+pub(crate) fn enum_value<T: serde::de::DeserializeOwned>(s: &str, option: &str) -> CliResult<T> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| CliError(format!("{option} '{s}' is not a known value")))
+}
+
+pub(crate) fn apply_plan_args(cfg: &mut QuantConfig, a: &PlanArgs) -> CliResult<()> {
+    if let Some(p) = &a.preset {
+        cfg.preset = enum_value(p, "--preset")?;
+    }
+    if let Some(t) = &a.target_device {
+        cfg.target_device = enum_value(t, "--target-device")?;
+    }
+    if let Some(t) = &a.model_type {
+        cfg.model_type = Some(enum_value(t, "--model-type")?);
+    }
+    if let Some(t) = &a.target_isa {
+        cfg.target_isa = enum_value(t, "--target-isa")?;
+    }
+    if let Some(t) = &a.saturation_fix {
+        cfg.saturation_fix = enum_value(t, "--saturation-fix")?;
+    }
+    for item in a.ignored_scope.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        if let Some(re) = item.strip_prefix("re:") {
+            cfg.ignored.patterns.push(re.to_string());
+        } else if let Some(t) = item.strip_prefix("type:") {
+            cfg.ignored.types.push(IgnoredOperation { op_type: t.to_string(), ..Default::default() });
+        } else {
+            cfg.ignored.names.push(item.to_string());
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn apply_overrides(cfg: &mut QuantConfig, a: &QuantizeArgs) -> CliResult<()> {
+    if let Some(m) = a.method {
+        cfg.algorithm = match m {
+            Method::Default => Algorithm::Default,
+            Method::AccuracyAware => Algorithm::AccuracyAware,
+        };
+    }
+    apply_plan_args(cfg, &a.plan)?;
+    if let Some(n) = a.subset_size {
+        cfg.stat_subset_size = n;
+    }
+    if let Some(d) = a.max_drop {
+        cfg.accuracy_aware.maximal_drop = d;
+    }
+    if a.keep_uncompressed_weights {
+        cfg.compress_weights = false;
+    }
+    if let Some(b) = &a.backend {
+        cfg.backend = enum_value(b, "--backend")?;
+    }
+    if let Some(l) = &a.openvino_lib {
+        cfg.openvino.library = Some(l.clone());
+    }
+    cfg.validate()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_are_stripped_outside_strings() {
+        let t = "{ /* a */ \"k\": \"x//y\", // tail\n \"j\": 1 /* b\n c */ }";
+        let v: serde_json::Value = serde_json::from_str(&strip_json_comments(t)).unwrap();
+        assert_eq!(v["k"], "x//y");
+        assert_eq!(v["j"], 1);
+    }
+}

@@ -1,0 +1,201 @@
+//! `ovpot quantize`: POT's DefaultQuantization or AccuracyAwareQuantization.
+
+use super::*;
+
+#[derive(Args, Debug)]
+pub(crate) struct QuantizeArgs {
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+    /// A POT JSON config (model, engine and compression sections); options given here override it.
+    #[arg(short = 'c', long = "config")]
+    pub(crate) config: Option<PathBuf>,
+    /// Algorithm.
+    #[arg(short = 'q', long = "quantize", value_enum)]
+    pub(crate) method: Option<Method>,
+    #[command(flatten)]
+    pub(crate) plan: PlanArgs,
+    /// Samples used for statistics (stat_subset_size).
+    #[arg(long)]
+    pub(crate) subset_size: Option<usize>,
+    /// Accuracy-aware: the largest allowed metric drop (absolute unless the config says relative).
+    #[arg(long)]
+    pub(crate) max_drop: Option<f64>,
+    /// Where to write optimized/<name>.xml, .bin and report.json.
+    #[arg(short = 'o', long, default_value = "results")]
+    pub(crate) output_dir: PathBuf,
+    /// Model name for the written files (default: model.model_name in the config, else the xml name).
+    #[arg(short = 'n', long = "name")]
+    pub(crate) name: Option<String>,
+    /// Keep weights in FP32 behind FakeQuantize instead of int8 constants.
+    #[arg(long)]
+    pub(crate) keep_uncompressed_weights: bool,
+    #[command(flatten)]
+    pub(crate) data: DataArgs,
+    /// Evaluation data for accuracy-aware quantization (default: --data).
+    #[arg(long)]
+    pub(crate) eval_data: Option<PathBuf>,
+    /// Class labels (.npy, one int per evaluation sample) for top-1 accuracy.
+    #[arg(long)]
+    pub(crate) labels: Option<PathBuf>,
+    /// Which model output the metric reads.
+    #[arg(long)]
+    pub(crate) metric_output: Option<usize>,
+    /// Accepted for POT compatibility; only `simplified` (plain data) is available.
+    #[arg(long, hide = true)]
+    pub(crate) engine: Option<String>,
+    /// Where statistics, bias correction and accuracy-aware verdicts run: builtin (default) or
+    /// openvino (OpenVINO's CPU plugin, loaded at run time: its exact int8 arithmetic and speed).
+    #[arg(long)]
+    pub(crate) backend: Option<String>,
+    /// OpenVINO's C library (a file, or a directory holding libopenvino_c.so*) for
+    /// --backend openvino; default $OVPOT_OPENVINO_LIB, else the loader's search path.
+    #[arg(long)]
+    pub(crate) openvino_lib: Option<PathBuf>,
+}
+
+/// Creates the output folders and proves them writable, so a bad `--output-dir` fails before
+/// the (long) quantization instead of after it.
+pub(crate) fn prepare_output_dir(dir: &Path) -> CliResult<PathBuf> {
+    let opt = dir.join("optimized");
+    std::fs::create_dir_all(&opt)
+        .map_err(|e| CliError(format!("--output-dir {}: cannot create {}: {e}", dir.display(), opt.display())))?;
+    for d in [dir, opt.as_path()] {
+        let probe = d.join(format!(".ovpot-write-check-{}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .map_err(|e| CliError(format!("--output-dir {}: cannot write in {}: {e}", dir.display(), d.display())))?;
+        // The probe is empty; failing to remove it does not affect the results.
+        let _ = std::fs::remove_file(&probe);
+    }
+    Ok(opt)
+}
+
+/// Ignored-scope names and patterns that match no layer: usually a typo, and otherwise silent.
+pub(crate) fn unmatched_scope(model: &Model, cfg: &QuantConfig) -> Vec<String> {
+    let g = model.graph();
+    let mut out = vec![];
+    for n in &cfg.ignored.names {
+        if !g.nodes.iter().any(|x| &x.name == n) {
+            out.push(format!("ignored scope: no layer is named '{n}'"));
+        }
+    }
+    for p in &cfg.ignored.patterns {
+        // Anchored as the placement matches it.
+        let Ok(re) = regex::Regex::new(&format!("^(?:{p})$")) else { continue };
+        if !g.nodes.iter().any(|x| re.is_match(&x.name)) {
+            out.push(format!("ignored scope: pattern '{p}' matches no layer"));
+        }
+    }
+    out
+}
+
+pub(crate) fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliResult<()> {
+    if let Some(e) = a.engine.as_deref().filter(|e| *e != "simplified") {
+        return fail(format!("--engine {e}: only 'simplified' (plain data folders) is available"));
+    }
+    let (mut cfg, paths) = match &a.config {
+        Some(c) => read_config(c)?,
+        None => (QuantConfig::default(), PotPaths::default()),
+    };
+    apply_overrides(&mut cfg, a)?;
+    let xml = a.model.model.clone().or(paths.model.clone());
+    let weights = a.model.weights.clone().or(paths.weights.clone());
+    let model = read_model(&ModelArgs { model: xml.clone(), weights })?;
+    let opt_dir = prepare_output_dir(&a.output_dir)?;
+    let name = a
+        .name
+        .clone()
+        .or(paths.name.clone())
+        .or_else(|| xml.as_ref().and_then(|x| x.file_stem()).map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "model".to_string());
+    let data_path = a.data.data.clone().or(paths.data.clone());
+    if data_path.is_none() {
+        if let Some(hint) = paths.engine_hint(cfg.algorithm) {
+            return fail(hint);
+        }
+    }
+    let data = open_data(data_path.as_deref(), &model, &a.data)?;
+    if let Some(ac) = &paths.accuracy_checker {
+        log.info(&format!("the config's accuracy-checker engine ({ac}) is not used; ovpot reads plain data folders"));
+    }
+    let mut warnings = paths.warnings.clone();
+    warnings.extend(unmatched_scope(&model, &cfg));
+    for w in &warnings {
+        log.warn(w);
+    }
+    log.debug(&format!(
+        "data: {} sample(s) from {}",
+        data.len(),
+        data_path.as_deref().unwrap_or(Path::new("")).display()
+    ));
+    log.debug(&format!("settings: {}", serde_json::to_string(&cfg).unwrap_or_default()));
+    log.info(&format!(
+        "quantizing '{name}' ({}, preset {}, device {}) on {} samples",
+        json_name(&cfg.algorithm),
+        json_name(&cfg.effective_preset()),
+        json_name(&cfg.target_device),
+        data.len().min(cfg.stat_subset_size)
+    ));
+
+    let mut session = Session::new(&model, cfg.clone())?;
+    // Shared so that log lines print above the bar instead of through it.
+    let bars = std::sync::Arc::new(std::sync::Mutex::new(StageBars { visible, current: None }));
+    let progress_bars = bars.clone();
+    session.hooks.progress = Some(Box::new(move |stage, done, total| match progress_bars.lock() {
+        Ok(mut b) => b.update(stage, done, total),
+        Err(_) => true,
+    }));
+    session.hooks.log = Some(Box::new(move |level, msg| match bars.lock() {
+        Ok(b) => match &b.current {
+            Some((_, bar)) => bar.suspend(|| log.log(level, msg)),
+            None => log.log(level, msg),
+        },
+        Err(_) => log.log(level, msg),
+    }));
+    session.hooks.log_level = Some(log.level);
+
+    let mut outcome = match cfg.algorithm {
+        Algorithm::Default => session.quantize(data.as_ref())?,
+        Algorithm::AccuracyAware => {
+            let eval_path = a.eval_data.clone().or(paths.eval_data.clone()).or(data_path.clone());
+            let Some(labels_path) = a.labels.clone().or(paths.labels.clone()) else {
+                return fail(
+                    paths
+                        .engine_hint(cfg.algorithm)
+                        .unwrap_or_else(|| "accuracy-aware quantization needs --labels labels.npy".into()),
+                );
+            };
+            let k = a.metric_output.or(paths.metric_output).unwrap_or(0);
+            check_metric_output(&model, k)?;
+            let eval = open_data(eval_path.as_deref(), &model, &a.data)?;
+            let labels = read_labels(&labels_path)?;
+            check_labels(&labels, eval.len(), &labels_path)?;
+            let mut metric = Top1Accuracy::new(labels, k);
+            session.quantize_with_accuracy_control(data.as_ref(), eval.as_ref(), &mut metric)?
+        }
+    };
+    drop(session);
+    outcome.report.warnings.extend(warnings);
+
+    let out_xml = opt_dir.join(format!("{name}.xml"));
+    outcome.model.save(&out_xml, None)?;
+    let report_path = a.output_dir.join("report.json");
+    let report = serde_json::to_string_pretty(&outcome.report).map_err(|e| CliError(format!("report: {e}")))?;
+    std::fs::write(&report_path, report + "\n").map_err(|e| ovpot::Error::io(&report_path, e))?;
+    log.info(&format!(
+        "wrote {} ({} quantizers, {} layers quantized) and {}",
+        out_xml.display(),
+        outcome.report.fake_quantize.len(),
+        outcome.report.quantized_layers.len(),
+        report_path.display()
+    ));
+    if let Some(acc) = &outcome.report.accuracy {
+        log.info(&format!(
+            "metric: FP32 {:.4}, default INT8 {:.4}, final {:.4} (drop {:.4}, allowed {:.4})",
+            acc.baseline, acc.default_quantized, acc.final_metric, acc.drop, acc.maximal_drop
+        ));
+    }
+    if !outcome.accuracy_reached {
+        log.warn("the accuracy target was not reached; the model written is the best found");
+    }
+    Ok(())
+}
