@@ -211,6 +211,7 @@ fn build_graph(root: &XmlElement, weights: &[u8], file: &str, bin_name: &str) ->
             }
         }
         check_structural_ports(&node, &ctx, file)?;
+        check_type_attributes(&node, &ctx, file)?;
         if node.is_const() {
             read_const(&mut node, weights, &ctx, file, bin_name)?;
         }
@@ -414,6 +415,19 @@ fn dims_agree(a: &[Dim], b: &[Dim]) -> bool {
             (Some(p), Some(q)) => p == q,
             _ => true,
         })
+}
+
+/// Attributes that name an element type (`element_type`, `destination_type`, `output_type`,
+/// `index_element_type`) must name one: OpenVINO refuses `index_element_type="xyz"` on a MaxPool
+/// ("not a member of enum element::Type_t"), and ovpot would write it back.
+fn check_type_attributes(node: &Node, ctx: &dyn Fn() -> String, file: &str) -> Result<()> {
+    for (key, value) in &node.attrs.0 {
+        let names_a_type = key.ends_with("element_type") || key == "destination_type" || key == "output_type";
+        if names_a_type && ElementType::from_ir(value).is_none() {
+            return Err(Error::parse(file, format!("{}: unknown {key} '{value}' (not an element type)", ctx())));
+        }
+    }
+    Ok(())
 }
 
 /// Parameter, Const and Result have fixed ports (OpenVINO refuses, say, a Result without an
