@@ -474,19 +474,20 @@ fn check_parameter(node: &Node, ctx: &dyn Fn() -> String, file: &str) -> Result<
             return Err(Error::parse(file, msg));
         }
     }
-    if let Some(et) = node.attrs.get("element_type") {
-        let t = ElementType::from_ir(et)
-            .ok_or_else(|| Error::parse(file, format!("{}: unknown element_type '{et}'", ctx())))?;
-        if t == ElementType::Dynamic {
-            // OpenVINO reads it, then cannot compile the model ("incompatible descriptors").
-            let msg = format!("{}: element_type '{et}': a model input needs an element type", ctx());
-            return Err(Error::parse(file, msg));
-        }
-        if port.element_type != ElementType::Dynamic && t != port.element_type {
-            let msg =
-                format!("{}: element_type {et} contradicts its output port's precision {}", ctx(), port.element_type);
-            return Err(Error::parse(file, msg));
-        }
+    let Some(et) = node.attrs.get("element_type") else {
+        // OpenVINO reads it as dynamic, then cannot compile the model.
+        return Err(Error::parse(file, format!("{}: a Parameter without element_type", ctx())));
+    };
+    let t = ElementType::from_ir(et)
+        .ok_or_else(|| Error::parse(file, format!("{}: unknown element_type '{et}'", ctx())))?;
+    if t == ElementType::Dynamic {
+        // OpenVINO reads it, then cannot compile the model ("incompatible descriptors").
+        let msg = format!("{}: element_type '{et}': a model input needs an element type", ctx());
+        return Err(Error::parse(file, msg));
+    }
+    if port.element_type != ElementType::Dynamic && t != port.element_type {
+        let msg = format!("{}: element_type {et} contradicts its output port's precision {}", ctx(), port.element_type);
+        return Err(Error::parse(file, msg));
     }
     Ok(())
 }

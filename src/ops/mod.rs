@@ -197,8 +197,32 @@ fn input_count(op_type: &str) -> Option<std::ops::RangeInclusive<usize>> {
     })
 }
 
-/// Fails when a layer of the graph has more or fewer inputs than its op type takes.
+/// How many outputs an op type (at this version) has, where ovpot checks it: MaxPool-1 has one,
+/// MaxPool-8/14 two (values and indices); the ops with several outputs (Split, TopK, …) are not
+/// checked here. OpenVINO refuses an edge from an output the op does not have.
+fn output_count(op_type: &str, version: &str) -> Option<usize> {
+    match (op_type, version) {
+        ("MaxPool", "opset1") => Some(1),
+        ("MaxPool", _) | ("TopK", _) | ("AdaptiveMaxPool", _) => Some(2),
+        ("Split" | "VariadicSplit", _) => None,
+        (t, _) => input_count(t).map(|_| 1),
+    }
+}
+
+/// Fails when a layer of the graph has more or fewer inputs than its op type takes, or more
+/// outputs.
 pub fn check_input_count(node: &crate::graph::Node) -> Result<()> {
+    if let Some(outputs) = output_count(&node.op_type, &node.version) {
+        if node.outputs.len() > outputs {
+            return Err(Error::invalid(format!(
+                "{}: {}-{} has {outputs} output(s), this one {}",
+                node.describe(),
+                node.op_type,
+                node.version.trim_start_matches("opset"),
+                node.outputs.len()
+            )));
+        }
+    }
     let Some(count) = input_count(&node.op_type) else { return Ok(()) };
     if count.contains(&node.inputs.len()) {
         return Ok(());
