@@ -340,21 +340,7 @@ fn rank<'m>(
             }
         }
         for (j, (e, o)) in err.into_iter().zip(outs).enumerate() {
-            let m = match metric.as_deref_mut() {
-                Some(m) => {
-                    m.reset();
-                    for (o, &i) in o.iter().zip(subset) {
-                        m.update(i, o)?;
-                    }
-                    let v = m.value()?;
-                    if ctx.higher_is_better {
-                        v
-                    } else {
-                        -v
-                    }
-                }
-                None => 0.0,
-            };
+            let m = ranking_score(metric.as_deref_mut(), &o, subset, ctx.higher_is_better)?;
             scores.push((m, e, w * wave + j));
         }
         hooks.progress(Stage::Ranking, scores.len(), candidates.len())?;
@@ -381,21 +367,7 @@ fn rank_compiled<'m>(
         let exec = ctx.q.judge(ctx.q.materialize(&r)?, false)?;
         let outs = infer(&exec, ctx.eval, subset, hooks, None)?;
         let e: f64 = outs.iter().zip(subset).map(|(o, &i)| nmse(&ctx.fp_outs[i], o)).sum();
-        let m = match metric.as_deref_mut() {
-            Some(m) => {
-                m.reset();
-                for (o, &i) in outs.iter().zip(subset) {
-                    m.update(i, o)?;
-                }
-                let v = m.value()?;
-                if ctx.higher_is_better {
-                    v
-                } else {
-                    -v
-                }
-            }
-            None => 0.0,
-        };
+        let m = ranking_score(metric.as_deref_mut(), &outs, subset, ctx.higher_is_better)?;
         scores.push((m, e, j));
         hooks.progress(Stage::Ranking, scores.len(), candidates.len())?;
     }
@@ -599,6 +571,23 @@ pub fn run(
     }
     super::measure_latency(&q.backend, model.graph(), &graph, calib, config, &mut report, hooks)?;
     Ok(Outcome { model: Model::from_graph(graph), report, accuracy_reached: reached })
+}
+
+/// A candidate's metric on `subset`, oriented so that higher is better (0 without a metric:
+/// ranking by output error alone).
+fn ranking_score(
+    metric: Option<&mut (dyn Metric + '_)>,
+    outs: &[Vec<Tensor>],
+    subset: &[usize],
+    higher_is_better: bool,
+) -> Result<f64> {
+    let Some(m) = metric else { return Ok(0.0) };
+    m.reset();
+    for (o, &i) in outs.iter().zip(subset) {
+        m.update(i, o)?;
+    }
+    let v = m.value()?;
+    Ok(if higher_is_better { v } else { -v })
 }
 
 #[cfg(test)]
