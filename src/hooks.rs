@@ -14,6 +14,7 @@ pub enum Stage {
     Ranking = 3,
     AccuracyAware = 4,
     SmoothQuant = 5,
+    WeightCompression = 6,
 }
 
 impl Stage {
@@ -25,6 +26,7 @@ impl Stage {
             Stage::Ranking => "ranking",
             Stage::AccuracyAware => "accuracy-aware",
             Stage::SmoothQuant => "smooth quant",
+            Stage::WeightCompression => "weight compression",
         }
     }
 }

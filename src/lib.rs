@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod backend;
+pub mod compress;
 pub mod data;
 pub mod engine;
 pub mod error;

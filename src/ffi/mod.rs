@@ -152,6 +152,8 @@ pub enum ovpot_stage_e {
     OVPOT_STAGE_ACCURACY_AWARE = 4,
     /// SmoothQuant (transformers).
     OVPOT_STAGE_SMOOTH_QUANT = 5,
+    /// Weight-only compression (`ovpot_compress_weights*`): one step per weight.
+    OVPOT_STAGE_WEIGHT_COMPRESSION = 6,
 }
 
 impl From<Stage> for ovpot_stage_e {
@@ -164,6 +166,7 @@ impl From<Stage> for ovpot_stage_e {
             Stage::Ranking => OVPOT_STAGE_RANKING,
             Stage::AccuracyAware => OVPOT_STAGE_ACCURACY_AWARE,
             Stage::SmoothQuant => OVPOT_STAGE_SMOOTH_QUANT,
+            Stage::WeightCompression => OVPOT_STAGE_WEIGHT_COMPRESSION,
         }
     }
 }

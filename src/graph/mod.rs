@@ -196,6 +196,13 @@ pub fn describe_layer(id: Option<&str>, name: &str, op_type: &str, version: &str
     format!("layer{id} name='{name}' type={op_type} ({version})")
 }
 
+/// A byte range of a weights (`.bin`) file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BinRange {
+    pub offset: u64,
+    pub size: u64,
+}
+
 /// One operation of the model.
 #[derive(Clone, Debug)]
 pub struct Node {
@@ -216,6 +223,9 @@ pub struct Node {
     pub value: Option<Arc<Tensor>>,
     /// The element type a `Const` is stored as in the `.bin` (i4/u4 are held unpacked).
     pub const_type: Option<ElementType>,
+    /// A `Const` whose bytes are not held in memory: where they are in the weights file the graph
+    /// was read from lazily, or, during a streamed write, in the file being written.
+    pub stored: Option<BinRange>,
     /// The layer `id` in the IR this node was read from (None for nodes added later). Only for
     /// messages: the writer renumbers layers.
     pub ir_id: Option<u64>,
@@ -235,6 +245,7 @@ impl Node {
             rt_info: None,
             value: None,
             const_type: None,
+            stored: None,
             ir_id: None,
         }
     }

@@ -2,7 +2,7 @@
 
 use super::xml::parse_document;
 use crate::error::{Error, Result};
-use crate::graph::{describe_layer, Attrs, Dim, Graph, Node, Outlet, PartialShape, PortInfo, XmlElement};
+use crate::graph::{describe_layer, Attrs, BinRange, Dim, Graph, Node, Outlet, PartialShape, PortInfo, XmlElement};
 use crate::tensor::{ElementType, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,6 +11,17 @@ use std::sync::Arc;
 /// Reads `model.xml` and its weights (`bin`, or the `.xml` path with `.bin`). The `.bin` is
 /// memory-mapped; each constant is decoded from it once.
 pub fn read_model(xml_path: &Path, bin_path: Option<&Path>) -> Result<Graph> {
+    read_model_with(xml_path, bin_path, None)
+}
+
+/// Reads the graph but not the weights: every Const larger than `keep_below` bytes is checked
+/// (type, shape, range inside the `.bin`) and recorded in `Node::stored` instead of being decoded,
+/// so a model of any size is read in memory proportional to its `.xml`.
+pub fn read_model_lazy(xml_path: &Path, bin_path: Option<&Path>, keep_below: u64) -> Result<Graph> {
+    read_model_with(xml_path, bin_path, Some(keep_below))
+}
+
+fn read_model_with(xml_path: &Path, bin_path: Option<&Path>, lazy: Option<u64>) -> Result<Graph> {
     let text = std::fs::read(xml_path).map_err(|e| Error::io(xml_path, e))?;
     let text = String::from_utf8(text)
         .map_err(|e| Error::parse(xml_path.display().to_string(), format!("the file is not UTF-8: {e}")))?;
@@ -19,7 +30,7 @@ pub fn read_model(xml_path: &Path, bin_path: Option<&Path>) -> Result<Graph> {
     let root = parse_document(&text).map_err(|m| Error::parse(&file_name, m))?;
     let needs_weights = first_weighted_const(&root);
     if needs_weights.is_none() && !bin_path.exists() {
-        return build_graph(&root, &[], &file_name, &bin_path.display().to_string());
+        return build_graph(&root, &[], &file_name, &bin_path.display().to_string(), lazy);
     }
     let file = std::fs::File::open(&bin_path).map_err(|e| {
         // Say which model and layer wanted the weights: the path alone does not tell a caller
@@ -29,12 +40,12 @@ pub fn read_model(xml_path: &Path, bin_path: Option<&Path>) -> Result<Graph> {
     })?;
     let len = file.metadata().map_err(|e| Error::io(&bin_path, e))?.len();
     if len == 0 {
-        return build_graph(&root, &[], &file_name, &bin_path.display().to_string());
+        return build_graph(&root, &[], &file_name, &bin_path.display().to_string(), lazy);
     }
     // SAFETY: the mapping is read-only and lives only for this call; a concurrent truncation of
     // the file by another process is the one hazard, accepted as OpenVINO's reader accepts it.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(&bin_path, e))?;
-    build_graph(&root, &map, &file_name, &bin_path.display().to_string())
+    build_graph(&root, &map, &file_name, &bin_path.display().to_string(), lazy)
 }
 
 /// Reads a model from memory: the xml text and the weights bytes, as
@@ -42,7 +53,7 @@ pub fn read_model(xml_path: &Path, bin_path: Option<&Path>) -> Result<Graph> {
 pub fn read_model_from_memory(xml: &[u8], weights: &[u8]) -> Result<Graph> {
     let text = std::str::from_utf8(xml).map_err(|e| Error::parse("<memory>", format!("the xml is not UTF-8: {e}")))?;
     let root = parse_document(text).map_err(|m| Error::parse("<memory>", m))?;
-    build_graph(&root, weights, "<memory>", "<memory weights>")
+    build_graph(&root, weights, "<memory>", "<memory weights>", None)
 }
 
 /// The first Const with bytes in the `.bin`, described for messages.
@@ -148,7 +159,7 @@ pub fn parse_shape_attr(s: &str) -> Option<Vec<usize>> {
     s.split(',').map(|d| d.trim().parse::<usize>().ok()).collect()
 }
 
-fn build_graph(root: &XmlElement, weights: &[u8], file: &str, bin_name: &str) -> Result<Graph> {
+fn build_graph(root: &XmlElement, weights: &[u8], file: &str, bin_name: &str, lazy: Option<u64>) -> Result<Graph> {
     if root.name != "net" {
         return Err(Error::parse(file, format!("the root element is <{}>, expected <net>", root.name)));
     }
@@ -213,7 +224,7 @@ fn build_graph(root: &XmlElement, weights: &[u8], file: &str, bin_name: &str) ->
         check_structural_ports(&node, &ctx, file)?;
         check_type_attributes(&node, &ctx, file)?;
         if node.is_const() {
-            read_const(&mut node, weights, &ctx, file, bin_name)?;
+            read_const(&mut node, weights, &ctx, file, bin_name, lazy)?;
         }
         if node.is_parameter() {
             check_parameter(&node, &ctx, file)?;
@@ -337,7 +348,14 @@ fn ports_compatible(from: &PortInfo, to: &PortInfo) -> bool {
     types_ok && shapes_ok
 }
 
-fn read_const(node: &mut Node, weights: &[u8], ctx: &dyn Fn() -> String, file: &str, bin_name: &str) -> Result<()> {
+fn read_const(
+    node: &mut Node,
+    weights: &[u8],
+    ctx: &dyn Fn() -> String,
+    file: &str,
+    bin_name: &str,
+    lazy: Option<u64>,
+) -> Result<()> {
     let et_name = node
         .attrs
         .get("element_type")
@@ -380,9 +398,13 @@ fn read_const(node: &mut Node, weights: &[u8], ctx: &dyn Fn() -> String, file: &
             ),
         )
     })?;
-    let t = Tensor::from_bytes(et, &shape, &weights[offset..end])
-        .map_err(|e| Error::parse(file, format!("{}: {e}", ctx())))?;
-    node.value = Some(Arc::new(t));
+    if lazy.is_some_and(|keep_below| size as u64 > keep_below) {
+        node.stored = Some(BinRange { offset: offset as u64, size: size as u64 });
+    } else {
+        let t = Tensor::from_bytes(et, &shape, &weights[offset..end])
+            .map_err(|e| Error::parse(file, format!("{}: {e}", ctx())))?;
+        node.value = Some(Arc::new(t));
+    }
     node.const_type = Some(et);
     if let Some(port) = node.outputs.first() {
         // The attributes make the constant (as in OpenVINO); a port that says otherwise is a

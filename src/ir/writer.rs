@@ -23,15 +23,44 @@ pub fn file_order(graph: &Graph) -> Result<Vec<usize>> {
     Ok(order)
 }
 
+/// Where the writer puts constants' bytes: memory (the `.bin` as a vector) or a file written as
+/// it goes. Returns each constant's offset.
+pub trait ConstSink {
+    fn store(&mut self, bytes: &[u8]) -> Result<u64>;
+    /// Whether the sink is the file that `Node::stored` ranges point into (a streamed write),
+    /// so such constants are written by reference.
+    fn holds_stored(&self) -> bool {
+        false
+    }
+}
+
+/// The `.bin` in memory, each distinct constant stored once.
+#[derive(Default)]
+struct MemorySink {
+    bin: Vec<u8>,
+    stored: HashMap<u64, Vec<(usize, usize)>>,
+}
+
+impl ConstSink for MemorySink {
+    fn store(&mut self, bytes: &[u8]) -> Result<u64> {
+        Ok(store(&mut self.bin, &mut self.stored, bytes) as u64)
+    }
+}
+
 /// Serializes a graph to IR v11 text and weights.
 pub fn serialize(graph: &Graph) -> Result<(String, Vec<u8>)> {
+    let mut sink = MemorySink::default();
+    let xml = serialize_into(graph, &mut sink)?;
+    Ok((xml, sink.bin))
+}
+
+/// Serializes a graph to IR v11 text, handing constants' bytes to `sink`.
+pub fn serialize_into(graph: &Graph, sink: &mut dyn ConstSink) -> Result<String> {
     let order = file_order(graph)?;
     let mut new_id = vec![0usize; graph.nodes.len()];
     for (i, &id) in order.iter().enumerate() {
         new_id[id] = i;
     }
-    let mut bin: Vec<u8> = Vec::new();
-    let mut stored: HashMap<u64, Vec<(usize, usize)>> = HashMap::new();
     let mut x = String::with_capacity(graph.nodes.len() * 600);
     x.push_str("<?xml version=\"1.0\"?>\n");
     x.push_str(&format!("<net name=\"{}\" version=\"11\">\n\t<layers>\n", escape(&graph.name)));
@@ -50,15 +79,27 @@ pub fn serialize(graph: &Graph) -> Result<(String, Vec<u8>)> {
         x.push_str(">\n");
         let mut attrs = n.attrs.clone();
         if n.is_const() {
-            let value =
-                n.value.as_ref().ok_or_else(|| Error::internal(format!("{} has no value to write", n.describe())))?;
-            let et = n.const_type.unwrap_or(value.element_type());
-            let bytes = value.to_bytes(et).map_err(|e| Error::internal(format!("{}: {e}", n.describe())))?;
-            let offset = store(&mut bin, &mut stored, &bytes);
+            let (et, shape, offset, size) = match (&n.value, n.stored) {
+                (Some(value), _) => {
+                    let et = n.const_type.unwrap_or(value.element_type());
+                    let bytes = value.to_bytes(et).map_err(|e| Error::internal(format!("{}: {e}", n.describe())))?;
+                    (et, value.shape().to_vec(), sink.store(&bytes)?, bytes.len() as u64)
+                }
+                (None, Some(range)) if sink.holds_stored() => {
+                    let et = n.const_type.ok_or_else(|| Error::internal(format!("{} has no type", n.describe())))?;
+                    let shape = n
+                        .outputs
+                        .first()
+                        .and_then(|p| p.shape.to_static())
+                        .ok_or_else(|| Error::internal(format!("{} has no static shape to write", n.describe())))?;
+                    (et, shape, range.offset, range.size)
+                }
+                _ => return Err(Error::internal(format!("{} has no value to write", n.describe()))),
+            };
             attrs.set("element_type", et.ir_name());
-            attrs.set("shape", value.shape().iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "));
+            attrs.set("shape", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "));
             attrs.set("offset", offset.to_string());
-            attrs.set("size", bytes.len().to_string());
+            attrs.set("size", size.to_string());
         }
         if !attrs.0.is_empty() || n.is_const() {
             x.push_str("\t\t\t<data");
@@ -111,7 +152,7 @@ pub fn serialize(graph: &Graph) -> Result<(String, Vec<u8>)> {
         write_element(&mut x, rt, 1);
     }
     x.push_str("</net>\n");
-    Ok((x, bin))
+    Ok(x)
 }
 
 fn store(bin: &mut Vec<u8>, stored: &mut HashMap<u64, Vec<(usize, usize)>>, bytes: &[u8]) -> usize {
@@ -162,10 +203,12 @@ fn write_port(x: &mut String, id: usize, p: &PortInfo) {
     x.push_str("\t\t\t\t</port>\n");
 }
 
-/// A temporary name next to `p`, unique per process (saves within a process are serialized).
+/// A temporary name next to `p`, unique per process and call (two saves may stream at once).
 fn temp_path(p: &Path, tag: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut s = p.as_os_str().to_os_string();
-    s.push(format!(".{tag}-{}", std::process::id()));
+    s.push(format!(".{tag}-{}-{n}", std::process::id()));
     PathBuf::from(s)
 }
 
@@ -184,29 +227,156 @@ fn write_file_synced(path: &Path, data: &[u8]) -> Result<()> {
 /// to temporary files first and are renamed into place only when both are complete, so a failure
 /// never leaves a half-written pair or destroys an existing model.
 pub fn write_model(graph: &Graph, xml_path: &Path, bin_path: Option<&Path>) -> Result<()> {
-    let bin_path = bin_path.map(Path::to_path_buf).unwrap_or_else(|| xml_path.with_extension("bin"));
     let (xml, bin) = serialize(graph)?;
-    let _guard = SAVE_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let (tx, tb) = (temp_path(xml_path, "tmp"), temp_path(&bin_path, "tmp"));
-    let backup = temp_path(&bin_path, "old");
+    let mut pair = PairWriter::create(xml_path, bin_path)?;
+    pair.sink().append(&bin)?;
+    pair.finish_with_xml(&xml)
+}
+
+/// A `.bin` written as it goes: constants appended 8-byte aligned, small ones stored once.
+pub struct FileSink {
+    out: std::io::BufWriter<std::fs::File>,
+    path: PathBuf,
+    len: u64,
+    small: HashMap<Vec<u8>, u64>,
+}
+
+/// Constants up to this size are deduplicated (shape vectors, scalars); larger ones are weights,
+/// written as they come.
+const DEDUP_LIMIT: usize = 4096;
+
+impl FileSink {
+    fn create(path: &Path) -> Result<Self> {
+        let f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+        Ok(FileSink {
+            out: std::io::BufWriter::with_capacity(1 << 20, f),
+            path: path.to_path_buf(),
+            len: 0,
+            small: HashMap::new(),
+        })
+    }
+
+    /// Appends `bytes` at the next aligned offset and returns that offset.
+    pub fn append(&mut self, bytes: &[u8]) -> Result<u64> {
+        let pad = (ALIGN as u64 - self.len % ALIGN as u64) % ALIGN as u64;
+        let zeros = [0u8; ALIGN];
+        self.out.write_all(&zeros[..pad as usize]).map_err(|e| Error::io(&self.path, e))?;
+        self.len += pad;
+        let offset = self.len;
+        self.out.write_all(bytes).map_err(|e| Error::io(&self.path, e))?;
+        self.len += bytes.len() as u64;
+        Ok(offset)
+    }
+
+    /// Appends `bytes` right after the previous ones (the continuation of a constant written in
+    /// pieces).
+    pub fn append_unaligned(&mut self, bytes: &[u8]) -> Result<u64> {
+        let offset = self.len;
+        self.out.write_all(bytes).map_err(|e| Error::io(&self.path, e))?;
+        self.len += bytes.len() as u64;
+        Ok(offset)
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.out.flush().map_err(|e| Error::io(&self.path, e))?;
+        let f = self.out.into_inner().map_err(|e| Error::io(&self.path, e.into_error()))?;
+        f.sync_all().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+impl ConstSink for FileSink {
+    fn store(&mut self, bytes: &[u8]) -> Result<u64> {
+        if bytes.len() <= DEDUP_LIMIT {
+            if let Some(&at) = self.small.get(bytes) {
+                return Ok(at);
+            }
+            let at = self.append(bytes)?;
+            self.small.insert(bytes.to_vec(), at);
+            return Ok(at);
+        }
+        self.append(bytes)
+    }
+    fn holds_stored(&self) -> bool {
+        true
+    }
+}
+
+/// Writes a model pair as a stream: the `.bin` goes to a temporary file through [`FileSink`]
+/// (constants can be appended before the graph is final, recorded in `Node::stored`), then the
+/// `.xml`; both are renamed into place only when complete. Dropped unfinished, it removes its
+/// temporary files and leaves any existing model untouched.
+pub struct PairWriter {
+    xml_path: PathBuf,
+    bin_path: PathBuf,
+    tmp_xml: PathBuf,
+    tmp_bin: PathBuf,
+    sink: Option<FileSink>,
+}
+
+impl PairWriter {
+    pub fn create(xml_path: &Path, bin_path: Option<&Path>) -> Result<Self> {
+        let bin_path = bin_path.map(Path::to_path_buf).unwrap_or_else(|| xml_path.with_extension("bin"));
+        let (tmp_xml, tmp_bin) = (temp_path(xml_path, "tmp"), temp_path(&bin_path, "tmp"));
+        let sink = FileSink::create(&tmp_bin)?;
+        Ok(PairWriter { xml_path: xml_path.to_path_buf(), bin_path, tmp_xml, tmp_bin, sink: Some(sink) })
+    }
+
+    pub fn sink(&mut self) -> &mut FileSink {
+        self.sink.as_mut().expect("the sink lives until finish")
+    }
+
+    /// Serializes `graph` (its `stored` constants point into this writer's `.bin`) and installs
+    /// the pair.
+    pub fn finish(mut self, graph: &Graph) -> Result<()> {
+        let xml = serialize_into(graph, self.sink())?;
+        self.finish_with_xml(&xml)
+    }
+
+    fn finish_with_xml(mut self, xml: &str) -> Result<()> {
+        let sink = self.sink.take().expect("the sink lives until finish");
+        sink.finish()?;
+        write_file_synced(&self.tmp_xml, xml.as_bytes())?;
+        let _guard = SAVE_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        install_pair(&self.tmp_xml, &self.tmp_bin, &self.xml_path, &self.bin_path)
+    }
+}
+
+impl Drop for PairWriter {
+    fn drop(&mut self) {
+        // After a successful install the temporary names no longer exist; otherwise clean up.
+        let _ = std::fs::remove_file(&self.tmp_xml);
+        let _ = std::fs::remove_file(&self.tmp_bin);
+    }
+}
+
+/// Renames a complete temporary pair into place, keeping the old `.bin` until the new `.xml` is
+/// in place so a failure restores the old pair.
+fn install_pair(tx: &Path, tb: &Path, xml_path: &Path, bin_path: &Path) -> Result<()> {
+    let backup = temp_path(bin_path, "old");
     let mut moved_old_bin = false;
     let result = (|| {
-        write_file_synced(&tb, &bin)?;
-        write_file_synced(&tx, xml.as_bytes())?;
-        // Keep the old .bin until the new .xml is in place, so a failure restores the old pair.
         if bin_path.is_file() {
-            std::fs::rename(&bin_path, &backup).map_err(|e| Error::io(&bin_path, e))?;
+            std::fs::rename(bin_path, &backup).map_err(|e| Error::io(bin_path, e))?;
             moved_old_bin = true;
         }
-        std::fs::rename(&tb, &bin_path).map_err(|e| Error::io(&bin_path, e))?;
-        std::fs::rename(&tx, xml_path).map_err(|e| Error::io(xml_path, e))?;
+        std::fs::rename(tb, bin_path).map_err(|e| Error::io(bin_path, e))?;
+        std::fs::rename(tx, xml_path).map_err(|e| Error::io(xml_path, e))?;
         Ok(())
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&tx);
-        let _ = std::fs::remove_file(&tb);
+        let _ = std::fs::remove_file(tx);
+        let _ = std::fs::remove_file(tb);
         if moved_old_bin {
-            let _ = std::fs::rename(&backup, &bin_path);
+            let _ = std::fs::rename(&backup, bin_path);
         }
     } else if moved_old_bin {
         let _ = std::fs::remove_file(&backup);

@@ -1,9 +1,11 @@
-//! `ovpot`: the command line door onto the library (quantize, infer, evaluate, info, convert).
+//! `ovpot`: the command line door onto the library (quantize, infer, evaluate, info, convert,
+//! compress-weights).
 //!
 //! Everything here is argument handling and file I/O; the work happens in `ovpot::Session`,
 //! `ovpot::engine::Plan` and `ovpot::data`.
 
 mod args;
+mod compress;
 mod config;
 mod convert;
 mod evaluate;
@@ -26,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use args::*;
+use compress::*;
 use config::*;
 use convert::*;
 use evaluate::*;
@@ -93,6 +96,8 @@ enum Command {
     Info(InfoArgs),
     /// Read an IR and write it back (IR v11).
     Convert(ConvertArgs),
+    /// Weight-only compression to INT8/INT4 (NNCF's compress_weights), streamed in bounded memory.
+    CompressWeights(CompressArgs),
 }
 
 /// Messages to stderr at or above the chosen level.
@@ -186,6 +191,7 @@ fn main() -> ExitCode {
         Command::Evaluate(a) => cmd_evaluate(a, log, visible),
         Command::Info(a) => cmd_info(a),
         Command::Convert(a) => cmd_convert(a, log),
+        Command::CompressWeights(a) => cmd_compress(a, log, visible),
     };
     if ovpot::engine::profile::enabled() {
         // OVPOT_PROFILE=1: where the engine spent its time, by op type (summed over threads).

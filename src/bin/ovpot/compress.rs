@@ -1,0 +1,83 @@
+//! `ovpot compress-weights`: weight-only INT8/INT4 compression (NNCF's `compress_weights`),
+//! streamed from the input `.bin` to the output one.
+
+use super::*;
+use ovpot::compress::{compress_file, BackupMode, CompressMode, CompressOptions};
+use ovpot::hooks::Hooks;
+
+#[derive(Args, Debug)]
+pub(crate) struct CompressArgs {
+    /// Model IR (.xml); its weights (.bin) next to it.
+    #[arg(short = 'm', long = "model")]
+    pub(crate) model: PathBuf,
+    /// int8_asym (default), int8_sym, int4_asym or int4_sym.
+    #[arg(long, default_value = "int8_asym")]
+    pub(crate) mode: String,
+    /// Weights per scale along the input channels (4-bit modes; default 128); -1: per channel.
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) group_size: Option<i64>,
+    /// Share of the ratio-defining parameters in 4 bits (default 1); the rest take the backup mode.
+    #[arg(long)]
+    pub(crate) ratio: Option<f64>,
+    /// Precision of what is not 4-bit: int8_asym (default), int8_sym or none (floating point).
+    #[arg(long)]
+    pub(crate) backup_mode: Option<String>,
+    /// Embeddings and the last layer in the primary precision too.
+    #[arg(long)]
+    pub(crate) all_layers: bool,
+    /// Layers to leave as they are: names, `re:<regex>` over names, `type:<OpType>`; repeat or
+    /// separate by commas.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) ignored_scope: Vec<String>,
+    /// Where to write optimized/<name>.xml, .bin and report.json.
+    #[arg(long, default_value = "results")]
+    pub(crate) output_dir: PathBuf,
+}
+
+pub(crate) fn cmd_compress(a: &CompressArgs, log: Logger, visible: bool) -> CliResult<()> {
+    let mode = CompressMode::parse(&a.mode)
+        .ok_or_else(|| CliError(format!("--mode {}: expected int8_asym, int8_sym, int4_asym or int4_sym", a.mode)))?;
+    let backup_mode = match &a.backup_mode {
+        Some(b) => BackupMode::parse(b)
+            .ok_or_else(|| CliError(format!("--backup-mode {b}: expected int8_asym, int8_sym or none")))?,
+        None => BackupMode::default(),
+    };
+    let mut options = CompressOptions {
+        mode,
+        group_size: a.group_size,
+        ratio: a.ratio,
+        backup_mode,
+        all_layers: a.all_layers,
+        ..Default::default()
+    };
+    for item in a.ignored_scope.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        if let Some(re) = item.strip_prefix("re:") {
+            options.ignored.patterns.push(re.to_string());
+        } else if let Some(t) = item.strip_prefix("type:") {
+            options.ignored.types.push(IgnoredOperation { op_type: t.to_string(), ..Default::default() });
+        } else {
+            options.ignored.names.push(item.to_string());
+        }
+    }
+    options.validate()?;
+    let opt_dir = prepare_output_dir(&a.output_dir)?;
+    let name = a.model.file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
+    let out_xml = opt_dir.join(format!("{name}.xml"));
+    let bars = std::sync::Arc::new(std::sync::Mutex::new(StageBars { visible, current: None }));
+    let progress_bars = bars.clone();
+    let mut hooks = Hooks {
+        progress: Some(Box::new(move |stage, done, total| {
+            progress_bars.lock().map(|mut b| b.update(stage, done, total)).unwrap_or(true)
+        })),
+        log: Some(Box::new(move |level, msg| log.log(level, msg))),
+        log_level: Some(log.level),
+    };
+    let report = compress_file(&a.model, &out_xml, &options, &mut hooks)?;
+    drop(hooks);
+    drop(bars);
+    let report_path = a.output_dir.join("report.json");
+    let text = serde_json::to_string_pretty(&report).map_err(|e| CliError(format!("report: {e}")))?;
+    std::fs::write(&report_path, text + "\n").map_err(|e| ovpot::Error::io(&report_path, e))?;
+    log.info(&format!("wrote {} and {}", out_xml.display(), report_path.display()));
+    Ok(())
+}

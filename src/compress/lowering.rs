@@ -1,0 +1,447 @@
+//! The arithmetic of weight-only compression, as NNCF defines it (`weight_lowering.py` and its
+//! OpenVINO-model twin): integer codes per group (or per output channel) computed in f32 with true
+//! division and round-half-to-even, the scale stored as f16. Matching it operation for operation
+//! gives codes bit-identical to NNCF's.
+
+use crate::error::{Error, Result};
+use crate::tensor::ElementType;
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+/// An integer code format: bits and whether it has a zero point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntFormat {
+    pub bits: u32,
+    pub asymmetric: bool,
+}
+
+impl IntFormat {
+    /// The code range: `0..2^b-1` (asymmetric) or `-2^(b-1)..2^(b-1)-1` (symmetric).
+    pub fn levels(self) -> (f32, f32) {
+        if self.asymmetric {
+            (0.0, ((1u32 << self.bits) - 1) as f32)
+        } else {
+            let half = (1u32 << (self.bits - 1)) as f32;
+            (-half, half - 1.0)
+        }
+    }
+
+    /// The element type codes are stored as.
+    pub fn code_type(self) -> ElementType {
+        match (self.bits, self.asymmetric) {
+            (4, true) => ElementType::U4,
+            (4, false) => ElementType::I4,
+            (_, true) => ElementType::U8,
+            (_, false) => ElementType::I8,
+        }
+    }
+}
+
+/// Scale and zero point of one group (the zero point is 0 for symmetric formats).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GroupParams {
+    pub scale: f32,
+    pub zero_point: f32,
+}
+
+/// NNCF's parameters for a group whose values span `min..max`.
+///
+/// Asymmetric: the range is widened to include 0, `scale = (max - min) / (levels - 1)`,
+/// `zero_point = clip(0 - round(min / scale))`. Symmetric: the scale carries the sign of the
+/// larger side (`|min| >= max` ? `|min|` : `-max`) divided by `2^(b-1)`, so both ends of the code
+/// range are used. A scale below f32's epsilon becomes epsilon.
+pub fn group_params(format: IntFormat, min: f32, max: f32) -> GroupParams {
+    let eps = f32::EPSILON;
+    let (low, high) = format.levels();
+    if format.asymmetric {
+        let (min, max) = (min.min(0.0), max.max(0.0));
+        let mut scale = (max - min) / (high - low);
+        if scale.abs() < eps {
+            scale = eps;
+        }
+        let zero_point = (low - (min / scale).round_ties_even()).clamp(low, high);
+        GroupParams { scale, zero_point }
+    } else {
+        let abs_min = min.abs();
+        let mut scale = if abs_min >= max { abs_min } else { -max };
+        scale /= -low;
+        if scale.abs() < eps {
+            scale = eps;
+        }
+        GroupParams { scale, zero_point: 0.0 }
+    }
+}
+
+/// The code of `v`: `clip(round(v / scale + zero_point))`.
+#[inline]
+pub fn quantize(v: f32, p: GroupParams, low: f32, high: f32) -> f32 {
+    (v / p.scale + p.zero_point).round_ties_even().clamp(low, high)
+}
+
+/// A weight seen as `[outer, reduce, inner]` (the reduction axis in the middle), with groups of
+/// `group` consecutive elements along the reduction axis (`group == reduce`: one per channel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub outer: usize,
+    pub reduce: usize,
+    pub inner: usize,
+    pub group: usize,
+}
+
+impl Layout {
+    pub fn groups(&self) -> usize {
+        self.reduce / self.group
+    }
+    pub fn len(&self) -> usize {
+        self.outer * self.reduce * self.inner
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Number of (scale, zero point) pairs.
+    pub fn param_count(&self) -> usize {
+        self.outer * self.groups() * self.inner
+    }
+}
+
+/// Compressed codes and their parameters, in the weight's memory order (codes) and in
+/// `[outer, groups, inner]` order (scales and zero points).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Compressed {
+    /// One code per element: u8 for asymmetric formats, i8 bits for symmetric ones; 4-bit codes
+    /// are held one per byte (packed when written).
+    pub codes: Vec<u8>,
+    /// Stored scale (f16, as NNCF stores it).
+    pub scale: Vec<f16>,
+    /// Zero points (asymmetric formats only), same codes type as `codes`.
+    pub zero_point: Option<Vec<u8>>,
+}
+
+/// Reads `n` floating-point weights of type `et` from little-endian bytes into `out`.
+pub fn decode_floats(et: ElementType, bytes: &[u8], out: &mut [f32], scratch: &mut Vec<u16>) -> Result<()> {
+    let n = out.len();
+    match et {
+        ElementType::F32 => {
+            for (o, c) in out.iter_mut().zip(bytes[..n * 4].chunks_exact(4)) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        ElementType::F64 => {
+            for (o, c) in out.iter_mut().zip(bytes[..n * 8].chunks_exact(8)) {
+                *o = f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32;
+            }
+        }
+        ElementType::F16 | ElementType::BF16 => {
+            scratch.clear();
+            scratch.extend(bytes[..n * 2].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])));
+            if et == ElementType::F16 {
+                let halves: &[f16] = half::slice::HalfBitsSliceExt::reinterpret_cast(scratch.as_slice());
+                halves.convert_to_f32_slice(out);
+            } else {
+                let halves: &[bf16] = half::slice::HalfBitsSliceExt::reinterpret_cast(scratch.as_slice());
+                halves.convert_to_f32_slice(out);
+            }
+        }
+        other => return Err(Error::unsupported(format!("weights of element type {other} are not floating point"))),
+    }
+    Ok(())
+}
+
+/// Compresses a weight held as raw bytes of type `et` laid out as `layout`.
+pub fn compress(raw: &[u8], et: ElementType, layout: Layout, format: IntFormat) -> Result<Compressed> {
+    check_layout(raw, et, layout)?;
+    let (low, high) = format.levels();
+    let ng = layout.groups();
+    let mut codes = vec![0u8; layout.len()];
+    let mut scale = vec![f16::ZERO; layout.param_count()];
+    let mut zero_point = vec![0u8; if format.asymmetric { layout.param_count() } else { 0 }];
+    let width = et_width(et);
+    if layout.inner == 1 {
+        // Contiguous groups: one task per channel row.
+        let row_bytes = layout.reduce * width;
+        let zp_chunk = if format.asymmetric { ng } else { 0 };
+        let mut zp_rows: Vec<&mut [u8]> = if format.asymmetric {
+            zero_point.chunks_mut(zp_chunk).collect()
+        } else {
+            (0..layout.outer).map(|_| <&mut [u8]>::default()).collect()
+        };
+        codes
+            .par_chunks_mut(layout.reduce)
+            .zip(scale.par_chunks_mut(ng))
+            .zip(zp_rows.par_iter_mut())
+            .enumerate()
+            .try_for_each_init(
+                || (vec![0f32; layout.reduce], Vec::new()),
+                |(row, scratch), (o, ((code_row, scale_row), zp_row))| -> Result<()> {
+                    decode_floats(et, &raw[o * row_bytes..(o + 1) * row_bytes], row, scratch)?;
+                    for g in 0..ng {
+                        let vals = &row[g * layout.group..(g + 1) * layout.group];
+                        let (mn, mx) = min_max(vals);
+                        let p = group_params(format, mn, mx);
+                        scale_row[g] = f16::from_f32(p.scale);
+                        if format.asymmetric {
+                            zp_row[g] = p.zero_point as u8;
+                        }
+                        let out = &mut code_row[g * layout.group..(g + 1) * layout.group];
+                        for (c, &v) in out.iter_mut().zip(vals) {
+                            *c = quantize(v, p, low, high) as i32 as u8;
+                        }
+                    }
+                    Ok(())
+                },
+            )?;
+    } else {
+        // Strided groups (a MatMul weight stored [in, out]): tasks over blocks of columns,
+        // results scattered afterwards.
+        const BLOCK: usize = 64;
+        let blocks = layout.inner.div_ceil(BLOCK);
+        let tasks: Vec<(usize, usize)> = (0..layout.outer).flat_map(|o| (0..blocks).map(move |b| (o, b))).collect();
+        let results: Vec<(usize, usize, Vec<u8>, Vec<GroupParams>)> = tasks
+            .par_iter()
+            .map_init(
+                Vec::new,
+                |scratch, &(o, b)| -> Result<_> {
+                    let c0 = b * BLOCK;
+                    let bw = BLOCK.min(layout.inner - c0);
+                    let mut panel = vec![0f32; layout.reduce * bw];
+                    for r in 0..layout.reduce {
+                        let start = ((o * layout.reduce + r) * layout.inner + c0) * width;
+                        decode_floats(et, &raw[start..start + bw * width], &mut panel[r * bw..(r + 1) * bw], scratch)?;
+                    }
+                    let mut params = Vec::with_capacity(ng * bw);
+                    let mut block_codes = vec![0u8; layout.reduce * bw];
+                    for g in 0..ng {
+                        for c in 0..bw {
+                            let (mut mn, mut mx) = (f32::INFINITY, f32::NEG_INFINITY);
+                            for r in g * layout.group..(g + 1) * layout.group {
+                                let v = panel[r * bw + c];
+                                mn = mn.min(v);
+                                mx = mx.max(v);
+                            }
+                            let p = group_params(format, mn, mx);
+                            for r in g * layout.group..(g + 1) * layout.group {
+                                block_codes[r * bw + c] = quantize(panel[r * bw + c], p, low, high) as i32 as u8;
+                            }
+                            params.push(p);
+                        }
+                    }
+                    Ok((o, c0, block_codes, params))
+                },
+            )
+            .collect::<Result<_>>()?;
+        for (o, c0, block_codes, params) in results {
+            let bw = block_codes.len() / layout.reduce;
+            for r in 0..layout.reduce {
+                let at = (o * layout.reduce + r) * layout.inner + c0;
+                codes[at..at + bw].copy_from_slice(&block_codes[r * bw..(r + 1) * bw]);
+            }
+            for g in 0..ng {
+                for c in 0..bw {
+                    let p = params[g * bw + c];
+                    let at = (o * ng + g) * layout.inner + c0 + c;
+                    scale[at] = f16::from_f32(p.scale);
+                    if format.asymmetric {
+                        zero_point[at] = p.zero_point as u8;
+                    }
+                }
+            }
+        }
+    }
+    Ok(Compressed { codes, scale, zero_point: format.asymmetric.then_some(zero_point) })
+}
+
+/// NNCF's data-free sensitivity input: the largest per-channel mean squared error of int8
+/// asymmetric per-channel compression, decompressed with the f32 scale (`max_mean`).
+pub fn int8_error(raw: &[u8], et: ElementType, layout: Layout) -> Result<f64> {
+    let per_channel = Layout { group: layout.reduce, ..layout };
+    check_layout(raw, et, per_channel)?;
+    let format = IntFormat { bits: 8, asymmetric: true };
+    let (low, high) = format.levels();
+    let width = et_width(et);
+    let mut worst = 0f64;
+    for o in 0..layout.outer {
+        let channel = |i: usize| -> Result<f64> {
+            let mut vals = vec![0f32; layout.reduce];
+            let mut scratch = Vec::new();
+            for (r, v) in vals.iter_mut().enumerate() {
+                let at = ((o * layout.reduce + r) * layout.inner + i) * width;
+                decode_floats(et, &raw[at..at + width], std::slice::from_mut(v), &mut scratch)?;
+            }
+            Ok(mean_squared_error(&vals, format, low, high))
+        };
+        let errors: Vec<f64> = if layout.inner == 1 {
+            let row_bytes = layout.reduce * width;
+            let mut vals = vec![0f32; layout.reduce];
+            decode_floats(et, &raw[o * row_bytes..(o + 1) * row_bytes], &mut vals, &mut Vec::new())?;
+            vec![mean_squared_error(&vals, format, low, high)]
+        } else {
+            (0..layout.inner).into_par_iter().map(channel).collect::<Result<_>>()?
+        };
+        worst = errors.into_iter().fold(worst, f64::max);
+    }
+    Ok(worst)
+}
+
+/// `int8_error` over many rows at once (the common `[out, in]` case), in parallel.
+pub fn int8_error_rows(raw: &[u8], et: ElementType, layout: Layout) -> Result<f64> {
+    if layout.inner != 1 {
+        return int8_error(raw, et, layout);
+    }
+    let per_channel = Layout { group: layout.reduce, ..layout };
+    check_layout(raw, et, per_channel)?;
+    let format = IntFormat { bits: 8, asymmetric: true };
+    let (low, high) = format.levels();
+    let row_bytes = layout.reduce * et_width(et);
+    let errors: Vec<f64> = raw[..row_bytes * layout.outer]
+        .par_chunks(row_bytes)
+        .map_init(
+            || (vec![0f32; layout.reduce], Vec::new()),
+            |(vals, scratch), bytes| -> Result<f64> {
+                decode_floats(et, bytes, vals, scratch)?;
+                Ok(mean_squared_error(vals, format, low, high))
+            },
+        )
+        .collect::<Result<_>>()?;
+    Ok(errors.into_iter().fold(0.0, f64::max))
+}
+
+fn mean_squared_error(vals: &[f32], format: IntFormat, low: f32, high: f32) -> f64 {
+    let (mn, mx) = min_max(vals);
+    let p = group_params(format, mn, mx);
+    let sum: f64 = vals
+        .iter()
+        .map(|&v| {
+            let q = quantize(v, p, low, high);
+            let d = (q - p.zero_point) * p.scale - v;
+            (d as f64) * (d as f64)
+        })
+        .sum();
+    sum / vals.len().max(1) as f64
+}
+
+fn min_max(vals: &[f32]) -> (f32, f32) {
+    vals.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)))
+}
+
+fn et_width(et: ElementType) -> usize {
+    match et {
+        ElementType::F64 => 8,
+        ElementType::F32 => 4,
+        _ => 2,
+    }
+}
+
+fn check_layout(raw: &[u8], et: ElementType, layout: Layout) -> Result<()> {
+    if !matches!(et, ElementType::F32 | ElementType::F16 | ElementType::BF16 | ElementType::F64) {
+        return Err(Error::unsupported(format!("weights of element type {et} are not floating point")));
+    }
+    if layout.group == 0 || !layout.reduce.is_multiple_of(layout.group) {
+        return Err(Error::invalid(format!(
+            "group size {} does not divide the reduction axis of {} elements",
+            layout.group, layout.reduce
+        )));
+    }
+    if raw.len() < layout.len() * et_width(et) {
+        return Err(Error::mismatch(format!(
+            "{} bytes hold fewer than the {} {et} weights of the layout",
+            raw.len(),
+            layout.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f32_bytes(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn asymmetric_params_include_zero_and_round_half_even() {
+        let p = group_params(IntFormat { bits: 8, asymmetric: true }, 0.5, 2.55);
+        // The range is widened to 0..2.55: scale 0.01, zero point 0.
+        assert!((p.scale - 0.01).abs() < 1e-7);
+        assert_eq!(p.zero_point, 0.0);
+        let p = group_params(IntFormat { bits: 4, asymmetric: true }, -1.0, 2.0);
+        assert_eq!(p.scale, 0.2);
+        assert_eq!(p.zero_point, 5.0);
+        assert_eq!(quantize(-1.0, p, 0.0, 15.0), 0.0);
+        assert_eq!(quantize(2.0, p, 0.0, 15.0), 15.0);
+        // 0.1 / 0.2 + 5 = 5.5 rounds to the even 6, as numpy and OpenVINO round.
+        assert_eq!(quantize(0.1, p, 0.0, 15.0), 6.0);
+    }
+
+    #[test]
+    fn symmetric_scale_takes_the_sign_of_the_larger_side() {
+        let f = IntFormat { bits: 8, asymmetric: false };
+        let p = group_params(f, -1.0, 0.5);
+        assert_eq!(p.scale, 1.0 / 128.0);
+        assert_eq!(quantize(-1.0, p, -128.0, 127.0), -128.0);
+        // max wins: the scale is negative and max maps to -128.
+        let p = group_params(f, -0.5, 1.0);
+        assert_eq!(p.scale, -1.0 / 128.0);
+        assert_eq!(quantize(1.0, p, -128.0, 127.0), -128.0);
+        assert_eq!(quantize(-0.5, p, -128.0, 127.0), 64.0);
+        // All-zero groups get epsilon, not a division by zero.
+        assert_eq!(group_params(f, 0.0, 0.0).scale, f32::EPSILON);
+    }
+
+    #[test]
+    fn strided_and_contiguous_layouts_agree() {
+        // A [4, 6] weight reduced along axis 0 (strided) equals its transpose reduced along axis 1.
+        let w: Vec<f32> = (0..24).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.37).collect();
+        let mut t = vec![0f32; 24];
+        for r in 0..4 {
+            for c in 0..6 {
+                t[c * 4 + r] = w[r * 6 + c];
+            }
+        }
+        let f = IntFormat { bits: 4, asymmetric: true };
+        let strided =
+            compress(&f32_bytes(&w), ElementType::F32, Layout { outer: 1, reduce: 4, inner: 6, group: 2 }, f).unwrap();
+        let rows =
+            compress(&f32_bytes(&t), ElementType::F32, Layout { outer: 6, reduce: 4, inner: 1, group: 2 }, f).unwrap();
+        for r in 0..4 {
+            for c in 0..6 {
+                assert_eq!(strided.codes[r * 6 + c], rows.codes[c * 4 + r]);
+            }
+        }
+        for g in 0..2 {
+            for c in 0..6 {
+                assert_eq!(strided.scale[g * 6 + c], rows.scale[c * 2 + g]);
+            }
+        }
+    }
+
+    #[test]
+    fn f16_weights_decode_exactly_and_bad_groups_are_refused() {
+        let w = [0.5f32, -0.25, 1.0, 2.0];
+        let raw: Vec<u8> = w.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect();
+        let mut out = [0f32; 4];
+        decode_floats(ElementType::F16, &raw, &mut out, &mut Vec::new()).unwrap();
+        assert_eq!(out, w);
+        let err = compress(
+            &raw,
+            ElementType::F16,
+            Layout { outer: 1, reduce: 4, inner: 1, group: 3 },
+            IntFormat { bits: 4, asymmetric: true },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("group size 3"), "{err}");
+    }
+
+    #[test]
+    fn int8_error_is_the_worst_channel_mean() {
+        let w = [0.0f32, 1.0, 0.3, 0.0, 0.0, 0.0];
+        let e = int8_error_rows(&f32_bytes(&w), ElementType::F32, Layout { outer: 2, reduce: 3, inner: 1, group: 3 })
+            .unwrap();
+        assert!(e > 0.0 && e < 1e-5, "{e}");
+        let strided =
+            int8_error(&f32_bytes(&w), ElementType::F32, Layout { outer: 2, reduce: 3, inner: 1, group: 3 }).unwrap();
+        assert_eq!(e, strided);
+    }
+}

@@ -1,0 +1,517 @@
+//! Weight-only compression (NNCF's `compress_weights`, data-free): MatMul, embedding and
+//! convolution weights stored as 8- or 4-bit integer codes with f16 scales, decompressed by
+//! OpenVINO's compressed-weight kernels at run time. Activations stay floating point.
+//!
+//! Two drivers share one pipeline — select the weights, measure them (mixed precision), compress
+//! and rewrite:
+//! * [`compress_graph`] for a model in memory;
+//! * [`compress_file`] for a model on disk, streamed: the graph is read without its weights, each
+//!   weight is read from the `.bin`, compressed and written to the output `.bin` before the next,
+//!   so memory is bounded by the largest tensor, not the model.
+
+pub mod lowering;
+pub mod rewrite;
+pub mod select;
+
+use crate::error::{Error, Result};
+use crate::graph::{BinRange, Graph, Node};
+use crate::hooks::{Hooks, LogLevel, Stage};
+use crate::ir::writer::{FileSink, PairWriter};
+use crate::quant::config::IgnoredScope;
+use crate::tensor::{ElementType, Tensor};
+use half::f16;
+use rewrite::Payload;
+use select::{WeightConfig, WeightSite};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Instant;
+
+/// The primary precision, as NNCF names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+#[repr(C)]
+pub enum CompressMode {
+    #[default]
+    Int8Asym = 0,
+    Int8Sym = 1,
+    Int4Asym = 2,
+    Int4Sym = 3,
+}
+
+impl CompressMode {
+    pub fn is_int8(self) -> bool {
+        matches!(self, CompressMode::Int8Asym | CompressMode::Int8Sym)
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "int8_asym" | "int8" => Some(CompressMode::Int8Asym),
+            "int8_sym" => Some(CompressMode::Int8Sym),
+            "int4_asym" => Some(CompressMode::Int4Asym),
+            "int4_sym" | "int4" => Some(CompressMode::Int4Sym),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            CompressMode::Int8Asym => "int8_asym",
+            CompressMode::Int8Sym => "int8_sym",
+            CompressMode::Int4Asym => "int4_asym",
+            CompressMode::Int4Sym => "int4_sym",
+        }
+    }
+}
+
+/// The precision of weights outside the 4-bit share (and of embeddings and the last layer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+#[repr(C)]
+pub enum BackupMode {
+    #[default]
+    Int8Asym = 0,
+    Int8Sym = 1,
+    /// Left in floating point.
+    None = 2,
+}
+
+impl BackupMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "int8_asym" => Some(BackupMode::Int8Asym),
+            "int8_sym" => Some(BackupMode::Int8Sym),
+            "none" => Some(BackupMode::None),
+            _ => None,
+        }
+    }
+}
+
+/// What `compress_weights` does; defaults are NNCF's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct CompressOptions {
+    pub mode: CompressMode,
+    /// Weights per scale along the input channels; `-1` per output channel. `None`: 128 for the
+    /// 4-bit modes, per channel for the 8-bit ones.
+    pub group_size: Option<i64>,
+    /// Share of the ratio-defining parameters in the primary (4-bit) precision. `None`: 1.
+    pub ratio: Option<f64>,
+    pub backup_mode: BackupMode,
+    /// Embeddings and the last MatMul in the primary precision too.
+    pub all_layers: bool,
+    pub ignored: IgnoredScope,
+}
+
+impl CompressOptions {
+    pub fn effective_group_size(&self) -> i64 {
+        match (self.mode.is_int8(), self.group_size) {
+            (true, _) => -1,
+            (false, Some(g)) => g,
+            (false, None) => 128,
+        }
+    }
+    pub fn effective_ratio(&self) -> f64 {
+        if self.mode.is_int8() {
+            1.0
+        } else {
+            self.ratio.unwrap_or(1.0)
+        }
+    }
+
+    /// NNCF's checks of the user's options.
+    pub fn validate(&self) -> Result<()> {
+        if self.mode.is_int8() {
+            if self.ratio.is_some_and(|r| r != 1.0) || self.group_size.is_some_and(|g| g != -1) {
+                return Err(Error::invalid(format!(
+                    "mode {} compresses every weight per channel: ratio must be 1 and group_size -1",
+                    self.mode.name()
+                )));
+            }
+            if self.all_layers || self.backup_mode != BackupMode::Int8Asym {
+                return Err(Error::invalid(format!(
+                    "mode {}: all_layers and backup_mode apply to the 4-bit modes only",
+                    self.mode.name()
+                )));
+            }
+        }
+        if let Some(r) = self.ratio {
+            if !(0.0..=1.0).contains(&r) {
+                return Err(Error::invalid(format!("ratio must be between 0 and 1, got {r}")));
+            }
+        }
+        if let Some(g) = self.group_size {
+            if g == 0 || g < -1 {
+                return Err(Error::invalid(format!("group_size must be a positive integer or -1, got {g}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One weight in the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct CompressedLayer {
+    /// The weight's Const.
+    pub weight: String,
+    /// The layer reading it.
+    pub layer: String,
+    pub layer_type: String,
+    pub shape: Vec<usize>,
+    pub source_type: String,
+    /// `int4_asym, group size 128`, `int8_asym, per-channel`, or `float` (kept).
+    pub compression: String,
+    pub bits: u32,
+    pub ratio_defining: bool,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_because: Option<String>,
+}
+
+/// What a compression run did.
+#[derive(Clone, Debug, Serialize, Default)]
+pub struct CompressReport {
+    pub mode: String,
+    pub group_size: i64,
+    pub ratio: f64,
+    pub backup_mode: String,
+    pub all_layers: bool,
+    pub layers: Vec<CompressedLayer>,
+    /// Parameters per precision (`int4`, `int8`, `float`).
+    pub parameters: std::collections::BTreeMap<String, u64>,
+    pub weights_bytes_before: u64,
+    pub weights_bytes_after: u64,
+    pub seconds: f64,
+}
+
+impl CompressReport {
+    /// NNCF's bitwidth table, as lines.
+    pub fn summary(&self) -> String {
+        let total: u64 = self.parameters.values().sum();
+        let mut s = format!(
+            "weight compression {} (group size {}, ratio {}): {} weights, {:.1} MB -> {:.1} MB in {:.2} s\n",
+            self.mode,
+            self.group_size,
+            self.ratio,
+            self.layers.len(),
+            self.weights_bytes_before as f64 / 1e6,
+            self.weights_bytes_after as f64 / 1e6,
+            self.seconds
+        );
+        for (k, v) in &self.parameters {
+            let layers = self.layers.iter().filter(|l| precision_key(l.bits) == *k).count();
+            s.push_str(&format!(
+                "  {k:<6} {:>5.1}% of parameters ({layers} layers)\n",
+                100.0 * *v as f64 / total.max(1) as f64
+            ));
+        }
+        s
+    }
+}
+
+fn precision_key(bits: u32) -> String {
+    match bits {
+        4 => "int4".into(),
+        8 => "int8".into(),
+        _ => "float".into(),
+    }
+}
+
+/// Where a driver reads weights' bytes from and puts the compressed ones.
+trait WeightStore {
+    /// The raw bytes of a Const (its `.bin` layout).
+    fn read(&mut self, node: &Node) -> Result<Vec<u8>>;
+    /// Makes a payload of a new constant stored as `et`.
+    fn put(&mut self, et: ElementType, held: Tensor) -> Result<Payload>;
+    /// Copies a constant that stays as it is to the output; its new range (streamed runs only).
+    fn copy_through(&mut self, node: &Node) -> Result<Option<BinRange>>;
+}
+
+/// A model in memory: constants hold their values.
+struct MemoryStore;
+
+impl WeightStore for MemoryStore {
+    fn read(&mut self, node: &Node) -> Result<Vec<u8>> {
+        let v = node.value.as_ref().ok_or_else(|| Error::internal(format!("{} has no value", node.describe())))?;
+        v.to_bytes(node.const_type.unwrap_or(v.element_type()))
+    }
+    fn put(&mut self, _et: ElementType, held: Tensor) -> Result<Payload> {
+        Ok(Payload::Memory(held))
+    }
+    fn copy_through(&mut self, _node: &Node) -> Result<Option<BinRange>> {
+        Ok(None)
+    }
+}
+
+/// A model streamed from one `.bin` to another.
+struct StreamStore<'a> {
+    source: std::fs::File,
+    source_path: &'a Path,
+    sink: &'a mut FileSink,
+}
+
+impl StreamStore<'_> {
+    fn read_range(&self, r: BinRange) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; r.size as usize];
+        read_exact_at(&self.source, &mut buf, r.offset).map_err(|e| Error::io(self.source_path, e))?;
+        Ok(buf)
+    }
+}
+
+#[cfg(unix)]
+fn read_exact_at(f: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(f, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(f: &std::fs::File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_read(f, buf, offset)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf = &mut buf[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+impl WeightStore for StreamStore<'_> {
+    fn read(&mut self, node: &Node) -> Result<Vec<u8>> {
+        match (&node.value, node.stored) {
+            (Some(v), _) => v.to_bytes(node.const_type.unwrap_or(v.element_type())),
+            (None, Some(r)) => self.read_range(r),
+            _ => Err(Error::internal(format!("{} has no value", node.describe()))),
+        }
+    }
+    fn put(&mut self, et: ElementType, held: Tensor) -> Result<Payload> {
+        let bytes = held.to_bytes(et)?;
+        drop(held);
+        let offset = self.sink.append(&bytes)?;
+        Ok(Payload::Stored(BinRange { offset, size: bytes.len() as u64 }))
+    }
+    fn copy_through(&mut self, node: &Node) -> Result<Option<BinRange>> {
+        let Some(r) = node.stored else { return Ok(None) };
+        // In pieces, so a large constant never sits in memory whole.
+        const PIECE: u64 = 16 << 20;
+        let mut buf = vec![0u8; PIECE.min(r.size) as usize];
+        let mut first = None;
+        let mut done = 0u64;
+        while done < r.size {
+            let n = PIECE.min(r.size - done) as usize;
+            read_exact_at(&self.source, &mut buf[..n], r.offset + done).map_err(|e| Error::io(self.source_path, e))?;
+            let at =
+                if first.is_none() { self.sink.append(&buf[..n])? } else { self.sink.append_unaligned(&buf[..n])? };
+            first.get_or_insert(at);
+            done += n as u64;
+        }
+        let offset = match first {
+            Some(at) => at,
+            None => self.sink.append(&[])?,
+        };
+        Ok(Some(BinRange { offset, size: r.size }))
+    }
+}
+
+/// Compresses the weights of a model held in memory; returns the compressed model.
+pub fn compress_graph(graph: &Graph, options: &CompressOptions, hooks: &mut Hooks) -> Result<(Graph, CompressReport)> {
+    let mut graph = graph.clone();
+    let report = run(&mut graph, options, &mut MemoryStore, hooks)?;
+    Ok((graph, report))
+}
+
+/// Compresses `input` (`.xml`, its `.bin` next to it) into `output` (`.xml`, `.bin` next to it),
+/// streamed: peak memory is about the largest weight tensor plus the graph. Both output files
+/// appear only when complete.
+pub fn compress_file(
+    input: &Path,
+    output: &Path,
+    options: &CompressOptions,
+    hooks: &mut Hooks,
+) -> Result<CompressReport> {
+    if same_file(input, output) {
+        return Err(Error::invalid(format!(
+            "the output {} is the input model: write the compressed model elsewhere",
+            output.display()
+        )));
+    }
+    // Constants up to this size (shapes, norms' gains) are read with the graph.
+    const KEEP_BELOW: u64 = 1 << 16;
+    let mut graph = crate::ir::reader::read_model_lazy(input, None, KEEP_BELOW)?;
+    let source_path = input.with_extension("bin");
+    let mut pair = PairWriter::create(output, None)?;
+    let source = if graph.nodes.iter().any(|n| n.stored.is_some()) {
+        Some(std::fs::File::open(&source_path).map_err(|e| Error::io(&source_path, e))?)
+    } else {
+        None
+    };
+    let report = match source {
+        Some(source) => {
+            let mut store = StreamStore { source, source_path: &source_path, sink: pair.sink() };
+            run(&mut graph, options, &mut store, hooks)?
+        }
+        None => run(&mut graph, options, &mut MemoryStore, hooks)?,
+    };
+    pair.finish(&graph)?;
+    Ok(report)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// The pipeline: select, measure (mixed precision), copy what stays, compress and rewrite.
+fn run(
+    graph: &mut Graph,
+    options: &CompressOptions,
+    store: &mut dyn WeightStore,
+    hooks: &mut Hooks,
+) -> Result<CompressReport> {
+    let started = Instant::now();
+    options.validate()?;
+    let mut sites = select::select_weights(graph, options)?;
+    assign_mixed_precision(graph, &mut sites, options, store, hooks)?;
+    keep_uncompressed_constants(graph, &sites, store)?;
+    let mut report = new_report(options);
+    let total = sites.len();
+    for (k, site) in sites.iter().enumerate() {
+        hooks.progress(Stage::WeightCompression, k, total)?;
+        let before = graph.nodes[site.constant]
+            .stored
+            .map(|r| r.size)
+            .unwrap_or_else(|| site.element_type.byte_size(site.num_weights()) as u64);
+        let after = match site.config {
+            Some(config) => compress_site(graph, site, &config, store)?,
+            None => before,
+        };
+        report.layers.push(layer_entry(graph, site, before, after));
+    }
+    hooks.progress(Stage::WeightCompression, total, total)?;
+    graph.remove_dead_nodes();
+    for l in &report.layers {
+        *report.parameters.entry(precision_key(l.bits)).or_default() += l.shape.iter().product::<usize>() as u64;
+        report.weights_bytes_before += l.bytes_before;
+        report.weights_bytes_after += l.bytes_after;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    for line in report.summary().lines() {
+        hooks.log(LogLevel::Info, line);
+    }
+    Ok(report)
+}
+
+fn new_report(options: &CompressOptions) -> CompressReport {
+    CompressReport {
+        mode: options.mode.name().into(),
+        group_size: options.effective_group_size(),
+        ratio: options.effective_ratio(),
+        backup_mode: match options.backup_mode {
+            BackupMode::Int8Asym => "int8_asym",
+            BackupMode::Int8Sym => "int8_sym",
+            BackupMode::None => "none",
+        }
+        .into(),
+        all_layers: options.all_layers,
+        ..Default::default()
+    }
+}
+
+fn layer_entry(graph: &Graph, site: &WeightSite, before: u64, after: u64) -> CompressedLayer {
+    let op = &graph.nodes[site.op];
+    CompressedLayer {
+        weight: graph.nodes[site.constant].name.clone(),
+        layer: op.name.clone(),
+        layer_type: op.op_type.clone(),
+        shape: site.shape.clone(),
+        source_type: site.element_type.ir_name().into(),
+        compression: site.config.map(|c| c.name()).unwrap_or_else(|| "float".into()),
+        bits: site.config.map(|c| c.format.bits).unwrap_or(site.element_type.bits() as u32),
+        ratio_defining: site.ratio_defining,
+        bytes_before: before,
+        bytes_after: after,
+        kept_because: if site.config.is_none() { site.skipped.clone() } else { None },
+    }
+}
+
+/// `ratio < 1`: reads the ratio-defining weights once to rank them by int8 error (NNCF's
+/// data-free criterion).
+fn assign_mixed_precision(
+    graph: &Graph,
+    sites: &mut [WeightSite],
+    options: &CompressOptions,
+    store: &mut dyn WeightStore,
+    hooks: &mut Hooks,
+) -> Result<()> {
+    if options.effective_ratio() >= 1.0 {
+        return Ok(());
+    }
+    let defining: Vec<usize> = (0..sites.len()).filter(|&i| sites[i].ratio_defining).collect();
+    let mut errors = Vec::with_capacity(defining.len());
+    for (k, &i) in defining.iter().enumerate() {
+        hooks.progress(Stage::WeightCompression, k, defining.len() * 2)?;
+        let site = &sites[i];
+        let raw = store.read(&graph.nodes[site.constant])?;
+        let layout = site.layout(None).expect("ratio-defining weights have a layout");
+        errors.push((i, lowering::int8_error_rows(&raw, site.element_type, layout)?));
+    }
+    select::apply_ratio(sites, &errors, options);
+    Ok(())
+}
+
+/// In a streamed run, constants that stay as they are are copied to the output `.bin` first, so
+/// every `stored` range then points into the output.
+fn keep_uncompressed_constants(graph: &mut Graph, sites: &[WeightSite], store: &mut dyn WeightStore) -> Result<()> {
+    let replaced: std::collections::HashSet<usize> =
+        sites.iter().filter(|s| s.config.is_some()).map(|s| s.constant).collect();
+    for id in 0..graph.nodes.len() {
+        if graph.nodes[id].stored.is_none() || replaced.contains(&id) {
+            continue;
+        }
+        if let Some(r) = store.copy_through(&graph.nodes[id])? {
+            graph.nodes[id].stored = Some(r);
+        }
+    }
+    Ok(())
+}
+
+/// Compresses one weight and rewrites the graph; returns the compressed bytes.
+fn compress_site(
+    graph: &mut Graph,
+    site: &WeightSite,
+    config: &WeightConfig,
+    store: &mut dyn WeightStore,
+) -> Result<u64> {
+    let raw = store.read(&graph.nodes[site.constant])?;
+    let layout = site.layout(config.group_size).expect("selected weights have a layout");
+    let c = lowering::compress(&raw, site.element_type, layout, config.format)
+        .map_err(|e| Error::invalid(format!("{}: {e}", graph.nodes[site.constant].describe())))?;
+    drop(raw);
+    let (code_shape, param_shape) = rewrite::payload_shapes(site, config);
+    let code_type = config.format.code_type();
+    let mut bytes_after = 0u64;
+    let mut make = |et: ElementType, held: Tensor| -> Result<Payload> {
+        bytes_after += et.byte_size(held.len()) as u64;
+        store.put(et, held)
+    };
+    let codes = make(code_type, code_tensor(c.codes, config, &code_shape)?)?;
+    let zero_point = match c.zero_point {
+        Some(zp) => Some(make(code_type, code_tensor(zp, config, &param_shape)?)?),
+        None => None,
+    };
+    let scale = make(ElementType::F16, scale_tensor(c.scale, &param_shape)?)?;
+    rewrite::insert_decompression(graph, site, config, codes, zero_point, scale);
+    Ok(bytes_after)
+}
+
+fn code_tensor(codes: Vec<u8>, config: &WeightConfig, shape: &[usize]) -> Result<Tensor> {
+    let a = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), codes)
+        .map_err(|e| Error::internal(format!("codes of shape {shape:?}: {e}")))?;
+    Ok(if config.format.asymmetric { Tensor::U8(a) } else { Tensor::I8(a.mapv(|b| b as i8)) })
+}
+
+fn scale_tensor(scale: Vec<f16>, shape: &[usize]) -> Result<Tensor> {
+    let a = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), scale)
+        .map_err(|e| Error::internal(format!("scales of shape {shape:?}: {e}")))?;
+    Ok(Tensor::F16(a))
+}

@@ -1,0 +1,347 @@
+//! Which weights are compressed and how, following NNCF's `compress_weights` rules: MatMul,
+//! embedding (Gather of a constant table) and convolution weights qualify; every one starts in the
+//! backup precision; the ratio-defining ones (MatMuls but the last, plus embeddings with
+//! `all_layers`) go to the primary precision, all of them when `ratio` is 1, else the ones with
+//! the largest int8 error first until the share of parameters reaches `ratio`.
+
+use super::lowering::{IntFormat, Layout};
+use super::{BackupMode, CompressMode, CompressOptions};
+use crate::error::{Error, Result};
+use crate::graph::{Graph, NodeId};
+use crate::quant::placement::ignored_reason;
+use crate::tensor::ElementType;
+use std::collections::HashSet;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightKind {
+    MatMul,
+    Embedding,
+    Convolution,
+}
+
+/// How one weight is stored: the code format and group size (`None`: per output channel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightConfig {
+    pub format: IntFormat,
+    pub group_size: Option<usize>,
+}
+
+impl WeightConfig {
+    pub fn name(&self) -> String {
+        let mode = format!("int{}_{}", self.format.bits, if self.format.asymmetric { "asym" } else { "sym" });
+        match self.group_size {
+            Some(g) => format!("{mode}, group size {g}"),
+            None => format!("{mode}, per-channel"),
+        }
+    }
+}
+
+/// One constant weight of a weighted op.
+#[derive(Clone, Debug)]
+pub struct WeightSite {
+    /// The `Const` holding the weight.
+    pub constant: NodeId,
+    /// The op reading it (the first one, for shared weights) and its input index.
+    pub op: NodeId,
+    pub input: usize,
+    pub kind: WeightKind,
+    pub shape: Vec<usize>,
+    pub element_type: ElementType,
+    /// The axes statistics are reduced over (all but the output channels).
+    pub reduction_axes: Vec<usize>,
+    /// `None`: left in floating point (`skipped` says why).
+    pub config: Option<WeightConfig>,
+    /// Not ignored and of a layout that can be compressed.
+    pub eligible: bool,
+    pub ratio_defining: bool,
+    pub skipped: Option<String>,
+}
+
+impl WeightSite {
+    pub fn num_weights(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The weight as `[outer, reduce, inner]`, when the reduction axes are one block.
+    pub fn layout(&self, group: Option<usize>) -> Option<Layout> {
+        let (&first, &last) = (self.reduction_axes.first()?, self.reduction_axes.last()?);
+        if last - first + 1 != self.reduction_axes.len() {
+            return None;
+        }
+        let outer = self.shape[..first].iter().product();
+        let reduce: usize = self.shape[first..=last].iter().product();
+        let inner = self.shape[last + 1..].iter().product();
+        Some(Layout { outer, reduce, inner, group: group.unwrap_or(reduce) })
+    }
+}
+
+/// A weighted op, its kind and its (input index, weight Const) pairs.
+type Candidate = (NodeId, WeightKind, Vec<(usize, NodeId)>);
+
+fn is_float(t: ElementType) -> bool {
+    matches!(t, ElementType::F32 | ElementType::F16 | ElementType::BF16 | ElementType::F64)
+}
+
+/// The Const behind an op input, looking through Convert (FP16 weights are stored as
+/// `Const(f16) -> Convert(f32)`).
+pub fn weight_constant(graph: &Graph, op: NodeId, input: usize) -> Option<NodeId> {
+    let mut o = *graph.nodes[op].inputs.get(input)?;
+    loop {
+        let n = &graph.nodes[o.node];
+        if n.is_const() {
+            return Some(o.node);
+        }
+        if n.op_type != "Convert" || n.inputs.len() != 1 {
+            return None;
+        }
+        o = n.inputs[0];
+    }
+}
+
+/// Reduction axes per NNCF's weight layouts.
+fn reduction_axes(graph: &Graph, op: NodeId, input: usize, kind: WeightKind, rank: usize) -> Vec<usize> {
+    let n = &graph.nodes[op];
+    let channel_axes: Vec<usize> = match kind {
+        WeightKind::MatMul => {
+            if rank < 2 {
+                vec![]
+            } else {
+                let key = if input == 0 { "transpose_a" } else { "transpose_b" };
+                let transposed = n.attrs.get(key).is_some_and(|v| v.trim() == "true");
+                // [.., C_IN, C_OUT] for an untransposed second input (or a transposed first).
+                let in_out = (transposed && input == 0) || (!transposed && input == 1);
+                let c_out = if in_out { rank - 1 } else { rank - 2 };
+                (0..rank - 2).chain(std::iter::once(c_out)).collect()
+            }
+        }
+        WeightKind::Embedding => vec![0],
+        WeightKind::Convolution => match n.op_type.as_str() {
+            "Convolution" => vec![0],
+            "GroupConvolution" => vec![0, 1],
+            "ConvolutionBackpropData" => vec![1],
+            _ => vec![0, 2], // GroupConvolutionBackpropData: [G, C_IN, C_OUT, ...]
+        },
+    };
+    (0..rank).filter(|a| !channel_axes.contains(a)).collect()
+}
+
+fn weighted_inputs(graph: &Graph, op: NodeId) -> Option<(WeightKind, Vec<usize>)> {
+    let n = &graph.nodes[op];
+    match n.op_type.as_str() {
+        "MatMul" => Some((WeightKind::MatMul, vec![0, 1])),
+        "Gather" => Some((WeightKind::Embedding, vec![0])),
+        "Convolution" | "GroupConvolution" | "ConvolutionBackpropData" | "GroupConvolutionBackpropData" => {
+            Some((WeightKind::Convolution, vec![1]))
+        }
+        _ => None,
+    }
+}
+
+pub fn primary_config(options: &CompressOptions) -> WeightConfig {
+    let (bits, asymmetric) = match options.mode {
+        CompressMode::Int8Asym => (8, true),
+        CompressMode::Int8Sym => (8, false),
+        CompressMode::Int4Asym => (4, true),
+        CompressMode::Int4Sym => (4, false),
+    };
+    let group = options.effective_group_size();
+    WeightConfig { format: IntFormat { bits, asymmetric }, group_size: (group > 0).then_some(group as usize) }
+}
+
+pub fn backup_config(options: &CompressOptions) -> Option<WeightConfig> {
+    let asymmetric = match options.backup_mode {
+        BackupMode::None => return None,
+        BackupMode::Int8Asym => true,
+        BackupMode::Int8Sym => false,
+    };
+    Some(WeightConfig { format: IntFormat { bits: 8, asymmetric }, group_size: None })
+}
+
+/// Finds the weights and assigns each its starting configuration (backup precision, primary for
+/// the ratio-defining ones). Mixed precision for `ratio < 1` is applied afterwards, with the
+/// weights' values.
+pub fn select_weights(graph: &Graph, options: &CompressOptions) -> Result<Vec<WeightSite>> {
+    let regexes: Vec<regex::Regex> = options
+        .ignored
+        .patterns
+        .iter()
+        .map(|p| {
+            regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| Error::invalid(format!("ignored pattern '{p}': {e}")))
+        })
+        .collect::<Result<_>>()?;
+    check_ignored_scope_matches(graph, options, &regexes)?;
+    let order = graph.topo_order()?;
+    let is_const = graph.constant_outlets()?;
+    // Weighted ops in topological order, with their constant float weight inputs.
+    let mut candidates: Vec<Candidate> = vec![];
+    for &id in &order {
+        let Some((kind, inputs)) = weighted_inputs(graph, id) else { continue };
+        if is_const[id] {
+            continue; // folded at compile time, not a layer
+        }
+        let weights: Vec<(usize, NodeId)> = inputs
+            .into_iter()
+            .filter_map(|k| weight_constant(graph, id, k).map(|c| (k, c)))
+            .filter(|&(_, c)| graph.nodes[c].const_type.is_some_and(is_float))
+            .collect();
+        if !weights.is_empty() {
+            candidates.push((id, kind, weights));
+        }
+    }
+    let backup = backup_config(options);
+    let n = candidates.len();
+    let mut sites = vec![];
+    let mut seen: HashSet<NodeId> = HashSet::new();
+    let mut last_layer_skipped = false;
+    for (i, (op, kind, weights)) in candidates.into_iter().enumerate() {
+        let is_last = i + 1 == n;
+        let op_ignored = ignored_reason(graph, op, &options.ignored, &regexes);
+        for (input, constant) in weights {
+            if !seen.insert(constant) {
+                // A shared weight is compressed once; a shared last layer counts as skipped.
+                last_layer_skipped = is_last;
+                continue;
+            }
+            let c = &graph.nodes[constant];
+            let shape = c
+                .value
+                .as_ref()
+                .map(|v| v.shape().to_vec())
+                .or_else(|| c.outputs.first().and_then(|p| p.shape.to_static()))
+                .ok_or_else(|| Error::internal(format!("{} has no static shape", c.describe())))?;
+            let element_type = c.const_type.expect("filtered on float const_type");
+            let axes = reduction_axes(graph, op, input, kind, shape.len());
+            let mut site = WeightSite {
+                constant,
+                op,
+                input,
+                kind,
+                reduction_axes: axes,
+                shape,
+                element_type,
+                config: None,
+                eligible: false,
+                ratio_defining: false,
+                skipped: None,
+            };
+            let ignored = op_ignored.clone().or_else(|| ignored_reason(graph, constant, &options.ignored, &regexes));
+            if let Some(why) = ignored {
+                last_layer_skipped = is_last;
+                site.skipped = Some(why);
+            } else if site.layout(None).is_none() {
+                site.skipped = Some("its output channels are not one block of axes".into());
+            } else {
+                site.eligible = true;
+                site.config = backup;
+                if backup.is_none() {
+                    site.skipped = Some("backup mode none".into());
+                }
+            }
+            sites.push(site);
+        }
+    }
+    mark_ratio_defining(&mut sites, options, last_layer_skipped);
+    let primary = primary_config(options);
+    for s in sites.iter_mut().filter(|s| s.ratio_defining) {
+        if let Some(g) = primary.group_size {
+            let layout = s.layout(None);
+            let reduce = layout.map(|l| l.reduce).unwrap_or(0);
+            if layout.is_none() || !reduce.is_multiple_of(g) {
+                let name = &graph.nodes[s.constant].name;
+                return Err(Error::invalid(format!(
+                    "group size {g} does not divide the {reduce} input channels of weight '{name}' (shape {:?}); \
+                     choose a group size that does, or add the layer to the ignored scope",
+                    s.shape
+                )));
+            }
+        }
+        s.config = Some(primary);
+        s.skipped = None;
+    }
+    Ok(sites)
+}
+
+/// NNCF's ratio-defining weights: for 4-bit modes the MatMuls but the last one (lm_head) unless
+/// `all_layers`, plus embeddings with one reduction axis when `all_layers`; for 8-bit modes all.
+fn mark_ratio_defining(sites: &mut [WeightSite], options: &CompressOptions, last_layer_skipped: bool) {
+    if options.mode.is_int8() {
+        sites.iter_mut().filter(|s| s.eligible).for_each(|s| s.ratio_defining = true);
+        return;
+    }
+    let mut matmuls: Vec<usize> =
+        (0..sites.len()).filter(|&i| sites[i].eligible && sites[i].kind == WeightKind::MatMul).collect();
+    if !options.all_layers && !last_layer_skipped {
+        matmuls.pop();
+    }
+    for i in matmuls {
+        sites[i].ratio_defining = true;
+    }
+    if options.all_layers {
+        for s in sites.iter_mut() {
+            if s.eligible && s.kind == WeightKind::Embedding && s.reduction_axes.len() == 1 {
+                s.ratio_defining = true;
+            }
+        }
+    }
+}
+
+/// Names in the ignored scope must name a layer (NNCF validates the scope the same way), so a
+/// typo is an error rather than a silently compressed layer.
+fn check_ignored_scope_matches(graph: &Graph, options: &CompressOptions, regexes: &[regex::Regex]) -> Result<()> {
+    for name in &options.ignored.names {
+        if graph.find_node(name).is_none() {
+            return Err(Error::invalid(format!("ignored scope: no layer is named '{name}'")));
+        }
+    }
+    for r in regexes {
+        if !graph.nodes.iter().any(|n| r.is_match(&n.name)) {
+            return Err(Error::invalid(format!("ignored scope: pattern '{}' matches no layer", r.as_str())));
+        }
+    }
+    Ok(())
+}
+
+/// NNCF's data-free mixed precision: ratio-defining weights sorted by `1 / (int8 error + eps)`
+/// ascending (the largest int8 error first) go to the primary precision while the share of
+/// parameters stays below `ratio`; the rest take the backup precision.
+pub fn apply_ratio(sites: &mut [WeightSite], errors: &[(usize, f64)], options: &CompressOptions) {
+    let ratio = options.effective_ratio();
+    if ratio >= 1.0 {
+        return;
+    }
+    let total: usize = errors.iter().map(|&(i, _)| sites[i].num_weights()).sum();
+    let mut scored: Vec<(usize, f64)> = errors
+        .iter()
+        .map(|&(i, e)| {
+            let eps = match sites[i].element_type {
+                ElementType::F16 => 0.000_976_562_5,
+                ElementType::BF16 => 0.007_812_5,
+                ElementType::F64 => f64::EPSILON,
+                _ => f32::EPSILON as f64,
+            };
+            (i, 1.0 / (e + eps))
+        })
+        .collect();
+    // A stable sort, as Python's `sorted`.
+    scored.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let mut primary: HashSet<usize> = HashSet::new();
+    let mut in_primary = 0usize;
+    for (i, _) in scored {
+        let w = sites[i].num_weights();
+        if (in_primary + w) as f64 / total.max(1) as f64 >= ratio {
+            break;
+        }
+        primary.insert(i);
+        in_primary += w;
+    }
+    let backup = backup_config(options);
+    for &(i, _) in errors {
+        if !primary.contains(&i) {
+            sites[i].config = backup;
+            if backup.is_none() {
+                sites[i].skipped = Some("backup mode none (below the 4-bit ratio)".into());
+            }
+        }
+    }
+}
