@@ -102,6 +102,62 @@ typedef enum {
 } ovpot_status_e;
 
 /**
+ * Long-running stages of a session, reported to the progress callback.
+ */
+typedef enum {
+  /**
+   * Collecting activation statistics on the calibration set.
+   */
+  OVPOT_STAGE_STATISTICS = 0,
+  /**
+   * Bias correction.
+   */
+  OVPOT_STAGE_BIAS_CORRECTION = 1,
+  /**
+   * Evaluating the metric.
+   */
+  OVPOT_STAGE_EVALUATION = 2,
+  /**
+   * Ranking layers by their effect on the metric.
+   */
+  OVPOT_STAGE_RANKING = 3,
+  /**
+   * Reverting layers to floating point until the metric is reached.
+   */
+  OVPOT_STAGE_ACCURACY_AWARE = 4,
+  /**
+   * SmoothQuant (transformers).
+   */
+  OVPOT_STAGE_SMOOTH_QUANT = 5,
+  /**
+   * Weight-only compression (`ovpot_compress_weights*`): one step per weight.
+   */
+  OVPOT_STAGE_WEIGHT_COMPRESSION = 6,
+} ovpot_stage_e;
+
+/**
+ * Severity of a log message; a log callback receives messages at its level and below.
+ */
+typedef enum {
+  /**
+   * Errors.
+   */
+  OVPOT_LOG_ERROR = 0,
+  /**
+   * Warnings.
+   */
+  OVPOT_LOG_WARNING = 1,
+  /**
+   * Progress information.
+   */
+  OVPOT_LOG_INFO = 2,
+  /**
+   * Details for debugging.
+   */
+  OVPOT_LOG_DEBUG = 3,
+} ovpot_log_level_e;
+
+/**
  * Element types, as OpenVINO names them (values are ovpot's own, not OpenVINO's
  * `ov_element_type_e`).
  */
@@ -173,56 +229,11 @@ typedef enum {
 } ovpot_element_type_e;
 
 /**
- * Long-running stages of a session, reported to the progress callback.
+ * Options and callbacks for weight-only compression (NNCF's `compress_weights`). Not for
+ * concurrent use; distinct compressors may run on distinct threads. Free with
+ * `ovpot_compressor_free`.
  */
-typedef enum {
-  /**
-   * Collecting activation statistics on the calibration set.
-   */
-  OVPOT_STAGE_STATISTICS = 0,
-  /**
-   * Bias correction.
-   */
-  OVPOT_STAGE_BIAS_CORRECTION = 1,
-  /**
-   * Evaluating the metric.
-   */
-  OVPOT_STAGE_EVALUATION = 2,
-  /**
-   * Ranking layers by their effect on the metric.
-   */
-  OVPOT_STAGE_RANKING = 3,
-  /**
-   * Reverting layers to floating point until the metric is reached.
-   */
-  OVPOT_STAGE_ACCURACY_AWARE = 4,
-  /**
-   * SmoothQuant (transformers).
-   */
-  OVPOT_STAGE_SMOOTH_QUANT = 5,
-} ovpot_stage_e;
-
-/**
- * Severity of a log message; a log callback receives messages at its level and below.
- */
-typedef enum {
-  /**
-   * Errors.
-   */
-  OVPOT_LOG_ERROR = 0,
-  /**
-   * Warnings.
-   */
-  OVPOT_LOG_WARNING = 1,
-  /**
-   * Progress information.
-   */
-  OVPOT_LOG_INFO = 2,
-  /**
-   * Details for debugging.
-   */
-  OVPOT_LOG_DEBUG = 3,
-} ovpot_log_level_e;
+typedef struct ovpot_compressor_t ovpot_compressor_t;
 
 /**
  * A source of samples for calibration or evaluation. Free with `ovpot_dataset_free`.
@@ -264,6 +275,28 @@ typedef struct ovpot_sample_t ovpot_sample_t;
  * concurrently on distinct threads. Free with `ovpot_session_free`.
  */
 typedef struct ovpot_session_t ovpot_session_t;
+
+/**
+ * Reports progress of `stage`: `done` of `total` steps. Return 0 to go on, non-zero to cancel
+ * (the run then ends with OVPOT_CANCELLED).
+ * Calls back into ovpot from here work, except on the handles the run is using: the running
+ * session and its metric refuse every call, its datasets may be read but not changed or freed
+ * (those calls fail at once with OVPOT_INVALID_ARGUMENT; a free leaves the handle as it is).
+ */
+typedef int (*ovpot_progress_callback_t)(void *user_data,
+                                         ovpot_stage_e stage,
+                                         size_t done,
+                                         size_t total);
+
+/**
+ * Receives a log message (valid during the call only).
+ * Calls back into ovpot from here work, except on the handles the run is using: the running
+ * session and its metric refuse every call, its datasets may be read but not changed or freed
+ * (those calls fail at once with OVPOT_INVALID_ARGUMENT; a free leaves the handle as it is).
+ */
+typedef void (*ovpot_log_callback_t)(void *user_data,
+                                     ovpot_log_level_e level,
+                                     const char *message);
 
 /**
  * Fills `sample` with the inputs of sample `index` (0 <= index < length) by calling
@@ -334,28 +367,6 @@ typedef int (*ovpot_metric_value_callback_t)(void *user_data,
  */
 typedef int (*ovpot_metric_reset_callback_t)(void *user_data);
 
-/**
- * Reports progress of `stage`: `done` of `total` steps. Return 0 to go on, non-zero to cancel
- * (the run then ends with OVPOT_CANCELLED).
- * Calls back into ovpot from here work, except on the handles the run is using: the running
- * session and its metric refuse every call, its datasets may be read but not changed or freed
- * (those calls fail at once with OVPOT_INVALID_ARGUMENT; a free leaves the handle as it is).
- */
-typedef int (*ovpot_progress_callback_t)(void *user_data,
-                                         ovpot_stage_e stage,
-                                         size_t done,
-                                         size_t total);
-
-/**
- * Receives a log message (valid during the call only).
- * Calls back into ovpot from here work, except on the handles the run is using: the running
- * session and its metric refuse every call, its datasets may be read but not changed or freed
- * (those calls fail at once with OVPOT_INVALID_ARGUMENT; a free leaves the handle as it is).
- */
-typedef void (*ovpot_log_callback_t)(void *user_data,
-                                     ovpot_log_level_e level,
-                                     const char *message);
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -389,6 +400,68 @@ uint32_t ovpot_abi_version(void);
  * that are not an `ovpot_status_e`). Never NULL; do not free.
  */
 const char *ovpot_status_name(int status);
+
+/**
+ * Creates a compressor. `options_json` (NULL for NNCF's defaults: int8_asym per channel) is a
+ * JSON object with NNCF's names: `{"mode": "int4_asym", "group_size": 128, "ratio": 0.8,
+ * "backup_mode": "int8_asym", "all_layers": false, "ignored": {"names": [...], "patterns":
+ * [...], "types": [{"type": "MatMul"}]}}`. Modes: int8_asym, int8_sym, int4_asym, int4_sym;
+ * backup modes: int8_asym, int8_sym, none. Unknown keys and invalid combinations (a ratio or
+ * group size with an 8-bit mode, ratio outside 0..1) are refused with OVPOT_INVALID_ARGUMENT
+ * or OVPOT_PARSE_ERROR.
+ */
+ovpot_status_e ovpot_compressor_create(const char *options_json,
+                                       ovpot_compressor_t **compressor);
+
+/**
+ * Sets (or with NULL clears) the progress callback: stage OVPOT_STAGE_WEIGHT_COMPRESSION, one
+ * step per weight; return non-zero to cancel (the call then fails with OVPOT_CANCELLED and
+ * writes nothing).
+ */
+ovpot_status_e ovpot_compressor_set_progress_callback(ovpot_compressor_t *compressor,
+                                                      ovpot_progress_callback_t callback,
+                                                      void *user_data);
+
+/**
+ * Sets (or with NULL clears) the log callback; it receives messages of `level` (an
+ * `ovpot_log_level_e` value) and more severe, e.g. the table of precisions at the end.
+ */
+ovpot_status_e ovpot_compressor_set_log_callback(ovpot_compressor_t *compressor,
+                                                 ovpot_log_callback_t callback,
+                                                 uint32_t level,
+                                                 void *user_data);
+
+/**
+ * Compresses the weights of `model` and returns the compressed model in `*compressed` (free
+ * with `ovpot_model_free`); `model` is not changed. Callbacks run on this thread.
+ */
+ovpot_status_e ovpot_compressor_compress_model(ovpot_compressor_t *compressor,
+                                               const ovpot_model_t *model,
+                                               ovpot_model_t **compressed);
+
+/**
+ * Compresses the model file `input_xml` (its `.bin` next to it) into `output_xml` (and the
+ * `.bin` next to it), streamed: weights are read, compressed and written one tensor at a time,
+ * so memory stays near the largest tensor whatever the model's size. Both output files appear
+ * only when complete; on failure or cancel nothing is left and an existing model at
+ * `output_xml` is untouched. The output must not be the input.
+ */
+ovpot_status_e ovpot_compressor_compress_file(ovpot_compressor_t *compressor,
+                                              const char *input_xml,
+                                              const char *output_xml);
+
+/**
+ * The report of the last successful compression as JSON (per weight: layer, shape, precision,
+ * bytes before and after; totals per precision). Valid until the next compression or free of
+ * `compressor`; INVALID_ARGUMENT before any compression succeeded.
+ */
+ovpot_status_e ovpot_compressor_report_json(const ovpot_compressor_t *compressor,
+                                            const char **json);
+
+/**
+ * Frees a compressor (NULL is ignored).
+ */
+void ovpot_compressor_free(ovpot_compressor_t *compressor);
 
 /**
  * Creates a dataset of `length` samples produced by `get_item`. `model` (may be NULL) lets

@@ -46,6 +46,7 @@ run() {
 run basics "$work/basics" "$fixture" "$work"
 run quantize "$work/quantize" "$fixture" "$work/q.xml"
 run quantize_cpp "$work/quantize_cpp" "$fixture" "$work/qcpp.xml"
+run compress_weights "$work/compress_weights" "$fixture" "$work/w4.xml"
 if [[ $quick == 0 ]]; then
   run accuracy_aware "$work/accuracy_aware" "$fixture" "$work/aa.xml"
 else

@@ -551,6 +551,19 @@ impl Tensor {
         if !ok {
             return Err(Error::mismatch(format!("cannot encode a {held} tensor as {et}")));
         }
+        // Contiguous byte-sized codes (the common case for weights) skip the element iterator.
+        match (self, et) {
+            (Tensor::U8(a), ElementType::U8) | (Tensor::U8(a), ElementType::U4) if a.as_slice().is_some() => {
+                return Ok(bytes_of_codes(a.as_slice().expect("checked"), et == ElementType::U4));
+            }
+            (Tensor::I8(a), ElementType::I8) | (Tensor::I8(a), ElementType::I4) if a.as_slice().is_some() => {
+                let codes: &[i8] = a.as_slice().expect("checked");
+                // i8 -> u8 keeps the bits.
+                let codes: Vec<u8> = codes.iter().map(|&x| x as u8).collect();
+                return Ok(bytes_of_codes(&codes, et == ElementType::I4));
+            }
+            _ => {}
+        }
         let mut out = Vec::with_capacity(et.byte_size(self.len()));
         match (self, et) {
             (Tensor::I8(a), ElementType::I4) | (Tensor::I8(a), ElementType::U4) => {
@@ -573,6 +586,18 @@ impl Tensor {
         }
         Ok(out)
     }
+}
+
+/// Byte-sized codes as `.bin` bytes: copied, or packed two per byte (low nibble first).
+fn bytes_of_codes(codes: &[u8], nibbles: bool) -> Vec<u8> {
+    if !nibbles {
+        return codes.to_vec();
+    }
+    let pairs = codes.chunks_exact(2);
+    let tail = pairs.remainder().first().map(|&v| v & 0x0f);
+    let mut out: Vec<u8> = pairs.map(|p| (p[0] & 0x0f) | ((p[1] & 0x0f) << 4)).collect();
+    out.extend(tail);
+    out
 }
 
 fn pack_nibbles(vals: impl Iterator<Item = u8>, out: &mut Vec<u8>) {

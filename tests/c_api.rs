@@ -118,6 +118,22 @@ fn c_default_quantization_with_a_data_callback() {
 }
 
 #[test]
+fn c_weight_compression_in_memory_and_streamed() {
+    let Some((dir, exe)) = build("compress_weights.c", false, &[]) else {
+        return;
+    };
+    let out_xml = dir.path().join("int4_weights.xml");
+    let (code, out) = run(&exe, &[&fixture(), &out_xml]);
+    assert_eq!(code, 0, "compress_weights.c failed:\n{out}");
+    assert!(out.contains("int8 with a ratio: INVALID_ARGUMENT"), "{out}");
+    assert!(out.contains("int4 report mentions int4_sym: yes"), "{out}");
+    // The file written is an IR with 4-bit weights that the engine runs.
+    let m = ovpot::Model::read(&out_xml, None).unwrap();
+    assert!(m.graph().nodes.iter().any(|n| n.const_type == Some(ovpot::tensor::ElementType::I4)), "no i4 weights");
+    m.plan().unwrap();
+}
+
+#[test]
 fn c_accuracy_aware_with_a_metric_callback() {
     let Some((dir, exe)) = build("accuracy_aware.c", false, &[]) else {
         return;

@@ -86,7 +86,7 @@ impl BackupMode {
 
 /// What `compress_weights` does; defaults are NNCF's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct CompressOptions {
     pub mode: CompressMode,
     /// Weights per scale along the input channels; `-1` per output channel. `None`: 128 for the
@@ -97,6 +97,7 @@ pub struct CompressOptions {
     pub backup_mode: BackupMode,
     /// Embeddings and the last MatMul in the primary precision too.
     pub all_layers: bool,
+    #[serde(alias = "ignored_scope")]
     pub ignored: IgnoredScope,
 }
 
@@ -187,13 +188,13 @@ impl CompressReport {
     pub fn summary(&self) -> String {
         let total: u64 = self.parameters.values().sum();
         let mut s = format!(
-            "weight compression {} (group size {}, ratio {}): {} weights, {:.1} MB -> {:.1} MB in {:.2} s\n",
+            "weight compression {} (group size {}, ratio {}): {} weights, {} -> {} in {:.2} s\n",
             self.mode,
             self.group_size,
             self.ratio,
             self.layers.len(),
-            self.weights_bytes_before as f64 / 1e6,
-            self.weights_bytes_after as f64 / 1e6,
+            human_bytes(self.weights_bytes_before),
+            human_bytes(self.weights_bytes_after),
             self.seconds
         );
         for (k, v) in &self.parameters {
@@ -207,6 +208,14 @@ impl CompressReport {
     }
 }
 
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n => format!("{:.1} KiB", n as f64 / 1024.0),
+    }
+}
+
 fn precision_key(bits: u32) -> String {
     match bits {
         4 => "int4".into(),
@@ -215,10 +224,27 @@ fn precision_key(bits: u32) -> String {
     }
 }
 
+/// A weight's raw bytes: copied out of a constant in memory, or a mapping of its range of the
+/// `.bin` (unmapped when dropped, so only one tensor is resident at a time).
+enum WeightBytes {
+    Owned(Vec<u8>),
+    Mapped { map: memmap2::Mmap, skip: usize },
+}
+
+impl std::ops::Deref for WeightBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            WeightBytes::Owned(v) => v,
+            WeightBytes::Mapped { map, skip } => &map[*skip..],
+        }
+    }
+}
+
 /// Where a driver reads weights' bytes from and puts the compressed ones.
 trait WeightStore {
     /// The raw bytes of a Const (its `.bin` layout).
-    fn read(&mut self, node: &Node) -> Result<Vec<u8>>;
+    fn read(&mut self, node: &Node) -> Result<WeightBytes>;
     /// Makes a payload of a new constant stored as `et`.
     fn put(&mut self, et: ElementType, held: Tensor) -> Result<Payload>;
     /// Copies a constant that stays as it is to the output; its new range (streamed runs only).
@@ -229,9 +255,9 @@ trait WeightStore {
 struct MemoryStore;
 
 impl WeightStore for MemoryStore {
-    fn read(&mut self, node: &Node) -> Result<Vec<u8>> {
+    fn read(&mut self, node: &Node) -> Result<WeightBytes> {
         let v = node.value.as_ref().ok_or_else(|| Error::internal(format!("{} has no value", node.describe())))?;
-        v.to_bytes(node.const_type.unwrap_or(v.element_type()))
+        Ok(WeightBytes::Owned(v.to_bytes(node.const_type.unwrap_or(v.element_type()))?))
     }
     fn put(&mut self, _et: ElementType, held: Tensor) -> Result<Payload> {
         Ok(Payload::Memory(held))
@@ -249,10 +275,24 @@ struct StreamStore<'a> {
 }
 
 impl StreamStore<'_> {
-    fn read_range(&self, r: BinRange) -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; r.size as usize];
-        read_exact_at(&self.source, &mut buf, r.offset).map_err(|e| Error::io(self.source_path, e))?;
-        Ok(buf)
+    fn map_range(&self, r: BinRange) -> Result<WeightBytes> {
+        const PAGE: u64 = 64 << 10; // a multiple of every platform's mapping granularity
+        let start = r.offset / PAGE * PAGE;
+        let skip = (r.offset - start) as usize;
+        let len = skip + r.size as usize;
+        let file_len = self.source.metadata().map_err(|e| Error::io(self.source_path, e))?.len();
+        if r.offset + r.size > file_len {
+            return Err(Error::io(
+                self.source_path,
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the weights file shrank while being read"),
+            ));
+        }
+        // SAFETY: a read-only mapping of a range checked to lie inside the file, dropped after
+        // this weight is compressed; a concurrent truncation by another process is the one
+        // hazard, accepted as the model reader (and OpenVINO's) accepts it.
+        let map = unsafe { memmap2::MmapOptions::new().offset(start).len(len).populate().map(&self.source) }
+            .map_err(|e| Error::io(self.source_path, e))?;
+        Ok(WeightBytes::Mapped { map, skip })
     }
 }
 
@@ -275,37 +315,42 @@ fn read_exact_at(f: &std::fs::File, mut buf: &mut [u8], mut offset: u64) -> std:
 }
 
 impl WeightStore for StreamStore<'_> {
-    fn read(&mut self, node: &Node) -> Result<Vec<u8>> {
+    fn read(&mut self, node: &Node) -> Result<WeightBytes> {
         match (&node.value, node.stored) {
-            (Some(v), _) => v.to_bytes(node.const_type.unwrap_or(v.element_type())),
-            (None, Some(r)) => self.read_range(r),
+            (Some(v), _) => Ok(WeightBytes::Owned(v.to_bytes(node.const_type.unwrap_or(v.element_type()))?)),
+            (None, Some(r)) => self.map_range(r),
             _ => Err(Error::internal(format!("{} has no value", node.describe()))),
         }
     }
     fn put(&mut self, et: ElementType, held: Tensor) -> Result<Payload> {
         let bytes = held.to_bytes(et)?;
         drop(held);
-        let offset = self.sink.append(&bytes)?;
-        Ok(Payload::Stored(BinRange { offset, size: bytes.len() as u64 }))
+        let size = bytes.len() as u64;
+        let offset = self.sink.append_owned(bytes, crate::ir::writer::alignment_of(et))?;
+        Ok(Payload::Stored(BinRange { offset, size }))
     }
     fn copy_through(&mut self, node: &Node) -> Result<Option<BinRange>> {
         let Some(r) = node.stored else { return Ok(None) };
         // In pieces, so a large constant never sits in memory whole.
         const PIECE: u64 = 16 << 20;
         let mut buf = vec![0u8; PIECE.min(r.size) as usize];
+        let align = crate::ir::writer::alignment_of(node.const_type.unwrap_or(ElementType::U8));
         let mut first = None;
         let mut done = 0u64;
         while done < r.size {
             let n = PIECE.min(r.size - done) as usize;
             read_exact_at(&self.source, &mut buf[..n], r.offset + done).map_err(|e| Error::io(self.source_path, e))?;
-            let at =
-                if first.is_none() { self.sink.append(&buf[..n])? } else { self.sink.append_unaligned(&buf[..n])? };
+            let at = if first.is_none() {
+                self.sink.append(&buf[..n], align)?
+            } else {
+                self.sink.append_unaligned(&buf[..n])?
+            };
             first.get_or_insert(at);
             done += n as u64;
         }
         let offset = match first {
             Some(at) => at,
-            None => self.sink.append(&[])?,
+            None => self.sink.append(&[], align)?,
         };
         Ok(Some(BinRange { offset, size: r.size }))
     }

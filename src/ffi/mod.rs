@@ -9,6 +9,7 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 mod boundary;
+pub mod compress;
 pub mod dataset;
 pub mod metric;
 pub mod model;

@@ -1,4 +1,5 @@
-//! [`Graph`] → OpenVINO IR v11 `.xml` + `.bin` (each constant stored once, 8-byte aligned).
+//! [`Graph`] → OpenVINO IR v11 `.xml` + `.bin` (each constant stored once, aligned to its element
+//! size).
 
 use super::xml::{escape, write_element};
 use crate::error::{Error, Result};
@@ -10,7 +11,11 @@ use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const ALIGN: usize = 8;
+/// The alignment of a constant of type `et` in the `.bin`: its element size (bytes of 1-byte and
+/// sub-byte codes are packed back to back, as OpenVINO's serializer packs them).
+pub fn alignment_of(et: ElementType) -> usize {
+    (et.bits() / 8).max(1)
+}
 
 /// The order nodes are written in: Parameters first and Results last, each in model order
 /// (OpenVINO orders a model's inputs and outputs by their position in the file), the rest
@@ -26,7 +31,7 @@ pub fn file_order(graph: &Graph) -> Result<Vec<usize>> {
 /// Where the writer puts constants' bytes: memory (the `.bin` as a vector) or a file written as
 /// it goes. Returns each constant's offset.
 pub trait ConstSink {
-    fn store(&mut self, bytes: &[u8]) -> Result<u64>;
+    fn store(&mut self, bytes: &[u8], align: usize) -> Result<u64>;
     /// Whether the sink is the file that `Node::stored` ranges point into (a streamed write),
     /// so such constants are written by reference.
     fn holds_stored(&self) -> bool {
@@ -42,8 +47,8 @@ struct MemorySink {
 }
 
 impl ConstSink for MemorySink {
-    fn store(&mut self, bytes: &[u8]) -> Result<u64> {
-        Ok(store(&mut self.bin, &mut self.stored, bytes) as u64)
+    fn store(&mut self, bytes: &[u8], align: usize) -> Result<u64> {
+        Ok(store(&mut self.bin, &mut self.stored, bytes, align) as u64)
     }
 }
 
@@ -83,7 +88,7 @@ pub fn serialize_into(graph: &Graph, sink: &mut dyn ConstSink) -> Result<String>
                 (Some(value), _) => {
                     let et = n.const_type.unwrap_or(value.element_type());
                     let bytes = value.to_bytes(et).map_err(|e| Error::internal(format!("{}: {e}", n.describe())))?;
-                    (et, value.shape().to_vec(), sink.store(&bytes)?, bytes.len() as u64)
+                    (et, value.shape().to_vec(), sink.store(&bytes, alignment_of(et))?, bytes.len() as u64)
                 }
                 (None, Some(range)) if sink.holds_stored() => {
                     let et = n.const_type.ok_or_else(|| Error::internal(format!("{} has no type", n.describe())))?;
@@ -155,18 +160,18 @@ pub fn serialize_into(graph: &Graph, sink: &mut dyn ConstSink) -> Result<String>
     Ok(x)
 }
 
-fn store(bin: &mut Vec<u8>, stored: &mut HashMap<u64, Vec<(usize, usize)>>, bytes: &[u8]) -> usize {
+fn store(bin: &mut Vec<u8>, stored: &mut HashMap<u64, Vec<(usize, usize)>>, bytes: &[u8], align: usize) -> usize {
     let mut h = DefaultHasher::new();
     bytes.hash(&mut h);
     let key = h.finish();
     if let Some(cands) = stored.get(&key) {
         for &(off, len) in cands {
-            if len == bytes.len() && &bin[off..off + len] == bytes {
+            if len == bytes.len() && off.is_multiple_of(align) && &bin[off..off + len] == bytes {
                 return off;
             }
         }
     }
-    while !bin.len().is_multiple_of(ALIGN) {
+    while !bin.len().is_multiple_of(align) {
         bin.push(0);
     }
     let off = bin.len();
@@ -229,13 +234,16 @@ fn write_file_synced(path: &Path, data: &[u8]) -> Result<()> {
 pub fn write_model(graph: &Graph, xml_path: &Path, bin_path: Option<&Path>) -> Result<()> {
     let (xml, bin) = serialize(graph)?;
     let mut pair = PairWriter::create(xml_path, bin_path)?;
-    pair.sink().append(&bin)?;
+    pair.sink().append(&bin, 1)?;
     pair.finish_with_xml(&xml)
 }
 
-/// A `.bin` written as it goes: constants appended 8-byte aligned, small ones stored once.
+/// A `.bin` written as it goes: constants appended 8-byte aligned, small ones stored once. The
+/// bytes go to the file on a writer thread, so compressing the next weight overlaps writing this
+/// one; at most a few buffers wait in between.
 pub struct FileSink {
-    out: std::io::BufWriter<std::fs::File>,
+    queue: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    writer: Option<std::thread::JoinHandle<std::io::Result<std::fs::File>>>,
     path: PathBuf,
     len: u64,
     small: HashMap<Vec<u8>, u64>,
@@ -248,23 +256,57 @@ const DEDUP_LIMIT: usize = 4096;
 impl FileSink {
     fn create(path: &Path) -> Result<Self> {
         let f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+        let (queue, pending) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let writer = std::thread::Builder::new()
+            .name("ovpot-bin-writer".into())
+            .spawn(move || -> std::io::Result<std::fs::File> {
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, f);
+                for chunk in pending {
+                    out.write_all(&chunk)?;
+                }
+                out.flush()?;
+                out.into_inner().map_err(|e| e.into_error())
+            })
+            .map_err(|e| Error::io(path, e))?;
         Ok(FileSink {
-            out: std::io::BufWriter::with_capacity(1 << 20, f),
+            queue: Some(queue),
+            writer: Some(writer),
             path: path.to_path_buf(),
             len: 0,
             small: HashMap::new(),
         })
     }
 
-    /// Appends `bytes` at the next aligned offset and returns that offset.
-    pub fn append(&mut self, bytes: &[u8]) -> Result<u64> {
-        let pad = (ALIGN as u64 - self.len % ALIGN as u64) % ALIGN as u64;
-        let zeros = [0u8; ALIGN];
-        self.out.write_all(&zeros[..pad as usize]).map_err(|e| Error::io(&self.path, e))?;
-        self.len += pad;
+    fn send(&mut self, chunk: Vec<u8>) -> Result<()> {
+        let n = chunk.len() as u64;
+        let sent = self.queue.as_ref().is_some_and(|q| q.send(chunk).is_ok());
+        if !sent {
+            // The writer stopped: its error says why.
+            return Err(self.stop().err().unwrap_or_else(|| Error::internal("the .bin writer stopped")));
+        }
+        self.len += n;
+        Ok(())
+    }
+
+    fn pad(&mut self, align: usize) -> Result<()> {
+        let align = align.max(1) as u64;
+        let pad = (align - self.len % align) % align;
+        if pad > 0 {
+            self.send(vec![0u8; pad as usize])?;
+        }
+        Ok(())
+    }
+
+    /// Appends `bytes` at the next offset that is a multiple of `align` and returns that offset.
+    pub fn append(&mut self, bytes: &[u8], align: usize) -> Result<u64> {
+        self.append_owned(bytes.to_vec(), align)
+    }
+
+    /// [`append`](Self::append) without a copy.
+    pub fn append_owned(&mut self, bytes: Vec<u8>, align: usize) -> Result<u64> {
+        self.pad(align)?;
         let offset = self.len;
-        self.out.write_all(bytes).map_err(|e| Error::io(&self.path, e))?;
-        self.len += bytes.len() as u64;
+        self.send(bytes)?;
         Ok(offset)
     }
 
@@ -272,8 +314,7 @@ impl FileSink {
     /// pieces).
     pub fn append_unaligned(&mut self, bytes: &[u8]) -> Result<u64> {
         let offset = self.len;
-        self.out.write_all(bytes).map_err(|e| Error::io(&self.path, e))?;
-        self.len += bytes.len() as u64;
+        self.send(bytes.to_vec())?;
         Ok(offset)
     }
 
@@ -286,24 +327,43 @@ impl FileSink {
         self.len == 0
     }
 
+    /// Waits for the writer; the file when every byte was written.
+    fn stop(&mut self) -> Result<std::fs::File> {
+        self.queue = None;
+        let writer = self.writer.take().ok_or_else(|| Error::internal("the .bin writer already stopped"))?;
+        match writer.join() {
+            Ok(Ok(f)) => Ok(f),
+            Ok(Err(e)) => Err(Error::io(&self.path, e)),
+            Err(_) => Err(Error::internal("the .bin writer thread panicked")),
+        }
+    }
+
     fn finish(mut self) -> Result<()> {
-        self.out.flush().map_err(|e| Error::io(&self.path, e))?;
-        let f = self.out.into_inner().map_err(|e| Error::io(&self.path, e.into_error()))?;
+        let f = self.stop()?;
         f.sync_all().map_err(|e| Error::io(&self.path, e))
     }
 }
 
+impl Drop for FileSink {
+    fn drop(&mut self) {
+        // An unfinished sink (an error upstream): let the writer drain and close the file.
+        if self.writer.is_some() {
+            let _ = self.stop();
+        }
+    }
+}
+
 impl ConstSink for FileSink {
-    fn store(&mut self, bytes: &[u8]) -> Result<u64> {
+    fn store(&mut self, bytes: &[u8], align: usize) -> Result<u64> {
         if bytes.len() <= DEDUP_LIMIT {
-            if let Some(&at) = self.small.get(bytes) {
+            if let Some(&at) = self.small.get(bytes).filter(|&&at| at.is_multiple_of(align as u64)) {
                 return Ok(at);
             }
-            let at = self.append(bytes)?;
+            let at = self.append(bytes, align)?;
             self.small.insert(bytes.to_vec(), at);
             return Ok(at);
         }
-        self.append(bytes)
+        self.append(bytes, align)
     }
     fn holds_stored(&self) -> bool {
         true

@@ -1,0 +1,206 @@
+//! Weight-only compression from C: a compressor holds the options and callbacks, compresses a
+//! model handle into a new one or a model file into another (streamed), and keeps the last report.
+
+use super::boundary::{
+    c_string, ffi_call, ffi_free, free_handle, in_private_pool, into_handle, opt_str, out_ptr, serving, try_mut,
+    try_ref, try_str, InUse, Use,
+};
+use super::model::ovpot_model_t;
+use super::session::{ovpot_log_callback_t, ovpot_progress_callback_t};
+use super::{ovpot_log_level_e, ovpot_stage_e, ovpot_status_e};
+use crate::compress::{compress_file, compress_graph, CompressOptions, CompressReport};
+use crate::error::{Error, Result};
+use crate::hooks::{Hooks, LogLevel};
+use crate::model::Model;
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::path::Path;
+
+type ProgressCb = extern "C" fn(*mut c_void, ovpot_stage_e, usize, usize) -> c_int;
+type LogCb = extern "C" fn(*mut c_void, ovpot_log_level_e, *const c_char);
+
+/// Options and callbacks for weight-only compression (NNCF's `compress_weights`). Not for
+/// concurrent use; distinct compressors may run on distinct threads. Free with
+/// `ovpot_compressor_free`.
+pub struct ovpot_compressor_t {
+    options: CompressOptions,
+    progress: Option<(ProgressCb, *mut c_void)>,
+    log: Option<(LogCb, *mut c_void, LogLevel)>,
+    report: Option<CString>,
+}
+
+/// A C callback and its `user_data`, moved into the hooks of a run.
+struct CallerCallback<T>(T);
+
+// SAFETY: the hooks are called by the run on the thread that called `ovpot_compressor_compress_*`
+// (or, for a call made from inside another run's callback, on a helper thread while that caller
+// waits), never concurrently; the header states this contract for the callbacks and user_data.
+unsafe impl<T> Send for CallerCallback<T> {}
+
+/// Creates a compressor. `options_json` (NULL for NNCF's defaults: int8_asym per channel) is a
+/// JSON object with NNCF's names: `{"mode": "int4_asym", "group_size": 128, "ratio": 0.8,
+/// "backup_mode": "int8_asym", "all_layers": false, "ignored": {"names": [...], "patterns":
+/// [...], "types": [{"type": "MatMul"}]}}`. Modes: int8_asym, int8_sym, int4_asym, int4_sym;
+/// backup modes: int8_asym, int8_sym, none. Unknown keys and invalid combinations (a ratio or
+/// group size with an 8-bit mode, ratio outside 0..1) are refused with OVPOT_INVALID_ARGUMENT
+/// or OVPOT_PARSE_ERROR.
+#[no_mangle]
+pub extern "C" fn ovpot_compressor_create(
+    options_json: *const c_char,
+    compressor: *mut *mut ovpot_compressor_t,
+) -> ovpot_status_e {
+    ffi_call("ovpot_compressor_create", || {
+        let out = out_ptr(compressor, "compressor", std::ptr::null_mut())?;
+        let options = match opt_str(options_json, "options_json")? {
+            Some(text) => serde_json::from_str::<CompressOptions>(text)
+                .map_err(|e| Error::parse("options_json", e.to_string()))?,
+            None => CompressOptions::default(),
+        };
+        options.validate()?;
+        *out = into_handle(ovpot_compressor_t { options, progress: None, log: None, report: None });
+        Ok(())
+    })
+}
+
+/// Sets (or with NULL clears) the progress callback: stage OVPOT_STAGE_WEIGHT_COMPRESSION, one
+/// step per weight; return non-zero to cancel (the call then fails with OVPOT_CANCELLED and
+/// writes nothing).
+#[no_mangle]
+pub extern "C" fn ovpot_compressor_set_progress_callback(
+    compressor: *mut ovpot_compressor_t,
+    callback: ovpot_progress_callback_t,
+    user_data: *mut c_void,
+) -> ovpot_status_e {
+    ffi_call("ovpot_compressor_set_progress_callback", || {
+        let c = try_mut(compressor, "compressor")?;
+        c.progress = callback.map(|cb| (cb, user_data));
+        Ok(())
+    })
+}
+
+/// Sets (or with NULL clears) the log callback; it receives messages of `level` (an
+/// `ovpot_log_level_e` value) and more severe, e.g. the table of precisions at the end.
+#[no_mangle]
+pub extern "C" fn ovpot_compressor_set_log_callback(
+    compressor: *mut ovpot_compressor_t,
+    callback: ovpot_log_callback_t,
+    level: u32,
+    user_data: *mut c_void,
+) -> ovpot_status_e {
+    ffi_call("ovpot_compressor_set_log_callback", || {
+        let c = try_mut(compressor, "compressor")?;
+        let level = ovpot_log_level_e::to_rust(level)?;
+        c.log = callback.map(|cb| (cb, user_data, level));
+        Ok(())
+    })
+}
+
+fn hooks(c: &ovpot_compressor_t) -> Hooks {
+    let mut hooks = Hooks::default();
+    if let Some((cb, user_data)) = c.progress {
+        let target = CallerCallback((cb, user_data));
+        hooks.progress = Some(Box::new(move |stage, done, total| {
+            let CallerCallback((cb, user_data)) = &target;
+            cb(*user_data, stage.into(), done, total) == 0
+        }));
+    }
+    if let Some((cb, user_data, level)) = c.log {
+        let target = CallerCallback((cb, user_data));
+        hooks.log_level = Some(level);
+        hooks.log = Some(Box::new(move |level, message: &str| {
+            let CallerCallback((cb, user_data)) = &target;
+            let text = c_string(message);
+            cb(*user_data, level.into(), text.as_ptr());
+        }));
+    }
+    hooks
+}
+
+/// Runs `job` where it cannot deadlock: from inside another run's callback, that run's pool
+/// threads may be waiting for this thread, so the compression gets a pool of its own.
+fn run_here<R: Send>(job: impl FnOnce() -> R + Send) -> Result<R> {
+    if serving() {
+        in_private_pool(job)
+    } else {
+        Ok(job())
+    }
+}
+
+fn keep_report(c: &mut ovpot_compressor_t, report: &CompressReport) -> Result<()> {
+    let json = serde_json::to_string_pretty(report).map_err(|e| Error::internal(format!("report to JSON: {e}")))?;
+    c.report = Some(c_string(json));
+    Ok(())
+}
+
+/// Compresses the weights of `model` and returns the compressed model in `*compressed` (free
+/// with `ovpot_model_free`); `model` is not changed. Callbacks run on this thread.
+#[no_mangle]
+pub extern "C" fn ovpot_compressor_compress_model(
+    compressor: *mut ovpot_compressor_t,
+    model: *const ovpot_model_t,
+    compressed: *mut *mut ovpot_model_t,
+) -> ovpot_status_e {
+    ffi_call("ovpot_compressor_compress_model", || {
+        let out = out_ptr(compressed, "compressed", std::ptr::null_mut())?;
+        let c = try_mut(compressor, "compressor")?;
+        let m = try_ref(model, "model")?;
+        let _in_use = InUse::mark(&[
+            (c as *const ovpot_compressor_t as usize, Use::Exclusive, "compressor"),
+            (m as *const ovpot_model_t as usize, Use::Shared, "model"),
+        ])?;
+        c.report = None;
+        let mut hooks = hooks(c);
+        let options = c.options.clone();
+        let graph = m.model.graph();
+        let (graph, report) = run_here(move || compress_graph(graph, &options, &mut hooks))??;
+        keep_report(c, &report)?;
+        *out = into_handle(ovpot_model_t::new(Model::from_graph(graph)));
+        Ok(())
+    })
+}
+
+/// Compresses the model file `input_xml` (its `.bin` next to it) into `output_xml` (and the
+/// `.bin` next to it), streamed: weights are read, compressed and written one tensor at a time,
+/// so memory stays near the largest tensor whatever the model's size. Both output files appear
+/// only when complete; on failure or cancel nothing is left and an existing model at
+/// `output_xml` is untouched. The output must not be the input.
+#[no_mangle]
+pub extern "C" fn ovpot_compressor_compress_file(
+    compressor: *mut ovpot_compressor_t,
+    input_xml: *const c_char,
+    output_xml: *const c_char,
+) -> ovpot_status_e {
+    ffi_call("ovpot_compressor_compress_file", || {
+        let c = try_mut(compressor, "compressor")?;
+        let input = Path::new(try_str(input_xml, "input_xml")?);
+        let output = Path::new(try_str(output_xml, "output_xml")?);
+        let _in_use = InUse::mark(&[(c as *const ovpot_compressor_t as usize, Use::Exclusive, "compressor")])?;
+        c.report = None;
+        let mut hooks = hooks(c);
+        let options = c.options.clone();
+        let report = run_here(move || compress_file(input, output, &options, &mut hooks))??;
+        keep_report(c, &report)
+    })
+}
+
+/// The report of the last successful compression as JSON (per weight: layer, shape, precision,
+/// bytes before and after; totals per precision). Valid until the next compression or free of
+/// `compressor`; INVALID_ARGUMENT before any compression succeeded.
+#[no_mangle]
+pub extern "C" fn ovpot_compressor_report_json(
+    compressor: *const ovpot_compressor_t,
+    json: *mut *const c_char,
+) -> ovpot_status_e {
+    ffi_call("ovpot_compressor_report_json", || {
+        let out = out_ptr(json, "json", std::ptr::null())?;
+        let c = try_ref(compressor, "compressor")?;
+        let r = c.report.as_ref().ok_or_else(|| Error::invalid("no compression has finished yet"))?;
+        *out = r.as_ptr();
+        Ok(())
+    })
+}
+
+/// Frees a compressor (NULL is ignored).
+#[no_mangle]
+pub extern "C" fn ovpot_compressor_free(compressor: *mut ovpot_compressor_t) {
+    ffi_free(|| free_handle(compressor, "compressor"))
+}
