@@ -84,7 +84,27 @@ fn build(source: &str, allow_unsupported: bool, extra: &[String]) -> Option<(tem
 
 /// Runs a built example; returns (exit code, stdout).
 fn run(exe: &Path, args: &[&Path]) -> (i32, String) {
-    let out = Command::new(exe).args(args).output().expect("run the example");
+    // cargo's LD_LIBRARY_PATH lists target/<profile> too, where an older libovpot.so from a
+    // `cargo build` may sit; it would win over the rpath. The library of this build goes first.
+    let mut paths = vec![lib_dir()];
+    paths.extend(
+        std::env::var_os("LD_LIBRARY_PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default(),
+    );
+    run_with(exe, args, Some(std::env::join_paths(paths).expect("library paths")))
+}
+
+/// Runs an example linked against an installed copy, with the environment as it is.
+fn run_installed(exe: &Path, args: &[&Path]) -> (i32, String) {
+    run_with(exe, args, None)
+}
+
+fn run_with(exe: &Path, args: &[&Path], library_path: Option<std::ffi::OsString>) -> (i32, String) {
+    let mut cmd = Command::new(exe);
+    cmd.args(args);
+    if let Some(p) = library_path {
+        cmd.env("LD_LIBRARY_PATH", p);
+    }
+    let out = cmd.output().expect("run the example");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     eprintln!("--- {}\n{stdout}{stderr}", exe.display());
@@ -199,9 +219,9 @@ fn c_makefile_install_and_pkg_config() {
         ],
         &env,
     );
-    let (code, out) = run(&dynamic.join("quantize"), &[&fixture(), &tmp.path().join("q.xml")]);
+    let (code, out) = run_installed(&dynamic.join("quantize"), &[&fixture(), &tmp.path().join("q.xml")]);
     assert!(code == 0 && out.contains("FakeQuantize entries: yes"), "quantize (pkg-config) failed:\n{out}");
-    let (code, out) = run(&dynamic.join("quantize_cpp"), &[&fixture(), &tmp.path().join("qcpp.xml")]);
+    let (code, out) = run_installed(&dynamic.join("quantize_cpp"), &[&fixture(), &tmp.path().join("qcpp.xml")]);
     assert_eq!(code, 0, "quantize_cpp (pkg-config) failed:\n{out}");
 
     // Statically linked with Libs.private: runs with the shared library gone.
@@ -215,7 +235,7 @@ fn c_makefile_install_and_pkg_config() {
         &env,
     );
     std::fs::remove_file(prefix.join("lib/libovpot.so")).unwrap();
-    let (code, out) = run(&fixed.join("quantize"), &[&fixture(), &tmp.path().join("qs.xml")]);
+    let (code, out) = run_installed(&fixed.join("quantize"), &[&fixture(), &tmp.path().join("qs.xml")]);
     assert!(code == 0 && out.contains("FakeQuantize entries: yes"), "static quantize failed:\n{out}");
 }
 

@@ -1183,3 +1183,35 @@ fn evaluate_as_openvino_cpu() {
     let (plain, _) = run(&[]);
     assert!(plain.starts_with("top-1 accuracy: 0.9350 (187/200"), "{plain}");
 }
+
+#[test]
+fn compress_weights_writes_the_model_and_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mnist_cnn/model.xml");
+    let out = dir.path().join("w4");
+    let o = ovpot(&[
+        "compress-weights",
+        "-m",
+        s(&model),
+        "--mode",
+        "int4_sym",
+        "--group-size",
+        "-1",
+        "--output-dir",
+        s(&out),
+    ]);
+    assert_ok(&o);
+    assert!(stderr(&o).contains("int4"), "{}", stderr(&o));
+    let report = read_report(&out);
+    let layers = report["layers"].as_array().unwrap();
+    assert!(layers.iter().any(|l| l["bits"] == 4) && layers.iter().any(|l| l["bits"] == 8), "{report}");
+    let xml = out.join("optimized/model.xml");
+    assert!(engine_runs(&xml));
+    // Bad options are one-line errors, before anything is written.
+    let bad = dir.path().join("bad");
+    let e = error_line(&ovpot(&["compress-weights", "-m", s(&model), "--mode", "int3", "--output-dir", s(&bad)]));
+    assert!(e.contains("--mode int3"), "{e}");
+    let e = error_line(&ovpot(&["compress-weights", "-m", s(&model), "--ratio", "0.5", "--output-dir", s(&bad)]));
+    assert!(e.contains("ratio"), "{e}");
+    assert!(!bad.exists(), "an output folder was created for a refused run");
+}
