@@ -238,7 +238,7 @@ pub fn write_model(graph: &Graph, xml_path: &Path, bin_path: Option<&Path>) -> R
     pair.finish_with_xml(&xml)
 }
 
-/// A `.bin` written as it goes: constants appended 8-byte aligned, small ones stored once. The
+/// A `.bin` written as it goes: constants appended aligned to their element size, small ones stored once. The
 /// bytes go to the file on a writer thread, so compressing the next weight overlaps writing this
 /// one; at most a few buffers wait in between.
 pub struct FileSink {
