@@ -367,6 +367,16 @@ typedef int (*ovpot_metric_value_callback_t)(void *user_data,
  */
 typedef int (*ovpot_metric_reset_callback_t)(void *user_data);
 
+/**
+ * Judges a whole candidate model: writes its metric on the user's evaluation data to `*value`
+ * (NNCF's `validation_fn(compiled_model, validation_data)`); 0 on success. `model` is valid only
+ * during the call (save or serialize it, e.g. with `ovpot_model_save_to_memory_buffer`, to
+ * compile it in OpenVINO). Calls back into ovpot from here work, as for the other callbacks.
+ */
+typedef int (*ovpot_metric_evaluate_model_callback_t)(void *user_data,
+                                                      const ovpot_model_t *model,
+                                                      double *value);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -536,6 +546,18 @@ ovpot_status_e ovpot_metric_create(ovpot_metric_update_callback_t update,
                                    void *user_data,
                                    ovpot_destroy_callback_t destroy,
                                    ovpot_metric_t **metric);
+
+/**
+ * Creates a metric that judges whole models, as NNCF's `validation_fn` does: for the FP32
+ * model and for each candidate of an accuracy-aware run, `evaluate` receives the model (as it
+ * would be saved) and writes its metric. Ranking layers then uses output errors. `destroy`
+ * (may be NULL) releases `user_data` when the metric is freed.
+ */
+ovpot_status_e ovpot_metric_create_model_evaluator(ovpot_metric_evaluate_model_callback_t evaluate,
+                                                   int higher_is_better,
+                                                   void *user_data,
+                                                   ovpot_destroy_callback_t destroy,
+                                                   ovpot_metric_t **metric);
 
 /**
  * Creates the built-in top-1 accuracy: the arg-max of output `output_index` compared with

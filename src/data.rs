@@ -56,6 +56,12 @@ pub trait Metric: Send {
     fn per_sample(&mut self) -> Option<Vec<f64>> {
         None
     }
+    /// A metric that judges whole models (NNCF's `validation_fn(compiled_model, data)`): the
+    /// value of `graph` on the evaluation data, computed by the metric itself. `None` (the
+    /// default): the metric is fed the outputs ovpot computes, sample by sample.
+    fn value_of_model(&mut self, _graph: &crate::graph::Graph) -> Option<Result<f64>> {
+        None
+    }
 }
 
 /// Top-1 accuracy of output `output` against integer labels.

@@ -1,6 +1,7 @@
 //! Metrics: from C callbacks, or the built-in top-1 accuracy.
 
 use super::boundary::{ffi_call, ffi_free, free_handle, into_handle, out_ptr, try_slice, try_str};
+use super::model::ovpot_model_t;
 use super::ovpot_status_e;
 use super::tensors::ovpot_outputs_t;
 use crate::api::{Metric, Top1Accuracy};
@@ -21,10 +22,27 @@ pub type ovpot_metric_value_callback_t = Option<extern "C" fn(user_data: *mut c_
 /// Forgets accumulated samples; 0 on success.
 pub type ovpot_metric_reset_callback_t = Option<extern "C" fn(user_data: *mut c_void) -> c_int>;
 
+/// Judges a whole candidate model: writes its metric on the user's evaluation data to `*value`
+/// (NNCF's `validation_fn(compiled_model, validation_data)`); 0 on success. `model` is valid only
+/// during the call (save or serialize it, e.g. with `ovpot_model_save_to_memory_buffer`, to
+/// compile it in OpenVINO). Calls back into ovpot from here work, as for the other callbacks.
+pub type ovpot_metric_evaluate_model_callback_t =
+    Option<extern "C" fn(user_data: *mut c_void, model: *const ovpot_model_t, value: *mut f64) -> c_int>;
+
+/// How a callback metric is fed.
+enum Feed {
+    /// The outputs ovpot computes, sample by sample.
+    Outputs {
+        update: extern "C" fn(*mut c_void, *const ovpot_outputs_t, usize) -> c_int,
+        value: extern "C" fn(*mut c_void, *mut f64) -> c_int,
+    },
+    /// Whole candidate models.
+    Models(extern "C" fn(*mut c_void, *const ovpot_model_t, *mut f64) -> c_int),
+}
+
 /// The C side of a callback metric. Only touched on the thread that called into ovpot.
 pub(crate) struct CallbackMetric {
-    update: extern "C" fn(*mut c_void, *const ovpot_outputs_t, usize) -> c_int,
-    value: extern "C" fn(*mut c_void, *mut f64) -> c_int,
+    feed: Feed,
     reset: ovpot_metric_reset_callback_t,
     user_data: *mut c_void,
     destroy: super::ovpot_destroy_callback_t,
@@ -48,10 +66,17 @@ impl CallbackMetric {
             None => Ok(()),
         }
     }
+    /// Whether the metric judges whole models (`ovpot_metric_create_model_evaluator`).
+    pub(crate) fn judges_models(&self) -> bool {
+        matches!(self.feed, Feed::Models(_))
+    }
     pub(crate) fn update(&mut self, index: usize, names: &[String], outputs: &[Tensor]) -> Result<()> {
         self.check_reset()?;
+        let Feed::Outputs { update, .. } = self.feed else {
+            return Err(Error::internal("a model evaluator was fed outputs"));
+        };
         let o = ovpot_outputs_t::new(names, outputs)?;
-        let rc = (self.update)(self.user_data, &o, index);
+        let rc = update(self.user_data, &o, index);
         if rc != 0 {
             return Err(Error::Callback(format!("metric update callback returned {rc} for sample {index}")));
         }
@@ -59,13 +84,35 @@ impl CallbackMetric {
     }
     pub(crate) fn value(&mut self) -> Result<f64> {
         self.check_reset()?;
+        let Feed::Outputs { value, .. } = self.feed else {
+            return Err(Error::internal("a model evaluator was asked for a per-sample value"));
+        };
         let mut v = f64::NAN;
-        let rc = (self.value)(self.user_data, &mut v);
+        let rc = value(self.user_data, &mut v);
         if rc != 0 {
             return Err(Error::Callback(format!("metric value callback returned {rc}")));
         }
         if !v.is_finite() {
             return Err(Error::Callback(format!("metric value callback gave {v}")));
+        }
+        Ok(v)
+    }
+}
+
+impl CallbackMetric {
+    /// The evaluator's value of `graph`, handed over as a model handle valid during the call.
+    pub(crate) fn value_of_model(&mut self, graph: &crate::graph::Graph) -> Result<f64> {
+        let Feed::Models(evaluate) = self.feed else {
+            return Err(Error::internal("a per-sample metric was asked to judge a model"));
+        };
+        let model = ovpot_model_t::new(crate::model::Model::from_graph(graph.clone()));
+        let mut v = f64::NAN;
+        let rc = evaluate(self.user_data, &model, &mut v);
+        if rc != 0 {
+            return Err(Error::Callback(format!("model evaluation callback returned {rc}")));
+        }
+        if !v.is_finite() {
+            return Err(Error::Callback(format!("model evaluation callback gave {v}")));
         }
         Ok(v)
     }
@@ -107,9 +154,36 @@ pub extern "C" fn ovpot_metric_create(
         let update = update.ok_or_else(|| Error::invalid("'update' is NULL"))?;
         let value = value.ok_or_else(|| Error::invalid("'value' is NULL"))?;
         let cb = CallbackMetric {
-            update,
-            value,
+            feed: Feed::Outputs { update, value },
             reset,
+            user_data,
+            destroy,
+            higher_is_better: higher_is_better != 0,
+            reset_failure: None,
+        };
+        *out = into_handle(ovpot_metric_t { kind: MetricKind::Callback(cb) });
+        Ok(())
+    })
+}
+
+/// Creates a metric that judges whole models, as NNCF's `validation_fn` does: for the FP32
+/// model and for each candidate of an accuracy-aware run, `evaluate` receives the model (as it
+/// would be saved) and writes its metric. Ranking layers then uses output errors. `destroy`
+/// (may be NULL) releases `user_data` when the metric is freed.
+#[no_mangle]
+pub extern "C" fn ovpot_metric_create_model_evaluator(
+    evaluate: ovpot_metric_evaluate_model_callback_t,
+    higher_is_better: c_int,
+    user_data: *mut c_void,
+    destroy: super::ovpot_destroy_callback_t,
+    metric: *mut *mut ovpot_metric_t,
+) -> ovpot_status_e {
+    ffi_call("ovpot_metric_create_model_evaluator", || {
+        let out = out_ptr(metric, "metric", std::ptr::null_mut())?;
+        let evaluate = evaluate.ok_or_else(|| Error::invalid("'evaluate' is NULL"))?;
+        let cb = CallbackMetric {
+            feed: Feed::Models(evaluate),
+            reset: None,
             user_data,
             destroy,
             higher_is_better: higher_is_better != 0,

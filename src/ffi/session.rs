@@ -291,6 +291,7 @@ enum Request {
     Item { which: Which, index: usize, reply: SyncSender<Result<Sample>> },
     Update { index: usize, outputs: Vec<Tensor>, reply: SyncSender<Result<()>> },
     Value { reply: SyncSender<Result<f64>> },
+    ModelValue { graph: crate::graph::Graph, reply: SyncSender<Result<f64>> },
     Reset,
     Progress { stage: Stage, done: usize, total: usize, reply: SyncSender<bool> },
     Log { level: LogLevel, message: String },
@@ -326,6 +327,7 @@ impl Dataset for ProxyDataset {
 /// A C metric seen from the run thread.
 struct ProxyMetric {
     higher_is_better: bool,
+    judges_models: bool,
     tx: Sender<Request>,
 }
 
@@ -342,6 +344,13 @@ impl Metric for ProxyMetric {
     }
     fn higher_is_better(&self) -> bool {
         self.higher_is_better
+    }
+    fn value_of_model(&mut self, graph: &crate::graph::Graph) -> Option<Result<f64>> {
+        if !self.judges_models {
+            return None;
+        }
+        let graph = graph.clone();
+        Some(ask(&self.tx, |reply| Request::ModelValue { graph, reply }).unwrap_or_else(|| Err(gone())))
     }
 }
 
@@ -400,6 +409,13 @@ fn serve(
             };
             let _ = reply.send(r);
         }
+        Request::ModelValue { graph, reply } => {
+            let r = match metric.as_mut() {
+                Some(m) => m.value_of_model(&graph),
+                None => Err(Error::internal("no callback metric")),
+            };
+            let _ = reply.send(r);
+        }
         Request::Reset => {
             if let Some(m) = metric.as_mut() {
                 m.reset();
@@ -453,8 +469,11 @@ fn run_with_callbacks(
     };
     let calib_run = run_dataset(calib, Which::Calibration, &tx);
     let eval_run = eval.map(|e| run_dataset(e, Which::Evaluation, &tx));
-    let mut proxy_metric =
-        c_metric.as_ref().map(|c| ProxyMetric { higher_is_better: c.higher_is_better, tx: tx.clone() });
+    let mut proxy_metric = c_metric.as_ref().map(|c| ProxyMetric {
+        higher_is_better: c.higher_is_better,
+        judges_models: c.judges_models(),
+        tx: tx.clone(),
+    });
     let want_progress = s.progress.is_some();
     let log_level = s.log.as_ref().map(|l| l.2);
     let accuracy_aware = eval.is_some();

@@ -1,5 +1,5 @@
-//! [`Graph`] → OpenVINO IR v11 `.xml` + `.bin` (each constant stored once, aligned to its element
-//! size).
+//! [`Graph`] → OpenVINO IR v11 `.xml` + `.bin` (each constant stored once, packed back to back
+//! as OpenVINO writes them).
 
 use super::xml::{escape, write_element};
 use crate::error::{Error, Result};
@@ -11,10 +11,10 @@ use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The alignment of a constant of type `et` in the `.bin`: its element size (bytes of 1-byte and
-/// sub-byte codes are packed back to back, as OpenVINO's serializer packs them).
-pub fn alignment_of(et: ElementType) -> usize {
-    (et.bits() / 8).max(1)
+/// The alignment of a constant of type `et` in the `.bin`: none. OpenVINO's serializer packs
+/// constants back to back and its reader takes any offset; ovpot writes files of the same size.
+pub fn alignment_of(_et: ElementType) -> usize {
+    1
 }
 
 /// The order nodes are written in: Parameters first and Results last, each in model order
@@ -238,7 +238,7 @@ pub fn write_model(graph: &Graph, xml_path: &Path, bin_path: Option<&Path>) -> R
     pair.finish_with_xml(&xml)
 }
 
-/// A `.bin` written as it goes: constants appended aligned to their element size, small ones stored once. The
+/// A `.bin` written as it goes: constants appended back to back, small ones stored once. The
 /// bytes go to the file on a writer thread, so compressing the next weight overlaps writing this
 /// one; at most a few buffers wait in between.
 pub struct FileSink {

@@ -67,6 +67,14 @@ fn evaluate(metric: &mut dyn Metric, outs: &[Vec<Tensor>]) -> Result<(f64, Optio
     Ok((v, metric.per_sample()))
 }
 
+fn finite(v: f64) -> Result<f64> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(Error::Callback(format!("the metric returned {v}")))
+    }
+}
+
 /// Squared error of outputs normalized by the FP32 output energy, summed over outputs.
 fn nmse(fp: &[Tensor], q: &[Tensor]) -> f64 {
     fp.iter()
@@ -130,8 +138,13 @@ fn evaluate_quantized(
     metric: &mut dyn Metric,
     hooks: &mut Hooks,
 ) -> Result<Evaluated> {
-    let exec = q.judge(q.materialize(reverted)?, emulates_cpu_plugin(&q.config))?;
+    let graph = q.materialize(reverted)?;
+    let exec = q.judge(graph.clone(), emulates_cpu_plugin(&q.config))?;
     let outs = infer(&exec, eval, all, hooks, Some(Stage::Evaluation))?;
+    // A metric that judges models is handed the model as it will be saved.
+    if let Some(m) = metric.value_of_model(&graph) {
+        return Ok((finite(m?)?, outs, None));
+    }
     let (m, per) = evaluate(metric, &outs)?;
     Ok((m, outs, per))
 }
@@ -399,7 +412,10 @@ pub fn run(
     let fp_exec = verdicts.compile(model.graph(), &[], config.threads)?;
     let fp_outs = infer(&fp_exec, eval, &all, hooks, Some(Stage::Evaluation))?;
     drop(fp_exec);
-    let (fp_metric, fp_per) = evaluate(metric, &fp_outs)?;
+    let (fp_metric, fp_per) = match metric.value_of_model(model.graph()) {
+        Some(m) => (finite(m?)?, None),
+        None => evaluate(metric, &fp_outs)?,
+    };
     let baseline = aa.baseline_metric.unwrap_or(fp_metric);
     hooks.log(LogLevel::Info, &format!("FP32 metric: {baseline:.5}"));
 

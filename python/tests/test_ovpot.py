@@ -1,0 +1,171 @@
+"""ovpot's Python package on the repo's own fixtures (tests/data): NNCF's calls, failures, cancel, memory."""
+import gc
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ovpot
+
+DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
+MNIST = DATA / "mnist_cnn"
+DIGITS = DATA / "digits_mlp"
+
+try:
+    import openvino as ov
+except ImportError:  # the package works without it; these tests then skip
+    ov = None
+
+needs_openvino = pytest.mark.skipif(ov is None, reason="openvino is not installed")
+
+
+def calib(folder, name="input", n=None):
+    a = np.load(folder / "calib" / f"{name}.npy")
+    return [a[i : i + 1] for i in range(a.shape[0] if n is None else n)]
+
+
+def fq_count(model: ovpot.Model) -> int:
+    xml, _ = model.to_memory()
+    return xml.count(b'type="FakeQuantize"')
+
+
+def top1(compiled, items, labels):
+    hits = 0
+    for x, y in zip(items, labels):
+        hits += int(np.argmax(compiled(x)[0]) == y)
+    return hits / len(labels)
+
+
+def test_quantize_a_path_with_numpy_samples():
+    q = ovpot.quantize(str(MNIST / "model.xml"), calib(MNIST), subset_size=100)
+    assert isinstance(q, ovpot.Model)
+    assert fq_count(q) > 0
+
+
+def test_quantize_with_nncf_arguments_and_a_transform(tmp_path):
+    samples = np.load(MNIST / "calib" / "input.npy")
+    dataset = ovpot.Dataset(list(samples), lambda x: {"input": x[None]})
+    q = ovpot.quantize(ovpot.read_model(MNIST / "model.xml"), dataset, preset=ovpot.QuantizationPreset.MIXED,
+                       target_device=ovpot.TargetDevice.CPU, subset_size=50, fast_bias_correction=False,
+                       ignored_scope=ovpot.IgnoredScope(types=["MatMul"]))
+    xml, _ = q.to_memory()
+    assert b"FakeQuantize" in xml
+    q.save(tmp_path / "q.xml")
+    assert (tmp_path / "q.bin").stat().st_size > 0
+
+
+@needs_openvino
+def test_openvino_model_in_and_out_keeps_the_accuracy():
+    core = ov.Core()
+    model = core.read_model(MNIST / "model.xml")
+    q = ovpot.quantize(model, ovpot.Dataset(calib(MNIST)), subset_size=300)
+    assert isinstance(q, ov.Model)
+    assert any(op.get_type_name() == "FakeQuantize" for op in q.get_ops())
+    images = np.load(MNIST / "eval" / "input.npy")[:200]
+    labels = np.load(MNIST / "eval_labels.npy")[:200]
+    items = [images[i : i + 1] for i in range(len(labels))]
+    cfg = {"INFERENCE_PRECISION_HINT": "f32"}
+    fp = top1(core.compile_model(model, "CPU", cfg), items, labels)
+    int8 = top1(core.compile_model(q, "CPU", cfg), items, labels)
+    assert int8 >= fp - 0.02, (fp, int8)
+
+
+@needs_openvino
+def test_accuracy_control_calls_validation_fn_as_nncf_does():
+    core = ov.Core()
+    model = core.read_model(MNIST / "model.xml")
+    images = np.load(MNIST / "eval" / "input.npy")[:100]
+    labels = np.load(MNIST / "eval_labels.npy")[:100]
+    validation = ovpot.Dataset(list(zip(images, labels)), lambda item: item[0][None])
+    calls = []
+
+    def validation_fn(compiled_model, validation_data):
+        assert isinstance(compiled_model, ov.CompiledModel)
+        calls.append(1)
+        hits = [int(np.argmax(compiled_model(x[None])[0]) == y) for x, y in validation_data]
+        return float(np.mean(hits)), hits
+
+    q = ovpot.quantize_with_accuracy_control(model, ovpot.Dataset(calib(MNIST)), validation, validation_fn,
+                                             max_drop=0.01, subset_size=100)
+    assert isinstance(q, ov.Model)
+    assert len(calls) >= 2  # the FP32 model and at least one candidate
+    fp = validation_fn(core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}), validation.get_data())[0]
+    got = validation_fn(core.compile_model(q, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}), validation.get_data())[0]
+    assert got >= fp - 0.01 - 1e-9, (fp, got)
+
+
+@needs_openvino
+def test_compress_weights_int8_and_int4():
+    model = ov.Core().read_model(MNIST / "model.xml")
+    c8 = ovpot.compress_weights(model)
+    types = {op.get_element_type().get_type_name() for op in c8.get_ops() if op.get_type_name() == "Constant"}
+    assert "u8" in types
+    c4 = ovpot.compress_weights(model, mode=ovpot.CompressWeightsMode.INT4_SYM, group_size=-1)
+    types = {op.get_element_type().get_type_name() for op in c4.get_ops() if op.get_type_name() == "Constant"}
+    assert "i4" in types
+    with pytest.raises(ovpot.OvpotError) as e:
+        ovpot.compress_weights(model, ratio=0.5)
+    assert e.value.status == "INVALID_ARGUMENT" and "ratio" in str(e.value)
+    with pytest.raises(ValueError):
+        ovpot.compress_weights(model, mode=ovpot.CompressWeightsMode.INT4_ASYM, awq=True)
+
+
+def test_failures_carry_the_status_and_the_callers_exception():
+    with pytest.raises(ovpot.OvpotError) as e:
+        ovpot.read_model(DATA / "no_such_model.xml")
+    assert e.value.status == "IO_ERROR" and "no_such_model" in str(e.value)
+
+    def bad_transform(x):
+        raise ValueError("broken sample")
+
+    with pytest.raises(ValueError, match="broken sample"):
+        ovpot.quantize(str(MNIST / "model.xml"), ovpot.Dataset(calib(MNIST, n=5), bad_transform))
+    # Raised inside libovpot's data callback: the caller's exception, libovpot's status as cause.
+    with pytest.raises(KeyError, match="nope") as e:
+        ovpot.quantize(str(MNIST / "model.xml"), [{"nope": s} for s in calib(MNIST, n=3)])
+    assert isinstance(e.value.__cause__, ovpot.OvpotError)
+    assert e.value.__cause__.status == "CALLBACK_FAILED"
+    with pytest.raises(ValueError, match="empty"):
+        ovpot.quantize(str(MNIST / "model.xml"), [])
+    with pytest.raises(TypeError):
+        ovpot.quantize(42, calib(MNIST, n=3))
+
+
+def test_keyboard_interrupt_cancels_the_run():
+    seen = []
+
+    def progress(stage, done, total):
+        seen.append((stage, done, total))
+        if done >= 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as e:
+        ovpot.quantize(str(MNIST / "model.xml"), calib(MNIST), subset_size=200, progress=progress)
+    assert e.value.__cause__.status == "CANCELLED"
+    assert seen
+    # Returning False cancels too.
+    with pytest.raises(ovpot.OvpotError) as e:
+        ovpot.quantize(str(MNIST / "model.xml"), calib(MNIST), subset_size=200, progress=lambda *a: False)
+    assert e.value.status == "CANCELLED"
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
+def test_no_leak_over_100_quantizations():
+    samples = calib(DIGITS, n=20)
+    model = ovpot.read_model(DIGITS / "model.xml")
+    for _ in range(10):
+        ovpot.quantize(model, samples, subset_size=20)
+    gc.collect()
+    before = rss_mib()
+    for _ in range(100):
+        q = ovpot.quantize(model, samples, subset_size=20)
+        del q
+    gc.collect()
+    grown = rss_mib() - before
+    assert grown < 20, f"RSS grew by {grown:.1f} MiB over 100 quantizations"
