@@ -23,6 +23,52 @@ pub trait Dataset: Send + Sync {
     fn get(&self, index: usize) -> Result<Sample>;
 }
 
+/// A dataset seen in a random order fixed by a seed (POT's `shuffle_data` with `seed`): the first
+/// k samples of the view are a random subset of k, the same for the same seed.
+pub struct Shuffled<'a> {
+    inner: &'a dyn Dataset,
+    order: Vec<usize>,
+}
+
+impl<'a> Shuffled<'a> {
+    pub fn new(inner: &'a dyn Dataset, seed: u64) -> Self {
+        let mut order: Vec<usize> = (0..inner.len()).collect();
+        // Fisher-Yates driven by SplitMix64: portable and stable across releases, unlike a
+        // library generator whose stream may change.
+        let mut state = seed;
+        let mut next = || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        for i in (1..order.len()).rev() {
+            let j = (next() % (i as u64 + 1)) as usize;
+            order.swap(i, j);
+        }
+        Shuffled { inner, order }
+    }
+
+    /// The inner dataset's index of view index `i`.
+    pub fn source_index(&self, i: usize) -> usize {
+        self.order[i]
+    }
+}
+
+impl Dataset for Shuffled<'_> {
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+    fn get(&self, index: usize) -> Result<Sample> {
+        let at = *self
+            .order
+            .get(index)
+            .ok_or_else(|| Error::invalid(format!("sample {index} out of range (len {})", self.order.len())))?;
+        self.inner.get(at)
+    }
+}
+
 /// Samples held in memory.
 #[derive(Clone, Debug, Default)]
 pub struct InMemoryDataset {

@@ -1,6 +1,7 @@
 //! DefaultQuantization on real fixtures: placement like NNCF's, accuracy with the engine.
 
 mod common;
+use ovpot::data::Dataset;
 use ovpot::quant::config::{SaturationFix, TargetIsa};
 use ovpot::quant::isa::Int8Arithmetic;
 use ovpot::{Model, QuantConfig, Session};
@@ -250,4 +251,32 @@ fn transformers_are_detected_without_a_flag() {
     assert_eq!(out.report.model_type.as_deref(), Some("general"));
     assert!(out.report.model_type_detected.is_none());
     assert!(out.report.warnings.iter().any(|w| w.contains("overflows f32") && w.contains("left unquantized")));
+}
+
+#[test]
+fn shuffle_data_draws_a_seeded_random_subset() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/digits_mlp");
+    let model = Model::read(&dir.join("model.xml"), None).unwrap();
+    let data = common::dataset(&dir.join("calib"), 10_000);
+    let ranges = |shuffle: bool, seed: u64| -> Vec<(f32, f32)> {
+        let config = QuantConfig { stat_subset_size: 20, shuffle_data: shuffle, seed, ..Default::default() };
+        let out = Session::new(&model, config).unwrap().quantize(&data).unwrap();
+        assert_eq!(out.report.samples_used, 20);
+        out.report
+            .fake_quantize
+            .iter()
+            .filter(|f| f.kind.starts_with("activation"))
+            .map(|f| (f.input_low, f.input_high))
+            .collect()
+    };
+    let first = ranges(false, 0);
+    let seeded = ranges(true, 7);
+    assert_eq!(seeded, ranges(true, 7), "the same seed draws the same subset");
+    assert_ne!(seeded, first, "a shuffled subset is not the first 20 samples");
+    assert_ne!(seeded, ranges(true, 8), "another seed draws another subset");
+    // The view itself: a permutation, stable for a seed.
+    let view = ovpot::data::Shuffled::new(&data, 7);
+    let mut seen: Vec<usize> = (0..view.len()).map(|i| view.source_index(i)).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..data.len()).collect::<Vec<_>>());
 }

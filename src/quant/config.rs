@@ -199,6 +199,11 @@ pub struct QuantConfig {
     pub preset: Option<Preset>,
     pub target_device: TargetDevice,
     pub stat_subset_size: usize,
+    /// POT's `shuffle_data`: the statistics subset is drawn at random (by `seed`) instead of
+    /// being the first `stat_subset_size` samples.
+    pub shuffle_data: bool,
+    /// POT's `seed` for `shuffle_data` (POT's default: 0); the same seed gives the same subset.
+    pub seed: u64,
     pub model_type: Option<ModelType>,
     pub ignored: IgnoredScope,
     /// FastBiasCorrection (true) or full BiasCorrection (false).
@@ -233,6 +238,8 @@ impl Default for QuantConfig {
             preset: None,
             target_device: TargetDevice::ANY,
             stat_subset_size: 300,
+            shuffle_data: false,
+            seed: 0,
             model_type: None,
             ignored: IgnoredScope::default(),
             use_fast_bias: true,
@@ -284,8 +291,10 @@ fn check_estimator(e: &Estimator, at: &str) -> Result<()> {
 
 /// The POT parameters [`QuantConfig::apply_params`] honours (DefaultQuantization and
 /// AccuracyAwareQuantization params).
-pub const APPLIED_PARAMS: [&str; 25] = [
+pub const APPLIED_PARAMS: [&str; 27] = [
     "preset",
+    "shuffle_data",
+    "seed",
     "target_device",
     "target_isa",
     "backend",
@@ -316,15 +325,14 @@ pub const APPLIED_PARAMS: [&str; 25] = [
 /// value, else the warning.
 fn unused_param(key: &str, v: &serde_json::Value) -> Option<String> {
     // Knobs that only trade memory or time, or that POT reads only when another key enables them.
-    const NO_EFFECT: [&str; 4] = ["seed", "inplace_statistics", "dump_intermediate_model", "annotation_conf_threshold"];
+    const NO_EFFECT: [&str; 3] = ["inplace_statistics", "dump_intermediate_model", "annotation_conf_threshold"];
     if APPLIED_PARAMS.contains(&key) || NO_EFFECT.contains(&key) || v.is_null() {
         return None;
     }
     let off = v == &serde_json::Value::Bool(false);
     let why = match key {
-        "shuffle_data" | "tune_hyperparams" | "annotation_free" | "use_layerwise_tuning" if off => return None,
+        "tune_hyperparams" | "annotation_free" | "use_layerwise_tuning" if off => return None,
         "stat_batch_size" if v.as_u64() == Some(1) => return None,
-        "shuffle_data" => "the first stat_subset_size samples are used in order",
         "stat_batch_size" => "statistics are collected one sample at a time",
         "tune_hyperparams" | "use_layerwise_tuning" => "ovpot does not implement it",
         "annotation_free" => "accuracy-aware quantization needs labels",
@@ -619,6 +627,12 @@ impl QuantConfig {
         }
         if let Some(x) = take(p, "stat_subset_size")? {
             self.stat_subset_size = x;
+        }
+        if let Some(x) = take(p, "shuffle_data")? {
+            self.shuffle_data = x;
+        }
+        if let Some(x) = take(p, "seed")? {
+            self.seed = x;
         }
         if let Some(x) = take(p, "model_type")? {
             self.model_type = Some(x);
@@ -930,10 +944,11 @@ mod tests {
                     "range_estimator": {"max": {"type": "max", "clipping_value": 6, "aggregator": "hl_estimator"}}},
                 "weights": {"mode": "asymmetric", "granularity": "pertensor", "bits": 8,
                     "range_estimator": {"max": {"type": "quantile", "outlier_prob": 0.0001}}},
-                "shuffle_data": true, "stat_batch_size": 4, "mystery": 1}"#,
+                "shuffle_data": true, "seed": 7, "stat_batch_size": 4, "mystery": 1}"#,
         )
         .unwrap();
         let all = w.join("\n");
+        assert!(!all.contains("shuffle_data"), "shuffle_data is honoured: {all}");
         for key in [
             "'activations.bits' 4",
             "'activations.granularity' 'perchannel'",
@@ -943,7 +958,6 @@ mod tests {
             "'weights.mode' 'asymmetric'",
             "'weights.granularity' 'pertensor'",
             "'weights.range_estimator.max'",
-            "'shuffle_data'",
             "'stat_batch_size'",
             "'mystery'",
         ] {

@@ -238,6 +238,15 @@ fn with_model_type(config: &QuantConfig, graph: &Graph, hooks: &mut Hooks) -> (Q
 
 pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &mut Hooks) -> Result<Quantized> {
     config.validate()?;
+    // shuffle_data: every pass below takes the first samples of this view, a random subset.
+    let shuffled;
+    let data: &dyn Dataset = if config.shuffle_data {
+        shuffled = crate::data::Shuffled::new(data, config.seed);
+        hooks.log(LogLevel::Info, &format!("shuffle_data: a random subset of the samples (seed {})", config.seed));
+        &shuffled
+    } else {
+        data
+    };
     let t_total = Instant::now();
     let (config, detected) = with_model_type(config, model.graph(), hooks);
     let config = &config;
