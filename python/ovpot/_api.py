@@ -208,11 +208,10 @@ class _Run:
     """State shared by the callbacks of one call: the first Python exception raised inside one
     (KeyboardInterrupt included) stops the run and is re-raised when the call returns."""
 
-    def __init__(self, progress: Optional[Callable], log_level: int):
+    def __init__(self, progress: Optional[Callable]):
         self.pending: Optional[BaseException] = None
         self.user_progress = progress
         self.bar = _Bar() if progress is None and sys.stderr.isatty() else None
-        self.log_level = log_level
         self.keep = []  # ctypes callback objects, alive until the call returns
 
         def on_progress(_ud, stage, done, total):
@@ -254,8 +253,6 @@ class _Run:
         return wrapped
 
     def check(self, status: int) -> None:
-        if self.bar:
-            self.bar.close()
         if self.pending is not None and status != capi.OK:
             check(status, self.pending)
         check(status)
@@ -267,9 +264,6 @@ class _Bar:
     NAMES = ["statistics", "bias correction", "evaluation", "ranking", "accuracy-aware", "smooth quant",
              "weight compression"]
 
-    def __init__(self):
-        self.stage = None
-
     def update(self, stage: int, done: int, total: int) -> None:
         name = self.NAMES[stage] if 0 <= stage < len(self.NAMES) else str(stage)
         width = 30
@@ -278,9 +272,6 @@ class _Bar:
         if done >= total:
             sys.stderr.write("\n")
         sys.stderr.flush()
-
-    def close(self) -> None:
-        pass
 
 
 def _to_array(x: Any) -> np.ndarray:
@@ -405,7 +396,7 @@ def quantize(model, calibration_dataset, mode=None, preset=None, target_device=T
     if advanced_parameters is not None:
         raise ValueError("advanced_parameters are not supported; use ovpot's options")
     m, as_ov = _as_model(model)
-    run = _Run(progress, 1)
+    run = _Run(progress)
     data = _SampleSource(m, calibration_dataset, int(subset_size), run)
     s = _session(m, _common_options(preset, target_device, subset_size, fast_bias_correction, model_type,
                                     ignored_scope), backend, run)
@@ -436,7 +427,7 @@ def quantize_with_accuracy_control(model, calibration_dataset, validation_datase
     if advanced_quantization_parameters is not None or advanced_accuracy_restorer_parameters is not None:
         raise ValueError("advanced parameters are not supported; use ovpot's options")
     m, as_ov = _as_model(model)
-    run = _Run(progress, 1)
+    run = _Run(progress)
     core = ov.Core()
 
     def evaluate(_ud, candidate, value):
@@ -513,7 +504,7 @@ def compress_weights(model, mode=CompressWeightsMode.INT8_ASYM, ratio: Optional[
     if ignored_scope is not None:
         options["ignored"] = _scope_json(ignored_scope)
     m, as_ov = _as_model(model)
-    run = _Run(progress, 1)
+    run = _Run(progress)
     c = C.c_void_p()
     check(lib.ovpot_compressor_create(json.dumps(options).encode(), C.byref(c)))
     try:

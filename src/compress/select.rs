@@ -8,7 +8,7 @@ use super::lowering::{IntFormat, Layout};
 use super::{BackupMode, CompressMode, CompressOptions};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId};
-use crate::quant::placement::ignored_reason;
+use crate::quant::placement::{ignored_patterns, ignored_reason, unmatched_ignored};
 use crate::tensor::ElementType;
 use std::collections::HashSet;
 
@@ -162,15 +162,12 @@ pub fn backup_config(options: &CompressOptions) -> Option<WeightConfig> {
 /// the ratio-defining ones). Mixed precision for `ratio < 1` is applied afterwards, with the
 /// weights' values.
 pub fn select_weights(graph: &Graph, options: &CompressOptions) -> Result<Vec<WeightSite>> {
-    let regexes: Vec<regex::Regex> = options
-        .ignored
-        .patterns
-        .iter()
-        .map(|p| {
-            regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| Error::invalid(format!("ignored pattern '{p}': {e}")))
-        })
-        .collect::<Result<_>>()?;
-    check_ignored_scope_matches(graph, options, &regexes)?;
+    let regexes = ignored_patterns(&options.ignored)?;
+    // A name or pattern matching no layer is an error (NNCF validates the scope the same way),
+    // so a typo does not silently compress a layer.
+    if let Some(first) = unmatched_ignored(graph, &options.ignored).into_iter().next() {
+        return Err(Error::invalid(first));
+    }
     let order = graph.topo_order()?;
     let is_const = graph.constant_outlets()?;
     // Weighted ops in topological order, with their constant float weight inputs.
@@ -284,22 +281,6 @@ fn mark_ratio_defining(sites: &mut [WeightSite], options: &CompressOptions, last
             }
         }
     }
-}
-
-/// Names in the ignored scope must name a layer (NNCF validates the scope the same way), so a
-/// typo is an error rather than a silently compressed layer.
-fn check_ignored_scope_matches(graph: &Graph, options: &CompressOptions, regexes: &[regex::Regex]) -> Result<()> {
-    for name in &options.ignored.names {
-        if graph.find_node(name).is_none() {
-            return Err(Error::invalid(format!("ignored scope: no layer is named '{name}'")));
-        }
-    }
-    for r in regexes {
-        if !graph.nodes.iter().any(|n| r.is_match(&n.name)) {
-            return Err(Error::invalid(format!("ignored scope: pattern '{}' matches no layer", r.as_str())));
-        }
-    }
-    Ok(())
 }
 
 /// NNCF's data-free mixed precision: ratio-defining weights sorted by `1 / (int8 error + eps)`

@@ -2,8 +2,8 @@
 //! model handle into a new one or a model file into another (streamed), and keeps the last report.
 
 use super::boundary::{
-    c_string, ffi_call, ffi_free, free_handle, in_private_pool, into_handle, opt_str, out_ptr, serving, try_mut,
-    try_ref, try_str, InUse, Use,
+    c_string, ffi_call, ffi_free, free_handle, into_handle, off_busy_pool, opt_str, out_ptr, try_mut, try_ref, try_str,
+    InUse, Use,
 };
 use super::model::ovpot_model_t;
 use super::session::{ovpot_log_callback_t, ovpot_progress_callback_t};
@@ -115,16 +115,6 @@ fn hooks(c: &ovpot_compressor_t) -> Hooks {
     hooks
 }
 
-/// Runs `job` where it cannot deadlock: from inside another run's callback, that run's pool
-/// threads may be waiting for this thread, so the compression gets a pool of its own.
-fn run_here<R: Send>(job: impl FnOnce() -> R + Send) -> Result<R> {
-    if serving() {
-        in_private_pool(job)
-    } else {
-        Ok(job())
-    }
-}
-
 fn keep_report(c: &mut ovpot_compressor_t, report: &CompressReport) -> Result<()> {
     let json = serde_json::to_string_pretty(report).map_err(|e| Error::internal(format!("report to JSON: {e}")))?;
     c.report = Some(c_string(json));
@@ -151,7 +141,7 @@ pub extern "C" fn ovpot_compressor_compress_model(
         let mut hooks = hooks(c);
         let options = c.options.clone();
         let graph = m.model.graph();
-        let (graph, report) = run_here(move || compress_graph(graph, &options, &mut hooks))??;
+        let (graph, report) = off_busy_pool(move || compress_graph(graph, &options, &mut hooks))??;
         keep_report(c, &report)?;
         *out = into_handle(ovpot_model_t::new(Model::from_graph(graph)));
         Ok(())
@@ -177,7 +167,7 @@ pub extern "C" fn ovpot_compressor_compress_file(
         c.report = None;
         let mut hooks = hooks(c);
         let options = c.options.clone();
-        let report = run_here(move || compress_file(input, output, &options, &mut hooks))??;
+        let report = off_busy_pool(move || compress_file(input, output, &options, &mut hooks))??;
         keep_report(c, &report)
     })
 }

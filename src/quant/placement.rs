@@ -50,6 +50,35 @@ fn is_float(t: ElementType) -> bool {
     matches!(t, ElementType::F32 | ElementType::F16 | ElementType::BF16 | ElementType::F64)
 }
 
+/// The ignored scope's patterns, anchored: a pattern matches whole layer names.
+pub fn ignored_patterns(scope: &IgnoredScope) -> Result<Vec<regex::Regex>> {
+    scope
+        .patterns
+        .iter()
+        .map(|p| {
+            regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| Error::invalid(format!("ignored pattern '{p}': {e}")))
+        })
+        .collect()
+}
+
+/// Names and patterns of the ignored scope that match no layer: usually a typo, and otherwise
+/// silent. Unparsable patterns are left to [`ignored_patterns`] to report.
+pub fn unmatched_ignored(graph: &Graph, scope: &IgnoredScope) -> Vec<String> {
+    let mut out = vec![];
+    for n in &scope.names {
+        if !graph.nodes.iter().any(|x| &x.name == n) {
+            out.push(format!("ignored scope: no layer is named '{n}'"));
+        }
+    }
+    for p in &scope.patterns {
+        let Ok(re) = regex::Regex::new(&format!("^(?:{p})$")) else { continue };
+        if !graph.nodes.iter().any(|x| re.is_match(&x.name)) {
+            out.push(format!("ignored scope: pattern '{p}' matches no layer"));
+        }
+    }
+    out
+}
+
 /// Whether a node matches the user's ignored scope; returns the reason.
 pub fn ignored_reason(graph: &Graph, id: NodeId, scope: &IgnoredScope, regexes: &[regex::Regex]) -> Option<String> {
     let n = &graph.nodes[id];
@@ -188,14 +217,7 @@ fn is_depthwise(graph: &Graph, id: NodeId) -> bool {
 
 /// Computes the quantizer setup for a graph.
 pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Result<Setup> {
-    let regexes: Vec<regex::Regex> = config
-        .ignored
-        .patterns
-        .iter()
-        .map(|p| {
-            regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| Error::invalid(format!("ignored pattern '{p}': {e}")))
-        })
-        .collect::<Result<_>>()?;
+    let regexes = ignored_patterns(&config.ignored)?;
     let ctx = Ctx { graph, is_const: graph.constant_outlets()?, consumers: graph.consumers(), hw };
     let order = graph.topo_order()?;
     let transformer = config.model_type == Some(ModelType::Transformer);

@@ -50,15 +50,7 @@ pub(crate) fn cmd_compress(a: &CompressArgs, log: Logger, visible: bool) -> CliR
         all_layers: a.all_layers,
         ..Default::default()
     };
-    for item in a.ignored_scope.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        if let Some(re) = item.strip_prefix("re:") {
-            options.ignored.patterns.push(re.to_string());
-        } else if let Some(t) = item.strip_prefix("type:") {
-            options.ignored.types.push(IgnoredOperation { op_type: t.to_string(), ..Default::default() });
-        } else {
-            options.ignored.names.push(item.to_string());
-        }
-    }
+    add_ignored_items(&mut options.ignored, &a.ignored_scope);
     options.validate()?;
     let opt_dir = prepare_output_dir(&a.output_dir)?;
     let name = a.model.file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();

@@ -196,16 +196,21 @@ pub(crate) fn apply_plan_args(cfg: &mut QuantConfig, a: &PlanArgs) -> CliResult<
     if let Some(t) = &a.saturation_fix {
         cfg.saturation_fix = enum_value(t, "--saturation-fix")?;
     }
-    for item in a.ignored_scope.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+    add_ignored_items(&mut cfg.ignored, &a.ignored_scope);
+    Ok(())
+}
+
+/// `--ignored-scope` items: a name, `re:<regex>` over names, or `type:<OpType>`.
+pub(crate) fn add_ignored_items(scope: &mut IgnoredScope, items: &[String]) {
+    for item in items.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         if let Some(re) = item.strip_prefix("re:") {
-            cfg.ignored.patterns.push(re.to_string());
+            scope.patterns.push(re.to_string());
         } else if let Some(t) = item.strip_prefix("type:") {
-            cfg.ignored.types.push(IgnoredOperation { op_type: t.to_string(), ..Default::default() });
+            scope.types.push(IgnoredOperation { op_type: t.to_string(), ..Default::default() });
         } else {
-            cfg.ignored.names.push(item.to_string());
+            scope.names.push(item.to_string());
         }
     }
-    Ok(())
 }
 
 pub(crate) fn apply_overrides(cfg: &mut QuantConfig, a: &QuantizeArgs) -> CliResult<()> {

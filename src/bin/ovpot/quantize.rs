@@ -71,21 +71,7 @@ pub(crate) fn prepare_output_dir(dir: &Path) -> CliResult<PathBuf> {
 
 /// Ignored-scope names and patterns that match no layer: usually a typo, and otherwise silent.
 pub(crate) fn unmatched_scope(model: &Model, cfg: &QuantConfig) -> Vec<String> {
-    let g = model.graph();
-    let mut out = vec![];
-    for n in &cfg.ignored.names {
-        if !g.nodes.iter().any(|x| &x.name == n) {
-            out.push(format!("ignored scope: no layer is named '{n}'"));
-        }
-    }
-    for p in &cfg.ignored.patterns {
-        // Anchored as the placement matches it.
-        let Ok(re) = regex::Regex::new(&format!("^(?:{p})$")) else { continue };
-        if !g.nodes.iter().any(|x| re.is_match(&x.name)) {
-            out.push(format!("ignored scope: pattern '{p}' matches no layer"));
-        }
-    }
-    out
+    ovpot::quant::placement::unmatched_ignored(model.graph(), &cfg.ignored)
 }
 
 pub(crate) fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliResult<()> {
