@@ -21,6 +21,51 @@ pub enum Preset {
     Performance,
     /// Symmetric weights, asymmetric activations.
     Mixed,
+    /// Asymmetric weights and activations (POT's `accuracy`; where the target device runs
+    /// asymmetric weights: CPU, GPU, ANY).
+    Accuracy,
+}
+
+/// POT's `mode` of a quantizer block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuantMode {
+    Symmetric,
+    Asymmetric,
+}
+
+/// POT's `granularity` of a quantizer block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    #[serde(alias = "per_channel")]
+    Perchannel,
+    #[serde(alias = "per_tensor")]
+    Pertensor,
+}
+
+/// POT's `weights` block: how weights are quantized. Unset fields take the preset's and the
+/// device's choice (8 bits, per output channel, symmetric but for the `accuracy` preset).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct WeightOptions {
+    pub mode: Option<QuantMode>,
+    pub granularity: Option<Granularity>,
+    /// 2..=8: OpenVINO's int8 kernels take at most 8-bit weights.
+    pub bits: Option<u32>,
+    /// The integer grid, as POT reads it: `levels = |level_low| + |level_high| + 1`.
+    pub level_low: Option<i64>,
+    pub level_high: Option<i64>,
+}
+
+impl WeightOptions {
+    /// The number of quantization levels, POT's `compute_levels` for weights.
+    pub fn levels(&self, symmetric: bool) -> usize {
+        let full = 1i64 << self.bits.unwrap_or(8);
+        let low = self.level_low.unwrap_or(if symmetric { -full / 2 + 1 } else { -full / 2 });
+        let high = self.level_high.unwrap_or(full / 2 - 1);
+        (low.abs() + high.abs() + 1) as usize
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -39,6 +84,20 @@ pub enum TargetDevice {
     NPU,
     #[serde(alias = "gna", alias = "GNA3", alias = "GNA3.5")]
     GNA,
+}
+
+impl TargetDevice {
+    /// Whether the device's quantization scheme allows weights with a zero point (GNA's
+    /// does not).
+    pub fn runs_asymmetric_weights(self) -> bool {
+        self != TargetDevice::GNA
+    }
+
+    /// Devices served by the CPU plugin's (and GPU's) int8 kernels, which take symmetric
+    /// weights only: POT 2023 turns the `accuracy` preset into `mixed` for them.
+    pub fn runs_weights_in_float_with_zero_point(self) -> bool {
+        matches!(self, TargetDevice::CPU | TargetDevice::CPU_SPR | TargetDevice::GPU | TargetDevice::ANY)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +197,20 @@ pub struct Estimator {
     /// Per-channel (true) or per-tensor statistics.
     #[serde(default)]
     pub granularity: Option<String>,
+    /// POT's `clipping_value`: the max border is at most this, the min border at least this.
+    #[serde(default)]
+    pub clipping_value: Option<f64>,
+}
+
+impl Estimator {
+    /// POT's `clip_stat`: a max border clipped from above, a min border from below.
+    pub fn clip(&self, v: f64, is_min: bool) -> f64 {
+        match self.clipping_value {
+            Some(c) if is_min => v.max(c),
+            Some(c) => v.min(c),
+            None => v,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
@@ -214,6 +287,8 @@ pub struct QuantConfig {
     /// The int8 arithmetic of the CPU the model will run on (CPU and ANY targets).
     pub target_isa: TargetIsa,
     pub range_estimator: RangeEstimators,
+    /// POT's `weights` block: mode, granularity, bits, levels.
+    pub weights: WeightOptions,
     /// Save weights as int8 constants with a dequantization subgraph (true) or as FP32 with FQ.
     pub compress_weights: bool,
     /// SmoothQuant alpha for MatMul in transformers (NNCF: 0.95); negative disables it.
@@ -247,6 +322,7 @@ impl Default for QuantConfig {
             saturation_fix: SaturationFix::Auto,
             target_isa: TargetIsa::Auto,
             range_estimator: RangeEstimators::default(),
+            weights: WeightOptions::default(),
             compress_weights: true,
             smooth_quant_alpha: 0.95,
             bias_correction_threshold: 2.0,
@@ -282,6 +358,9 @@ fn check_estimator(e: &Estimator, at: &str) -> Result<()> {
     }
     if let Some(a) = e.aggregator.as_deref().filter(|a| !AGGREGATORS.contains(a)) {
         return Err(Error::invalid(format!("'{at}.aggregator' '{a}': expected one of {}", AGGREGATORS.join(", "))));
+    }
+    if let Some(c) = e.clipping_value.filter(|c| !c.is_finite()) {
+        return Err(Error::invalid(format!("'{at}.clipping_value' {c}: expected a finite number")));
     }
     if let Some(p) = e.outlier_prob.filter(|p| !(0.0..0.5).contains(p)) {
         return Err(Error::invalid(format!("'{at}.outlier_prob' {p}: expected a probability in [0, 0.5)")));
@@ -444,8 +523,12 @@ fn estimator_preset(
             json!({"aggregator": "mean", "type": "quantile", "outlier_prob": q}),
             json!({"aggregator": "mean", "type": "quantile", "outlier_prob": q}),
         ),
-        ("default", true, _) => (none, json!({"type": "abs_max"})),
-        ("quantile", true, _) => (none, json!({"type": "abs_quantile", "outlier_prob": q})),
+        ("default", true, true) => (none, json!({"type": "abs_max"})),
+        ("quantile", true, true) => (none, json!({"type": "abs_quantile", "outlier_prob": q})),
+        ("default", true, false) => (json!({"type": "min"}), json!({"type": "max"})),
+        ("quantile", true, false) => {
+            (json!({"type": "quantile", "outlier_prob": q}), json!({"type": "quantile", "outlier_prob": q}))
+        }
         (other, _, _) => {
             return Err(Error::parse("config", format!("'{at}.preset' '{other}': expected default or quantile")))
         }
@@ -506,6 +589,7 @@ fn read_estimator(
         aggregator: str_key(o, at, "aggregator")?.map(str::to_string),
         outlier_prob: take::<f64>(o, "outlier_prob").map_err(|e| Error::parse("config", format!("'{at}': {e}")))?,
         granularity: str_key(o, at, "granularity")?.map(str::to_string),
+        clipping_value: take::<f64>(o, "clipping_value").map_err(|e| Error::parse("config", format!("'{at}': {e}")))?,
     };
     if e.aggregator.as_deref() == Some("hl_estimator") {
         warn.push(format!("'{at}.aggregator' 'hl_estimator' is not implemented; 'mean' is used"));
@@ -514,9 +598,6 @@ fn read_estimator(
     if let Some(g) = e.granularity.as_deref().filter(|g| *g != granularity) {
         warn.push(format!("'{at}.granularity' '{g}' is ignored: this border is estimated {granularity}"));
     }
-    if o.contains_key("clipping_value") {
-        warn.push(format!("'{at}.clipping_value' is ignored: ovpot does not clip statistics"));
-    }
     unknown_keys(o, at, &["type", "aggregator", "outlier_prob", "granularity", "clipping_value"], warn);
     check_estimator(&e, at).map_err(|err| Error::parse("config", err.to_string()))?;
     Ok(e)
@@ -524,12 +605,37 @@ fn read_estimator(
 
 impl QuantConfig {
     /// The preset in effect: the user's, else mixed for transformers, else performance.
+    ///
+    /// `accuracy` is `mixed` on CPU, GPU and ANY, as POT 2023 maps it: OpenVINO's CPU plugin runs
+    /// a convolution or MatMul whose weights carry a zero point in floating point (ppocr_cls with
+    /// asymmetric weights: 1 of 54 layers int8, from ovpot or from NNCF alike), so asymmetric
+    /// weights there only cost speed. `weights.mode: asymmetric` still asks for them.
     pub fn effective_preset(&self) -> Preset {
-        self.preset.unwrap_or(if self.model_type == Some(ModelType::Transformer) {
-            Preset::Mixed
-        } else {
-            Preset::Performance
-        })
+        match self.preset {
+            Some(Preset::Accuracy) if self.target_device.runs_weights_in_float_with_zero_point() => Preset::Mixed,
+            Some(p) => p,
+            None if self.model_type == Some(ModelType::Transformer) => Preset::Mixed,
+            None => Preset::Performance,
+        }
+    }
+
+    /// What the quantization does differently from what was asked, for the log and report.
+    pub fn scheme_notes(&self) -> Vec<String> {
+        let mut out = vec![];
+        let device = format!("{:?}", self.target_device);
+        if self.preset == Some(Preset::Accuracy) && self.effective_preset() != Preset::Accuracy {
+            out.push(format!(
+                "preset 'accuracy' is quantized as 'mixed' on {device} (as POT does): OpenVINO's CPU plugin runs layers \
+                 with asymmetric weights in floating point; set weights.mode 'asymmetric' to have them anyway"
+            ));
+        }
+        if !self.weights_symmetric() && self.target_device.runs_weights_in_float_with_zero_point() {
+            out.push(format!(
+                "asymmetric weights on {device}: OpenVINO's CPU plugin runs these layers in floating point (their \
+                 activations stay quantized)"
+            ));
+        }
+        out
     }
 
     /// Reads either ovpot's own flat JSON (the fields of this struct) or a POT config
@@ -652,7 +758,8 @@ impl QuantConfig {
                 // POT's params-wide estimator: for both borders unless a block has its own.
                 let sym = self.activations_symmetric();
                 self.range_estimator.activations = read_range_estimator(r, "range_estimator", sym, "pertensor", warn)?;
-                self.range_estimator.weights = read_range_estimator(r, "range_estimator", true, "perchannel", warn)?;
+                let wsym = self.weights_symmetric();
+                self.range_estimator.weights = read_range_estimator(r, "range_estimator", wsym, "perchannel", warn)?;
             } else {
                 self.range_estimator = serde_json::from_value(r.clone())
                     .map_err(|e| Error::parse("config", format!("'range_estimator': {e}")))?;
@@ -725,6 +832,16 @@ impl QuantConfig {
         self.effective_preset() == Preset::Performance || self.target_device == TargetDevice::GNA
     }
 
+    /// Whether weights are quantized symmetrically: the `weights.mode` asked, else symmetric
+    /// but for the `accuracy` preset where it stays `accuracy` (NPU; GNA takes symmetric
+    /// weights only).
+    pub fn weights_symmetric(&self) -> bool {
+        match self.weights.mode {
+            Some(m) => m == QuantMode::Symmetric,
+            None => self.effective_preset() != Preset::Accuracy || !self.target_device.runs_asymmetric_weights(),
+        }
+    }
+
     /// POT's `activations` block: bits, mode, granularity, levels and range estimator.
     fn read_activations(&mut self, a: &serde_json::Value, warn: &mut Vec<String>) -> Result<()> {
         let a = a.as_object().ok_or_else(|| Error::parse("config", "'activations' is not an object"))?;
@@ -733,9 +850,16 @@ impl QuantConfig {
         if let Some(m) = str_key(a, "activations", "mode")? {
             match m {
                 // The preset is how ovpot spells the activation mode (weights stay symmetric).
-                "symmetric" => self.preset = Some(Preset::Performance),
+                "symmetric" => {
+                    // The accuracy preset's asymmetric weights stay when only activations change.
+                    if self.effective_preset() == Preset::Accuracy && self.weights.mode.is_none() {
+                        self.weights.mode = Some(QuantMode::Asymmetric);
+                    }
+                    self.preset = Some(Preset::Performance)
+                }
                 "asymmetric" if self.target_device == TargetDevice::GNA => warn
                     .push("'activations.mode' 'asymmetric' is ignored: GNA quantizes activations symmetrically".into()),
+                "asymmetric" if self.effective_preset() == Preset::Accuracy => {}
                 "asymmetric" => self.preset = Some(Preset::Mixed),
                 other => return Err(mode_error("activations", other)),
             }
@@ -753,50 +877,92 @@ impl QuantConfig {
         Ok(())
     }
 
-    /// POT's `weights` block. ovpot quantizes weights one way (8-bit symmetric per output channel,
-    /// levels −127..127, abs-max range); other values are reported, not applied.
+    /// POT's `weights` block: bits, mode, granularity, levels and range estimator, all
+    /// honoured (checked against the device in [`QuantConfig::validate`]).
     fn read_weights(&mut self, w: &serde_json::Value, warn: &mut Vec<String>) -> Result<()> {
         let w = w.as_object().ok_or_else(|| Error::parse("config", "'weights' is not an object"))?;
-        check_bits(w, "weights", 8, warn)?;
+        let at = |e: Error| Error::parse("config", format!("'weights': {e}"));
+        self.weights.bits = take::<u32>(w, "bits").map_err(at)?.or(self.weights.bits);
         if let Some(m) = str_key(w, "weights", "mode")? {
-            match m {
-                "symmetric" => {}
-                "asymmetric" => {
-                    warn.push("'weights.mode' 'asymmetric' is ignored: weights are quantized symmetrically".into())
-                }
+            self.weights.mode = Some(match m {
+                "symmetric" => QuantMode::Symmetric,
+                "asymmetric" => QuantMode::Asymmetric,
                 other => return Err(mode_error("weights", other)),
-            }
+            });
         }
-        check_granularity(w, "weights", "perchannel", warn)?;
-        check_levels(w, "weights", &[(-127, 127)], warn)?;
+        if let Some(g) = str_key(w, "weights", "granularity")? {
+            self.weights.granularity = Some(match g {
+                "perchannel" => Granularity::Perchannel,
+                "pertensor" => Granularity::Pertensor,
+                other => {
+                    return Err(Error::parse(
+                        "config",
+                        format!("'weights.granularity' '{other}': expected pertensor or perchannel"),
+                    ))
+                }
+            });
+        }
+        self.weights.level_low = take::<i64>(w, "level_low").map_err(at)?.or(self.weights.level_low);
+        self.weights.level_high = take::<i64>(w, "level_high").map_err(at)?.or(self.weights.level_high);
         if let Some(r) = w.get("range_estimator") {
-            self.range_estimator.weights =
-                read_range_estimator(r, "weights.range_estimator", true, "perchannel", warn)?;
+            let sym = self.weights_symmetric();
+            self.range_estimator.weights = read_range_estimator(r, "weights.range_estimator", sym, "perchannel", warn)?;
         }
         unknown_keys(w, "weights", &BLOCK_KEYS, warn);
         Ok(())
     }
 
-    /// Weight ranges are the abs-max per output channel; any other weight estimator is read but
-    /// not applied.
+    /// Weight estimators are honoured with POT's meaning (the statistic named, per channel or
+    /// per tensor); what cannot apply to a weight is named.
     fn weight_estimator_warnings(&self) -> Vec<String> {
         let mut out = vec![];
         let Some(w) = &self.range_estimator.weights else {
             return out;
         };
-        if w.min.is_some() {
-            out.push("'weights.range_estimator.min' is ignored: weights are symmetric (abs-max per channel)".into());
+        if w.min.is_some() && self.weights_symmetric() {
+            out.push("'weights.range_estimator.min' is ignored: symmetric weights take [-max, max]".into());
         }
-        if let Some(m) = &w.max {
-            let plain_abs_max = m.kind.as_deref().is_none_or(|k| k == "abs_max") && m.outlier_prob.is_none();
-            if !plain_abs_max || m.aggregator.is_some() {
+        for (side, e) in [("min", &w.min), ("max", &w.max)] {
+            if let Some(a) = e.as_ref().and_then(|e| e.aggregator.as_deref()) {
                 out.push(format!(
-                    "'weights.range_estimator.max' ({}) is ignored: weight ranges are the abs-max per output channel",
-                    serde_json::to_string(m).unwrap_or_default()
+                    "'weights.range_estimator.{side}.aggregator' '{a}' is ignored: a weight is one sample"
                 ));
             }
         }
         out
+    }
+
+    /// The weight scheme must be one the target device runs.
+    fn validate_weights(&self) -> Result<()> {
+        let w = &self.weights;
+        let device = format!("{:?}", self.target_device);
+        if let Some(b) = w.bits.filter(|b| !(2..=8).contains(b)) {
+            return Err(Error::invalid(format!(
+                "weights.bits {b}: OpenVINO runs quantized weights of 2 to 8 bits (int8 kernels on CPU, GPU and NPU, \
+                 GNA's int8 weights); use weight compression (compress-weights) for 4-bit weight-only models"
+            )));
+        }
+        if w.mode == Some(QuantMode::Asymmetric) && !self.target_device.runs_asymmetric_weights() {
+            return Err(Error::invalid(format!(
+                "weights.mode asymmetric: {device} quantizes weights symmetrically; asymmetric weights are for \
+                 CPU, GPU, NPU and ANY"
+            )));
+        }
+        let sym = self.weights_symmetric();
+        let levels = w.levels(sym);
+        let full = 1usize << w.bits.unwrap_or(8);
+        if let (Some(lo), Some(hi)) = (w.level_low, w.level_high) {
+            if lo >= hi {
+                return Err(Error::invalid(format!("weights.level_low {lo} must be below weights.level_high {hi}")));
+            }
+        }
+        if levels < 3 || levels > full {
+            return Err(Error::invalid(format!(
+                "weights.level_low/level_high give {levels} levels: expected 3 to {full} for {}-bit weights",
+                w.bits.unwrap_or(8)
+            )));
+        }
+        Ok(())
     }
 
     /// Rejects settings that cannot work, with a message naming the field.
@@ -811,6 +977,7 @@ impl QuantConfig {
         if !(aa.metric_subset_ratio > 0.0 && aa.metric_subset_ratio <= 1.0) {
             return Err(Error::invalid("metric_subset_ratio must be in (0, 1]"));
         }
+        self.validate_weights()?;
         for p in &self.ignored.patterns {
             regex::Regex::new(p).map_err(|e| Error::invalid(format!("ignored pattern '{p}': {e}")))?;
         }

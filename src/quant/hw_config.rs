@@ -1,7 +1,7 @@
 //! Hardware configs as data: which ops get quantizers on which inputs, with what bits and modes,
 //! per target device. Derived from the op tables POT and NNCF ship for CPU/GPU/NPU/GNA.
 
-use super::config::{ModelType, Preset, TargetDevice};
+use super::config::{Granularity, ModelType, Preset, TargetDevice, WeightOptions};
 
 /// How an op takes quantizers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,11 +29,15 @@ pub struct QSpec {
     pub per_channel: bool,
     /// Weights: levels 2^bits − 1 with a signed grid symmetric around zero.
     pub narrow_range: bool,
+    /// Levels set by POT's `level_low`/`level_high` instead of the bits.
+    pub levels_override: Option<usize>,
 }
 
 impl QSpec {
     pub fn levels(&self) -> usize {
-        if self.narrow_range {
+        if let Some(l) = self.levels_override {
+            l
+        } else if self.narrow_range {
             (1usize << self.bits) - 1
         } else {
             1usize << self.bits
@@ -182,12 +186,23 @@ impl HwConfig {
             symmetric: preset == Preset::Performance || self.device == TargetDevice::GNA,
             per_channel: false,
             narrow_range: false,
+            levels_override: None,
         }
     }
 
-    /// Weight quantizer spec (symmetric, per output channel, narrow range).
-    pub fn weight_spec(&self) -> QSpec {
-        QSpec { bits: self.weight_bits, symmetric: true, per_channel: true, narrow_range: true }
+    /// Weight quantizer spec: by default symmetric, per output channel, 8 bits on the narrow
+    /// range (−127..127); POT's `weights` block changes each of them.
+    pub fn weight_spec(&self, options: &WeightOptions, symmetric: bool) -> QSpec {
+        let bits = options.bits.unwrap_or(self.weight_bits);
+        let levels = options.levels(symmetric);
+        let narrow = (1usize << bits) - 1;
+        QSpec {
+            bits,
+            symmetric,
+            per_channel: options.granularity != Some(Granularity::Pertensor),
+            narrow_range: symmetric,
+            levels_override: (levels != if symmetric { narrow } else { narrow + 1 }).then_some(levels),
+        }
     }
 
     /// Whether this device needs the saturation (overflow) fix at all: CPUs without VNNI
@@ -217,6 +232,11 @@ mod tests {
         assert_eq!(gna.activation_spec(Preset::Mixed).bits, 16);
         assert_eq!(gna.activation_spec(Preset::Mixed).levels(), 65536);
         assert_eq!(gna.role("GroupConvolution"), None);
-        assert_eq!(cpu.weight_spec().levels(), 255);
+        assert_eq!(cpu.weight_spec(&WeightOptions::default(), true).levels(), 255);
+        assert_eq!(cpu.weight_spec(&WeightOptions::default(), false).levels(), 256);
+        let four = WeightOptions { bits: Some(4), ..Default::default() };
+        assert_eq!(cpu.weight_spec(&four, true).levels(), 15);
+        let wide = WeightOptions { level_low: Some(-128), level_high: Some(127), ..Default::default() };
+        assert_eq!(cpu.weight_spec(&wide, true).levels(), 256);
     }
 }

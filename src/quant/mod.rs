@@ -267,6 +267,10 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         report.warnings.push(format!("dataset has {len} samples; using {n} instead of {}", config.stat_subset_size));
     }
     report.samples_used = n;
+    for note in config.scheme_notes() {
+        hooks.log(LogLevel::Warning, &note);
+        report.warnings.push(note);
+    }
     let fp_graph = model.graph().clone();
     if let Some(fq) = fp_graph.nodes.iter().find(|n| n.op_type == "FakeQuantize") {
         return Err(Error::invalid(format!("the model is already quantized ({} found)", fq.describe())));
@@ -455,11 +459,16 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         if p.spec.per_channel {
             let (mn, mx) = col.channel_min_max.get(&(p.source, 1)).ok_or_else(|| missing(p))?;
             let rank = graph.outlet_info(p.source).shape.rank().unwrap_or(4);
-            act_ranges.push(minmax::activation_fq_per_channel(mn, mx, &p.spec, rank, 1));
+            let mut r = minmax::activation_fq_per_channel(mn, mx, &p.spec, rank, 1);
+            for (lo, hi) in r.low.iter_mut().zip(r.high.iter_mut()) {
+                (*lo, *hi) = minmax::clip_limits(*lo, *hi, act_est);
+            }
+            act_ranges.push(r);
             continue;
         }
         let (mn, mx) = p.unified.and_then(|g| unified.get(&g).copied()).unwrap_or(*r);
         let (lo, hi, levels) = minmax::activation_fq(mn, mx, &p.spec);
+        let (lo, hi) = minmax::clip_limits(lo, hi, act_est);
         act_ranges.push(minmax::ActRange { low: vec![lo], high: vec![hi], levels, shape: vec![] });
     }
 
@@ -488,7 +497,7 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
             .constant_value(o)
             .ok_or_else(|| Error::internal(format!("weights of {} are not constant", graph.nodes[w.op].describe())))?;
         let fp = f32_of(v);
-        let q = minmax::quantize_weight(&fp, &w.channel_axes, w.half_range)
+        let q = minmax::quantize_weight(&fp, &w.scheme(config))
             .map_err(|e| Error::invalid(format!("{}: {e}", graph.nodes[w.op].describe())))?;
         weights.push((fp, q));
     }
@@ -637,9 +646,14 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         quantized.report.fake_quantize.push(FqInfo {
             name: format!("{}:weights", g.nodes[w.op].name),
             target: g.nodes[w.op].name.clone(),
-            kind: if w.half_range { "weights int8 (half range)".into() } else { "weights int8".into() },
-            levels: 255,
-            per_channel: !w.channel_axes.is_empty(),
+            kind: format!(
+                "weights int{}{}{}",
+                w.spec.bits,
+                if w.spec.symmetric { "" } else { " (asymmetric)" },
+                if w.half_range { " (half range)" } else { "" }
+            ),
+            levels: q.fq_levels,
+            per_channel: w.spec.per_channel && !w.channel_axes.is_empty(),
             input_low: q.fq_low.iter().cloned().fold(f32::INFINITY, f32::min),
             input_high: q.fq_high.iter().cloned().fold(f32::NEG_INFINITY, f32::max),
         });

@@ -37,6 +37,18 @@ pub struct WeightPoint {
     pub spec: QSpec,
 }
 
+impl WeightPoint {
+    /// How this weight is quantized under `config` (its range estimator).
+    pub fn scheme<'a>(&'a self, config: &'a QuantConfig) -> super::minmax::WeightScheme<'a> {
+        super::minmax::WeightScheme {
+            spec: self.spec,
+            channel_axes: &self.channel_axes,
+            half_range: self.half_range,
+            estimator: config.range_estimator.weights.as_ref(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Setup {
     pub activations: Vec<ActPoint>,
@@ -222,6 +234,7 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
     let order = graph.topo_order()?;
     let transformer = config.model_type == Some(ModelType::Transformer);
     let act_spec = hw.activation_spec(config.effective_preset());
+    let weight_spec = hw.weight_spec(&config.weights, config.weights_symmetric());
     let sym_spec = QSpec { symmetric: true, ..act_spec };
     let mut setup = Setup::default();
     // (edge, spec, target, unified group)
@@ -332,7 +345,7 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
                 channel_axes: axes,
                 half_range: false,
                 first: false,
-                spec: hw.weight_spec(),
+                spec: weight_spec,
             });
             if n.op_type != "Gather" {
                 weighted_quantized[id] = true;
@@ -392,7 +405,8 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
         // Depthwise convolutions multiply one channel at a time: they cannot saturate, and
         // NNCF's overflow fix leaves them alone too.
         let depthwise = graph.nodes[w.op].op_type == "GroupConvolution" && is_depthwise(graph, w.op);
-        if apply_fix && weighted_quantized[w.op] && (w.first || (all && !depthwise)) {
+        // POT's and NNCF's fix halves symmetric weight grids; asymmetric weights keep theirs.
+        if apply_fix && w.spec.symmetric && weighted_quantized[w.op] && (w.first || (all && !depthwise)) {
             w.half_range = true;
         }
     }

@@ -61,7 +61,9 @@ pub fn candidates(q: &Quantized) -> Vec<usize> {
         .enumerate()
         .filter(|(i, w)| {
             let Some(kind) = (w.input == 1).then(|| pair_kind(g, w.op)).flatten() else { return false };
-            !w.half_range && super::cpu_plugin::can_saturate(&q.weights[*i].1.codes, kind)
+            // Weights with a zero point are not modelled (the emulation takes symmetric codes).
+            let symmetric = q.weights[*i].1.zero_point.is_none();
+            !w.half_range && symmetric && super::cpu_plugin::can_saturate(&q.weights[*i].1.codes, kind)
         })
         .map(|(i, _)| i)
         .collect()
@@ -83,7 +85,7 @@ pub fn measure(
     for &i in candidates {
         let w = &q.setup.weights[i];
         let (fp, q8) = &q.weights[i];
-        let q7 = super::minmax::quantize_weight(fp, &w.channel_axes, true)?;
+        let q7 = super::minmax::quantize_weight(fp, &super::minmax::WeightScheme { half_range: true, ..w.scheme(&q.config) })?;
         let node = g.nodes[w.op].clone();
         let x = node.inputs[0];
         let probe = |g: &mut crate::graph::Graph, tag: &str, delta: ndarray::ArrayD<f32>| {
@@ -155,7 +157,7 @@ pub fn set_half_range(q: &mut Quantized, i: usize, half: bool) -> Result<()> {
     if w.half_range != half {
         w.half_range = half;
         let fp = &q.weights[i].0;
-        q.weights[i].1 = super::minmax::quantize_weight(fp, &w.channel_axes, half)?;
+        q.weights[i].1 = super::minmax::quantize_weight(fp, &w.scheme(&q.config))?;
     }
     Ok(())
 }
