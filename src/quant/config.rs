@@ -1051,6 +1051,7 @@ mod tests {
             aggregator: aggregator.map(Into::into),
             outlier_prob: prob,
             granularity: None,
+            clipping_value: None,
         })
     }
 
@@ -1110,7 +1111,7 @@ mod tests {
             r#"{"activations": {"bits": 4, "granularity": "perchannel", "level_low": 0, "level_high": 15,
                     "range_estimator": {"max": {"type": "max", "clipping_value": 6, "aggregator": "hl_estimator"}}},
                 "weights": {"mode": "asymmetric", "granularity": "pertensor", "bits": 8,
-                    "range_estimator": {"max": {"type": "quantile", "outlier_prob": 0.0001}}},
+                    "range_estimator": {"max": {"type": "quantile", "outlier_prob": 0.0001, "aggregator": "max"}}},
                 "shuffle_data": true, "seed": 7, "stat_batch_size": 4, "mystery": 1}"#,
         )
         .unwrap();
@@ -1120,11 +1121,8 @@ mod tests {
             "'activations.bits' 4",
             "'activations.granularity' 'perchannel'",
             "'activations.level_low'",
-            "'activations.range_estimator.max.clipping_value'",
             "'activations.range_estimator.max.aggregator' 'hl_estimator'",
-            "'weights.mode' 'asymmetric'",
-            "'weights.granularity' 'pertensor'",
-            "'weights.range_estimator.max'",
+            "'weights.range_estimator.max.aggregator' 'max'",
             "'stat_batch_size'",
             "'mystery'",
         ] {
@@ -1142,6 +1140,55 @@ mod tests {
         assert!(w.is_empty(), "{w:?}");
         let e = pot_params(r#"{"activations": {"range_estimator": {"max": {"type": "median"}}}}"#).unwrap_err();
         assert!(e.to_string().contains("'activations.range_estimator.max.type' 'median'"), "{e}");
+    }
+
+    #[test]
+    fn weight_options_are_honoured() {
+        let (c, w) = pot_params(
+            r#"{"weights": {"mode": "asymmetric", "granularity": "pertensor", "bits": 7,
+                "range_estimator": {"preset": "quantile"}},
+                "activations": {"range_estimator": {"max": {"clipping_value": 6}}}}"#,
+        )
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.weights.mode, Some(QuantMode::Asymmetric));
+        assert_eq!(c.weights.granularity, Some(Granularity::Pertensor));
+        assert_eq!(c.weights.bits, Some(7));
+        assert!(!c.weights_symmetric());
+        assert_eq!(c.weights.levels(false), 128);
+        // The quantile preset of asymmetric weights: quantiles on both borders.
+        let r = c.range_estimator.weights.unwrap();
+        assert_eq!(r.min.unwrap().kind.as_deref(), Some("quantile"));
+        assert_eq!(r.max.unwrap().kind.as_deref(), Some("quantile"));
+        assert_eq!(c.range_estimator.activations.unwrap().max.unwrap().clipping_value, Some(6.0));
+        // Levels as POT counts them.
+        let (c, _) = pot_params(r#"{"weights": {"level_low": -128, "level_high": 127}}"#).unwrap();
+        assert_eq!(c.weights.levels(c.weights_symmetric()), 256);
+        // Bits OpenVINO cannot run as quantized weights, and asymmetric weights on GNA, refused.
+        let e = pot_params(r#"{"weights": {"bits": 16}}"#).unwrap_err();
+        assert!(e.to_string().contains("weights.bits 16"), "{e}");
+        let e = pot_params(r#"{"target_device": "GNA", "weights": {"mode": "asymmetric"}}"#).unwrap_err();
+        assert!(e.to_string().contains("GNA"), "{e}");
+        let e = pot_params(r#"{"weights": {"level_low": 5, "level_high": 2}}"#).unwrap_err();
+        assert!(e.to_string().contains("level_low"), "{e}");
+    }
+
+    #[test]
+    fn accuracy_preset_is_mixed_where_the_cpu_plugin_runs_it() {
+        let (c, _) = pot_params(r#"{"preset": "accuracy"}"#).unwrap();
+        assert_eq!(c.preset, Some(Preset::Accuracy));
+        assert_eq!(c.effective_preset(), Preset::Mixed, "ANY: as POT 2023 maps it");
+        assert!(c.weights_symmetric());
+        assert!(c.scheme_notes()[0].contains("'accuracy' is quantized as 'mixed'"), "{:?}", c.scheme_notes());
+        let (c, _) = pot_params(r#"{"preset": "accuracy", "target_device": "NPU"}"#).unwrap();
+        assert_eq!(c.effective_preset(), Preset::Accuracy);
+        assert!(!c.weights_symmetric(), "NPU keeps the accuracy preset's asymmetric weights");
+        // Activations made symmetric under the accuracy preset keep its asymmetric weights.
+        let (c, _) =
+            pot_params(r#"{"preset": "accuracy", "target_device": "NPU", "activations": {"mode": "symmetric"}}"#)
+                .unwrap();
+        assert_eq!(c.effective_preset(), Preset::Performance);
+        assert!(!c.weights_symmetric());
     }
 
     #[test]
