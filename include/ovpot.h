@@ -733,7 +733,10 @@ ovpot_status_e ovpot_session_set_option(ovpot_session_t *session,
                                         const char *json_value);
 
 /**
- * Sets the preset: "performance" (symmetric) or "mixed" (asymmetric activations).
+ * Sets the preset: "performance" (symmetric), "mixed" (asymmetric activations) or "accuracy"
+ * (asymmetric weights too where the device runs them; on CPU, GPU and ANY it is "mixed", as
+ * POT maps it). Weight options (POT's `weights` block: mode, granularity, bits, level_low,
+ * level_high, range_estimator) are set with ovpot_session_set_param("weights", "{...}").
  */
 ovpot_status_e ovpot_session_set_preset(ovpot_session_t *session,
                                         const char *preset);

@@ -114,7 +114,10 @@ fn set_param(s: &mut ovpot_session_t, key: &str, value: serde_json::Value) -> Re
     Ok(())
 }
 
-/// Sets the preset: "performance" (symmetric) or "mixed" (asymmetric activations).
+/// Sets the preset: "performance" (symmetric), "mixed" (asymmetric activations) or "accuracy"
+/// (asymmetric weights too where the device runs them; on CPU, GPU and ANY it is "mixed", as
+/// POT maps it). Weight options (POT's `weights` block: mode, granularity, bits, level_low,
+/// level_high, range_estimator) are set with ovpot_session_set_param("weights", "{...}").
 #[no_mangle]
 pub extern "C" fn ovpot_session_set_preset(session: *mut ovpot_session_t, preset: *const c_char) -> ovpot_status_e {
     ffi_call("ovpot_session_set_preset", || {
