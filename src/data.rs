@@ -69,6 +69,59 @@ impl Dataset for Shuffled<'_> {
     }
 }
 
+/// The samples of `inner` at `indices`, in that order.
+pub struct Subset<'a> {
+    inner: &'a dyn Dataset,
+    indices: Vec<usize>,
+}
+
+impl<'a> Subset<'a> {
+    pub fn new(inner: &'a dyn Dataset, indices: Vec<usize>) -> Self {
+        Subset { inner, indices }
+    }
+}
+
+impl Dataset for Subset<'_> {
+    fn len(&self) -> usize {
+        self.indices.len()
+    }
+    fn get(&self, index: usize) -> Result<Sample> {
+        let at = *self
+            .indices
+            .get(index)
+            .ok_or_else(|| Error::invalid(format!("sample {index} out of range (len {})", self.indices.len())))?;
+        self.inner.get(at)
+    }
+}
+
+/// POT's annotation-free labels: for each sample's scores (output `output` of the FP32 model),
+/// softmax when they are not already in [0, 1], kept when the top score is above `threshold`,
+/// labelled with the argmax. Returns (kept sample indices, their labels).
+pub fn confident_predictions(outputs: &[Vec<Tensor>], output: usize, threshold: f64) -> Result<(Vec<usize>, Vec<i64>)> {
+    let (mut kept, mut labels) = (vec![], vec![]);
+    for (i, outs) in outputs.iter().enumerate() {
+        let t = outs.get(output).ok_or_else(|| {
+            Error::invalid(format!("annotation output {output} but the model has {} outputs", outs.len()))
+        })?;
+        let v = t.to_f64_vec();
+        if v.is_empty() {
+            continue;
+        }
+        let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+        let top = if hi > 1.0 || lo < 0.0 {
+            // softmax's top value: 1 / Σ exp(x − max).
+            1.0 / v.iter().map(|x| (x - hi).exp()).sum::<f64>()
+        } else {
+            hi
+        };
+        if top > threshold {
+            kept.push(i);
+            labels.push(argmax(t) as i64);
+        }
+    }
+    Ok((kept, labels))
+}
+
 /// Samples held in memory.
 #[derive(Clone, Debug, Default)]
 pub struct InMemoryDataset {

@@ -403,15 +403,47 @@ pub fn run(
     if eval.is_empty() {
         return Err(Error::invalid("the evaluation dataset is empty"));
     }
-    let all: Vec<usize> = (0..eval.len()).collect();
+    let mut all: Vec<usize> = (0..eval.len()).collect();
     // The FP32 model runs where the INT8 ones will be judged.
     let verdicts = match config.backend {
         crate::backend::BackendKind::Builtin => crate::backend::Backend::Builtin,
         kind => crate::backend::Backend::open(kind, &config.openvino)?,
     };
     let fp_exec = verdicts.compile(model.graph(), &[], config.threads)?;
-    let fp_outs = infer(&fp_exec, eval, &all, hooks, Some(Stage::Evaluation))?;
+    let mut fp_outs = infer(&fp_exec, eval, &all, hooks, Some(Stage::Evaluation))?;
     drop(fp_exec);
+    // Annotation-free: the evaluation set shrinks to the samples the FP32 model is confident
+    // about, labelled with its predictions, and the metric is top-1 against those labels.
+    let confident: crate::data::Subset;
+    let mut agreement: crate::data::Top1Accuracy;
+    let (eval, metric): (&dyn Dataset, &mut dyn Metric) = if aa.annotation_free {
+        let (kept, labels) =
+            crate::data::confident_predictions(&fp_outs, aa.annotation_output, aa.annotation_conf_threshold)?;
+        if kept.is_empty() {
+            return Err(Error::invalid(format!(
+                "annotation-free: no evaluation sample has an FP32 confidence above {}; lower \
+                 annotation_conf_threshold or give more evaluation data",
+                aa.annotation_conf_threshold
+            )));
+        }
+        hooks.log(
+            LogLevel::Info,
+            &format!(
+                "annotation-free: {} of {} evaluation samples have an FP32 confidence above {}; the metric is \
+                 top-1 agreement with FP32 on them",
+                kept.len(),
+                eval.len(),
+                aa.annotation_conf_threshold
+            ),
+        );
+        fp_outs = kept.iter().map(|&i| std::mem::take(&mut fp_outs[i])).collect();
+        all = (0..kept.len()).collect();
+        confident = crate::data::Subset::new(eval, kept);
+        agreement = crate::data::Top1Accuracy::new(labels, aa.annotation_output);
+        (&confident, &mut agreement)
+    } else {
+        (eval, metric)
+    };
     let (fp_metric, fp_per) = match metric.value_of_model(model.graph()) {
         Some(m) => (finite(m?)?, None),
         None => evaluate(metric, &fp_outs)?,

@@ -244,6 +244,15 @@ pub struct AccuracyAwareConfig {
     /// Evaluate candidates as OpenVINO's CPU plugin runs them ([`crate::quant::cpu_plugin`]);
     /// applies when the target device is CPU or ANY.
     pub emulate_cpu_plugin: bool,
+    /// POT's `annotation_free`: no labels; the metric is top-1 agreement with the FP32 model's
+    /// predictions on the evaluation samples it is confident about (any metric given is not
+    /// used).
+    pub annotation_free: bool,
+    /// POT's `annotation_conf_threshold`: a sample is kept when the FP32 model's top score
+    /// (softmax applied when the scores are not already in [0, 1]) is above it.
+    pub annotation_conf_threshold: f64,
+    /// The model output whose argmax is the class (annotation-free mode).
+    pub annotation_output: usize,
 }
 
 impl Default for AccuracyAwareConfig {
@@ -259,6 +268,9 @@ impl Default for AccuracyAwareConfig {
             ranking: Ranking::OutputError,
             baseline_metric: None,
             emulate_cpu_plugin: true,
+            annotation_free: false,
+            annotation_conf_threshold: 0.6,
+            annotation_output: 0,
         }
     }
 }
@@ -370,7 +382,7 @@ fn check_estimator(e: &Estimator, at: &str) -> Result<()> {
 
 /// The POT parameters [`QuantConfig::apply_params`] honours (DefaultQuantization and
 /// AccuracyAwareQuantization params).
-pub const APPLIED_PARAMS: [&str; 27] = [
+pub const APPLIED_PARAMS: [&str; 30] = [
     "preset",
     "shuffle_data",
     "seed",
@@ -397,6 +409,9 @@ pub const APPLIED_PARAMS: [&str; 27] = [
     "ranking",
     "baseline_metric",
     "emulate_cpu_plugin",
+    "annotation_free",
+    "annotation_conf_threshold",
+    "annotation_output",
     "base_algorithm",
 ];
 
@@ -404,17 +419,16 @@ pub const APPLIED_PARAMS: [&str; 27] = [
 /// value, else the warning.
 fn unused_param(key: &str, v: &serde_json::Value) -> Option<String> {
     // Knobs that only trade memory or time, or that POT reads only when another key enables them.
-    const NO_EFFECT: [&str; 3] = ["inplace_statistics", "dump_intermediate_model", "annotation_conf_threshold"];
+    const NO_EFFECT: [&str; 2] = ["inplace_statistics", "dump_intermediate_model"];
     if APPLIED_PARAMS.contains(&key) || NO_EFFECT.contains(&key) || v.is_null() {
         return None;
     }
     let off = v == &serde_json::Value::Bool(false);
     let why = match key {
-        "tune_hyperparams" | "annotation_free" | "use_layerwise_tuning" if off => return None,
+        "tune_hyperparams" | "use_layerwise_tuning" if off => return None,
         "stat_batch_size" if v.as_u64() == Some(1) => return None,
         "stat_batch_size" => "statistics are collected one sample at a time",
         "tune_hyperparams" | "use_layerwise_tuning" => "ovpot does not implement it",
-        "annotation_free" => "accuracy-aware quantization needs labels",
         "metrics" => "the metric is top-1 accuracy of --metric-output; 'baseline_metric' gives a known FP32 value",
         _ => return Some(format!("'{key}' is not a known POT parameter; ignored")),
     };
@@ -809,6 +823,15 @@ impl QuantConfig {
         if let Some(x) = take(p, "emulate_cpu_plugin")? {
             aa.emulate_cpu_plugin = x;
         }
+        if let Some(x) = take(p, "annotation_free")? {
+            aa.annotation_free = x;
+        }
+        if let Some(x) = take(p, "annotation_conf_threshold")? {
+            aa.annotation_conf_threshold = x;
+        }
+        if let Some(x) = take(p, "annotation_output")? {
+            aa.annotation_output = x;
+        }
         match p.get("base_algorithm") {
             Some(serde_json::Value::Object(base)) => {
                 // base_algorithm settings apply to the default quantization inside.
@@ -973,6 +996,9 @@ impl QuantConfig {
         let aa = &self.accuracy_aware;
         if !(aa.maximal_drop.is_finite() && aa.maximal_drop >= 0.0) {
             return Err(Error::invalid("maximal_drop must be a finite number >= 0"));
+        }
+        if !(aa.annotation_conf_threshold.is_finite() && (0.0..1.0).contains(&aa.annotation_conf_threshold)) {
+            return Err(Error::invalid("annotation_conf_threshold must be in [0, 1)"));
         }
         if !(aa.metric_subset_ratio > 0.0 && aa.metric_subset_ratio <= 1.0) {
             return Err(Error::invalid("metric_subset_ratio must be in (0, 1]"));

@@ -227,6 +227,16 @@ pub(crate) fn apply_overrides(cfg: &mut QuantConfig, a: &QuantizeArgs) -> CliRes
     if let Some(d) = a.max_drop {
         cfg.accuracy_aware.maximal_drop = d;
     }
+    if a.annotation_free {
+        cfg.accuracy_aware.annotation_free = true;
+        // Annotation-free is a form of accuracy control.
+        if a.method.is_none() {
+            cfg.algorithm = Algorithm::AccuracyAware;
+        }
+    }
+    if let Some(t) = a.annotation_conf_threshold {
+        cfg.accuracy_aware.annotation_conf_threshold = t;
+    }
     if a.keep_uncompressed_weights {
         cfg.compress_weights = false;
     }

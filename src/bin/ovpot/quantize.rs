@@ -40,6 +40,14 @@ pub(crate) struct QuantizeArgs {
     /// Which model output the metric reads.
     #[arg(long)]
     pub(crate) metric_output: Option<usize>,
+    /// Accuracy-aware without labels (POT's annotation_free): the metric is top-1 agreement with
+    /// the FP32 model on the evaluation samples it predicts with confidence above
+    /// --annotation-conf-threshold.
+    #[arg(long)]
+    pub(crate) annotation_free: bool,
+    /// The FP32 confidence (softmax of --metric-output) a sample needs to count (POT: 0.6).
+    #[arg(long)]
+    pub(crate) annotation_conf_threshold: Option<f64>,
     /// Accepted for POT compatibility; only `simplified` (plain data) is available.
     #[arg(long, hide = true)]
     pub(crate) engine: Option<String>,
@@ -141,13 +149,27 @@ pub(crate) fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliR
 
     let mut outcome = match cfg.algorithm {
         Algorithm::Default => session.quantize(data.as_ref())?,
+        Algorithm::AccuracyAware if session.config.accuracy_aware.annotation_free => {
+            let eval_path = a.eval_data.clone().or(paths.eval_data.clone()).or(data_path.clone());
+            let k = a.metric_output.or(paths.metric_output).unwrap_or(0);
+            check_metric_output(&model, k)?;
+            session.config.accuracy_aware.annotation_output = k;
+            let eval = open_data(eval_path.as_deref(), &model, &a.data)?;
+            // The metric comes from the FP32 model's own predictions (see annotation_free).
+            let mut unused = Top1Accuracy::new(vec![], k);
+            session.quantize_with_accuracy_control(data.as_ref(), eval.as_ref(), &mut unused)?
+        }
         Algorithm::AccuracyAware => {
             let eval_path = a.eval_data.clone().or(paths.eval_data.clone()).or(data_path.clone());
             let Some(labels_path) = a.labels.clone().or(paths.labels.clone()) else {
                 return fail(
                     paths
                         .engine_hint(cfg.algorithm)
-                        .unwrap_or_else(|| "accuracy-aware quantization needs --labels labels.npy".into()),
+                        .unwrap_or_else(|| {
+                            "accuracy-aware quantization needs --labels labels.npy (or --annotation-free: agreement \
+                             with the FP32 model's confident predictions)"
+                                .into()
+                        }),
                 );
             };
             let k = a.metric_output.or(paths.metric_output).unwrap_or(0);
