@@ -798,6 +798,17 @@ ovpot_status_e ovpot_session_set_subset_size(ovpot_session_t *session,
                                              size_t size);
 
 /**
+ * Accuracy control without labels (POT's `annotation_free`): `enable` non-zero makes
+ * `ovpot_session_run_accuracy_aware` judge by top-1 agreement with the FP32 model on the
+ * evaluation samples whose FP32 confidence (softmax of output `output_index`, unless its scores
+ * are already in [0, 1]) is above `conf_threshold` (POT: 0.6); its `metric` may then be NULL.
+ */
+ovpot_status_e ovpot_session_set_annotation_free(ovpot_session_t *session,
+                                                 int enable,
+                                                 double conf_threshold,
+                                                 size_t output_index);
+
+/**
  * Sets the largest metric drop accuracy-aware quantization accepts (POT's `maximal_drop`).
  */
 ovpot_status_e ovpot_session_set_max_drop(ovpot_session_t *session,
@@ -841,7 +852,8 @@ ovpot_status_e ovpot_session_run(ovpot_session_t *session,
  * Runs AccuracyAwareQuantization: default quantization on `calibration`, then layers are
  * reverted to floating point until `metric` on `evaluation` is within the maximal drop of the
  * FP32 model. Returns OVPOT_ACCURACY_NOT_REACHED with the best model found in `*quantized`
- * (still to be freed) when the drop could not be met.
+ * (still to be freed) when the drop could not be met. `metric` may be NULL after
+ * `ovpot_session_set_annotation_free`: the metric is then agreement with the FP32 model.
  */
 ovpot_status_e ovpot_session_run_accuracy_aware(ovpot_session_t *session,
                                                 const ovpot_dataset_t *calibration,

@@ -130,3 +130,88 @@ fn convert_to_mixed_preset_tries_the_mixed_preset_first() {
     assert!(converted.accuracy_reached && acc.final_metric >= acc.baseline, "{acc:?}");
     assert_eq!(plain.report.preset, "performance");
 }
+
+/// POT's annotation-free mode: no labels; the metric is top-1 agreement with the FP32 model on
+/// the evaluation samples it predicts with confidence above the threshold. With maximal_drop 0
+/// the returned model agrees with FP32 on every one of them, which the engine confirms.
+#[test]
+fn annotation_free_agrees_with_fp32_on_confident_samples() {
+    let Some(dir) = common::fixture("ppocr_cls") else { return };
+    let model = Model::read(&dir.join("model.xml"), None).unwrap();
+    let calib = common::dataset(&dir.join("calib"), 300);
+    let eval = common::dataset(&dir.join("eval"), 200);
+    let mut config = common::nncf_like(QuantConfig { algorithm: Algorithm::AccuracyAware, ..QuantConfig::default() });
+    config.accuracy_aware.maximal_drop = 0.0;
+    config.accuracy_aware.annotation_free = true;
+    config.accuracy_aware.annotation_conf_threshold = 0.9;
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = logs.clone();
+    let mut session = Session::new(&model, config).unwrap();
+    session.hooks.log = Some(Box::new(move |_, m| sink.lock().unwrap().push(m.to_string())));
+    // A metric given alongside is not used: no labels exist.
+    let mut ignored = Top1Accuracy::new(vec![], 0);
+    let out = session.quantize_with_accuracy_control(&calib, &eval, &mut ignored).unwrap();
+    let acc = out.report.accuracy.clone().unwrap();
+    let logs = logs.lock().unwrap().clone();
+    let line = logs.iter().find(|l| l.starts_with("annotation-free:")).unwrap_or_else(|| panic!("{logs:?}"));
+    eprintln!("{line}\n{acc:?}");
+    assert_eq!(acc.baseline, 1.0, "FP32 agrees with itself");
+    assert!(out.accuracy_reached && acc.final_metric == 1.0, "{acc:?}");
+    // The engine's verdict on the returned model, on the same confident samples.
+    use ovpot::Dataset;
+    let fp = model.plan().unwrap();
+    let (q, _) = out.model.emulating_cpu_plugin();
+    let qe = q.plan().unwrap();
+    let (mut kept, mut agree) = (0, 0);
+    for i in 0..eval.len() {
+        let s = eval.get(i).unwrap();
+        let f = fp.run(&s).unwrap();
+        let scores = f[0].to_f64_vec();
+        let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let top = if max > 1.0 || scores.iter().any(|&x| x < 0.0) {
+            1.0 / scores.iter().map(|x| (x - max).exp()).sum::<f64>()
+        } else {
+            max
+        };
+        if top > 0.9 {
+            kept += 1;
+            agree += (ovpot::api::argmax(&f[0]) == ovpot::api::argmax(&qe.run(&s).unwrap()[0])) as usize;
+        }
+    }
+    assert!(line.contains(&format!("{kept} of 200")), "{line}");
+    assert_eq!(agree, kept);
+}
+
+/// The C API: `ovpot_session_set_annotation_free` lets `ovpot_session_run_accuracy_aware` run
+/// with a NULL metric; without it a NULL metric is refused.
+#[test]
+fn c_api_annotation_free_takes_no_metric() {
+    use ovpot::ffi::*;
+    use std::ffi::CString;
+    use std::ptr;
+    let Some(dir) = common::fixture("mnist_cnn") else { return };
+    let xml = CString::new(dir.join("model.xml").to_str().unwrap()).unwrap();
+    let (mut model, mut calib, mut eval, mut session) =
+        (ptr::null_mut(), ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+    assert_eq!(ovpot_model_read(xml.as_ptr(), ptr::null(), &mut model), ovpot_status_e::OVPOT_OK);
+    for (sub, out) in [("calib", &mut calib), ("eval", &mut eval)] {
+        let p = CString::new(dir.join(sub).to_str().unwrap()).unwrap();
+        assert_eq!(ovpot_dataset_create_from_npy_folder(model, p.as_ptr(), out), ovpot_status_e::OVPOT_OK);
+    }
+    let config = CString::new(r#"{"stat_subset_size": 100}"#).unwrap();
+    assert_eq!(ovpot_session_create(model, config.as_ptr(), &mut session), ovpot_status_e::OVPOT_OK);
+    let mut q = ptr::null_mut();
+    let refused = ovpot_session_run_accuracy_aware(session, calib, eval, ptr::null_mut(), &mut q);
+    assert_eq!(refused, ovpot_status_e::OVPOT_INVALID_ARGUMENT);
+    assert!(q.is_null());
+    assert_eq!(ovpot_session_set_annotation_free(session, 1, 1.5, 0), ovpot_status_e::OVPOT_INVALID_ARGUMENT);
+    assert_eq!(ovpot_session_set_annotation_free(session, 1, 0.6, 0), ovpot_status_e::OVPOT_OK);
+    let status = ovpot_session_run_accuracy_aware(session, calib, eval, ptr::null_mut(), &mut q);
+    assert_eq!(status, ovpot_status_e::OVPOT_OK);
+    assert!(!q.is_null());
+    ovpot_model_free(q);
+    ovpot_session_free(session);
+    ovpot_dataset_free(calib);
+    ovpot_dataset_free(eval);
+    ovpot_model_free(model);
+}

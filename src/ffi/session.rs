@@ -226,6 +226,29 @@ pub extern "C" fn ovpot_session_set_subset_size(session: *mut ovpot_session_t, s
     })
 }
 
+/// Accuracy control without labels (POT's `annotation_free`): `enable` non-zero makes
+/// `ovpot_session_run_accuracy_aware` judge by top-1 agreement with the FP32 model on the
+/// evaluation samples whose FP32 confidence (softmax of output `output_index`, unless its scores
+/// are already in [0, 1]) is above `conf_threshold` (POT: 0.6); its `metric` may then be NULL.
+#[no_mangle]
+pub extern "C" fn ovpot_session_set_annotation_free(
+    session: *mut ovpot_session_t,
+    enable: c_int,
+    conf_threshold: f64,
+    output_index: usize,
+) -> ovpot_status_e {
+    ffi_call("ovpot_session_set_annotation_free", || {
+        let s = try_mut(session, "session")?;
+        let mut c = s.session.config.clone();
+        c.accuracy_aware.annotation_free = enable != 0;
+        c.accuracy_aware.annotation_conf_threshold = conf_threshold;
+        c.accuracy_aware.annotation_output = output_index;
+        c.validate()?;
+        s.session.config = c;
+        Ok(())
+    })
+}
+
 /// Sets the largest metric drop accuracy-aware quantization accepts (POT's `maximal_drop`).
 #[no_mangle]
 pub extern "C" fn ovpot_session_set_max_drop(session: *mut ovpot_session_t, max_drop: f64) -> ovpot_status_e {
@@ -503,12 +526,15 @@ fn run_with_callbacks(
         // thread) before the scope joins.
         let rx = rx;
         let session_ref: &mut Session = session;
+        let mut unused_metric = crate::data::Top1Accuracy::new(vec![], 0);
         let job = move || {
             let quantize = || match (eval_run, accuracy_aware) {
                 (Some(eval), true) => {
                     let metric: &mut dyn Metric = match (rust_metric.take(), proxy_metric.as_mut()) {
                         (Some(m), _) => m,
                         (None, Some(p)) => p,
+                        // Annotation-free: the metric comes from the FP32 model's predictions.
+                        (None, None) if session_ref.config.accuracy_aware.annotation_free => &mut unused_metric,
                         (None, None) => return Err(Error::internal("no metric")),
                     };
                     session_ref.quantize_with_accuracy_control(calib_run.as_ref(), eval.as_ref(), metric)
@@ -594,7 +620,8 @@ pub extern "C" fn ovpot_session_run(
 /// Runs AccuracyAwareQuantization: default quantization on `calibration`, then layers are
 /// reverted to floating point until `metric` on `evaluation` is within the maximal drop of the
 /// FP32 model. Returns OVPOT_ACCURACY_NOT_REACHED with the best model found in `*quantized`
-/// (still to be freed) when the drop could not be met.
+/// (still to be freed) when the drop could not be met. `metric` may be NULL after
+/// `ovpot_session_set_annotation_free`: the metric is then agreement with the FP32 model.
 #[no_mangle]
 pub extern "C" fn ovpot_session_run_accuracy_aware(
     session: *mut ovpot_session_t,
@@ -608,8 +635,11 @@ pub extern "C" fn ovpot_session_run_accuracy_aware(
         let s = try_mut(session, "session")?;
         let calib = try_ref(calibration, "calibration")?;
         let eval = try_ref(evaluation, "evaluation")?;
-        let metric = try_mut(metric, "metric")?;
-        let r = run_with_callbacks(s, calib, Some(eval), Some(metric));
+        let metric = match metric.is_null() && s.session.config.accuracy_aware.annotation_free {
+            true => None,
+            false => Some(try_mut(metric, "metric")?),
+        };
+        let r = run_with_callbacks(s, calib, Some(eval), metric);
         finish(s, r, out)
     })
 }

@@ -261,7 +261,8 @@ fn per_channel_values(w: &ArrayD<f32>, axes: &[usize]) -> (Vec<usize>, Vec<Vec<f
     let strides: Vec<usize> = (0..stat_shape.len()).map(|k| stat_shape[k + 1..].iter().product()).collect();
     let mut values = vec![vec![]; stat_shape.iter().product()];
     for (idx, &v) in w.indexed_iter() {
-        let at: usize = idx.slice().iter().enumerate().filter(|(k, _)| stat_shape[*k] > 1).map(|(k, &i)| i * strides[k]).sum();
+        let at: usize =
+            idx.slice().iter().enumerate().filter(|(k, _)| stat_shape[*k] > 1).map(|(k, &i)| i * strides[k]).sum();
         values[at].push(v);
     }
     (stat_shape, values)
@@ -327,7 +328,8 @@ pub fn quantize_weight(w: &ArrayD<f32>, scheme: &WeightScheme) -> Result<Quantiz
     let levels = scheme.spec.levels();
     let steps = (levels - 1) as f32;
     let est = scheme.estimator;
-    let default_max = Estimator { kind: Some(if scheme.spec.symmetric { "abs_max" } else { "max" }.into()), ..Default::default() };
+    let default_max =
+        Estimator { kind: Some(if scheme.spec.symmetric { "abs_max" } else { "max" }.into()), ..Default::default() };
     let max_e = est.and_then(|e| e.max.as_ref()).unwrap_or(&default_max);
     let (low, high) = if scheme.spec.symmetric {
         let h = weight_border(w, axes, max_e, false)?;
@@ -342,7 +344,7 @@ pub fn quantize_weight(w: &ArrayD<f32>, scheme: &WeightScheme) -> Result<Quantiz
         // for activations, so zero stays on the grid and the codes need no zero point (over
         // [−h, h] zero would fall between two levels, which OpenVINO's CPU plugin runs in
         // floating point and badly: ppocr_cls 11 dB SQNR, mobilenet_v2 −4 dB).
-        let below = if levels % 2 == 0 { levels as f32 / (levels as f32 - 2.0) } else { 1.0 };
+        let below = if levels.is_multiple_of(2) { levels as f32 / (levels as f32 - 2.0) } else { 1.0 };
         (limit.mapv(|l| -l * below), limit)
     } else {
         let default_min = Estimator { kind: Some("min".into()), ..Default::default() };

@@ -85,7 +85,10 @@ pub fn measure(
     for &i in candidates {
         let w = &q.setup.weights[i];
         let (fp, q8) = &q.weights[i];
-        let q7 = super::minmax::quantize_weight(fp, &super::minmax::WeightScheme { half_range: true, ..w.scheme(&q.config) })?;
+        let q7 = super::minmax::quantize_weight(
+            fp,
+            &super::minmax::WeightScheme { half_range: true, ..w.scheme(&q.config) },
+        )?;
         let node = g.nodes[w.op].clone();
         let x = node.inputs[0];
         let probe = |g: &mut crate::graph::Graph, tag: &str, delta: ndarray::ArrayD<f32>| {

@@ -162,15 +162,11 @@ pub(crate) fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliR
         Algorithm::AccuracyAware => {
             let eval_path = a.eval_data.clone().or(paths.eval_data.clone()).or(data_path.clone());
             let Some(labels_path) = a.labels.clone().or(paths.labels.clone()) else {
-                return fail(
-                    paths
-                        .engine_hint(cfg.algorithm)
-                        .unwrap_or_else(|| {
-                            "accuracy-aware quantization needs --labels labels.npy (or --annotation-free: agreement \
+                return fail(paths.engine_hint(cfg.algorithm).unwrap_or_else(|| {
+                    "accuracy-aware quantization needs --labels labels.npy (or --annotation-free: agreement \
                              with the FP32 model's confident predictions)"
-                                .into()
-                        }),
-                );
+                        .into()
+                }));
             };
             let k = a.metric_output.or(paths.metric_output).unwrap_or(0);
             check_metric_output(&model, k)?;
