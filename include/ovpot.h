@@ -516,6 +516,19 @@ ovpot_status_e ovpot_dataset_create_from_npy_folder(const ovpot_model_t *model,
                                                     ovpot_dataset_t **dataset);
 
 /**
+ * Creates `count` synthetic images for `model`'s single image input (data-free quantization,
+ * POT's `engine.type: data_free`): fractals, random shapes and strokes made from `seed`, laid
+ * out as the input wants (NCHW or NHWC, u8 or float; a float input the model does not
+ * normalise itself gets ImageNet's normalisation). When `save_dir` is not NULL the images are
+ * also written there as PNG files. Quantize with `ovpot_session_set_data_free` on the session.
+ */
+ovpot_status_e ovpot_dataset_create_synthetic(const ovpot_model_t *model,
+                                              size_t count,
+                                              uint64_t seed,
+                                              const char *save_dir,
+                                              ovpot_dataset_t **dataset);
+
+/**
  * The number of samples.
  */
 ovpot_status_e ovpot_dataset_size(const ovpot_dataset_t *dataset,
@@ -796,6 +809,14 @@ ovpot_status_e ovpot_session_set_openvino_core(ovpot_session_t *session,
  */
 ovpot_status_e ovpot_session_set_subset_size(ovpot_session_t *session,
                                              size_t size);
+
+/**
+ * Data-free quantization (with a dataset from `ovpot_dataset_create_synthetic`): activation
+ * ranges from the per-sample extremes without the top 1% instead of their mean, where the
+ * configuration sets no estimator (synthetic images excite deep layers less evenly than real
+ * data).
+ */
+ovpot_status_e ovpot_session_set_data_free(ovpot_session_t *session);
 
 /**
  * Accuracy control without labels (POT's `annotation_free`): `enable` non-zero makes

@@ -561,7 +561,7 @@ pub struct ImageOptions {
 /// (bilinear) to the model input's height and width.
 #[derive(Debug)]
 pub struct ImageFolderDataset {
-    files: Vec<PathBuf>,
+    source: ImageSource,
     input: PortDesc,
     layout: Layout,
     channels: usize,
@@ -572,6 +572,72 @@ pub struct ImageFolderDataset {
     scale: Vec<f32>,
     bgr: bool,
     limit: Option<usize>,
+}
+
+/// Where an image dataset's pictures come from.
+#[derive(Debug)]
+enum ImageSource {
+    Files(Vec<PathBuf>),
+    /// `count` images made by [`crate::synthetic::fractal_image`], image `i` from `seed + i`.
+    Synthetic {
+        count: usize,
+        seed: u64,
+    },
+}
+
+/// ImageNet's mean and standard deviation in pixel units (RGB), the normalisation most float
+/// image models expect when the IR does not normalise itself.
+const IMAGENET_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
+const IMAGENET_STD: [f32; 3] = [58.395, 57.12, 57.375];
+
+/// Whether `input` of `graph` is normalised inside the model: its first consumers (past a
+/// Convert) subtract, add, multiply or divide by a constant (OpenVINO's embedded mean/scale).
+pub fn normalised_inside(graph: &crate::graph::Graph, input: &str) -> bool {
+    let consumers = graph.consumers();
+    let Some(param) = graph.nodes.iter().position(|n| n.op_type == "Parameter" && n.name == input) else {
+        return false;
+    };
+    let mut frontier = vec![param];
+    for _ in 0..3 {
+        let mut next = vec![];
+        for id in frontier {
+            for &(c, _) in consumers.get(&crate::graph::Outlet::new(id, 0)).map(|v| v.as_slice()).unwrap_or(&[]) {
+                let n = &graph.nodes[c];
+                let const_operand = n.inputs.iter().any(|o| graph.nodes[o.node].is_const());
+                match n.op_type.as_str() {
+                    "Subtract" | "Add" | "Multiply" | "Divide" if const_operand => return true,
+                    "Convert" | "Transpose" | "Reshape" => next.push(c),
+                    _ => {}
+                }
+            }
+        }
+        frontier = next;
+    }
+    false
+}
+
+/// The image options data-free mode feeds a model with: `opts`, plus ImageNet's normalisation
+/// for a single floating-point input the model does not normalise itself (when `opts` gives no
+/// mean or scale).
+pub fn data_free_image_options(model: &crate::model::Model, opts: &ImageOptions) -> ImageOptions {
+    let mut opts = opts.clone();
+    if let [input] = model.inputs().as_slice() {
+        let float = input.element_type.is_float() || input.element_type == ElementType::Dynamic;
+        if float && opts.mean.is_empty() && opts.scale.is_empty() && !normalised_inside(model.graph(), &input.name) {
+            let rgb = match opts.layout.or_else(|| guess_layout(&input.shape)) {
+                Some(Layout::NCHW) => input.shape.dims().and_then(|d| d.get(1).and_then(|c| c.as_static())),
+                Some(Layout::NHWC) => input.shape.dims().and_then(|d| d.get(3).and_then(|c| c.as_static())),
+                None => None,
+            } != Some(1);
+            let avg = |v: [f32; 3]| vec![(v[0] + v[1] + v[2]) / 3.0];
+            (opts.mean, opts.scale) = if rgb {
+                (IMAGENET_MEAN.to_vec(), IMAGENET_STD.to_vec())
+            } else {
+                (avg(IMAGENET_MEAN), avg(IMAGENET_STD))
+            };
+        }
+    }
+    opts
 }
 
 /// File extensions read as images.
@@ -606,16 +672,45 @@ fn per_channel(values: &[f32], channels: usize, what: &str, input: &str) -> Resu
 impl ImageFolderDataset {
     /// Opens a folder of images for a single-input model.
     pub fn open(dir: &Path, inputs: &[PortDesc], opts: &ImageOptions) -> Result<Self> {
-        let [input] = inputs else {
-            return Err(Error::invalid(format!(
-                "image folders feed single-input models; this model has {} inputs",
-                inputs.len()
-            )));
-        };
         let files = files_with_ext(dir, IMAGE_EXTENSIONS)?;
         if files.is_empty() {
             return Err(Error::invalid(format!("no PNG or JPEG images in {}", dir.display())));
         }
+        Self::new(ImageSource::Files(files), inputs, opts)
+    }
+
+    /// `count` synthetic images ([`crate::synthetic`]) for a single-image-input model, for
+    /// data-free quantization. The input needs a static height and width (set them with
+    /// `ModelInputs` reshaping first otherwise). A floating-point input the model does not
+    /// normalise itself gets ImageNet's normalisation unless `opts` gives a mean or scale.
+    pub fn synthetic(model: &crate::model::Model, count: usize, seed: u64, opts: &ImageOptions) -> Result<Self> {
+        let opts = data_free_image_options(model, opts);
+        let d = Self::new(ImageSource::Synthetic { count, seed }, &model.inputs(), &opts)?;
+        if d.height.is_none() || d.width.is_none() {
+            return Err(Error::invalid(format!(
+                "input '{}' has shape {}: synthetic images need a static height and width (POT's engine 'shape')",
+                d.input.name, d.input.shape
+            )));
+        }
+        if count == 0 {
+            return Err(Error::invalid("data-free mode needs at least one synthetic image"));
+        }
+        Ok(d)
+    }
+
+    /// Whether the synthetic images are normalised with ImageNet's mean and deviation (a float
+    /// input the model does not normalise).
+    pub fn normalisation(&self) -> (&[f32], &[f32]) {
+        (&self.mean, &self.scale)
+    }
+
+    fn new(source: ImageSource, inputs: &[PortDesc], opts: &ImageOptions) -> Result<Self> {
+        let [input] = inputs else {
+            return Err(Error::invalid(format!(
+                "image datasets feed single-input models; this model has {} inputs",
+                inputs.len()
+            )));
+        };
         let dims = input.shape.dims().filter(|d| d.len() == 4).ok_or_else(|| {
             Error::mismatch(format!(
                 "input '{}': images need a rank-4 input (NCHW or NHWC), the model has {}",
@@ -669,7 +764,7 @@ impl ImageFolderDataset {
             return Err(Error::invalid(format!("input '{}': scale {bad} is not usable", input.name)));
         }
         Ok(ImageFolderDataset {
-            files,
+            source,
             input: input.clone(),
             layout,
             channels,
@@ -692,9 +787,51 @@ impl ImageFolderDataset {
         self.layout
     }
 
-    /// Decodes, resizes and lays out image `index` as HWC bytes of `channels` channels.
+    /// Where image `index` comes from, for messages.
+    fn origin(&self, index: usize) -> String {
+        match &self.source {
+            ImageSource::Files(files) => files[index].display().to_string(),
+            ImageSource::Synthetic { seed, .. } => format!("synthetic image {index} (seed {})", seed + index as u64),
+        }
+    }
+
+    /// Writes the images as PNG files `000000.png`, ... into `dir` (POT's data-free
+    /// `data_source`), each as the model sees it before normalisation.
+    pub fn save_png(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        for i in 0..self.len() {
+            let (h, w, bytes) = self.pixels(i)?;
+            let path = dir.join(format!("{i:06}.png"));
+            let color = match self.channels {
+                1 => image::ExtendedColorType::L8,
+                3 => image::ExtendedColorType::Rgb8,
+                _ => image::ExtendedColorType::Rgba8,
+            };
+            image::save_buffer(&path, &bytes, w as u32, h as u32, color)
+                .map_err(|e| Error::io(&path, std::io::Error::other(e.to_string())))?;
+        }
+        Ok(())
+    }
+
+    /// Decodes (or makes), resizes and lays out image `index` as HWC bytes of `channels` channels.
     fn pixels(&self, index: usize) -> Result<(usize, usize, Vec<u8>)> {
-        let file = &self.files[index];
+        let file = match &self.source {
+            ImageSource::Files(files) => &files[index],
+            ImageSource::Synthetic { seed, .. } => {
+                let (h, w) = (self.height.unwrap_or(224), self.width.unwrap_or(224));
+                let rgb = crate::synthetic::fractal_image(h, w, seed.wrapping_add(index as u64));
+                let bytes = match self.channels {
+                    3 => rgb,
+                    // Luma (BT.601) for one channel, opaque alpha for four.
+                    1 => rgb
+                        .chunks_exact(3)
+                        .map(|p| (0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32).round() as u8)
+                        .collect(),
+                    _ => rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect(),
+                };
+                return Ok((h, w, bytes));
+            }
+        };
         let img = image::ImageReader::open(file)
             .map_err(|e| Error::io(file, e))?
             .with_guessed_format()
@@ -724,7 +861,11 @@ impl ImageFolderDataset {
 
 impl Dataset for ImageFolderDataset {
     fn len(&self) -> usize {
-        self.limit.map_or(self.files.len(), |l| l.min(self.files.len()))
+        let n = match &self.source {
+            ImageSource::Files(files) => files.len(),
+            ImageSource::Synthetic { count, .. } => *count,
+        };
+        self.limit.map_or(n, |l| l.min(n))
     }
 
     fn get(&self, index: usize) -> Result<Sample> {
@@ -734,7 +875,7 @@ impl Dataset for ImageFolderDataset {
         let (h, w, hwc) = self.pixels(index)?;
         let c = self.channels;
         let hwc_arr = ArrayD::from_shape_vec(IxDyn(&[1, h, w, c]), hwc)
-            .map_err(|e| Error::internal(format!("image {}: {e}", self.files[index].display())))?;
+            .map_err(|e| Error::internal(format!("image {}: {e}", self.origin(index))))?;
         let laid = match self.layout {
             Layout::NHWC => hwc_arr,
             Layout::NCHW => hwc_arr.permuted_axes(IxDyn(&[0, 3, 1, 2])).as_standard_layout().to_owned(),
@@ -760,7 +901,7 @@ impl Dataset for ImageFolderDataset {
                 et => t.convert(et)?,
             }
         };
-        check_input(&self.input, &t, &self.files[index].display().to_string())?;
+        check_input(&self.input, &t, &self.origin(index))?;
         Ok(vec![(self.input.name.clone(), t)])
     }
 }

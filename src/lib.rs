@@ -19,6 +19,7 @@ pub mod npy;
 pub mod ops;
 pub mod quant;
 pub mod report;
+pub mod synthetic;
 pub mod tensor;
 
 pub use api::{Dataset, InMemoryDataset, Metric, Model, Outcome, Report, Session};

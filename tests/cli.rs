@@ -471,9 +471,16 @@ fn quantize_full_pot_spec_config() {
     assert_eq!(r["samples_used"].as_u64(), Some(200), "{r}");
     // The activations block says asymmetric: that is the mixed preset, as the config also says.
     assert_eq!(r["preset"].as_str(), Some("mixed"), "{r}");
-    // What cannot be honoured is named in the report.
+    // clipping_value and the weight estimator are honoured: no warning, and no activation range
+    // reaches past the clipping values.
     let warnings = r["warnings"].to_string();
-    assert!(warnings.contains("clipping_value") && warnings.contains("weights.range_estimator.max"), "{warnings}");
+    assert!(!warnings.contains("clipping_value") && !warnings.contains("weights.range_estimator"), "{warnings}");
+    for fq in r["fake_quantize"].as_array().unwrap() {
+        if fq["kind"].as_str().unwrap_or("").starts_with("activation") {
+            let (lo, hi) = (fq["input_low"].as_f64().unwrap(), fq["input_high"].as_f64().unwrap());
+            assert!(hi <= 6.0 + 1e-6 && lo >= -1e-6, "{fq}");
+        }
+    }
 }
 
 /// `--keep-uncompressed-weights` leaves FP32 weights behind FakeQuantize; `--ignored-scope
@@ -1214,4 +1221,102 @@ fn compress_weights_writes_the_model_and_a_report() {
     let e = error_line(&ovpot(&["compress-weights", "-m", s(&model), "--ratio", "0.5", "--output-dir", s(&bad)]));
     assert!(e.contains("ratio"), "{e}");
     assert!(!bad.exists(), "an output folder was created for a refused run");
+}
+
+/// Data-free mode: `--engine data_free` makes synthetic images for the model's input (saved as PNG
+/// into --data), quantizes on them, and a second run reuses the saved images.
+#[test]
+fn quantize_data_free_makes_saves_and_reuses_images() {
+    let Some(dir) = common::fixture("mnist_cnn") else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let images = out.path().join("images");
+    let args = |o: &Path| {
+        vec![
+            "quantize".to_string(),
+            "-m".into(),
+            s(&dir.join("model.xml")).into(),
+            "--engine".into(),
+            "data_free".into(),
+            "--data".into(),
+            s(&images).into(),
+            "--subset-size".into(),
+            "30".into(),
+            "--output-dir".into(),
+            s(o).into(),
+        ]
+    };
+    let first = out.path().join("first");
+    let o = ovpot(&args(&first).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_ok(&o);
+    assert!(stderr(&o).contains("data-free: 30 synthetic fractal images"), "{}", stderr(&o));
+    check_quantized(&first, "model", "default");
+    let pngs = std::fs::read_dir(&images).unwrap().count();
+    assert_eq!(pngs, 30);
+    let second = out.path().join("second");
+    let o = ovpot(&args(&second).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_ok(&o);
+    assert!(stderr(&o).contains("data-free: using the images in"), "{}", stderr(&o));
+    // The same images give the same model.
+    let a = std::fs::read(first.join("optimized/model.bin")).unwrap();
+    let b = std::fs::read(second.join("optimized/model.bin")).unwrap();
+    assert_eq!(a, b);
+}
+
+/// POT's own config spec files (tests/data/pot_configs, from POT's repository) with the model
+/// pointed at a fixture: each is read, no key is dropped silently (what ovpot does not apply is
+/// named in a warning), and the run quantizes.
+#[test]
+fn pot_spec_configs_are_read_with_every_key_accounted_for() {
+    let Some(dir) = common::fixture("mnist_cnn") else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pot_configs");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        seen += 1;
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        // The spec's placeholders pointed at the fixture.
+        let adapted = text
+            .replace("<MODEL_PATH>", s(&dir.join("model.xml")))
+            .replace("<PATH_TO_WEIGHTS>", s(&dir.join("model.bin")))
+            .replace("<DATASET_PATH>", s(&dir.join("calib")))
+            .replace("PATH_TO_SOURCE", s(&tmp.path().join("synthetic")));
+        let config = tmp.path().join(format!("{name}.json"));
+        std::fs::write(&config, &adapted).unwrap();
+        let out = tmp.path().join(&name);
+        let mut args =
+            vec!["quantize", "-c", s(&config), "-n", "model", "--subset-size", "20", "--output-dir", s(&out)];
+        let calib = dir.join("calib");
+        let eval = dir.join("eval");
+        let labels = dir.join("eval_labels.npy");
+        if !name.contains("data_free") {
+            // The spec's accuracy-checker engine is replaced by plain data, as the README says.
+            args.extend(["--engine", "simplified", "--data", s(&calib)]);
+        }
+        if name.contains("accuracy_aware") {
+            args.extend(["--eval-data", s(&eval), "--labels", s(&labels)]);
+        }
+        let o = ovpot(&args);
+        let err = stderr(&o);
+        assert!(o.status.success(), "{name}: {err}");
+        check_quantized(&out, "model", if name.contains("accuracy_aware") { "accuracy" } else { "default" });
+        // Keys the spec sets and ovpot does not apply are named.
+        if name == "accuracy_aware_quantization_spec" {
+            assert!(err.contains("'metrics'"), "the accuracy-checker metrics are named: {err}");
+        }
+        if name == "data_free_mode_template" {
+            assert!(err.contains("engine.shape"), "{err}");
+            assert!(tmp.path().join("synthetic/000000.png").exists(), "images saved to data_source");
+        }
+        assert!(!err.contains("not a known POT"), "{name}: a POT key unknown to ovpot:\n{err}");
+    }
+    assert_eq!(seen, 3);
 }

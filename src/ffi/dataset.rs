@@ -247,6 +247,31 @@ pub extern "C" fn ovpot_dataset_create_from_npy_folder(
     })
 }
 
+/// Creates `count` synthetic images for `model`'s single image input (data-free quantization,
+/// POT's `engine.type: data_free`): fractals, random shapes and strokes made from `seed`, laid
+/// out as the input wants (NCHW or NHWC, u8 or float; a float input the model does not
+/// normalise itself gets ImageNet's normalisation). When `save_dir` is not NULL the images are
+/// also written there as PNG files. Quantize with `ovpot_session_set_data_free` on the session.
+#[no_mangle]
+pub extern "C" fn ovpot_dataset_create_synthetic(
+    model: *const ovpot_model_t,
+    count: usize,
+    seed: u64,
+    save_dir: *const c_char,
+    dataset: *mut *mut ovpot_dataset_t,
+) -> ovpot_status_e {
+    ffi_call("ovpot_dataset_create_synthetic", || {
+        let out = out_ptr(dataset, "dataset", std::ptr::null_mut())?;
+        let m = try_ref(model, "model")?;
+        let d = crate::data::ImageFolderDataset::synthetic(&m.model, count, seed, &Default::default())?;
+        if !save_dir.is_null() {
+            d.save_png(Path::new(try_str(save_dir, "save_dir")?))?;
+        }
+        *out = into_handle(ovpot_dataset_t { kind: DatasetKind::Rust(Box::new(d)) });
+        Ok(())
+    })
+}
+
 /// The number of samples.
 #[no_mangle]
 pub extern "C" fn ovpot_dataset_size(dataset: *const ovpot_dataset_t, size: *mut usize) -> ovpot_status_e {

@@ -226,6 +226,19 @@ pub extern "C" fn ovpot_session_set_subset_size(session: *mut ovpot_session_t, s
     })
 }
 
+/// Data-free quantization (with a dataset from `ovpot_dataset_create_synthetic`): activation
+/// ranges from the per-sample extremes without the top 1% instead of their mean, where the
+/// configuration sets no estimator (synthetic images excite deep layers less evenly than real
+/// data).
+#[no_mangle]
+pub extern "C" fn ovpot_session_set_data_free(session: *mut ovpot_session_t) -> ovpot_status_e {
+    ffi_call("ovpot_session_set_data_free", || {
+        let s = try_mut(session, "session")?;
+        s.session.config.use_data_free_estimators();
+        Ok(())
+    })
+}
+
 /// Accuracy control without labels (POT's `annotation_free`): `enable` non-zero makes
 /// `ovpot_session_run_accuracy_aware` judge by top-1 agreement with the FP32 model on the
 /// evaluation samples whose FP32 confidence (softmax of output `output_index`, unless its scores

@@ -360,7 +360,8 @@ fn take<T: serde::de::DeserializeOwned>(
 
 /// Estimator types and aggregators the statistics implement.
 const ESTIMATOR_TYPES: [&str; 5] = ["min", "max", "abs_max", "quantile", "abs_quantile"];
-const AGGREGATORS: [&str; 6] = ["mean", "min", "max", "median", "mean_no_outliers", "median_no_outliers"];
+const AGGREGATORS: [&str; 8] =
+    ["mean", "min", "max", "median", "mean_no_outliers", "median_no_outliers", "max_no_outliers", "min_no_outliers"];
 /// Keys of POT's `activations` / `weights` blocks.
 const BLOCK_KEYS: [&str; 6] = ["bits", "mode", "granularity", "level_low", "level_high", "range_estimator"];
 
@@ -634,6 +635,20 @@ impl QuantConfig {
     }
 
     /// What the quantization does differently from what was asked, for the log and report.
+    /// Data-free mode's activation estimators where the config sets none: the per-sample
+    /// extremes without the top 1% (`max_no_outliers`) instead of their mean.
+    pub fn use_data_free_estimators(&mut self) {
+        let e = self.range_estimator.activations.get_or_insert_with(Default::default);
+        let min = e.min.get_or_insert_with(Default::default);
+        if min.aggregator.is_none() {
+            min.aggregator = Some("min_no_outliers".into());
+        }
+        let max = e.max.get_or_insert_with(Default::default);
+        if max.aggregator.is_none() {
+            max.aggregator = Some("max_no_outliers".into());
+        }
+    }
+
     pub fn scheme_notes(&self) -> Vec<String> {
         let mut out = vec![];
         let device = format!("{:?}", self.target_device);

@@ -16,8 +16,17 @@ pub fn activation_range(stats: &[SampleScalars], symmetric: bool, est: Option<&R
         aggregator: Some("mean".into()),
         ..Default::default()
     };
-    let min_e = est.and_then(|e| e.min.clone()).unwrap_or(default_min);
-    let max_e = est.and_then(|e| e.max.clone()).unwrap_or(default_max);
+    // What the user's estimator leaves out comes from the default (POT's presets do the same).
+    let fill = |user: Option<&Estimator>, d: Estimator| match user {
+        Some(u) => Estimator {
+            kind: u.kind.clone().or(d.kind),
+            aggregator: u.aggregator.clone().or(d.aggregator),
+            ..u.clone()
+        },
+        None => d,
+    };
+    let min_e = fill(est.and_then(|e| e.min.as_ref()), default_min);
+    let max_e = fill(est.and_then(|e| e.max.as_ref()), default_max);
     let pick = |e: &Estimator, is_min: bool| -> Result<f64> {
         let prob = e.outlier_prob.unwrap_or(1e-4);
         let kind = e.kind.clone().unwrap_or_else(|| if is_min { "min".into() } else { "max".into() });

@@ -61,6 +61,8 @@ pub(crate) struct PotPaths {
     pub(crate) eval_data: Option<PathBuf>,
     pub(crate) labels: Option<PathBuf>,
     pub(crate) metric_output: Option<usize>,
+    /// POT's `engine.type: data_free`: synthetic images instead of data.
+    pub(crate) data_free: Option<DataFree>,
     /// The accuracy-checker engine the config names (its YAML, or "inline"), unsupported here.
     pub(crate) accuracy_checker: Option<String>,
     /// Config keys read but not applied.
@@ -80,6 +82,24 @@ impl PotPaths {
             "the config's accuracy-checker engine ({ac}) is not supported; give {give}, or set \
              \"engine\": {{\"type\": \"simplified\", \"data_source\": \"DIR\"}} in the config"
         ))
+    }
+}
+
+/// POT's data-free engine settings.
+#[derive(Default, Debug, Clone)]
+pub(crate) struct DataFree {
+    /// Make new images even when `data_source` already holds some (POT's `generate_data`).
+    pub(crate) generate: bool,
+    pub(crate) layout: Option<String>,
+}
+
+/// POT's configs spell booleans as strings ("True"); JSON booleans are taken too.
+fn truthy(v: Option<&serde_json::Value>) -> bool {
+    match v {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) => matches!(s.to_ascii_lowercase().as_str(), "true" | "1" | "yes"),
+        Some(serde_json::Value::Number(n)) => n.as_f64().is_some_and(|x| x != 0.0),
+        _ => false,
     }
 }
 
@@ -143,14 +163,33 @@ pub(crate) fn read_config(path: &Path) -> CliResult<(QuantConfig, PotPaths)> {
             .and_then(|e| e.get("metric_output"))
             .and_then(|x| x.as_u64())
             .map(|x| x as usize),
+        data_free: None,
         accuracy_checker: None,
         warnings,
     };
     let engine_type = s("engine", "type");
     if let Some(t) = &engine_type {
-        if t != "simplified" && t != "accuracy_checker" {
-            return fail(format!("config {shown}: engine.type '{t}' is not supported (use 'simplified')"));
+        if !matches!(t.as_str(), "simplified" | "accuracy_checker" | "data_free") {
+            return fail(format!(
+                "config {shown}: engine.type '{t}' is not supported (use 'simplified' or 'data_free')"
+            ));
         }
+    }
+    if engine_type.as_deref() == Some("data_free") {
+        if let Some(t) = s("engine", "data_type").filter(|t| t != "image") {
+            return fail(format!("config {shown}: engine.data_type '{t}': data-free mode makes images only"));
+        }
+        if let Some(shape) = s("engine", "shape") {
+            paths.warnings.push(format!(
+                "engine.shape '{shape}' is not applied: synthetic images take the model's own input shape \
+                 (reshape a dynamic model before quantizing it)"
+            ));
+        }
+        paths.data_free = Some(DataFree {
+            generate: truthy(v.get("engine").and_then(|e| e.get("generate_data"))),
+            layout: s("engine", "layout"),
+        });
+        return Ok((cfg, paths));
     }
     // POT's default engine is the accuracy checker: a YAML (`config`) or inline launchers.
     let has = |k: &str| v.get("engine").and_then(|e| e.get(k)).is_some();

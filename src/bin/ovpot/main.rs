@@ -16,7 +16,7 @@ mod quantize;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ovpot::api::{LogLevel, Metric, Stage, Top1Accuracy};
-use ovpot::data::{open_dataset, read_labels, DataOptions, ImageOptions, Layout};
+use ovpot::data::{open_dataset, read_labels, DataOptions, ImageFolderDataset, ImageOptions, Layout};
 use ovpot::quant::config::{Algorithm, IgnoredOperation, IgnoredScope, QuantConfig, TargetDevice};
 use ovpot::quant::hw_config::{HwConfig, QSpec};
 use ovpot::quant::placement::plan_quantizers;

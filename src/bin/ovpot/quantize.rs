@@ -48,9 +48,14 @@ pub(crate) struct QuantizeArgs {
     /// The FP32 confidence (softmax of --metric-output) a sample needs to count (POT: 0.6).
     #[arg(long)]
     pub(crate) annotation_conf_threshold: Option<f64>,
-    /// Accepted for POT compatibility; only `simplified` (plain data) is available.
-    #[arg(long, hide = true)]
+    /// Where calibration data comes from: simplified (--data, default) or data_free (synthetic
+    /// images made for the model's input; saved as PNG into --data when given, or read from it
+    /// when it already holds images and --generate-data is not set).
+    #[arg(long)]
     pub(crate) engine: Option<String>,
+    /// Data-free mode: make new images even when --data already holds some.
+    #[arg(long)]
+    pub(crate) generate_data: bool,
     /// Where statistics, bias correction and accuracy-aware verdicts run: builtin (default) or
     /// openvino (OpenVINO's CPU plugin, loaded at run time: its exact int8 arithmetic and speed).
     #[arg(long)]
@@ -77,19 +82,71 @@ pub(crate) fn prepare_output_dir(dir: &Path) -> CliResult<PathBuf> {
     Ok(opt)
 }
 
+/// POT's data-free engine: the images already in `dir` (unless `generate` is set), else
+/// `stat_subset_size` synthetic images (seeded by `seed`), saved into `dir` when given.
+fn data_free_dataset(
+    model: &Model,
+    cfg: &QuantConfig,
+    df: &DataFree,
+    dir: Option<&Path>,
+    d: &DataArgs,
+    log: &Logger,
+) -> CliResult<Box<dyn Dataset>> {
+    let mut options = data_options(d)?;
+    if let Some(l) = df.layout.as_deref().filter(|_| options.image.layout.is_none()) {
+        options.image.layout = Some(l.parse()?);
+    }
+    options.image = ovpot::data::data_free_image_options(model, &options.image);
+    let has_images = dir.is_some_and(|p| {
+        std::fs::read_dir(p).is_ok_and(|mut r| {
+            r.any(|e| {
+                e.is_ok_and(|e| {
+                    let ext = e.path().extension().map(|x| x.to_string_lossy().to_ascii_lowercase());
+                    ext.is_some_and(|x| ovpot::data::IMAGE_EXTENSIONS.contains(&x.as_str()))
+                })
+            })
+        })
+    });
+    if let (Some(dir), true, false) = (dir, has_images, df.generate) {
+        log.info(&format!("data-free: using the images in {} (--generate-data makes new ones)", dir.display()));
+        let ds = ImageFolderDataset::open(dir, &model.inputs(), &options.image)?.with_limit(options.limit);
+        return Ok(Box::new(ds));
+    }
+    let count = options.limit.unwrap_or(cfg.stat_subset_size).min(cfg.stat_subset_size);
+    let ds = ImageFolderDataset::synthetic(model, count, cfg.seed, &options.image)?;
+    let (mean, scale) = ds.normalisation();
+    let how = if mean.is_empty() && scale.is_empty() {
+        "pixel values 0..255 (the model normalises them)".to_string()
+    } else {
+        format!("normalised with mean {mean:?} and scale {scale:?}")
+    };
+    log.info(&format!("data-free: {count} synthetic fractal images, layout {}, {how}", ds.layout()));
+    if let Some(dir) = dir {
+        ds.save_png(dir)?;
+        log.info(&format!("data-free: images saved to {}", dir.display()));
+    }
+    Ok(Box::new(ds))
+}
+
 /// Ignored-scope names and patterns that match no layer: usually a typo, and otherwise silent.
 pub(crate) fn unmatched_scope(model: &Model, cfg: &QuantConfig) -> Vec<String> {
     ovpot::quant::placement::unmatched_ignored(model.graph(), &cfg.ignored)
 }
 
 pub(crate) fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliResult<()> {
-    if let Some(e) = a.engine.as_deref().filter(|e| *e != "simplified") {
-        return fail(format!("--engine {e}: only 'simplified' (plain data folders) is available"));
-    }
-    let (mut cfg, paths) = match &a.config {
+    let (mut cfg, mut paths) = match &a.config {
         Some(c) => read_config(c)?,
         None => (QuantConfig::default(), PotPaths::default()),
     };
+    match a.engine.as_deref() {
+        None => {}
+        Some("simplified") => paths.data_free = None,
+        Some("data_free") => {
+            let df = paths.data_free.get_or_insert_with(Default::default);
+            df.generate |= a.generate_data;
+        }
+        Some(e) => return fail(format!("--engine {e}: 'simplified' (data folders) or 'data_free' (synthetic images)")),
+    }
     apply_overrides(&mut cfg, a)?;
     let xml = a.model.model.clone().or(paths.model.clone());
     let weights = a.model.weights.clone().or(paths.weights.clone());
@@ -107,7 +164,13 @@ pub(crate) fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliR
             return fail(hint);
         }
     }
-    let data = open_data(data_path.as_deref(), &model, &a.data)?;
+    if paths.data_free.is_some() {
+        cfg.use_data_free_estimators();
+    }
+    let data = match &paths.data_free {
+        Some(df) => data_free_dataset(&model, &cfg, df, data_path.as_deref(), &a.data, &log)?,
+        None => open_data(data_path.as_deref(), &model, &a.data)?,
+    };
     if let Some(ac) = &paths.accuracy_checker {
         log.info(&format!("the config's accuracy-checker engine ({ac}) is not used; ovpot reads plain data folders"));
     }

@@ -566,6 +566,16 @@ pub fn aggregate(values: &[f64], aggregator: &str, outlier_prob: f64) -> Result<
         "median" => median(values),
         "mean_no_outliers" => mean(&trimmed()),
         "median_no_outliers" => median(&trimmed()),
+        // ovpot's own: the 99th (1st) percentile of the per-sample values, the largest (smallest)
+        // once POT's 1% of outliers are dropped. Data-free mode uses them: synthetic images
+        // excite a network's deep layers less evenly than its own data, and a mean over them
+        // falls short of the real ranges (ppocr_cls: 0.4–0.6 of them).
+        "max_no_outliers" | "min_no_outliers" => {
+            let mut s: Vec<f32> = values.iter().map(|&x| x as f32).collect();
+            s.sort_by(|a, b| a.total_cmp(b));
+            let q = if aggregator == "max_no_outliers" { 0.99 } else { 0.01 };
+            sorted_quantile(&s, q)
+        }
         other => return Err(Error::invalid(format!("unknown aggregator '{other}'"))),
     })
 }
