@@ -215,3 +215,36 @@ fn c_api_annotation_free_takes_no_metric() {
     ovpot_dataset_free(eval);
     ovpot_model_free(model);
 }
+
+/// POT's tune_hyperparams: when the default model misses the drop, POT's grid of 10 range-
+/// estimator settings and the other bias correction are tried before any revert, and the run
+/// goes on from the best of them.
+#[test]
+fn tune_hyperparams_tries_pots_grid_first() {
+    let Some(dir) = common::fixture("mnist_cnn") else { return };
+    let model = Model::read(&dir.join("model.xml"), None).unwrap();
+    let calib = common::dataset(&dir.join("calib"), 100);
+    let eval = common::dataset(&dir.join("eval"), 300);
+    let c = QuantConfig::from_json(
+        r#"{"compression": {"algorithms": [{"name": "AccuracyAwareQuantization",
+            "params": {"maximal_drop": 0.0, "tune_hyperparams": true, "stat_subset_size": 100}}]}}"#,
+    )
+    .unwrap();
+    assert!(c.accuracy_aware.tune_hyperparams);
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = logs.clone();
+    let mut session = Session::new(&model, common::nncf_like(c)).unwrap();
+    session.hooks.log = Some(Box::new(move |_, m| sink.lock().unwrap().push(m.to_string())));
+    let mut metric = Top1Accuracy::new(labels(&dir)[..300].to_vec(), 0);
+    let out = session.quantize_with_accuracy_control(&calib, &eval, &mut metric).unwrap();
+    let logs = logs.lock().unwrap().clone();
+    let tried = logs.iter().filter(|l| l.starts_with("tune_hyperparams: ") && l.contains("→ metric")).count();
+    let acc = out.report.accuracy.clone().unwrap();
+    if acc.default_quantized < acc.baseline {
+        assert_eq!(tried, 11, "{logs:?}");
+        assert!(logs.iter().any(|l| l.starts_with("tune_hyperparams: going on from")), "{logs:?}");
+    } else {
+        assert_eq!(tried, 0, "nothing to tune when the default model meets the drop: {logs:?}");
+    }
+    assert!(out.accuracy_reached, "{acc:?}");
+}

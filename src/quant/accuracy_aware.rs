@@ -390,6 +390,45 @@ fn rank_compiled<'m>(
     Ok(scores.into_iter().map(|s| s.2).collect())
 }
 
+/// POT's `tune_hyperparams` search space (ParamsGridSearchAlgorithm): min/max weight ranges as
+/// one option, and the 3×3 activation estimators — min (min of minima, or the 1e-3 / 1e-4
+/// quantile) by max (max of maxima, or the 1 − 1e-3 / 1 − 1e-4 quantile), quantiles averaged
+/// over samples.
+fn tuning_grid(config: &QuantConfig) -> Vec<(String, QuantConfig)> {
+    use super::config::{Estimator, RangeEstimator};
+    let est = |kind: &str, aggregator: &str, p: Option<f64>| Estimator {
+        kind: Some(kind.into()),
+        aggregator: Some(aggregator.into()),
+        outlier_prob: p,
+        ..Default::default()
+    };
+    let mut out = vec![];
+    let mut w = config.clone();
+    w.range_estimator.weights = Some(RangeEstimator {
+        min: Some(Estimator { kind: Some("min".into()), ..Default::default() }),
+        max: Some(Estimator { kind: Some("max".into()), ..Default::default() }),
+    });
+    out.push(("weights min/max".to_string(), w));
+    let mins = [
+        ("min", est("min", "min", None)),
+        ("q1e-3", est("quantile", "mean", Some(1e-3))),
+        ("q1e-4", est("quantile", "mean", Some(1e-4))),
+    ];
+    let maxs = [
+        ("max", est("max", "max", None)),
+        ("q1e-3", est("quantile", "mean", Some(1e-3))),
+        ("q1e-4", est("quantile", "mean", Some(1e-4))),
+    ];
+    for (mn_label, mn) in &mins {
+        for (mx_label, mx) in &maxs {
+            let mut c = config.clone();
+            c.range_estimator.activations = Some(RangeEstimator { min: Some(mn.clone()), max: Some(mx.clone()) });
+            out.push((format!("activations min {mn_label}, max {mx_label}"), c));
+        }
+    }
+    out
+}
+
 pub fn run(
     model: &Model,
     config: &QuantConfig,
@@ -484,6 +523,38 @@ pub fn run(
         if better {
             (q, q_metric, q_outs, q_per) = (qm, m, outs, per);
         }
+    }
+    // POT's tune_hyperparams: before reverting layers, a grid over range-estimator settings,
+    // then fast vs full bias correction with the best; the run goes on from the best model.
+    if drop(q_metric) > allowed && aa.tune_hyperparams {
+        let mut best: Option<QuantConfig> = None;
+        let grid = tuning_grid(&q.config);
+        let total = grid.len() + 1;
+        for (k, (label, cand)) in grid.into_iter().enumerate() {
+            hooks.progress(Stage::Evaluation, k, total)?;
+            let qc = super::prepare(model, &cand, calib, hooks)?;
+            let (m, outs, per) = evaluate_quantized(&qc, eval, &all, &none, metric, hooks)?;
+            inferences += eval.len();
+            hooks.log(LogLevel::Info, &format!("tune_hyperparams: {label} → metric {m:.5} (drop {:.5})", drop(m)));
+            if drop(m) < drop(q_metric) {
+                (q, q_metric, q_outs, q_per) = (qc, m, outs, per);
+                best = Some(cand);
+            }
+        }
+        let base = best.unwrap_or_else(|| q.config.clone());
+        let flipped = QuantConfig { use_fast_bias: !base.use_fast_bias, ..base };
+        let qc = super::prepare(model, &flipped, calib, hooks)?;
+        let (m, outs, per) = evaluate_quantized(&qc, eval, &all, &none, metric, hooks)?;
+        inferences += eval.len();
+        let what = if flipped.use_fast_bias { "fast" } else { "full" };
+        hooks.log(
+            LogLevel::Info,
+            &format!("tune_hyperparams: {what} bias correction → metric {m:.5} (drop {:.5})", drop(m)),
+        );
+        if drop(m) < drop(q_metric) {
+            (q, q_metric, q_outs, q_per) = (qc, m, outs, per);
+        }
+        hooks.log(LogLevel::Info, &format!("tune_hyperparams: going on from metric {q_metric:.5}"));
     }
     if emulates_cpu_plugin(&q.config) && !q.verdicts.is_openvino() {
         let mut g = q.materialize(&HashSet::new())?;

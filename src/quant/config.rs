@@ -253,6 +253,9 @@ pub struct AccuracyAwareConfig {
     pub annotation_conf_threshold: f64,
     /// The model output whose argmax is the class (annotation-free mode).
     pub annotation_output: usize,
+    /// POT's `tune_hyperparams`: when the default model misses the drop, try POT's grid of
+    /// range-estimator settings and bias-correction kinds before reverting layers.
+    pub tune_hyperparams: bool,
 }
 
 impl Default for AccuracyAwareConfig {
@@ -271,6 +274,7 @@ impl Default for AccuracyAwareConfig {
             annotation_free: false,
             annotation_conf_threshold: 0.6,
             annotation_output: 0,
+            tune_hyperparams: false,
         }
     }
 }
@@ -383,7 +387,7 @@ fn check_estimator(e: &Estimator, at: &str) -> Result<()> {
 
 /// The POT parameters [`QuantConfig::apply_params`] honours (DefaultQuantization and
 /// AccuracyAwareQuantization params).
-pub const APPLIED_PARAMS: [&str; 30] = [
+pub const APPLIED_PARAMS: [&str; 31] = [
     "preset",
     "shuffle_data",
     "seed",
@@ -413,6 +417,7 @@ pub const APPLIED_PARAMS: [&str; 30] = [
     "annotation_free",
     "annotation_conf_threshold",
     "annotation_output",
+    "tune_hyperparams",
     "base_algorithm",
 ];
 
@@ -426,10 +431,10 @@ fn unused_param(key: &str, v: &serde_json::Value) -> Option<String> {
     }
     let off = v == &serde_json::Value::Bool(false);
     let why = match key {
-        "tune_hyperparams" | "use_layerwise_tuning" if off => return None,
+        "use_layerwise_tuning" if off => return None,
         "stat_batch_size" if v.as_u64() == Some(1) => return None,
         "stat_batch_size" => "statistics are collected one sample at a time",
-        "tune_hyperparams" | "use_layerwise_tuning" => "ovpot does not implement it",
+        "use_layerwise_tuning" => "ovpot does not implement it (layer-wise fine-tuning needs gradients)",
         "metrics" => "the metric is top-1 accuracy of --metric-output; 'baseline_metric' gives a known FP32 value",
         _ => return Some(format!("'{key}' is not a known POT parameter; ignored")),
     };
@@ -846,6 +851,9 @@ impl QuantConfig {
         }
         if let Some(x) = take(p, "annotation_output")? {
             aa.annotation_output = x;
+        }
+        if let Some(x) = take(p, "tune_hyperparams")? {
+            aa.tune_hyperparams = x;
         }
         match p.get("base_algorithm") {
             Some(serde_json::Value::Object(base)) => {
