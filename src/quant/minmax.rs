@@ -279,15 +279,8 @@ fn per_channel_values(w: &ArrayD<f32>, axes: &[usize]) -> (Vec<usize>, Vec<Vec<f
 
 /// numpy's `quantile` (linear interpolation) of `v`, which it sorts.
 fn quantile_of(v: &mut [f32], q: f64) -> f32 {
-    if v.is_empty() {
-        return 0.0;
-    }
     v.sort_unstable_by(f32::total_cmp);
-    let pos = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = (lo + 1).min(v.len() - 1);
-    let frac = pos - lo as f64;
-    (v[lo] as f64 + (v[hi] as f64 - v[lo] as f64) * frac) as f32
+    super::stats::sorted_quantile(v, q) as f32
 }
 
 /// A weight border by POT's estimator `kind` (min, max, abs_max, quantile, abs_quantile), per

@@ -78,7 +78,7 @@ struct Partial {
     shapes: BTreeMap<Outlet, Vec<usize>>,
 }
 
-fn sorted_quantile(sorted: &[f32], q: f64) -> f64 {
+pub(crate) fn sorted_quantile(sorted: &[f32], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
