@@ -2,6 +2,7 @@
 //! output per channel matches FP32 again. Fast mode (default) evaluates the layer alone on its
 //! mean input (NNCF's FastBiasCorrection); full mode measures the quantized model's outputs.
 
+use crate::engine::Plan;
 use crate::error::Result;
 use crate::graph::{Graph, NodeId, Outlet};
 use crate::ops::{self, BuildCtx};
@@ -159,4 +160,149 @@ pub fn apply_shift(graph: &mut Graph, site: &BiasSite, shift: &[f64]) -> Result<
         p.element_type = crate::tensor::ElementType::F32;
     }
     Ok(())
+}
+
+/// One layer of full bias correction in the quantized graph: the outlet that feeds its bias
+/// `Add` (the op's output, or what the emulation put after it) and its FP32 mean output.
+pub struct FullSite {
+    pub pre_bias: Outlet,
+    pub axis: isize,
+    pub fp_means: Vec<f64>,
+}
+
+/// Which values full bias correction keeps per sample after each layer: the outlets of the
+/// nodes computed so far that nodes still to compute read ([`FullCorrection`]).
+struct Schedule {
+    /// Per layer, in order: the outlets to keep after it.
+    frontiers: Vec<Vec<Outlet>>,
+}
+
+impl Schedule {
+    fn new(plan: &Plan, sites: &[FullSite]) -> Result<Schedule> {
+        let g = plan.graph();
+        let konst = g.constant_outlets()?;
+        let consumers = g.consumers();
+        let mut done: Vec<bool> = (0..g.nodes.len()).map(|i| g.nodes[i].is_parameter()).collect();
+        let mut frontiers = Vec::with_capacity(sites.len());
+        for s in sites {
+            let mut stack = vec![s.pre_bias.node];
+            while let Some(id) = stack.pop() {
+                if done[id] || konst[id] {
+                    continue;
+                }
+                done[id] = true;
+                stack.extend(g.nodes[id].inputs.iter().map(|o| o.node));
+            }
+            // Every output of a node one of whose outputs is still read, so a partial node is
+            // never recomputed from values already dropped.
+            let mut frontier = vec![];
+            for id in (0..g.nodes.len()).filter(|&i| done[i] && !konst[i]) {
+                let outs = g.nodes[id].outputs.len().max(1);
+                let read_later = (0..outs)
+                    .any(|p| consumers.get(&Outlet::new(id, p)).is_some_and(|cs| cs.iter().any(|&(c, _)| !done[c])));
+                if read_later {
+                    frontier.extend((0..outs).map(|p| Outlet::new(id, p)));
+                }
+            }
+            frontiers.push(frontier);
+        }
+        Ok(Schedule { frontiers })
+    }
+
+    /// The most bytes one sample's kept values take (4 per element; 1 MiB for a dynamic shape).
+    fn peak_bytes(&self, g: &Graph) -> usize {
+        let bytes =
+            |o: &Outlet| g.outlet_info(*o).shape.to_static().map_or(1 << 20, |s| s.iter().product::<usize>() * 4);
+        self.frontiers.iter().map(|f| f.iter().map(bytes).sum::<usize>()).max().unwrap_or(0)
+    }
+}
+
+/// Values kept per sample by full bias correction stay within this many bytes in all.
+pub const FULL_BUDGET: usize = 512 << 20;
+
+/// How many samples full bias correction on `plan` can hold within [`FULL_BUDGET`] (at least
+/// 32, at most `n`).
+pub fn full_samples(plan: &Plan, sites: &[FullSite], n: usize) -> Result<usize> {
+    let peak = Schedule::new(plan, sites)?.peak_bytes(plan.graph()).max(1);
+    Ok((FULL_BUDGET / peak).clamp(32.min(n), n.max(1)))
+}
+
+/// Full bias correction as POT's BiasCorrection does it, layer after layer in graph order: each
+/// layer's mean output is measured in the quantized model with the corrections of the layers
+/// before it already applied, so an upstream error is corrected once, where it arises, and not
+/// again by every layer it reaches. Values run forward from one layer to the next (only those
+/// still read are kept), so the model runs once per sample in all.
+///
+/// `sites` are in graph order; returns each site's shift (FP32 mean minus quantized mean) or
+/// `None` where [`accept`] refuses it (`biases` are the sites' current biases). `progress` is
+/// called after each layer and may stop the run.
+pub fn full_shifts(
+    plan: &Plan,
+    sites: &[FullSite],
+    biases: &[&ArrayD<f32>],
+    samples: &[crate::data::Sample],
+    threshold: f64,
+    progress: &mut dyn FnMut(usize) -> Result<()>,
+) -> Result<Vec<Option<Vec<f64>>>> {
+    use rayon::prelude::*;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    let schedule = Schedule::new(plan, sites)?;
+    let mut kept: Vec<HashMap<Outlet, Arc<Tensor>>> = samples
+        .iter()
+        .map(|s| Ok(plan.bind_inputs(s)?.into_iter().map(|(p, t)| (Outlet::new(p, 0), t)).collect()))
+        .collect::<Result<_>>()?;
+    let mut shifts = Vec::with_capacity(sites.len());
+    for (k, (site, frontier)) in sites.iter().zip(&schedule.frontiers).enumerate() {
+        let targets: Vec<Outlet> = frontier.iter().copied().filter(|o| !kept[0].contains_key(o)).collect();
+        let new: Vec<Vec<Arc<Tensor>>> = kept
+            .par_iter()
+            .map(|seeds| plan.run_from(seeds, &targets, &mut crate::engine::NoObserver))
+            .collect::<Result<_>>()?;
+        for (values, fresh) in kept.iter_mut().zip(new) {
+            values.extend(targets.iter().copied().zip(fresh));
+            values.retain(|o, _| frontier.contains(o));
+        }
+        let mut sum: Option<Vec<f64>> = None;
+        for values in &kept {
+            let Some(m) = values[&site.pre_bias].as_f32().and_then(|a| super::minmax::channel_mean(a, site.axis))
+            else {
+                break;
+            };
+            match &mut sum {
+                Some(s) if s.len() == m.len() => s.iter_mut().zip(&m).for_each(|(a, b)| *a += b),
+                Some(_) => {
+                    sum = None;
+                    break;
+                }
+                None => sum = Some(m),
+            }
+        }
+        let shift = sum.filter(|s| s.len() == site.fp_means.len()).and_then(|s| {
+            let shift: Vec<f64> = site.fp_means.iter().zip(&s).map(|(f, q)| f - q / samples.len() as f64).collect();
+            accept(biases[k], &shift, threshold)
+        });
+        // The layers after this one see its corrected output.
+        if let Some(shift) = &shift {
+            for values in kept.iter_mut() {
+                let t = values.get_mut(&site.pre_bias).expect("kept");
+                if let Some(a) = t.as_f32() {
+                    *t = Arc::new(Tensor::F32(add_per_channel(a, site.axis, shift)));
+                }
+            }
+        }
+        shifts.push(shift);
+        progress(k + 1)?;
+    }
+    Ok(shifts)
+}
+
+/// `t` with `shift[c]` added to every value of channel `c` along `axis`.
+fn add_per_channel(t: &ArrayD<f32>, axis: isize, shift: &[f64]) -> ArrayD<f32> {
+    let a = if axis < 0 { axis + t.ndim() as isize } else { axis } as usize;
+    let mut out = t.clone();
+    for (mut lane, &s) in out.axis_iter_mut(ndarray::Axis(a)).zip(shift) {
+        lane.mapv_inplace(|x| x + s as f32);
+    }
+    out
 }

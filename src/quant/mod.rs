@@ -356,7 +356,8 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     // hand over the output before the bias: there, the mean is measured after the bias and the
     // (constant) bias subtracted.
     let after_bias = backend.is_openvino();
-    let site_outlet = |s: &BiasSite| Outlet::new(if after_bias { s.add } else { s.op }, 0);
+    let outlets = SiteOutlets { after_bias };
+    let site_outlet = |s: &BiasSite| outlets.of(s);
 
     // Statistics: one pass over the FP32 model
     let t = Instant::now();
@@ -588,38 +589,7 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
                 }
             }
         } else {
-            // Full: measure the quantized model's per-channel outputs on real data, as the
-            // target CPU computes them.
-            let mut qg = quantized.quantizers_applied(&HashSet::new(), true)?;
-            let nb = n.clamp(1, 100);
-            let mut qreqs: HashMap<Outlet, Vec<Request>> = HashMap::new();
-            for (_, s) in &sites {
-                qreqs.entry(site_outlet(s)).or_default().push(Request::ChannelMean { axis: s.out_axis });
-            }
-            if !quantized.verdicts.is_openvino() {
-                cpu_plugin::emulate_for(&mut qg, quantized.isa.arithmetic);
-            }
-            let qcol = stats::collect_on(
-                &quantized.verdicts,
-                &qg,
-                None,
-                config.threads,
-                data,
-                nb,
-                &qreqs,
-                hooks,
-                Stage::BiasCorrection,
-            )?;
-            quantized.report.inferences += nb;
-            for (_, site) in &sites {
-                let key = (site_outlet(site), site.out_axis);
-                if let (Some(f), Some(q)) = (col.channel_means.get(&key), qcol.channel_means.get(&key)) {
-                    let shift: Vec<f64> = f.iter().zip(q).map(|(a, b)| a - b).collect();
-                    if let Some(s) = bias_correction::accept(&site.bias, &shift, 1000.0) {
-                        quantized.bias_shifts.push((site.clone(), s));
-                    }
-                }
-            }
+            full_bias_correction(&mut quantized, &sites, &col, outlets, data, n, hooks)?;
         }
         hooks.progress(Stage::BiasCorrection, sites.len(), sites.len())?;
         quantized.report.timings.push(("bias_correction".into(), t.elapsed().as_secs_f64()));
@@ -852,4 +822,139 @@ pub fn accuracy_aware(
     hooks: &mut Hooks,
 ) -> Result<Outcome> {
     accuracy_aware::run(model, config, calib, eval, metric, hooks)
+}
+
+/// Where a bias site's mean output is measured: before the bias Add (built-in engine), or after
+/// it (OpenVINO fuses the Add into its layer and never hands over the value before it).
+#[derive(Clone, Copy)]
+struct SiteOutlets {
+    after_bias: bool,
+}
+
+impl SiteOutlets {
+    fn of(&self, s: &BiasSite) -> Outlet {
+        Outlet::new(if self.after_bias { s.add } else { s.op }, 0)
+    }
+}
+
+/// Full bias correction (`use_fast_bias: false`): the quantized model's per-channel outputs
+/// measured on real data as the target CPU computes them, layer after layer as POT does
+/// ([`bias_correction::full_shifts`]).
+fn full_bias_correction(
+    q: &mut Quantized,
+    sites: &[(usize, BiasSite)],
+    col: &stats::Collected,
+    outlets: SiteOutlets,
+    data: &dyn Dataset,
+    n: usize,
+    hooks: &mut Hooks,
+) -> Result<()> {
+    let fp = &q.fp_graph;
+    let mut qg = q.quantizers_applied(&HashSet::new(), true)?;
+    let whole = qg.clone();
+    cpu_plugin::emulate_for(&mut qg, q.isa.arithmetic);
+    // Layer after layer needs the built-in engine (OpenVINO runs a compiled model whole); it
+    // emulates the target's int8 arithmetic, so OpenVINO is only the fallback for models with
+    // ops the engine lacks.
+    let plan = match Plan::new(&qg) {
+        Ok(p) => p,
+        Err(e) if q.verdicts.is_openvino() => {
+            hooks.log(LogLevel::Info, &format!("bias correction on the whole model in OpenVINO: {e}"));
+            return full_bias_correction_compiled(q, sites, col, outlets, whole, data, n, hooks);
+        }
+        Err(e) => return Err(e),
+    };
+    // The emulation renumbers nodes and may put ops between a layer and its bias: each site is
+    // found again by its Add's name, and measured at the Add's input.
+    let mut found: Vec<(usize, &BiasSite, Outlet)> = vec![];
+    for (_, s) in sites {
+        let Some(add) = qg.find_node(&fp.nodes[s.add].name) else { continue };
+        let Some(&pre_bias) = qg.nodes[add].inputs.get(1 - s.bias_input) else { continue };
+        found.push((0, s, pre_bias));
+    }
+    let order = qg.topo_order()?;
+    let mut position = vec![0; qg.nodes.len()];
+    for (k, &id) in order.iter().enumerate() {
+        position[id] = k;
+    }
+    for f in &mut found {
+        f.0 = position[f.2.node];
+    }
+    found.sort_by_key(|f| f.0);
+    let mut full: Vec<bias_correction::FullSite> = found
+        .iter()
+        .map(|(_, s, o)| bias_correction::FullSite { pre_bias: *o, axis: s.out_axis, fp_means: vec![] })
+        .collect();
+    let nb = bias_correction::full_samples(&plan, &full, n)?;
+    // FP32 means over exactly the samples the quantized model runs on.
+    let fp_col;
+    let fp_means = if nb == n {
+        &col.channel_means
+    } else {
+        let mut reqs: HashMap<Outlet, Vec<Request>> = HashMap::new();
+        for (_, s, _) in &found {
+            reqs.entry(outlets.of(s)).or_default().push(Request::ChannelMean { axis: s.out_axis });
+        }
+        fp_col =
+            stats::collect_on(&q.backend, fp, None, q.config.threads, data, nb, &reqs, hooks, Stage::BiasCorrection)?;
+        q.report.inferences += nb;
+        &fp_col.channel_means
+    };
+    for (f, (_, s, _)) in full.iter_mut().zip(&found) {
+        let mut means = fp_means.get(&(outlets.of(s), s.out_axis)).cloned().unwrap_or_default();
+        // Measured after the bias: the value before it is that minus the (per-channel) bias.
+        if outlets.after_bias && means.len() == s.bias.len() {
+            means.iter_mut().zip(s.bias.iter()).for_each(|(m, b)| *m -= *b as f64);
+        }
+        f.fp_means = means;
+    }
+    let samples: Vec<crate::data::Sample> = (0..nb).map(|i| data.get(i)).collect::<Result<_>>()?;
+    let biases: Vec<&ArrayD<f32>> = found.iter().map(|(_, s, _)| &s.bias).collect();
+    let total = full.len();
+    let shifts = bias_correction::full_shifts(&plan, &full, &biases, &samples, FULL_THRESHOLD, &mut |k| {
+        hooks.progress(Stage::BiasCorrection, k, total)
+    })?;
+    q.report.inferences += nb;
+    for ((_, s, _), shift) in found.iter().zip(shifts) {
+        if let Some(shift) = shift {
+            q.bias_shifts.push(((*s).clone(), shift));
+        }
+    }
+    Ok(())
+}
+
+/// NNCF's BiasCorrection threshold: a shift may change a bias by up to this many times its value.
+const FULL_THRESHOLD: f64 = 1000.0;
+
+/// Full bias correction in OpenVINO, for models the built-in engine cannot run: every layer
+/// measured at once in the compiled model, so an upstream layer's error is corrected again by
+/// the layers it reaches (less exact than layer after layer).
+#[allow(clippy::too_many_arguments)]
+fn full_bias_correction_compiled(
+    q: &mut Quantized,
+    sites: &[(usize, BiasSite)],
+    col: &stats::Collected,
+    outlets: SiteOutlets,
+    qg: Graph,
+    data: &dyn Dataset,
+    n: usize,
+    hooks: &mut Hooks,
+) -> Result<()> {
+    let mut qreqs: HashMap<Outlet, Vec<Request>> = HashMap::new();
+    for (_, s) in sites {
+        qreqs.entry(outlets.of(s)).or_default().push(Request::ChannelMean { axis: s.out_axis });
+    }
+    let qcol =
+        stats::collect_on(&q.verdicts, &qg, None, q.config.threads, data, n, &qreqs, hooks, Stage::BiasCorrection)?;
+    q.report.inferences += n;
+    for (_, site) in sites {
+        let key = (outlets.of(site), site.out_axis);
+        if let (Some(f), Some(m)) = (col.channel_means.get(&key), qcol.channel_means.get(&key)) {
+            let shift: Vec<f64> = f.iter().zip(m).map(|(a, b)| a - b).collect();
+            if let Some(s) = bias_correction::accept(&site.bias, &shift, FULL_THRESHOLD) {
+                q.bias_shifts.push((site.clone(), s));
+            }
+        }
+    }
+    Ok(())
 }
