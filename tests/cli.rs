@@ -1278,11 +1278,8 @@ fn pot_spec_configs_are_read_with_every_key_accounted_for() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pot_configs");
     let tmp = tempfile::tempdir().unwrap();
     let mut seen = 0;
-    for entry in std::fs::read_dir(&root).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
+    for spec in ["default_quantization_spec", "accuracy_aware_quantization_spec", "data_free_mode_template"] {
+        let path = root.join(format!("{spec}.json"));
         seen += 1;
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -1322,4 +1319,113 @@ fn pot_spec_configs_are_read_with_every_key_accounted_for() {
         assert!(!err.contains("not a known POT"), "{name}: a POT key unknown to ovpot:\n{err}");
     }
     assert_eq!(seen, 3);
+}
+
+/// Replaces the string value of every `"key": "..."` in a JSON text (object values are left).
+fn replace_string_values(text: &str, key: &str, value: &str) -> String {
+    let pat = format!("\"{key}\"");
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(&pat) {
+        let (head, tail) = rest.split_at(i + pat.len());
+        out.push_str(head);
+        let after = tail.trim_start();
+        let Some(after_colon) = after.strip_prefix(':') else {
+            rest = tail;
+            continue;
+        };
+        let v = after_colon.trim_start();
+        match v.strip_prefix('"').and_then(|v| v.find('"').map(|end| &v[end + 1..])) {
+            Some(remaining) => {
+                out.push_str(&format!(": \"{value}\""));
+                rest = remaining;
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Every other JSON config of POT's `configs/` folder (templates and the examples, with their
+/// comments and trailing commas; tests/data/pot_configs) run with the model pointed at a fixture
+/// and the data at its calibration set: each quantizes, or stops with an error saying why, and
+/// every key or algorithm ovpot does not apply is named in a warning.
+#[test]
+fn pot_example_configs_run_or_say_why() {
+    let Some(dir) = common::fixture("mnist_cnn") else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pot_configs");
+    let specs = ["default_quantization_spec", "accuracy_aware_quantization_spec", "data_free_mode_template"];
+    let mut files = vec![];
+    let mut dirs = vec![root.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "json") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let tmp = tempfile::tempdir().unwrap();
+    let (calib, eval, labels) = (dir.join("calib"), dir.join("eval"), dir.join("eval_labels.npy"));
+    let mut ran = 0;
+    for path in &files {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if specs.contains(&name.as_str()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(path).unwrap();
+        let adapted = replace_string_values(
+            &replace_string_values(&text, "model", s(&dir.join("model.xml"))),
+            "weights",
+            s(&dir.join("model.bin")),
+        );
+        let config = tmp.path().join(format!("{name}.json"));
+        std::fs::write(&config, &adapted).unwrap();
+        let out = tmp.path().join(&name);
+        let mut args =
+            vec!["quantize", "-c", s(&config), "-n", "model", "--subset-size", "20", "--output-dir", s(&out)];
+        args.extend(["--engine", "simplified", "--data", s(&calib)]);
+        let accuracy_aware = text.contains("AccuracyAwareQuantization");
+        if accuracy_aware {
+            args.extend(["--eval-data", s(&eval), "--labels", s(&labels)]);
+        }
+        let o = ovpot(&args);
+        let err = stderr(&o);
+        let expect_error = match name.as_str() {
+            "cascaded_model_default_quantizatoin_spec" | "mtcnn_int8" => Some("'model.cascade'"),
+            "mobilenetV2_pytorch_int8_tune_quantile" => Some("QuantileTuningAlgorithm"),
+            _ => None,
+        };
+        if let Some(what) = expect_error {
+            let e = error_line(&o);
+            assert!(e.contains(what) && e.contains("not"), "{name}: {e}");
+            continue;
+        }
+        assert!(o.status.success(), "{name}: {err}");
+        ran += 1;
+        check_quantized(&out, "model", if accuracy_aware { "accuracy" } else { "default" });
+        assert!(!err.contains("not a known POT"), "{name}: a POT key unknown to ovpot:\n{err}");
+        let named = |what: &str| assert!(err.contains(what), "{name}: '{what}' not named:\n{err}");
+        if text.contains("\"optimizer\"") {
+            named("'optimizer' is not run");
+            named("'ActivationChannelAlignment' is not run");
+        }
+        for algo in ["QuantNoiseEstimator", "INT4MixedQuantization", "RangeOptimization", "WeightSparsity"] {
+            if text.contains(algo) {
+                named(&format!("'{algo}' is not run"));
+            }
+        }
+        // A plain MinMaxQuantization corrects no bias; followed by FastBiasCorrection it does.
+        let corrected = read_report(&out)["timings"].to_string().contains("bias_correction");
+        if text.contains("MinMaxQuantization") || text.contains("TunableQuantization") {
+            assert_eq!(corrected, text.contains("BiasCorrection"), "{name}: bias correction");
+        }
+    }
+    assert!(files.len() >= 45 && ran >= 39, "{} files, {ran} quantized", files.len());
 }

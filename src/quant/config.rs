@@ -421,6 +421,36 @@ pub const APPLIED_PARAMS: [&str; 31] = [
     "base_algorithm",
 ];
 
+/// POT algorithms that leave the quantization to another algorithm in the list: ovpot skips
+/// them with a warning ([`unsupported_algorithm`] says why).
+const NO_QUANTIZATION: [&str; 5] = [
+    "ActivationChannelAlignment",
+    "QuantNoiseEstimator",
+    "RangeOptimization",
+    "INT4MixedQuantization",
+    "WeightSparsity",
+];
+
+/// Why ovpot does not run a POT algorithm, for those it knows of.
+fn unsupported_algorithm(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "ActivationChannelAlignment" => {
+            "not implemented (it aligns activation channel ranges before TPE's search); quantization runs without it"
+        }
+        "QuantNoiseEstimator" => "not implemented (an analysis that reports per-layer quantization noise; the model is the same without it)",
+        "RangeOptimization" => "not implemented (a derivative-free search over ranges by the metric); the ranges are MinMax's",
+        "INT4MixedQuantization" => "not implemented: OpenVINO's CPU plugin runs no 4-bit activations; layers stay 8-bit",
+        "WeightSparsity" | "MagnitudeSparsity" | "BaseWeightSparsity" => {
+            "not implemented: ovpot does not prune weights; the model is quantized dense"
+        }
+        "QuantileTuningAlgorithm" => {
+            "not implemented (a per-layer quantile search by the metric); AccuracyAwareQuantization with tune_hyperparams searches range estimators"
+        }
+        "OverflowCorrection" => "not needed: saturation_fix decides per layer (see target_isa)",
+        _ => return None,
+    })
+}
+
 /// A POT parameter that is read nowhere else: None when it cannot change the result at this
 /// value, else the warning.
 fn unused_param(key: &str, v: &serde_json::Value) -> Option<String> {
@@ -436,6 +466,9 @@ fn unused_param(key: &str, v: &serde_json::Value) -> Option<String> {
         "stat_batch_size" => "statistics are collected one sample at a time",
         "use_layerwise_tuning" => "ovpot does not implement it (layer-wise fine-tuning needs gradients)",
         "metrics" => "the metric is top-1 accuracy of --metric-output; 'baseline_metric' gives a known FP32 value",
+        "tuning_scope" | "estimator_tuning_scope" | "outlier_prob_choices" => {
+            "it lists TunableQuantization's choices for the TPE search, which ovpot does not run"
+        }
         _ => return Some(format!("'{key}' is not a known POT parameter; ignored")),
     };
     Some(format!("'{key}': {v} is ignored: {why}"))
@@ -724,20 +757,77 @@ impl QuantConfig {
             .get("algorithms")
             .and_then(|a| a.as_array())
             .ok_or_else(|| Error::parse("config", "'compression.algorithms' is missing or not a list"))?;
-        let algo = algos.first().ok_or_else(|| Error::parse("config", "'compression.algorithms' is empty"))?;
-        let name = algo.get("name").and_then(|n| n.as_str()).unwrap_or("DefaultQuantization");
-        c.algorithm = match name {
-            "DefaultQuantization" | "MinMaxQuantization" => Algorithm::Default,
-            "AccuracyAwareQuantization" => Algorithm::AccuracyAware,
-            other => return Err(Error::unsupported(format!("algorithm '{other}'"))),
-        };
-        for other in algos.iter().skip(1) {
-            let n = other.get("name").and_then(|n| n.as_str()).unwrap_or("?");
-            warn.push(format!("'compression.algorithms': only the first ({name}) runs; '{n}' is ignored"));
+        if algos.is_empty() {
+            return Err(Error::parse("config", "'compression.algorithms' is empty"));
+        }
+        fn name_of(a: &serde_json::Value) -> &str {
+            a.get("name").and_then(|n| n.as_str()).unwrap_or("DefaultQuantization")
         }
         let empty = serde_json::Map::new();
-        let p = algo.get("params").and_then(|p| p.as_object()).unwrap_or(&empty);
-        c.apply_params_with_warnings(p, warn)?;
+        let params_of = |a: &'_ serde_json::Value| -> serde_json::Map<String, serde_json::Value> {
+            a.get("params").and_then(|p| p.as_object()).unwrap_or(&empty).clone()
+        };
+        // POT runs the list in order: one quantization algorithm, maybe a bias correction
+        // after a plain MinMaxQuantization, and steps ovpot does not have (named with why).
+        let mut main: Option<&str> = None;
+        for a in algos {
+            let name = name_of(a);
+            let algorithm = match name {
+                "DefaultQuantization" | "MinMaxQuantization" | "TunableQuantization" => Algorithm::Default,
+                "AccuracyAwareQuantization" => Algorithm::AccuracyAware,
+                "FastBiasCorrection" | "BiasCorrection" => {
+                    if main.is_none() {
+                        warn.push(format!("'{name}' before any quantization algorithm is ignored"));
+                        continue;
+                    }
+                    c.apply_params_with_warnings(&params_of(a), warn)?;
+                    c.bias_correction = true;
+                    c.use_fast_bias = name == "FastBiasCorrection";
+                    continue;
+                }
+                other => {
+                    if let Some(why) = unsupported_algorithm(other) {
+                        if NO_QUANTIZATION.contains(&other) {
+                            warn.push(format!("algorithm '{other}' is not run: {why}"));
+                            continue;
+                        }
+                        return Err(Error::unsupported(format!("algorithm '{other}': {why}")));
+                    }
+                    warn.push(format!("algorithm '{other}' is not a known POT algorithm; ignored"));
+                    continue;
+                }
+            };
+            if let Some(first) = main {
+                warn.push(format!(
+                    "'compression.algorithms': '{name}' after '{first}' is ignored: one quantization runs"
+                ));
+                continue;
+            }
+            main = Some(name);
+            c.algorithm = algorithm;
+            c.apply_params_with_warnings(&params_of(a), warn)?;
+            match name {
+                // POT's MinMaxQuantization alone corrects no biases (DefaultQuantization is
+                // MinMax followed by FastBiasCorrection or BiasCorrection).
+                "MinMaxQuantization" => c.bias_correction = false,
+                "TunableQuantization" => {
+                    c.bias_correction = false;
+                    warn.push(
+                        "'TunableQuantization' runs as MinMaxQuantization with its params: the 'optimizer' \
+                         (TPE) search over its tunable choices is not run"
+                            .into(),
+                    );
+                }
+                _ => {}
+            }
+        }
+        if main.is_none() {
+            let names: Vec<&str> = algos.iter().map(name_of).collect();
+            return Err(Error::unsupported(format!(
+                "'compression.algorithms' {names:?} has no quantization algorithm ovpot runs \
+                 (DefaultQuantization, MinMaxQuantization, AccuracyAwareQuantization)"
+            )));
+        }
         Ok(c)
     }
 
@@ -1248,7 +1338,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.target_device, TargetDevice::GPU);
-        assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w[0].contains("'compression.bogus'") && w[1].contains("FastBiasCorrection"), "{w:?}");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("'compression.bogus'"), "{w:?}");
+        assert!(c.bias_correction && c.use_fast_bias);
+    }
+
+    /// POT's algorithm lists: MinMaxQuantization corrects no bias unless a bias correction
+    /// follows; steps ovpot lacks are named; a list with no quantization is refused.
+    #[test]
+    fn algorithm_lists() {
+        let run = |algos: &str| {
+            QuantConfig::from_json_with_warnings(&format!(r#"{{"compression": {{"algorithms": {algos}}}}}"#))
+        };
+        let (c, w) = run(r#"[{"name": "MinMaxQuantization"}]"#).unwrap();
+        assert!(!c.bias_correction && w.is_empty(), "{w:?}");
+        let (c, _) =
+            run(r#"[{"name": "MinMaxQuantization"}, {"name": "BiasCorrection", "params": {"threshold": 10}}]"#)
+                .unwrap();
+        assert!(c.bias_correction && !c.use_fast_bias && c.bias_correction_threshold == 10.0);
+        let (c, w) = run(
+            r#"[{"name": "WeightSparsity"}, {"name": "AccuracyAwareQuantization"}, {"name": "DefaultQuantization"}]"#,
+        )
+        .unwrap();
+        assert_eq!(c.algorithm, Algorithm::AccuracyAware);
+        assert!(w[0].contains("'WeightSparsity' is not run") && w[1].contains("'DefaultQuantization' after"), "{w:?}");
+        let e = run(r#"[{"name": "QuantileTuningAlgorithm"}]"#).unwrap_err().to_string();
+        assert!(e.contains("QuantileTuningAlgorithm") && e.contains("tune_hyperparams"), "{e}");
+        let e = run(r#"[{"name": "QuantNoiseEstimator"}]"#).unwrap_err().to_string();
+        assert!(e.contains("no quantization algorithm"), "{e}");
     }
 }

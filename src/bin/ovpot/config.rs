@@ -2,8 +2,45 @@
 
 use super::*;
 
-/// Removes `//` and `/* */` comments outside strings (POT's configs carry them).
+/// Removes `//` and `/* */` comments and trailing commas outside strings: POT reads its configs
+/// with jstyleson, which allows both, and its own examples have them.
 pub(crate) fn strip_json_comments(text: &str) -> String {
+    strip_trailing_commas(&strip_comments(text))
+}
+
+/// Drops each `,` (outside strings) whose next non-blank character closes an object or array.
+fn strip_trailing_commas(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut in_str = false;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if in_str {
+            if c == '\\' && i + 1 < chars.len() {
+                out.push(c);
+                i += 1;
+                out.push(chars[i]);
+                i += 1;
+                continue;
+            }
+            in_str = c != '"';
+        } else if c == '"' {
+            in_str = true;
+        } else if c == ',' {
+            let next = chars[i + 1..].iter().find(|n| !n.is_whitespace());
+            if matches!(next, Some('}' | ']')) {
+                i += 1;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+fn strip_comments(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     let mut in_str = false;
@@ -146,8 +183,28 @@ pub(crate) fn read_config(path: &Path) -> CliResult<(QuantConfig, PotPaths)> {
     let shown = path.display().to_string();
     let mut v: serde_json::Value = serde_json::from_str(&text).map_err(|e| CliError(format!("config {shown}: {e}")))?;
     drop_none_model_type(&mut v);
-    let (cfg, warnings) =
+    if let Some(cascade) = v.get("model").and_then(|m| m.get("cascade")).and_then(|c| c.as_array()) {
+        let names: Vec<&str> = cascade.iter().filter_map(|m| m.get("name").and_then(|n| n.as_str())).collect();
+        return Err(CliError(format!(
+            "config {shown}: 'model.cascade' ({}) is not supported: POT quantized a cascade with one engine that \
+             ran the models together; ovpot quantizes one model per run: give each model its own run \
+             (-m <model>.xml with its own calibration data)",
+            names.join(", ")
+        )));
+    }
+    let (cfg, mut warnings) =
         QuantConfig::from_json_with_warnings(&v.to_string()).map_err(|e| CliError(format!("config {shown}: {e}")))?;
+    for k in v.as_object().map(|o| o.keys().collect::<Vec<_>>()).unwrap_or_default() {
+        match k.as_str() {
+            "model" | "engine" | "compression" => {}
+            "optimizer" => warnings.push(
+                "'optimizer' is not run: ovpot has no TPE search (accuracy-aware tune_hyperparams searches range \
+                 estimators)"
+                    .into(),
+            ),
+            other => warnings.push(format!("'{other}' is not a known POT key; ignored")),
+        }
+    }
     let base = path.parent().unwrap_or(Path::new("."));
     let s = |sec: &str, key: &str| v.get(sec).and_then(|x| x.get(key)).and_then(|x| x.as_str()).map(str::to_string);
     let p = |sec: &str, key: &str| s(sec, key).map(|x| config_path(base, &x));
@@ -299,5 +356,14 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&strip_json_comments(t)).unwrap();
         assert_eq!(v["k"], "x//y");
         assert_eq!(v["j"], 1);
+    }
+
+    #[test]
+    fn trailing_commas_are_dropped_outside_strings() {
+        let t = "{ \"a\": [1, 2, ], \"s\": \",}\\\",]\", \"o\": {\"x\": true, // c\n },\n}";
+        let v: serde_json::Value = serde_json::from_str(&strip_json_comments(t)).unwrap();
+        assert_eq!(v["a"], serde_json::json!([1, 2]));
+        assert_eq!(v["s"], ",}\",]");
+        assert_eq!(v["o"]["x"], true);
     }
 }
