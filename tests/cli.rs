@@ -1254,6 +1254,7 @@ fn quantize_data_free_makes_saves_and_reuses_images() {
     let o = ovpot(&args(&first).iter().map(String::as_str).collect::<Vec<_>>());
     assert_ok(&o);
     assert!(stderr(&o).contains("data-free: 30 synthetic fractal images"), "{}", stderr(&o));
+    assert_eq!(stderr(&o).matches("data-free ranges, ").count(), 2, "two estimators tried: {}", stderr(&o));
     check_quantized(&first, "model", "default");
     let pngs = std::fs::read_dir(&images).unwrap().count();
     assert_eq!(pngs, 30);

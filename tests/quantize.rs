@@ -303,3 +303,39 @@ fn full_bias_correction_layer_after_layer_on_ppocr_cls() {
         assert!(s_full > 15.0 && s_full > s_fast - 2.0, "full {s_full} fast {s_fast}");
     }
 }
+
+/// Data-free mode tries two range estimators and keeps the one whose INT8 outputs are closer to
+/// FP32's on the synthetic images: on ppocr_cls that is the choice real data makes too (the
+/// model's own evaluation set, as the target computes it).
+#[test]
+fn data_free_ranges_are_chosen_as_real_data_would() {
+    use ovpot::data::{ImageFolderDataset, ImageOptions};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ppocr_cls");
+    let fp = Model::read(&dir.join("model.xml"), None).unwrap();
+    let synthetic = ImageFolderDataset::synthetic(&fp, 120, 0, &ImageOptions::default()).unwrap();
+    let mut chosen = QuantConfig { stat_subset_size: 120, ..QuantConfig::default() };
+    chosen.use_data_free_estimators();
+    let out = Session::new(&fp, chosen.clone()).unwrap().quantize(&synthetic).unwrap();
+    let note = out.report.warnings.iter().find(|w| w.starts_with("data-free ranges:")).expect("the choice is reported");
+    eprintln!("{note}");
+    // Each candidate alone, judged on real data.
+    let mut extremes = chosen.clone();
+    extremes.data_free_ranges = false;
+    let robust = QuantConfig {
+        range_estimator: serde_json::from_str(
+            r#"{"activations": {"min": {"type": "quantile", "outlier_prob": 1e-4, "aggregator": "median"},
+                                "max": {"type": "quantile", "outlier_prob": 1e-4, "aggregator": "median"}}}"#,
+        )
+        .unwrap(),
+        ..extremes.clone()
+    };
+    let sqnr = |c: QuantConfig| {
+        let m = Session::new(&fp, c).unwrap().quantize(&synthetic).unwrap().model;
+        engine_sqnr(&fp, &m, &dir, 0, Int8Arithmetic::Exact)
+    };
+    let (s_extremes, s_robust) = (sqnr(extremes), sqnr(robust));
+    let s_chosen = engine_sqnr(&fp, &out.model, &dir, 0, Int8Arithmetic::Exact);
+    eprintln!("real-data SQNR: extremes {s_extremes:.2}, robust quantiles {s_robust:.2}, chosen {s_chosen:.2}");
+    assert!((s_chosen - s_extremes.max(s_robust)).abs() < 1e-9, "the better one is kept");
+    assert!(note.contains(if s_extremes > s_robust { "extremes" } else { "quantiles" }), "{note}");
+}

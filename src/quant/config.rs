@@ -311,8 +311,11 @@ pub struct QuantConfig {
     pub smooth_quant_alpha: f64,
     /// FastBiasCorrection threshold (POT: 2.0).
     pub bias_correction_threshold: f64,
-    /// Share of the subset the full BiasCorrection uses.
+    /// AccuracyAwareQuantization's settings.
     pub accuracy_aware: AccuracyAwareConfig,
+    /// Data-free mode chose the activation range estimators: both data-free candidates are
+    /// tried and judged on the synthetic images ([`crate::quant::data_free`]).
+    pub data_free_ranges: bool,
     /// Threads for the engine; 0 = all cores.
     pub threads: usize,
     /// Which engine runs statistics, bias correction and accuracy-aware verdicts.
@@ -343,6 +346,7 @@ impl Default for QuantConfig {
             smooth_quant_alpha: 0.95,
             bias_correction_threshold: 2.0,
             accuracy_aware: AccuracyAwareConfig::default(),
+            data_free_ranges: false,
             threads: 0,
             backend: Default::default(),
             openvino: Default::default(),
@@ -672,10 +676,12 @@ impl QuantConfig {
         }
     }
 
-    /// What the quantization does differently from what was asked, for the log and report.
     /// Data-free mode's activation estimators where the config sets none: the per-sample
-    /// extremes without the top 1% (`max_no_outliers`) instead of their mean.
+    /// extremes without the top 1% (`max_no_outliers`) instead of their mean, with the robust
+    /// quantiles of [`crate::quant::data_free`] as the other candidate.
     pub fn use_data_free_estimators(&mut self) {
+        // Estimators the user chose are kept as they are; otherwise data-free mode picks.
+        self.data_free_ranges = self.range_estimator.activations.is_none();
         let e = self.range_estimator.activations.get_or_insert_with(Default::default);
         let min = e.min.get_or_insert_with(Default::default);
         if min.aggregator.is_none() {
@@ -687,6 +693,7 @@ impl QuantConfig {
         }
     }
 
+    /// What the quantization does differently from what was asked, for the log and report.
     pub fn scheme_notes(&self) -> Vec<String> {
         let mut out = vec![];
         let device = format!("{:?}", self.target_device);

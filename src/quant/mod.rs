@@ -7,6 +7,7 @@ pub mod accuracy_aware;
 pub mod bias_correction;
 pub mod config;
 pub mod cpu_plugin;
+pub mod data_free;
 pub mod detect;
 pub mod hw_config;
 pub mod isa;
@@ -763,7 +764,11 @@ pub fn default_quantization(
     data: &dyn Dataset,
     hooks: &mut Hooks,
 ) -> Result<Outcome> {
-    let q = prepare(model, config, data, hooks)?;
+    let q = if config.data_free_ranges {
+        data_free::prepare_data_free(model, config, data, hooks)?
+    } else {
+        prepare(model, config, data, hooks)?
+    };
     let t = Instant::now();
     let graph = q.materialize(&HashSet::new())?;
     let mut report = q.report;
