@@ -283,30 +283,20 @@ fn blur(img: &mut [f64], h: usize, w: usize, sigma: f64) {
     let norm: f64 = kernel.iter().sum();
     let mut tmp = vec![0.0f64; img.len()];
     let clamp = |v: i64, n: usize| v.clamp(0, n as i64 - 1) as usize;
-    for y in 0..h {
-        for x in 0..w {
-            for c in 0..3 {
-                let s: f64 = kernel
-                    .iter()
-                    .enumerate()
-                    .map(|(k, kv)| kv * img[(y * w + clamp(x as i64 + k as i64 - r, w)) * 3 + c])
-                    .sum();
-                tmp[(y * w + x) * 3 + c] = s / norm;
+    // Rows, then columns: `at(y, x, k)` is the pixel tap k of (y, x) reads.
+    let pass = |src: &[f64], dst: &mut [f64], at: &dyn Fn(usize, usize, i64) -> usize| {
+        for y in 0..h {
+            for x in 0..w {
+                for c in 0..3 {
+                    let s: f64 =
+                        kernel.iter().enumerate().map(|(k, kv)| kv * src[at(y, x, k as i64 - r) * 3 + c]).sum();
+                    dst[(y * w + x) * 3 + c] = s / norm;
+                }
             }
         }
-    }
-    for y in 0..h {
-        for x in 0..w {
-            for c in 0..3 {
-                let s: f64 = kernel
-                    .iter()
-                    .enumerate()
-                    .map(|(k, kv)| kv * tmp[(clamp(y as i64 + k as i64 - r, h) * w + x) * 3 + c])
-                    .sum();
-                img[(y * w + x) * 3 + c] = s / norm;
-            }
-        }
-    }
+    };
+    pass(img, &mut tmp, &|y, x, d| y * w + clamp(x as i64 + d, w));
+    pass(&tmp, img, &|y, x, d| clamp(y as i64 + d, h) * w + x);
 }
 
 #[cfg(test)]

@@ -171,14 +171,15 @@ pub struct FullSite {
 }
 
 /// Which values full bias correction keeps per sample after each layer: the outlets of the
-/// nodes computed so far that nodes still to compute read ([`FullCorrection`]).
-struct Schedule {
+/// nodes computed so far that nodes still to compute read ([`full_shifts`]).
+pub struct Schedule {
     /// Per layer, in order: the outlets to keep after it.
     frontiers: Vec<Vec<Outlet>>,
 }
 
 impl Schedule {
-    fn new(plan: &Plan, sites: &[FullSite]) -> Result<Schedule> {
+    /// The schedule for `sites` (in graph order; only their `pre_bias` outlets are read).
+    pub fn new(plan: &Plan, sites: &[FullSite]) -> Result<Schedule> {
         let g = plan.graph();
         let konst = g.constant_outlets()?;
         let consumers = g.consumers();
@@ -215,17 +216,16 @@ impl Schedule {
             |o: &Outlet| g.outlet_info(*o).shape.to_static().map_or(1 << 20, |s| s.iter().product::<usize>() * 4);
         self.frontiers.iter().map(|f| f.iter().map(bytes).sum::<usize>()).max().unwrap_or(0)
     }
+
+    /// How many samples the values kept for `g` allow within [`FULL_BUDGET`] (at least 32, at
+    /// most `n`).
+    pub fn samples(&self, g: &Graph, n: usize) -> usize {
+        (FULL_BUDGET / self.peak_bytes(g).max(1)).clamp(32.min(n), n.max(1))
+    }
 }
 
 /// Values kept per sample by full bias correction stay within this many bytes in all.
 pub const FULL_BUDGET: usize = 512 << 20;
-
-/// How many samples full bias correction on `plan` can hold within [`FULL_BUDGET`] (at least
-/// 32, at most `n`).
-pub fn full_samples(plan: &Plan, sites: &[FullSite], n: usize) -> Result<usize> {
-    let peak = Schedule::new(plan, sites)?.peak_bytes(plan.graph()).max(1);
-    Ok((FULL_BUDGET / peak).clamp(32.min(n), n.max(1)))
-}
 
 /// Full bias correction as POT's BiasCorrection does it, layer after layer in graph order: each
 /// layer's mean output is measured in the quantized model with the corrections of the layers
@@ -238,6 +238,7 @@ pub fn full_samples(plan: &Plan, sites: &[FullSite], n: usize) -> Result<usize> 
 /// called after each layer and may stop the run.
 pub fn full_shifts(
     plan: &Plan,
+    schedule: &Schedule,
     sites: &[FullSite],
     biases: &[&ArrayD<f32>],
     samples: &[crate::data::Sample],
@@ -247,7 +248,9 @@ pub fn full_shifts(
     use rayon::prelude::*;
     use std::collections::HashMap;
     use std::sync::Arc;
-    let schedule = Schedule::new(plan, sites)?;
+    if samples.is_empty() {
+        return Ok(vec![None; sites.len()]);
+    }
     let mut kept: Vec<HashMap<Outlet, Arc<Tensor>>> = samples
         .iter()
         .map(|s| Ok(plan.bind_inputs(s)?.into_iter().map(|(p, t)| (Outlet::new(p, 0), t)).collect()))

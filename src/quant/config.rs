@@ -771,9 +771,12 @@ impl QuantConfig {
             a.get("name").and_then(|n| n.as_str()).unwrap_or("DefaultQuantization")
         }
         let empty = serde_json::Map::new();
-        let params_of = |a: &'_ serde_json::Value| -> serde_json::Map<String, serde_json::Value> {
-            a.get("params").and_then(|p| p.as_object()).unwrap_or(&empty).clone()
-        };
+        fn params_of<'a>(
+            a: &'a serde_json::Value,
+            empty: &'a serde_json::Map<String, serde_json::Value>,
+        ) -> &'a serde_json::Map<String, serde_json::Value> {
+            a.get("params").and_then(|p| p.as_object()).unwrap_or(empty)
+        }
         // POT runs the list in order: one quantization algorithm, maybe a bias correction
         // after a plain MinMaxQuantization, and steps ovpot does not have (named with why).
         let mut main: Option<&str> = None;
@@ -787,7 +790,7 @@ impl QuantConfig {
                         warn.push(format!("'{name}' before any quantization algorithm is ignored"));
                         continue;
                     }
-                    c.apply_params_with_warnings(&params_of(a), warn)?;
+                    c.apply_params_with_warnings(params_of(a, &empty), warn)?;
                     c.bias_correction = true;
                     c.use_fast_bias = name == "FastBiasCorrection";
                     continue;
@@ -812,7 +815,7 @@ impl QuantConfig {
             }
             main = Some(name);
             c.algorithm = algorithm;
-            c.apply_params_with_warnings(&params_of(a), warn)?;
+            c.apply_params_with_warnings(params_of(a, &empty), warn)?;
             match name {
                 // POT's MinMaxQuantization alone corrects no biases (DefaultQuantization is
                 // MinMax followed by FastBiasCorrection or BiasCorrection).

@@ -871,26 +871,23 @@ fn full_bias_correction(
     };
     // The emulation renumbers nodes and may put ops between a layer and its bias: each site is
     // found again by its Add's name, and measured at the Add's input.
+    let mut position = vec![0; qg.nodes.len()];
+    for (k, &id) in qg.topo_order()?.iter().enumerate() {
+        position[id] = k;
+    }
     let mut found: Vec<(usize, &BiasSite, Outlet)> = vec![];
     for (_, s) in sites {
         let Some(add) = qg.find_node(&fp.nodes[s.add].name) else { continue };
         let Some(&pre_bias) = qg.nodes[add].inputs.get(1 - s.bias_input) else { continue };
-        found.push((0, s, pre_bias));
-    }
-    let order = qg.topo_order()?;
-    let mut position = vec![0; qg.nodes.len()];
-    for (k, &id) in order.iter().enumerate() {
-        position[id] = k;
-    }
-    for f in &mut found {
-        f.0 = position[f.2.node];
+        found.push((position[pre_bias.node], s, pre_bias));
     }
     found.sort_by_key(|f| f.0);
     let mut full: Vec<bias_correction::FullSite> = found
         .iter()
         .map(|(_, s, o)| bias_correction::FullSite { pre_bias: *o, axis: s.out_axis, fp_means: vec![] })
         .collect();
-    let nb = bias_correction::full_samples(&plan, &full, n)?;
+    let schedule = bias_correction::Schedule::new(&plan, &full)?;
+    let nb = schedule.samples(&qg, n);
     // FP32 means over exactly the samples the quantized model runs on.
     let fp_col;
     let fp_means = if nb == n {
@@ -916,7 +913,7 @@ fn full_bias_correction(
     let samples: Vec<crate::data::Sample> = (0..nb).map(|i| data.get(i)).collect::<Result<_>>()?;
     let biases: Vec<&ArrayD<f32>> = found.iter().map(|(_, s, _)| &s.bias).collect();
     let total = full.len();
-    let shifts = bias_correction::full_shifts(&plan, &full, &biases, &samples, FULL_THRESHOLD, &mut |k| {
+    let shifts = bias_correction::full_shifts(&plan, &schedule, &full, &biases, &samples, FULL_THRESHOLD, &mut |k| {
         hooks.progress(Stage::BiasCorrection, k, total)
     })?;
     q.report.inferences += nb;
