@@ -340,6 +340,14 @@ def _openvino_libs() -> Optional[str]:
     return libs if os.path.isdir(libs) else None
 
 
+def _resolved_backend(backend: str, openvino_model: bool) -> str:
+    """"auto": OpenVINO's runtime when the model came as an `openvino.Model` (the runtime that
+    will run the INT8 model is in this process and judges it), else ovpot's engine."""
+    if backend == "auto":
+        return "openvino" if openvino_model and _openvino_libs() is not None else "builtin"
+    return backend
+
+
 def _session(model: Model, options: dict, backend: str, run: _Run) -> C.c_void_p:
     s = C.c_void_p()
     check(lib.ovpot_session_create(model.handle, None, C.byref(s)))
@@ -353,7 +361,7 @@ def _session(model: Model, options: dict, backend: str, run: _Run) -> C.c_void_p
                 raise ValueError("backend='openvino' needs the openvino package")
             check(lib.ovpot_session_set_backend(s, b"openvino", libs.encode()))
         elif backend != "builtin":
-            raise ValueError(f"backend: 'builtin' or 'openvino', got {backend!r}")
+            raise ValueError(f"backend: 'auto', 'builtin' or 'openvino', got {backend!r}")
         check(lib.ovpot_session_set_progress_callback(s, run.progress_cb, None))
         check(lib.ovpot_session_set_log_callback(s, run.log_cb, 1, None))
     except BaseException:
@@ -381,14 +389,16 @@ def _result(model: Model, as_openvino: bool):
 
 def quantize(model, calibration_dataset, mode=None, preset=None, target_device=TargetDevice.ANY,
              subset_size: int = 300, fast_bias_correction: bool = True, model_type=None, ignored_scope=None,
-             advanced_parameters=None, *, backend: str = "builtin", progress: Optional[Callable] = None):
+             advanced_parameters=None, *, backend: str = "auto", progress: Optional[Callable] = None):
     """INT8 post-training quantization, as `nncf.quantize` (same arguments, same meanings).
 
     `model`: an `openvino.Model` (handed over in memory; an `openvino.Model` comes back), an
     `ovpot.Model` or an IR path (an `ovpot.Model` comes back). `calibration_dataset`: an
     `nncf.Dataset`/`ovpot.Dataset`, or any iterable of samples: a numpy array (one input), a tuple
     (inputs in order) or a dict by input name. The first `subset_size` samples are used.
-    `backend`: "builtin" (ovpot's engine) or "openvino" (the installed openvino's runtime).
+    `backend`: "openvino" (the installed openvino's runtime: exact int8 verdicts for this CPU,
+    OpenVINO's speed), "builtin" (ovpot's engine) or "auto" (openvino when `model` is an
+    `openvino.Model`, else builtin).
     `progress(stage, done, total)` may return False to cancel; by default a bar is drawn on a
     terminal. Ctrl-C cancels the run cleanly (KeyboardInterrupt is raised)."""
     if mode is not None:
@@ -399,7 +409,7 @@ def quantize(model, calibration_dataset, mode=None, preset=None, target_device=T
     run = _Run(progress)
     data = _SampleSource(m, calibration_dataset, int(subset_size), run)
     s = _session(m, _common_options(preset, target_device, subset_size, fast_bias_correction, model_type,
-                                    ignored_scope), backend, run)
+                                    ignored_scope), _resolved_backend(backend, as_ov), run)
     try:
         out = C.c_void_p()
         run.check(lib.ovpot_session_run(s, data.h, C.byref(out)))
@@ -414,7 +424,7 @@ def quantize_with_accuracy_control(model, calibration_dataset, validation_datase
                                    target_device=TargetDevice.ANY, subset_size: int = 300,
                                    fast_bias_correction: bool = True, model_type=None, ignored_scope=None,
                                    advanced_quantization_parameters=None, advanced_accuracy_restorer_parameters=None,
-                                   *, backend: str = "builtin", progress: Optional[Callable] = None):
+                                   *, backend: str = "auto", progress: Optional[Callable] = None):
     """INT8 with accuracy control, as `nncf.quantize_with_accuracy_control`: layers go back to
     floating point until `validation_fn` is within `max_drop` of the FP32 model.
 
@@ -451,7 +461,7 @@ def quantize_with_accuracy_control(model, calibration_dataset, validation_datase
     options.update({"maximal_drop": float(max_drop), "drop_type": _value(drop_type)})
     s = C.c_void_p()
     try:
-        s = _session(m, options, backend, run)
+        s = _session(m, options, _resolved_backend(backend, as_ov), run)
         out = C.c_void_p()
         status = lib.ovpot_session_run_accuracy_aware(s, calib.h, evaluation.h, metric, C.byref(out))
         if status == capi.ACCURACY_NOT_REACHED:

@@ -10,7 +10,7 @@ use crate::graph::{Graph, NodeId, Outlet};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -105,25 +105,71 @@ impl Backend {
 }
 
 impl Backend {
-    /// The median latency (ms) of one inference of `graph` on `sample`, as the runtime runs it
-    /// for one request at a time (OpenVINO's LATENCY hint, `threads` threads or all): at least
-    /// 7 runs after 2 to warm up, more up to 0.25 s. None for the built-in backend.
-    pub fn latency_ms(&self, graph: &Graph, sample: &[(String, Tensor)], threads: usize) -> Result<Option<f64>> {
+    /// The median latency (ms) of one inference of each of `graphs` on `sample`, as the runtime
+    /// runs it for one request at a time (OpenVINO's LATENCY hint, `threads` threads or all): at
+    /// least 7 runs after 2 to warm up, more up to 0.25 s. The graphs are compiled side by side
+    /// (OpenVINO's compile is mostly serial), then timed one after the other. None for the
+    /// built-in backend.
+    pub fn latencies_ms(&self, graphs: &[&Graph], sample: &[(String, Tensor)], threads: usize) -> Result<Option<Vec<f64>>> {
         let Backend::OpenVino(core) = self else { return Ok(None) };
-        let ov = OvExecutable::new(core, graph, &targets_or_outputs(graph, &[]), threads, "LATENCY")?;
-        // The first run compiles for the sample's shapes and warms the caches.
-        ov.run(graph, sample)?;
-        ov.run(graph, sample)?;
-        let start = std::time::Instant::now();
-        let mut times = vec![];
-        while times.len() < 7 || (times.len() < 200 && start.elapsed().as_secs_f64() < 0.25) {
-            let t = std::time::Instant::now();
+        let execs: Vec<OvExecutable> = graphs
+            .iter()
+            .map(|g| OvExecutable::new(core, g, &targets_or_outputs(g, &[]), threads, "LATENCY"))
+            .collect::<Result<_>>()?;
+        let jobs = execs.iter().zip(graphs).map(|(e, g)| Box::new(move || e.compile_for(g, sample)) as CompileJob<'_>);
+        compile_side_by_side(jobs.collect())?;
+        let mut medians = vec![];
+        for (ov, graph) in execs.iter().zip(graphs) {
+            // The first run after compiling warms the caches.
             ov.run(graph, sample)?;
-            times.push(t.elapsed().as_secs_f64() * 1e3);
+            ov.run(graph, sample)?;
+            let start = std::time::Instant::now();
+            let mut times = vec![];
+            while times.len() < 7 || (times.len() < 200 && start.elapsed().as_secs_f64() < 0.25) {
+                let t = std::time::Instant::now();
+                ov.run(graph, sample)?;
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            times.sort_by(f64::total_cmp);
+            medians.push(times[times.len() / 2]);
         }
-        times.sort_by(f64::total_cmp);
-        Ok(Some(times[times.len() / 2]))
+        Ok(Some(medians))
     }
+}
+
+/// One compile, run on a thread of its own.
+type CompileJob<'a> = Box<dyn FnOnce() -> Result<()> + Send + 'a>;
+
+/// Runs the compile steps `jobs` at the same time, one thread each; the first error wins.
+fn compile_side_by_side(jobs: Vec<CompileJob<'_>>) -> Result<()> {
+    if jobs.len() <= 1 {
+        return jobs.into_iter().try_for_each(|j| j());
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = jobs.into_iter().map(|j| s.spawn(j)).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(Error::internal("an OpenVINO compile thread panicked"))))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect()
+    })
+}
+
+/// Makes each executable ready for samples shaped like `sample` (OpenVINO compiles for the
+/// sample's shapes), the compiles side by side; the built-in engine has nothing to do.
+pub fn warm_side_by_side(execs: &[&Executable], sample: &[(String, Tensor)]) -> Result<()> {
+    let jobs: Vec<CompileJob<'_>> = execs
+        .iter()
+        .filter_map(|e| match &e.inner {
+            Inner::OpenVino(ov) => {
+                let graph = &e.graph;
+                Some(Box::new(move || ov.compile_for(graph, sample)) as CompileJob<'_>)
+            }
+            Inner::Builtin(_) => None,
+        })
+        .collect();
+    compile_side_by_side(jobs)
 }
 
 /// Threads that feed OpenVINO: twice the cores, at least 4.
@@ -343,7 +389,8 @@ impl OvExecutable {
         Ok(compiled)
     }
 
-    fn run(&self, graph: &Graph, sample: &[(String, Tensor)]) -> Result<Vec<Tensor>> {
+    /// The sample's tensors by the compiled model's input names, checked against the graph.
+    fn inputs<'s>(&self, graph: &Graph, sample: &'s [(String, Tensor)]) -> Result<Vec<(&CStr, &'s Tensor)>> {
         let mut ins = Vec::with_capacity(self.inputs.len());
         for (p, name) in &self.inputs {
             let node = &graph.nodes[*p];
@@ -373,6 +420,17 @@ impl OvExecutable {
             }
             ins.push((name.as_c_str(), t));
         }
+        Ok(ins)
+    }
+
+    /// Compiles for the shapes of `sample` now (else the first run does).
+    fn compile_for(&self, graph: &Graph, sample: &[(String, Tensor)]) -> Result<()> {
+        let shapes = self.inputs(graph, sample)?.iter().map(|(_, t)| t.shape().to_vec()).collect();
+        self.compiled_for(shapes).map(|_| ())
+    }
+
+    fn run(&self, graph: &Graph, sample: &[(String, Tensor)]) -> Result<Vec<Tensor>> {
+        let ins = self.inputs(graph, sample)?;
         let shapes: Vec<Vec<usize>> = ins.iter().map(|(_, t)| t.shape().to_vec()).collect();
         self.compiled_for(shapes)?.infer(&ins, &self.outputs)
     }

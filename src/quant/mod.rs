@@ -343,9 +343,7 @@ pub(crate) fn measure_latency(
     }
     let t = Instant::now();
     let sample = data.get(0).map_err(|e| stats::with_sample(e, "calibration", 0))?;
-    let (Some(fp32_ms), Some(int8_ms)) =
-        (backend.latency_ms(fp, &sample, config.threads)?, backend.latency_ms(int8, &sample, config.threads)?)
-    else {
+    let Some(&[fp32_ms, int8_ms]) = backend.latencies_ms(&[fp, int8], &sample, config.threads)?.as_deref() else {
         return Ok(());
     };
     let speedup = fp32_ms / int8_ms.max(1e-9);
