@@ -110,7 +110,12 @@ impl Backend {
     /// least 7 runs after 2 to warm up, more up to 0.25 s. The graphs are compiled side by side
     /// (OpenVINO's compile is mostly serial), then timed one after the other. None for the
     /// built-in backend.
-    pub fn latencies_ms(&self, graphs: &[&Graph], sample: &[(String, Tensor)], threads: usize) -> Result<Option<Vec<f64>>> {
+    pub fn latencies_ms(
+        &self,
+        graphs: &[&Graph],
+        sample: &[(String, Tensor)],
+        threads: usize,
+    ) -> Result<Option<Vec<f64>>> {
         let Backend::OpenVino(core) = self else { return Ok(None) };
         let execs: Vec<OvExecutable> = graphs
             .iter()
