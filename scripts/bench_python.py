@@ -2,7 +2,7 @@
 """ovpot's Python package against NNCF 3.4, the same calls in the same process (issue #18).
 
     .peers/venv/bin/pip install ./python          # once: ovpot into the peers venv (nncf, openvino)
-    .peers/venv/bin/python scripts/bench_python.py [--runs 3] [--backend builtin|openvino] [FIXTURE ...]
+    .peers/venv/bin/python scripts/bench_python.py [--runs 3] [--backend auto|builtin|openvino] [FIXTURE ...]
 
 Per fixture (default ppocr_cls, mobilenet_v2, minilm_l6 from ../shared/fixtures or $OVPOT_FIXTURES):
 `nncf.quantize(model, nncf.Dataset(samples), subset_size=N, **meta options)` and
@@ -121,7 +121,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("fixtures", nargs="*", default=["ppocr_cls", "mobilenet_v2", "minilm_l6"])
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--backend", default="builtin")
+    ap.add_argument("--backend", default="auto", help="ovpot.quantize's backend (default: its own default, auto)")
     ap.add_argument("--no-accuracy-control", action="store_true")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
