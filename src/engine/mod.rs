@@ -113,7 +113,8 @@ impl Plan {
                 })
                 .collect();
             return Err(Error::unsupported(format!(
-                "the engine lacks {} op type(s): {}",
+                "the engine lacks {} op type(s): {} (the OpenVINO backend runs every op OpenVINO \
+                 has: `--backend openvino`, config key `backend`)",
                 missing.len(),
                 parts.join("; ")
             )));

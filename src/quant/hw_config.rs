@@ -173,7 +173,9 @@ impl HwConfig {
 
     pub fn role(&self, op_type: &str) -> Option<Role> {
         let role = self.ops.iter().find(|(t, _)| *t == op_type).map(|(_, r)| *r)?;
-        if self.excluded.contains(&op_type) && role != Role::Agnostic {
+        // Excluded ops are barriers, agnostic ones too: in a transformer a quantizer does not
+        // move up through a Squeeze (NNCF's placement).
+        if self.excluded.contains(&op_type) {
             return None;
         }
         Some(role)

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Outlet};
 use crate::report::IgnoredInfo;
 use crate::tensor::ElementType;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// One activation FakeQuantize: quantizes `source` for the consumer inputs in `edges`.
 #[derive(Clone, Debug, PartialEq)]
@@ -153,27 +153,63 @@ fn weight_channel_axes(graph: &Graph, op: NodeId, input: usize, rank: usize) -> 
 struct Ctx<'a> {
     graph: &'a Graph,
     is_const: Vec<bool>,
+    /// Constant, or computed from shapes only (ShapeOf and constants): no activation to quantize.
+    /// NNCF drops these subgraphs before placing quantizers too (a dynamic Reshape's target
+    /// shape, a detector's anchor grid).
+    fixed: Vec<bool>,
     consumers: HashMap<Outlet, Vec<(NodeId, usize)>>,
     hw: &'a HwConfig,
 }
 
 impl Ctx<'_> {
     fn outlet_is_float_activation(&self, o: Outlet) -> bool {
-        !self.is_const[o.node] && is_float(self.graph.outlet_info(o).element_type)
+        !self.fixed[o.node] && is_float(self.graph.outlet_info(o).element_type)
     }
 
     /// The data input of `o`'s producer when that producer is a quantize-agnostic op with one
     /// output and otherwise constant inputs (a quantizer after it can move before it).
     fn agnostic_input(&self, o: Outlet) -> Option<Outlet> {
         let p = &self.graph.nodes[o.node];
-        // Extra outputs (MaxPool's indices) must be unused.
-        let extra_used = (1..p.outputs.len()).any(|k| self.consumers.contains_key(&Outlet::new(o.node, k)));
-        if self.hw.role(&p.op_type) != Some(Role::Agnostic) || o.port != 0 || extra_used || p.inputs.is_empty() {
+        // A Split's outputs are all data; other ops' extra outputs (MaxPool's indices) must be unused.
+        let split = is_split(&p.op_type);
+        let extra_used = !split && (1..p.outputs.len()).any(|k| self.consumers.contains_key(&Outlet::new(o.node, k)));
+        // A Gather from a tensor (not a constant table: that is an embedding) moves data only.
+        let agnostic = self.hw.role(&p.op_type) == Some(Role::Agnostic)
+            || (p.op_type == "Gather" && p.inputs.first().is_some_and(|d| !self.fixed[d.node]));
+        if !agnostic || (o.port != 0 && !split) || extra_used || p.inputs.is_empty() {
             return None;
         }
         let data = p.inputs[0];
-        let rest_const = p.inputs[1..].iter().all(|i| self.is_const[i.node]);
+        let rest_const = p.inputs[1..].iter().all(|i| self.fixed[i.node]);
         (rest_const && self.outlet_is_float_activation(data)).then_some(data)
+    }
+
+    /// Where a quantizer on `o` can move to: the agnostic producer's data input, except across a
+    /// split. A quantizer stays after a Slice (NNCF's choice too), and after a Split,
+    /// VariadicSplit, StridedSlice or Gather whose input branches: each branch keeps its own
+    /// range (Q and K cut from one tensor are quantized apart). The outputs of a Split that alone
+    /// reads its input move up together, when all are quantized (see [`Coverage::covered`]).
+    fn passable_input(&self, o: Outlet) -> Option<Outlet> {
+        let data = self.agnostic_input(o)?;
+        match self.graph.nodes[o.node].op_type.as_str() {
+            "Slice" => None,
+            "Split" | "VariadicSplit" | "StridedSlice" | "Gather" if self.value_consumers(data) > 1 => None,
+            _ => Some(data),
+        }
+    }
+
+    /// A Concat of activations only (its inputs can be quantized with one range).
+    fn unifiable_concat(&self, id: NodeId) -> bool {
+        let n = &self.graph.nodes[id];
+        self.hw.role(&n.op_type) == Some(Role::Unified)
+            && !self.fixed[id]
+            && !n.inputs.is_empty()
+            && n.inputs.iter().all(|&o| self.outlet_is_float_activation(o))
+    }
+
+    /// Consumers of `o` that read its values (ShapeOf reads only its shape).
+    fn value_consumers(&self, o: Outlet) -> usize {
+        self.consumers.get(&o).map_or(0, |c| c.iter().filter(|(n, _)| !is_shape_of(self.graph, *n)).count())
     }
 
     /// Whether `o` comes from a Softmax through data-movement ops (attention scores).
@@ -187,6 +223,73 @@ impl Ctx<'_> {
             }
         }
         false
+    }
+}
+
+/// Nodes whose outputs are constant or computed from tensor shapes only.
+fn shape_derived(graph: &Graph, order: &[NodeId], is_const: &[bool]) -> Vec<bool> {
+    let mut fixed = is_const.to_vec();
+    for &id in order {
+        let n = &graph.nodes[id];
+        if is_shape_of(graph, id) {
+            fixed[id] = true;
+        } else if !fixed[id] && !n.is_parameter() && !n.is_result() && !n.inputs.is_empty() {
+            fixed[id] = n.inputs.iter().all(|o| fixed[o.node]);
+        }
+    }
+    fixed
+}
+
+fn is_split(op_type: &str) -> bool {
+    matches!(op_type, "Split" | "VariadicSplit")
+}
+
+fn is_shape_of(graph: &Graph, id: NodeId) -> bool {
+    graph.nodes[id].op_type == "ShapeOf"
+}
+
+/// Which tensors every value consumer takes quantized: through its own quantizer, or through
+/// agnostic ops a quantizer can move up through (memoized; the graph is acyclic).
+struct Coverage<'a> {
+    ctx: &'a Ctx<'a>,
+    quantized: &'a HashSet<(NodeId, usize)>,
+    memo: HashMap<Outlet, bool>,
+}
+
+impl Coverage<'_> {
+    fn covered(&mut self, o: Outlet) -> bool {
+        if let Some(&c) = self.memo.get(&o) {
+            return c;
+        }
+        let consumers: Vec<(NodeId, usize)> = self.ctx.consumers.get(&o).cloned().unwrap_or_default();
+        let mut any = false;
+        let mut all = true;
+        for (c, k) in consumers {
+            if is_shape_of(self.ctx.graph, c) {
+                continue;
+            }
+            any = true;
+            let through = k == 0 && self.ctx.passable_input(Outlet::new(c, 0)) == Some(o) && self.outputs_covered(c);
+            let concat = !through && self.ctx.unifiable_concat(c) && self.covered(Outlet::new(c, 0));
+            if !(self.quantized.contains(&(c, k)) || through || concat) {
+                all = false;
+                break;
+            }
+        }
+        self.memo.insert(o, any && all);
+        any && all
+    }
+
+    /// Whether every used output of `node` is covered: one quantizer above a Split serves all its
+    /// branches only when each takes it quantized (a convolution's output split in channel groups
+    /// keeps one range, as NNCF places it: the convolution then writes int8 and the split moves
+    /// int8 data).
+    fn outputs_covered(&mut self, node: NodeId) -> bool {
+        let used: Vec<Outlet> = (0..self.ctx.graph.nodes[node].outputs.len())
+            .map(|k| Outlet::new(node, k))
+            .filter(|&out| self.ctx.value_consumers(out) > 0)
+            .collect();
+        !used.is_empty() && used.into_iter().all(|out| self.covered(out))
     }
 }
 
@@ -230,8 +333,10 @@ fn is_depthwise(graph: &Graph, id: NodeId) -> bool {
 /// Computes the quantizer setup for a graph.
 pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Result<Setup> {
     let regexes = ignored_patterns(&config.ignored)?;
-    let ctx = Ctx { graph, is_const: graph.constant_outlets()?, consumers: graph.consumers(), hw };
     let order = graph.topo_order()?;
+    let is_const = graph.constant_outlets()?;
+    let fixed = shape_derived(graph, &order, &is_const);
+    let ctx = Ctx { graph, is_const, fixed, consumers: graph.consumers(), hw };
     let transformer = config.model_type == Some(ModelType::Transformer);
     let act_spec = hw.activation_spec(config.effective_preset());
     let weight_spec = hw.weight_spec(&config.weights, config.weights_symmetric());
@@ -239,13 +344,12 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
     let mut setup = Setup::default();
     // (edge, spec, target, unified group)
     let mut act_edges: Vec<RawEdge> = vec![];
-    let mut unified_groups = 0usize;
     let mut weighted_quantized = vec![false; graph.nodes.len()];
 
     for &id in &order {
         let n = &graph.nodes[id];
         let Some(role) = hw.role(&n.op_type) else { continue };
-        if matches!(role, Role::Agnostic | Role::Unified) || ctx.is_const[id] {
+        if matches!(role, Role::Agnostic | Role::Unified) || ctx.fixed[id] {
             continue;
         }
         if let Some(reason) = ignored_reason(graph, id, &config.ignored, &regexes) {
@@ -294,8 +398,9 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
                     }
                 }
                 if n.op_type == "ScaledDotProductAttention" {
+                    // Q and K (NNCF quantizes these two; V stays in floating point).
                     acts =
-                        (0..n.inputs.len().min(3)).filter(|&k| ctx.outlet_is_float_activation(n.inputs[k])).collect();
+                        (0..n.inputs.len().min(2)).filter(|&k| ctx.outlet_is_float_activation(n.inputs[k])).collect();
                     spec = sym_spec;
                 }
             }
@@ -319,22 +424,7 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
         }
         setup.quantized_ops.push(id);
         for k in acts {
-            let src = n.inputs[k];
-            // Concat feeding this input: quantize each Concat input with one shared range.
-            let p = &graph.nodes[src.node];
-            let single = ctx.consumers.get(&src).map_or(0, |c| c.len()) == 1;
-            if hw.role(&p.op_type) == Some(Role::Unified)
-                && single
-                && p.inputs.iter().all(|&o| ctx.outlet_is_float_activation(o))
-            {
-                let g = unified_groups;
-                unified_groups += 1;
-                for i in 0..p.inputs.len() {
-                    act_edges.push(((src.node, i), spec, id, Some(g)));
-                }
-            } else {
-                act_edges.push(((id, k), spec, id, None));
-            }
+            act_edges.push(((id, k), spec, id, None));
         }
         if let Some(w) = weight {
             let rank = graph.outlet_info(n.inputs[w]).shape.rank().unwrap_or(0);
@@ -353,35 +443,36 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
         }
     }
 
-    // Group edges by the tensor they quantize, then move each group up through agnostic ops
-    // whose output is consumed only by that group, until nothing moves.
+    // Each quantizer moves up through quantize-agnostic ops while every consumer of the tensor
+    // above takes it quantized (NNCF's branching rule: a branch left in floating point keeps the
+    // quantizers below the branch point); quantizers that end on one tensor become one.
+    // A Concat whose output every consumer takes quantized gets its inputs quantized instead,
+    // with one shared range (the plugin's int8 Concat needs equal scales), and those quantizers
+    // move up in turn (Relu → MaxPool → Concat: on the Relu output, as NNCF places them).
+    let quantized: HashSet<(NodeId, usize)> = act_edges.iter().map(|e| e.0).collect();
+    let mut coverage = Coverage { ctx: &ctx, quantized: &quantized, memo: HashMap::new() };
     let mut by_source: BTreeMap<Outlet, ActPoint> = BTreeMap::new();
-    for ((consumer, input), spec, target, unified) in act_edges {
-        let source = graph.nodes[consumer].inputs[input];
-        merge_edge(&mut by_source, source, (consumer, input), spec, &[target], unified);
-    }
-    loop {
-        let mut moved = false;
-        let points: Vec<ActPoint> = std::mem::take(&mut by_source).into_values().collect();
-        for p in points {
-            let total = ctx.consumers.get(&p.source).map_or(0, |c| c.len());
-            let up = (p.edges.len() == total && p.unified.is_none()).then(|| ctx.agnostic_input(p.source)).flatten();
-            match up {
-                Some(data) => {
-                    moved = true;
-                    merge_edge(&mut by_source, data, (p.source.node, 0), p.spec, &p.targets, None);
-                }
-                None => {
-                    let src = p.source;
-                    for e in p.edges.clone() {
-                        merge_edge(&mut by_source, src, e, p.spec, &p.targets, p.unified);
-                    }
-                }
+    let mut concat_groups: HashMap<NodeId, usize> = HashMap::new();
+    let mut pending = act_edges;
+    pending.reverse();
+    while let Some(((consumer, input), spec, target, unified)) = pending.pop() {
+        let mut source = graph.nodes[consumer].inputs[input];
+        let mut edge = (consumer, input);
+        while let Some(up) = ctx.passable_input(source).filter(|&d| coverage.covered(d)) {
+            edge = (source.node, 0);
+            source = up;
+        }
+        if source.port == 0 && ctx.unifiable_concat(source.node) && coverage.covered(source) {
+            let next = concat_groups.len();
+            let group = *concat_groups.entry(source.node).or_insert(next);
+            let inputs = graph.nodes[source.node].inputs.len();
+            // Pushed in reverse: popped in input order.
+            for i in (0..inputs).rev() {
+                pending.push(((source.node, i), spec, target, Some(group)));
             }
+            continue;
         }
-        if !moved {
-            break;
-        }
+        merge_edge(&mut by_source, source, edge, spec, &[target], unified);
     }
     setup.activations = by_source.into_values().collect();
     for a in &mut setup.activations {
@@ -412,4 +503,206 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
     }
     let _ = Preset::Performance;
     Ok(setup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Attrs, Node, PartialShape, PortInfo};
+    use crate::quant::config::TargetDevice;
+    use crate::tensor::Tensor;
+
+    fn f32_port(shape: &[usize]) -> PortInfo {
+        PortInfo::new(ElementType::F32, PartialShape::from_static(shape))
+    }
+
+    struct Builder(Graph);
+
+    impl Builder {
+        fn new() -> (Builder, Outlet) {
+            let mut g = Graph::default();
+            let mut p = Node::new("x", "Parameter", "opset1");
+            p.outputs.push(f32_port(&[1, 8, 8]));
+            let x = g.add_node(p);
+            (Builder(g), Outlet::new(x, 0))
+        }
+        fn op(&mut self, name: &str, op: &str, inputs: Vec<Outlet>, shape: &[usize]) -> Outlet {
+            Outlet::new(self.0.add_op(name, op, "opset1", Attrs::default(), inputs, vec![f32_port(shape)]), 0)
+        }
+        fn konst(&mut self, name: &str, shape: &[usize]) -> Outlet {
+            let n: usize = shape.iter().product();
+            Outlet::new(self.0.add_const(name, Tensor::f32_from_vec(shape, vec![0.5; n]).unwrap()), 0)
+        }
+        fn i64s(&mut self, name: &str, v: &[i64]) -> Outlet {
+            Outlet::new(self.0.add_const(name, Tensor::i64_from_vec(&[v.len()], v.to_vec()).unwrap()), 0)
+        }
+        /// `x[:, :, from..to]` as an opset8 Slice.
+        fn slice(&mut self, name: &str, x: Outlet, from: i64, to: i64) -> Outlet {
+            let (b, e, s, a) = (
+                self.i64s(&format!("{name}/b"), &[from]),
+                self.i64s(&format!("{name}/e"), &[to]),
+                self.i64s(&format!("{name}/s"), &[1]),
+                self.i64s(&format!("{name}/a"), &[2]),
+            );
+            self.op(name, "Slice", vec![x, b, e, s, a], &[1, 8, (to - from) as usize])
+        }
+        fn matmul_w(&mut self, name: &str, x: Outlet, k: usize) -> Outlet {
+            let w = self.konst(&format!("{name}/w"), &[k, 4]);
+            self.op(name, "MatMul", vec![x, w], &[1, 8, 4])
+        }
+        fn result(&mut self, x: Outlet) {
+            let mut r = Node::new(format!("out{}", self.0.nodes.len()), "Result", "opset1");
+            r.inputs.push(x);
+            r.input_ports.push(self.0.outlet_info(x).clone());
+            self.0.add_node(r);
+        }
+        fn plan(&self) -> Setup {
+            let hw = HwConfig::new(TargetDevice::CPU, None);
+            plan_quantizers(&self.0, &hw, &QuantConfig::default()).unwrap()
+        }
+    }
+
+    fn sources(setup: &Setup, g: &Graph) -> Vec<String> {
+        let mut s: Vec<String> = setup.activations.iter().map(|a| g.nodes[a.source.node].name.clone()).collect();
+        s.sort();
+        s
+    }
+
+    /// Q and K cut by Slices from one tensor each keep their own range, and V's unquantized branch
+    /// keeps them below the branch point.
+    #[test]
+    fn slices_of_one_tensor_are_quantized_apart() {
+        let (mut b, x) = Builder::new();
+        let qkv = b.matmul_w("qkv", x, 8);
+        let q = b.slice("q", qkv, 0, 2);
+        let k = b.slice("k", qkv, 2, 4);
+        let v = b.slice("v", qkv, 0, 4);
+        let qm = b.matmul_w("qm", q, 2);
+        let km = b.matmul_w("km", k, 2);
+        let soft = b.op("soft", "SoftMax", vec![v], &[1, 8, 4]);
+        for o in [qm, km, soft] {
+            b.result(o);
+        }
+        let setup = b.plan();
+        assert_eq!(sources(&setup, &b.0), ["k", "q", "x"]);
+    }
+
+    /// A StridedSlice (agnostic) whose input branches keeps each branch's range too.
+    #[test]
+    fn strided_slices_of_a_branching_tensor_keep_their_ranges() {
+        let (mut b, x) = Builder::new();
+        let t = b.matmul_w("t", x, 8);
+        let s1 = b.op("s1", "StridedSlice", vec![t], &[1, 8, 4]);
+        let s2 = b.op("s2", "StridedSlice", vec![t], &[1, 8, 4]);
+        let m1 = b.matmul_w("m1", s1, 4);
+        let m2 = b.matmul_w("m2", s2, 4);
+        b.result(m1);
+        b.result(m2);
+        assert_eq!(sources(&b.plan(), &b.0), ["s1", "s2", "x"]);
+    }
+
+    /// Concat's inputs move up through MaxPool to the Relu outputs (NNCF's placement), sharing one
+    /// range; a reshape whose input also feeds an unquantized op keeps its quantizer below.
+    #[test]
+    fn concat_inputs_move_up_and_branches_stop_at_float_consumers() {
+        let (mut b, x) = Builder::new();
+        let r1 = b.op("r1", "Relu", vec![x], &[1, 8, 8]);
+        let r2 = b.op("r2", "Relu", vec![x], &[1, 8, 8]);
+        let p1 = b.op("p1", "MaxPool", vec![r1], &[1, 8, 8]);
+        let cat = b.op("cat", "Concat", vec![p1, r2], &[1, 8, 16]);
+        let m = b.matmul_w("m", cat, 16);
+        b.result(m);
+        let shape = b.i64s("shape", &[1, 8, 8]);
+        let rs = b.op("rs", "Reshape", vec![r2, shape], &[1, 8, 8]);
+        let _ = rs;
+        let setup = b.plan();
+        // r2 also feeds the Reshape, which feeds nothing quantized: its quantizer stays on the
+        // Concat edge, the MaxPool's moves up to r1.
+        assert_eq!(sources(&setup, &b.0), ["r1", "r2"]);
+        let groups: Vec<Option<usize>> = setup.activations.iter().map(|a| a.unified).collect();
+        assert!(groups[0].is_some() && groups[0] == groups[1], "{groups:?}");
+    }
+
+    /// A Split whose outputs all feed quantized ops takes one quantizer above it (NNCF's
+    /// placement: the producer writes int8); an output left in floating point keeps each quantized
+    /// branch's own range.
+    #[test]
+    fn split_outputs_merge_only_when_all_are_quantized() {
+        let (mut b, x) = Builder::new();
+        let t = b.matmul_w("t", x, 8);
+        let axis = b.i64s("axis", &[2]);
+        let lengths = b.i64s("lengths", &[4, 4]);
+        let port = f32_port(&[1, 8, 4]);
+        let split = b.0.add_op(
+            "split",
+            "VariadicSplit",
+            "opset1",
+            Attrs::default(),
+            vec![t, axis, lengths],
+            vec![port.clone(), port],
+        );
+        let m1 = b.matmul_w("m1", Outlet::new(split, 0), 4);
+        let m2 = b.matmul_w("m2", Outlet::new(split, 1), 4);
+        b.result(m1);
+        b.result(m2);
+        let setup = b.plan();
+        assert_eq!(sources(&setup, &b.0), ["t", "x"]);
+        let above = setup.activations.iter().find(|a| a.source == t).unwrap();
+        assert_eq!(above.edges, [(split, 0)]);
+        assert_eq!(above.targets.len(), 2);
+        // Output 1 also read by a float op: each quantized branch keeps its own quantizer.
+        let r = b.op("relu", "Relu", vec![Outlet::new(split, 1)], &[1, 8, 4]);
+        b.result(r);
+        assert_eq!(sources(&b.plan(), &b.0), ["split", "split", "x"]);
+    }
+
+    /// A Concat read by two quantized ops quantizes its inputs with one range, and those move up.
+    #[test]
+    fn concat_with_two_quantized_consumers_quantizes_its_inputs() {
+        let (mut b, x) = Builder::new();
+        let a = b.matmul_w("a", x, 8);
+        let r = b.op("r", "Relu", vec![a], &[1, 8, 4]);
+        let p = b.op("p", "MaxPool", vec![r], &[1, 8, 4]);
+        let c = b.matmul_w("c", x, 8);
+        let cat = b.op("cat", "Concat", vec![p, c], &[1, 8, 8]);
+        let m1 = b.matmul_w("m1", cat, 8);
+        let m2 = b.matmul_w("m2", cat, 8);
+        b.result(m1);
+        b.result(m2);
+        let setup = b.plan();
+        assert_eq!(sources(&setup, &b.0), ["c", "r", "x"]);
+        let groups: Vec<Option<usize>> =
+            setup.activations.iter().filter(|a| a.source.node != x.node).map(|a| a.unified).collect();
+        assert!(groups[0].is_some() && groups[0] == groups[1], "{groups:?}");
+    }
+
+    /// An operand computed from shapes only (a detector's anchor grid) is no activation: the
+    /// Subtract that reads it is not quantized.
+    #[test]
+    fn shape_derived_operands_are_not_activations() {
+        let (mut b, x) = Builder::new();
+        let t = b.matmul_w("t", x, 8);
+        let shape = b.op("shape", "ShapeOf", vec![x], &[3]);
+        let grid = b.op("grid", "Convert", vec![shape], &[3]);
+        let sub = b.op("sub", "Subtract", vec![grid, t], &[1, 8, 4]);
+        b.result(sub);
+        assert_eq!(sources(&b.plan(), &b.0), ["x"]);
+    }
+
+    /// A shape read (ShapeOf) is no branch: the quantizer still moves above the reshape.
+    #[test]
+    fn shape_reads_do_not_block() {
+        let (mut b, x) = Builder::new();
+        let t = b.matmul_w("t", x, 8);
+        let shape = b.i64s("shape", &[1, 8, 8]);
+        let rs = b.op("rs", "Reshape", vec![t, shape], &[1, 8, 8]);
+        let _ = b.op("sh", "ShapeOf", vec![t], &[3]);
+        let m = b.matmul_w("m", rs, 8);
+        b.result(m);
+        assert_eq!(sources(&b.plan(), &b.0), ["t", "x"]);
+        // And a float branch does block.
+        let r = b.op("relu", "Relu", vec![t], &[1, 8, 8]);
+        b.result(r);
+        assert_eq!(sources(&b.plan(), &b.0), ["rs", "x"]);
+    }
 }
