@@ -2,14 +2,13 @@
 //! f32 runs as contiguous slice loops (one monomorphized loop per function, rayon for large
 //! tensors); f16/bf16/f64 are computed through f32/f64 and converted back.
 
-use super::binary::{broadcast_map, make_array, std_slice, AutoBroadcast, PAR_THRESHOLD};
+use super::binary::{broadcast_map, make_array, par_chunks, std_slice, AutoBroadcast, PAR_THRESHOLD};
 use super::{take_unique, BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use half::{bf16, f16};
 use multiversion::multiversion;
 use ndarray::ArrayD;
-use rayon::prelude::*;
 use std::sync::Arc;
 
 /// The Gauss error function in f64: Maclaurin series below 2.5 (terms peak near e^6, so the
@@ -136,7 +135,11 @@ fn map_slice<T: Copy + Sync, O: Copy + Send + Default>(src: &[T], f: impl Fn(T) 
     if src.len() < PAR_THRESHOLD {
         map_into(&mut out, src, &f);
     } else {
-        out.par_chunks_mut(1 << 14).zip(src.par_chunks(1 << 14)).for_each(|(o, s)| map_into(o, s, &f));
+        const CHUNK: usize = 1 << 14;
+        par_chunks(&mut out, CHUNK, &|c, o| {
+            let s = &src[c * CHUNK..c * CHUNK + o.len()];
+            map_into(o, s, &f)
+        });
     }
     out
 }
@@ -185,7 +188,7 @@ pub(crate) fn map_in_place(v: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
     if v.len() < PAR_THRESHOLD {
         update(v, &f);
     } else {
-        v.par_chunks_mut(1 << 14).for_each(|c| update(c, &f));
+        par_chunks(v, 1 << 14, &|_, c| update(c, &f));
     }
 }
 
@@ -526,7 +529,10 @@ fn prelu_f32(x: &ArrayD<f32>, slope: &ArrayD<f32>) -> Result<ArrayD<f32>> {
         return make_array(shape, out);
     }
     if xs.len() >= PAR_THRESHOLD {
-        out.par_chunks_mut(inner).zip(xs.par_chunks(inner)).enumerate().for_each(work);
+        par_chunks(&mut out, inner, &|row, o| {
+            let xi = &xs[row * inner..row * inner + o.len()];
+            work((row, (o, xi)))
+        });
     } else {
         out.chunks_mut(inner).zip(xs.chunks(inner)).enumerate().for_each(work);
     }
@@ -650,7 +656,10 @@ fn softmax_f32(x: &ArrayD<f32>, axis: usize, log: bool) -> Result<ArrayD<f32>> {
         }
     };
     if xs.len() >= PAR_THRESHOLD && xs.len() / block > 1 {
-        out.par_chunks_mut(block).zip(xs.par_chunks(block)).for_each(work);
+        par_chunks(&mut out, block, &|b, o| {
+            let xi = &xs[b * block..b * block + o.len()];
+            work((o, xi))
+        });
     } else {
         out.chunks_mut(block).zip(xs.chunks(block)).for_each(work);
     }

@@ -16,6 +16,15 @@ pub(crate) const PAR_THRESHOLD: usize = 1 << 16;
 /// Elements per parallel work item.
 const PAR_CHUNK: usize = 1 << 14;
 
+/// Runs `body(chunk_index, chunk)` over `out` cut in chunks of `chunk` elements, in parallel.
+///
+/// The body is a `dyn` call once per chunk, so rayon's job machinery is instantiated once per
+/// element type instead of once per elementwise closure: with a generic body it was ~40% of
+/// the crate's LLVM IR and of its compile time.
+pub(crate) fn par_chunks<O: Send>(out: &mut [O], chunk: usize, body: &(dyn Fn(usize, &mut [O]) + Sync)) {
+    out.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| body(i, c));
+}
+
 /// The numpy broadcast of two shapes.
 pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let r = a.len().max(b.len());
@@ -178,7 +187,7 @@ impl<const K: usize> Bcast<K> {
         if total < PAR_THRESHOLD {
             self.walk(0, total, |s, n, offs| seg(&mut out[s..s + n], offs));
         } else {
-            out.par_chunks_mut(PAR_CHUNK).enumerate().for_each(|(c, chunk)| {
+            par_chunks(out, PAR_CHUNK, &|c, chunk| {
                 let s0 = c * PAR_CHUNK;
                 let e = s0 + chunk.len();
                 self.walk(s0, e, |s, n, offs| seg(&mut chunk[s - s0..s - s0 + n], offs));

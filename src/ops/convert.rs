@@ -2,13 +2,12 @@
 //! width, as OpenVINO's CPU plugin and its reference `static_cast` do (measured with OpenVINO
 //! 2026.4: f32 → u8 of -1.5 is 255, of 300.7 is 44; NaN → i32 is i32::MIN, NaN → boolean is false).
 
-use super::binary::{make_array, std_slice, PAR_THRESHOLD};
+use super::binary::{make_array, par_chunks, std_slice, PAR_THRESHOLD};
 use super::{BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::tensor::{ElementType, Tensor};
 use half::{bf16, f16};
 use ndarray::ArrayD;
-use rayon::prelude::*;
 
 /// A source element: its value as a float, as a (wide) integer and as a boolean.
 trait Src: Copy + Sync {
@@ -110,8 +109,9 @@ fn convert_array<S: Src, D: Dst>(a: &ArrayD<S>) -> Result<ArrayD<D>> {
     let src = std_slice(a);
     let mut out = vec![D::default(); src.len()];
     if src.len() >= PAR_THRESHOLD {
-        out.par_chunks_mut(1 << 14).zip(src.par_chunks(1 << 14)).for_each(|(o, s)| {
-            for (y, &x) in o.iter_mut().zip(s) {
+        const CHUNK: usize = 1 << 14;
+        par_chunks(&mut out, CHUNK, &|c, o| {
+            for (y, &x) in o.iter_mut().zip(&src[c * CHUNK..]) {
                 *y = D::from_src(x);
             }
         });
