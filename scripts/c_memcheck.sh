@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the C/C++ examples under valgrind: any invalid access or definite leak fails the script.
-#   scripts/c_memcheck.sh [--release | --profile NAME] [--quick]
-# Builds libovpot (dev profile by default; CI passes `--profile test`, whose build `cargo test` has
-# already made), installs it into a temporary prefix, compiles
+#   scripts/c_memcheck.sh [--release | --prebuilt DIR] [--quick]
+# Builds libovpot (dev profile by default; --prebuilt takes libovpot.so/.a from DIR instead, as CI
+# does with what `cargo test` built), installs it into a temporary prefix, compiles
 # examples_c/ against that copy with its Makefile and `pkg-config ovpot` (as a user would) and
 # runs each on the MNIST CNN fixture. --quick (what CI runs by default) runs the accuracy-aware
 # example on 20 evaluation samples instead of 1000 (minutes under valgrind). Rust's own one-time
@@ -13,16 +13,15 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 profile=debug
 cargo_flags=()
 quick=0
+prebuilt=""
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --release) profile=release; cargo_flags=(--release) ;;
-    --profile)
-      [ "$#" -ge 2 ] || { echo "--profile needs a name"; exit 2; }
-      # dev and test build into target/debug, other profiles into target/<name>.
-      case "$2" in dev|test) profile=debug ;; *) profile="$2" ;; esac
-      cargo_flags=(--profile "$2"); shift ;;
+    --prebuilt)
+      [ "$#" -ge 2 ] || { echo "--prebuilt needs a folder"; exit 2; }
+      prebuilt="$2"; shift ;;
     --quick) quick=1 ;;
-    *) echo "usage: $0 [--release | --profile NAME] [--quick]"; exit 2 ;;
+    *) echo "usage: $0 [--release | --prebuilt DIR] [--quick]"; exit 2 ;;
   esac
   shift
 done
@@ -30,8 +29,13 @@ for tool in valgrind make pkg-config; do
   command -v "$tool" >/dev/null || { echo "$tool not installed"; exit 1; }
 done
 
-(cd "$root" && cargo build --lib "${cargo_flags[@]}")
-target="${CARGO_TARGET_DIR:-$root/target}/$profile"
+if [ -n "$prebuilt" ]; then
+  target="$prebuilt"
+  [ -f "$target/libovpot.so" ] || { echo "no libovpot.so in $target"; exit 1; }
+else
+  (cd "$root" && cargo build --lib "${cargo_flags[@]}")
+  target="${CARGO_TARGET_DIR:-$root/target}/$profile"
+fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 fixture="$root/tests/data/mnist_cnn"
