@@ -4,7 +4,7 @@ OpenVINO runtime.
 
     .peers/venv/bin/python scripts/extra_models.py /tmp/extra          # the models (once)
     cargo build --release --bin ovpot
-    OVPOT_OPENVINO_LIB=... .peers/venv/bin/python scripts/compare_placement.py /tmp/extra [--work DIR] [--only a,b]
+    .peers/venv/bin/python scripts/compare_placement.py /tmp/extra [--work DIR] [--only a,b]
 
 For each model folder (model.xml, calib/*.npy, eval/*.npy, as scripts/extra_models.py makes them,
 or the fixtures' layout with one .npy per input):
@@ -213,16 +213,7 @@ def compare(args, model_dir, work):
 
     env = dict(os.environ, INFERENCE_PRECISION_HINT="f32")
     ours = work / "ovpot"
-    cmd = [args.ovpot, "--quiet", "quantize", "-m", model_dir / "model.xml", "--data", model_dir / "calib", "-o", ours]
-    try:
-        run(cmd, env)
-    except RuntimeError as e:
-        # An op ovpot's own engine lacks (ddddocr's LSTMSequence): OpenVINO computes the
-        # statistics, as the error suggests; the placement is ovpot's either way.
-        if "--backend openvino" not in str(e):
-            raise
-        print(f"{model_dir.name}: the built-in engine lacks an op, quantizing with --backend openvino", flush=True)
-        run(cmd + ["--backend", "openvino"], env)
+    run([args.ovpot, "--quiet", "quantize", "-m", model_dir / "model.xml", "--data", model_dir / "calib", "-o", ours], env)
     report = json.loads((ours / "report.json").read_text())
     transformer = report.get("model_type") == "transformer"
     theirs = work / "nncf" / "model.xml"

@@ -113,8 +113,7 @@ impl Plan {
                 })
                 .collect();
             return Err(Error::unsupported(format!(
-                "the engine lacks {} op type(s): {} (the OpenVINO backend runs every op OpenVINO \
-                 has: `--backend openvino`, config key `backend`)",
+                "the engine lacks {} op type(s): {}",
                 missing.len(),
                 parts.join("; ")
             )));
