@@ -2,7 +2,7 @@
 //! quantize-agnostic ops to the producing op, shared by every consumer that needs them, unified
 //! at Concat) and weight quantizers on the constant inputs of weighted ops.
 
-use super::config::{IgnoredScope, ModelType, Preset, QuantConfig};
+use super::config::{IgnoredScope, ModelType, QuantConfig};
 use super::hw_config::{HwConfig, QSpec, Role};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Outlet};
@@ -501,7 +501,6 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
             w.half_range = true;
         }
     }
-    let _ = Preset::Performance;
     Ok(setup)
 }
 
