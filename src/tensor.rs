@@ -441,6 +441,18 @@ impl Tensor {
         }
     }
 
+    /// The values as f32 in logical order; a plain copy when the tensor is contiguous f32
+    /// (iterating an `IxDyn` array element by element costs an index update per value).
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        match self {
+            Tensor::F32(a) => match a.as_slice() {
+                Some(s) => s.to_vec(),
+                None => a.iter().copied().collect(),
+            },
+            other => other.to_f32().iter().copied().collect(),
+        }
+    }
+
     /// Borrow as f32 when the tensor is f32.
     pub fn as_f32(&self) -> Option<&ArrayD<f32>> {
         match self {

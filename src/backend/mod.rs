@@ -105,40 +105,18 @@ impl Backend {
 }
 
 impl Backend {
-    /// The median latency (ms) of one inference of each of `graphs` on `sample`, as the runtime
-    /// runs it for one request at a time (OpenVINO's LATENCY hint, `threads` threads or all): at
-    /// least 7 runs after 2 to warm up, more up to 0.25 s. The graphs are compiled side by side
-    /// (OpenVINO's compile is mostly serial), then timed one after the other. None for the
-    /// built-in backend.
-    pub fn latencies_ms(
-        &self,
-        graphs: &[&Graph],
-        sample: &[(String, Tensor)],
-        threads: usize,
-    ) -> Result<Option<Vec<f64>>> {
-        let Backend::OpenVino(core) = self else { return Ok(None) };
-        let execs: Vec<OvExecutable> = graphs
-            .iter()
-            .map(|g| OvExecutable::new(core, g, &targets_or_outputs(g, &[]), threads, "LATENCY"))
-            .collect::<Result<_>>()?;
-        let jobs = execs.iter().zip(graphs).map(|(e, g)| Box::new(move || e.compile_for(g, sample)) as CompileJob<'_>);
-        compile_side_by_side(jobs.collect())?;
-        let mut medians = vec![];
-        for (ov, graph) in execs.iter().zip(graphs) {
-            // The first run after compiling warms the caches.
-            ov.run(graph, sample)?;
-            ov.run(graph, sample)?;
-            let start = std::time::Instant::now();
-            let mut times = vec![];
-            while times.len() < 7 || (times.len() < 200 && start.elapsed().as_secs_f64() < 0.25) {
-                let t = std::time::Instant::now();
-                ov.run(graph, sample)?;
-                times.push(t.elapsed().as_secs_f64() * 1e3);
+    /// [`Backend::compile`] for one request at a time, as an application deploys a model
+    /// (OpenVINO's LATENCY hint): for [`Executable::latency_ms`]. The built-in engine has one
+    /// way to run.
+    pub fn compile_for_latency(&self, graph: &Graph, threads: usize) -> Result<Executable> {
+        match self {
+            Backend::Builtin => self.compile(graph, &[], threads),
+            Backend::OpenVino(core) => {
+                let targets = targets_or_outputs(graph, &[]);
+                let ov = OvExecutable::new(core, graph, &targets, threads, "LATENCY")?;
+                Ok(Executable { inner: Inner::OpenVino(ov), targets, graph: graph.clone() })
             }
-            times.sort_by(f64::total_cmp);
-            medians.push(times[times.len() / 2]);
         }
-        Ok(Some(medians))
     }
 }
 
@@ -245,6 +223,25 @@ impl Executable {
                 None => f(),
             },
         }
+    }
+
+    /// The median time (ms) of one inference on `sample`, one request at a time: at least 7
+    /// runs after 2 to warm up, more up to 0.25 s. None for the built-in engine (its time is
+    /// not what the application will see).
+    pub fn latency_ms(&self, sample: &[(String, Tensor)]) -> Result<Option<f64>> {
+        let Inner::OpenVino(ov) = &self.inner else { return Ok(None) };
+        // The first runs after compiling warm the caches.
+        ov.run(&self.graph, sample)?;
+        ov.run(&self.graph, sample)?;
+        let start = std::time::Instant::now();
+        let mut times = vec![];
+        while times.len() < 7 || (times.len() < 200 && start.elapsed().as_secs_f64() < 0.25) {
+            let t = std::time::Instant::now();
+            ov.run(&self.graph, sample)?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(Some(times[times.len() / 2]))
     }
 
     /// The outlets [`Executable::run`] returns, in order.

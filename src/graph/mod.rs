@@ -456,6 +456,12 @@ impl Graph {
         Ok(is_const)
     }
 
+    /// The graph without the nodes [`Graph::remove_dead_nodes`] removes.
+    pub fn without_dead_nodes(mut self) -> Graph {
+        self.remove_dead_nodes();
+        self
+    }
+
     /// Drops nodes that no Result depends on (Parameters are always kept) and renumbers ids.
     pub fn remove_dead_nodes(&mut self) {
         let n = self.nodes.len();

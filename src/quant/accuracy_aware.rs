@@ -688,7 +688,9 @@ pub fn run(
     if !reached {
         report.warnings.push(format!("maximal_drop {} not reached: drop {cur_drop:.5}", aa.maximal_drop));
     }
-    super::measure_latency(&q.backend, model.graph(), &graph, calib, config, &mut report, hooks)?;
+    let probe = std::mem::take(&mut q.latency);
+    let reverted = !reverted.is_empty();
+    super::measure_latency(&q.backend, probe, model.graph(), &graph, reverted, calib, config, &mut report, hooks)?;
     Ok(Outcome { model: Model::from_graph(graph), report, accuracy_reached: reached })
 }
 

@@ -103,34 +103,50 @@ pub fn eval_op(graph: &Graph, op: NodeId, inputs: &[&Tensor]) -> Result<Vec<Tens
     ops::build(&ctx)?.eval(inputs)
 }
 
-#[allow(clippy::too_many_arguments)]
-/// Bias shift for a site: FP mean output minus the quantized layer's output on the mean input.
-/// `None` when the correction would change the bias by more than `threshold` times its value.
-pub fn fast_shift(
+/// The layer's mean output per channel on its FP32 mean input (a blob of `in_shape` holding each
+/// channel's mean), computed with `weight` on weight input `weight_input`.
+pub fn output_on_mean(
     graph: &Graph,
     site: &BiasSite,
     in_shape: &[usize],
     in_means: &[f64],
-    out_means: &[f64],
-    q_weight: &Tensor,
+    weight: &Tensor,
     weight_input: usize,
-    threshold: f64,
 ) -> Result<Option<Vec<f64>>> {
     let Some(blob) = mean_blob(in_shape, site.in_axis, in_means) else { return Ok(None) };
     let blob = Tensor::F32(blob);
     let mut ins: Vec<&Tensor> = vec![&blob; graph.nodes[site.op].inputs.len().min(2)];
-    ins[weight_input] = q_weight;
+    ins[weight_input] = weight;
     ins[1 - weight_input] = &blob;
     let out = eval_op(graph, site.op, &ins)?;
-    let Some(q) = out.first().and_then(|t| t.as_f32()).and_then(|a| super::minmax::channel_mean(a, site.out_axis))
-    else {
-        return Ok(None);
-    };
-    if q.len() != out_means.len() {
-        return Ok(None);
+    Ok(out.first().and_then(|t| t.as_f32()).and_then(|a| super::minmax::channel_mean(a, site.out_axis)))
+}
+
+/// Whether the FP32 mean output of `site` is its output on the mean input exactly (up to
+/// rounding), so the statistics pass need not measure it: a MatMul of the activation by a 2-D
+/// constant is linear and position-free (`mean(x·W) = mean(x)·W` over every axis but the last).
+/// Convolutions are not: padding makes border outputs differ from the mean input's.
+pub fn output_mean_is_linear(graph: &Graph, site: &BiasSite, weight_input: usize) -> bool {
+    let n = &graph.nodes[site.op];
+    let flag = |k: &str| n.attrs.get(k).is_some_and(|v| v == "true" || v == "1");
+    let weight_rank = n.input_ports.get(weight_input).and_then(|p| p.shape.rank());
+    n.op_type == "MatMul"
+        && site.act_input == 0
+        && weight_input == 1
+        && !flag("transpose_a")
+        && weight_rank == Some(2)
+        && site.in_axis == -1
+        && site.out_axis == -1
+}
+
+/// Bias shift for a site: FP mean output minus the quantized layer's output on the mean input.
+/// `None` when the correction would change the bias by more than `threshold` times its value.
+pub fn fast_shift(site: &BiasSite, out_means: &[f64], q_means: &[f64], threshold: f64) -> Option<Vec<f64>> {
+    if q_means.len() != out_means.len() {
+        return None;
     }
-    let shift: Vec<f64> = out_means.iter().zip(&q).map(|(f, q)| f - q).collect();
-    Ok(accept(&site.bias, &shift, threshold))
+    let shift: Vec<f64> = out_means.iter().zip(q_means).map(|(f, q)| f - q).collect();
+    accept(&site.bias, &shift, threshold)
 }
 
 /// NNCF's magnitude rule: max |shift / bias|, infinite when a bias is zero.
@@ -308,4 +324,88 @@ fn add_per_channel(t: &ArrayD<f32>, axis: isize, shift: &[f64]) -> ArrayD<f32> {
         lane.mapv_inplace(|x| x + s as f32);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Attrs, Node, PartialShape, PortInfo};
+    use crate::tensor::ElementType;
+
+    fn f32_port(shape: &[usize]) -> PortInfo {
+        PortInfo::new(ElementType::F32, PartialShape::from_static(shape))
+    }
+
+    /// x [1,5,4] · W [4,3] + b, and the site of its bias.
+    fn matmul_with_bias(transpose_a: bool) -> (Graph, BiasSite, ArrayD<f32>) {
+        let mut g = Graph::default();
+        let mut p = Node::new("x", "Parameter", "opset1");
+        p.outputs.push(f32_port(&[1, 5, 4]));
+        let x = g.add_node(p);
+        let w: Vec<f32> = (0..12).map(|i| (i as f32 * 0.37).sin()).collect();
+        let wc = g.add_const("w", Tensor::f32_from_vec(&[4, 3], w.clone()).unwrap());
+        let attrs =
+            Attrs::from_pairs(&[("transpose_a", if transpose_a { "true" } else { "false" }), ("transpose_b", "false")]);
+        let mut mm_in = vec![f32_port(&[1, 5, 4]), f32_port(&[4, 3])];
+        let mm = g.add_op(
+            "mm",
+            "MatMul",
+            "opset1",
+            attrs,
+            vec![Outlet::new(x, 0), Outlet::new(wc, 0)],
+            vec![f32_port(&[1, 5, 3])],
+        );
+        g.nodes[mm].input_ports = std::mem::take(&mut mm_in);
+        let b = g.add_const("b", Tensor::f32_from_vec(&[1, 1, 3], vec![0.1, -0.2, 0.3]).unwrap());
+        let add = g.add_op(
+            "add",
+            "Add",
+            "opset1",
+            Attrs::default(),
+            vec![Outlet::new(mm, 0), Outlet::new(b, 0)],
+            vec![f32_port(&[1, 5, 3])],
+        );
+        let bias = ArrayD::from_shape_vec(IxDyn(&[1, 1, 3]), vec![0.1, -0.2, 0.3]).unwrap();
+        let site = BiasSite { op: mm, add, bias_input: 1, bias, out_axis: -1, act_input: 0, in_axis: -1 };
+        (g, site, ArrayD::from_shape_vec(IxDyn(&[4, 3]), w).unwrap())
+    }
+
+    #[test]
+    fn matmul_mean_output_is_its_output_on_the_mean_input() {
+        let (g, site, w) = matmul_with_bias(false);
+        assert!(output_mean_is_linear(&g, &site, 1));
+        // Two samples of x; the FP32 mean output per channel measured the long way.
+        let xs: Vec<ArrayD<f32>> = (0..2)
+            .map(|s| ArrayD::from_shape_fn(IxDyn(&[1, 5, 4]), |i| ((i[1] * 4 + i[2] + 7 * s) as f32 * 0.91).cos()))
+            .collect();
+        let mut measured = [0.0f64; 3];
+        let mut in_means = [0.0f64; 4];
+        for x in &xs {
+            for t in 0..5 {
+                for j in 0..3 {
+                    let y: f32 = (0..4).map(|k| x[[0, t, k]] * w[[k, j]]).sum();
+                    measured[j] += y as f64 / 10.0;
+                }
+                for k in 0..4 {
+                    in_means[k] += x[[0, t, k]] as f64 / 10.0;
+                }
+            }
+        }
+        // On one position, as fast bias correction evaluates it.
+        let derived = output_on_mean(&g, &site, &[1, 1, 4], &in_means, &Tensor::F32(w), 1).unwrap().unwrap();
+        for (m, d) in measured.iter().zip(&derived) {
+            assert!((m - d).abs() < 1e-5, "measured {measured:?}, derived {derived:?}");
+        }
+    }
+
+    #[test]
+    fn only_plain_matmuls_skip_measuring_the_output_mean() {
+        let (g, site, _) = matmul_with_bias(true);
+        assert!(!output_mean_is_linear(&g, &site, 1), "transpose_a moves the channel axis");
+        let (g, site, _) = matmul_with_bias(false);
+        assert!(!output_mean_is_linear(&g, &site, 0), "weights on input 0");
+        let mut conv = g.clone();
+        conv.nodes[site.op].op_type = "Convolution".into();
+        assert!(!output_mean_is_linear(&conv, &site, 1), "padding: a convolution is not position-free");
+    }
 }

@@ -371,7 +371,8 @@ pub fn quantize_weight(w: &ArrayD<f32>, scheme: &WeightScheme) -> Result<Quantiz
     let mut codes = ArrayD::<i8>::zeros(IxDyn(&shape));
     let lb = low.broadcast(IxDyn(&shape)).ok_or_else(|| Error::internal("weight range does not broadcast"))?;
     let hb = high.broadcast(IxDyn(&shape)).ok_or_else(|| Error::internal("weight range does not broadcast"))?;
-    ndarray::Zip::from(&mut codes).and(w).and(&lb).and(&hb).for_each(|c, &x, &il, &ih| {
+    // In parallel: an LLM-size embedding table is millions of codes.
+    ndarray::Zip::from(&mut codes).and(w).and(&lb).and(&hb).par_for_each(|c, &x, &il, &ih| {
         *c = compressed_code(x, il, ih, steps, code_low);
     });
     if low.iter().chain(high.iter()).chain(scale.iter()).any(|v| !v.is_finite()) {

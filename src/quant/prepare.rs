@@ -8,7 +8,7 @@ use super::hw_config::HwConfig;
 use super::placement::{self, Setup};
 use super::stats::{self, Request};
 use super::{detect, f32_of, isa, minmax, saturation, smooth_quant, Quantized, SiteOutlets};
-use crate::backend::Backend;
+use crate::backend::{Backend, Executable};
 use crate::data::Dataset;
 use crate::engine::Plan;
 use crate::error::{Error, Result};
@@ -59,17 +59,36 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     let t = Instant::now();
     let output_outlets: Vec<Outlet> = fp_graph.results().iter().map(|&r| fp_graph.nodes[r].inputs[0]).collect();
     let requests = statistics_requests(&smoothing, &setup, &sites, outlets, &output_outlets, config, n);
-    let col = stats::collect_on(
-        &backend,
-        &fp_graph,
-        Some(fp_plan),
-        config.threads,
-        data,
-        n,
-        &requests,
-        hooks,
-        Stage::Statistics,
-    )?;
+    // With OpenVINO, the FP32 model is compiled as deployed (for the report's latency figure)
+    // beside the statistics graph: OpenVINO's compile is mostly serial, and a core would idle.
+    let (col, fp32_deployed) = std::thread::scope(|s| {
+        let deployed =
+            backend.is_openvino().then(|| s.spawn(|| fp32_as_deployed(&backend, model, data, config.threads)));
+        let col = stats::collect_on(
+            &backend,
+            &fp_graph,
+            Some(fp_plan),
+            config.threads,
+            data,
+            n,
+            &requests,
+            hooks,
+            Stage::Statistics,
+        );
+        let deployed = deployed.map(|h| h.join().unwrap_or_else(|_| Err(Error::internal("a compile thread panicked"))));
+        (col, deployed)
+    });
+    let col = col?;
+    let fp32_deployed = match fp32_deployed.transpose() {
+        Ok(e) => e,
+        // Only the latency figure needs it.
+        Err(e) => {
+            let msg = format!("the FP32 model did not compile in OpenVINO for the latency figure: {e}");
+            hooks.log(LogLevel::Warning, &msg);
+            report.warnings.push(msg);
+            None
+        }
+    };
     report.inferences += n;
     report.timings.push(("statistics".into(), t.elapsed().as_secs_f64()));
 
@@ -102,6 +121,7 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         config: config.clone(),
         isa: assumed,
         report,
+        latency: super::LatencyProbe { fp32: fp32_deployed, ..Default::default() },
     };
     let fp_outputs = kept_outputs(&col, &output_outlets);
     let saturation_means = super::fix_saturation(&mut quantized, data, n, fp_outputs.as_deref(), hooks)?;
@@ -119,6 +139,14 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     record_quantizers(&mut quantized);
     quantized.report.timings.push(("total".into(), t_total.elapsed().as_secs_f64()));
     Ok(quantized)
+}
+
+/// `model` compiled by `backend` as an application deploys it, ready for the first sample.
+fn fp32_as_deployed(backend: &Backend, model: &Model, data: &dyn Dataset, threads: usize) -> Result<Executable> {
+    let exec = backend.compile_for_latency(model.graph(), threads)?;
+    let sample = data.get(0).map_err(|e| stats::with_sample(e, "calibration", 0))?;
+    crate::backend::warm_side_by_side(&[&exec], &sample)?;
+    Ok(exec)
 }
 
 /// The configuration with the model type filled in when the user left it out and the graph is
@@ -357,10 +385,14 @@ fn statistics_requests(
             reqs.entry(*src).or_default().push(Request::ChannelAbsMax);
         }
     }
-    for (_, s) in sites {
+    for (wi, s) in sites {
         if config.use_fast_bias {
             let inp = smoothing.measured(smoothing.graph.nodes[s.op].inputs[s.act_input]);
             reqs.entry(inp).or_default().push(Request::ChannelMean { axis: s.in_axis });
+            if bias_correction::output_mean_is_linear(&smoothing.graph, s, setup.weights[*wi].input) {
+                // Fast bias correction computes it from the input means.
+                continue;
+            }
         }
         reqs.entry(outlets.of(s)).or_default().push(Request::ChannelMean { axis: s.out_axis });
     }
@@ -541,32 +573,39 @@ fn fast_bias_correction(
     let g = &q.fp_graph;
     for (k, ((wi, site), inp)) in sites.iter().zip(m.inputs).enumerate() {
         hooks.progress(Stage::BiasCorrection, k, sites.len())?;
-        let site_means = super::site_output_means(m.col, site, m.outlets.after_bias);
-        let (Some((in_means, shape)), Some(out_means)) = (inp, site_means.as_ref()) else {
-            continue;
+        let Some((in_means, shape)) = inp else { continue };
+        let w_input = q.setup.weights[*wi].input;
+        let linear = bias_correction::output_mean_is_linear(g, site, w_input);
+        // A linear layer's output on a constant blob is the same at every position: one will do.
+        let one_position: Vec<usize>;
+        let shape = if linear {
+            one_position = shape.iter().enumerate().map(|(i, &d)| if i + 1 == shape.len() { d } else { 1 }).collect();
+            &one_position
+        } else {
+            shape
+        };
+        let on_mean = |w: &ndarray::ArrayD<f32>| {
+            bias_correction::output_on_mean(g, site, shape, in_means, &Tensor::F32(w.clone()), w_input)
+        };
+        let measured = super::site_output_means(m.col, site, m.outlets.after_bias);
+        let out_means = match measured {
+            Some(v) => v,
+            // Not measured where it equals the FP32 layer on the mean input.
+            None if linear => match on_mean(&q.weights[*wi].0)? {
+                Some(v) => v,
+                None => continue,
+            },
+            None => continue,
         };
         // What the target CPU's saturation takes off the layer's mean output is corrected
         // with the rest.
-        let adjusted: Vec<f64>;
-        let out_means = match m.saturation.get(wi).filter(|s| s.len() == out_means.len()) {
-            Some(sat) => {
-                adjusted = out_means.iter().zip(sat).map(|(o, s)| o - s).collect();
-                &adjusted
-            }
+        let out_means: Vec<f64> = match m.saturation.get(wi).filter(|s| s.len() == out_means.len()) {
+            Some(sat) => out_means.iter().zip(sat).map(|(o, s)| o - s).collect(),
             None => out_means,
         };
-        let qw = Tensor::F32(q.weights[*wi].1.dequantized());
-        let w_input = q.setup.weights[*wi].input;
-        if let Some(shift) = bias_correction::fast_shift(
-            g,
-            site,
-            shape,
-            in_means,
-            out_means,
-            &qw,
-            w_input,
-            q.config.bias_correction_threshold,
-        )? {
+        let Some(q_means) = on_mean(&q.weights[*wi].1.dequantized())? else { continue };
+        if let Some(shift) = bias_correction::fast_shift(site, &out_means, &q_means, q.config.bias_correction_threshold)
+        {
             q.bias_shifts.push((site.clone(), shift));
         }
     }

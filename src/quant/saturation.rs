@@ -190,6 +190,10 @@ pub fn clearly_better(a: &[f64], b: &[f64]) -> bool {
 /// several dB where they saturate. (Judging the other layers this way too was tried: their
 /// output effects are a few tenths of a dB and change sign between calibration and evaluation
 /// data, so the local measure decides them.)
+///
+/// With OpenVINO judging on this CPU, the candidates are compiled as deployed (one request at a
+/// time), and the chosen one's latency and the FP32 model's go into `q.latency`: the report's
+/// figure costs no compile of its own.
 pub fn check_groups(
     q: &mut Quantized,
     groups: &[(&str, Vec<usize>)],
@@ -202,6 +206,8 @@ pub fn check_groups(
     if groups.is_empty() {
         return Ok(vec![]);
     }
+    let threads = q.config.threads;
+    let as_deployed = q.verdicts.is_openvino() && q.latency.fp32.is_some();
     let m = n.clamp(1, SAMPLES);
     let idx: Vec<usize> = (0..m).collect();
     // On the verdict backend: OpenVINO where it computes the target's arithmetic here.
@@ -242,6 +248,7 @@ pub fn check_groups(
     };
     let first = data.get(0).map_err(|e| super::stats::with_sample(e, "calibration", 0))?;
     let mut out = vec![];
+    let mut chosen = None;
     for (name, members) in groups {
         // Both candidates built, then compiled side by side (OpenVINO's compile is mostly serial).
         let mut candidates = vec![];
@@ -249,7 +256,11 @@ pub fn check_groups(
             for &i in members {
                 set_half_range(q, i, half)?;
             }
-            candidates.push(q.judge(q.quantizers_applied(&HashSet::new(), true)?, true)?);
+            let g = q.quantizers_applied(&HashSet::new(), true)?;
+            candidates.push(match as_deployed {
+                true => q.verdicts.compile_for_latency(&g.without_dead_nodes(), threads)?,
+                false => q.judge(g, true)?,
+            });
         }
         crate::backend::warm_side_by_side(&[&candidates[0], &candidates[1]], &first)?;
         let mut sqnr = [0.0f64; 2];
@@ -259,6 +270,7 @@ pub fn check_groups(
             (sqnr[k], per_sample[k]) = output_sqnr(exec, hooks)?;
         }
         let seven_bit = !clearly_better(&per_sample[0], &per_sample[1]);
+        chosen = candidates.into_iter().nth(usize::from(seven_bit));
         for &i in members {
             set_half_range(q, i, seven_bit)?;
         }
@@ -270,6 +282,11 @@ pub fn check_groups(
             output_sqnr_db_7bit: sqnr[1],
             seven_bit,
         });
+    }
+    // The last group's choice is the model as decided.
+    if let (true, Some(fp), Some(int8)) = (as_deployed, q.latency.fp32.as_ref(), chosen) {
+        q.latency.fp32_ms = fp.latency_ms(&first)?;
+        q.latency.int8_ms = int8.latency_ms(&first)?;
     }
     Ok(out)
 }

@@ -15,6 +15,8 @@ use std::collections::HashMap;
 enum Item {
     /// The observed tensor's shape (ShapeOf).
     Shape { at: Outlet },
+    /// The observed tensor's shape, known from the graph (no output).
+    StaticShape { at: Outlet, dims: Vec<usize> },
     /// Min and max over everything: per-sample scalars.
     Scalars { at: Outlet },
     /// Per-channel means on `axis`.
@@ -23,8 +25,9 @@ enum Item {
     ChannelMinMax { at: Outlet, axis: isize },
     /// Per-channel max |x| on the last axis.
     ChannelAbsMax { at: Outlet },
-    /// Per-channel min and max on the last axis, kept per sample.
-    SampleChannelMinMax { at: Outlet },
+    /// Per-channel min and max on the last axis, kept per sample; with `abs_max`, they also
+    /// give the per-channel max |x| (no Abs and ReduceMax of their own).
+    SampleChannelMinMax { at: Outlet, abs_max: bool },
     /// The whole tensor, for requests reduced on the host.
     Whole { at: Outlet, requests: Vec<Request> },
 }
@@ -48,8 +51,16 @@ impl Reductions {
                 r.push_whole(at, reqs.clone());
                 continue;
             };
-            let shape = r.shape_of(at)?;
-            r.push(Item::Shape { at }, &[shape]);
+            // OpenVINO computes a static shape once at compile time, but each output costs a
+            // tensor handed back per inference.
+            match info.shape.to_static() {
+                Some(dims) => r.push(Item::StaticShape { at, dims }, &[]),
+                None => {
+                    let shape = r.shape_of(at)?;
+                    r.push(Item::Shape { at }, &[shape]);
+                }
+            }
+            let minmax_per_channel = reqs.contains(&Request::SampleChannelMinMax);
             let mut whole = vec![];
             for q in reqs {
                 match q {
@@ -74,6 +85,8 @@ impl Reductions {
                         }
                         None => whole.push(q.clone()),
                     },
+                    // Derived from the per-channel min and max below.
+                    Request::ChannelAbsMax if minmax_per_channel => {}
                     Request::ChannelAbsMax => {
                         let axes = all_but(rank, -1).unwrap_or_default();
                         let abs = r.graph.add_op(
@@ -91,7 +104,8 @@ impl Reductions {
                         let axes = all_but(rank, -1).unwrap_or_default();
                         let mn = r.reduce("ReduceMin", at, &axes)?;
                         let mx = r.reduce("ReduceMax", at, &axes)?;
-                        r.push(Item::SampleChannelMinMax { at }, &[mn, mx]);
+                        let abs_max = reqs.contains(&Request::ChannelAbsMax);
+                        r.push(Item::SampleChannelMinMax { at, abs_max }, &[mn, mx]);
                     }
                     _ => whole.push(q.clone()),
                 }
@@ -157,9 +171,7 @@ impl Reductions {
         name: &dyn Fn(Outlet) -> String,
     ) -> Result<()> {
         let f32s = |k: usize| -> Result<Vec<f32>> {
-            let v: Vec<f32> =
-                values.get(k).ok_or_else(|| Error::internal("missing reduction"))?.to_f32().into_iter().collect();
-            Ok(v)
+            Ok(values.get(k).ok_or_else(|| Error::internal("missing reduction"))?.to_f32_vec())
         };
         let check = |at: Outlet, v: &[f32]| -> Result<()> {
             if v.iter().all(|x| x.is_finite()) {
@@ -174,6 +186,9 @@ impl Reductions {
                 Item::Shape { at } => {
                     let dims: Vec<usize> = values[k].to_i64_vec().into_iter().map(|d| d.max(0) as usize).collect();
                     part.shapes.entry(*at).or_insert(dims);
+                }
+                Item::StaticShape { at, dims } => {
+                    part.shapes.entry(*at).or_insert_with(|| dims.clone());
                 }
                 Item::Scalars { at } => {
                     let (mn, mx) = (f32s(k)?, f32s(k + 1)?);
@@ -227,10 +242,18 @@ impl Reductions {
                         }
                     }
                 }
-                Item::SampleChannelMinMax { at } => {
+                Item::SampleChannelMinMax { at, abs_max } => {
                     let (mn, mx) = (f32s(k)?, f32s(k + 1)?);
                     check(*at, &mn)?;
                     check(*at, &mx)?;
+                    if *abs_max {
+                        let e = part.absmax.entry(*at).or_insert_with(|| vec![0.0; mn.len()]);
+                        if e.len() == mn.len() {
+                            for ((a, lo), hi) in e.iter_mut().zip(&mn).zip(&mx) {
+                                *a = a.max(lo.abs()).max(hi.abs());
+                            }
+                        }
+                    }
                     part.sample_minmax.entry(*at).or_default().push((mn, mx));
                 }
                 Item::Whole { at, requests } => part.observe(*at, &values[k], requests, sample, name)?,
