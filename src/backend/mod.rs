@@ -81,11 +81,7 @@ impl Backend {
     pub fn compile(&self, graph: &Graph, targets: &[Outlet], threads: usize) -> Result<Executable> {
         match self {
             Backend::Builtin => Ok(Executable::builtin(Plan::new(graph)?, targets)),
-            Backend::OpenVino(core) => {
-                let targets = targets_or_outputs(graph, targets);
-                let ov = OvExecutable::new(core, graph, &targets, threads, "THROUGHPUT")?;
-                Ok(Executable { inner: Inner::OpenVino(ov), targets, graph: graph.clone() })
-            }
+            Backend::OpenVino(core) => Executable::openvino(core, graph.clone(), targets, threads, "THROUGHPUT"),
         }
     }
 
@@ -96,9 +92,7 @@ impl Backend {
             Backend::OpenVino(core) => {
                 let graph = plan.graph().clone();
                 drop(plan);
-                let targets = targets_or_outputs(&graph, targets);
-                let ov = OvExecutable::new(core, &graph, &targets, threads, "THROUGHPUT")?;
-                Ok(Executable { inner: Inner::OpenVino(ov), targets, graph })
+                Executable::openvino(core, graph, targets, threads, "THROUGHPUT")
             }
         }
     }
@@ -111,11 +105,7 @@ impl Backend {
     pub fn compile_for_latency(&self, graph: &Graph, threads: usize) -> Result<Executable> {
         match self {
             Backend::Builtin => self.compile(graph, &[], threads),
-            Backend::OpenVino(core) => {
-                let targets = targets_or_outputs(graph, &[]);
-                let ov = OvExecutable::new(core, graph, &targets, threads, "LATENCY")?;
-                Ok(Executable { inner: Inner::OpenVino(ov), targets, graph: graph.clone() })
-            }
+            Backend::OpenVino(core) => Executable::openvino(core, graph.clone(), &[], threads, "LATENCY"),
         }
     }
 }
@@ -198,6 +188,20 @@ impl Executable {
     pub fn builtin(plan: Plan, targets: &[Outlet]) -> Executable {
         let targets = targets_or_outputs(plan.graph(), targets);
         Executable { inner: Inner::Builtin(plan), targets, graph: Graph::default() }
+    }
+
+    /// `graph` in OpenVINO up to `targets` (the model's outputs when empty), compiled with the
+    /// performance `hint` (THROUGHPUT or LATENCY).
+    fn openvino(
+        core: &Arc<openvino::Core>,
+        graph: Graph,
+        targets: &[Outlet],
+        threads: usize,
+        hint: &str,
+    ) -> Result<Executable> {
+        let targets = targets_or_outputs(&graph, targets);
+        let ov = OvExecutable::new(core, &graph, &targets, threads, hint)?;
+        Ok(Executable { inner: Inner::OpenVino(ov), targets, graph })
     }
 
     pub fn graph(&self) -> &Graph {

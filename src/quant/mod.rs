@@ -363,30 +363,26 @@ pub(crate) fn measure_latency(
     let int8_known = probe.int8_ms.filter(|_| !reverted);
     let (fp32_ms, int8_ms) = match (probe.fp32_ms, int8_known) {
         (Some(f), Some(i)) => (f, i),
-        _ => {
+        (fp32_known, int8_known) => {
             // What is missing, compiled side by side (OpenVINO's compile is mostly serial).
             let sample = data.get(0).map_err(|e| stats::with_sample(e, "calibration", 0))?;
-            let fp_exec = match probe.fp32 {
-                Some(e) => e,
-                None => backend.compile_for_latency(fp, config.threads)?,
+            let fp_exec = match (fp32_known, probe.fp32) {
+                (Some(_), _) => None,
+                (None, Some(e)) => Some(e),
+                (None, None) => Some(backend.compile_for_latency(fp, config.threads)?),
             };
-            let int8_exec = match int8_known {
-                Some(_) => None,
-                None => Some(backend.compile_for_latency(int8, config.threads)?),
+            let int8_exec =
+                int8_known.is_none().then(|| backend.compile_for_latency(int8, config.threads)).transpose()?;
+            let execs: Vec<&Executable> = fp_exec.iter().chain(&int8_exec).collect();
+            crate::backend::warm_side_by_side(&execs, &sample)?;
+            let time = |known: Option<f64>, exec: &Option<Executable>| match (known, exec) {
+                (Some(v), _) => Ok(Some(v)),
+                (None, Some(e)) => e.latency_ms(&sample),
+                (None, None) => Ok(None),
             };
-            let mut warm = vec![&fp_exec];
-            warm.extend(int8_exec.as_ref());
-            crate::backend::warm_side_by_side(&warm, &sample)?;
-            let f = match probe.fp32_ms {
-                Some(f) => Some(f),
-                None => fp_exec.latency_ms(&sample)?,
+            let (Some(f), Some(i)) = (time(fp32_known, &fp_exec)?, time(int8_known, &int8_exec)?) else {
+                return Ok(());
             };
-            let i = match (int8_known, &int8_exec) {
-                (Some(i), _) => Some(i),
-                (None, Some(e)) => e.latency_ms(&sample)?,
-                (None, None) => None,
-            };
-            let (Some(f), Some(i)) = (f, i) else { return Ok(()) };
             (f, i)
         }
     };

@@ -59,36 +59,13 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     let t = Instant::now();
     let output_outlets: Vec<Outlet> = fp_graph.results().iter().map(|&r| fp_graph.nodes[r].inputs[0]).collect();
     let requests = statistics_requests(&smoothing, &setup, &sites, outlets, &output_outlets, config, n);
-    // With OpenVINO, the FP32 model is compiled as deployed (for the report's latency figure)
-    // beside the statistics graph: OpenVINO's compile is mostly serial, and a core would idle.
-    let (col, fp32_deployed) = std::thread::scope(|s| {
-        let deployed =
-            backend.is_openvino().then(|| s.spawn(|| fp32_as_deployed(&backend, model, data, config.threads)));
-        let col = stats::collect_on(
-            &backend,
-            &fp_graph,
-            Some(fp_plan),
-            config.threads,
-            data,
-            n,
-            &requests,
-            hooks,
-            Stage::Statistics,
-        );
-        let deployed = deployed.map(|h| h.join().unwrap_or_else(|_| Err(Error::internal("a compile thread panicked"))));
-        (col, deployed)
+    let (col, fp32_deployed) =
+        statistics_beside_fp32_compile(&backend, model, &fp_graph, fp_plan, &requests, config, data, n, hooks)?;
+    let fp32_deployed = fp32_deployed.unwrap_or_else(|msg| {
+        hooks.log(LogLevel::Warning, &msg);
+        report.warnings.push(msg);
+        None
     });
-    let col = col?;
-    let fp32_deployed = match fp32_deployed.transpose() {
-        Ok(e) => e,
-        // Only the latency figure needs it.
-        Err(e) => {
-            let msg = format!("the FP32 model did not compile in OpenVINO for the latency figure: {e}");
-            hooks.log(LogLevel::Warning, &msg);
-            report.warnings.push(msg);
-            None
-        }
-    };
     report.inferences += n;
     report.timings.push(("statistics".into(), t.elapsed().as_secs_f64()));
 
@@ -139,6 +116,44 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     record_quantizers(&mut quantized);
     quantized.report.timings.push(("total".into(), t_total.elapsed().as_secs_f64()));
     Ok(quantized)
+}
+
+/// The one statistics pass; with OpenVINO, the FP32 model compiled as deployed (for the
+/// report's latency figure) beside the statistics graph: OpenVINO's compile is mostly serial,
+/// and a core would idle. A failed FP32 compile is a warning (only the figure needs it).
+#[allow(clippy::too_many_arguments)]
+fn statistics_beside_fp32_compile(
+    backend: &Backend,
+    model: &Model,
+    fp_graph: &Graph,
+    fp_plan: Plan,
+    requests: &HashMap<Outlet, Vec<Request>>,
+    config: &QuantConfig,
+    data: &dyn Dataset,
+    n: usize,
+    hooks: &mut Hooks,
+) -> Result<(stats::Collected, std::result::Result<Option<Executable>, String>)> {
+    let (col, deployed) = std::thread::scope(|s| {
+        let deployed =
+            backend.is_openvino().then(|| s.spawn(|| fp32_as_deployed(backend, model, data, config.threads)));
+        let col = stats::collect_on(
+            backend,
+            fp_graph,
+            Some(fp_plan),
+            config.threads,
+            data,
+            n,
+            requests,
+            hooks,
+            Stage::Statistics,
+        );
+        let deployed = deployed.map(|h| h.join().unwrap_or_else(|_| Err(Error::internal("a compile thread panicked"))));
+        (col, deployed)
+    });
+    let deployed = deployed
+        .transpose()
+        .map_err(|e| format!("the FP32 model did not compile in OpenVINO for the latency figure: {e}"));
+    Ok((col?, deployed))
 }
 
 /// `model` compiled by `backend` as an application deploys it, ready for the first sample.

@@ -257,9 +257,10 @@ pub fn check_groups(
                 set_half_range(q, i, half)?;
             }
             let g = q.quantizers_applied(&HashSet::new(), true)?;
-            candidates.push(match as_deployed {
-                true => q.verdicts.compile_for_latency(&g.without_dead_nodes(), threads)?,
-                false => q.judge(g, true)?,
+            candidates.push(if as_deployed {
+                q.verdicts.compile_for_latency(&g.without_dead_nodes(), threads)?
+            } else {
+                q.judge(g, true)?
             });
         }
         crate::backend::warm_side_by_side(&[&candidates[0], &candidates[1]], &first)?;
