@@ -199,7 +199,9 @@ fn saturation_fix_auto_per_layer_on_mtcnn_onet() {
 
     let vnni = run(TargetIsa::Vnni, SaturationFix::Auto).report.int8_arithmetic.unwrap();
     assert!(vnni.measured.is_empty() && vnni.saturating_layers.is_empty(), "{vnni:?}");
-    assert_eq!(vnni.output_checks.len(), 1);
+    // With exact sums: POT's and NNCF's 7-bit first layer, nothing measured.
+    assert!(vnni.output_checks.is_empty(), "{vnni:?}");
+    assert_eq!(vnni.seven_bit_layers.len(), 1, "{vnni:?}");
 }
 
 /// The config keys: POT's saturation_fix values and NNCF's overflow_fix spellings, target_isa.

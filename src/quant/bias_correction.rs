@@ -123,20 +123,48 @@ pub fn output_on_mean(
 }
 
 /// Whether the FP32 mean output of `site` is its output on the mean input exactly (up to
-/// rounding), so the statistics pass need not measure it: a MatMul of the activation by a 2-D
-/// constant is linear and position-free (`mean(x·W) = mean(x)·W` over every axis but the last).
-/// Convolutions are not: padding makes border outputs differ from the mean input's.
+/// rounding), so the statistics pass need not measure it. A MatMul of the activation by a 2-D
+/// constant is linear and position-free (`mean(x·W) = mean(x)·W` over every axis but the last);
+/// so is a pointwise convolution (1×1 kernel, stride 1, no padding: every input position is one
+/// output position). Other convolutions are not: padding makes border outputs differ from the
+/// mean input's, and strides skip positions.
 pub fn output_mean_is_linear(graph: &Graph, site: &BiasSite, weight_input: usize) -> bool {
     let n = &graph.nodes[site.op];
+    if site.act_input != 0 || weight_input != 1 {
+        return false;
+    }
     let flag = |k: &str| n.attrs.get(k).is_some_and(|v| v == "true" || v == "1");
-    let weight_rank = n.input_ports.get(weight_input).and_then(|p| p.shape.rank());
-    n.op_type == "MatMul"
-        && site.act_input == 0
-        && weight_input == 1
-        && !flag("transpose_a")
-        && weight_rank == Some(2)
-        && site.in_axis == -1
-        && site.out_axis == -1
+    let weight_dims = n.input_ports.get(weight_input).and_then(|p| p.shape.to_static());
+    match n.op_type.as_str() {
+        "MatMul" => {
+            !flag("transpose_a")
+                && weight_dims.is_some_and(|d| d.len() == 2)
+                && site.in_axis == -1
+                && site.out_axis == -1
+        }
+        "Convolution" => {
+            let all = |k: &str, v: &str| n.attrs.get(k).is_none_or(|s| s.split(',').all(|x| x.trim() == v));
+            let auto_pad = n.attrs.get("auto_pad").map(|s| s.trim().to_ascii_lowercase());
+            let padded = match auto_pad.as_deref() {
+                // Same or valid padding of a 1×1 kernel at stride 1 is none.
+                Some("same_upper" | "same_lower" | "valid") => false,
+                _ => !(all("pads_begin", "0") && all("pads_end", "0")),
+            };
+            weight_dims.is_some_and(|d| d.len() >= 3 && d[2..].iter().all(|&k| k == 1))
+                && n.attrs.get("strides").is_some()
+                && all("strides", "1")
+                && !padded
+                && site.in_axis == 1
+                && site.out_axis == 1
+        }
+        _ => false,
+    }
+}
+
+/// The shape of one position of a linear site's input: every axis 1 but the channel axis.
+pub fn one_position(shape: &[usize], axis: isize) -> Vec<usize> {
+    let a = if axis < 0 { axis + shape.len() as isize } else { axis };
+    shape.iter().enumerate().map(|(i, &d)| if i as isize == a { d } else { 1 }).collect()
 }
 
 /// Bias shift for a site: FP mean output minus the quantized layer's output on the mean input.
@@ -406,6 +434,83 @@ mod tests {
         assert!(!output_mean_is_linear(&g, &site, 0), "weights on input 0");
         let mut conv = g.clone();
         conv.nodes[site.op].op_type = "Convolution".into();
-        assert!(!output_mean_is_linear(&conv, &site, 1), "padding: a convolution is not position-free");
+        assert!(!output_mean_is_linear(&conv, &site, 1), "a convolution without strides is not read as one");
+    }
+
+    /// x [1,3,4,5] convolved by W [2,3,k,k] at `strides`/`pads`, with its bias site.
+    fn conv_with_bias(k: usize, strides: &str, pads: &str) -> (Graph, BiasSite, ArrayD<f32>) {
+        let mut g = Graph::default();
+        let mut p = Node::new("x", "Parameter", "opset1");
+        p.outputs.push(f32_port(&[1, 3, 4, 5]));
+        let x = g.add_node(p);
+        let w: Vec<f32> = (0..6 * k * k).map(|i| (i as f32 * 0.53).sin()).collect();
+        let wc = g.add_const("w", Tensor::f32_from_vec(&[2, 3, k, k], w.clone()).unwrap());
+        let attrs = Attrs::from_pairs(&[
+            ("strides", strides),
+            ("dilations", "1,1"),
+            ("pads_begin", pads),
+            ("pads_end", pads),
+            ("auto_pad", "explicit"),
+        ]);
+        let conv = g.add_op(
+            "conv",
+            "Convolution",
+            "opset1",
+            attrs,
+            vec![Outlet::new(x, 0), Outlet::new(wc, 0)],
+            vec![f32_port(&[1, 2, 4, 5])],
+        );
+        g.nodes[conv].input_ports = vec![f32_port(&[1, 3, 4, 5]), f32_port(&[2, 3, k, k])];
+        let bias = ArrayD::from_shape_vec(IxDyn(&[1, 2, 1, 1]), vec![0.1, -0.2]).unwrap();
+        let b = g.add_const("b", Tensor::F32(bias.clone()));
+        let add = g.add_op(
+            "add",
+            "Add",
+            "opset1",
+            Attrs::default(),
+            vec![Outlet::new(conv, 0), Outlet::new(b, 0)],
+            vec![f32_port(&[1, 2, 4, 5])],
+        );
+        let site = BiasSite { op: conv, add, bias_input: 1, bias, out_axis: 1, act_input: 0, in_axis: 1 };
+        (g, site, ArrayD::from_shape_vec(IxDyn(&[2, 3, k, k]), w).unwrap())
+    }
+
+    #[test]
+    fn pointwise_conv_mean_output_is_its_output_on_the_mean_input() {
+        let (g, site, w) = conv_with_bias(1, "1,1", "0,0");
+        assert!(output_mean_is_linear(&g, &site, 1));
+        let xs: Vec<ArrayD<f32>> = (0..2)
+            .map(|s| ArrayD::from_shape_fn(IxDyn(&[1, 3, 4, 5]), |i| ((i[1] * 20 + i[2] * 5 + i[3] + 11 * s) as f32 * 0.77).cos()))
+            .collect();
+        let mut measured = [0.0f64; 2];
+        let mut in_means = [0.0f64; 3];
+        for x in &xs {
+            let y = eval_op(&g, site.op, &[&Tensor::F32(x.clone()), &Tensor::F32(w.clone())]).unwrap();
+            let y = y[0].as_f32().unwrap();
+            for (o, m) in measured.iter_mut().enumerate() {
+                *m += y.index_axis(ndarray::Axis(1), o).iter().map(|&v| v as f64).sum::<f64>() / 40.0;
+            }
+            for (c, m) in in_means.iter_mut().enumerate() {
+                *m += x.index_axis(ndarray::Axis(1), c).iter().map(|&v| v as f64).sum::<f64>() / 40.0;
+            }
+        }
+        let shape = one_position(&[1, 3, 4, 5], site.in_axis);
+        assert_eq!(shape, [1, 3, 1, 1]);
+        let derived = output_on_mean(&g, &site, &shape, &in_means, &Tensor::F32(w), 1).unwrap().unwrap();
+        for (m, d) in measured.iter().zip(&derived) {
+            assert!((m - d).abs() < 1e-5, "measured {measured:?}, derived {derived:?}");
+        }
+    }
+
+    #[test]
+    fn padded_or_strided_or_wide_convs_measure_the_output_mean() {
+        assert!(!output_mean_is_linear(&conv_with_bias(3, "1,1", "1,1").0, &conv_with_bias(3, "1,1", "1,1").1, 1));
+        let (g, site, _) = conv_with_bias(1, "2,2", "0,0");
+        assert!(!output_mean_is_linear(&g, &site, 1), "stride 2 skips positions");
+        let (g, site, _) = conv_with_bias(1, "1,1", "1,1");
+        assert!(!output_mean_is_linear(&g, &site, 1), "padding adds bias-only positions");
+        let (mut g, site, _) = conv_with_bias(1, "1,1", "1,1");
+        g.nodes[site.op].attrs.set("auto_pad", "same_upper".to_string());
+        assert!(output_mean_is_linear(&g, &site, 1), "same padding of a 1x1 kernel is none");
     }
 }

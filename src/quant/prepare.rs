@@ -412,7 +412,7 @@ fn statistics_requests(
         reqs.entry(outlets.of(s)).or_default().push(Request::ChannelMean { axis: s.out_axis });
     }
     let checks_output = config.saturation_fix == SaturationFix::Auto
-        && isa::resolve_here(config.target_isa, config.target_device).isa != "none";
+        && isa::resolve_here(config.target_isa, config.target_device).arithmetic == isa::Int8Arithmetic::PairSaturating;
     if checks_output {
         for &o in output_outlets {
             reqs.entry(o).or_default().push(Request::Keep { samples: n.min(saturation::SAMPLES) });
@@ -616,7 +616,7 @@ fn fast_shift_of(
     // A linear layer's output on a constant blob is the same at every position: one will do.
     let one_position: Vec<usize>;
     let shape = if linear {
-        one_position = shape.iter().enumerate().map(|(i, &d)| if i + 1 == shape.len() { d } else { 1 }).collect();
+        one_position = bias_correction::one_position(shape, site.in_axis);
         &one_position
     } else {
         shape
