@@ -480,7 +480,11 @@ mod tests {
         let (g, site, w) = conv_with_bias(1, "1,1", "0,0");
         assert!(output_mean_is_linear(&g, &site, 1));
         let xs: Vec<ArrayD<f32>> = (0..2)
-            .map(|s| ArrayD::from_shape_fn(IxDyn(&[1, 3, 4, 5]), |i| ((i[1] * 20 + i[2] * 5 + i[3] + 11 * s) as f32 * 0.77).cos()))
+            .map(|s| {
+                ArrayD::from_shape_fn(IxDyn(&[1, 3, 4, 5]), |i| {
+                    ((i[1] * 20 + i[2] * 5 + i[3] + 11 * s) as f32 * 0.77).cos()
+                })
+            })
             .collect();
         let mut measured = [0.0f64; 2];
         let mut in_means = [0.0f64; 3];
