@@ -364,12 +364,32 @@ mod tests {
         PortInfo::new(ElementType::F32, PartialShape::from_static(shape))
     }
 
-    /// x [1,5,4] · W [4,3] + b, and the site of its bias.
-    fn matmul_with_bias(transpose_a: bool) -> (Graph, BiasSite, ArrayD<f32>) {
+    /// A graph with one F32 Parameter `x` of `shape`.
+    fn with_input(shape: &[usize]) -> (Graph, NodeId) {
         let mut g = Graph::default();
         let mut p = Node::new("x", "Parameter", "opset1");
-        p.outputs.push(f32_port(&[1, 5, 4]));
+        p.outputs.push(f32_port(shape));
         let x = g.add_node(p);
+        (g, x)
+    }
+
+    /// `op`'s output plus the constant `bias` (broadcast to `shape`), and its bias site.
+    fn add_bias(g: &mut Graph, op: NodeId, bias: ArrayD<f32>, shape: &[usize], axis: isize) -> BiasSite {
+        let b = g.add_const("b", Tensor::F32(bias.clone()));
+        let add = g.add_op(
+            "add",
+            "Add",
+            "opset1",
+            Attrs::default(),
+            vec![Outlet::new(op, 0), Outlet::new(b, 0)],
+            vec![f32_port(shape)],
+        );
+        BiasSite { op, add, bias_input: 1, bias, out_axis: axis, act_input: 0, in_axis: axis }
+    }
+
+    /// x [1,5,4] · W [4,3] + b, and the site of its bias.
+    fn matmul_with_bias(transpose_a: bool) -> (Graph, BiasSite, ArrayD<f32>) {
+        let (mut g, x) = with_input(&[1, 5, 4]);
         let w: Vec<f32> = (0..12).map(|i| (i as f32 * 0.37).sin()).collect();
         let wc = g.add_const("w", Tensor::f32_from_vec(&[4, 3], w.clone()).unwrap());
         let attrs =
@@ -384,17 +404,8 @@ mod tests {
             vec![f32_port(&[1, 5, 3])],
         );
         g.nodes[mm].input_ports = std::mem::take(&mut mm_in);
-        let b = g.add_const("b", Tensor::f32_from_vec(&[1, 1, 3], vec![0.1, -0.2, 0.3]).unwrap());
-        let add = g.add_op(
-            "add",
-            "Add",
-            "opset1",
-            Attrs::default(),
-            vec![Outlet::new(mm, 0), Outlet::new(b, 0)],
-            vec![f32_port(&[1, 5, 3])],
-        );
         let bias = ArrayD::from_shape_vec(IxDyn(&[1, 1, 3]), vec![0.1, -0.2, 0.3]).unwrap();
-        let site = BiasSite { op: mm, add, bias_input: 1, bias, out_axis: -1, act_input: 0, in_axis: -1 };
+        let site = add_bias(&mut g, mm, bias, &[1, 5, 3], -1);
         (g, site, ArrayD::from_shape_vec(IxDyn(&[4, 3]), w).unwrap())
     }
 
@@ -439,10 +450,7 @@ mod tests {
 
     /// x [1,3,4,5] convolved by W [2,3,k,k] at `strides`/`pads`, with its bias site.
     fn conv_with_bias(k: usize, strides: &str, pads: &str) -> (Graph, BiasSite, ArrayD<f32>) {
-        let mut g = Graph::default();
-        let mut p = Node::new("x", "Parameter", "opset1");
-        p.outputs.push(f32_port(&[1, 3, 4, 5]));
-        let x = g.add_node(p);
+        let (mut g, x) = with_input(&[1, 3, 4, 5]);
         let w: Vec<f32> = (0..6 * k * k).map(|i| (i as f32 * 0.53).sin()).collect();
         let wc = g.add_const("w", Tensor::f32_from_vec(&[2, 3, k, k], w.clone()).unwrap());
         let attrs = Attrs::from_pairs(&[
@@ -462,16 +470,7 @@ mod tests {
         );
         g.nodes[conv].input_ports = vec![f32_port(&[1, 3, 4, 5]), f32_port(&[2, 3, k, k])];
         let bias = ArrayD::from_shape_vec(IxDyn(&[1, 2, 1, 1]), vec![0.1, -0.2]).unwrap();
-        let b = g.add_const("b", Tensor::F32(bias.clone()));
-        let add = g.add_op(
-            "add",
-            "Add",
-            "opset1",
-            Attrs::default(),
-            vec![Outlet::new(conv, 0), Outlet::new(b, 0)],
-            vec![f32_port(&[1, 2, 4, 5])],
-        );
-        let site = BiasSite { op: conv, add, bias_input: 1, bias, out_axis: 1, act_input: 0, in_axis: 1 };
+        let site = add_bias(&mut g, conv, bias, &[1, 2, 4, 5], 1);
         (g, site, ArrayD::from_shape_vec(IxDyn(&[2, 3, k, k]), w).unwrap())
     }
 
@@ -508,7 +507,8 @@ mod tests {
 
     #[test]
     fn padded_or_strided_or_wide_convs_measure_the_output_mean() {
-        assert!(!output_mean_is_linear(&conv_with_bias(3, "1,1", "1,1").0, &conv_with_bias(3, "1,1", "1,1").1, 1));
+        let (g, site, _) = conv_with_bias(3, "1,1", "1,1");
+        assert!(!output_mean_is_linear(&g, &site, 1), "a 3x3 kernel with padding");
         let (g, site, _) = conv_with_bias(1, "2,2", "0,0");
         assert!(!output_mean_is_linear(&g, &site, 1), "stride 2 skips positions");
         let (g, site, _) = conv_with_bias(1, "1,1", "1,1");
