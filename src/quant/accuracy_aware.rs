@@ -542,11 +542,11 @@ pub fn run(
             }
         }
         let base = best.unwrap_or_else(|| q.config.clone());
-        let flipped = QuantConfig { use_fast_bias: Some(base.use_fast_bias == Some(false)), ..base };
+        let flipped = QuantConfig { use_fast_bias: !base.use_fast_bias, ..base };
         let qc = super::prepare(model, &flipped, calib, hooks)?;
         let (m, outs, per) = evaluate_quantized(&qc, eval, &all, &none, metric, hooks)?;
         inferences += eval.len();
-        let what = if flipped.use_fast_bias == Some(true) { "fast" } else { "full" };
+        let what = if flipped.use_fast_bias { "fast" } else { "full" };
         hooks.log(
             LogLevel::Info,
             &format!("tune_hyperparams: {what} bias correction → metric {m:.5} (drop {:.5})", drop(m)),

@@ -295,12 +295,8 @@ pub struct QuantConfig {
     pub seed: u64,
     pub model_type: Option<ModelType>,
     pub ignored: IgnoredScope,
-    /// FastBiasCorrection (true) or full BiasCorrection (false); `None`: fast, except on a
-    /// target CPU without VNNI where `saturation_fix` coarsens weights to 7 bits beyond the
-    /// first layer (`auto`, `all`) in a model that is not a transformer, where full
-    /// correction takes out the mean error those weights leave downstream
-    /// ([`QuantConfig::fast_bias_correction`]).
-    pub use_fast_bias: Option<bool>,
+    /// FastBiasCorrection (true) or full BiasCorrection (false).
+    pub use_fast_bias: bool,
     /// Set false to skip bias correction altogether.
     pub bias_correction: bool,
     pub saturation_fix: SaturationFix,
@@ -340,7 +336,7 @@ impl Default for QuantConfig {
             seed: 0,
             model_type: None,
             ignored: IgnoredScope::default(),
-            use_fast_bias: None,
+            use_fast_bias: true,
             bias_correction: true,
             saturation_fix: SaturationFix::Auto,
             target_isa: TargetIsa::Auto,
@@ -665,23 +661,6 @@ fn read_estimator(
 }
 
 impl QuantConfig {
-    /// Whether bias correction is fast (else full) for a target whose int8 arithmetic
-    /// saturates pair sums (`saturating`): the user's choice, else fast, but full on a
-    /// saturating target where `saturation_fix` gives 7-bit weights beyond the first layer,
-    /// for a model that is not a transformer. 7-bit weights double the rounding step, and full
-    /// correction (NNCF's BiasCorrection: quantized weights, layer after layer) removes the
-    /// mean error that rounding leaves in the layers downstream. Measured without VNNI
-    /// (OpenVINO, `ONEDNN_MAX_CPU_ISA=AVX2`, ovcheck): ppocr_cls 15.56 → 17.51 dB,
-    /// mobilenet_v2 16.68 → 17.69, mtcnn_onet 37.99 → 39.44, mnist_cnn and digits_mlp within
-    /// 0.1 dB, mtcnn_rnet 38.52 → 38.20; minilm_l6, a transformer whose error is its
-    /// activations', 22.06 → 20.92 (so transformers keep fast correction).
-    pub fn fast_bias_correction(&self, saturating: bool) -> bool {
-        self.use_fast_bias.unwrap_or_else(|| {
-            let coarsened = matches!(self.saturation_fix, SaturationFix::Auto | SaturationFix::All);
-            !(saturating && coarsened && self.model_type != Some(ModelType::Transformer))
-        })
-    }
-
     /// The preset in effect: the user's, else mixed for transformers, else performance.
     ///
     /// `accuracy` is `mixed` on CPU, GPU and ANY, as POT 2023 maps it: OpenVINO's CPU plugin runs
@@ -813,7 +792,7 @@ impl QuantConfig {
                     }
                     c.apply_params_with_warnings(params_of(a, &empty), warn)?;
                     c.bias_correction = true;
-                    c.use_fast_bias = Some(name == "FastBiasCorrection");
+                    c.use_fast_bias = name == "FastBiasCorrection";
                     continue;
                 }
                 other => {
@@ -902,7 +881,7 @@ impl QuantConfig {
             self.ignored = x;
         }
         if let Some(x) = take(p, "use_fast_bias")? {
-            self.use_fast_bias = Some(x);
+            self.use_fast_bias = x;
         }
         if let Some(x) = take(p, "saturation_fix")? {
             self.saturation_fix = x;
@@ -1371,27 +1350,7 @@ mod tests {
         assert_eq!(c.target_device, TargetDevice::GPU);
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].contains("'compression.bogus'"), "{w:?}");
-        assert!(c.bias_correction && c.use_fast_bias == Some(true));
-    }
-
-    /// Bias correction left to ovpot: fast, but full on a target without VNNI whose saturation
-    /// fix coarsens weights, unless the model is a transformer; the user's choice always wins.
-    #[test]
-    fn full_bias_correction_where_weights_are_coarsened() {
-        let c = QuantConfig::default();
-        assert!(c.fast_bias_correction(false), "exact sums: fast");
-        assert!(!c.fast_bias_correction(true), "saturating target, saturation_fix auto: full");
-        let all = QuantConfig { saturation_fix: SaturationFix::All, ..c.clone() };
-        assert!(!all.fast_bias_correction(true));
-        for fix in [SaturationFix::No, SaturationFix::FirstLayer] {
-            assert!(QuantConfig { saturation_fix: fix, ..c.clone() }.fast_bias_correction(true), "{fix:?}");
-        }
-        let transformer = QuantConfig { model_type: Some(ModelType::Transformer), ..c.clone() };
-        assert!(transformer.fast_bias_correction(true));
-        let asked = QuantConfig { use_fast_bias: Some(true), ..c.clone() };
-        assert!(asked.fast_bias_correction(true));
-        let asked_full = QuantConfig { use_fast_bias: Some(false), ..c };
-        assert!(!asked_full.fast_bias_correction(false));
+        assert!(c.bias_correction && c.use_fast_bias);
     }
 
     /// POT's algorithm lists: MinMaxQuantization corrects no bias unless a bias correction
@@ -1406,7 +1365,7 @@ mod tests {
         let (c, _) =
             run(r#"[{"name": "MinMaxQuantization"}, {"name": "BiasCorrection", "params": {"threshold": 10}}]"#)
                 .unwrap();
-        assert!(c.bias_correction && c.use_fast_bias == Some(false) && c.bias_correction_threshold == 10.0);
+        assert!(c.bias_correction && !c.use_fast_bias && c.bias_correction_threshold == 10.0);
         let (c, w) = run(
             r#"[{"name": "WeightSparsity"}, {"name": "AccuracyAwareQuantization"}, {"name": "DefaultQuantization"}]"#,
         )

@@ -34,17 +34,7 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         data
     };
     let t_total = Instant::now();
-    let (mut config, detected) = with_model_type(config, model.graph(), hooks);
-    let saturating =
-        isa::resolve_here(config.target_isa, config.target_device).arithmetic == isa::Int8Arithmetic::PairSaturating;
-    let fast = config.fast_bias_correction(saturating);
-    if config.use_fast_bias.is_none() && !fast {
-        hooks.log(
-            LogLevel::Info,
-            "bias correction: full (7-bit weights on a CPU without VNNI; `use_fast_bias: true` for fast)",
-        );
-    }
-    config.use_fast_bias = Some(fast);
+    let (config, detected) = with_model_type(config, model.graph(), hooks);
     let config = &config;
     let mut report = new_report(config, detected);
     let n = subset_size(config, data, &mut report)?;
@@ -114,7 +104,7 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     let saturation_means = super::fix_saturation(&mut quantized, data, n, fp_outputs.as_deref(), hooks)?;
     if config.bias_correction && !sites.is_empty() {
         let t = Instant::now();
-        if fast {
+        if config.use_fast_bias {
             let measured = FastBiasMeasures { inputs: &fbc_inputs, col: &col, outlets, saturation: &saturation_means };
             fast_bias_correction(&mut quantized, &sites, &measured, hooks)?;
         } else {
@@ -370,7 +360,7 @@ fn bias_sites(graph: &Graph, fp_plan: &Plan, setup: &Setup, config: &QuantConfig
     let cv = |o: Outlet| super::constant_value(fp_plan, o);
     let mut sites = vec![];
     for (i, w) in setup.weights.iter().enumerate() {
-        if !bias_correction::corrects(graph, w.op, config.use_fast_bias != Some(false)) {
+        if !bias_correction::corrects(graph, w.op, config.use_fast_bias) {
             continue;
         }
         if let Some(mut s) = bias_correction::find_bias(graph, &consumers, w.op, &cv) {
@@ -411,7 +401,7 @@ fn statistics_requests(
         }
     }
     for (wi, s) in sites {
-        if config.use_fast_bias != Some(false) {
+        if config.use_fast_bias {
             let inp = smoothing.measured(smoothing.graph.nodes[s.op].inputs[s.act_input]);
             reqs.entry(inp).or_default().push(Request::ChannelMean { axis: s.in_axis });
             if bias_correction::output_mean_is_linear(&smoothing.graph, s, setup.weights[*wi].input) {
