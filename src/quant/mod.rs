@@ -505,20 +505,8 @@ fn full_bias_correction(
         .collect();
     let schedule = bias_correction::Schedule::new(&plan, &full)?;
     let nb = schedule.samples(&qg, full_correction_samples(n));
-    // FP32 means over exactly the samples the quantized model runs on.
-    let fp_col;
-    let fp_means = if nb == n {
-        &col.channel_means
-    } else {
-        let mut reqs: HashMap<Outlet, Vec<Request>> = HashMap::new();
-        for (_, s, _) in &found {
-            reqs.entry(outlets.of(s)).or_default().push(Request::ChannelMean { axis: s.out_axis });
-        }
-        fp_col =
-            stats::collect_on(&q.backend, fp, None, q.config.threads, data, nb, &reqs, hooks, Stage::BiasCorrection)?;
-        q.report.inferences += nb;
-        &fp_col.channel_means
-    };
+    let site_list: Vec<&BiasSite> = found.iter().map(|(_, s, _)| *s).collect();
+    let fp_means = fp_site_means(q, &site_list, col, outlets, data, nb, hooks)?;
     for (f, (_, s, _)) in full.iter_mut().zip(&found) {
         let mut means = fp_means.get(&(outlets.of(s), s.out_axis)).cloned().unwrap_or_default();
         // Measured after the bias: the value before it is that minus the (per-channel) bias.
@@ -542,10 +530,37 @@ fn full_bias_correction(
     Ok(())
 }
 
+/// The FP32 mean output per channel of `sites` over the first `nb` samples: the statistics
+/// pass's (`col`) where it measured them on exactly those samples, else measured now, so that
+/// FP32 and INT8 means always come from the same samples.
+fn fp_site_means(
+    q: &mut Quantized,
+    sites: &[&BiasSite],
+    col: &stats::Collected,
+    outlets: SiteOutlets,
+    data: &dyn Dataset,
+    nb: usize,
+    hooks: &mut Hooks,
+) -> Result<HashMap<(Outlet, isize), Vec<f64>>> {
+    let keys: Vec<(Outlet, isize)> = sites.iter().map(|s| (outlets.of(s), s.out_axis)).collect();
+    if col.samples == nb && keys.iter().all(|k| col.channel_means.contains_key(k)) {
+        return Ok(keys.into_iter().map(|k| (k, col.channel_means[&k].clone())).collect());
+    }
+    let mut reqs: HashMap<Outlet, Vec<Request>> = HashMap::new();
+    for &(o, axis) in &keys {
+        reqs.entry(o).or_default().push(Request::ChannelMean { axis });
+    }
+    let fp = &q.fp_graph;
+    let fp_col =
+        stats::collect_on(&q.backend, fp, None, q.config.threads, data, nb, &reqs, hooks, Stage::BiasCorrection)?;
+    q.report.inferences += nb;
+    Ok(fp_col.channel_means)
+}
+
 /// Calibration samples full bias correction measures on: NNCF's fifth of the statistics
 /// subset, but never fewer than 60 (or all there are). Measured (CPU int8 arithmetic vnni and
 /// avx2, ovcheck): 60 of 300 samples is within the noise of all 300, at a fifth of the time.
-pub(crate) fn full_correction_samples(n: usize) -> usize {
+pub(super) fn full_correction_samples(n: usize) -> usize {
     (n / 5).max(n.min(60))
 }
 
@@ -574,9 +589,11 @@ fn full_bias_correction_compiled(
     let qcol =
         stats::collect_on(&q.backend, &qg, None, q.config.threads, data, n, &qreqs, hooks, Stage::BiasCorrection)?;
     q.report.inferences += n;
+    let site_list: Vec<&BiasSite> = sites.iter().map(|(_, s)| s).collect();
+    let fp_means = fp_site_means(q, &site_list, col, outlets, data, n, hooks)?;
     for (_, site) in sites {
         let key = (outlets.of(site), site.out_axis);
-        if let (Some(f), Some(m)) = (col.channel_means.get(&key), qcol.channel_means.get(&key)) {
+        if let (Some(f), Some(m)) = (fp_means.get(&key), qcol.channel_means.get(&key)) {
             let shift: Vec<f64> = f.iter().zip(m).map(|(a, b)| a - b).collect();
             if let Some(s) = bias_correction::accept(&site.bias, &shift, FULL_THRESHOLD) {
                 q.bias_shifts.push((site.clone(), s));

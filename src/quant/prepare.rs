@@ -408,6 +408,9 @@ fn statistics_requests(
                 // Fast bias correction computes it from the input means.
                 continue;
             }
+        } else if super::full_correction_samples(n) < n {
+            // Full correction measures them itself, on the fewer samples it runs.
+            continue;
         }
         reqs.entry(outlets.of(s)).or_default().push(Request::ChannelMean { axis: s.out_axis });
     }
