@@ -180,6 +180,9 @@ fn saturation_fix_auto_per_layer_on_mtcnn_onet() {
     );
     assert!(!a.measured.is_empty() && !a.seven_bit_layers.is_empty());
     assert_eq!(a.output_checks.first().map(|c| c.group.as_str()), Some("first layers"));
+    // The layers left in 8 bits that can saturate, judged together at the output: kept.
+    let group = a.output_checks.iter().find(|c| c.group == "saturating layers").expect("the group is judged");
+    assert!(!group.seven_bit && group.layers == a.saturating_layers, "{group:?}");
     for layer in &a.seven_bit_layers {
         let codes = weight_codes(&auto.model, layer);
         assert!(codes.iter().all(|c| c.abs() <= 64), "{layer}: 7-bit codes expected");
@@ -202,6 +205,38 @@ fn saturation_fix_auto_per_layer_on_mtcnn_onet() {
     // With exact sums: POT's and NNCF's 7-bit first layer, nothing measured.
     assert!(vnni.output_checks.is_empty(), "{vnni:?}");
     assert_eq!(vnni.seven_bit_layers.len(), 1, "{vnni:?}");
+}
+
+/// `saturation_fix: auto` without VNNI on ppocr_cls: the local measure keeps layers that can
+/// saturate in 8 bits, each measured better so on its own; judged together at the model's
+/// output they get 7-bit weights, and the model computed as that CPU computes is then as good
+/// as all-7-bit (NNCF's `overflow_fix=enable`) and far better than the first layer alone. (With
+/// the local measure alone it was 0.8 dB below all-7-bit here, 1.4 dB in OpenVINO.)
+#[test]
+fn saturation_fix_auto_judges_saturating_layers_at_the_output_on_ppocr_cls() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ppocr_cls");
+    let fp = Model::read(&dir.join("model.xml"), None).unwrap();
+    let data = common::dataset(&dir.join("calib"), 300);
+    let run = |fix: SaturationFix| {
+        let config = QuantConfig { target_isa: TargetIsa::Avx2, saturation_fix: fix, ..QuantConfig::default() };
+        Session::new(&fp, config).unwrap().quantize(&data).unwrap()
+    };
+    let auto = run(SaturationFix::Auto);
+    let a = auto.report.int8_arithmetic.clone().unwrap();
+    let group = a.output_checks.iter().find(|c| c.group == "saturating layers").expect("the group is judged");
+    assert!(group.seven_bit && group.layers.len() >= 5, "{group:?}");
+    for layer in &group.layers {
+        let m = a.measured.iter().find(|m| &m.layer == layer).unwrap();
+        assert!(m.error_8bit < m.error_7bit && !m.seven_bit, "{m:?}");
+        assert!(a.seven_bit_layers.contains(layer));
+        assert!(weight_codes(&auto.model, layer).iter().all(|c| c.abs() <= 64), "{layer}");
+    }
+    assert!(a.saturating_layers.is_empty(), "{a:?}");
+    let sqnr = |m: &Model| engine_sqnr(&fp, m, &dir, 0, Int8Arithmetic::PairSaturating);
+    let (s_auto, s_first, s_all) =
+        (sqnr(&auto.model), sqnr(&run(SaturationFix::FirstLayer).model), sqnr(&run(SaturationFix::All).model));
+    eprintln!("SQNR without VNNI: auto {s_auto:.2}, first_layer {s_first:.2}, all {s_all:.2}");
+    assert!(s_auto > s_first + 3.0 && s_auto > s_all - 0.1, "auto {s_auto} first {s_first} all {s_all}");
 }
 
 /// The config keys: POT's saturation_fix values and NNCF's overflow_fix spellings, target_isa.

@@ -298,7 +298,19 @@ fn fix_saturation(
     if mode == SaturationFix::Auto && saturating_target {
         let t = Instant::now();
         let firsts: Vec<usize> = (0..q.setup.weights.len()).filter(|&i| q.setup.weights[i].first).collect();
-        groups = saturation::check_groups(q, &[("first layers", firsts)], fp_outputs, data, n, hooks)?;
+        let left_8bit: Vec<usize> =
+            saturation::candidates(q).into_iter().filter(|&i| !q.setup.weights[i].first).collect();
+        groups = saturation::check_groups(
+            q,
+            &[
+                ("first layers", firsts, saturation::Lean::SevenBit),
+                ("saturating layers", left_8bit, saturation::Lean::Neither),
+            ],
+            fp_outputs,
+            data,
+            n,
+            hooks,
+        )?;
         for c in &groups {
             hooks.log(
                 LogLevel::Info,
