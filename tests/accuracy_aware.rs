@@ -131,6 +131,48 @@ fn convert_to_mixed_preset_tries_the_mixed_preset_first() {
     assert_eq!(plain.report.preset, "performance");
 }
 
+/// Without VNNI, when `saturation_fix: auto`'s output check gave the layers left saturating
+/// 7-bit weights (mnist_cnn: one layer), an accuracy-aware run over the drop quantizes again with
+/// those layers decided one by one (`per_layer`) and goes on from whichever model's metric is
+/// better; with exact sums (VNNI) there is nothing to judge again.
+#[test]
+fn saturating_layers_judged_again_by_the_metric() {
+    use ovpot::quant::config::TargetIsa;
+    let Some(dir) = common::fixture("mnist_cnn") else { return };
+    let model = Model::read(&dir.join("model.xml"), None).unwrap();
+    let calib = common::dataset(&dir.join("calib"), 300);
+    let eval = common::dataset(&dir.join("eval"), 1000);
+    let run = |isa: TargetIsa| {
+        let mut config = QuantConfig { algorithm: Algorithm::AccuracyAware, target_isa: isa, ..QuantConfig::default() };
+        config.accuracy_aware.maximal_drop = 0.0;
+        config.accuracy_aware.convert_to_mixed_preset = false;
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = logs.clone();
+        let mut session = Session::new(&model, config).unwrap();
+        session.hooks.log = Some(Box::new(move |_, m| sink.lock().unwrap().push(m.to_string())));
+        let mut metric = Top1Accuracy::new(labels(&dir), 0);
+        let out = session.quantize_with_accuracy_control(&calib, &eval, &mut metric).unwrap();
+        let logs = logs.lock().unwrap().clone();
+        (out, logs)
+    };
+    let (out, logs) = run(TargetIsa::Avx2);
+    let a = out.report.int8_arithmetic.clone().unwrap();
+    let line = logs
+        .iter()
+        .find(|l| l.starts_with("saturating layers judged one by one"))
+        .unwrap_or_else(|| panic!("{logs:?}"));
+    eprintln!("{line}");
+    let went_on = line.ends_with("going on from that model");
+    assert_eq!(a.saturation_fix, if went_on { "per_layer" } else { "auto" }, "{a:?}");
+    let group = a.output_checks.iter().find(|c| c.group == "saturating layers");
+    assert_eq!(group.map(|c| c.seven_bit), if went_on { None } else { Some(true) }, "{a:?}");
+    let acc = out.report.accuracy.as_ref().unwrap();
+    assert!(out.accuracy_reached && acc.final_metric >= acc.baseline, "{acc:?}");
+
+    let (_, vnni_logs) = run(TargetIsa::Vnni);
+    assert!(!vnni_logs.iter().any(|l| l.contains("judged one by one")), "{vnni_logs:?}");
+}
+
 /// POT's annotation-free mode: no labels; the metric is top-1 agreement with the FP32 model on
 /// the evaluation samples it predicts with confidence above the threshold. With maximal_drop 0
 /// the returned model agrees with FP32 on every one of them, which the engine confirms.

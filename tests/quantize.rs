@@ -254,6 +254,7 @@ fn saturation_and_isa_config_keys() {
         ("enable", SaturationFix::All),
         ("first_layer_only", SaturationFix::FirstLayer),
         ("disable", SaturationFix::No),
+        ("per_layer", SaturationFix::PerLayer),
     ] {
         let p = serde_json::json!({ "saturation_fix": v, "target_isa": "vnni" });
         c.apply_params(p.as_object().unwrap()).unwrap();

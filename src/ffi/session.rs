@@ -148,7 +148,7 @@ pub extern "C" fn ovpot_session_set_target_device(
 /// weights in the layers where saturation would cost more than the lost bit, and accuracy-aware
 /// runs judge candidates with that arithmetic. The report's `int8_arithmetic` says what was
 /// assumed and why. The same key is accepted by `ovpot_session_set_option("target_isa", ...)`;
-/// `saturation_fix` ("auto", "no", "first_layer", "all") is set through that function.
+/// `saturation_fix` ("auto", "per_layer", "no", "first_layer", "all") is set through that function.
 #[no_mangle]
 pub extern "C" fn ovpot_session_set_target_isa(session: *mut ovpot_session_t, isa: *const c_char) -> ovpot_status_e {
     ffi_call("ovpot_session_set_target_isa", || {

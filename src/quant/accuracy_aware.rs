@@ -5,7 +5,7 @@
 //! on the samples that degrade most, candidates in parallel: by the output error it leaves
 //! (default), or by the metric there ([`Ranking::Metric`]).
 
-use super::config::{DropType, Preset, QuantConfig, Ranking, TargetDevice};
+use super::config::{DropType, Preset, QuantConfig, Ranking, SaturationFix, TargetDevice};
 use super::Quantized;
 use crate::backend::Executable;
 use crate::data::{Dataset, Metric, Sample};
@@ -524,6 +524,28 @@ pub fn run(
             (q, q_metric, q_outs, q_per) = (qm, m, outs, per);
         }
     }
+    // Without VNNI, `saturation_fix: auto` judges the layers left saturating by the model's
+    // output (SQNR); when that gave them 7-bit weights, the metric judges again: the model with
+    // each layer decided by its own measurement, and the run goes on from the better one.
+    if drop(q_metric) > allowed && group_went_7bit(&q) {
+        let per_layer = QuantConfig { saturation_fix: SaturationFix::PerLayer, ..q.config.clone() };
+        hooks.log(LogLevel::Info, "saturation fix: quantizing again with the saturating layers judged one by one");
+        let qp = super::prepare(model, &per_layer, calib, hooks)?;
+        let (m, outs, per) = evaluate_quantized(&qp, eval, &all, &none, metric, hooks)?;
+        inferences += eval.len();
+        let better = drop(m) < drop(q_metric);
+        hooks.log(
+            LogLevel::Info,
+            &format!(
+                "saturating layers judged one by one: INT8 metric {m:.5} (drop {:.5}); going on from {}",
+                drop(m),
+                if better { "that model" } else { "the output's choice" }
+            ),
+        );
+        if better {
+            (q, q_metric, q_outs, q_per) = (qp, m, outs, per);
+        }
+    }
     // POT's tune_hyperparams: before reverting layers, a grid over range-estimator settings,
     // then fast vs full bias correction with the best; the run goes on from the best model.
     if drop(q_metric) > allowed && aa.tune_hyperparams {
@@ -692,6 +714,15 @@ pub fn run(
     let reverted = !reverted.is_empty();
     super::measure_latency(&q.backend, probe, model.graph(), &graph, reverted, calib, config, &mut report, hooks)?;
     Ok(Outcome { model: Model::from_graph(graph), report, accuracy_reached: reached })
+}
+
+/// Whether `saturation_fix: auto`'s output check gave 7-bit weights to the layers the local
+/// measure had left saturating.
+fn group_went_7bit(q: &Quantized) -> bool {
+    q.config.saturation_fix == SaturationFix::Auto
+        && q.report.int8_arithmetic.as_ref().is_some_and(|a| {
+            a.output_checks.iter().any(|c| c.group == super::saturation::SATURATING_GROUP && c.seven_bit)
+        })
 }
 
 /// A candidate's metric on `subset`, oriented so that higher is better (0 without a metric:

@@ -113,10 +113,14 @@ pub enum ModelType {
 #[serde(rename_all = "snake_case")]
 pub enum SaturationFix {
     /// ovpot's default: on a target without VNNI, 7-bit weights for the layers whose
-    /// saturation costs more than the lost weight bit (measured per layer on calibration data);
-    /// nothing on a VNNI target.
+    /// saturation costs more than the lost weight bit (measured per layer on calibration data,
+    /// the first layers and the layers left saturating judged by the model's output); the
+    /// first-layer fix on a VNNI target.
     #[default]
     Auto,
+    /// `auto` without judging the layers left saturating by the output: each layer by its own
+    /// measurement alone (the first layers still by the output).
+    PerLayer,
     /// 7-bit weights for the first layer(s) (POT's and NNCF's default).
     #[serde(alias = "first_layer_only")]
     FirstLayer,

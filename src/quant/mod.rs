@@ -264,6 +264,8 @@ fn fix_saturation(
 ) -> Result<HashMap<usize, Vec<f64>>> {
     let mode = q.config.saturation_fix;
     let mode_name = serde_json::to_value(mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    // `auto` and `per_layer` decide per layer; `auto` also judges the layers left saturating.
+    let per_layer = matches!(mode, SaturationFix::Auto | SaturationFix::PerLayer);
     let mut means = HashMap::new();
     let mut measured = vec![];
     if q.isa.arithmetic == isa::Int8Arithmetic::PairSaturating {
@@ -273,7 +275,7 @@ fn fix_saturation(
             let m = saturation::measure(q, &cands, data, n, hooks)?;
             q.report.inferences += n.clamp(1, saturation::SAMPLES);
             for (i, choice) in &m.choices {
-                if mode == SaturationFix::Auto && choice.seven_bit {
+                if per_layer && choice.seven_bit {
                     saturation::set_half_range(q, *i, true)?;
                 }
             }
@@ -284,7 +286,7 @@ fn fix_saturation(
     }
     let mut groups = vec![];
     let saturating_target = q.isa.arithmetic == isa::Int8Arithmetic::PairSaturating;
-    if mode == SaturationFix::Auto && q.isa.isa != "none" && !saturating_target {
+    if per_layer && q.isa.isa != "none" && !saturating_target {
         // Exact sums (VNNI): a 7-bit first layer costs one bit of one layer and nothing can
         // saturate. Judged by the output on every model tried (seven fixtures, an 800x608
         // detector), 8 bits never won beyond the noise, and the check took a quarter of the
@@ -295,16 +297,20 @@ fn fix_saturation(
             }
         }
     }
-    if mode == SaturationFix::Auto && saturating_target {
+    if per_layer && saturating_target {
         let t = Instant::now();
         let firsts: Vec<usize> = (0..q.setup.weights.len()).filter(|&i| q.setup.weights[i].first).collect();
-        let left_8bit: Vec<usize> =
-            saturation::candidates(q).into_iter().filter(|&i| !q.setup.weights[i].first).collect();
+        let left_8bit: Vec<usize> = match mode {
+            SaturationFix::Auto => {
+                saturation::candidates(q).into_iter().filter(|&i| !q.setup.weights[i].first).collect()
+            }
+            _ => vec![],
+        };
         groups = saturation::check_groups(
             q,
             &[
                 ("first layers", firsts, saturation::Lean::SevenBit),
-                ("saturating layers", left_8bit, saturation::Lean::Neither),
+                (saturation::SATURATING_GROUP, left_8bit, saturation::Lean::Neither),
             ],
             fp_outputs,
             data,

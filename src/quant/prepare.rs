@@ -414,7 +414,7 @@ fn statistics_requests(
         }
         reqs.entry(outlets.of(s)).or_default().push(Request::ChannelMean { axis: s.out_axis });
     }
-    let checks_output = config.saturation_fix == SaturationFix::Auto
+    let checks_output = matches!(config.saturation_fix, SaturationFix::Auto | SaturationFix::PerLayer)
         && isa::resolve_here(config.target_isa, config.target_device).arithmetic == isa::Int8Arithmetic::PairSaturating;
     if checks_output {
         for &o in output_outlets {

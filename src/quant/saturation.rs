@@ -155,6 +155,9 @@ pub struct GroupChoice {
     pub seven_bit: bool,
 }
 
+/// The output check's group of layers the local measure left in 8 bits that can saturate.
+pub const SATURATING_GROUP: &str = "saturating layers";
+
 /// Which weights a group keeps when the output cannot tell them apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lean {

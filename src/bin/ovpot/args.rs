@@ -52,8 +52,9 @@ pub(crate) struct PlanArgs {
     /// (any x86 CPU without VNNI: pair sums saturate in 16 bits) or vnni (exact sums).
     #[arg(long)]
     pub(crate) target_isa: Option<String>,
-    /// 7-bit weights against that saturation: auto (per layer where it pays, default), no,
-    /// first_layer (POT's and NNCF's default) or all.
+    /// 7-bit weights against that saturation: auto (per layer where it pays, default),
+    /// per_layer (auto without the output check of the layers left saturating), no, first_layer
+    /// (POT's and NNCF's default) or all.
     #[arg(long)]
     pub(crate) saturation_fix: Option<String>,
     /// Layers to keep in floating point: names, `re:<regex>` over names, `type:<OpType>`;
