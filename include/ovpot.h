@@ -769,7 +769,7 @@ ovpot_status_e ovpot_session_set_target_device(ovpot_session_t *session,
  * weights in the layers where saturation would cost more than the lost bit, and accuracy-aware
  * runs judge candidates with that arithmetic. The report's `int8_arithmetic` says what was
  * assumed and why. The same key is accepted by `ovpot_session_set_option("target_isa", ...)`;
- * `saturation_fix` ("auto", "no", "first_layer", "all") is set through that function.
+ * `saturation_fix` ("auto", "per_layer", "no", "first_layer", "all") is set through that function.
  */
 ovpot_status_e ovpot_session_set_target_isa(ovpot_session_t *session,
                                             const char *isa);
