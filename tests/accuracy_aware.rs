@@ -157,15 +157,18 @@ fn saturating_layers_judged_again_by_the_metric() {
     };
     let (out, logs) = run(TargetIsa::Avx2);
     let a = out.report.int8_arithmetic.clone().unwrap();
-    let line = logs
-        .iter()
-        .find(|l| l.starts_with("saturating layers judged one by one"))
-        .unwrap_or_else(|| panic!("{logs:?}"));
-    eprintln!("{line}");
-    let went_on = line.ends_with("going on from that model");
-    assert_eq!(a.saturation_fix, if went_on { "per_layer" } else { "auto" }, "{a:?}");
-    let group = a.output_checks.iter().find(|c| c.group == "saturating layers");
-    assert_eq!(group.map(|c| c.seven_bit), if went_on { None } else { Some(true) }, "{a:?}");
+    let group = a.output_checks.iter().find(|c| c.group == "saturating layers").map(|c| c.seven_bit);
+    match logs.iter().find(|l| l.starts_with("saturating layers judged one by one")) {
+        Some(line) => {
+            eprintln!("{line}");
+            let went_on = line.ends_with("going on from that model");
+            assert_eq!(a.saturation_fix, if went_on { "per_layer" } else { "auto" }, "{a:?}");
+            assert_eq!(group, if went_on { None } else { Some(true) }, "{a:?}");
+        }
+        // Only when the output check kept them in 8 bits (a close call on this model: 25.64
+        // against 25.67 dB here, where it gives them 7 bits).
+        None => assert_eq!((a.saturation_fix.as_str(), group), ("auto", Some(false)), "{logs:?}"),
+    }
     let acc = out.report.accuracy.as_ref().unwrap();
     assert!(out.accuracy_reached && acc.final_metric >= acc.baseline, "{acc:?}");
 
