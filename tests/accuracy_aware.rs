@@ -93,6 +93,24 @@ fn ppocr_cls_one_revert_as_openvino_judges_it() {
     assert!((engine - acc.final_metric).abs() < 1e-9, "engine {engine} vs report {}", acc.final_metric);
 }
 
+/// An accuracy-aware run on `dir`'s labels (top-1 of output 0), with the log lines it wrote.
+fn with_logs(
+    model: &Model,
+    config: QuantConfig,
+    calib: &dyn ovpot::Dataset,
+    eval: &dyn ovpot::Dataset,
+    dir: &std::path::Path,
+) -> (ovpot::Outcome, Vec<String>) {
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = logs.clone();
+    let mut session = Session::new(model, config).unwrap();
+    session.hooks.log = Some(Box::new(move |_, m| sink.lock().unwrap().push(m.to_string())));
+    let mut metric = Top1Accuracy::new(labels(dir), 0);
+    let out = session.quantize_with_accuracy_control(calib, eval, &mut metric).unwrap();
+    let logs = logs.lock().unwrap().clone();
+    (out, logs)
+}
+
 /// POT's convert_to_mixed_preset: a performance-preset model over the drop is quantized again
 /// with the mixed preset (asymmetric activations) before any revert, and the run goes on from
 /// whichever of the two drops less.
@@ -107,14 +125,7 @@ fn convert_to_mixed_preset_tries_the_mixed_preset_first() {
             common::nncf_like(QuantConfig { algorithm: Algorithm::AccuracyAware, ..QuantConfig::default() });
         config.accuracy_aware.maximal_drop = 0.0;
         config.accuracy_aware.convert_to_mixed_preset = convert;
-        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-        let sink = logs.clone();
-        let mut session = Session::new(&model, config).unwrap();
-        session.hooks.log = Some(Box::new(move |_, m| sink.lock().unwrap().push(m.to_string())));
-        let mut metric = Top1Accuracy::new(labels(&dir), 0);
-        let out = session.quantize_with_accuracy_control(&calib, &eval, &mut metric).unwrap();
-        let logs = logs.lock().unwrap().clone();
-        (out, logs)
+        with_logs(&model, config, &calib, &eval, &dir)
     };
     let (plain, plain_logs) = run(false);
     let (converted, logs) = run(true);
@@ -146,14 +157,7 @@ fn saturating_layers_judged_again_by_the_metric() {
         let mut config = QuantConfig { algorithm: Algorithm::AccuracyAware, target_isa: isa, ..QuantConfig::default() };
         config.accuracy_aware.maximal_drop = 0.0;
         config.accuracy_aware.convert_to_mixed_preset = false;
-        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-        let sink = logs.clone();
-        let mut session = Session::new(&model, config).unwrap();
-        session.hooks.log = Some(Box::new(move |_, m| sink.lock().unwrap().push(m.to_string())));
-        let mut metric = Top1Accuracy::new(labels(&dir), 0);
-        let out = session.quantize_with_accuracy_control(&calib, &eval, &mut metric).unwrap();
-        let logs = logs.lock().unwrap().clone();
-        (out, logs)
+        with_logs(&model, config, &calib, &eval, &dir)
     };
     let (out, logs) = run(TargetIsa::Avx2);
     let a = out.report.int8_arithmetic.clone().unwrap();

@@ -149,6 +149,22 @@ fn evaluate_quantized(
     Ok((m, outs, per))
 }
 
+/// `model` quantized again with `config` and evaluated on the whole set: another start for the
+/// reverts (mixed preset, per-layer saturation fix, tune_hyperparams).
+fn quantize_and_evaluate(
+    model: &Model,
+    config: &QuantConfig,
+    calib: &dyn Dataset,
+    eval: &dyn Dataset,
+    all: &[usize],
+    metric: &mut dyn Metric,
+    hooks: &mut Hooks,
+) -> Result<(Quantized, Evaluated)> {
+    let q = super::prepare(model, config, calib, hooks)?;
+    let evaluated = evaluate_quantized(&q, eval, all, &HashSet::new(), metric, hooks)?;
+    Ok((q, evaluated))
+}
+
 /// The graph a candidate is judged by: the quantized model with `reverted` left in floating
 /// point, rewritten to compute what OpenVINO's CPU plugin computes when the target is a CPU.
 fn eval_graph(q: &Quantized, reverted: &HashSet<NodeId>) -> Result<Graph> {
@@ -508,8 +524,7 @@ pub fn run(
     if drop(q_metric) > allowed && aa.convert_to_mixed_preset && config.effective_preset() == Preset::Performance {
         let mixed = QuantConfig { preset: Some(Preset::Mixed), ..config.clone() };
         hooks.log(LogLevel::Info, "convert_to_mixed_preset: quantizing again with the mixed preset");
-        let qm = super::prepare(model, &mixed, calib, hooks)?;
-        let (m, outs, per) = evaluate_quantized(&qm, eval, &all, &none, metric, hooks)?;
+        let (qm, (m, outs, per)) = quantize_and_evaluate(model, &mixed, calib, eval, &all, metric, hooks)?;
         inferences += eval.len();
         let better = drop(m) <= drop(q_metric);
         hooks.log(
@@ -530,8 +545,7 @@ pub fn run(
     if drop(q_metric) > allowed && group_went_7bit(&q) {
         let per_layer = QuantConfig { saturation_fix: SaturationFix::PerLayer, ..q.config.clone() };
         hooks.log(LogLevel::Info, "saturation fix: quantizing again with the saturating layers judged one by one");
-        let qp = super::prepare(model, &per_layer, calib, hooks)?;
-        let (m, outs, per) = evaluate_quantized(&qp, eval, &all, &none, metric, hooks)?;
+        let (qp, (m, outs, per)) = quantize_and_evaluate(model, &per_layer, calib, eval, &all, metric, hooks)?;
         inferences += eval.len();
         let better = drop(m) < drop(q_metric);
         hooks.log(
@@ -554,8 +568,7 @@ pub fn run(
         let total = grid.len() + 1;
         for (k, (label, cand)) in grid.into_iter().enumerate() {
             hooks.progress(Stage::Evaluation, k, total)?;
-            let qc = super::prepare(model, &cand, calib, hooks)?;
-            let (m, outs, per) = evaluate_quantized(&qc, eval, &all, &none, metric, hooks)?;
+            let (qc, (m, outs, per)) = quantize_and_evaluate(model, &cand, calib, eval, &all, metric, hooks)?;
             inferences += eval.len();
             hooks.log(LogLevel::Info, &format!("tune_hyperparams: {label} → metric {m:.5} (drop {:.5})", drop(m)));
             if drop(m) < drop(q_metric) {
@@ -565,8 +578,7 @@ pub fn run(
         }
         let base = best.unwrap_or_else(|| q.config.clone());
         let flipped = QuantConfig { use_fast_bias: !base.use_fast_bias, ..base };
-        let qc = super::prepare(model, &flipped, calib, hooks)?;
-        let (m, outs, per) = evaluate_quantized(&qc, eval, &all, &none, metric, hooks)?;
+        let (qc, (m, outs, per)) = quantize_and_evaluate(model, &flipped, calib, eval, &all, metric, hooks)?;
         inferences += eval.len();
         let what = if flipped.use_fast_bias { "fast" } else { "full" };
         hooks.log(
