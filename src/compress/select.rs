@@ -170,6 +170,7 @@ pub fn select_weights(graph: &Graph, options: &CompressOptions) -> Result<Vec<We
     }
     let order = graph.topo_order()?;
     let is_const = graph.constant_outlets()?;
+    let patterns = crate::graph::patterns::transformer_ignored(graph);
     // Weighted ops in topological order, with their constant float weight inputs.
     let mut candidates: Vec<Candidate> = vec![];
     for &id in &order {
@@ -193,7 +194,8 @@ pub fn select_weights(graph: &Graph, options: &CompressOptions) -> Result<Vec<We
     let mut last_layer_skipped = false;
     for (i, (op, kind, weights)) in candidates.into_iter().enumerate() {
         let is_last = i + 1 == n;
-        let op_ignored = ignored_reason(graph, op, &options.ignored, &regexes);
+        let op_ignored = ignored_reason(graph, op, &options.ignored, &regexes)
+            .or_else(|| patterns.get(&op).map(|p| crate::graph::patterns::reason(p)));
         for (input, constant) in weights {
             if !seen.insert(constant) {
                 // A shared weight is compressed once; a shared last layer counts as skipped.

@@ -136,7 +136,7 @@ impl Plan {
             }
             let const_inputs: Vec<Option<&Tensor>> =
                 node.inputs.iter().map(|o| folded[o.node].as_ref().map(|v| v[o.port].as_ref())).collect();
-            let all_const = !const_inputs.is_empty() && const_inputs.iter().all(|c| c.is_some());
+            let all_const = !const_inputs.is_empty() && const_inputs.iter().all(|c| c.is_some()) && !node.reads_state();
             let ctx = BuildCtx { node, id, graph: &graph, const_inputs: const_inputs.clone() };
             ops::check_input_count(node)?;
             let op = ops::build(&ctx)?;

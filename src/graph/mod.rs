@@ -1,6 +1,8 @@
 //! The typed graph: nodes with ids, outputs addressed as (node, port), topological order and the
 //! editing helpers the quantization passes use.
 
+pub mod patterns;
+
 use crate::error::{Error, Result};
 use crate::tensor::{ElementType, Tensor};
 use std::collections::{BinaryHeap, HashMap};
@@ -259,6 +261,16 @@ impl Node {
     pub fn is_result(&self) -> bool {
         self.op_type == "Result"
     }
+    /// A sink: an op whose effect is not an output a consumer reads (`Assign` stores a variable
+    /// of a stateful model). Sinks are part of the model as Results are: never dead code.
+    pub fn is_sink(&self) -> bool {
+        self.op_type == "Assign"
+    }
+    /// An op whose output depends on state kept between inferences (`ReadValue`), so it is
+    /// never constant, even over a constant initializer.
+    pub fn reads_state(&self) -> bool {
+        self.op_type == "ReadValue"
+    }
 
     /// `layer id=3 name='conv1' type=Convolution (opset1)` for messages (no `id=` for a node
     /// that was not read from an IR).
@@ -447,7 +459,7 @@ impl Graph {
             let n = &self.nodes[id];
             is_const[id] = if n.is_const() {
                 true
-            } else if n.is_parameter() || n.is_result() || n.inputs.is_empty() {
+            } else if n.is_parameter() || n.is_result() || n.is_sink() || n.reads_state() || n.inputs.is_empty() {
                 false
             } else {
                 n.inputs.iter().all(|o| is_const[o.node])
@@ -462,12 +474,22 @@ impl Graph {
         self
     }
 
-    /// Drops nodes that no Result depends on (Parameters are always kept) and renumbers ids.
+    /// Sinks (`Assign`) in model order.
+    pub fn sinks(&self) -> Vec<NodeId> {
+        (0..self.nodes.len()).filter(|&i| self.nodes[i].is_sink()).collect()
+    }
+
+    /// Drops nodes that no Result or sink depends on (Parameters are always kept) and renumbers
+    /// ids.
     pub fn remove_dead_nodes(&mut self) {
         let n = self.nodes.len();
         let mut live = vec![false; n];
-        let mut stack: Vec<NodeId> =
-            (0..n).filter(|&i| self.nodes[i].is_result() || self.nodes[i].is_parameter()).collect();
+        let mut stack: Vec<NodeId> = (0..n)
+            .filter(|&i| {
+                let node = &self.nodes[i];
+                node.is_result() || node.is_sink() || node.is_parameter()
+            })
+            .collect();
         while let Some(id) = stack.pop() {
             if live[id] {
                 continue;

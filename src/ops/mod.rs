@@ -21,6 +21,7 @@ pub mod norm;
 pub mod pool;
 pub mod reduce;
 pub mod shape;
+pub mod state;
 
 /// An evaluable operation with its attributes already parsed.
 pub trait Op: Send + Sync + std::fmt::Debug {
@@ -148,6 +149,7 @@ pub fn registry() -> &'static Registry {
         pool::register(&mut r);
         reduce::register(&mut r);
         shape::register(&mut r);
+        state::register(&mut r);
         r
     })
 }

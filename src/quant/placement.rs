@@ -233,7 +233,7 @@ fn shape_derived(graph: &Graph, order: &[NodeId], is_const: &[bool]) -> Vec<bool
         let n = &graph.nodes[id];
         if is_shape_of(graph, id) {
             fixed[id] = true;
-        } else if !fixed[id] && !n.is_parameter() && !n.is_result() && !n.inputs.is_empty() {
+        } else if !fixed[id] && !n.is_parameter() && !n.is_result() && !n.reads_state() && !n.inputs.is_empty() {
             fixed[id] = n.inputs.iter().all(|o| fixed[o.node]);
         }
     }
@@ -338,6 +338,7 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
     let fixed = shape_derived(graph, &order, &is_const);
     let ctx = Ctx { graph, is_const, fixed, consumers: graph.consumers(), hw };
     let transformer = config.model_type == Some(ModelType::Transformer);
+    let patterns = if transformer { crate::graph::patterns::transformer_ignored(graph) } else { Default::default() };
     let act_spec = hw.activation_spec(config.effective_preset());
     let weight_spec = hw.weight_spec(&config.weights, config.weights_symmetric());
     let sym_spec = QSpec { symmetric: true, ..act_spec };
@@ -352,7 +353,9 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
         if matches!(role, Role::Agnostic | Role::Unified) || ctx.fixed[id] {
             continue;
         }
-        if let Some(reason) = ignored_reason(graph, id, &config.ignored, &regexes) {
+        let reason = ignored_reason(graph, id, &config.ignored, &regexes)
+            .or_else(|| patterns.get(&id).map(|p| crate::graph::patterns::reason(p)));
+        if let Some(reason) = reason {
             setup.ignored.push(IgnoredInfo { name: n.name.clone(), op_type: n.op_type.clone(), reason });
             continue;
         }
