@@ -325,7 +325,8 @@ impl Core {
         unsafe { sys::ov_model_free(model) };
         drop(weights);
         check(&format!("compiling for {device}"), status)?;
-        let mut c = Compiled { ptr: compiled, pool: Mutex::new(vec![]), output_index: HashMap::new() };
+        let mut c =
+            Compiled { ptr: compiled, pool: Mutex::new(vec![]), output_index: HashMap::new(), fresh_requests: false };
         c.output_index = c.output_names()?.into_iter().enumerate().map(|(i, n)| (n, i)).collect();
         Ok(c)
     }
@@ -337,6 +338,10 @@ pub struct Compiled {
     pool: Mutex<Vec<Request>>,
     /// Output index by tensor name: outputs are read by index (a lookup by name scans them all).
     output_index: HashMap<String, usize>,
+    /// A stateful model (ReadValue/Assign): every inference runs on a new request, whose
+    /// variables start from their initializers. OpenVINO's C API has no `reset_state`; a
+    /// reused request would carry one sample's KV cache into the next.
+    fresh_requests: bool,
 }
 
 // SAFETY: a compiled model is thread-safe in OpenVINO; each request is used by one thread at a
@@ -368,6 +373,12 @@ impl Drop for Request {
 }
 
 impl Compiled {
+    /// Runs every inference on a new infer request when `stateful` (see `fresh_requests`).
+    pub fn with_state_reset(mut self, stateful: bool) -> Compiled {
+        self.fresh_requests = stateful;
+        self
+    }
+
     /// One tensor name per output, in output order.
     fn output_names(&self) -> Result<Vec<String>> {
         let mut n = 0usize;
@@ -433,8 +444,10 @@ impl Compiled {
             out.push(host.to_tensor()?);
         }
         drop(held);
-        if let Ok(mut p) = self.pool.lock() {
-            p.push(req);
+        if !self.fresh_requests {
+            if let Ok(mut p) = self.pool.lock() {
+                p.push(req);
+            }
         }
         Ok(out)
     }

@@ -31,8 +31,9 @@ pub struct WeightPoint {
     pub channel_axes: Vec<usize>,
     /// Saturation fix: use half of the int8 range.
     pub half_range: bool,
-    /// A first layer: no quantized weighted op computes before it (where POT's and NNCF's
-    /// `first_layer` saturation fix applies).
+    /// A first layer, where POT's and NNCF's `first_layer` saturation fix applies: a quantized
+    /// Convolution (only that op type, as both peers have it) that some path from a model
+    /// input reaches without passing another quantized Convolution (NNCF's breadth-first walk).
     pub first: bool,
     pub spec: QSpec,
 }
@@ -483,19 +484,20 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
         a.targets.sort();
     }
 
-    // Saturation fix as asked: the first weighted layers (no quantized weighted op before them),
-    // or all. `auto` is decided per layer from calibration data (quant::saturation).
+    // Saturation fix as asked: the first Convolutions (see `WeightPoint::first`), or all.
+    // `auto` is decided per layer from calibration data (quant::saturation).
     use super::config::SaturationFix;
-    let mut has_before = vec![false; graph.nodes.len()];
+    let quantized_conv = |id: NodeId| weighted_quantized[id] && graph.nodes[id].op_type == "Convolution";
+    let mut reached = vec![false; graph.nodes.len()];
     for &id in &order {
         let n = &graph.nodes[id];
-        has_before[id] = n.inputs.iter().any(|o| has_before[o.node] || weighted_quantized[o.node]);
+        reached[id] = n.is_parameter() || n.inputs.iter().any(|o| reached[o.node] && !quantized_conv(o.node));
     }
     let apply_fix =
         hw.uses_saturation_fix() && matches!(config.saturation_fix, SaturationFix::FirstLayer | SaturationFix::All);
     let all = config.saturation_fix == SaturationFix::All;
     for w in &mut setup.weights {
-        w.first = weighted_quantized[w.op] && !has_before[w.op];
+        w.first = quantized_conv(w.op) && reached[w.op];
         // Depthwise convolutions multiply one channel at a time: they cannot saturate, and
         // NNCF's overflow fix leaves them alone too.
         let depthwise = graph.nodes[w.op].op_type == "GroupConvolution" && is_depthwise(graph, w.op);
