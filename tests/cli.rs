@@ -1430,3 +1430,41 @@ fn pot_example_configs_run_or_say_why() {
     }
     assert!(files.len() >= 45 && ran >= 39, "{} files, {ran} quantized", files.len());
 }
+
+/// `--export-dir` writes what optimum-cli leaves for a compressed LLM: the IR under its own name
+/// beside the export's other files, KV cache whole; the source folder is refused as the target.
+#[test]
+fn export_dir_copies_the_llm_export_folder() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny_llama_stateful");
+    let xml = src.join("model.xml");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("int4");
+    let o = ovpot(&[
+        "compress-weights",
+        "-m",
+        s(&xml),
+        "--mode",
+        "int4_asym",
+        "--group-size",
+        "16",
+        "--export-dir",
+        s(&out),
+    ]);
+    assert_ok(&o);
+    let mut files: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    files.sort();
+    assert_eq!(files, ["config.json", "generation_config.json", "model.bin", "model.xml", "ovpot_report.json"]);
+    assert_eq!(std::fs::read(out.join("config.json")).unwrap(), std::fs::read(src.join("config.json")).unwrap());
+    let text = std::fs::read_to_string(out.join("model.xml")).unwrap();
+    assert_eq!(text.matches("type=\"Assign\"").count(), 4);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("ovpot_report.json")).unwrap()).unwrap();
+    assert_eq!(report["mode"], "int4_asym");
+    // W8A8 too; and never into the model's own folder.
+    let q = dir.path().join("w8a8");
+    assert_ok(&ovpot(&["quantize", "-m", s(&xml), "--data", s(&src.join("calib")), "--export-dir", s(&q)]));
+    assert!(q.join("model.xml").exists() && q.join("config.json").exists() && q.join("ovpot_report.json").exists());
+    let e = error_line(&ovpot(&["compress-weights", "-m", s(&xml), "--export-dir", s(&src)]));
+    assert!(e.contains("is the model's own folder"), "{e}");
+}

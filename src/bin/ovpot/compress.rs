@@ -32,6 +32,11 @@ pub(crate) struct CompressArgs {
     /// Where to write optimized/<name>.xml, .bin and report.json.
     #[arg(long, default_value = "results")]
     pub(crate) output_dir: PathBuf,
+    /// Write the model as a copy of its export folder instead (optimum-intel's layout): DIR/<xml
+    /// file name> and .bin, the folder's other files (config.json, tokenizer, ...) copied beside,
+    /// the report as DIR/ovpot_report.json. Replaces --output-dir.
+    #[arg(long, conflicts_with = "output_dir")]
+    pub(crate) export_dir: Option<PathBuf>,
 }
 
 pub(crate) fn cmd_compress(a: &CompressArgs, log: Logger, visible: bool) -> CliResult<()> {
@@ -52,9 +57,15 @@ pub(crate) fn cmd_compress(a: &CompressArgs, log: Logger, visible: bool) -> CliR
     };
     add_ignored_items(&mut options.ignored, &a.ignored_scope);
     options.validate()?;
-    let opt_dir = prepare_output_dir(&a.output_dir)?;
-    let name = a.model.file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
-    let out_xml = opt_dir.join(format!("{name}.xml"));
+    let export = a.export_dir.as_deref().map(|d| prepare_export_dir(d, &a.model)).transpose()?;
+    let (out_xml, report_path) = match &export {
+        Some(e) => (e.model_xml.clone(), e.report.clone()),
+        None => {
+            let opt_dir = prepare_output_dir(&a.output_dir)?;
+            let name = a.model.file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
+            (opt_dir.join(format!("{name}.xml")), a.output_dir.join("report.json"))
+        }
+    };
     let bars = std::sync::Arc::new(std::sync::Mutex::new(StageBars { visible, current: None }));
     let progress_bars = bars.clone();
     let mut hooks = Hooks {
@@ -67,7 +78,10 @@ pub(crate) fn cmd_compress(a: &CompressArgs, log: Logger, visible: bool) -> CliR
     let report = compress_file(&a.model, &out_xml, &options, &mut hooks)?;
     drop(hooks);
     drop(bars);
-    let report_path = a.output_dir.join("report.json");
+    if let Some(e) = &export {
+        let n = e.copy_companions(&a.model, None)?;
+        log.info(&format!("copied {n} other file(s) of the model's folder into {}", e.dir.display()));
+    }
     let text = serde_json::to_string_pretty(&report).map_err(|e| CliError(format!("report: {e}")))?;
     std::fs::write(&report_path, text + "\n").map_err(|e| ovpot::Error::io(&report_path, e))?;
     log.info(&format!("wrote {} and {}", out_xml.display(), report_path.display()));

@@ -23,6 +23,11 @@ pub(crate) struct QuantizeArgs {
     /// Where to write optimized/<name>.xml, .bin and report.json.
     #[arg(short = 'o', long, default_value = "results")]
     pub(crate) output_dir: PathBuf,
+    /// Write the model as a copy of its export folder instead (optimum-intel's layout): DIR/<xml
+    /// file name> and .bin, the folder's other files (config.json, tokenizer, ...) copied beside,
+    /// the report as DIR/ovpot_report.json. Replaces --output-dir.
+    #[arg(long, conflicts_with = "output_dir")]
+    pub(crate) export_dir: Option<PathBuf>,
     /// Model name for the written files (default: model.model_name in the config, else the xml name).
     #[arg(short = 'n', long = "name")]
     pub(crate) name: Option<String>,
@@ -151,7 +156,15 @@ pub(crate) fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliR
     let xml = a.model.model.clone().or(paths.model.clone());
     let weights = a.model.weights.clone().or(paths.weights.clone());
     let model = read_model(&ModelArgs { model: xml.clone(), weights })?;
-    let opt_dir = prepare_output_dir(&a.output_dir)?;
+    let export = match (&a.export_dir, &xml) {
+        (Some(d), Some(x)) => Some(prepare_export_dir(d, x)?),
+        (Some(_), None) => return fail("--export-dir needs the model given by -m or the config"),
+        (None, _) => None,
+    };
+    let opt_dir = match &export {
+        Some(e) => e.dir.clone(),
+        None => prepare_output_dir(&a.output_dir)?,
+    };
     let name = a
         .name
         .clone()
@@ -243,9 +256,15 @@ pub(crate) fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliR
     drop(session);
     outcome.report.warnings.extend(warnings);
 
-    let out_xml = opt_dir.join(format!("{name}.xml"));
+    let (out_xml, report_path) = match &export {
+        Some(e) => (e.model_xml.clone(), e.report.clone()),
+        None => (opt_dir.join(format!("{name}.xml")), a.output_dir.join("report.json")),
+    };
     outcome.model.save(&out_xml, None)?;
-    let report_path = a.output_dir.join("report.json");
+    if let (Some(e), Some(x)) = (&export, &xml) {
+        let n = e.copy_companions(x, paths.weights.as_deref().or(a.model.weights.as_deref()))?;
+        log.info(&format!("copied {n} other file(s) of the model's folder into {}", e.dir.display()));
+    }
     let report = serde_json::to_string_pretty(&outcome.report).map_err(|e| CliError(format!("report: {e}")))?;
     std::fs::write(&report_path, report + "\n").map_err(|e| ovpot::Error::io(&report_path, e))?;
     log.info(&format!(
