@@ -188,3 +188,46 @@ fn quantize_with_the_openvino_backend_resets_the_state() {
         assert!((a.input_low - b.input_low).abs() <= tol && (a.input_high - b.input_high).abs() <= tol, "{a:?} {b:?}");
     }
 }
+
+/// The C API on the stateful model: read, npy-folder dataset, session run, compress in memory and
+/// to a file, save; every result keeps its variables.
+#[test]
+fn c_api_paths_keep_the_kv_cache() {
+    use ovpot::ffi::compress::*;
+    use ovpot::ffi::*;
+    use std::ffi::CString;
+    use std::ptr;
+    let ok = ovpot_status_e::OVPOT_OK;
+    let c = |p: &Path| CString::new(p.to_str().unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let xml = c(&fixture().join("model.xml"));
+    let mut model: *mut ovpot_model_t = ptr::null_mut();
+    assert_eq!(ovpot_model_read(xml.as_ptr(), ptr::null(), &mut model), ok);
+    let mut data: *mut ovpot_dataset_t = ptr::null_mut();
+    assert_eq!(ovpot_dataset_create_from_npy_folder(model, c(&fixture().join("calib")).as_ptr(), &mut data), ok);
+    let mut session: *mut ovpot_session_t = ptr::null_mut();
+    assert_eq!(ovpot_session_create(model, ptr::null(), &mut session), ok);
+    let mut quantized: *mut ovpot_model_t = ptr::null_mut();
+    assert_eq!(ovpot_session_run(session, data, &mut quantized), ok);
+    let q_xml = dir.path().join("q.xml");
+    assert_eq!(ovpot_model_save(quantized, c(&q_xml).as_ptr(), ptr::null()), ok);
+    let mut compressor: *mut ovpot_compressor_t = ptr::null_mut();
+    let options = CString::new(r#"{"mode": "int4_asym", "group_size": 16}"#).unwrap();
+    assert_eq!(ovpot_compressor_create(options.as_ptr(), &mut compressor), ok);
+    let mut compressed: *mut ovpot_model_t = ptr::null_mut();
+    assert_eq!(ovpot_compressor_compress_model(compressor, model, &mut compressed), ok);
+    let c_xml = dir.path().join("c.xml");
+    assert_eq!(ovpot_model_save(compressed, c(&c_xml).as_ptr(), ptr::null()), ok);
+    let f_xml = dir.path().join("f.xml");
+    assert_eq!(ovpot_compressor_compress_file(compressor, xml.as_ptr(), c(&f_xml).as_ptr()), ok);
+    for m in [compressed, quantized, model] {
+        ovpot_model_free(m);
+    }
+    ovpot_compressor_free(compressor);
+    ovpot_session_free(session);
+    ovpot_dataset_free(data);
+    let original = read();
+    for p in [q_xml, c_xml, f_xml] {
+        assert_whole(original.graph(), Model::read(&p, None).unwrap().graph());
+    }
+}

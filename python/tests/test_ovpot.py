@@ -11,6 +11,7 @@ import ovpot
 DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
 MNIST = DATA / "mnist_cnn"
 DIGITS = DATA / "digits_mlp"
+LLAMA = DATA / "tiny_llama_stateful"  # optimum-intel's stateful export (ReadValue/Assign KV cache)
 
 try:
     import openvino as ov
@@ -169,3 +170,30 @@ def test_no_leak_over_100_quantizations():
     gc.collect()
     grown = rss_mib() - before
     assert grown < 20, f"RSS grew by {grown:.1f} MiB over 100 quantizations"
+
+
+def llama_windows():
+    names = ["input_ids", "attention_mask", "position_ids", "beam_idx"]
+    arrs = {n: np.load(LLAMA / "calib" / f"{n}.npy") for n in names}
+    return [{n: arrs[n][i : i + 1] for n in names} for i in range(arrs["input_ids"].shape[0])]
+
+
+@needs_openvino
+def test_stateful_llm_compressed_and_quantized_keeps_its_kv_cache():
+    core = ov.Core()
+    model = core.read_model(LLAMA / "model.xml")
+    assert len(model.get_sinks()) == 4
+    windows = llama_windows()
+    c4 = ovpot.compress_weights(model, mode=ovpot.CompressWeightsMode.INT4_ASYM, group_size=16)
+    q = ovpot.quantize(model, ovpot.Dataset(windows), model_type=ovpot.ModelType.TRANSFORMER)
+    cfg = {"INFERENCE_PRECISION_HINT": "f32"}
+    for m in (c4, q):
+        assert isinstance(m, ov.Model) and len(m.get_sinks()) == 4 and m.is_dynamic()
+        # Two steps through the KV cache: the second reads what the first stored.
+        req = core.compile_model(m, "CPU", cfg).create_infer_request()
+        req.reset_state()
+        req.infer(windows[0])
+        step = {"input_ids": np.array([[1]], np.int64), "attention_mask": np.ones((1, 9), np.int64),
+                "position_ids": np.array([[8]], np.int64), "beam_idx": np.zeros(1, np.int32)}
+        assert req.infer(step)[0].shape == (1, 1, 256)
+        assert [s.state.shape[2] for s in req.query_state()] == [9] * 4
