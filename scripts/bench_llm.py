@@ -201,7 +201,7 @@ def group_for(corpus_dir):
     cfg = json.loads((corpus_dir / "config.json").read_text())
     dims = [cfg.get(k) for k in ("hidden_size", "n_embd", "intermediate_size", "ffn_dim", "n_inner")]
     dims = [d for d in dims if d]
-    return 128 if all(d % 128 == 0 for d in dims) else 64
+    return next((g for g in (128, 64, 32) if all(d % g == 0 for d in dims)), 16)
 
 
 def median_time(runs, fn):

@@ -401,6 +401,15 @@ pub(crate) fn measure_latency(
     if !backend.is_openvino() || data.is_empty() {
         return Ok(());
     }
+    if fp.nodes.iter().any(|n| n.is_sink()) {
+        // A stateful model (an LLM's KV cache) has no one latency: it is a prompt's prefill and
+        // then a step per token, each depending on the lengths. One window's time would mislead.
+        hooks.log(
+            LogLevel::Info,
+            "latency not measured: a stateful model's time depends on prompt and generation lengths",
+        );
+        return Ok(());
+    }
     let t = Instant::now();
     let int8_known = probe.int8_ms.filter(|_| !reverted);
     let (fp32_ms, int8_ms) = match (probe.fp32_ms, int8_known) {
