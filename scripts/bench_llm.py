@@ -193,6 +193,47 @@ def layer_precisions(xml):
     return out
 
 
+AGNOSTIC = {"Unsqueeze", "Squeeze", "Reshape", "Broadcast", "Transpose", "Convert"}
+
+
+def fq_sites(xml):
+    """Each activation FakeQuantize as (the op it quantizes the output of, the ops that read it),
+    looking through data-movement ops on both sides: NNCF puts a quantizer on a branch's edge
+    (Concat -> [FQ] -> Unsqueeze), ovpot on the tensor below it (Concat -> Unsqueeze -> [FQ]);
+    the two compute the same."""
+    root = ET.parse(xml).getroot()
+    layers = {l.get("id"): l for l in root.find("layers")}
+    ins, outs = {}, {}
+    for e in root.find("edges"):
+        ins.setdefault(e.get("to-layer"), []).append((int(e.get("to-port")), e.get("from-layer")))
+        outs.setdefault(e.get("from-layer"), []).append(e.get("to-layer"))
+    typ = lambda i: layers[i].get("type")  # noqa: E731
+
+    def up(i):
+        while typ(i) in AGNOSTIC | {"FakeQuantize"}:
+            i = sorted(ins[i])[0][1]
+        return layers[i].get("name")
+
+    def down(i, seen=()):
+        found = set()
+        for c in outs.get(i, []):
+            if typ(c) in AGNOSTIC | {"FakeQuantize"} and c not in seen:
+                found |= down(c, seen + (c,))
+            elif typ(c) not in ("ShapeOf",):
+                found.add(layers[c].get("name"))
+        return found
+
+    sites = set()
+    for i, l in layers.items():
+        if typ(i) != "FakeQuantize":
+            continue
+        src = sorted(ins[i])[0][1]
+        if typ(src) == "Const" or (typ(src) == "Convert" and typ(sorted(ins[src])[0][1]) == "Const"):
+            continue  # a weight's quantizer
+        sites.add((up(src), tuple(sorted(down(i)))))
+    return sites
+
+
 def count_type(xml, op):
     return len(re.findall(rf'type="{op}"', Path(xml).read_text()))
 
@@ -273,16 +314,18 @@ def bench_family(fam, d, args, judge, work):
         _, t_nncf = median_time(args.runs, lambda: sh([py, "-c", NNCF_QUANTIZE, xml, theirs, calib]))
         ours_xml = ours / "optimized" / xml.name
         s_ours, s_nncf = sqnr(ref, judge.logits(ours_xml, evals)), sqnr(ref, judge.logits(theirs, evals))
+        f_ours, f_nncf = fq_sites(ours_xml), fq_sites(theirs)
         rows.append(dict(family=fam, job=f"w8a8 {args.backend}",
                          assign=f"{count_type(ours_xml, 'Assign')}/{count_type(xml, 'Assign')}",
                          fq=f"{count_type(theirs, 'FakeQuantize')}/{count_type(ours_xml, 'FakeQuantize')}",
+                         fq_sites_differ=len(f_ours ^ f_nncf), differ=sorted(f_ours ^ f_nncf)[:4],
                          sqnr_nncf=s_nncf, sqnr_ovpot=s_ours, t_nncf=t_nncf, t_ovpot=t_ours, ratio=t_ours / t_nncf,
                          tokens_match_fp32=f"{sum(a == b for a, b in zip(judge.generate(ours_xml, prompt, GENERATE), ref_tokens))}/{GENERATE}"))
     return rows
 
 
 def print_table(rows):
-    cols = ["family", "job", "assign", "layers_differ", "fq", "sqnr_nncf", "sqnr_ovpot", "t_nncf", "t_ovpot", "ratio",
+    cols = ["family", "job", "assign", "layers_differ", "fq", "fq_sites_differ", "sqnr_nncf", "sqnr_ovpot", "t_nncf", "t_ovpot", "ratio",
             "tokens_same", "tokens_match_fp32", "identical", "optimum_generates", "error"]
     cols = [c for c in cols if any(c in r for r in rows)]
     print("| " + " | ".join(cols) + " |")
@@ -341,6 +384,8 @@ def main():
                     bad.append(f"{fam} roundtrip: logits changed")
                 if r.get("layers_differ"):
                     bad.append(f"{fam} {r['job']}: layers in other precisions than NNCF's: {r['differ']}")
+                if r.get("fq_sites_differ"):
+                    bad.append(f"{fam} {r['job']}: activation quantizers NNCF places elsewhere: {r['differ']}")
                 if r.get("tokens_same") is False:
                     bad.append(f"{fam} {r['job']}: generated tokens differ from NNCF's model's")
                 if "sqnr_ovpot" in r:

@@ -255,3 +255,49 @@ fn real_fixtures_convolutions_and_f32_weights() {
     let b = common::engine_accuracy(&model, &dir, 0, 200);
     assert!(b >= a - 0.01, "FP32 {a:.3}, int8 weights {b:.3}");
 }
+
+/// NNCF's group size fallbacks on a Llama export whose projections have 64 input channels and
+/// whose down projections 128: group 128 is an error by default; `ignore` keeps the 64-channel
+/// weights as they are; `adjust` gives them groups of 64, or the int8 backup when 64 is under
+/// `min_adjusted_group_size`.
+#[test]
+fn group_size_fallback_error_ignore_adjust() {
+    use ovpot::compress::GroupSizeFallback;
+    let model = Model::read(&data("tiny_llama_stateful").join("model.xml"), None).unwrap();
+    let run = |fallback, min| {
+        let options = CompressOptions {
+            mode: CompressMode::Int4Asym,
+            group_size: Some(128),
+            group_size_fallback: fallback,
+            min_adjusted_group_size: min,
+            ..Default::default()
+        };
+        compress_graph(model.graph(), &options, &mut Hooks::default()).map(|(_, r)| r)
+    };
+    let e = run(GroupSizeFallback::Error, 32).unwrap_err().to_string();
+    assert!(e.contains("does not divide the 64 input channels") && e.contains("group_size_fallback"), "{e}");
+    let kinds = |r: &ovpot::compress::CompressReport| {
+        let mut m = std::collections::BTreeMap::<String, usize>::new();
+        for l in r.layers.iter().filter(|l| !l.layer.contains("rotary")) {
+            *m.entry(l.compression.clone()).or_default() += 1;
+        }
+        m.into_iter().collect::<Vec<_>>()
+    };
+    let ignore = run(GroupSizeFallback::Ignore, 32).unwrap();
+    assert_eq!(
+        kinds(&ignore),
+        [("float".into(), 12), ("int4_asym, group size 128".into(), 2), ("int8_asym, per-channel".into(), 2)]
+    );
+    assert!(ignore.layers.iter().any(|l| l.kept_because.as_deref().is_some_and(|w| w.contains("does not divide"))));
+    let adjust = run(GroupSizeFallback::Adjust, 32).unwrap();
+    assert_eq!(
+        kinds(&adjust),
+        [
+            ("int4_asym, group size 128".into(), 2),
+            ("int4_asym, group size 64".into(), 12),
+            ("int8_asym, per-channel".into(), 2)
+        ]
+    );
+    let backup = run(GroupSizeFallback::Adjust, 128).unwrap();
+    assert_eq!(kinds(&backup), [("int4_asym, group size 128".into(), 2), ("int8_asym, per-channel".into(), 14)]);
+}

@@ -491,8 +491,13 @@ def _borrowed_ir(handle: int) -> tuple:
 def compress_weights(model, mode=CompressWeightsMode.INT8_ASYM, ratio: Optional[float] = None,
                      group_size: Optional[int] = None, ignored_scope=None, all_layers: Optional[bool] = None,
                      sensitivity_metric=None, awq=None, subset_size=None, scale_estimation=None, gptq=None,
-                     lora_correction=None, backup_mode=None, dataset=None, *, progress: Optional[Callable] = None):
+                     lora_correction=None, backup_mode=None, dataset=None, advanced_parameters=None, *,
+                     progress: Optional[Callable] = None):
     """Weight-only INT8/INT4 compression, as `nncf.compress_weights` (data-free; NNCF's codes).
+
+    From `advanced_parameters` (NNCF's AdvancedCompressionParameters, or any object with these
+    attributes) ovpot takes `group_size_fallback_mode` (error, ignore, adjust) and
+    `min_adjusted_group_size`.
 
     The data-aware options (dataset, awq, scale_estimation, gptq, lora_correction, a sensitivity
     metric other than the weight error) are refused: ovpot does not have them."""
@@ -513,6 +518,12 @@ def compress_weights(model, mode=CompressWeightsMode.INT8_ASYM, ratio: Optional[
         options["backup_mode"] = _value(backup_mode)
     if ignored_scope is not None:
         options["ignored"] = _scope_json(ignored_scope)
+    fallback = getattr(advanced_parameters, "group_size_fallback_mode", None)
+    if fallback is not None:
+        options["group_size_fallback"] = _value(fallback)
+    min_group = getattr(advanced_parameters, "min_adjusted_group_size", None)
+    if min_group is not None:
+        options["min_adjusted_group_size"] = int(min_group)
     m, as_ov = _as_model(model)
     run = _Run(progress)
     c = C.c_void_p()

@@ -84,8 +84,39 @@ impl BackupMode {
     }
 }
 
+/// What to do with a weight whose input channels the group size does not divide (NNCF's
+/// `group_size_fallback_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+#[repr(C)]
+pub enum GroupSizeFallback {
+    /// Refuse the model, naming the weight (NNCF's default).
+    #[default]
+    Error = 0,
+    /// Keep that weight in its original precision.
+    Ignore = 1,
+    /// Use the largest power of two that divides its channels, when at least
+    /// `min_adjusted_group_size`; else the backup precision.
+    Adjust = 2,
+}
+
+impl GroupSizeFallback {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "error" => Some(GroupSizeFallback::Error),
+            "ignore" => Some(GroupSizeFallback::Ignore),
+            "adjust" => Some(GroupSizeFallback::Adjust),
+            _ => None,
+        }
+    }
+}
+
+fn default_min_adjusted_group_size() -> usize {
+    32
+}
+
 /// What `compress_weights` does; defaults are NNCF's.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CompressOptions {
     pub mode: CompressMode,
@@ -99,6 +130,27 @@ pub struct CompressOptions {
     pub all_layers: bool,
     #[serde(alias = "ignored_scope")]
     pub ignored: IgnoredScope,
+    /// A group size that does not divide a weight's input channels: error, ignore or adjust.
+    #[serde(alias = "group_size_fallback_mode")]
+    pub group_size_fallback: GroupSizeFallback,
+    /// The smallest group size `adjust` may choose (NNCF: 32).
+    #[serde(default = "default_min_adjusted_group_size")]
+    pub min_adjusted_group_size: usize,
+}
+
+impl Default for CompressOptions {
+    fn default() -> Self {
+        CompressOptions {
+            mode: CompressMode::default(),
+            group_size: None,
+            ratio: None,
+            backup_mode: BackupMode::default(),
+            all_layers: false,
+            ignored: IgnoredScope::default(),
+            group_size_fallback: GroupSizeFallback::default(),
+            min_adjusted_group_size: default_min_adjusted_group_size(),
+        }
+    }
 }
 
 impl CompressOptions {
@@ -137,6 +189,9 @@ impl CompressOptions {
             if !(0.0..=1.0).contains(&r) {
                 return Err(Error::invalid(format!("ratio must be between 0 and 1, got {r}")));
             }
+        }
+        if self.min_adjusted_group_size == 0 {
+            return Err(Error::invalid("min_adjusted_group_size must be a positive integer"));
         }
         if let Some(g) = self.group_size {
             if g == 0 || g < -1 {

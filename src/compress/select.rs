@@ -5,7 +5,7 @@
 //! the largest int8 error first until the share of parameters reaches `ratio`.
 
 use super::lowering::{IntFormat, Layout};
-use super::{BackupMode, CompressMode, CompressOptions};
+use super::{BackupMode, CompressMode, CompressOptions, GroupSizeFallback};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId};
 use crate::quant::placement::{ignored_patterns, ignored_reason, unmatched_ignored};
@@ -243,19 +243,42 @@ pub fn select_weights(graph: &Graph, options: &CompressOptions) -> Result<Vec<We
     mark_ratio_defining(&mut sites, options, last_layer_skipped);
     let primary = primary_config(options);
     for s in sites.iter_mut().filter(|s| s.ratio_defining) {
+        let mut config = primary;
         if let Some(g) = primary.group_size {
             let layout = s.layout(None);
             let reduce = layout.map(|l| l.reduce).unwrap_or(0);
             if layout.is_none() || !reduce.is_multiple_of(g) {
                 let name = &graph.nodes[s.constant].name;
-                return Err(Error::invalid(format!(
-                    "group size {g} does not divide the {reduce} input channels of weight '{name}' (shape {:?}); \
-                     choose a group size that does, or add the layer to the ignored scope",
-                    s.shape
-                )));
+                // The largest power of two dividing the channels (NNCF's ADJUST).
+                let adjusted = reduce & reduce.wrapping_neg();
+                match options.group_size_fallback {
+                    GroupSizeFallback::Error => {
+                        return Err(Error::invalid(format!(
+                            "group size {g} does not divide the {reduce} input channels of weight '{name}' (shape \
+                             {:?}); choose a group size that does, add the layer to the ignored scope, or set \
+                             group_size_fallback to ignore or adjust",
+                            s.shape
+                        )))
+                    }
+                    GroupSizeFallback::Ignore => {
+                        s.ratio_defining = false;
+                        s.eligible = false;
+                        s.config = None;
+                        s.skipped = Some(format!("group size {g} does not divide its {reduce} input channels"));
+                        continue;
+                    }
+                    GroupSizeFallback::Adjust if layout.is_some() && adjusted >= options.min_adjusted_group_size => {
+                        config.group_size = Some(adjusted);
+                    }
+                    GroupSizeFallback::Adjust => {
+                        // No valid group: the backup precision it already has, outside the ratio.
+                        s.ratio_defining = false;
+                        continue;
+                    }
+                }
             }
         }
-        s.config = Some(primary);
+        s.config = Some(config);
         s.skipped = None;
     }
     Ok(sites)

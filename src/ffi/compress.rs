@@ -39,8 +39,11 @@ unsafe impl<T> Send for CallerCallback<T> {}
 /// Creates a compressor. `options_json` (NULL for NNCF's defaults: int8_asym per channel) is a
 /// JSON object with NNCF's names: `{"mode": "int4_asym", "group_size": 128, "ratio": 0.8,
 /// "backup_mode": "int8_asym", "all_layers": false, "ignored": {"names": [...], "patterns":
-/// [...], "types": [{"type": "MatMul"}]}}`. Modes: int8_asym, int8_sym, int4_asym, int4_sym;
-/// backup modes: int8_asym, int8_sym, none. Unknown keys and invalid combinations (a ratio or
+/// [...], "types": [{"type": "MatMul"}]}, "group_size_fallback": "error",
+/// "min_adjusted_group_size": 32}`. Modes: int8_asym, int8_sym, int4_asym, int4_sym; backup
+/// modes: int8_asym, int8_sym, none; group size fallbacks (a group size that does not divide a
+/// weight's input channels): error, ignore (kept as it is), adjust (the largest power of two that
+/// divides them, at least min_adjusted_group_size, else the backup mode). Unknown keys and invalid combinations (a ratio or
 /// group size with an 8-bit mode, ratio outside 0..1) are refused with OVPOT_INVALID_ARGUMENT
 /// or OVPOT_PARSE_ERROR.
 #[no_mangle]

@@ -2,7 +2,7 @@
 //! streamed from the input `.bin` to the output one.
 
 use super::*;
-use ovpot::compress::{compress_file, BackupMode, CompressMode, CompressOptions};
+use ovpot::compress::{compress_file, BackupMode, CompressMode, CompressOptions, GroupSizeFallback};
 use ovpot::hooks::Hooks;
 
 #[derive(Args, Debug)]
@@ -22,6 +22,14 @@ pub(crate) struct CompressArgs {
     /// Precision of what is not 4-bit: int8_asym (default), int8_sym or none (floating point).
     #[arg(long)]
     pub(crate) backup_mode: Option<String>,
+    /// A group size that does not divide a weight's input channels: error (default), ignore
+    /// (that weight stays as it is) or adjust (the largest power of two that divides them, at
+    /// least --min-adjusted-group-size, else the backup mode), as NNCF's group_size_fallback_mode.
+    #[arg(long)]
+    pub(crate) group_size_fallback: Option<String>,
+    /// The smallest group size `--group-size-fallback adjust` may choose (default 32).
+    #[arg(long)]
+    pub(crate) min_adjusted_group_size: Option<usize>,
     /// Embeddings and the last layer in the primary precision too.
     #[arg(long)]
     pub(crate) all_layers: bool,
@@ -47,12 +55,19 @@ pub(crate) fn cmd_compress(a: &CompressArgs, log: Logger, visible: bool) -> CliR
             .ok_or_else(|| CliError(format!("--backup-mode {b}: expected int8_asym, int8_sym or none")))?,
         None => BackupMode::default(),
     };
+    let group_size_fallback = match &a.group_size_fallback {
+        Some(f) => GroupSizeFallback::parse(f)
+            .ok_or_else(|| CliError(format!("--group-size-fallback {f}: expected error, ignore or adjust")))?,
+        None => GroupSizeFallback::default(),
+    };
     let mut options = CompressOptions {
         mode,
         group_size: a.group_size,
         ratio: a.ratio,
         backup_mode,
         all_layers: a.all_layers,
+        group_size_fallback,
+        min_adjusted_group_size: a.min_adjusted_group_size.unwrap_or(32),
         ..Default::default()
     };
     add_ignored_items(&mut options.ignored, &a.ignored_scope);
