@@ -390,8 +390,8 @@ impl OvExecutable {
             let _ = std::fs::write(base.with_extension("xml"), &xml);
             let _ = std::fs::write(base.with_extension("bin"), &bin);
         }
-        let stateful = g.nodes.iter().any(|n| n.reads_state() || n.is_sink());
-        let compiled = Arc::new(self.core.compile(&xml, &bin, "CPU", &self.properties)?.with_state_reset(stateful));
+        let compiled =
+            Arc::new(self.core.compile(&xml, &bin, "CPU", &self.properties)?.with_state_reset(g.is_stateful()));
         v.push((key, compiled.clone()));
         Ok(compiled)
     }

@@ -474,9 +474,10 @@ impl Graph {
         self
     }
 
-    /// Sinks (`Assign`) in model order.
-    pub fn sinks(&self) -> Vec<NodeId> {
-        (0..self.nodes.len()).filter(|&i| self.nodes[i].is_sink()).collect()
+    /// Whether the model keeps state between inferences (variables: `ReadValue`/`Assign`, an
+    /// LLM's KV cache).
+    pub fn is_stateful(&self) -> bool {
+        self.nodes.iter().any(|n| n.reads_state() || n.is_sink())
     }
 
     /// Drops nodes that no Result or sink depends on (Parameters are always kept) and renumbers

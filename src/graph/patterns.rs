@@ -88,3 +88,79 @@ pub fn transformer_ignored(graph: &Graph) -> BTreeMap<NodeId, &'static str> {
 pub fn reason(pattern: &str) -> String {
     format!("pattern: {pattern} (kept in floating point, as NNCF's ignored patterns keep it)")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Attrs, Node, PartialShape, PortInfo};
+    use crate::tensor::{ElementType, Tensor};
+
+    fn port() -> PortInfo {
+        PortInfo::new(ElementType::F32, PartialShape::from_static(&[1, 4, 4]))
+    }
+
+    fn op(g: &mut Graph, name: &str, t: &str, inputs: Vec<Outlet>) -> Outlet {
+        Outlet::new(g.add_op(name, t, "opset1", Attrs::default(), inputs, vec![port()]), 0)
+    }
+
+    /// positions -> MatMul(inv_freq) -> [Transpose] -> [Concat(t, t) or Concat(t, other)] -> Cos, Sin.
+    fn rope(transpose: bool, concat: Option<bool>) -> (Graph, NodeId) {
+        let mut g = Graph::default();
+        let mut p = Node::new("pos", "Parameter", "opset1");
+        p.outputs.push(port());
+        let x = Outlet::new(g.add_node(p), 0);
+        let w = Outlet::new(g.add_const("inv_freq", Tensor::f32_from_vec(&[1, 4, 1], vec![1.0; 4]).unwrap()), 0);
+        let mm = op(&mut g, "mm", "MatMul", vec![w, x]);
+        let mut t = mm;
+        if transpose {
+            t = op(&mut g, "tr", "Transpose", vec![t]);
+        }
+        match concat {
+            Some(true) => t = op(&mut g, "cat", "Concat", vec![t, t]),
+            Some(false) => {
+                let other = op(&mut g, "neg", "Negative", vec![t]);
+                t = op(&mut g, "cat", "Concat", vec![t, other]);
+            }
+            None => {}
+        }
+        op(&mut g, "cos", "Cos", vec![t]);
+        op(&mut g, "sin", "Sin", vec![t]);
+        (g, mm.node)
+    }
+
+    #[test]
+    fn rope_alternatives_as_nncf_has_them() {
+        for (transpose, concat, matched) in [
+            (true, Some(true), true),
+            (false, Some(true), true),
+            (true, None, true),
+            // NNCF's alternatives need a Transpose or a Concat between MatMul and Cos/Sin ...
+            (false, None, false),
+            // ... and a Concat of the same tensor twice.
+            (true, Some(false), false),
+        ] {
+            let (g, mm) = rope(transpose, concat);
+            let found = transformer_ignored(&g);
+            assert_eq!(found.get(&mm) == Some(&ROPE), matched, "transpose {transpose}, concat {concat:?}: {found:?}");
+            if matched {
+                assert!(found.keys().any(|&i| g.nodes[i].op_type == "Cos"));
+            }
+        }
+    }
+
+    #[test]
+    fn sam_positional_embedding() {
+        let mut g = Graph::default();
+        let mut p = Node::new("coords", "Parameter", "opset1");
+        p.outputs.push(port());
+        let x = Outlet::new(g.add_node(p), 0);
+        let w = Outlet::new(g.add_const("gauss", Tensor::f32_from_vec(&[1, 4, 4], vec![1.0; 16]).unwrap()), 0);
+        let mm = op(&mut g, "mm", "MatMul", vec![x, w]);
+        let m = op(&mut g, "mul", "Multiply", vec![mm, w]);
+        let (c, s) = (op(&mut g, "cos", "Cos", vec![m]), op(&mut g, "sin", "Sin", vec![m]));
+        op(&mut g, "cat", "Concat", vec![s, c]);
+        let found = transformer_ignored(&g);
+        assert_eq!(found.get(&mm.node), Some(&SAM_PE));
+        assert_eq!(found.len(), 5);
+    }
+}

@@ -401,7 +401,7 @@ pub(crate) fn measure_latency(
     if !backend.is_openvino() || data.is_empty() {
         return Ok(());
     }
-    if fp.nodes.iter().any(|n| n.is_sink()) {
+    if fp.is_stateful() {
         // A stateful model (an LLM's KV cache) has no one latency: it is a prompt's prefill and
         // then a step per token, each depending on the lengths. One window's time would mislead.
         hooks.log(
