@@ -72,7 +72,11 @@ impl Observer for NoObserver {
 /// An executable plan for one graph.
 pub struct Plan {
     graph: Graph,
+    /// The nodes a full run computes (those a Result or sink depends on), topologically.
     order: Vec<NodeId>,
+    /// Every node, topologically: [`Plan::run_from`] may ask for a node no Result reads (a
+    /// probe added beside the model).
+    all_order: Vec<NodeId>,
     ops: Vec<Option<Box<dyn Op>>>,
     /// Values known before running (Const and everything computed only from constants).
     folded: Vec<Option<Vec<Arc<Tensor>>>>,
@@ -119,11 +123,16 @@ impl Plan {
             )));
         }
         let graph = graph.clone();
-        let order = graph.topo_order()?;
+        // Nodes no Result or sink depends on (a rewrite's leftovers: the FP16 weights and
+        // Converts a quantized or smoothed weight replaced) are not folded, and a full run skips
+        // them; folding them would hold a second FP32 copy of an LLM's weights.
+        let live = graph.live_nodes();
+        let all_order = graph.topo_order()?;
+        let order: Vec<NodeId> = all_order.iter().copied().filter(|&id| live[id]).collect();
         let n = graph.nodes.len();
         let mut folded: Vec<Option<Vec<Arc<Tensor>>>> = vec![None; n];
         let mut ops_v: Vec<Option<Box<dyn Op>>> = (0..n).map(|_| None).collect();
-        for &id in &order {
+        for &id in &all_order {
             let node = &graph.nodes[id];
             if node.is_const() {
                 let v =
@@ -137,13 +146,27 @@ impl Plan {
             let const_inputs: Vec<Option<&Tensor>> =
                 node.inputs.iter().map(|o| folded[o.node].as_ref().map(|v| v[o.port].as_ref())).collect();
             let all_const = !const_inputs.is_empty() && const_inputs.iter().all(|c| c.is_some()) && !node.reads_state();
+            // A dead node is folded only when small (a shape computation another dead node's
+            // build may need), and one that cannot be built is left out: only a run that asks
+            // for it fails.
+            const DEAD_FOLD_LIMIT: usize = 1 << 16;
+            let fold = all_const
+                && (live[id]
+                    || const_inputs.iter().map(|c| c.map_or(0, |t| t.len())).sum::<usize>() <= DEAD_FOLD_LIMIT);
             let ctx = BuildCtx { node, id, graph: &graph, const_inputs: const_inputs.clone() };
             ops::check_input_count(node)?;
-            let op = ops::build(&ctx)?;
-            if all_const {
+            let op = match ops::build(&ctx) {
+                Ok(op) => op,
+                Err(_) if !live[id] => continue,
+                Err(e) => return Err(e),
+            };
+            if fold {
                 let ins: Vec<&Tensor> = const_inputs.iter().map(|c| c.expect("all const")).collect();
-                let outs = op.eval(&ins).map_err(|e| Error::invalid(format!("{}: {e}", node.describe())))?;
-                folded[id] = Some(outs.into_iter().map(Arc::new).collect());
+                match op.eval(&ins) {
+                    Ok(outs) => folded[id] = Some(outs.into_iter().map(Arc::new).collect()),
+                    Err(_) if !live[id] => {}
+                    Err(e) => return Err(Error::invalid(format!("{}: {e}", node.describe()))),
+                }
             }
             ops_v[id] = Some(op);
         }
@@ -155,6 +178,7 @@ impl Plan {
             frees: vec![],
             graph,
             order,
+            all_order,
             ops: ops_v,
             folded,
         };
@@ -286,7 +310,7 @@ impl Plan {
                 }
             }
         }
-        let steps: Vec<NodeId> = self.order.iter().copied().filter(|&id| needed[id]).collect();
+        let steps: Vec<NodeId> = self.all_order.iter().copied().filter(|&id| needed[id]).collect();
         let frees = self.free_lists(&steps, targets);
         self.execute(seeds, targets, &steps, &frees, observer)
     }

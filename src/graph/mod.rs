@@ -409,6 +409,11 @@ impl Graph {
 
     /// Adds a Const holding `value`.
     pub fn add_const(&mut self, name: impl Into<String>, value: Tensor) -> NodeId {
+        self.add_shared_const(name, Arc::new(value))
+    }
+
+    /// Adds a Const sharing `value` with whoever else holds it (no copy).
+    pub fn add_shared_const(&mut self, name: impl Into<String>, value: Arc<Tensor>) -> NodeId {
         let et = value.element_type();
         let mut n = Node::new(name, "Const", "opset1");
         let shape = value.shape().to_vec();
@@ -417,7 +422,7 @@ impl Graph {
             ("shape".into(), shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
         ]);
         n.outputs.push(PortInfo::new(et, PartialShape::from_static(&shape)));
-        n.value = Some(Arc::new(value));
+        n.value = Some(value);
         n.const_type = Some(et);
         self.add_node(n)
     }
@@ -480,9 +485,8 @@ impl Graph {
         self.nodes.iter().any(|n| n.reads_state() || n.is_sink())
     }
 
-    /// Drops nodes that no Result or sink depends on (Parameters are always kept) and renumbers
-    /// ids.
-    pub fn remove_dead_nodes(&mut self) {
+    /// Whether each node is one a Result or a sink depends on (Parameters always are).
+    pub fn live_nodes(&self) -> Vec<bool> {
         let n = self.nodes.len();
         let mut live = vec![false; n];
         let mut stack: Vec<NodeId> = (0..n)
@@ -496,8 +500,16 @@ impl Graph {
                 continue;
             }
             live[id] = true;
-            stack.extend(self.nodes[id].inputs.iter().map(|o| o.node));
+            stack.extend(self.nodes[id].inputs.iter().map(|o| o.node).filter(|&p| p < n));
         }
+        live
+    }
+
+    /// Drops nodes that no Result or sink depends on (Parameters are always kept) and renumbers
+    /// ids.
+    pub fn remove_dead_nodes(&mut self) {
+        let n = self.nodes.len();
+        let live = self.live_nodes();
         let mut remap = vec![usize::MAX; n];
         let mut kept = Vec::with_capacity(n);
         for (i, node) in std::mem::take(&mut self.nodes).into_iter().enumerate() {

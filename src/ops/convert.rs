@@ -127,10 +127,38 @@ fn convert_to<D: Dst>(t: &Tensor) -> Result<ArrayD<D>> {
     crate::dispatch_tensor!(t, a => convert_array::<_, D>(a))
 }
 
+/// f16/bf16 → f32 (exact) in parallel chunks, each converted eight values at a time (F16C):
+/// the FP16 weights of an LLM export, Convert by Convert.
+fn half_array_to_f32<H: Copy + Send + Sync>(a: &ArrayD<H>) -> Option<Result<ArrayD<f32>>>
+where
+    [H]: half::slice::HalfFloatSliceExt,
+{
+    let src = a.as_slice()?;
+    let mut out = vec![0f32; src.len()];
+    const CHUNK: usize = 1 << 16;
+    if src.len() >= PAR_THRESHOLD {
+        par_chunks(&mut out, CHUNK, &|c, o| {
+            let from = c * CHUNK;
+            half::slice::HalfFloatSliceExt::convert_to_f32_slice(&src[from..from + o.len()], o)
+        });
+    } else {
+        half::slice::HalfFloatSliceExt::convert_to_f32_slice(src, &mut out);
+    }
+    Some(make_array(a.shape(), out))
+}
+
 /// Converts a tensor to `et` with OpenVINO's Convert semantics.
 pub fn convert_tensor(t: &Tensor, et: ElementType) -> Result<Tensor> {
     if t.element_type() == et {
         return Ok(t.clone());
+    }
+    let fast = match (t, et) {
+        (Tensor::F16(a), ElementType::F32) => half_array_to_f32(a),
+        (Tensor::BF16(a), ElementType::F32) => half_array_to_f32(a),
+        _ => None,
+    };
+    if let Some(converted) = fast {
+        return Ok(Tensor::F32(converted?));
     }
     Ok(match et {
         ElementType::F32 => Tensor::F32(convert_to(t)?),

@@ -313,6 +313,32 @@ fn weight_border(w: &ArrayD<f32>, axes: &[usize], e: &Estimator, is_min: bool) -
     }))
 }
 
+/// An FP32 weight as the plan folded it, shared, never copied (an LLM's weights are gigabytes):
+/// reads as the `ArrayD<f32>` it holds.
+#[derive(Clone, Debug)]
+pub struct SharedWeight(std::sync::Arc<crate::tensor::Tensor>);
+
+impl SharedWeight {
+    /// Shares an f32 value; other element types are converted once.
+    pub fn new(value: std::sync::Arc<crate::tensor::Tensor>) -> SharedWeight {
+        match *value {
+            crate::tensor::Tensor::F32(_) => SharedWeight(value),
+            ref other => SharedWeight(std::sync::Arc::new(crate::tensor::Tensor::F32(other.to_f32()))),
+        }
+    }
+}
+
+impl std::ops::Deref for SharedWeight {
+    type Target = ArrayD<f32>;
+    fn deref(&self) -> &ArrayD<f32> {
+        match &*self.0 {
+            crate::tensor::Tensor::F32(a) => a,
+            // `new` holds f32 values only.
+            _ => unreachable!("SharedWeight holds f32"),
+        }
+    }
+}
+
 /// Quantizes a weight tensor as `scheme` says: symmetric over `[−h, h]` (POT's and NNCF's
 /// default, `h` the abs-max per output channel) or asymmetric over `[min, max]` moved so zero
 /// is on the grid; the codes are what OpenVINO's weight compression computes from the

@@ -50,7 +50,7 @@ pub struct Quantized {
     /// Limits per activation point
     pub act_ranges: Vec<minmax::ActRange>,
     /// FP weight and its quantization per weight point
-    pub weights: Vec<(ArrayD<f32>, QuantizedWeight)>,
+    pub weights: Vec<(minmax::SharedWeight, QuantizedWeight)>,
     pub bias_shifts: Vec<(BiasSite, Vec<f64>)>,
     pub config: QuantConfig,
     /// The int8 arithmetic of the target CPU, which verdicts emulate.

@@ -42,11 +42,13 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         hooks.log(LogLevel::Warning, &note);
         report.warnings.push(note);
     }
+    let t = Instant::now();
     let fp_graph = unquantized(model)?;
     let fp_plan = Plan::new(&fp_graph)?;
     let mut smoothing = Smoothing::plan(&fp_graph, &fp_plan, config)?;
     let mut setup = place_quantizers(&fp_graph, &fp_plan, &smoothing.graph, config, hooks, &mut report)?;
     let sites = bias_sites(&smoothing.graph, &fp_plan, &setup, config);
+    report.timings.push(("placement".into(), t.elapsed().as_secs_f64()));
 
     let backend = Backend::open(config.backend, &config.openvino)?;
     report.backend = backend.describe();
@@ -69,13 +71,17 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     report.inferences += n;
     report.timings.push(("statistics".into(), t.elapsed().as_secs_f64()));
 
+    let t = Instant::now();
     smoothing.apply(&fp_graph, &col, config, hooks)?;
     let graph = &smoothing.graph;
     let plan = Plan::new(graph)?;
     let mut act_ranges = activation_ranges(graph, &setup, &smoothing, &col, config)?;
     leave_overflowing_unquantized(graph, &mut setup, &mut act_ranges, hooks, &mut report);
+    report.timings.push(("ranges".into(), t.elapsed().as_secs_f64()));
+    let t = Instant::now();
     let weights = quantize_weights(graph, &plan, &setup, config)?;
     let fbc_inputs = fast_bias_inputs(graph, &sites, &smoothing, &col);
+    report.timings.push(("weights".into(), t.elapsed().as_secs_f64()));
 
     let assumed = isa::resolve_here(config.target_isa, config.target_device);
     hooks.log(LogLevel::Info, &format!("int8 arithmetic of the target CPU: {} ({})", assumed.isa, assumed.reason));
@@ -234,7 +240,7 @@ impl Smoothing {
             let regexes: Vec<regex::Regex> =
                 config.ignored.patterns.iter().filter_map(|p| regex::Regex::new(&format!("^(?:{p})$")).ok()).collect();
             let skip = |id: NodeId| placement::ignored_reason(fp_graph, id, &config.ignored, &regexes).is_some();
-            let wv = |o: Outlet| fp_plan.constant_value(o).map(|t| f32_of(t));
+            let wv = |o: Outlet| fp_plan.constant_value(o).cloned();
             let c = smooth_quant::candidates(fp_graph, &is_const, &skip, &wv);
             (!c.groups.is_empty()).then_some(c)
         } else {
@@ -319,6 +325,28 @@ fn place_quantizers(
 /// contains empty child edge"), and no trained model has such weights.
 const MAX_QUANTIZABLE_WEIGHT: f32 = 65504.0;
 
+/// Whether a weight holds NaN, Inf, and its largest finite |value|, in one parallel pass over
+/// the values (no copy when they are contiguous f32).
+fn value_scan(v: &Tensor) -> (bool, bool, f32) {
+    use rayon::prelude::*;
+    let scan = |s: &[f32]| {
+        s.iter().fold((false, false, 0.0f32), |(n, i, m), &x| {
+            (n || x.is_nan(), i || x.is_infinite(), if x.is_finite() { m.max(x.abs()) } else { m })
+        })
+    };
+    let join = |a: (bool, bool, f32), b: (bool, bool, f32)| (a.0 || b.0, a.1 || b.1, a.2.max(b.2));
+    match v {
+        Tensor::F32(a) if a.as_slice().is_some() => {
+            let s = a.as_slice().expect("checked");
+            s.par_chunks(1 << 16).map(scan).reduce(|| (false, false, 0.0), join)
+        }
+        other => {
+            let a = f32_of(other);
+            scan(&a.iter().copied().collect::<Vec<f32>>())
+        }
+    }
+}
+
 /// Weighted ops whose weights cannot be quantized (NaN, Inf, or beyond
 /// [`MAX_QUANTIZABLE_WEIGHT`]), by name, with the reason.
 fn weights_unfit_for_int8(fp_graph: &Graph, fp_plan: &Plan, graph: &Graph, setup: &Setup) -> Vec<(String, String)> {
@@ -329,13 +357,12 @@ fn weights_unfit_for_int8(fp_graph: &Graph, fp_plan: &Plan, graph: &Graph, setup
         let Some(op) = fp_graph.nodes.iter().position(|n| &n.name == name) else { continue };
         let Some(&o) = fp_graph.nodes[op].inputs.get(w.input) else { continue };
         let Some(v) = super::constant_value(fp_plan, o) else { continue };
-        let v = f32_of(&v);
-        let why = if v.iter().any(|x| x.is_nan()) {
+        let (nan, inf, max) = value_scan(&v);
+        let why = if nan {
             Some("its weights hold NaN".to_string())
-        } else if v.iter().any(|x| x.is_infinite()) {
+        } else if inf {
             Some("its weights hold Inf".to_string())
         } else {
-            let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
             (max > MAX_QUANTIZABLE_WEIGHT).then(|| {
                 format!(
                     "its weights reach {max:e}, beyond what an int8 dequantization scale can hold in OpenVINO \
@@ -520,14 +547,14 @@ fn quantize_weights(
     plan: &Plan,
     setup: &Setup,
     config: &QuantConfig,
-) -> Result<Vec<(ndarray::ArrayD<f32>, minmax::QuantizedWeight)>> {
+) -> Result<Vec<(minmax::SharedWeight, minmax::QuantizedWeight)>> {
     let mut weights = vec![];
     for w in &setup.weights {
         let o = graph.nodes[w.op].inputs[w.input];
         let v = plan
             .constant_value(o)
             .ok_or_else(|| Error::internal(format!("weights of {} are not constant", graph.nodes[w.op].describe())))?;
-        let fp = f32_of(v);
+        let fp = minmax::SharedWeight::new(v.clone());
         let q = minmax::quantize_weight(&fp, &w.scheme(config))
             .map_err(|e| Error::invalid(format!("{}: {e}", graph.nodes[w.op].describe())))?;
         weights.push((fp, q));

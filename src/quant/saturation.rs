@@ -103,8 +103,8 @@ pub fn measure(
                 vec![PortInfo::new(node.outputs[0].element_type, node.outputs[0].shape.clone())],
             )
         };
-        let d8 = probe(&mut g, "8bit", &q8.dequantized() - fp);
-        let d7 = probe(&mut g, "7bit", &q7.dequantized() - fp);
+        let d8 = probe(&mut g, "8bit", &q8.dequantized() - &**fp);
+        let d7 = probe(&mut g, "7bit", &q7.dequantized() - &**fp);
         let scale: Vec<f32> = q8.scale.iter().copied().collect();
         let Some(e8) = insert_pair_saturation(&mut g, w.op, x, Outlet::new(d8, 0), Tensor::I8(q8.codes.clone()), scale)
         else {

@@ -6,10 +6,11 @@ use crate::graph::{Attrs, Graph, NodeId, Outlet, PartialShape, PortInfo};
 use crate::tensor::{ElementType, Tensor};
 use ndarray::{ArrayD, Axis, IxDyn};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// MatMuls to smooth, grouped by the activation they read.
 pub struct Candidates {
-    pub groups: BTreeMap<Outlet, Vec<(NodeId, ArrayD<f32>)>>,
+    pub groups: BTreeMap<Outlet, Vec<(NodeId, Arc<Tensor>)>>,
 }
 
 pub fn input_channel_axis(graph: &Graph, op: NodeId, rank: usize) -> usize {
@@ -26,9 +27,9 @@ pub fn candidates(
     graph: &Graph,
     is_const: &[bool],
     skip: &dyn Fn(NodeId) -> bool,
-    weight_of: &dyn Fn(Outlet) -> Option<ArrayD<f32>>,
+    weight_of: &dyn Fn(Outlet) -> Option<Arc<Tensor>>,
 ) -> Candidates {
-    let mut groups: BTreeMap<Outlet, Vec<(NodeId, ArrayD<f32>)>> = BTreeMap::new();
+    let mut groups: BTreeMap<Outlet, Vec<(NodeId, Arc<Tensor>)>> = BTreeMap::new();
     for (id, n) in graph.nodes.iter().enumerate() {
         if n.op_type != "MatMul" || n.inputs.len() != 2 || skip(id) {
             continue;
@@ -41,8 +42,9 @@ pub fn candidates(
         if graph.outlet_info(a).element_type != ElementType::F32 {
             continue;
         }
-        let Some(wv) = weight_of(w) else { continue };
-        if wv.ndim() != 2 {
+        // The folded f32 value, shared with the plan (an LLM's weights are not copied).
+        let Some(wv) = weight_of(w).filter(|t| matches!(**t, Tensor::F32(_))) else { continue };
+        if wv.shape().len() != 2 {
             continue;
         }
         let channels = wv.shape()[input_channel_axis(graph, id, 2)];
@@ -94,8 +96,8 @@ pub fn compute_scales(graph: &Graph, c: &Candidates, act_max: &HashMap<Outlet, V
         let mut best: Option<(Vec<f32>, f32)> = None;
         for (op, w) in nodes {
             let axis = input_channel_axis(graph, *op, 2);
-            let wmax: Vec<f32> =
-                w.axis_iter(Axis(axis)).map(|row| row.iter().fold(0.0f32, |m, x| m.max(x.abs()))).collect();
+            let Tensor::F32(w) = w.as_ref() else { continue };
+            let wmax = channel_abs_max(w, axis);
             let (s, ratio) = scales_and_ratio(amax, &wmax, alpha);
             if best.as_ref().is_none_or(|b| ratio > b.1) {
                 best = Some((s, ratio));
@@ -104,6 +106,70 @@ pub fn compute_scales(graph: &Graph, c: &Candidates, act_max: &HashMap<Outlet, V
         out.push(best.map(|b| b.0).unwrap_or_else(|| vec![1.0; channels]));
     }
     out
+}
+
+/// max |w| over each index of `axis` of a rank-2 weight, rows in parallel when contiguous (an
+/// LLM's weights are billions of values).
+fn channel_abs_max(w: &ArrayD<f32>, axis: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let (Some(data), [rows, cols]) = (w.as_slice(), w.shape()) else {
+        return w.axis_iter(Axis(axis)).map(|row| row.iter().fold(0.0f32, |m, x| m.max(x.abs()))).collect();
+    };
+    let (rows, cols) = (*rows, *cols);
+    if cols == 0 {
+        return vec![0.0; if axis == 0 { rows } else { 0 }];
+    }
+    let row_max = |r: &[f32]| r.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    if axis == 0 {
+        data.par_chunks(cols).map(row_max).collect()
+    } else {
+        // Column maxima: each block of rows folds into its own vector, then the blocks merge
+        // (max is exact in any order).
+        let merge = |mut a: Vec<f32>, b: Vec<f32>| {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x = x.max(y));
+            a
+        };
+        data.par_chunks(cols * 64)
+            .map(|block| {
+                let mut m = vec![0.0f32; cols];
+                for row in block.chunks(cols) {
+                    m.iter_mut().zip(row).for_each(|(a, x)| *a = a.max(x.abs()));
+                }
+                m
+            })
+            .reduce(|| vec![0.0f32; cols], merge)
+    }
+}
+
+/// `w` (rank 2) times `scale` broadcast along `axis`: each weight multiplied once by its
+/// channel's scale, as `w * s` computes it, rows in parallel.
+fn scaled_along(w: &ArrayD<f32>, axis: usize, scale: &[f32]) -> Result<ArrayD<f32>> {
+    use rayon::prelude::*;
+    let internal = |e: ndarray::ShapeError| crate::error::Error::internal(e.to_string());
+    let (Some(data), [rows, cols]) = (w.as_slice(), w.shape()) else {
+        let mut shape = vec![1usize; 2];
+        shape[axis] = scale.len();
+        let s = ArrayD::from_shape_vec(IxDyn(&shape), scale.to_vec()).map_err(internal)?;
+        return Ok(w * &s);
+    };
+    let (rows, cols) = (*rows, *cols);
+    if scale.len() != [rows, cols][axis] {
+        return Err(crate::error::Error::internal(format!(
+            "SmoothQuant: {} scales for axis {axis} of a [{rows}, {cols}] weight",
+            scale.len()
+        )));
+    }
+    let mut out = vec![0f32; data.len()];
+    if cols > 0 {
+        out.par_chunks_mut(cols).zip(data.par_chunks(cols)).enumerate().for_each(|(r, (o, x))| {
+            if axis == 0 {
+                o.iter_mut().zip(x).for_each(|(y, v)| *y = v * scale[r]);
+            } else {
+                o.iter_mut().zip(x).zip(scale).for_each(|((y, v), s)| *y = v * s);
+            }
+        });
+    }
+    ArrayD::from_shape_vec(IxDyn(&[rows, cols]), out).map_err(internal)
 }
 
 /// Inserts `Multiply(x, 1/s)` before each group and scales the weights by `s`. Node ids depend
@@ -119,13 +185,16 @@ pub fn apply_scales(
     for ((src, nodes), scale) in c.groups.iter().zip(scales) {
         for (op, w) in nodes {
             let axis = input_channel_axis(graph, *op, 2);
-            let mut shape = vec![1usize; 2];
-            shape[axis] = scale.len();
-            let s = ArrayD::from_shape_vec(IxDyn(&shape), scale.clone())
-                .map_err(|e| crate::error::Error::internal(e.to_string()))?;
-            let scaled = w * &s;
+            let Tensor::F32(wa) = w.as_ref() else {
+                return Err(crate::error::Error::internal("SmoothQuant: a candidate weight is not f32"));
+            };
             let name = format!("{}/smooth_quant_weights", graph.nodes[*op].name);
-            let cid = graph.add_const(name, Tensor::F32(scaled));
+            // Scales of one (the placeholder pass) leave the weight as it is: shared, not copied.
+            let cid = if scale.iter().all(|&x| x == 1.0) {
+                graph.add_shared_const(name, w.clone())
+            } else {
+                graph.add_const(name, Tensor::F32(scaled_along(wa, axis, scale)?))
+            };
             graph.set_input(*op, 1, Outlet::new(cid, 0));
             if let Some(p) = graph.nodes[*op].input_ports.get_mut(1) {
                 p.element_type = ElementType::F32;
