@@ -197,3 +197,20 @@ def test_stateful_llm_compressed_and_quantized_keeps_its_kv_cache():
                 "position_ids": np.array([[8]], np.int64), "beam_idx": np.zeros(1, np.int32)}
         assert req.infer(step)[0].shape == (1, 1, 256)
         assert [s.state.shape[2] for s in req.query_state()] == [9] * 4
+
+
+@needs_openvino
+def test_group_size_fallback_from_nncf_advanced_parameters():
+    from types import SimpleNamespace
+
+    model = ov.Core().read_model(LLAMA / "model.xml")
+    # Its projections have 64 input channels: group 128 is refused, as NNCF refuses it ...
+    with pytest.raises(ovpot.OvpotError) as e:
+        ovpot.compress_weights(model, mode=ovpot.CompressWeightsMode.INT4_ASYM, group_size=128)
+    assert "group_size_fallback" in str(e.value)
+    # ... and NNCF's AdvancedCompressionParameters(group_size_fallback_mode=ADJUST) adjusts it.
+    adjust = SimpleNamespace(group_size_fallback_mode="adjust", min_adjusted_group_size=32)
+    c = ovpot.compress_weights(model, mode=ovpot.CompressWeightsMode.INT4_ASYM, group_size=128,
+                               advanced_parameters=adjust)
+    assert len(c.get_sinks()) == 4
+    assert "u4" in {op.get_element_type().get_type_name() for op in c.get_ops() if op.get_type_name() == "Constant"}
