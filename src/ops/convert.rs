@@ -134,16 +134,15 @@ where
     [H]: half::slice::HalfFloatSliceExt,
 {
     let src = a.as_slice()?;
+    if src.len() < PAR_THRESHOLD {
+        return Some(make_array(a.shape(), crate::tensor::half_to_f32(src)));
+    }
     let mut out = vec![0f32; src.len()];
     const CHUNK: usize = 1 << 16;
-    if src.len() >= PAR_THRESHOLD {
-        par_chunks(&mut out, CHUNK, &|c, o| {
-            let from = c * CHUNK;
-            half::slice::HalfFloatSliceExt::convert_to_f32_slice(&src[from..from + o.len()], o)
-        });
-    } else {
-        half::slice::HalfFloatSliceExt::convert_to_f32_slice(src, &mut out);
-    }
+    par_chunks(&mut out, CHUNK, &|c, o| {
+        let from = c * CHUNK;
+        half::slice::HalfFloatSliceExt::convert_to_f32_slice(&src[from..from + o.len()], o)
+    });
     Some(make_array(a.shape(), out))
 }
 

@@ -76,10 +76,6 @@ pub struct LatencyProbe {
     pub int8_ms: Option<f64>,
 }
 
-fn f32_of(t: &Tensor) -> ArrayD<f32> {
-    t.to_f32()
-}
-
 impl Quantized {
     /// `g` (an INT8 graph from this quantization) ready to run as the target computes it:
     /// compiled by OpenVINO, or emulated by the built-in engine (`emulate`: the CPU plugin's

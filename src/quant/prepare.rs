@@ -7,7 +7,7 @@ use super::config::{ModelType, QuantConfig, SaturationFix};
 use super::hw_config::HwConfig;
 use super::placement::{self, Setup};
 use super::stats::{self, Request};
-use super::{detect, f32_of, isa, minmax, saturation, smooth_quant, Quantized, SiteOutlets};
+use super::{detect, isa, minmax, saturation, smooth_quant, Quantized, SiteOutlets};
 use crate::backend::{Backend, Executable};
 use crate::data::Dataset;
 use crate::engine::Plan;
@@ -336,14 +336,11 @@ fn value_scan(v: &Tensor) -> (bool, bool, f32) {
     };
     let join = |a: (bool, bool, f32), b: (bool, bool, f32)| (a.0 || b.0, a.1 || b.1, a.2.max(b.2));
     match v {
-        Tensor::F32(a) if a.as_slice().is_some() => {
-            let s = a.as_slice().expect("checked");
-            s.par_chunks(1 << 16).map(scan).reduce(|| (false, false, 0.0), join)
-        }
-        other => {
-            let a = f32_of(other);
-            scan(&a.iter().copied().collect::<Vec<f32>>())
-        }
+        Tensor::F32(a) => match a.as_slice() {
+            Some(s) => s.par_chunks(1 << 16).map(scan).reduce(|| (false, false, 0.0), join),
+            None => scan(&v.to_f32_vec()),
+        },
+        other => scan(&other.to_f32_vec()),
     }
 }
 
