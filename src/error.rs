@@ -50,6 +50,17 @@ impl Error {
     pub fn internal(msg: impl Into<String>) -> Self {
         Error::Internal(msg.into())
     }
+    /// Adds "<what> sample i" to the message, keeping the kind.
+    pub fn with_sample(self, what: &str, i: usize) -> Error {
+        let tag = format!("{what} sample {i}");
+        match self {
+            Error::InvalidArgument(m) if !m.contains(&tag) => Error::InvalidArgument(format!("{tag}: {m}")),
+            Error::Mismatch(m) if !m.contains(&tag) => Error::Mismatch(format!("{tag}: {m}")),
+            Error::Callback(m) if !m.contains(&tag) => Error::Callback(format!("{tag}: {m}")),
+            Error::Unsupported(m) if !m.contains(&tag) => Error::Unsupported(format!("{tag}: {m}")),
+            other => other,
+        }
+    }
     /// Short stable name of the kind, used in tests and reports.
     pub fn kind(&self) -> &'static str {
         match self {

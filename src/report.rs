@@ -57,9 +57,9 @@ pub struct Int8ArithmeticReport {
     /// Layers given 7-bit weights.
     pub seven_bit_layers: Vec<String>,
     /// Per layer whose 8-bit weights can saturate: the errors measured both ways (auto mode).
-    pub measured: Vec<crate::quant::saturation::LayerChoice>,
+    pub measured: Vec<LayerChoice>,
     /// Groups whose choice the model's output decided (auto mode on CPU targets): the first layers.
-    pub output_checks: Vec<crate::quant::saturation::GroupChoice>,
+    pub output_checks: Vec<GroupChoice>,
     /// Layers left with 8-bit weights whose pair sums can saturate on the target.
     pub saturating_layers: Vec<String>,
 }
@@ -112,4 +112,32 @@ pub struct Outcome {
     pub model: Model,
     pub report: Report,
     pub accuracy_reached: bool,
+}
+
+/// One layer's measurement.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LayerChoice {
+    pub layer: String,
+    /// Mean squared output error with 8-bit weights on the saturating CPU.
+    pub error_8bit: f64,
+    /// Mean squared output error with 8-bit weights summed exactly (a VNNI CPU).
+    pub error_8bit_exact: f64,
+    /// Mean squared output error with 7-bit weights.
+    pub error_7bit: f64,
+    /// Whether the layer got 7-bit weights.
+    pub seven_bit: bool,
+}
+
+/// A group of layers whose 7- or 8-bit weights were chosen by the model's output.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GroupChoice {
+    /// Which group ("first layers").
+    pub group: String,
+    pub layers: Vec<String>,
+    /// The model's SQNR against FP32 (dB, the mean over its outputs, so that each output counts
+    /// whatever its scale) with the group's weights in 8 and in 7 bits, the other layers as
+    /// decided before.
+    pub output_sqnr_db_8bit: f64,
+    pub output_sqnr_db_7bit: f64,
+    pub seven_bit: bool,
 }

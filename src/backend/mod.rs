@@ -4,7 +4,8 @@
 
 pub mod openvino;
 
-use crate::engine::{Observer, Plan};
+use crate::data::Dataset;
+use crate::engine::{NoObserver, Observer, Plan};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Outlet};
 use crate::tensor::Tensor;
@@ -251,6 +252,41 @@ impl Executable {
     /// The outlets [`Executable::run`] returns, in order.
     pub fn targets(&self) -> &[Outlet] {
         &self.targets
+    }
+
+    /// Runs the samples `indices` of `data` ("`what` sample i" in errors), requests in parallel
+    /// in waves of what the executable keeps in flight; outputs in `indices` order. After each
+    /// wave `progress` gets the number of samples done (an error stops the run).
+    pub fn run_many(
+        &self,
+        data: &dyn Dataset,
+        indices: &[usize],
+        what: &str,
+        progress: &mut dyn FnMut(usize) -> Result<()>,
+    ) -> Result<Vec<Vec<Tensor>>> {
+        use rayon::prelude::*;
+        let wave = (self.in_flight(rayon::current_num_threads) * 4).max(1);
+        let mut out = Vec::with_capacity(indices.len());
+        for (w, chunk) in indices.chunks(wave).enumerate() {
+            let res: Vec<Result<Vec<Tensor>>> = self.in_flight(|| {
+                chunk
+                    .par_iter()
+                    .map(|&i| {
+                        let s = data.get(i).map_err(|e| e.with_sample(what, i))?;
+                        self.run(&s, &mut NoObserver).map_err(|e| match e {
+                            Error::Mismatch(m) => Error::Mismatch(format!("{what} sample {i}: {m}")),
+                            Error::InvalidArgument(m) => Error::InvalidArgument(format!("{what} sample {i}: {m}")),
+                            other => other,
+                        })
+                    })
+                    .collect()
+            });
+            for r in res {
+                out.push(r?);
+            }
+            progress((w * wave + chunk.len()).min(indices.len()))?;
+        }
+        Ok(out)
     }
 
     /// Runs one sample; returns the targets' values. The built-in engine shows every value it

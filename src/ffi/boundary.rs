@@ -3,7 +3,7 @@
 //! conversions (NULL checks, UTF-8 validation, ownership transfer). Modelled on rustls-ffi's
 //! `ffi.rs`/`panic.rs`/`error.rs`.
 
-use super::ovpot_status_e;
+use super::types::ovpot_status_e;
 use crate::error::{Error, Result};
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, CStr, CString};

@@ -7,7 +7,7 @@ use super::boundary::{
 };
 use super::model::ovpot_model_t;
 use super::session::{ovpot_log_callback_t, ovpot_progress_callback_t};
-use super::{ovpot_log_level_e, ovpot_stage_e, ovpot_status_e};
+use super::types::{ovpot_log_level_e, ovpot_stage_e, ovpot_status_e};
 use crate::compress::{compress_file, compress_graph, CompressOptions, CompressReport};
 use crate::error::{Error, Result};
 use crate::hooks::{Hooks, LogLevel};

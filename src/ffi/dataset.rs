@@ -2,8 +2,8 @@
 
 use super::boundary::{ffi_call, ffi_free, free_handle, into_handle, out_ptr, try_mut, try_ref, try_slice, try_str};
 use super::model::ovpot_model_t;
-use super::ovpot_status_e;
 use super::tensors::{clone_error, ovpot_sample_t, tensor_from_c};
+use super::types::ovpot_status_e;
 use crate::api::{Dataset, InMemoryDataset, PortDesc, Sample};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;

@@ -2,8 +2,8 @@
 
 use super::boundary::{ffi_call, ffi_free, free_handle, into_handle, out_ptr, try_slice, try_str};
 use super::model::ovpot_model_t;
-use super::ovpot_status_e;
 use super::tensors::ovpot_outputs_t;
+use super::types::ovpot_status_e;
 use crate::api::{Metric, Top1Accuracy};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -45,7 +45,7 @@ pub(crate) struct CallbackMetric {
     feed: Feed,
     reset: ovpot_metric_reset_callback_t,
     user_data: *mut c_void,
-    destroy: super::ovpot_destroy_callback_t,
+    destroy: super::dataset::ovpot_destroy_callback_t,
     pub(crate) higher_is_better: bool,
     /// A failed reset, reported by the next update or value (the Rust trait's reset cannot fail).
     reset_failure: Option<c_int>,
@@ -146,7 +146,7 @@ pub extern "C" fn ovpot_metric_create(
     reset: ovpot_metric_reset_callback_t,
     higher_is_better: c_int,
     user_data: *mut c_void,
-    destroy: super::ovpot_destroy_callback_t,
+    destroy: super::dataset::ovpot_destroy_callback_t,
     metric: *mut *mut ovpot_metric_t,
 ) -> ovpot_status_e {
     ffi_call("ovpot_metric_create", || {
@@ -175,7 +175,7 @@ pub extern "C" fn ovpot_metric_create_model_evaluator(
     evaluate: ovpot_metric_evaluate_model_callback_t,
     higher_is_better: c_int,
     user_data: *mut c_void,
-    destroy: super::ovpot_destroy_callback_t,
+    destroy: super::dataset::ovpot_destroy_callback_t,
     metric: *mut *mut ovpot_metric_t,
 ) -> ovpot_status_e {
     ffi_call("ovpot_metric_create_model_evaluator", || {

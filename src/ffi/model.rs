@@ -5,7 +5,7 @@ use super::boundary::{
     try_str,
 };
 use super::tensors::{c_dims, ovpot_outputs_t, ovpot_sample_t};
-use super::{ovpot_element_type_e, ovpot_status_e};
+use super::types::{ovpot_element_type_e, ovpot_status_e};
 use crate::api::{Model, PortDesc};
 use crate::engine::Plan;
 use crate::error::{Error, Result};
@@ -352,4 +352,17 @@ pub extern "C" fn ovpot_model_infer(
 #[no_mangle]
 pub extern "C" fn ovpot_model_free(model: *mut ovpot_model_t) {
     ffi_free(|| free_handle(model, "model"))
+}
+
+/// Creates an empty sample. `model` may be NULL; when given, input names, element types and
+/// shapes are checked as they are set and inputs can be set by index. Free with
+/// `ovpot_sample_free`.
+#[no_mangle]
+pub extern "C" fn ovpot_sample_create(model: *const ovpot_model_t, sample: *mut *mut ovpot_sample_t) -> ovpot_status_e {
+    ffi_call("ovpot_sample_create", || {
+        let out = out_ptr(sample, "sample", std::ptr::null_mut())?;
+        let ports = if model.is_null() { None } else { Some(try_ref(model, "model")?.input_ports()) };
+        *out = into_handle(ovpot_sample_t::new(ports));
+        Ok(())
+    })
 }

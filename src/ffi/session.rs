@@ -11,7 +11,7 @@ use super::boundary::{
 use super::dataset::ovpot_dataset_t;
 use super::metric::{ovpot_metric_t, MetricKind};
 use super::model::ovpot_model_t;
-use super::{ovpot_log_level_e, ovpot_stage_e, ovpot_status_e};
+use super::types::{ovpot_log_level_e, ovpot_stage_e, ovpot_status_e};
 use crate::api::{Dataset, LogLevel, Metric, Outcome, Sample, Session, Stage};
 use crate::error::{Error, Result};
 use crate::quant::config::{QuantConfig, APPLIED_PARAMS};

@@ -1,9 +1,9 @@
 //! Samples (model inputs filled from C buffers) and output sets (model outputs read by C).
 
 use super::boundary::{
-    c_string, ffi_call, ffi_free, free_handle, into_handle, out_ptr, try_bytes, try_mut, try_ref, try_slice, try_str,
+    c_string, ffi_call, ffi_free, free_handle, out_ptr, try_bytes, try_mut, try_ref, try_slice, try_str,
 };
-use super::{ovpot_element_type_e, ovpot_status_e};
+use super::types::{ovpot_element_type_e, ovpot_status_e};
 use crate::api::{PortDesc, Sample};
 use crate::error::{Error, Result};
 use crate::graph::Dim;
@@ -113,22 +113,6 @@ pub(crate) fn tensor_from_c(
     }
     let bytes = try_bytes(data, byte_size, "data")?;
     Tensor::from_bytes(et, &ushape, bytes)
-}
-
-/// Creates an empty sample. `model` may be NULL; when given, input names, element types and
-/// shapes are checked as they are set and inputs can be set by index. Free with
-/// `ovpot_sample_free`.
-#[no_mangle]
-pub extern "C" fn ovpot_sample_create(
-    model: *const super::ovpot_model_t,
-    sample: *mut *mut ovpot_sample_t,
-) -> ovpot_status_e {
-    ffi_call("ovpot_sample_create", || {
-        let out = out_ptr(sample, "sample", std::ptr::null_mut())?;
-        let ports = if model.is_null() { None } else { Some(try_ref(model, "model")?.input_ports()) };
-        *out = into_handle(ovpot_sample_t::new(ports));
-        Ok(())
-    })
 }
 
 /// Sets input `name` of `sample` from `byte_size` bytes at `data` (copied; native little-endian

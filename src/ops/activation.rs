@@ -3,7 +3,7 @@
 //! tensors); f16/bf16/f64 are computed through f32/f64 and converted back.
 
 use super::binary::{broadcast_map, make_array, par_chunks, std_slice, AutoBroadcast, PAR_THRESHOLD};
-use super::{take_unique, BuildCtx, Op, Registry};
+use super::op::{take_unique, BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use half::{bf16, f16};

@@ -1,6 +1,6 @@
 //! Typed access to `<data>` attributes, with errors naming the layer.
 
-use super::BuildCtx;
+use super::op::BuildCtx;
 use crate::error::Result;
 use crate::tensor::ElementType;
 

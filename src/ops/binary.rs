@@ -3,7 +3,7 @@
 //! broadcast pattern so the inner loop runs over contiguous slices (same shape, scalar,
 //! per-channel bias all become one or two flat loops).
 
-use super::{take_unique, BuildCtx, Op, Registry};
+use super::op::{take_unique, BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use half::{bf16, f16};

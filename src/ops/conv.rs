@@ -6,7 +6,7 @@
 //! convolutions read the input as the GEMM operand directly; groups of one input channel
 //! (depthwise) run a direct kernel parallel over channels.
 
-use super::{BuildCtx, Epilogue, Op, Registry};
+use super::op::{BuildCtx, Epilogue, Op, Registry};
 use crate::error::{Error, Result};
 use crate::tensor::{ElementType, Tensor};
 use multiversion::multiversion;

@@ -3,7 +3,7 @@
 //! 2026.4: f32 → u8 of -1.5 is 255, of 300.7 is 44; NaN → i32 is i32::MIN, NaN → boolean is false).
 
 use super::binary::{make_array, par_chunks, std_slice, PAR_THRESHOLD};
-use super::{BuildCtx, Op, Registry};
+use super::op::{BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::tensor::{ElementType, Tensor};
 use half::{bf16, f16};

@@ -6,7 +6,7 @@
 //! flat loops with scalar limits.
 
 use super::binary::{make_array, std_slice, AutoBroadcast, Bcast};
-use super::{take_unique, BuildCtx, Op, Registry};
+use super::op::{take_unique, BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use multiversion::multiversion;

@@ -12,7 +12,7 @@
 //! so the correction costs little where few pairs can saturate and nothing where none can.
 
 use super::conv::{to3, WindowAttrs};
-use super::{BuildCtx, Op, Registry};
+use super::op::{BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use ndarray::ArrayD;

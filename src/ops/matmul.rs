@@ -3,7 +3,7 @@
 //! broadcasting of the batch axes. Runs on matrixmultiply's sgemm/dgemm through ndarray, with
 //! transposes expressed as strides (no copies).
 
-use super::{BuildCtx, Op, Registry};
+use super::op::{BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::tensor::{ElementType, Tensor};
 use ndarray::linalg::general_mat_mul;

@@ -1,8 +1,8 @@
 //! Ops that fit no other family: Interpolate, TopK, ScaledDotProductAttention, NonZero, CumSum.
 
 use super::attrs::norm_axis;
+use super::op::{BuildCtx, Op, Registry};
 use super::shape::{broadcast_numpy, pad_zeros, strides, take, take_maps};
-use super::{BuildCtx, Op, Registry};
 use crate::dispatch_tensor;
 use crate::error::{Error, Result};
 use crate::tensor::{ElementType, Tensor};

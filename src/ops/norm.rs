@@ -4,8 +4,8 @@
 //! contiguous slices; other axes go through the general reduction + broadcast kernels.
 
 use super::binary::{broadcast_map, make_array, std_slice, AutoBroadcast, PAR_THRESHOLD};
+use super::op::{BuildCtx, Op, Registry};
 use super::reduce::{keep_shape, norm_axes, reduce_raw};
-use super::{BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use ndarray::ArrayD;

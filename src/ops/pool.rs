@@ -3,7 +3,7 @@
 //! as 3-D with leading unit axes, parallel over (batch, channel) planes.
 
 use super::conv::{f32_view, from_f32, same_pads, slice_of, to3, AutoPad, Axis, WindowAttrs};
-use super::{BuildCtx, Op, Registry};
+use super::op::{BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::tensor::{ElementType, Tensor};
 use ndarray::{ArrayD, IxDyn};

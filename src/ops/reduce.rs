@@ -4,7 +4,7 @@
 
 use super::binary::{make_array, std_slice, Bcast};
 use super::convert::convert_tensor;
-use super::{BuildCtx, Op, Registry};
+use super::op::{BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::tensor::{ElementType, Scalar, Tensor};
 

@@ -7,7 +7,7 @@
 //! indices ([`take`]), which works for every element type.
 
 use super::attrs::norm_axis;
-use super::{take_unique, BuildCtx, Op, Registry};
+use super::op::{take_unique, BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::map_tensor;
 use crate::tensor::{ElementType, Tensor};

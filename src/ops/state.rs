@@ -8,7 +8,7 @@
 //! exactly what one calibration sample (a whole token window) computes in OpenVINO after
 //! `reset_state()`.
 
-use super::{BuildCtx, Op, Registry};
+use super::op::{BuildCtx, Op, Registry};
 use crate::error::{Error, Result};
 use crate::graph::Dim;
 use crate::tensor::{ElementType, Tensor};

@@ -6,7 +6,7 @@
 //! (default), or by the metric there ([`Ranking::Metric`]).
 
 use super::config::{DropType, Preset, QuantConfig, Ranking, SaturationFix, TargetDevice};
-use super::Quantized;
+use super::quantized::Quantized;
 use crate::backend::Executable;
 use crate::data::{Dataset, Metric, Sample};
 use crate::engine::{NoObserver, Plan};
@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Runs `exec` on `indices` of `data` in parallel; outputs in index order.
+/// Runs `exec` on `indices` of `data` in parallel; outputs in index order, progress as `stage`.
 pub(crate) fn infer(
     exec: &Executable,
     data: &dyn Dataset,
@@ -29,30 +29,10 @@ pub(crate) fn infer(
     hooks: &mut Hooks,
     stage: Option<Stage>,
 ) -> Result<Vec<Vec<Tensor>>> {
-    let wave = (exec.in_flight(rayon::current_num_threads) * 4).max(1);
-    let mut out = Vec::with_capacity(indices.len());
-    for (w, chunk) in indices.chunks(wave).enumerate() {
-        let res: Vec<Result<Vec<Tensor>>> = exec.in_flight(|| {
-            chunk
-                .par_iter()
-                .map(|&i| {
-                    let s: Sample = data.get(i).map_err(|e| super::stats::with_sample(e, "evaluation", i))?;
-                    exec.run(&s, &mut NoObserver).map_err(|e| match e {
-                        Error::Mismatch(m) => Error::Mismatch(format!("evaluation sample {i}: {m}")),
-                        Error::InvalidArgument(m) => Error::InvalidArgument(format!("evaluation sample {i}: {m}")),
-                        other => other,
-                    })
-                })
-                .collect()
-        });
-        for r in res {
-            out.push(r?);
-        }
-        if let Some(st) = stage {
-            hooks.progress(st, (w * wave + chunk.len()).min(indices.len()), indices.len())?;
-        }
-    }
-    Ok(out)
+    exec.run_many(data, indices, "evaluation", &mut |done| match stage {
+        Some(st) => hooks.progress(st, done, indices.len()),
+        None => Ok(()),
+    })
 }
 
 fn evaluate(metric: &mut dyn Metric, outs: &[Vec<Tensor>]) -> Result<(f64, Option<Vec<f64>>)> {
@@ -724,7 +704,7 @@ pub fn run(
     }
     let probe = std::mem::take(&mut q.latency);
     let reverted = !reverted.is_empty();
-    super::measure_latency(&q.backend, probe, model.graph(), &graph, reverted, calib, config, &mut report, hooks)?;
+    super::latency::measure(&q.backend, probe, model.graph(), &graph, reverted, calib, config, &mut report, hooks)?;
     Ok(Outcome { model: Model::from_graph(graph), report, accuracy_reached: reached })
 }
 

@@ -3,11 +3,13 @@
 //! weights → the saturation fix for the target CPU → bias correction → the report.
 
 use super::bias_correction::{self, BiasSite};
+use super::bias_correction::{FastBiasMeasures, SiteInputs, SiteOutlets};
 use super::config::{ModelType, QuantConfig, SaturationFix};
 use super::hw_config::HwConfig;
 use super::placement::{self, Setup};
+use super::quantized::{verdict_backend, LatencyProbe, Quantized};
 use super::stats::{self, Request};
-use super::{detect, isa, minmax, saturation, smooth_quant, Quantized, SiteOutlets};
+use super::{detect, isa, minmax, saturation, smooth_quant};
 use crate::backend::{Backend, Executable};
 use crate::data::Dataset;
 use crate::engine::Plan;
@@ -85,7 +87,7 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
 
     let assumed = isa::resolve_here(config.target_isa, config.target_device);
     hooks.log(LogLevel::Info, &format!("int8 arithmetic of the target CPU: {} ({})", assumed.isa, assumed.reason));
-    let verdicts = match super::verdict_backend(&backend, &assumed, config) {
+    let verdicts = match verdict_backend(&backend, &assumed, config) {
         Ok(b) => b,
         Err(why) => {
             hooks.log(LogLevel::Warning, &why);
@@ -104,21 +106,12 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         config: config.clone(),
         isa: assumed,
         report,
-        latency: super::LatencyProbe { fp32: fp32_deployed, ..Default::default() },
+        latency: LatencyProbe { fp32: fp32_deployed, ..Default::default() },
     };
     let fp_outputs = kept_outputs(&col, &output_outlets);
-    let saturation_means = super::fix_saturation(&mut quantized, data, n, fp_outputs.as_deref(), hooks)?;
-    if config.bias_correction && !sites.is_empty() {
-        let t = Instant::now();
-        if config.use_fast_bias {
-            let measured = FastBiasMeasures { inputs: &fbc_inputs, col: &col, outlets, saturation: &saturation_means };
-            fast_bias_correction(&mut quantized, &sites, &measured, hooks)?;
-        } else {
-            super::full_bias_correction(&mut quantized, &sites, &col, outlets, data, n, hooks)?;
-        }
-        hooks.progress(Stage::BiasCorrection, sites.len(), sites.len())?;
-        quantized.report.timings.push(("bias_correction".into(), t.elapsed().as_secs_f64()));
-    }
+    let saturation_means = saturation::fix(&mut quantized, data, n, fp_outputs.as_deref(), hooks)?;
+    let fast = FastBiasMeasures { inputs: &fbc_inputs, col: &col, outlets, saturation: &saturation_means };
+    bias_correction::correct(&mut quantized, &sites, &fast, &col, data, n, hooks)?;
     record_quantizers(&mut quantized);
     quantized.report.timings.push(("total".into(), t_total.elapsed().as_secs_f64()));
     Ok(quantized)
@@ -165,7 +158,7 @@ fn statistics_beside_fp32_compile(
 /// `model` compiled by `backend` as an application deploys it, ready for the first sample.
 fn fp32_as_deployed(backend: &Backend, model: &Model, data: &dyn Dataset, threads: usize) -> Result<Executable> {
     let exec = backend.compile_for_latency(model.graph(), threads)?;
-    let sample = data.get(0).map_err(|e| stats::with_sample(e, "calibration", 0))?;
+    let sample = data.get(0).map_err(|e| e.with_sample("calibration", 0))?;
     crate::backend::warm_side_by_side(&[&exec], &sample)?;
     Ok(exec)
 }
@@ -353,7 +346,7 @@ fn weights_unfit_for_int8(fp_graph: &Graph, fp_plan: &Plan, graph: &Graph, setup
         // Weights as in the FP32 graph (SmoothQuant rescales them, but not out of range).
         let Some(op) = fp_graph.nodes.iter().position(|n| &n.name == name) else { continue };
         let Some(&o) = fp_graph.nodes[op].inputs.get(w.input) else { continue };
-        let Some(v) = super::constant_value(fp_plan, o) else { continue };
+        let Some(v) = constant_value(fp_plan, o) else { continue };
         let (nan, inf, max) = value_scan(&v);
         let why = if nan {
             Some("its weights hold NaN".to_string())
@@ -381,7 +374,7 @@ fn bias_sites(graph: &Graph, fp_plan: &Plan, setup: &Setup, config: &QuantConfig
         return vec![];
     }
     let consumers = graph.consumers();
-    let cv = |o: Outlet| super::constant_value(fp_plan, o);
+    let cv = |o: Outlet| constant_value(fp_plan, o);
     let mut sites = vec![];
     for (i, w) in setup.weights.iter().enumerate() {
         if !bias_correction::corrects(graph, w.op, config.use_fast_bias) {
@@ -432,7 +425,7 @@ fn statistics_requests(
                 // Fast bias correction computes it from the input means.
                 continue;
             }
-        } else if super::full_correction_samples(n) < n {
+        } else if bias_correction::full_correction_samples(n) < n {
             // Full correction measures them itself, on the fewer samples it runs.
             continue;
         }
@@ -559,9 +552,6 @@ fn quantize_weights(
     Ok(weights)
 }
 
-/// FP32 input means (and the input's shape) per bias site, in the smoothed graph's terms.
-type SiteInputs = Vec<Option<(Vec<f64>, Vec<usize>)>>;
-
 fn fast_bias_inputs(
     graph: &Graph,
     sites: &[(usize, BiasSite)],
@@ -593,81 +583,6 @@ fn kept_outputs(col: &stats::Collected, output_outlets: &[Outlet]) -> Option<Vec
         let m = cols.iter().map(|c| c.len()).min().unwrap_or(0);
         (0..m).map(|i| cols.iter().map(|c| c[i].clone()).collect()).collect()
     })
-}
-
-/// What fast bias correction reads: the FP32 input means per site, the statistics with the
-/// sites' FP32 output means, and the mean saturation of layers left at 8 bits (by weight index).
-struct FastBiasMeasures<'a> {
-    inputs: &'a SiteInputs,
-    col: &'a stats::Collected,
-    outlets: SiteOutlets,
-    saturation: &'a HashMap<usize, Vec<f64>>,
-}
-
-/// Fast bias correction: each site's bias shifts by the FP32 output mean minus the INT8 layer's
-/// output on the FP32 input means. Sites are independent: computed in parallel.
-fn fast_bias_correction(
-    q: &mut Quantized,
-    sites: &[(usize, BiasSite)],
-    m: &FastBiasMeasures,
-    hooks: &mut Hooks,
-) -> Result<()> {
-    use rayon::prelude::*;
-    hooks.progress(Stage::BiasCorrection, 0, sites.len())?;
-    let qr = &*q;
-    let shifts: Vec<Option<Vec<f64>>> = sites
-        .par_iter()
-        .zip(m.inputs.par_iter())
-        .map(|((wi, site), inp)| fast_shift_of(qr, *wi, site, inp.as_ref(), m))
-        .collect::<Result<_>>()?;
-    for ((_, site), shift) in sites.iter().zip(shifts) {
-        if let Some(shift) = shift {
-            q.bias_shifts.push((site.clone(), shift));
-        }
-    }
-    Ok(())
-}
-
-/// One site's bias shift (None: no correction there).
-fn fast_shift_of(
-    q: &Quantized,
-    wi: usize,
-    site: &BiasSite,
-    inp: Option<&(Vec<f64>, Vec<usize>)>,
-    m: &FastBiasMeasures,
-) -> Result<Option<Vec<f64>>> {
-    let g = &q.fp_graph;
-    let Some((in_means, shape)) = inp else { return Ok(None) };
-    let w_input = q.setup.weights[wi].input;
-    let linear = bias_correction::output_mean_is_linear(g, site, w_input);
-    // A linear layer's output on a constant blob is the same at every position: one will do.
-    let one_position: Vec<usize>;
-    let shape = if linear {
-        one_position = bias_correction::one_position(shape, site.in_axis);
-        &one_position
-    } else {
-        shape
-    };
-    let on_mean = |w: &ndarray::ArrayD<f32>| {
-        bias_correction::output_on_mean(g, site, shape, in_means, &Tensor::F32(w.clone()), w_input)
-    };
-    let out_means = match super::site_output_means(m.col, site, m.outlets.after_bias) {
-        Some(v) => v,
-        // Not measured where it equals the FP32 layer on the mean input.
-        None if linear => match on_mean(&q.weights[wi].0)? {
-            Some(v) => v,
-            None => return Ok(None),
-        },
-        None => return Ok(None),
-    };
-    // What the target CPU's saturation takes off the layer's mean output is corrected with the
-    // rest.
-    let out_means: Vec<f64> = match m.saturation.get(&wi).filter(|s| s.len() == out_means.len()) {
-        Some(sat) => out_means.iter().zip(sat).map(|(o, s)| o - s).collect(),
-        None => out_means,
-    };
-    let Some(q_means) = on_mean(&q.weights[wi].1.dequantized())? else { return Ok(None) };
-    Ok(bias_correction::fast_shift(site, &out_means, &q_means, q.config.bias_correction_threshold))
 }
 
 /// Every quantizer and quantized layer into the report.
@@ -705,4 +620,8 @@ fn record_quantizers(q: &mut Quantized) {
     }
     q.report.quantized_layers = q.setup.quantized_ops.iter().map(|&o| g.nodes[o].name.clone()).collect();
     q.report.ignored = q.setup.ignored.clone();
+}
+
+fn constant_value(plan: &Plan, o: Outlet) -> Option<Tensor> {
+    plan.constant_value(o).map(|t| (**t).clone())
 }

@@ -5,7 +5,7 @@
 //! Requests that need whole tensors (quantiles, sums of squares) or tensors of unknown rank are
 //! handed back whole and reduced by [`Partial::observe`] as the built-in engine's are.
 
-use super::{Partial, Request, SampleScalars};
+use super::summary::{Partial, Request, SampleScalars};
 use crate::error::{Error, Result};
 use crate::graph::{Attrs, Dim, Graph, Outlet, PartialShape, PortInfo};
 use crate::tensor::{ElementType, Tensor};
@@ -44,7 +44,7 @@ impl Reductions {
     /// Appends the reductions `requests` need to a copy of `graph`.
     pub fn new(graph: &Graph, requests: &HashMap<Outlet, Vec<Request>>) -> Result<Reductions> {
         let mut r = Reductions { graph: graph.clone(), targets: vec![], items: vec![] };
-        for at in super::targets(requests) {
+        for at in super::summary::targets(requests) {
             let reqs = &requests[&at];
             let info = graph.outlet_info(at).clone();
             let Some(rank) = info.shape.rank().filter(|&k| k > 0) else {

@@ -1,11 +1,11 @@
-//! Bias correction: after weights are quantized, shift each biased layer's bias so its mean
-//! output per channel matches FP32 again. Fast mode (default) evaluates the layer alone on its
-//! mean input (NNCF's FastBiasCorrection); full mode measures the quantized model's outputs.
+//! What a bias correction computes, fast or full: the sites (a quantized layer and its bias Add),
+//! the layer's output on a mean input, the accepted shifts, and the layer-after-layer schedule.
 
 use crate::engine::Plan;
 use crate::error::Result;
 use crate::graph::{Graph, NodeId, Outlet};
 use crate::ops::{self, BuildCtx};
+use crate::quant::stats::Collected;
 use crate::tensor::Tensor;
 use ndarray::{ArrayD, IxDyn};
 
@@ -119,7 +119,7 @@ pub fn output_on_mean(
     ins[weight_input] = weight;
     ins[1 - weight_input] = &blob;
     let out = eval_op(graph, site.op, &ins)?;
-    Ok(out.first().and_then(|t| t.as_f32()).and_then(|a| super::minmax::channel_mean(a, site.out_axis)))
+    Ok(out.first().and_then(|t| t.as_f32()).and_then(|a| crate::quant::minmax::channel_mean(a, site.out_axis)))
 }
 
 /// Whether the FP32 mean output of `site` is its output on the mean input exactly (up to
@@ -312,7 +312,8 @@ pub fn full_shifts(
         }
         let mut sum: Option<Vec<f64>> = None;
         for values in &kept {
-            let Some(m) = values[&site.pre_bias].as_f32().and_then(|a| super::minmax::channel_mean(a, site.axis))
+            let Some(m) =
+                values[&site.pre_bias].as_f32().and_then(|a| crate::quant::minmax::channel_mean(a, site.axis))
             else {
                 break;
             };
@@ -352,6 +353,35 @@ fn add_per_channel(t: &ArrayD<f32>, axis: isize, shift: &[f64]) -> ArrayD<f32> {
         lane.mapv_inplace(|x| x + s as f32);
     }
     out
+}
+
+/// Where a bias site's mean output is measured: before the bias Add (built-in engine), or after
+/// it (OpenVINO fuses the Add into its layer and never hands over the value before it).
+#[derive(Clone, Copy)]
+pub struct SiteOutlets {
+    pub after_bias: bool,
+}
+
+impl SiteOutlets {
+    pub fn of(&self, s: &BiasSite) -> Outlet {
+        Outlet::new(if self.after_bias { s.add } else { s.op }, 0)
+    }
+}
+
+/// The per-channel mean of a bias site's op output (before the bias), from statistics taken
+/// there or after the bias Add (`after_bias`).
+pub fn site_output_means(col: &Collected, site: &BiasSite, after_bias: bool) -> Option<Vec<f64>> {
+    let at = Outlet::new(if after_bias { site.add } else { site.op }, 0);
+    let means = col.channel_means.get(&(at, site.out_axis))?;
+    if !after_bias {
+        return Some(means.clone());
+    }
+    let bias: Vec<f64> = site.bias.iter().map(|&b| b as f64).collect();
+    match bias.len() {
+        1 => Some(means.iter().map(|m| m - bias[0]).collect()),
+        n if n == means.len() => Some(means.iter().zip(&bias).map(|(m, b)| m - b).collect()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
