@@ -14,7 +14,7 @@ pub use crate::report::{
 /// Running a model as OpenVINO's CPU plugin does: the quantizer's emulation, so it lives here.
 impl Model {
     /// The model rewritten to compute what OpenVINO's CPU plugin computes for it where that
-    /// differs from FakeQuantize semantics ([`crate::quant::cpu_plugin`]), and the names of the
+    /// differs from FakeQuantize semantics ([`crate::backend::cpu_plugin`]), and the names of the
     /// FakeQuantize nodes that changed. For judging an INT8 IR in the built-in engine as the
     /// runtime will run it; not for saving.
     pub fn emulating_cpu_plugin(&self) -> (Model, Vec<String>) {
@@ -28,9 +28,9 @@ impl Model {
     pub fn emulating_cpu(
         &self,
         arithmetic: crate::quant::isa::Int8Arithmetic,
-    ) -> (Model, crate::quant::cpu_plugin::Emulation) {
+    ) -> (Model, crate::backend::cpu_plugin::Emulation) {
         let mut g = self.graph().clone();
-        let e = crate::quant::cpu_plugin::emulate_for(&mut g, arithmetic);
+        let e = crate::backend::cpu_plugin::emulate_for(&mut g, arithmetic);
         (Model::from_graph(g), e)
     }
 }

@@ -1,7 +1,12 @@
 //! Where quantization's inferences run: "run this graph on these samples and hand me these
 //! outlets", by the built-in engine or by OpenVINO loaded at run time. `quant/` asks through
-//! [`Backend::compile`] and [`Executable::run`] and never learns which one it got; the report does.
+//! [`Backend::compile`] and [`Executable::run`] and never learns which one it got; where the two
+//! differ it asks what the backend can do (the capability questions below); the report names it.
+//!
+//! The built-in engine computes IR semantics exactly; [`Backend::emulating`] makes it compute as
+//! OpenVINO's CPU plugin does on a CPU with a given int8 arithmetic ([`cpu_plugin`]).
 
+pub mod cpu_plugin;
 pub mod openvino;
 
 use crate::data::Dataset;
@@ -9,6 +14,7 @@ use crate::engine::{NoObserver, Observer, Plan};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Outlet};
 use crate::tensor::Tensor;
+use cpu_plugin::{Emulation, Int8Arithmetic};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
@@ -30,7 +36,11 @@ pub enum BackendKind {
 /// A backend ready to compile graphs.
 #[derive(Clone, Debug)]
 pub enum Backend {
-    Builtin,
+    /// The built-in engine; `emulate`: models compiled "as the target" ([`Backend::compile_as_target`])
+    /// compute as OpenVINO's CPU plugin does on a CPU with that int8 arithmetic.
+    Builtin {
+        emulate: Option<Int8Arithmetic>,
+    },
     OpenVino(Arc<openvino::Core>),
 }
 
@@ -57,7 +67,7 @@ impl Backend {
     /// Opens the backend `kind` (loading OpenVINO when asked).
     pub fn open(kind: BackendKind, ov: &OpenVinoOptions) -> Result<Backend> {
         match kind {
-            BackendKind::Builtin => Ok(Backend::Builtin),
+            BackendKind::Builtin => Ok(Backend::builtin()),
             BackendKind::Openvino => match &ov.core {
                 Some(c) => Ok(Backend::OpenVino(c.0.clone())),
                 None => Ok(Backend::OpenVino(openvino::shared_core(ov.library.as_deref())?)),
@@ -65,23 +75,95 @@ impl Backend {
         }
     }
 
+    /// The built-in engine, computing IR semantics exactly.
+    pub fn builtin() -> Backend {
+        Backend::Builtin { emulate: None }
+    }
+
+    /// This backend judging INT8 models for a CPU with `arithmetic`: the built-in engine
+    /// emulates it; OpenVINO computes the arithmetic of the CPU it runs on.
+    pub fn emulating(&self, arithmetic: Int8Arithmetic) -> Backend {
+        match self {
+            Backend::Builtin { .. } => Backend::Builtin { emulate: Some(arithmetic) },
+            ov => ov.clone(),
+        }
+    }
+
+    /// This backend computing IR semantics exactly (the built-in engine without its emulation).
+    pub fn without_emulation(&self) -> Backend {
+        match self {
+            Backend::Builtin { .. } => Backend::builtin(),
+            ov => ov.clone(),
+        }
+    }
+
     /// "builtin", or "openvino <version>".
     pub fn describe(&self) -> String {
         match self {
-            Backend::Builtin => "builtin".into(),
+            Backend::Builtin { .. } => "builtin".into(),
             Backend::OpenVino(c) => format!("openvino {}", c.library.version),
         }
     }
 
-    pub fn is_openvino(&self) -> bool {
+    /// Runs int8 layers in this CPU's own integer arithmetic, as the runtime will (else it
+    /// computes them exactly or emulates a target).
+    pub fn computes_int8_natively(&self) -> bool {
         matches!(self, Backend::OpenVino(_))
+    }
+
+    /// Shows every tensor it computes to an [`Observer`] (else statistics are reduced inside the
+    /// graph and handed back as extra outputs).
+    pub fn observes_inner_tensors(&self) -> bool {
+        matches!(self, Backend::Builtin { .. })
+    }
+
+    /// Hands over a layer's output before its bias Add (OpenVINO fuses the Add into the layer).
+    pub fn hands_over_pre_bias_values(&self) -> bool {
+        matches!(self, Backend::Builtin { .. })
+    }
+
+    /// Runs a model again from a frontier of cached values ([`Plan::run_from`]) rather than whole.
+    pub fn reruns_from_frontier(&self) -> bool {
+        matches!(self, Backend::Builtin { .. })
+    }
+
+    /// Runs ops the built-in engine lacks (it is a runtime of its own).
+    pub fn runs_ops_beyond_builtin(&self) -> bool {
+        matches!(self, Backend::OpenVino(_))
+    }
+
+    /// Measures latency as the model will be deployed on this CPU.
+    pub fn times_as_deployed(&self) -> bool {
+        matches!(self, Backend::OpenVino(_))
+    }
+
+    /// Rewrites `graph` to compute what this backend's target computes: the built-in engine's
+    /// emulation when it has one; nothing for a backend that computes natively.
+    pub fn as_target(&self, graph: &mut Graph) -> Emulation {
+        match self {
+            Backend::Builtin { emulate: Some(a) } => cpu_plugin::emulate_for(graph, *a),
+            _ => Emulation::default(),
+        }
+    }
+
+    /// A whole model (its outputs), compiled to compute as this backend's target does
+    /// ([`Backend::as_target`]).
+    pub fn compile_as_target(&self, mut graph: Graph, threads: usize) -> Result<Executable> {
+        match self {
+            Backend::Builtin { .. } => {
+                self.as_target(&mut graph);
+                Ok(Executable::builtin(Plan::new(&graph)?, &[]))
+            }
+            // The FP32 weights quantizers replaced stay out of what OpenVINO is handed.
+            ov => ov.compile(&graph.without_dead_nodes(), &[], threads),
+        }
     }
 
     /// Prepares `graph` to produce the values of `targets` (the model's outputs when empty).
     /// `threads` (0 = all cores) bounds OpenVINO's threads.
     pub fn compile(&self, graph: &Graph, targets: &[Outlet], threads: usize) -> Result<Executable> {
         match self {
-            Backend::Builtin => Ok(Executable::builtin(Plan::new(graph)?, targets)),
+            Backend::Builtin { .. } => Ok(Executable::builtin(Plan::new(graph)?, targets)),
             Backend::OpenVino(core) => Executable::openvino(core, graph.clone(), targets, threads, "THROUGHPUT"),
         }
     }
@@ -89,7 +171,7 @@ impl Backend {
     /// [`Backend::compile`] from a built-in plan already made (reused by the built-in engine).
     pub fn compile_plan(&self, plan: Plan, targets: &[Outlet], threads: usize) -> Result<Executable> {
         match self {
-            Backend::Builtin => Ok(Executable::builtin(plan, targets)),
+            Backend::Builtin { .. } => Ok(Executable::builtin(plan, targets)),
             Backend::OpenVino(core) => {
                 let graph = plan.graph().clone();
                 drop(plan);
@@ -105,7 +187,7 @@ impl Backend {
     /// way to run.
     pub fn compile_for_latency(&self, graph: &Graph, threads: usize) -> Result<Executable> {
         match self {
-            Backend::Builtin => self.compile(graph, &[], threads),
+            Backend::Builtin { .. } => self.compile(graph, &[], threads),
             Backend::OpenVino(core) => Executable::openvino(core, graph.clone(), &[], threads, "LATENCY"),
         }
     }
@@ -210,10 +292,6 @@ impl Executable {
             Inner::Builtin(p) => p.graph(),
             Inner::OpenVino(_) => &self.graph,
         }
-    }
-
-    pub fn is_openvino(&self) -> bool {
-        matches!(self.inner, Inner::OpenVino(_))
     }
 
     /// Runs `f` (which runs samples in parallel with rayon) where this backend wants it: the

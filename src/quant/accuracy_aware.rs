@@ -150,7 +150,7 @@ fn quantize_and_evaluate(
 fn eval_graph(q: &Quantized, reverted: &HashSet<NodeId>) -> Result<Graph> {
     let mut g = q.materialize(reverted)?;
     if emulates_cpu_plugin(&q.config) {
-        super::cpu_plugin::emulate_for(&mut g, q.isa.arithmetic);
+        q.verdicts.as_target(&mut g);
     }
     Ok(g)
 }
@@ -276,7 +276,7 @@ fn rank<'m>(
     mut metric: Option<&mut (dyn Metric + 'm)>,
     hooks: &mut Hooks,
 ) -> Result<Vec<usize>> {
-    if ctx.q.verdicts.is_openvino() {
+    if !ctx.q.verdicts.reruns_from_frontier() {
         return rank_compiled(ctx, reverted, candidates, subset, metric, hooks);
     }
     let base_graph = eval_graph(ctx.q, reverted)?;
@@ -440,10 +440,7 @@ pub fn run(
     }
     let mut all: Vec<usize> = (0..eval.len()).collect();
     // The FP32 model runs where the INT8 ones will be judged.
-    let verdicts = match config.backend {
-        crate::backend::BackendKind::Builtin => crate::backend::Backend::Builtin,
-        kind => crate::backend::Backend::open(kind, &config.openvino)?,
-    };
+    let verdicts = crate::backend::Backend::open(config.backend, &config.openvino)?;
     let fp_exec = verdicts.compile(model.graph(), &[], config.threads)?;
     let mut fp_outs = infer(&fp_exec, eval, &all, hooks, Some(Stage::Evaluation))?;
     drop(fp_exec);
@@ -570,9 +567,9 @@ pub fn run(
         }
         hooks.log(LogLevel::Info, &format!("tune_hyperparams: going on from metric {q_metric:.5}"));
     }
-    if emulates_cpu_plugin(&q.config) && !q.verdicts.is_openvino() {
+    if emulates_cpu_plugin(&q.config) && !q.verdicts.computes_int8_natively() {
         let mut g = q.materialize(&HashSet::new())?;
-        let e = super::cpu_plugin::emulate_for(&mut g, q.isa.arithmetic);
+        let e = q.verdicts.as_target(&mut g);
         if !e.saturating.is_empty() {
             hooks.log(
                 LogLevel::Info,

@@ -245,7 +245,7 @@ pub struct AccuracyAwareConfig {
     pub ranking: Ranking,
     /// The FP32 metric when already known (skips one evaluation).
     pub baseline_metric: Option<f64>,
-    /// Evaluate candidates as OpenVINO's CPU plugin runs them ([`crate::quant::cpu_plugin`]);
+    /// Evaluate candidates as OpenVINO's CPU plugin runs them ([`crate::backend::cpu_plugin`]);
     /// applies when the target device is CPU or ANY.
     pub emulate_cpu_plugin: bool,
     /// POT's `annotation_free`: no labels; the metric is top-1 agreement with the FP32 model's

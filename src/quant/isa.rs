@@ -9,21 +9,13 @@
 //! `Σ_pairs sat16(u[2k]·w[2k] + u[2k+1]·w[2k+1])` per kernel tap, where `u` is the activation's
 //! FakeQuantize level (0..255; signed activations arrive shifted by +128 and the shift is
 //! compensated exactly), a lone last channel pairs with zero, and depthwise convolutions are
-//! exact. [`crate::quant::cpu_plugin`] emulates it; [`crate::quant::saturation`] decides which
+//! exact. [`crate::backend::cpu_plugin`] emulates it; [`crate::quant::saturation`] decides which
 //! layers get 7-bit weights so that no pair can saturate.
 
 use super::config::{TargetDevice, TargetIsa};
 use serde::Serialize;
 
-/// How a CPU adds int8 products.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Int8Arithmetic {
-    /// Exact 32-bit sums (VNNI, AMX; and every non-x86 target).
-    Exact,
-    /// Pairs of u8×s8 products added in 16 bits with saturation (x86 without VNNI).
-    PairSaturating,
-}
+pub use crate::backend::cpu_plugin::Int8Arithmetic;
 
 /// The arithmetic assumed for a run and why.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -25,7 +25,7 @@ pub(crate) fn measure(
     report: &mut Report,
     hooks: &mut Hooks,
 ) -> Result<()> {
-    if !backend.is_openvino() || data.is_empty() {
+    if !backend.times_as_deployed() || data.is_empty() {
         return Ok(());
     }
     if fp.is_stateful() {

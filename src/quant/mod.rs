@@ -6,7 +6,6 @@
 pub mod accuracy_aware;
 pub mod bias_correction;
 pub mod config;
-pub mod cpu_plugin;
 pub mod data_free;
 pub mod detect;
 pub mod hw_config;

@@ -58,7 +58,7 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     // OpenVINO fuses a bias Add into its convolution or MatMul and would have to split them to
     // hand over the output before the bias: there, the mean is measured after the bias and the
     // (constant) bias subtracted.
-    let outlets = SiteOutlets { after_bias: backend.is_openvino() };
+    let outlets = SiteOutlets { after_bias: !backend.hands_over_pre_bias_values() };
 
     let t = Instant::now();
     let output_outlets: Vec<Outlet> = fp_graph.results().iter().map(|&r| fp_graph.nodes[r].inputs[0]).collect();
@@ -92,7 +92,7 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         Err(why) => {
             hooks.log(LogLevel::Warning, &why);
             report.warnings.push(why);
-            Backend::Builtin
+            Backend::builtin().emulating(assumed.arithmetic)
         }
     };
     let mut quantized = Quantized {
@@ -134,7 +134,7 @@ fn statistics_beside_fp32_compile(
 ) -> Result<(stats::Collected, std::result::Result<Option<Executable>, String>)> {
     let (col, deployed) = std::thread::scope(|s| {
         let deployed =
-            backend.is_openvino().then(|| s.spawn(|| fp32_as_deployed(backend, model, data, config.threads)));
+            backend.times_as_deployed().then(|| s.spawn(|| fp32_as_deployed(backend, model, data, config.threads)));
         let col = stats::collect_on(
             backend,
             fp_graph,

@@ -3,12 +3,10 @@
 
 use super::bias_correction::shifts::{apply_shift, BiasSite};
 use super::config::{self, QuantConfig};
-use super::cpu_plugin;
 use super::isa;
 use super::minmax::{self, QuantizedWeight};
 use super::placement::Setup;
 use crate::backend::{Backend, Executable};
-use crate::engine::Plan;
 use crate::error::Result;
 use crate::graph::{Graph, NodeId, XmlElement};
 use crate::report::Report;
@@ -50,20 +48,12 @@ pub struct LatencyProbe {
 }
 
 impl Quantized {
-    /// `g` (an INT8 graph from this quantization) ready to run as the target computes it:
-    /// compiled by OpenVINO, or emulated by the built-in engine (`emulate`: the CPU plugin's
-    /// arithmetic, see [`cpu_plugin`]).
-    pub(crate) fn judge(&self, mut g: Graph, emulate: bool) -> Result<Executable> {
-        match &self.verdicts {
-            Backend::Builtin => {
-                if emulate {
-                    cpu_plugin::emulate_for(&mut g, self.isa.arithmetic);
-                }
-                Ok(Executable::builtin(Plan::new(&g)?, &[]))
-            }
-            // The FP32 weights the quantizers replaced: not serialized and parsed again.
-            ov => ov.compile(&g.without_dead_nodes(), &[], self.config.threads),
-        }
+    /// `g` (an INT8 graph from this quantization) ready to run on the verdict backend: as the
+    /// target computes it (`emulate`: the CPU plugin's arithmetic where the backend emulates it,
+    /// see [`crate::backend::cpu_plugin`]), or as the IR says.
+    pub(crate) fn judge(&self, g: Graph, emulate: bool) -> Result<Executable> {
+        let verdicts = if emulate { self.verdicts.clone() } else { self.verdicts.without_emulation() };
+        verdicts.compile_as_target(g, self.config.threads)
     }
 
     /// Writes the quantized graph, leaving the ops in `reverted` in floating point (their
@@ -177,15 +167,16 @@ fn record_rt_info(g: &mut Graph, config: &QuantConfig, reverted: usize) {
     rt.children.push(opt);
 }
 
-/// The backend that judges INT8 models: OpenVINO when it is the backend and computes the
-/// target's int8 arithmetic on this machine; else the built-in engine, with the reason.
+/// The backend that judges INT8 models: the backend itself when it computes int8 natively and
+/// this CPU's arithmetic is the target's; a backend that does not, emulating the target; else
+/// the reason (the caller then judges with the built-in engine emulating the target).
 pub(crate) fn verdict_backend(
     backend: &Backend,
     target: &isa::AssumedIsa,
     config: &QuantConfig,
 ) -> Result<Backend, String> {
-    if !backend.is_openvino() {
-        return Ok(Backend::Builtin);
+    if !backend.computes_int8_natively() {
+        return Ok(backend.emulating(target.arithmetic));
     }
     if target.isa == "none" {
         return Err(format!(

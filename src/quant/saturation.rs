@@ -15,13 +15,12 @@
 //! correction, which then corrects the bias the CPU actually computes.
 
 use super::config::SaturationFix;
-use super::cpu_plugin::{insert_pair_saturation, pair_kind};
 use super::isa;
 use super::quantized::Quantized;
 use super::stats::{self, Request};
+use crate::backend::cpu_plugin::{insert_pair_saturation, pair_kind};
 use crate::backend::Executable;
 use crate::data::Dataset;
-use crate::engine::Plan;
 use crate::error::Result;
 use crate::graph::{Outlet, PortInfo};
 use crate::hooks::LogLevel;
@@ -54,7 +53,7 @@ pub fn candidates(q: &Quantized) -> Vec<usize> {
             let Some(kind) = (w.input == 1).then(|| pair_kind(g, w.op)).flatten() else { return false };
             // Weights with a zero point are not modelled (the emulation takes symmetric codes).
             let symmetric = q.weights[*i].1.zero_point.is_none();
-            !w.half_range && symmetric && super::cpu_plugin::can_saturate(&q.weights[*i].1.codes, kind)
+            !w.half_range && symmetric && crate::backend::cpu_plugin::can_saturate(&q.weights[*i].1.codes, kind)
         })
         .map(|(i, _)| i)
         .collect()
@@ -112,7 +111,7 @@ pub fn measure(
         return Ok(out);
     }
     // The probes emulate the target's pair saturation: always the built-in engine.
-    let exec = Executable::builtin(Plan::new(&g)?, &stats::targets(&reqs));
+    let exec = crate::backend::Backend::builtin().compile(&g, &stats::targets(&reqs), q.config.threads)?;
     let m = n.clamp(1, SAMPLES);
     let col = stats::collect(&exec, data, m, &reqs, hooks, Stage::Statistics)?;
     for (i, e8, d8, d7, axis) in probes {
@@ -209,7 +208,7 @@ pub fn check_groups(
         return Ok(vec![]);
     }
     let threads = q.config.threads;
-    let as_deployed = q.verdicts.is_openvino() && q.latency.fp32.is_some();
+    let as_deployed = q.verdicts.times_as_deployed() && q.latency.fp32.is_some();
     let m = n.clamp(1, SAMPLES);
     let idx: Vec<usize> = (0..m).collect();
     // On the verdict backend: OpenVINO where it computes the target's arithmetic here.

@@ -39,7 +39,7 @@ pub fn correct(
     // OpenVINO is only the fallback for models with ops the engine lacks.
     let plan = match Plan::new(&qg) {
         Ok(p) => p,
-        Err(e) if q.backend.is_openvino() => {
+        Err(e) if q.backend.runs_ops_beyond_builtin() => {
             hooks.log(LogLevel::Info, &format!("bias correction on the whole model in OpenVINO: {e}"));
             return full_bias_correction_compiled(q, sites, col, outlets, qg, data, n, hooks);
         }

@@ -40,21 +40,18 @@ pub fn collect_on(
     hooks: &mut Hooks,
     stage: Stage,
 ) -> Result<Collected> {
-    match backend {
-        Backend::Builtin => {
-            let plan = match plan {
-                Some(p) => p,
-                None => Plan::new(graph)?,
-            };
-            collect(&Executable::builtin(plan, &targets(requests)), data, n, requests, hooks, stage)
-        }
-        ov => {
-            drop(plan);
-            let red = inplace::Reductions::new(graph, requests)?;
-            let exec = ov.compile(&red.graph, &red.targets, threads)?;
-            run_samples(&exec, Some(&red), data, n, requests, hooks, stage)
-        }
+    if backend.observes_inner_tensors() {
+        let plan = match plan {
+            Some(p) => p,
+            None => Plan::new(graph)?,
+        };
+        let exec = backend.compile_plan(plan, &targets(requests), threads)?;
+        return collect(&exec, data, n, requests, hooks, stage);
     }
+    drop(plan);
+    let red = inplace::Reductions::new(graph, requests)?;
+    let exec = backend.compile(&red.graph, &red.targets, threads)?;
+    run_samples(&exec, Some(&red), data, n, requests, hooks, stage)
 }
 
 /// Runs `exec` (compiled with [`targets`] of `requests`) on the first `n` samples and collects

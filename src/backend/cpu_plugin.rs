@@ -11,11 +11,11 @@
 //! FakeQuantize nodes by `Clamp`, choosing the Add input the plugin's
 //! `FuseConvolutionSumAndConvolutionSumActivation` would merge.
 
-use super::isa::Int8Arithmetic;
 use crate::graph::{Attrs, Graph, NodeId, Outlet};
 use crate::ops::int8::pair_can_saturate;
 use crate::tensor::{ElementType, Tensor};
 use ndarray::IxDyn;
+use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
 type Consumers = HashMap<Outlet, Vec<(NodeId, usize)>>;
@@ -218,6 +218,16 @@ pub fn emulate(graph: &mut Graph) -> Vec<String> {
         graph.remove_dead_nodes();
     }
     names
+}
+
+/// How a CPU adds int8 products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Int8Arithmetic {
+    /// Exact 32-bit sums (VNNI, AMX; and every non-x86 target).
+    Exact,
+    /// Pairs of u8×s8 products added in 16 bits with saturation (x86 without VNNI).
+    PairSaturating,
 }
 
 /// What [`emulate_for`] changed.
