@@ -272,23 +272,7 @@ fn stem(p: &Path) -> String {
 
 /// Checks one sample tensor against a model input.
 pub fn check_input(input: &PortDesc, t: &Tensor, origin: &str) -> Result<()> {
-    if input.element_type != ElementType::Dynamic && t.element_type() != input.element_type {
-        return Err(Error::mismatch(format!(
-            "input '{}': expected element type {}, found {} in {origin}",
-            input.name,
-            input.element_type,
-            t.element_type()
-        )));
-    }
-    if !input.shape.accepts(t.shape()) {
-        return Err(Error::mismatch(format!(
-            "input '{}': expected shape {}, found {:?} in {origin}",
-            input.name,
-            input.shape,
-            t.shape()
-        )));
-    }
-    Ok(())
+    crate::graph::check_input_tensor(&input.name, input.element_type, &input.shape, t, &format!(" in {origin}"))
 }
 
 /// Rows `i..i+1` of axis 0 (the sample keeps a batch dim of 1).

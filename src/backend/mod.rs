@@ -512,36 +512,9 @@ impl OvExecutable {
 
     /// The sample's tensors by the compiled model's input names, checked against the graph.
     fn inputs<'s>(&self, graph: &Graph, sample: &'s [(String, Tensor)]) -> Result<Vec<(&CStr, &'s Tensor)>> {
-        let mut ins = Vec::with_capacity(self.inputs.len());
-        for (p, name) in &self.inputs {
-            let node = &graph.nodes[*p];
-            let pname = graph.parameter_name(*p);
-            let t = sample
-                .iter()
-                .find(|(n, _)| n == pname || *n == node.name || node.outputs[0].names.iter().any(|x| x == n))
-                .map(|(_, t)| t)
-                .ok_or_else(|| {
-                    let given: Vec<&str> = sample.iter().map(|(n, _)| n.as_str()).collect();
-                    Error::invalid(format!("input '{pname}' is missing (given: {given:?})"))
-                })?;
-            let info = &node.outputs[0];
-            if info.element_type != crate::tensor::ElementType::Dynamic && t.element_type() != info.element_type {
-                return Err(Error::mismatch(format!(
-                    "input '{pname}': expected element type {}, found {}",
-                    info.element_type,
-                    t.element_type()
-                )));
-            }
-            if !info.shape.accepts(t.shape()) {
-                return Err(Error::mismatch(format!(
-                    "input '{pname}': expected shape {}, found {:?}",
-                    info.shape,
-                    t.shape()
-                )));
-            }
-            ins.push((name.as_c_str(), t));
-        }
-        Ok(ins)
+        let params: Vec<NodeId> = self.inputs.iter().map(|(p, _)| *p).collect();
+        let tensors = graph.bind_sample(&params, sample)?;
+        Ok(self.inputs.iter().zip(tensors).map(|((_, name), t)| (name.as_c_str(), t)).collect())
     }
 
     /// Compiles for the shapes of `sample` now (else the first run does).

@@ -231,35 +231,9 @@ impl Plan {
 
     /// Checks and orders named inputs as the parameters expect them.
     pub fn bind_inputs(&self, inputs: &[(String, Tensor)]) -> Result<Vec<(NodeId, Arc<Tensor>)>> {
-        let mut bound = Vec::with_capacity(self.parameters.len());
-        for &p in &self.parameters {
-            let name = self.graph.parameter_name(p);
-            let node = &self.graph.nodes[p];
-            let t = inputs
-                .iter()
-                .find(|(n, _)| n == name || *n == node.name || node.outputs[0].names.iter().any(|x| x == n))
-                .map(|(_, t)| t)
-                .ok_or_else(|| {
-                    let given: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
-                    Error::invalid(format!("input '{name}' is missing (given: {given:?})"))
-                })?;
-            let info = &node.outputs[0];
-            if info.element_type != crate::tensor::ElementType::Dynamic && t.element_type() != info.element_type {
-                return Err(Error::mismatch(format!(
-                    "input '{name}': expected element type {}, found {}",
-                    info.element_type,
-                    t.element_type()
-                )));
-            }
-            if !info.shape.accepts(t.shape()) {
-                return Err(Error::mismatch(format!(
-                    "input '{name}': expected shape {}, found {:?}",
-                    info.shape,
-                    t.shape()
-                )));
-            }
-            bound.push((p, Arc::new(t.clone())));
-        }
+        let tensors = self.graph.bind_sample(&self.parameters, inputs)?;
+        let bound: Vec<(NodeId, Arc<Tensor>)> =
+            self.parameters.iter().zip(tensors).map(|(&p, t)| (p, Arc::new(t.clone()))).collect();
         for (n, _) in inputs {
             if self.graph.find_parameter(n).is_none() {
                 return Err(Error::invalid(format!(

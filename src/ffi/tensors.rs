@@ -61,23 +61,7 @@ impl ovpot_sample_t {
 }
 
 fn check_port(port: &PortDesc, t: &Tensor) -> Result<()> {
-    if port.element_type != ElementType::Dynamic && port.element_type != t.element_type() {
-        return Err(Error::mismatch(format!(
-            "input '{}' has element type {}, the data is {}",
-            port.name,
-            port.element_type,
-            t.element_type()
-        )));
-    }
-    if !port.shape.accepts(t.shape()) {
-        return Err(Error::mismatch(format!(
-            "input '{}' has shape {}, the data has {:?}",
-            port.name,
-            port.shape,
-            t.shape()
-        )));
-    }
-    Ok(())
+    crate::graph::check_input_tensor(&port.name, port.element_type, &port.shape, t, "")
 }
 
 /// Builds a tensor from a C buffer (copied); the byte size must match the shape exactly.

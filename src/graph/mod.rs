@@ -198,6 +198,28 @@ pub fn describe_layer(id: Option<&str>, name: &str, op_type: &str, version: &str
     format!("layer{id} name='{name}' type={op_type} ({version})")
 }
 
+/// Checks that `t` can feed model input `name` declared as `element_type` and `shape`: the one
+/// input check the engine, the OpenVINO backend, the datasets and the C API share. `origin`
+/// (" in calib/x.npy") says where the tensor came from.
+pub fn check_input_tensor(
+    name: &str,
+    element_type: ElementType,
+    shape: &PartialShape,
+    t: &Tensor,
+    origin: &str,
+) -> Result<()> {
+    if element_type != ElementType::Dynamic && t.element_type() != element_type {
+        return Err(Error::mismatch(format!(
+            "input '{name}': expected element type {element_type}, found {}{origin}",
+            t.element_type()
+        )));
+    }
+    if !shape.accepts(t.shape()) {
+        return Err(Error::mismatch(format!("input '{name}': expected shape {shape}, found {:?}{origin}", t.shape())));
+    }
+    Ok(())
+}
+
 /// A byte range of a weights (`.bin`) file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BinRange {
@@ -319,6 +341,29 @@ impl Graph {
     }
 
     /// Finds a parameter by tensor name or node name.
+    /// The sample's tensor for each parameter in `params`, found by the parameter's name, its
+    /// node name or a tensor name, and checked against the parameter ([`check_input_tensor`]).
+    pub fn bind_sample<'s>(&self, params: &[NodeId], sample: &'s [(String, Tensor)]) -> Result<Vec<&'s Tensor>> {
+        params
+            .iter()
+            .map(|&p| {
+                let name = self.parameter_name(p);
+                let node = &self.nodes[p];
+                let t = sample
+                    .iter()
+                    .find(|(n, _)| n == name || *n == node.name || node.outputs[0].names.iter().any(|x| x == n))
+                    .map(|(_, t)| t)
+                    .ok_or_else(|| {
+                        let given: Vec<&str> = sample.iter().map(|(n, _)| n.as_str()).collect();
+                        Error::invalid(format!("input '{name}' is missing (given: {given:?})"))
+                    })?;
+                let info = &node.outputs[0];
+                check_input_tensor(name, info.element_type, &info.shape, t, "")?;
+                Ok(t)
+            })
+            .collect()
+    }
+
     pub fn find_parameter(&self, name: &str) -> Option<NodeId> {
         self.parameters().into_iter().find(|&id| {
             let n = &self.nodes[id];
