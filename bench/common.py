@@ -35,6 +35,7 @@ HEAVY = {"Convolution", "GroupConvolution", "FullyConnected", "MatMul", "Deconvo
 JUDGE_CFG = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1}
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
 GNU_TIME = "/usr/bin/time"
+BUILT_FROM = ["src", "Cargo.toml", "Cargo.lock", "python", "include"]
 
 # Every judge and worker process inherits this; the CPU plugin honours the variable as well.
 os.environ["INFERENCE_PRECISION_HINT"] = "f32"
@@ -119,8 +120,11 @@ def cpu_name():
 
 
 def revision():
-    """The commit measured, '+dirty' when src/ has uncommitted changes."""
-    r = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    """The commit measured: the last one that changed what ovpot is built from (src/, Cargo.*,
+    python/; a commit of the harness, CI or docs measures the same ovpot), '+dirty' when src/ has
+    uncommitted changes."""
+    r = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--", *BUILT_FROM],
+                       capture_output=True, text=True)
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "src"],
                            capture_output=True, text=True).stdout.strip()
     return (r.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
