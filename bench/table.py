@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-RATIO_METRICS = ("time_s", "wall_s", "rss_mib")
+RATIO_METRICS = ("time_s", "wall_s", "rss_mib", "latency_ms")
 FORMATS = {"dB": "{:.2f}", "s": "{:.2f}", "ms": "{:.3f}", "MiB": "{:.0f}"}
 # Columns in this order where present, then the others as first seen.
 METRIC_ORDER = ["time_s", "wall_s", "io_s", "rss_mib", "accuracy", "agreement", "sqnr_db", "int8_layers", "heavy_layers",
@@ -107,12 +107,12 @@ def wide(recs, only_metrics=None):
             unit = f" ({units[m]})" if units[m] else ""
             head.append(f"{m}{unit} {' / '.join(tools_of[m])}")
             cols.append(("values", m))
-            nncf = "nncf" if "nncf" in tools_of[m] else None
-            if m in RATIO_METRICS and nncf:
+            base = next((b for b in ("nncf", "openvino") if b in tools_of[m]), None)
+            if m in RATIO_METRICS and base:
                 for t in tools_of[m]:
                     if t.startswith("ovpot"):
-                        head.append(f"{m} {t}/nncf")
-                        cols.append(("ratio", m, t))
+                        head.append(f"{m} {t}/{base}")
+                        cols.append(("ratio", m, t, base))
         rows = []
         for rk in rowkeys:
             row = [rk[0]] + ([rk[1]] if with_variant else [])
@@ -121,7 +121,7 @@ def wide(recs, only_metrics=None):
                 if c[0] == "values":
                     row.append(" / ".join(fmt(cells.get((rk, t, m)), units[m], m) for t in tools_of[m]))
                 else:
-                    a, b = cells.get((rk, c[2], m)), cells.get((rk, "nncf", m))
+                    a, b = cells.get((rk, c[2], m)), cells.get((rk, c[3], m))
                     row.append(f"{a / b:.2f}x" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b
                                else "-")
             rows.append(row)
