@@ -57,7 +57,8 @@ def bench_fixture(args, name, fixture, work, res):
     judged = common.judge(fixture, {"ovpot": our_xml, "nncf": nncf_xml}, latency=args.latency)
     t_nncf = statistics.median(nn["seconds"])
     timing = {"runs": args.runs}
-    res.add("ovpot", name, "time_s", t_ovpot, "s", dict(timing, cmd=" ".join(cmd[1:-2] + ["-o", "OUT"])))
+    shown = " ".join(str(c).replace(str(fixture), "FIXTURE").replace(str(work / "ovpot"), "OUT") for c in cmd[1:])
+    res.add("ovpot", name, "time_s", t_ovpot, "s", dict(timing, cmd=shown))
     res.add("ovpot", name, "rss_mib", rss_ovpot, "MiB")
     res.add("nncf", name, "time_s", t_nncf, "s", dict(timing, options=nn["options"]))
     res.add("nncf", name, "io_s", nn["read_s"] + nn["save_s"], "s")
