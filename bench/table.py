@@ -183,12 +183,12 @@ def diff(recs, a, b, threshold):
         raise SystemExit(f"no lines for commit {a if not at else b}")
     head = ["bench", "int8", "model", "variant", "tool", "metric", a, b, "change"]
     rows, same = [], 0
-    for k in list(dict.fromkeys(list(at) + list(bt))):
-        ra, rb = at.get(k), bt.get(k)
-        va, vb = (ra or {}).get("value"), (rb or {}).get("value")
-        unit = (ra or rb).get("unit")
-        num = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (va, vb))
-        if num:
+    only_a, only_b = len(set(at) - set(bt)), len(set(bt) - set(at))
+    for k in [k for k in at if k in bt]:
+        ra, rb = at[k], bt[k]
+        va, vb = ra["value"], rb["value"]
+        unit = ra.get("unit")
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (va, vb)):
             change = vb - va
             rel = change / abs(va) if va else (0.0 if not change else float("inf"))
             if abs(rel) <= threshold:
@@ -199,10 +199,10 @@ def diff(recs, a, b, threshold):
             same += 1
             continue
         else:
-            ch = "only " + (a if rb is None else b) if ra is None or rb is None else "changed"
+            ch = "changed"
         rows.append(list(k[:6]) + [fmt(va, unit, k[5]), fmt(vb, unit, k[5]), ch])
-    print_tables([(f"{a} -> {b}: {len(rows)} numbers changed by more than {100 * threshold:g}% "
-                   f"({same} within)", head, rows)])
+    print_tables([(f"{a} -> {b}: {len(rows)} numbers changed by more than {100 * threshold:g}%, {same} within; "
+                   f"{only_a} only at {a}, {only_b} only at {b}", head, rows)])
 
 
 def main():
