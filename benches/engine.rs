@@ -4,7 +4,7 @@
 //! Reads `../shared/fixtures` (or `$OVPOT_FIXTURES`), skips fixtures that are absent, runs sample 0
 //! of `ref/in` (batch 1) a few times to warm up, then `--runs` times (default 30), and prints the
 //! median. `--json` prints one JSON object per fixture instead of the table (for
-//! scripts/bench_engine.sh); `--profile` adds a per-op-type breakdown of one run.
+//! bench/engine.py); `--profile` adds a per-op-type breakdown of one run.
 //! Threads: rayon (RAYON_NUM_THREADS) and matrixmultiply (MATMUL_NUM_THREADS) pools.
 
 use ovpot::engine::Plan;

@@ -1,7 +1,7 @@
 //! The int8 arithmetic of the CPU that runs the model: the built-in engine emulating a CPU
 //! without VNNI (16-bit saturating pair sums) and one with it (exact sums), against OpenVINO
 //! 2026.4's outputs recorded both ways (`tests/data/int8_arith`, made by
-//! `scripts/make_int8_arith_fixture.py`: signed and unsigned activations, padding, stride 2, a
+//! `.ci/tools/make_int8_arith_fixture.py`: signed and unsigned activations, padding, stride 2, a
 //! grouped convolution and a MatMul, weights large enough to saturate many pairs).
 
 mod common;

@@ -1,4 +1,4 @@
-//! Cases found by the differential mutation campaign (`scripts/mutate.py`) and the issues, kept
+//! Cases found by the differential mutation campaign (`.ci/tools/mutate.py`) and the issues, kept
 //! as text edits of the fixtures (`tests/data/mutations/cases.json`): each is refused at read with
 //! the expected kind and message, or quantizes into an IR that reads back with what OpenVINO
 //! needs. None may panic.

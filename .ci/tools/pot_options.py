@@ -4,7 +4,7 @@ below quantized by `ovpot quantize -c`, judged by ../shared/tools/ovcheck.py (Op
 INFERENCE_PRECISION_HINT=f32) beside FP32 and NNCF's default INT8.
 
 Run with the peers venv after `cargo build --release --bin ovpot`:
-    .peers/venv/bin/python scripts/pot_options.py [--fixtures DIR] [FIXTURE...]   # default: ppocr_cls mobilenet_v2
+    .peers/venv/bin/python .ci/tools/pot_options.py [--fixtures DIR] [FIXTURE...]   # default: ppocr_cls mobilenet_v2
 
 Printed per fixture and variant: accuracy (where labels exist), agreement with FP32, SQNR of the
 output, the layers OpenVINO runs in int8 of the heavy ones, and what ovpot logged as warnings.
@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 VARIANTS = [
     ("default (performance)", {}),

@@ -11,7 +11,7 @@ and ovpot's output in OpenVINO. ovpot is held to:
 Where OpenVINO refuses an input, ovpot refuses it too or writes an output OpenVINO accepts.
 
 Run with the peers venv after `cargo build --release --bin ovpot`:
-    .peers/venv/bin/python scripts/mutate.py [--count 2000] [--seed 1] [--keep DIR] [FIXTURE_DIR...]
+    .peers/venv/bin/python .ci/tools/mutate.py [--count 2000] [--seed 1] [--keep DIR] [FIXTURE_DIR...]
 Fixtures default to the small ones in tests/data. Prints a table and exits 1 on any violation;
 with --keep, each violating case is saved (model.xml/.bin + what happened) for tests/.
 """
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FIXTURES = ["digits_mlp", "mnist_cnn", "mtcnn_rnet", "mtcnn_onet", "ppocr_cls"]
 OP_TYPES = ["Relu", "Add", "Multiply", "Convolution", "MatMul", "Concat", "Reshape", "Softmax", "MaxPool",
             "Sigmoid", "Transpose", "Const", "Parameter", "Result", "GroupConvolution", "Frobnicate", "Subtract"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def inputs_of(fixture: Path):

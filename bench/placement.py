@@ -2,11 +2,11 @@
 """Where ovpot and NNCF put FakeQuantize, model by model, and what each placement is worth in the
 OpenVINO runtime.
 
-    .peers/venv/bin/python scripts/extra_models.py /tmp/extra          # the models (once)
+    .peers/venv/bin/python bench/extra_models.py /tmp/extra          # the models (once)
     cargo build --release --bin ovpot
-    .peers/venv/bin/python scripts/compare_placement.py /tmp/extra [--work DIR] [--only a,b]
+    .peers/venv/bin/python bench/placement.py /tmp/extra [--work DIR] [--only a,b]
 
-For each model folder (model.xml, calib/*.npy, eval/*.npy, as scripts/extra_models.py makes them,
+For each model folder (model.xml, calib/*.npy, eval/*.npy, as bench/extra_models.py makes them,
 or the fixtures' layout with one .npy per input):
   * `ovpot quantize` with no options (it detects transformers by itself: report.json says so);
   * NNCF 3.4 `nncf.quantize` on the same calibration samples (all of them), given
@@ -17,32 +17,17 @@ or the fixtures' layout with one .npy per input):
   * SQNR of each INT8 model against FP32 on the eval samples, in OpenVINO
     (INFERENCE_PRECISION_HINT=f32), the mean over the model's outputs of each output's pooled SQNR.
 Prints one table row per model, then every placement difference with the op types around it.
+Results: bench/results/placement.jsonl (act_fq, int8_weights and sqnr_db per tool; ovpot's
+same_sites, only_nncf, only_ovpot).
 """
-import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def int8_isa():
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return "unknown"
-    vnni = any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
-    if vnni and cap in ("SSE41", "AVX", "AVX2", "AVX512_CORE"):
-        return f"no-vnni (ONEDNN_MAX_CPU_ISA={cap})"
-    return "vnni" if vnni else "no-vnni"
+import common
+import table
 
 
 class Ir:
@@ -162,69 +147,23 @@ def placement(xml, originals):
     return acts, int8_weights
 
 
-def load_samples(folder, model):
-    files = sorted(folder.glob("*.npy"))
-    names = [p.get_any_name() for p in model.inputs]
-    if len(names) == 1 and files and not any(f.stem in names for f in files):
-        return [{names[0]: np.load(f)} for f in files]
-    arrays = {f.stem: np.load(f) for f in files}
-    n = min(len(arrays[k]) for k in names)
-    return [{k: arrays[k][i : i + 1] for k in names} for i in range(n)]
-
-
-def nncf_worker(model_dir, out_xml, transformer):
-    import nncf
-    import openvino as ov
-
-    nncf.set_log_level(40)
-    model = ov.Core().read_model(str(model_dir / "model.xml"))
-    samples = load_samples(model_dir / "calib", model)
-    opts = {"model_type": nncf.ModelType.TRANSFORMER} if transformer == "1" else {}
-    t0 = time.perf_counter()
-    q = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples), **opts)
-    print(json.dumps({"seconds": time.perf_counter() - t0}))
-    ov.save_model(q, out_xml)
-
-
-def sqnr(core, fp32_xml, int8_xml, samples):
-    cfg = {"INFERENCE_PRECISION_HINT": "f32"}
-    ref = core.compile_model(str(fp32_xml), "CPU", cfg)
-    q = core.compile_model(str(int8_xml), "CPU", cfg)
-    num = np.zeros(len(ref.outputs))
-    den = np.zeros(len(ref.outputs))
-    for s in samples:
-        a, b = ref(s), q(s)
-        for k in range(len(ref.outputs)):
-            r = np.asarray(a[k], dtype=np.float64)
-            num[k] += (r**2).sum()
-            den[k] += ((r - np.asarray(b[k], dtype=np.float64)) ** 2).sum()
-    return float(np.mean(10 * np.log10(np.maximum(num, 1e-30) / np.maximum(den, 1e-30))))
-
-
-def run(cmd, env=None):
-    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed: {r.stderr.strip()[-2000:]}")
-    return r
-
-
 def compare(args, model_dir, work):
     import openvino as ov
 
-    env = dict(os.environ, INFERENCE_PRECISION_HINT="f32")
     ours = work / "ovpot"
-    run([args.ovpot, "--quiet", "quantize", "-m", model_dir / "model.xml", "--data", model_dir / "calib", "-o", ours], env)
+    common.run_checked(common.ovpot_quantize_cmd(args.ovpot, model_dir / "model.xml", model_dir / "calib", ours))
     report = json.loads((ours / "report.json").read_text())
     transformer = report.get("model_type") == "transformer"
     theirs = work / "nncf" / "model.xml"
     theirs.parent.mkdir(parents=True, exist_ok=True)
-    run([sys.executable, __file__, "--nncf-worker", model_dir, theirs, "1" if transformer else "0"], env)
+    common.nncf_run({"op": "quantize", "model": str(model_dir / "model.xml"), "out": str(theirs),
+                     "calib": str(model_dir / "calib"), "options": {"model_type": "transformer"} if transformer else {}})
     originals = {layer.get("name") for layer in ET.parse(model_dir / "model.xml").getroot().iter("layer")}
     ours_xml = ours / "optimized" / "model.xml"
     a_n, w_n = placement(theirs, originals)
     a_o, w_o = placement(ours_xml, originals)
     core = ov.Core()
-    evals = load_samples(model_dir / "eval", core.read_model(str(model_dir / "model.xml")))[: args.eval_limit]
+    evals = common.load_samples(model_dir / "eval", core.read_model(str(model_dir / "model.xml")), args.eval_limit)
     row = {
         "model": model_dir.name,
         "transformer": transformer,
@@ -238,25 +177,31 @@ def compare(args, model_dir, work):
         "w_ovpot": len(w_o),
         "w_only_nncf": sorted(w_n - w_o),
         "w_only_ovpot": sorted(w_o - w_n),
-        "sqnr_nncf": sqnr(core, model_dir / "model.xml", theirs, evals),
-        "sqnr_ovpot": sqnr(core, model_dir / "model.xml", ours_xml, evals),
+        "sqnr_nncf": common.sqnr_per_output(core, model_dir / "model.xml", theirs, evals),
+        "sqnr_ovpot": common.sqnr_per_output(core, model_dir / "model.xml", ours_xml, evals),
     }
     return row
 
 
+def record(res, r, eval_limit):
+    name = r["model"]
+    for tool in ("ovpot", "nncf"):
+        res.add(tool, name, "act_fq", r[f"fq_{tool}"])
+        res.add(tool, name, "int8_weights", r[f"w_{tool}"])
+        res.add(tool, name, "sqnr_db", r[f"sqnr_{tool}"], "dB", {"eval_samples": eval_limit})
+    res.add("ovpot", name, "transformer", r["transformer"])
+    res.add("ovpot", name, "same_sites", r["same"])
+    res.add("ovpot", name, "only_nncf", len(r["only_nncf"]))
+    res.add("ovpot", name, "only_ovpot", len(r["only_ovpot"]))
+
+
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("models", nargs="?", help="a folder of model folders (scripts/extra_models.py OUT)")
+    ap = common.parser(__doc__, fixtures=False, name="placement")
+    ap.add_argument("models", nargs="?", help="a folder of model folders (bench/extra_models.py OUT)")
     ap.add_argument("--only", help="comma-separated model names")
-    ap.add_argument("--ovpot", default=str(ROOT / "target" / "release" / "ovpot"))
-    ap.add_argument("--work", help="keep the IRs here (default: a temporary folder)")
     ap.add_argument("--eval-limit", type=int, default=30)
     ap.add_argument("--json", help="write the rows to this file")
-    ap.add_argument("--nncf-worker", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.nncf_worker:
-        d, x, t = args.nncf_worker
-        return nncf_worker(Path(d), x, t)
     if not args.models:
         ap.error("give the models folder")
     root = Path(args.models)
@@ -264,8 +209,10 @@ def main():
     if args.only:
         want = set(args.only.split(","))
         dirs = [d for d in dirs if d.name in want]
-    work_root = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="placement-"))
-    print(f"CPU int8 arithmetic: {int8_isa()}; work in {work_root}", flush=True)
+    args.ovpot = common.ovpot_binary(args)
+    work_root = common.work_dir(args, "placement")
+    common.header(args, f"work in {work_root}")
+    res = common.Results("placement", args)
     rows = []
     for d in dirs:
         t0 = time.perf_counter()
@@ -275,14 +222,9 @@ def main():
             print(f"{d.name}: FAILED {e}", flush=True)
             continue
         rows.append(row)
+        record(res, row, args.eval_limit)
         print(f"{d.name}: done in {time.perf_counter() - t0:.1f} s", flush=True)
-    print()
-    print("| model | transformer | act. FQ NNCF / ovpot | same | only NNCF | only ovpot | int8 weights NNCF / ovpot | SQNR dB NNCF / ovpot |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['model']} | {'yes' if r['transformer'] else 'no'} | {r['fq_nncf']} / {r['fq_ovpot']} | {r['same']} | "
-              f"{len(r['only_nncf'])} | {len(r['only_ovpot'])} | {r['w_nncf']} / {r['w_ovpot']} | "
-              f"{r['sqnr_nncf']:.2f} / {r['sqnr_ovpot']:.2f} |")
+    table.print_records(res.records)
     for r in rows:
         if not (r["only_nncf"] or r["only_ovpot"] or r["w_only_nncf"] or r["w_only_ovpot"]):
             continue
@@ -293,6 +235,7 @@ def main():
         for tag, names in (("int8 weights NNCF only", r["w_only_nncf"]), ("int8 weights ovpot only", r["w_only_ovpot"])):
             for n in names:
                 print(f"  {tag}: {n}")
+    res.done()
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

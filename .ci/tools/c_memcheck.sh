@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the C/C++ examples under valgrind: any invalid access or definite leak fails the script.
-#   scripts/c_memcheck.sh [--release | --prebuilt DIR] [--quick]
+#   .ci/tools/c_memcheck.sh [--release | --prebuilt DIR] [--quick]
 # Builds libovpot (dev profile by default; --prebuilt takes libovpot.so/.a from DIR instead, as CI
 # does with what `cargo test` built), installs it into a temporary prefix, compiles
 # examples_c/ against that copy with its Makefile and `pkg-config ovpot` (as a user would) and
@@ -10,7 +10,7 @@
 # allocations (thread pools, thread-locals) are reported as "still reachable"/"possibly lost" and
 # do not count; definite leaks and memory errors do.
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
 profile=debug
 cargo_flags=()
 quick=0

@@ -2,9 +2,10 @@
 """LLMs as optimum-intel exports them (stateful KV cache, SDPA, RoPE, dynamic shapes): ovpot against
 NNCF 3.4, side by side in one run (issue #34).
 
-    .peers/venv/bin/python scripts/bench_llm.py --corpus DIR [--make-corpus --hf-python V/bin/python]
+    .peers/venv/bin/python bench/llm.py --corpus DIR [--make-corpus --hf-python V/bin/python]
         [--families llama,qwen2,...] [--only roundtrip,compress,quantize,optimum] [--runs 1]
         [--ovpot target/release/ovpot] [--backend builtin|openvino] [--json OUT.json]
+        [--fail-on-violation] [--results bench/results/llm.jsonl]
 
 The corpus: one folder per family under DIR, exported by ../shared/tools/make_hf_llm.py (small
 configs: hidden 256, 2 layers; `--make-corpus` makes the missing ones with the torch +
@@ -26,8 +27,9 @@ window as a generate loop does on a new prompt):
     `OVModelForCausalLM.from_pretrained(OUT).generate(...)` (needs --hf-python): 48 tokens, compared
     with the greedy loop's on ovpot's model.
 Bars (the issue): SQNR >= NNCF - 0.1 dB (compress) / - 0.3 dB (quantize), time <= 0.5x NNCF.
+Results: bench/results/llm.jsonl, model = family, options.variant = the job (roundtrip, int8_asym,
+int4_asym gG, w8a8 BACKEND); tools ovpot and nncf.
 """
-import argparse
 import json
 import os
 import re
@@ -42,33 +44,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+import common
+import table
+
+SHARED = common.SHARED
 FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "phi3", "falcon", "stablelm", "gpt2", "opt"]
 SIZES = ["--hidden", "256", "--layers", "2", "--heads", "4", "--kv-heads", "2", "--inter", "512", "--vocab", "4000"]
 WINDOW, CALIB, EVAL, GENERATE = 32, 16, 8, 48
 INPUTS = ["input_ids", "attention_mask", "position_ids", "beam_idx"]
-CFG = {"INFERENCE_PRECISION_HINT": "f32"}
-
-NNCF_COMPRESS = r"""
-import sys, openvino as ov, nncf
-src, out, mode, group = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-model = ov.Core().read_model(src)
-kw = {} if mode.startswith("int8") else {"group_size": group}
-model = nncf.compress_weights(model, mode=getattr(nncf.CompressWeightsMode, mode.upper()), **kw)
-ov.save_model(model, out, compress_to_fp16=False)
-"""
-
-NNCF_QUANTIZE = r"""
-import sys, numpy as np, openvino as ov, nncf
-src, out, calib = sys.argv[1], sys.argv[2], sys.argv[3]
-names = ["input_ids", "attention_mask", "position_ids", "beam_idx"]
-arrs = {n: np.load(f"{calib}/{n}.npy") for n in names}
-samples = [{n: arrs[n][i:i + 1] for n in names} for i in range(arrs["input_ids"].shape[0])]
-model = ov.Core().read_model(src)
-q = nncf.quantize(model, nncf.Dataset(samples), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(samples))
-ov.save_model(q, out, compress_to_fp16=False)
-"""
 
 OPTIMUM_GENERATE = r"""
 import sys, numpy as np, torch
@@ -124,7 +107,7 @@ class Judge:
         self.core = ov.Core()
 
     def logits(self, xml, samples):
-        cm = self.core.compile_model(str(xml), "CPU", CFG)
+        cm = self.core.compile_model(str(xml), "CPU", common.F32)
         req = cm.create_infer_request()
         outs = []
         for s in samples:
@@ -133,7 +116,7 @@ class Judge:
         return outs
 
     def generate(self, xml, prompt, steps):
-        cm = self.core.compile_model(str(xml), "CPU", CFG)
+        cm = self.core.compile_model(str(xml), "CPU", common.F32)
         req = cm.create_infer_request()
         req.reset_state()
         ids = prompt["input_ids"][:, :16]
@@ -152,9 +135,7 @@ class Judge:
 
 
 def sqnr(ref, cand):
-    s = sum(float((r ** 2).sum()) for r in ref)
-    e = sum(float(((r - c) ** 2).sum()) for r, c in zip(ref, cand))
-    return 10 * np.log10(s / max(e, 1e-30))
+    return common.sqnr_db(ref, cand)
 
 
 def layer_precisions(xml):
@@ -253,6 +234,12 @@ def median_time(runs, fn):
     return last, statistics.median(times)
 
 
+def nncf_timed(spec):
+    """The NNCF worker's whole process (start, imports, read, the call, save): (result, seconds)."""
+    r = common.nncf_run(spec)
+    return r, r["wall_s"]
+
+
 def model_xml(d):
     """optimum-intel's file name, or the repo's test-data one (tests/data/tiny_llama_stateful)."""
     return d / "openvino_model.xml" if (d / "openvino_model.xml").exists() else d / "model.xml"
@@ -267,7 +254,6 @@ def bench_family(fam, d, args, judge, work):
     prompt = evals[0]
     ref_tokens = judge.generate(xml, prompt, GENERATE)
     ovpot = args.ovpot
-    py = sys.executable
     if "roundtrip" in args.only:
         out = work / f"{fam}_rt.xml"
         sh([ovpot, "--quiet", "convert", "-m", xml, "-o", out])
@@ -284,18 +270,22 @@ def bench_family(fam, d, args, judge, work):
             if mode.startswith("int4"):
                 cmd += ["--group-size", str(g)]
             _, t_ours = median_time(args.runs, lambda: sh(cmd))
-            _, t_nncf = median_time(args.runs, lambda: sh([py, "-c", NNCF_COMPRESS, xml, theirs, mode, str(g)]))
+            spec = {"op": "compress", "model": str(xml), "out": str(theirs), "mode": mode, "fp16": False,
+                    "group_size": None if mode.startswith("int8") else g}
+            _, t_nncf = median_time(args.runs, lambda: nncf_timed(spec))
             ours_xml = ours / "optimized" / xml.name
             p_ours, p_nncf = layer_precisions(ours_xml), layer_precisions(theirs)
             diff = sorted(k for k in set(p_ours) | set(p_nncf) if p_ours.get(k) != p_nncf.get(k))
             s_ours, s_nncf = sqnr(ref, judge.logits(ours_xml, evals)), sqnr(ref, judge.logits(theirs, evals))
             tok_ours, tok_nncf = judge.generate(ours_xml, prompt, GENERATE), judge.generate(theirs, prompt, GENERATE)
+            match_nncf = sum(a == b for a, b in zip(tok_nncf, ref_tokens))
             rows.append(dict(family=fam, job=f"{mode}" + (f" g{g}" if mode.startswith("int4") else ""),
                              assign=f"{count_type(ours_xml, 'Assign')}/{count_type(xml, 'Assign')}",
                              layers_differ=len(diff), differ=diff[:4], sqnr_nncf=s_nncf, sqnr_ovpot=s_ours,
                              t_nncf=t_nncf, t_ovpot=t_ours, ratio=t_ours / t_nncf,
                              tokens_same=tok_ours == tok_nncf,
-                             tokens_match_fp32=f"{sum(a == b for a, b in zip(tok_ours, ref_tokens))}/{GENERATE}"))
+                             tokens_match_fp32=f"{sum(a == b for a, b in zip(tok_ours, ref_tokens))}/{GENERATE}",
+                             tokens_match_fp32_nncf=f"{match_nncf}/{GENERATE}"))
             if mode == "int4_asym" and "optimum" in args.only and args.hf_python:
                 # As a user replaces `optimum-cli export openvino --weight-format int4`: the export
                 # folder compressed into a new one with the same files.
@@ -311,7 +301,9 @@ def bench_family(fam, d, args, judge, work):
         theirs = work / f"{fam}_w8a8_nncf.xml"
         cmd = [ovpot, "--quiet", "quantize", "-m", xml, "--data", calib, "--output-dir", ours, "--backend", args.backend]
         _, t_ours = median_time(args.runs, lambda: sh(cmd))
-        _, t_nncf = median_time(args.runs, lambda: sh([py, "-c", NNCF_QUANTIZE, xml, theirs, calib]))
+        spec = {"op": "quantize", "model": str(xml), "out": str(theirs), "calib": str(calib), "fp16": False,
+                "options": {"model_type": "transformer"}}
+        _, t_nncf = median_time(args.runs, lambda: nncf_timed(spec))
         ours_xml = ours / "optimized" / xml.name
         s_ours, s_nncf = sqnr(ref, judge.logits(ours_xml, evals)), sqnr(ref, judge.logits(theirs, evals))
         f_ours, f_nncf = fq_sites(ours_xml), fq_sites(theirs)
@@ -324,29 +316,43 @@ def bench_family(fam, d, args, judge, work):
     return rows
 
 
-def print_table(rows):
-    cols = ["family", "job", "assign", "layers_differ", "fq", "fq_sites_differ", "sqnr_nncf", "sqnr_ovpot", "t_nncf", "t_ovpot", "ratio",
-            "tokens_same", "tokens_match_fp32", "identical", "optimum_generates", "error"]
-    cols = [c for c in cols if any(c in r for r in rows)]
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
+def record(res, rows, runs):
+    """The rows of one family as results lines: model = family, options.variant = the job."""
+    start = len(res.records)
     for r in rows:
-        cells = []
-        for c in cols:
-            v = r.get(c, "")
-            cells.append(f"{v:.2f}" if isinstance(v, float) else str(v))
-        print("| " + " | ".join(cells) + " |")
+        fam, opt = r["family"], {"variant": r["job"]}
+        add = lambda tool, metric, value, unit=None, o=opt: res.add(tool, fam, metric, value, unit, o)  # noqa: E731
+        if "error" in r:
+            add("ovpot", "error", r["error"])
+            continue
+        if "t_ovpot" in r:
+            timing = dict(opt, runs=runs)
+            add("ovpot", "time_s", r["t_ovpot"], "s", timing)
+            add("nncf", "time_s", r["t_nncf"], "s", timing)
+        if "sqnr_ovpot" in r:
+            add("ovpot", "sqnr_db", r["sqnr_ovpot"], "dB")
+            add("nncf", "sqnr_db", r["sqnr_nncf"], "dB")
+        add("ovpot", "assign", r.get("assign"))
+        if "fq" in r:
+            n_nncf, n_ovpot = (int(x) for x in r["fq"].split("/"))
+            add("ovpot", "fake_quantize", n_ovpot)
+            add("nncf", "fake_quantize", n_nncf)
+        for k in ("identical", "layers_differ", "fq_sites_differ", "tokens_same", "optimum_generates"):
+            add("ovpot", k, r.get(k))
+        if "tokens_match_fp32" in r:
+            add("ovpot", "tokens_match_fp32", int(r["tokens_match_fp32"].split("/")[0]), f"of {GENERATE}")
+        if "tokens_match_fp32_nncf" in r:
+            add("nncf", "tokens_match_fp32", int(r["tokens_match_fp32_nncf"].split("/")[0]), f"of {GENERATE}")
+    return res.records[start:]
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = common.parser(__doc__, fixtures=False, runs=1, name="llm")
     ap.add_argument("--corpus", type=Path, required=True)
     ap.add_argument("--make-corpus", action="store_true")
     ap.add_argument("--hf-python")
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--only", default="roundtrip,compress,quantize,optimum")
-    ap.add_argument("--runs", type=int, default=1)
-    ap.add_argument("--ovpot", default=str(ROOT / "target" / "release" / "ovpot"))
     ap.add_argument("--backend", default="builtin")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--fail-on-violation", action="store_true",
@@ -355,19 +361,16 @@ def main():
                          "compressed model, or misses the SQNR bars (times are reported, not judged: noisy)")
     args = ap.parse_args()
     args.only = set(args.only.split(","))
+    args.ovpot = common.ovpot_binary(args)
     families = [f for f in args.families.split(",") if f]
     if args.make_corpus:
         make_corpus(args.corpus, families, args.hf_python)
     import openvino as ov
     # --backend openvino: ovpot loads OpenVINO's C library from this venv's wheel.
-    libs = Path(ov.__file__).parent / "libs"
-    os.environ.setdefault("OVPOT_OPENVINO_LIB", str(next(libs.glob("libopenvino_c.so*"), libs / "libopenvino_c.so")))
+    os.environ.setdefault("OVPOT_OPENVINO_LIB", str(common.openvino_c_lib()))
     judge = Judge(ov)
-    cpu = open("/proc/cpuinfo").read()
-    isa = "vnni" if re.search(r"avx512_vnni|avx_vnni|amx_int8", cpu) else "no-vnni"
-    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper().startswith("AVX2"):
-        isa = "no-vnni"
-    print(f"CPU int8 arithmetic: {isa}; OpenVINO {ov.__version__}", flush=True)
+    common.header(args, f"median of {args.runs} run(s)")
+    res = common.Results("llm", args)
     rows, bad = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for fam in families:
@@ -393,10 +396,12 @@ def main():
                     if r["sqnr_ovpot"] < r["sqnr_nncf"] - bar:
                         bad.append(f"{fam} {r['job']}: SQNR {r['sqnr_ovpot']:.2f} < NNCF {r['sqnr_nncf']:.2f} - {bar}")
             rows += fam_rows
-            print_table(fam_rows)
+            table.print_records(record(res, fam_rows, args.runs))
             sys.stdout.flush()
-    print("\nall families:")
-    print_table(rows)
+    if len(families) > 1:
+        print("\nall families:")
+        table.print_records(res.records)
+    res.done()
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     if bad:
