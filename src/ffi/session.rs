@@ -14,7 +14,7 @@ use super::model::ovpot_model_t;
 use super::types::{ovpot_log_level_e, ovpot_stage_e, ovpot_status_e};
 use crate::api::{Dataset, LogLevel, Metric, Outcome, Sample, Session, Stage};
 use crate::error::{Error, Result};
-use crate::quant::config::{QuantConfig, APPLIED_PARAMS};
+use crate::quant::config::{applied_params, QuantConfig};
 use crate::tensor::Tensor;
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
@@ -102,7 +102,7 @@ fn set_param(s: &mut ovpot_session_t, key: &str, value: serde_json::Value) -> Re
     // One key at a time: the quantizer and weight blocks and base_algorithm come whole through
     // `ovpot_session_new`'s JSON config.
     const BLOCKS: [&str; 3] = ["activations", "weights", "base_algorithm"];
-    let known: Vec<&str> = APPLIED_PARAMS.iter().copied().filter(|k| !BLOCKS.contains(k)).collect();
+    let known: Vec<&str> = applied_params().filter(|k| !BLOCKS.contains(k)).collect();
     if !known.contains(&key) {
         return Err(Error::invalid(format!("unknown option '{key}' (known: {})", known.join(", "))));
     }

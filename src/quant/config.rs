@@ -393,41 +393,79 @@ fn check_estimator(e: &Estimator, at: &str) -> Result<()> {
     Ok(())
 }
 
-/// The POT parameters [`QuantConfig::apply_params`] honours (DefaultQuantization and
+/// POT's DefaultQuantization and AccuracyAwareQuantization params with a plain value: each key
+/// once, with its type and where it goes. The keys are the struct's fields, so the list of
+/// applied keys ([`applied_params`]) cannot drift from what is applied.
+macro_rules! pot_params {
+    ($($key:ident: $ty:ty => |$c:ident, $x:ident| $apply:expr;)*) => {
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct PotParams {
+            $($key: Option<$ty>,)*
+        }
+
+        impl PotParams {
+            const KEYS: &'static [&'static str] = &[$(stringify!($key)),*];
+
+            /// Reads `p` (other keys are left alone); a wrong value names its key.
+            fn read(p: &serde_json::Map<String, serde_json::Value>) -> Result<PotParams> {
+                for (k, v) in p.iter().filter(|(k, _)| Self::KEYS.contains(&k.as_str())) {
+                    let one = serde_json::Value::Object([(k.clone(), v.clone())].into_iter().collect());
+                    serde_json::from_value::<PotParams>(one).map_err(|e| Error::parse("config", format!("'{k}': {e}")))?;
+                }
+                let known = p.iter().filter(|(k, _)| Self::KEYS.contains(&k.as_str()));
+                let all = serde_json::Value::Object(known.map(|(k, v)| (k.clone(), v.clone())).collect());
+                serde_json::from_value(all).map_err(|e| Error::parse("config", e.to_string()))
+            }
+
+            fn apply_to(self, config: &mut QuantConfig) {
+                $(if let Some($x) = self.$key {
+                    let $c = &mut *config;
+                    $apply;
+                })*
+            }
+        }
+    };
+}
+
+pot_params! {
+    preset: Preset => |c, x| c.preset = Some(x);
+    target_device: TargetDevice => |c, x| c.target_device = x;
+    target_isa: TargetIsa => |c, x| c.target_isa = x;
+    backend: crate::backend::BackendKind => |c, x| c.backend = x;
+    stat_subset_size: usize => |c, x| c.stat_subset_size = x;
+    shuffle_data: bool => |c, x| c.shuffle_data = x;
+    seed: u64 => |c, x| c.seed = x;
+    model_type: ModelType => |c, x| c.model_type = Some(x);
+    ignored: IgnoredScope => |c, x| c.ignored = x;
+    use_fast_bias: bool => |c, x| c.use_fast_bias = x;
+    saturation_fix: SaturationFix => |c, x| c.saturation_fix = x;
+    threshold: f64 => |c, x| c.bias_correction_threshold = x;
+    compress_weights: bool => |c, x| c.compress_weights = x;
+    maximal_drop: f64 => |c, x| c.accuracy_aware.maximal_drop = x;
+    drop_type: DropType => |c, x| c.accuracy_aware.drop_type = x;
+    ranking_subset_size: usize => |c, x| c.accuracy_aware.ranking_subset_size = x;
+    max_iter_num: usize => |c, x| c.accuracy_aware.max_iter_num = x;
+    use_prev_if_drop_increase: bool => |c, x| c.accuracy_aware.use_prev_if_drop_increase = x;
+    convert_to_mixed_preset: bool => |c, x| c.accuracy_aware.convert_to_mixed_preset = x;
+    metric_subset_ratio: f64 => |c, x| c.accuracy_aware.metric_subset_ratio = x;
+    ranking: Ranking => |c, x| c.accuracy_aware.ranking = x;
+    baseline_metric: f64 => |c, x| c.accuracy_aware.baseline_metric = Some(x);
+    emulate_cpu_plugin: bool => |c, x| c.accuracy_aware.emulate_cpu_plugin = x;
+    annotation_free: bool => |c, x| c.accuracy_aware.annotation_free = x;
+    annotation_conf_threshold: f64 => |c, x| c.accuracy_aware.annotation_conf_threshold = x;
+    annotation_output: usize => |c, x| c.accuracy_aware.annotation_output = x;
+    tune_hyperparams: bool => |c, x| c.accuracy_aware.tune_hyperparams = x;
+}
+
+/// POT params read as blocks, after the plain ones (they depend on the preset and device).
+const BLOCK_PARAMS: [&str; 4] = ["range_estimator", "activations", "weights", "base_algorithm"];
+
+/// Every POT param [`QuantConfig::apply_params`] honours (DefaultQuantization and
 /// AccuracyAwareQuantization params).
-pub const APPLIED_PARAMS: [&str; 31] = [
-    "preset",
-    "shuffle_data",
-    "seed",
-    "target_device",
-    "target_isa",
-    "backend",
-    "stat_subset_size",
-    "model_type",
-    "ignored",
-    "use_fast_bias",
-    "saturation_fix",
-    "range_estimator",
-    "activations",
-    "weights",
-    "threshold",
-    "compress_weights",
-    "maximal_drop",
-    "drop_type",
-    "ranking_subset_size",
-    "max_iter_num",
-    "use_prev_if_drop_increase",
-    "convert_to_mixed_preset",
-    "metric_subset_ratio",
-    "ranking",
-    "baseline_metric",
-    "emulate_cpu_plugin",
-    "annotation_free",
-    "annotation_conf_threshold",
-    "annotation_output",
-    "tune_hyperparams",
-    "base_algorithm",
-];
+pub fn applied_params() -> impl Iterator<Item = &'static str> {
+    PotParams::KEYS.iter().copied().chain(BLOCK_PARAMS)
+}
 
 /// POT algorithms that leave the quantization to another algorithm in the list: ovpot skips
 /// them with a warning ([`unsupported_algorithm`] says why).
@@ -464,7 +502,7 @@ fn unsupported_algorithm(name: &str) -> Option<&'static str> {
 fn unused_param(key: &str, v: &serde_json::Value) -> Option<String> {
     // Knobs that only trade memory or time, or that POT reads only when another key enables them.
     const NO_EFFECT: [&str; 2] = ["inplace_statistics", "dump_intermediate_model"];
-    if APPLIED_PARAMS.contains(&key) || NO_EFFECT.contains(&key) || v.is_null() {
+    if applied_params().any(|k| k == key) || NO_EFFECT.contains(&key) || v.is_null() {
         return None;
     }
     let off = v == &serde_json::Value::Bool(false);
@@ -771,6 +809,14 @@ impl QuantConfig {
         if algos.is_empty() {
             return Err(Error::parse("config", "'compression.algorithms' is empty"));
         }
+        c.apply_algorithms(algos, warn)?;
+        Ok(c)
+    }
+
+    /// POT runs `compression.algorithms` in order: one quantization algorithm, maybe a bias
+    /// correction after a plain MinMaxQuantization, and steps ovpot does not have (named with why).
+    fn apply_algorithms(&mut self, algos: &[serde_json::Value], warn: &mut Vec<String>) -> Result<()> {
+        let c = self;
         fn name_of(a: &serde_json::Value) -> &str {
             a.get("name").and_then(|n| n.as_str()).unwrap_or("DefaultQuantization")
         }
@@ -842,7 +888,7 @@ impl QuantConfig {
                  (DefaultQuantization, MinMaxQuantization, AccuracyAwareQuantization)"
             )));
         }
-        Ok(c)
+        Ok(())
     }
 
     /// Applies POT `params` (DefaultQuantization and AccuracyAwareQuantization names); keys
@@ -857,39 +903,7 @@ impl QuantConfig {
         p: &serde_json::Map<String, serde_json::Value>,
         warn: &mut Vec<String>,
     ) -> Result<()> {
-        if let Some(x) = take(p, "preset")? {
-            self.preset = Some(x);
-        }
-        if let Some(x) = take(p, "target_device")? {
-            self.target_device = x;
-        }
-        if let Some(x) = take(p, "target_isa")? {
-            self.target_isa = x;
-        }
-        if let Some(x) = take(p, "backend")? {
-            self.backend = x;
-        }
-        if let Some(x) = take(p, "stat_subset_size")? {
-            self.stat_subset_size = x;
-        }
-        if let Some(x) = take(p, "shuffle_data")? {
-            self.shuffle_data = x;
-        }
-        if let Some(x) = take(p, "seed")? {
-            self.seed = x;
-        }
-        if let Some(x) = take(p, "model_type")? {
-            self.model_type = Some(x);
-        }
-        if let Some(x) = take(p, "ignored")? {
-            self.ignored = x;
-        }
-        if let Some(x) = take(p, "use_fast_bias")? {
-            self.use_fast_bias = x;
-        }
-        if let Some(x) = take(p, "saturation_fix")? {
-            self.saturation_fix = x;
-        }
+        PotParams::read(p)?.apply_to(self);
         if let Some(r) = p.get("range_estimator").filter(|r| !r.is_null()) {
             let pot_style = r.as_object().is_some_and(|o| ["min", "max", "preset"].iter().any(|k| o.contains_key(*k)));
             if pot_style {
@@ -909,55 +923,6 @@ impl QuantConfig {
         }
         if let Some(w) = p.get("weights").filter(|w| !w.is_null()) {
             self.read_weights(w, warn)?;
-        }
-        if let Some(x) = take(p, "threshold")? {
-            self.bias_correction_threshold = x;
-        }
-        if let Some(x) = take(p, "compress_weights")? {
-            self.compress_weights = x;
-        }
-        let aa = &mut self.accuracy_aware;
-        if let Some(x) = take(p, "maximal_drop")? {
-            aa.maximal_drop = x;
-        }
-        if let Some(x) = take(p, "drop_type")? {
-            aa.drop_type = x;
-        }
-        if let Some(x) = take(p, "ranking_subset_size")? {
-            aa.ranking_subset_size = x;
-        }
-        if let Some(x) = take(p, "max_iter_num")? {
-            aa.max_iter_num = x;
-        }
-        if let Some(x) = take(p, "use_prev_if_drop_increase")? {
-            aa.use_prev_if_drop_increase = x;
-        }
-        if let Some(x) = take(p, "convert_to_mixed_preset")? {
-            aa.convert_to_mixed_preset = x;
-        }
-        if let Some(x) = take(p, "metric_subset_ratio")? {
-            aa.metric_subset_ratio = x;
-        }
-        if let Some(x) = take(p, "ranking")? {
-            aa.ranking = x;
-        }
-        if let Some(x) = take(p, "baseline_metric")? {
-            aa.baseline_metric = Some(x);
-        }
-        if let Some(x) = take(p, "emulate_cpu_plugin")? {
-            aa.emulate_cpu_plugin = x;
-        }
-        if let Some(x) = take(p, "annotation_free")? {
-            aa.annotation_free = x;
-        }
-        if let Some(x) = take(p, "annotation_conf_threshold")? {
-            aa.annotation_conf_threshold = x;
-        }
-        if let Some(x) = take(p, "annotation_output")? {
-            aa.annotation_output = x;
-        }
-        if let Some(x) = take(p, "tune_hyperparams")? {
-            aa.tune_hyperparams = x;
         }
         match p.get("base_algorithm") {
             Some(serde_json::Value::Object(base)) => {
