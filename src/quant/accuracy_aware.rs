@@ -449,25 +449,7 @@ pub fn run(
     let confident: crate::data::Subset;
     let mut agreement: crate::data::Top1Accuracy;
     let (eval, metric): (&dyn Dataset, &mut dyn Metric) = if aa.annotation_free {
-        let (kept, labels) =
-            crate::data::confident_predictions(&fp_outs, aa.annotation_output, aa.annotation_conf_threshold)?;
-        if kept.is_empty() {
-            return Err(Error::invalid(format!(
-                "annotation-free: no evaluation sample has an FP32 confidence above {}; lower \
-                 annotation_conf_threshold or give more evaluation data",
-                aa.annotation_conf_threshold
-            )));
-        }
-        hooks.log(
-            LogLevel::Info,
-            &format!(
-                "annotation-free: {} of {} evaluation samples have an FP32 confidence above {}; the metric is \
-                 top-1 agreement with FP32 on them",
-                kept.len(),
-                eval.len(),
-                aa.annotation_conf_threshold
-            ),
-        );
+        let (kept, labels) = confident_samples(&fp_outs, &aa, eval.len(), hooks)?;
         fp_outs = kept.iter().map(|&i| std::mem::take(&mut fp_outs[i])).collect();
         all = (0..kept.len()).collect();
         confident = crate::data::Subset::new(eval, kept);
@@ -489,84 +471,206 @@ pub fn run(
     // a drop equal to maximal_drop meets it.
     let allowed = aa.maximal_drop + 1e-9 * baseline.abs().max(1.0);
     let none = HashSet::new();
-    let mut q = super::prepare(model, config, calib, hooks)?;
-    let (mut q_metric, mut q_outs, mut q_per) = evaluate_quantized(&q, eval, &all, &none, metric, hooks)?;
+    let q = super::prepare(model, config, calib, hooks)?;
+    let (q_metric, q_outs, q_per) = evaluate_quantized(&q, eval, &all, &none, metric, hooks)?;
     let mut inferences = 2 * eval.len();
     hooks.log(
         LogLevel::Info,
         &format!("INT8 metric: {q_metric:.5} (drop {:.5}, allowed {})", drop(q_metric), aa.maximal_drop),
     );
-    // POT's convert_to_mixed_preset: before reverting layers of a performance-preset model, try
-    // asymmetric activations (the mixed preset) and go on from whichever model drops less.
-    if drop(q_metric) > allowed && aa.convert_to_mixed_preset && config.effective_preset() == Preset::Performance {
-        let mixed = QuantConfig { preset: Some(Preset::Mixed), ..config.clone() };
-        hooks.log(LogLevel::Info, "convert_to_mixed_preset: quantizing again with the mixed preset");
-        let (qm, (m, outs, per)) = quantize_and_evaluate(model, &mixed, calib, eval, &all, metric, hooks)?;
-        inferences += eval.len();
-        let better = drop(m) <= drop(q_metric);
-        hooks.log(
-            LogLevel::Info,
-            &format!(
-                "mixed preset INT8 metric: {m:.5} (drop {:.5}); going on from the {} preset",
-                drop(m),
-                if better { "mixed" } else { "performance" }
-            ),
-        );
-        if better {
-            (q, q_metric, q_outs, q_per) = (qm, m, outs, per);
-        }
+    let mut start = Start { q, metric: q_metric, outs: q_outs, per: q_per };
+    let requant = Requant { model, calib, eval, all: &all, config, allowed, drop: &drop };
+    inferences += requant.better_starts(&mut start, metric, hooks)?;
+    let Start { mut q, metric: q_metric, outs: q_outs, per: q_per } = start;
+    log_emulation(&q, hooks)?;
+    let mut ctx =
+        Ctx { q: &q, eval, fp_outs, all, baseline, higher_is_better, config, inferences, ranking_share: vec![] };
+    let mut state = Reverts {
+        reverted: HashSet::new(),
+        metric: q_metric,
+        drop: ctx.drop_of(q_metric),
+        report: vec![],
+        iterations: 0,
+    };
+    if state.drop > allowed {
+        let subset = ranking_subset_of(&ctx, &q_outs, fp_per.as_deref(), q_per.as_deref(), &aa);
+        let by_metric = aa.ranking == Ranking::Metric && fp_per.is_some();
+        state = revert_until_reached(&mut ctx, state, &subset, allowed, by_metric, metric, hooks)?;
     }
-    // Without VNNI, `saturation_fix: auto` judges the layers left saturating by the model's
-    // output (SQNR); when that gave them 7-bit weights, the metric judges again: the model with
-    // each layer decided by its own measurement, and the run goes on from the better one.
-    if drop(q_metric) > allowed && group_went_7bit(&q) {
-        let per_layer = QuantConfig { saturation_fix: SaturationFix::PerLayer, ..q.config.clone() };
-        hooks.log(LogLevel::Info, "saturation fix: quantizing again with the saturating layers judged one by one");
-        let (qp, (m, outs, per)) = quantize_and_evaluate(model, &per_layer, calib, eval, &all, metric, hooks)?;
-        inferences += eval.len();
-        let better = drop(m) < drop(q_metric);
-        hooks.log(
-            LogLevel::Info,
-            &format!(
-                "saturating layers judged one by one: INT8 metric {m:.5} (drop {:.5}); going on from {}",
-                drop(m),
-                if better { "that model" } else { "the output's choice" }
-            ),
-        );
-        if better {
-            (q, q_metric, q_outs, q_per) = (qp, m, outs, per);
-        }
+    let Reverts { reverted, metric: cur_metric, drop: cur_drop, report: reverted_report, iterations } = state;
+    let reached = cur_drop <= allowed;
+    let graph = q.materialize(&reverted)?;
+    let mut report = report_of_returned(&q, &reverted);
+    report.accuracy = Some(AccuracyReport {
+        baseline,
+        default_quantized: q_metric,
+        final_metric: cur_metric,
+        drop: cur_drop,
+        maximal_drop: aa.maximal_drop,
+        reached,
+        iterations,
+        reverted: reverted_report,
+        int8_share: int8_share(&q, &reverted),
+        ranking_op_share: ctx.ranking_share.clone(),
+    });
+    report.inferences += ctx.inferences;
+    report.timings.push(("accuracy_aware_total".into(), t0.elapsed().as_secs_f64()));
+    if !reached {
+        report.warnings.push(format!("maximal_drop {} not reached: drop {cur_drop:.5}", aa.maximal_drop));
     }
-    // POT's tune_hyperparams: before reverting layers, a grid over range-estimator settings,
-    // then fast vs full bias correction with the best; the run goes on from the best model.
-    if drop(q_metric) > allowed && aa.tune_hyperparams {
-        let mut best: Option<QuantConfig> = None;
-        let grid = tuning_grid(&q.config);
-        let total = grid.len() + 1;
-        for (k, (label, cand)) in grid.into_iter().enumerate() {
-            hooks.progress(Stage::Evaluation, k, total)?;
-            let (qc, (m, outs, per)) = quantize_and_evaluate(model, &cand, calib, eval, &all, metric, hooks)?;
-            inferences += eval.len();
-            hooks.log(LogLevel::Info, &format!("tune_hyperparams: {label} → metric {m:.5} (drop {:.5})", drop(m)));
-            if drop(m) < drop(q_metric) {
-                (q, q_metric, q_outs, q_per) = (qc, m, outs, per);
-                best = Some(cand);
+    let probe = std::mem::take(&mut q.latency);
+    let reverted = !reverted.is_empty();
+    super::latency::measure(&q.backend, probe, model.graph(), &graph, reverted, calib, config, &mut report, hooks)?;
+    Ok(Outcome { model: Model::from_graph(graph), report, accuracy_reached: reached })
+}
+
+/// Annotation-free: the evaluation samples the FP32 model is confident about, with its
+/// predictions as their labels.
+fn confident_samples(
+    fp_outs: &[Vec<Tensor>],
+    aa: &super::config::AccuracyAwareConfig,
+    total: usize,
+    hooks: &mut Hooks,
+) -> Result<(Vec<usize>, Vec<i64>)> {
+    let (kept, labels) =
+        crate::data::confident_predictions(fp_outs, aa.annotation_output, aa.annotation_conf_threshold)?;
+    if kept.is_empty() {
+        return Err(Error::invalid(format!(
+            "annotation-free: no evaluation sample has an FP32 confidence above {}; lower \
+             annotation_conf_threshold or give more evaluation data",
+            aa.annotation_conf_threshold
+        )));
+    }
+    hooks.log(
+        LogLevel::Info,
+        &format!(
+            "annotation-free: {} of {} evaluation samples have an FP32 confidence above {}; the metric is \
+             top-1 agreement with FP32 on them",
+            kept.len(),
+            total,
+            aa.annotation_conf_threshold
+        ),
+    );
+    Ok((kept, labels))
+}
+
+/// The quantization the reverts start from, and its evaluation.
+struct Start {
+    q: Quantized,
+    metric: f64,
+    outs: Vec<Vec<Tensor>>,
+    per: Option<Vec<f64>>,
+}
+
+/// What quantizing again with other settings needs, to find a better start.
+struct Requant<'a> {
+    model: &'a Model,
+    calib: &'a dyn Dataset,
+    eval: &'a dyn Dataset,
+    all: &'a [usize],
+    /// The settings the run was asked for.
+    config: &'a QuantConfig,
+    allowed: f64,
+    drop: &'a dyn Fn(f64) -> f64,
+}
+
+impl Requant<'_> {
+    fn requantize(
+        &self,
+        config: &QuantConfig,
+        metric: &mut dyn Metric,
+        hooks: &mut Hooks,
+    ) -> Result<(Quantized, Evaluated)> {
+        quantize_and_evaluate(self.model, config, self.calib, self.eval, self.all, metric, hooks)
+    }
+
+    /// Before reverting layers, other settings POT and ovpot try when the drop is too large
+    /// (mixed preset, saturating layers judged one by one, tune_hyperparams); `start` becomes the
+    /// best model. Returns the inferences run.
+    fn better_starts(&self, start: &mut Start, metric: &mut dyn Metric, hooks: &mut Hooks) -> Result<usize> {
+        let drop = self.drop;
+        let aa = &self.config.accuracy_aware;
+        let mut inferences = 0;
+        // POT's convert_to_mixed_preset: before reverting layers of a performance-preset model, try
+        // asymmetric activations (the mixed preset) and go on from whichever model drops less.
+        if drop(start.metric) > self.allowed
+            && aa.convert_to_mixed_preset
+            && self.config.effective_preset() == Preset::Performance
+        {
+            let mixed = QuantConfig { preset: Some(Preset::Mixed), ..self.config.clone() };
+            hooks.log(LogLevel::Info, "convert_to_mixed_preset: quantizing again with the mixed preset");
+            let (qm, (m, outs, per)) = self.requantize(&mixed, metric, hooks)?;
+            inferences += self.eval.len();
+            let better = drop(m) <= drop(start.metric);
+            hooks.log(
+                LogLevel::Info,
+                &format!(
+                    "mixed preset INT8 metric: {m:.5} (drop {:.5}); going on from the {} preset",
+                    drop(m),
+                    if better { "mixed" } else { "performance" }
+                ),
+            );
+            if better {
+                *start = Start { q: qm, metric: m, outs, per };
             }
         }
-        let base = best.unwrap_or_else(|| q.config.clone());
-        let flipped = QuantConfig { use_fast_bias: !base.use_fast_bias, ..base };
-        let (qc, (m, outs, per)) = quantize_and_evaluate(model, &flipped, calib, eval, &all, metric, hooks)?;
-        inferences += eval.len();
-        let what = if flipped.use_fast_bias { "fast" } else { "full" };
-        hooks.log(
-            LogLevel::Info,
-            &format!("tune_hyperparams: {what} bias correction → metric {m:.5} (drop {:.5})", drop(m)),
-        );
-        if drop(m) < drop(q_metric) {
-            (q, q_metric, q_outs, q_per) = (qc, m, outs, per);
+        // Without VNNI, `saturation_fix: auto` judges the layers left saturating by the model's
+        // output (SQNR); when that gave them 7-bit weights, the metric judges again: the model with
+        // each layer decided by its own measurement, and the run goes on from the better one.
+        if drop(start.metric) > self.allowed && group_went_7bit(&start.q) {
+            let per_layer = QuantConfig { saturation_fix: SaturationFix::PerLayer, ..start.q.config.clone() };
+            hooks.log(LogLevel::Info, "saturation fix: quantizing again with the saturating layers judged one by one");
+            let (qp, (m, outs, per)) = self.requantize(&per_layer, metric, hooks)?;
+            inferences += self.eval.len();
+            let better = drop(m) < drop(start.metric);
+            hooks.log(
+                LogLevel::Info,
+                &format!(
+                    "saturating layers judged one by one: INT8 metric {m:.5} (drop {:.5}); going on from {}",
+                    drop(m),
+                    if better { "that model" } else { "the output's choice" }
+                ),
+            );
+            if better {
+                *start = Start { q: qp, metric: m, outs, per };
+            }
         }
-        hooks.log(LogLevel::Info, &format!("tune_hyperparams: going on from metric {q_metric:.5}"));
+        // POT's tune_hyperparams: before reverting layers, a grid over range-estimator settings,
+        // then fast vs full bias correction with the best; the run goes on from the best model.
+        if drop(start.metric) > self.allowed && aa.tune_hyperparams {
+            let mut best: Option<QuantConfig> = None;
+            let grid = tuning_grid(&start.q.config);
+            let total = grid.len() + 1;
+            for (k, (label, cand)) in grid.into_iter().enumerate() {
+                hooks.progress(Stage::Evaluation, k, total)?;
+                let (qc, (m, outs, per)) = self.requantize(&cand, metric, hooks)?;
+                inferences += self.eval.len();
+                hooks.log(LogLevel::Info, &format!("tune_hyperparams: {label} → metric {m:.5} (drop {:.5})", drop(m)));
+                if drop(m) < drop(start.metric) {
+                    *start = Start { q: qc, metric: m, outs, per };
+                    best = Some(cand);
+                }
+            }
+            let base = best.unwrap_or_else(|| start.q.config.clone());
+            let flipped = QuantConfig { use_fast_bias: !base.use_fast_bias, ..base };
+            let (qc, (m, outs, per)) = self.requantize(&flipped, metric, hooks)?;
+            inferences += self.eval.len();
+            let what = if flipped.use_fast_bias { "fast" } else { "full" };
+            hooks.log(
+                LogLevel::Info,
+                &format!("tune_hyperparams: {what} bias correction → metric {m:.5} (drop {:.5})", drop(m)),
+            );
+            if drop(m) < drop(start.metric) {
+                *start = Start { q: qc, metric: m, outs, per };
+            }
+            hooks.log(LogLevel::Info, &format!("tune_hyperparams: going on from metric {:.5}", start.metric));
+        }
+        Ok(inferences)
     }
+}
+
+/// Says how candidates are judged where the built-in engine emulates OpenVINO's CPU plugin.
+fn log_emulation(q: &Quantized, hooks: &mut Hooks) -> Result<()> {
     if emulates_cpu_plugin(&q.config) && !q.verdicts.computes_int8_natively() {
         let mut g = q.materialize(&HashSet::new())?;
         let e = q.verdicts.as_target(&mut g);
@@ -592,80 +696,105 @@ pub fn run(
             );
         }
     }
-    let mut ctx =
-        Ctx { q: &q, eval, fp_outs, all, baseline, higher_is_better, config, inferences, ranking_share: vec![] };
-    let mut reverted: HashSet<NodeId> = HashSet::new();
-    let mut cur_metric = q_metric;
-    let mut cur_drop = ctx.drop_of(q_metric);
-    let mut reverted_report: Vec<RevertedLayer> = vec![];
-    let mut iterations = 0;
+    Ok(())
+}
+
+/// Where the reverts stand: the ops in floating point, the metric and drop they give.
+struct Reverts {
+    reverted: HashSet<NodeId>,
+    metric: f64,
+    drop: f64,
+    report: Vec<RevertedLayer>,
+    iterations: usize,
+}
+
+/// The evaluation samples ranking runs on: those that degrade most.
+fn ranking_subset_of(
+    ctx: &Ctx,
+    q_outs: &[Vec<Tensor>],
+    fp_per: Option<&[f64]>,
+    q_per: Option<&[f64]>,
+    aa: &super::config::AccuracyAwareConfig,
+) -> Vec<usize> {
+    let k = ((ctx.all.len() as f64 * aa.metric_subset_ratio).ceil() as usize).clamp(1, aa.ranking_subset_size.max(1));
+    ranking_subset(&ctx.fp_outs, q_outs, fp_per, q_per, k, ctx.higher_is_better)
+}
+
+/// Reverts the groups that hurt most, re-ranking every few reverts, until the drop is allowed,
+/// the groups run out or `max_iter_num` is reached.
+fn revert_until_reached(
+    ctx: &mut Ctx,
+    mut st: Reverts,
+    subset: &[usize],
+    allowed: f64,
+    by_metric: bool,
+    metric: &mut dyn Metric,
+    hooks: &mut Hooks,
+) -> Result<Reverts> {
+    let aa = &ctx.config.accuracy_aware;
+    let q = ctx.q;
     let names = |ops: &[NodeId]| -> String {
         ops.iter().map(|&o| q.fp_graph.nodes[o].name.clone()).collect::<Vec<_>>().join(" + ")
     };
-
-    if cur_drop > allowed {
-        let k =
-            ((ctx.all.len() as f64 * aa.metric_subset_ratio).ceil() as usize).clamp(1, aa.ranking_subset_size.max(1));
-        let subset = ranking_subset(&ctx.fp_outs, &q_outs, fp_per.as_deref(), q_per.as_deref(), k, higher_is_better);
-        let mut remaining: Vec<Vec<NodeId>> = q.revert_groups();
-        let total_groups = remaining.len();
-        let mut ranked: Vec<usize> = vec![];
-        let mut since_rank = usize::MAX;
-        while cur_drop > allowed && !remaining.is_empty() && iterations < aa.max_iter_num {
-            if since_rank >= 4 || ranked.is_empty() {
-                let by_metric =
-                    if aa.ranking == Ranking::Metric && fp_per.is_some() { Some(&mut *metric) } else { None };
-                ranked = rank(&mut ctx, &reverted, &remaining, &subset, by_metric, hooks)?;
-                if let Some(share) = ctx.ranking_share.last() {
-                    hooks.log(
-                        LogLevel::Debug,
-                        &format!(
-                            "ranked {} group(s) on {} sample(s), each running {:.0}% of the model's ops",
-                            remaining.len(),
-                            subset.len(),
-                            share * 100.0
-                        ),
-                    );
-                }
-                since_rank = 0;
+    let mut remaining: Vec<Vec<NodeId>> = q.revert_groups();
+    let total_groups = remaining.len();
+    let mut ranked: Vec<usize> = vec![];
+    let mut since_rank = usize::MAX;
+    while st.drop > allowed && !remaining.is_empty() && st.iterations < aa.max_iter_num {
+        if since_rank >= 4 || ranked.is_empty() {
+            let by_metric = if by_metric { Some(&mut *metric) } else { None };
+            ranked = rank(ctx, &st.reverted, &remaining, subset, by_metric, hooks)?;
+            if let Some(share) = ctx.ranking_share.last() {
+                hooks.log(
+                    LogLevel::Debug,
+                    &format!(
+                        "ranked {} group(s) on {} sample(s), each running {:.0}% of the model's ops",
+                        remaining.len(),
+                        subset.len(),
+                        share * 100.0
+                    ),
+                );
             }
-            let gi = ranked.remove(0);
-            iterations += 1;
-            let group = remaining[gi].clone();
-            let mut trial = reverted.clone();
-            trial.extend(group.iter().copied());
-            let (m, _, _) = ctx.metric_of(&trial, metric, hooks)?;
-            let d = ctx.drop_of(m);
-            hooks.log(
-                LogLevel::Info,
-                &format!("iteration {iterations}: reverting {} → metric {m:.5} (drop {d:.5})", names(&group)),
-            );
-            hooks.progress(Stage::AccuracyAware, iterations, total_groups.min(aa.max_iter_num))?;
-            // Drop this candidate from the pool either way; indices in `ranked` shift past it.
-            remaining.remove(gi);
-            for r in &mut ranked {
-                if *r > gi {
-                    *r -= 1;
-                }
-            }
-            if d > cur_drop && aa.use_prev_if_drop_increase {
-                hooks.log(LogLevel::Info, "the drop grew; keeping the previous model");
-                continue;
-            }
-            reverted = trial;
-            cur_drop = d;
-            cur_metric = m;
-            since_rank += 1;
-            reverted_report.push(RevertedLayer { name: names(&group), metric_after: m });
+            since_rank = 0;
         }
+        let gi = ranked.remove(0);
+        st.iterations += 1;
+        let group = remaining[gi].clone();
+        let mut trial = st.reverted.clone();
+        trial.extend(group.iter().copied());
+        let (m, _, _) = ctx.metric_of(&trial, metric, hooks)?;
+        let d = ctx.drop_of(m);
+        hooks.log(
+            LogLevel::Info,
+            &format!("iteration {}: reverting {} → metric {m:.5} (drop {d:.5})", st.iterations, names(&group)),
+        );
+        hooks.progress(Stage::AccuracyAware, st.iterations, total_groups.min(aa.max_iter_num))?;
+        // Drop this candidate from the pool either way; indices in `ranked` shift past it.
+        remaining.remove(gi);
+        for r in &mut ranked {
+            if *r > gi {
+                *r -= 1;
+            }
+        }
+        if d > st.drop && aa.use_prev_if_drop_increase {
+            hooks.log(LogLevel::Info, "the drop grew; keeping the previous model");
+            continue;
+        }
+        st.reverted = trial;
+        st.drop = d;
+        st.metric = m;
+        since_rank += 1;
+        st.report.push(RevertedLayer { name: names(&group), metric_after: m });
     }
-    let reached = cur_drop <= allowed;
-    let graph = q.materialize(&reverted)?;
+    Ok(st)
+}
+
+/// The report of the model returned: quantizers and layers of reverted groups go.
+/// `fake_quantize` lists the activation quantizers, then the weight quantizers, in setup order;
+/// an activation quantizer goes when any op it feeds is reverted (as in materialize).
+fn report_of_returned(q: &Quantized, reverted: &HashSet<NodeId>) -> crate::report::Report {
     let mut report = q.report.clone();
     report.algorithm = "AccuracyAware".into();
-    // The report describes the model returned: quantizers and layers of reverted groups go.
-    // `fake_quantize` lists the activation quantizers, then the weight quantizers, in setup
-    // order; an activation quantizer goes when any op it feeds is reverted (as in materialize).
     let kept: Vec<bool> = q
         .setup
         .activations
@@ -679,30 +808,19 @@ pub fn run(
     }
     let reverted_names: HashSet<&str> = reverted.iter().map(|&o| q.fp_graph.nodes[o].name.as_str()).collect();
     report.quantized_layers.retain(|l| !reverted_names.contains(l.as_str()));
+    report
+}
+
+/// The share of weighted layers (Gather excluded) left in int8.
+fn int8_share(q: &Quantized, reverted: &HashSet<NodeId>) -> f64 {
     let weighted: Vec<NodeId> =
         q.setup.weights.iter().filter(|w| q.fp_graph.nodes[w.op].op_type != "Gather").map(|w| w.op).collect();
     let kept = weighted.iter().filter(|o| !reverted.contains(o)).count();
-    report.accuracy = Some(AccuracyReport {
-        baseline,
-        default_quantized: q_metric,
-        final_metric: cur_metric,
-        drop: cur_drop,
-        maximal_drop: aa.maximal_drop,
-        reached,
-        iterations,
-        reverted: reverted_report,
-        int8_share: if weighted.is_empty() { 1.0 } else { kept as f64 / weighted.len() as f64 },
-        ranking_op_share: ctx.ranking_share.clone(),
-    });
-    report.inferences += ctx.inferences;
-    report.timings.push(("accuracy_aware_total".into(), t0.elapsed().as_secs_f64()));
-    if !reached {
-        report.warnings.push(format!("maximal_drop {} not reached: drop {cur_drop:.5}", aa.maximal_drop));
+    if weighted.is_empty() {
+        1.0
+    } else {
+        kept as f64 / weighted.len() as f64
     }
-    let probe = std::mem::take(&mut q.latency);
-    let reverted = !reverted.is_empty();
-    super::latency::measure(&q.backend, probe, model.graph(), &graph, reverted, calib, config, &mut report, hooks)?;
-    Ok(Outcome { model: Model::from_graph(graph), report, accuracy_reached: reached })
 }
 
 /// Whether `saturation_fix: auto`'s output check gave 7-bit weights to the layers the local
