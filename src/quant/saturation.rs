@@ -221,31 +221,9 @@ pub fn check_groups(
             fp_exec.run_many(data, &idx, "calibration", &mut |_| Ok(()))?
         }
     };
-    // Output SQNR of one INT8 candidate against FP32 (dB, the mean over outputs): over all the
-    // samples, and per sample (for the paired comparison).
     let output_sqnr = |exec: &crate::backend::Executable| -> Result<(f64, Vec<f64>)> {
         let outs = exec.run_many(data, &idx, "calibration", &mut |_| Ok(()))?;
-        let k = fp.first().map_or(0, |o| o.len());
-        let db = |n: f64, d: f64| 10.0 * (d.max(1e-300) / n.max(1e-300)).log10();
-        let (mut num, mut den) = (vec![0.0f64; k], vec![0.0f64; k]);
-        let mut per_sample = vec![];
-        for (a, b) in fp.iter().zip(&outs) {
-            let mut sample_db = 0.0;
-            for (j, (x, y)) in a.iter().zip(b).enumerate() {
-                let (x, y) = (x.to_f32(), y.to_f32());
-                let (mut n, mut d) = (0.0f64, 0.0f64);
-                for (u, v) in x.iter().zip(y.iter()) {
-                    n += ((u - v) as f64).powi(2);
-                    d += (*u as f64).powi(2);
-                }
-                num[j] += n;
-                den[j] += d;
-                sample_db += db(n, d);
-            }
-            per_sample.push(sample_db / k.max(1) as f64);
-        }
-        let total: Vec<f64> = num.iter().zip(&den).map(|(n, d)| db(*n, *d)).collect();
-        Ok((total.iter().sum::<f64>() / total.len().max(1) as f64, per_sample))
+        Ok(output_sqnr_db(&fp, &outs))
     };
     let first = data.get(0).map_err(|e| e.with_sample("calibration", 0))?;
     let mut out = vec![];
@@ -394,6 +372,44 @@ pub(crate) fn fix(
     }
     // Bias correction corrects the mean saturation of layers left in 8 bits.
     means.retain(|i, _| !q.setup.weights[*i].half_range);
+    record_choice(q, mode_name, measured, groups, hooks);
+    Ok(means)
+}
+
+/// Output SQNR of INT8 outputs against FP32 (dB, the mean over outputs, so that each output counts
+/// whatever its scale): over all the samples, and per sample (for the paired comparison).
+fn output_sqnr_db(fp: &[Vec<Tensor>], outs: &[Vec<Tensor>]) -> (f64, Vec<f64>) {
+    let k = fp.first().map_or(0, |o| o.len());
+    let db = |n: f64, d: f64| 10.0 * (d.max(1e-300) / n.max(1e-300)).log10();
+    let (mut num, mut den) = (vec![0.0f64; k], vec![0.0f64; k]);
+    let mut per_sample = vec![];
+    for (a, b) in fp.iter().zip(outs) {
+        let mut sample_db = 0.0;
+        for (j, (x, y)) in a.iter().zip(b).enumerate() {
+            let (x, y) = (x.to_f32(), y.to_f32());
+            let (mut n, mut d) = (0.0f64, 0.0f64);
+            for (u, v) in x.iter().zip(y.iter()) {
+                n += ((u - v) as f64).powi(2);
+                d += (*u as f64).powi(2);
+            }
+            num[j] += n;
+            den[j] += d;
+            sample_db += db(n, d);
+        }
+        per_sample.push(sample_db / k.max(1) as f64);
+    }
+    let total: Vec<f64> = num.iter().zip(&den).map(|(n, d)| db(*n, *d)).collect();
+    (total.iter().sum::<f64>() / total.len().max(1) as f64, per_sample)
+}
+
+/// The layers the fix gave 7-bit weights and those left saturating, into the log and the report.
+fn record_choice(
+    q: &mut Quantized,
+    mode_name: String,
+    measured: Vec<LayerChoice>,
+    groups: Vec<GroupChoice>,
+    hooks: &mut Hooks,
+) {
     let g = &q.fp_graph;
     let seven: Vec<String> =
         q.setup.weights.iter().filter(|w| w.half_range).map(|w| g.nodes[w.op].name.clone()).collect();
@@ -420,7 +436,6 @@ pub(crate) fn fix(
         output_checks: groups,
         saturating_layers: saturating,
     });
-    Ok(means)
 }
 
 #[cfg(test)]
