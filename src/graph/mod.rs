@@ -1,6 +1,7 @@
 //! The typed graph: nodes with ids, outputs addressed as (node, port), topological order and the
 //! editing helpers the quantization passes use.
 
+pub mod ignored;
 pub mod patterns;
 
 use crate::error::{Error, Result};

@@ -168,25 +168,7 @@ pub enum Ranking {
     Metric,
 }
 
-/// An op type to skip, optionally only when its attributes match.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
-pub struct IgnoredOperation {
-    #[serde(rename = "type")]
-    pub op_type: String,
-    #[serde(default)]
-    pub attributes: std::collections::BTreeMap<String, serde_json::Value>,
-}
-
-/// Layers kept in floating point: names, regular expressions over names, op types.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct IgnoredScope {
-    #[serde(alias = "scope")]
-    pub names: Vec<String>,
-    pub patterns: Vec<String>,
-    #[serde(alias = "operations")]
-    pub types: Vec<IgnoredOperation>,
-}
+pub use crate::graph::ignored::{IgnoredOperation, IgnoredScope};
 
 /// One border's estimator: `type` min|max|abs_max|quantile|abs_quantile, an aggregator over
 /// samples and the outlier probability for the quantile types.

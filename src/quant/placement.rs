@@ -2,9 +2,9 @@
 //! quantize-agnostic ops to the producing op, shared by every consumer that needs them, unified
 //! at Concat) and weight quantizers on the constant inputs of weighted ops.
 
-use super::config::{IgnoredScope, ModelType, QuantConfig};
+use super::config::{ModelType, QuantConfig};
 use super::hw_config::{HwConfig, QSpec, Role};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::graph::{Graph, NodeId, Outlet};
 use crate::report::IgnoredInfo;
 use crate::tensor::ElementType;
@@ -63,62 +63,7 @@ fn is_float(t: ElementType) -> bool {
     matches!(t, ElementType::F32 | ElementType::F16 | ElementType::BF16 | ElementType::F64)
 }
 
-/// The ignored scope's patterns, anchored: a pattern matches whole layer names.
-pub fn ignored_patterns(scope: &IgnoredScope) -> Result<Vec<regex::Regex>> {
-    scope
-        .patterns
-        .iter()
-        .map(|p| {
-            regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| Error::invalid(format!("ignored pattern '{p}': {e}")))
-        })
-        .collect()
-}
-
-/// Names and patterns of the ignored scope that match no layer: usually a typo, and otherwise
-/// silent. Unparsable patterns are left to [`ignored_patterns`] to report.
-pub fn unmatched_ignored(graph: &Graph, scope: &IgnoredScope) -> Vec<String> {
-    let mut out = vec![];
-    for n in &scope.names {
-        if !graph.nodes.iter().any(|x| &x.name == n) {
-            out.push(format!("ignored scope: no layer is named '{n}'"));
-        }
-    }
-    for p in &scope.patterns {
-        let Ok(re) = regex::Regex::new(&format!("^(?:{p})$")) else { continue };
-        if !graph.nodes.iter().any(|x| re.is_match(&x.name)) {
-            out.push(format!("ignored scope: pattern '{p}' matches no layer"));
-        }
-    }
-    out
-}
-
-/// Whether a node matches the user's ignored scope; returns the reason.
-pub fn ignored_reason(graph: &Graph, id: NodeId, scope: &IgnoredScope, regexes: &[regex::Regex]) -> Option<String> {
-    let n = &graph.nodes[id];
-    if scope.names.iter().any(|s| s == &n.name) {
-        return Some("ignored scope: name".into());
-    }
-    if let Some(r) = regexes.iter().find(|r| r.is_match(&n.name)) {
-        return Some(format!("ignored scope: pattern '{}'", r.as_str()));
-    }
-    for t in &scope.types {
-        if t.op_type == n.op_type {
-            let attrs_match = t.attributes.iter().all(|(k, v)| {
-                let want = match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                n.attrs.get(k).is_some_and(|have| {
-                    have.replace(' ', "") == want.replace(' ', "").trim_matches(['[', ']']) || have == want
-                })
-            });
-            if attrs_match {
-                return Some(format!("ignored scope: type {}", t.op_type));
-            }
-        }
-    }
-    None
-}
+pub use crate::graph::ignored::{ignored_patterns, ignored_reason, unmatched_ignored};
 
 /// Weight channel axes by op type and weight rank.
 fn weight_channel_axes(graph: &Graph, op: NodeId, input: usize, rank: usize) -> Vec<usize> {
