@@ -729,6 +729,14 @@ ovpot_status_e ovpot_model_infer(const ovpot_model_t *model,
 void ovpot_model_free(ovpot_model_t *model);
 
 /**
+ * Creates an empty sample. `model` may be NULL; when given, input names, element types and
+ * shapes are checked as they are set and inputs can be set by index. Free with
+ * `ovpot_sample_free`.
+ */
+ovpot_status_e ovpot_sample_create(const ovpot_model_t *model,
+                                   ovpot_sample_t **sample);
+
+/**
  * Creates a session on `model` (which the session copies; the model may be freed afterwards).
  * `config_json` (may be NULL for POT's defaults) is a POT configuration
  * (`{"compression": {"algorithms": [...]}}`) or ovpot's flat JSON (see `QuantConfig`).
@@ -906,14 +914,6 @@ ovpot_status_e ovpot_metric_evaluate(ovpot_metric_t *metric,
  * Frees a session. NULL is a no-op.
  */
 void ovpot_session_free(ovpot_session_t *session);
-
-/**
- * Creates an empty sample. `model` may be NULL; when given, input names, element types and
- * shapes are checked as they are set and inputs can be set by index. Free with
- * `ovpot_sample_free`.
- */
-ovpot_status_e ovpot_sample_create(const ovpot_model_t *model,
-                                   ovpot_sample_t **sample);
 
 /**
  * Sets input `name` of `sample` from `byte_size` bytes at `data` (copied; native little-endian
