@@ -171,22 +171,7 @@ pub fn select_weights(graph: &Graph, options: &CompressOptions) -> Result<Vec<We
     let order = graph.topo_order()?;
     let is_const = graph.constant_outlets()?;
     let patterns = crate::graph::patterns::transformer_ignored(graph);
-    // Weighted ops in topological order, with their constant float weight inputs.
-    let mut candidates: Vec<Candidate> = vec![];
-    for &id in &order {
-        let Some((kind, inputs)) = weighted_inputs(graph, id) else { continue };
-        if is_const[id] {
-            continue; // folded at compile time, not a layer
-        }
-        let weights: Vec<(usize, NodeId)> = inputs
-            .into_iter()
-            .filter_map(|k| weight_constant(graph, id, k).map(|c| (k, c)))
-            .filter(|&(_, c)| graph.nodes[c].const_type.is_some_and(is_float))
-            .collect();
-        if !weights.is_empty() {
-            candidates.push((id, kind, weights));
-        }
-    }
+    let candidates = find_candidates(graph, &order, &is_const);
     let backup = backup_config(options);
     let n = candidates.len();
     let mut sites = vec![];
@@ -243,45 +228,72 @@ pub fn select_weights(graph: &Graph, options: &CompressOptions) -> Result<Vec<We
     mark_ratio_defining(&mut sites, options, last_layer_skipped);
     let primary = primary_config(options);
     for s in sites.iter_mut().filter(|s| s.ratio_defining) {
-        let mut config = primary;
-        if let Some(g) = primary.group_size {
-            let layout = s.layout(None);
-            let reduce = layout.map(|l| l.reduce).unwrap_or(0);
-            if layout.is_none() || !reduce.is_multiple_of(g) {
-                let name = &graph.nodes[s.constant].name;
-                // The largest power of two dividing the channels (NNCF's ADJUST).
-                let adjusted = reduce & reduce.wrapping_neg();
-                match options.group_size_fallback {
-                    GroupSizeFallback::Error => {
-                        return Err(Error::invalid(format!(
-                            "group size {g} does not divide the {reduce} input channels of weight '{name}' (shape \
-                             {:?}); choose a group size that does, add the layer to the ignored scope, or set \
-                             group_size_fallback to ignore or adjust",
-                            s.shape
-                        )))
-                    }
-                    GroupSizeFallback::Ignore => {
-                        s.ratio_defining = false;
-                        s.eligible = false;
-                        s.config = None;
-                        s.skipped = Some(format!("group size {g} does not divide its {reduce} input channels"));
-                        continue;
-                    }
-                    GroupSizeFallback::Adjust if layout.is_some() && adjusted >= options.min_adjusted_group_size => {
-                        config.group_size = Some(adjusted);
-                    }
-                    GroupSizeFallback::Adjust => {
-                        // No valid group: the backup precision it already has, outside the ratio.
-                        s.ratio_defining = false;
-                        continue;
-                    }
+        apply_primary(graph, s, options, primary)?;
+    }
+    Ok(sites)
+}
+
+/// Weighted ops in topological order, with their constant float weight inputs.
+fn find_candidates(graph: &Graph, order: &[NodeId], is_const: &[bool]) -> Vec<Candidate> {
+    let mut candidates: Vec<Candidate> = vec![];
+    for &id in order {
+        let Some((kind, inputs)) = weighted_inputs(graph, id) else { continue };
+        if is_const[id] {
+            continue; // folded at compile time, not a layer
+        }
+        let weights: Vec<(usize, NodeId)> = inputs
+            .into_iter()
+            .filter_map(|k| weight_constant(graph, id, k).map(|c| (k, c)))
+            .filter(|&(_, c)| graph.nodes[c].const_type.is_some_and(is_float))
+            .collect();
+        if !weights.is_empty() {
+            candidates.push((id, kind, weights));
+        }
+    }
+    candidates
+}
+
+/// Gives a ratio-defining weight the primary precision, with the group size fallback when the
+/// group size does not divide its input channels.
+fn apply_primary(graph: &Graph, s: &mut WeightSite, options: &CompressOptions, primary: WeightConfig) -> Result<()> {
+    let mut config = primary;
+    if let Some(g) = primary.group_size {
+        let layout = s.layout(None);
+        let reduce = layout.map(|l| l.reduce).unwrap_or(0);
+        if layout.is_none() || !reduce.is_multiple_of(g) {
+            let name = &graph.nodes[s.constant].name;
+            // The largest power of two dividing the channels (NNCF's ADJUST).
+            let adjusted = reduce & reduce.wrapping_neg();
+            match options.group_size_fallback {
+                GroupSizeFallback::Error => {
+                    return Err(Error::invalid(format!(
+                        "group size {g} does not divide the {reduce} input channels of weight '{name}' (shape \
+                         {:?}); choose a group size that does, add the layer to the ignored scope, or set \
+                         group_size_fallback to ignore or adjust",
+                        s.shape
+                    )))
+                }
+                GroupSizeFallback::Ignore => {
+                    s.ratio_defining = false;
+                    s.eligible = false;
+                    s.config = None;
+                    s.skipped = Some(format!("group size {g} does not divide its {reduce} input channels"));
+                    return Ok(());
+                }
+                GroupSizeFallback::Adjust if layout.is_some() && adjusted >= options.min_adjusted_group_size => {
+                    config.group_size = Some(adjusted);
+                }
+                GroupSizeFallback::Adjust => {
+                    // No valid group: the backup precision it already has, outside the ratio.
+                    s.ratio_defining = false;
+                    return Ok(());
                 }
             }
         }
-        s.config = Some(config);
-        s.skipped = None;
     }
-    Ok(sites)
+    s.config = Some(config);
+    s.skipped = None;
+    Ok(())
 }
 
 /// NNCF's ratio-defining weights: for 4-bit modes the MatMuls but the last one (lm_head) unless

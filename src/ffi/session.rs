@@ -476,6 +476,49 @@ fn serve(
     }
 }
 
+/// The run's handles: a call from inside a callback (or another thread) that would change or
+/// free them fails with a clear message instead of pulling them from under the run.
+fn run_handles(
+    s: &ovpot_session_t,
+    calib: &ovpot_dataset_t,
+    eval: Option<&ovpot_dataset_t>,
+    metric: Option<&ovpot_metric_t>,
+) -> Vec<(usize, Use, &'static str)> {
+    let mut handles = vec![(s as *const ovpot_session_t as usize, Use::Exclusive, "session")];
+    handles.push((calib as *const ovpot_dataset_t as usize, Use::Shared, "calibration"));
+    if let Some(e) = eval {
+        handles.push((e as *const ovpot_dataset_t as usize, Use::Shared, "evaluation"));
+    }
+    if let Some(m) = metric {
+        handles.push((m as *const ovpot_metric_t as usize, Use::Exclusive, "metric"));
+    }
+    handles
+}
+
+/// Serves callback requests on this thread until the run thread `handle` ends (or every sender
+/// is gone), then the requests sent just before the end.
+fn serve_until_done(
+    rx: &Receiver<Request>,
+    handle: &std::thread::ScopedJoinHandle<'_, Result<Outcome>>,
+    callbacks: &SessionCallbacks<'_>,
+    calib: &ovpot_dataset_t,
+    eval: Option<&ovpot_dataset_t>,
+    metric: &mut Option<&mut super::metric::CallbackMetric>,
+) {
+    loop {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(req) => serve(req, callbacks, calib, eval, metric),
+            Err(RecvTimeoutError::Timeout) if handle.is_finished() => break,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    // Messages sent just before the end (logs).
+    while let Ok(req) = rx.try_recv() {
+        serve(req, callbacks, calib, eval, metric);
+    }
+}
+
 /// Runs `job` on a helper thread while this thread serves callback requests.
 fn run_with_callbacks(
     s: &mut ovpot_session_t,
@@ -483,16 +526,7 @@ fn run_with_callbacks(
     eval: Option<&ovpot_dataset_t>,
     metric: Option<&mut ovpot_metric_t>,
 ) -> Result<Outcome> {
-    // The run's handles: a call from inside a callback (or another thread) that would change or
-    // free them fails with a clear message instead of pulling them from under the run.
-    let mut handles = vec![(s as *const ovpot_session_t as usize, Use::Exclusive, "session")];
-    handles.push((calib as *const ovpot_dataset_t as usize, Use::Shared, "calibration"));
-    if let Some(e) = eval {
-        handles.push((e as *const ovpot_dataset_t as usize, Use::Shared, "evaluation"));
-    }
-    if let Some(m) = metric.as_deref() {
-        handles.push((m as *const ovpot_metric_t as usize, Use::Exclusive, "metric"));
-    }
+    let handles = run_handles(s, calib, eval, metric.as_deref());
     let _in_use = InUse::mark(&handles)?;
     // A run started from inside another run's callback keeps off the shared pool, whose threads
     // may be waiting for this thread.
@@ -568,18 +602,7 @@ fn run_with_callbacks(
             Ok(h) => h,
             Err(e) => return Err(Error::internal(format!("cannot start the session thread: {e}"))),
         };
-        loop {
-            match rx.recv_timeout(Duration::from_millis(20)) {
-                Ok(req) => serve(req, &callbacks, calib, eval, &mut c_metric),
-                Err(RecvTimeoutError::Timeout) if handle.is_finished() => break,
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        // Messages sent just before the end (logs).
-        while let Ok(req) = rx.try_recv() {
-            serve(req, &callbacks, calib, eval, &mut c_metric);
-        }
+        serve_until_done(&rx, &handle, &callbacks, calib, eval, &mut c_metric);
         match handle.join() {
             Ok(r) => r,
             Err(p) => Err(Error::internal(format!("panic in the session: {}", panic_message(&*p)))),

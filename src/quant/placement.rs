@@ -288,26 +288,95 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
     let act_spec = hw.activation_spec(config.effective_preset());
     let weight_spec = hw.weight_spec(&config.weights, config.weights_symmetric());
     let sym_spec = QSpec { symmetric: true, ..act_spec };
-    let mut setup = Setup::default();
-    // (edge, spec, target, unified group)
-    let mut act_edges: Vec<RawEdge> = vec![];
-    let mut weighted_quantized = vec![false; graph.nodes.len()];
+    let planner = Planner { ctx, config, regexes, patterns, transformer, act_spec, sym_spec, weight_spec };
+    let (mut setup, act_edges, weighted_quantized) = planner.quantizable_ops(&order);
+    setup.activations = place_activations(&planner.ctx, act_edges);
+    apply_saturation_fix(&planner.ctx, &order, config, &weighted_quantized, &mut setup.weights);
+    Ok(setup)
+}
 
-    for &id in &order {
+/// What [`plan_quantizers`] decides per op with: the graph context, the ignored scope and
+/// patterns, and the quantizer specs in force.
+struct Planner<'a> {
+    ctx: Ctx<'a>,
+    config: &'a QuantConfig,
+    regexes: Vec<regex::Regex>,
+    /// The model type's ignored patterns (transformers only).
+    patterns: BTreeMap<NodeId, &'static str>,
+    transformer: bool,
+    act_spec: QSpec,
+    /// The symmetric activation spec (transformer MatMuls without weights, attention's Q and K).
+    sym_spec: QSpec,
+    weight_spec: QSpec,
+}
+
+/// The inputs of one quantizable op that get quantizers.
+struct OpInputs {
+    /// Activation inputs.
+    acts: Vec<usize>,
+    /// The constant weight input.
+    weight: Option<usize>,
+    /// The activation quantizers' spec.
+    spec: QSpec,
+}
+
+impl Planner<'_> {
+    /// The quantizable ops in topological order: the setup's ignored layers, quantized ops and
+    /// weight points, the activation edges to quantize, and which ops got quantized weights.
+    fn quantizable_ops(&self, order: &[NodeId]) -> (Setup, Vec<RawEdge>, Vec<bool>) {
+        let (ctx, graph) = (&self.ctx, self.ctx.graph);
+        let mut setup = Setup::default();
+        // (edge, spec, target, unified group)
+        let mut act_edges: Vec<RawEdge> = vec![];
+        let mut weighted_quantized = vec![false; graph.nodes.len()];
+
+        for &id in order {
+            let n = &graph.nodes[id];
+            let Some(role) = ctx.hw.role(&n.op_type) else { continue };
+            if matches!(role, Role::Agnostic | Role::Unified) || ctx.fixed[id] {
+                continue;
+            }
+            let reason = ignored_reason(graph, id, &self.config.ignored, &self.regexes)
+                .or_else(|| self.patterns.get(&id).map(|p| crate::graph::patterns::reason(p)));
+            if let Some(reason) = reason {
+                setup.ignored.push(IgnoredInfo { name: n.name.clone(), op_type: n.op_type.clone(), reason });
+                continue;
+            }
+            let Some(OpInputs { acts, weight, spec }) = self.op_inputs(id, role, &mut setup.ignored) else { continue };
+            if acts.is_empty() && weight.is_none() {
+                continue;
+            }
+            setup.quantized_ops.push(id);
+            for k in acts {
+                act_edges.push(((id, k), spec, id, None));
+            }
+            if let Some(w) = weight {
+                let rank = graph.outlet_info(n.inputs[w]).shape.rank().unwrap_or(0);
+                let axes = weight_channel_axes(graph, id, w, rank);
+                setup.weights.push(WeightPoint {
+                    op: id,
+                    input: w,
+                    channel_axes: axes,
+                    half_range: false,
+                    first: false,
+                    spec: self.weight_spec,
+                });
+                if n.op_type != "Gather" {
+                    weighted_quantized[id] = true;
+                }
+            }
+        }
+        (setup, act_edges, weighted_quantized)
+    }
+
+    /// Which inputs of op `id` (of role `role`) get quantizers, with which activation spec; `None`
+    /// (recorded in `ignored`) for a MatMul that reads attention scores.
+    fn op_inputs(&self, id: NodeId, role: Role, ignored: &mut Vec<IgnoredInfo>) -> Option<OpInputs> {
+        let (ctx, graph) = (&self.ctx, self.ctx.graph);
         let n = &graph.nodes[id];
-        let Some(role) = hw.role(&n.op_type) else { continue };
-        if matches!(role, Role::Agnostic | Role::Unified) || ctx.fixed[id] {
-            continue;
-        }
-        let reason = ignored_reason(graph, id, &config.ignored, &regexes)
-            .or_else(|| patterns.get(&id).map(|p| crate::graph::patterns::reason(p)));
-        if let Some(reason) = reason {
-            setup.ignored.push(IgnoredInfo { name: n.name.clone(), op_type: n.op_type.clone(), reason });
-            continue;
-        }
         let mut acts: Vec<usize> = vec![];
         let mut weight: Option<usize> = None;
-        let mut spec = act_spec;
+        let mut spec = self.act_spec;
         match role {
             Role::Weighted => {
                 let data_inputs = n.inputs.len().min(2);
@@ -323,15 +392,15 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
                 }
                 if n.op_type == "MatMul" && weight.is_none() {
                     if n.inputs.iter().any(|&o| ctx.reads_softmax(o)) {
-                        setup.ignored.push(IgnoredInfo {
+                        ignored.push(IgnoredInfo {
                             name: n.name.clone(),
                             op_type: n.op_type.clone(),
                             reason: "pattern: softmax → MatMul".into(),
                         });
-                        continue;
+                        return None;
                     }
-                    if transformer {
-                        spec = sym_spec;
+                    if self.transformer {
+                        spec = self.sym_spec;
                     }
                 }
             }
@@ -350,7 +419,7 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
                     // Q and K (NNCF quantizes these two; V stays in floating point).
                     acts =
                         (0..n.inputs.len().min(2)).filter(|&k| ctx.outlet_is_float_activation(n.inputs[k])).collect();
-                    spec = sym_spec;
+                    spec = self.sym_spec;
                 }
             }
             Role::Embedding => {
@@ -368,30 +437,13 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
             // Depthwise convolutions take per-channel activations (CPU config q8_a_ch).
             spec.per_channel = true;
         }
-        if acts.is_empty() && weight.is_none() {
-            continue;
-        }
-        setup.quantized_ops.push(id);
-        for k in acts {
-            act_edges.push(((id, k), spec, id, None));
-        }
-        if let Some(w) = weight {
-            let rank = graph.outlet_info(n.inputs[w]).shape.rank().unwrap_or(0);
-            let axes = weight_channel_axes(graph, id, w, rank);
-            setup.weights.push(WeightPoint {
-                op: id,
-                input: w,
-                channel_axes: axes,
-                half_range: false,
-                first: false,
-                spec: weight_spec,
-            });
-            if n.op_type != "Gather" {
-                weighted_quantized[id] = true;
-            }
-        }
+        Some(OpInputs { acts, weight, spec })
     }
+}
 
+/// The activation quantizers for `act_edges`, one per quantized tensor (edges and targets sorted).
+fn place_activations(ctx: &Ctx, act_edges: Vec<RawEdge>) -> Vec<ActPoint> {
+    let graph = ctx.graph;
     // Each quantizer moves up through quantize-agnostic ops while every consumer of the tensor
     // above takes it quantized (NNCF's branching rule: a branch left in floating point keeps the
     // quantizers below the branch point); quantizers that end on one tensor become one.
@@ -399,7 +451,7 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
     // with one shared range (the plugin's int8 Concat needs equal scales), and those quantizers
     // move up in turn (Relu → MaxPool → Concat: on the Relu output, as NNCF places them).
     let quantized: HashSet<(NodeId, usize)> = act_edges.iter().map(|e| e.0).collect();
-    let mut coverage = Coverage { ctx: &ctx, quantized: &quantized, memo: HashMap::new() };
+    let mut coverage = Coverage { ctx, quantized: &quantized, memo: HashMap::new() };
     let mut by_source: BTreeMap<Outlet, ActPoint> = BTreeMap::new();
     let mut concat_groups: HashMap<NodeId, usize> = HashMap::new();
     let mut pending = act_edges;
@@ -423,25 +475,35 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
         }
         merge_edge(&mut by_source, source, edge, spec, &[target], unified);
     }
-    setup.activations = by_source.into_values().collect();
-    for a in &mut setup.activations {
+    let mut activations: Vec<ActPoint> = by_source.into_values().collect();
+    for a in &mut activations {
         a.edges.sort();
         a.targets.sort();
     }
+    activations
+}
 
-    // Saturation fix as asked: the first Convolutions (see `WeightPoint::first`), or all.
-    // `auto` is decided per layer from calibration data (quant::saturation).
+/// Saturation fix as asked: the first Convolutions (see `WeightPoint::first`), or all.
+/// `auto` is decided per layer from calibration data (quant::saturation).
+fn apply_saturation_fix(
+    ctx: &Ctx,
+    order: &[NodeId],
+    config: &QuantConfig,
+    weighted_quantized: &[bool],
+    weights: &mut [WeightPoint],
+) {
     use super::config::SaturationFix;
+    let (graph, hw) = (ctx.graph, ctx.hw);
     let quantized_conv = |id: NodeId| weighted_quantized[id] && graph.nodes[id].op_type == "Convolution";
     let mut reached = vec![false; graph.nodes.len()];
-    for &id in &order {
+    for &id in order {
         let n = &graph.nodes[id];
         reached[id] = n.is_parameter() || n.inputs.iter().any(|o| reached[o.node] && !quantized_conv(o.node));
     }
     let apply_fix =
         hw.uses_saturation_fix() && matches!(config.saturation_fix, SaturationFix::FirstLayer | SaturationFix::All);
     let all = config.saturation_fix == SaturationFix::All;
-    for w in &mut setup.weights {
+    for w in weights {
         w.first = quantized_conv(w.op) && reached[w.op];
         // Depthwise convolutions multiply one channel at a time: they cannot saturate, and
         // NNCF's overflow fix leaves them alone too.
@@ -451,7 +513,6 @@ pub fn plan_quantizers(graph: &Graph, hw: &HwConfig, config: &QuantConfig) -> Re
             w.half_range = true;
         }
     }
-    Ok(setup)
 }
 
 #[cfg(test)]

@@ -89,84 +89,76 @@ fn run_samples(
     };
     let parameters: HashMap<String, Outlet> =
         graph.parameters().into_iter().map(|p| (graph.parameter_name(p).to_string(), Outlet::new(p, 0))).collect();
+    let runner = SampleRunner { exec, reductions, data, requests, parameters };
     let chunks: Vec<(usize, usize)> = (0..n).step_by(CHUNK).map(|s| (s, (s + CHUNK).min(n))).collect();
     let wave = (exec.in_flight(rayon::current_num_threads) * 2).max(1);
     let mut total = Partial::default();
     hooks.progress(stage, 0, n)?;
     for wave_chunks in chunks.chunks(wave) {
-        let partials: Vec<Result<Partial>> = exec.in_flight(|| {
-            wave_chunks
-                .par_iter()
-                .map(|&(s, e)| {
-                    let mut part = Partial::default();
-                    for i in s..e {
-                        let sample = data.get(i).map_err(|e| e.with_sample("calibration", i))?;
-                        for (nm, t) in &sample {
-                            if let Some(o) = parameters.get(nm) {
-                                if let Some(r) = requests.get(o) {
-                                    part.observe(*o, t, r, i, &name).map_err(|e| e.with_sample("calibration", i))?;
-                                }
-                            }
-                        }
-                        let tag = |e: Error| match e {
-                            Error::Mismatch(m) => Error::Mismatch(format!("calibration sample {i}: {m}")),
-                            Error::InvalidArgument(m) => Error::InvalidArgument(format!("calibration sample {i}: {m}")),
-                            other => other,
-                        };
-                        if let Some(red) = reductions {
-                            let values = exec.run(&sample, &mut NoObserver).map_err(tag)?;
-                            red.accumulate(&mut part, &values, i, &name)
-                                .map_err(|e| e.with_sample("calibration", i))?;
-                            continue;
-                        }
-                        let mut err: Option<Error> = None;
-                        let mut obs = Requested {
-                            requests,
-                            f: |o: Outlet, t: &Tensor| -> Result<()> {
-                                if let Some(r) = requests.get(&o) {
-                                    if let Err(e) = part.observe(o, t, r, i, &name) {
-                                        err.get_or_insert(e.with_sample("calibration", i));
-                                    }
-                                }
-                                Ok(())
-                            },
-                        };
-                        exec.run(&sample, &mut obs).map_err(tag)?;
-                        if let Some(e) = err {
-                            return Err(e);
-                        }
-                    }
-                    Ok(part)
-                })
-                .collect()
-        });
+        let partials: Vec<Result<Partial>> =
+            exec.in_flight(|| wave_chunks.par_iter().map(|&(s, e)| runner.run_chunk(s, e, &name)).collect());
         for p in partials {
             total.merge(p?);
         }
         let done = wave_chunks.last().map_or(0, |c| c.1);
         hooks.progress(stage, done, n)?;
     }
-    let mut out = Collected { samples: n, ..Default::default() };
-    out.scalars = total.scalars.into_iter().collect();
-    out.channel_means = total
-        .sums
-        .into_iter()
-        .map(|(k, (v, cnt))| (k, v.into_iter().map(|x| x / cnt.max(1) as f64).collect()))
-        .collect();
-    out.channel_abs_max = total.absmax.into_iter().collect();
-    out.channel_min_max = total.minmax.into_iter().collect();
-    out.sample_channel_min_max = total.sample_minmax.into_iter().collect();
-    out.shapes = total.shapes.into_iter().collect();
-    out.sum_squares = total.sum_squares.into_iter().collect();
-    out.kept = total
-        .kept
-        .into_iter()
-        .map(|(k, mut v)| {
-            v.sort_by_key(|(i, _)| *i);
-            (k, v.into_iter().map(|(_, t)| t).collect())
-        })
-        .collect();
-    Ok(out)
+    Ok(total.into_collected(n))
+}
+
+/// What every chunk of calibration samples runs with: the executable, the reductions appended
+/// to its graph (OpenVINO), the samples, the requests, and the graph's inputs by name.
+struct SampleRunner<'a> {
+    exec: &'a Executable,
+    reductions: Option<&'a inplace::Reductions>,
+    data: &'a dyn Dataset,
+    requests: &'a HashMap<Outlet, Vec<Request>>,
+    parameters: HashMap<String, Outlet>,
+}
+
+impl SampleRunner<'_> {
+    /// The statistics of samples `s..e`; `name` names a tensor in error messages.
+    fn run_chunk(&self, s: usize, e: usize, name: &dyn Fn(Outlet) -> String) -> Result<Partial> {
+        let (exec, requests) = (self.exec, self.requests);
+        let mut part = Partial::default();
+        for i in s..e {
+            let sample = self.data.get(i).map_err(|e| e.with_sample("calibration", i))?;
+            for (nm, t) in &sample {
+                if let Some(o) = self.parameters.get(nm) {
+                    if let Some(r) = requests.get(o) {
+                        part.observe(*o, t, r, i, name).map_err(|e| e.with_sample("calibration", i))?;
+                    }
+                }
+            }
+            let tag = |e: Error| match e {
+                Error::Mismatch(m) => Error::Mismatch(format!("calibration sample {i}: {m}")),
+                Error::InvalidArgument(m) => Error::InvalidArgument(format!("calibration sample {i}: {m}")),
+                other => other,
+            };
+            if let Some(red) = self.reductions {
+                let values = exec.run(&sample, &mut NoObserver).map_err(tag)?;
+                red.accumulate(&mut part, &values, i, name).map_err(|e| e.with_sample("calibration", i))?;
+                continue;
+            }
+            let mut err: Option<Error> = None;
+            let mut obs = Requested {
+                requests,
+                f: |o: Outlet, t: &Tensor| -> Result<()> {
+                    if let Some(r) = requests.get(&o) {
+                        if let Err(e) = part.observe(o, t, r, i, name) {
+                            err.get_or_insert(e.with_sample("calibration", i));
+                        }
+                    }
+                    Ok(())
+                },
+            };
+            exec.run(&sample, &mut obs).map_err(tag)?;
+            if let Some(e) = err {
+                return Err(e);
+            }
+        }
+        Ok(part)
+    }
 }
 
 /// Aggregates per-sample values: mean (default), min, max, median, and the "no outliers"

@@ -178,6 +178,31 @@ pub(super) fn channel_view(shape: &[usize], axis: isize) -> Option<(usize, usize
     Some((outer, shape[a], inner))
 }
 
+/// Min and max per channel on the last axis (`c` channels, `c` > 0) of one sample.
+fn channel_min_max_last(data: &[f32], c: usize) -> ChannelRange {
+    let (mut mn, mut mx) = (vec![f32::INFINITY; c], vec![f32::NEG_INFINITY; c]);
+    for row in data.chunks_exact(c) {
+        for ((lo, hi), &x) in mn.iter_mut().zip(mx.iter_mut()).zip(row) {
+            *lo = lo.min(x);
+            *hi = hi.max(x);
+        }
+    }
+    (mn, mx)
+}
+
+/// Σ x² in f64 (lane-wise, then the lanes in order, then the rest: deterministic).
+fn sum_squares(data: &[f32]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let mut chunks = data.chunks_exact(LANES);
+    for c in &mut chunks {
+        for k in 0..LANES {
+            acc[k] += (c[k] as f64) * (c[k] as f64);
+        }
+    }
+    let rest: f64 = chunks.remainder().iter().map(|&x| (x as f64) * (x as f64)).sum();
+    acc.iter().sum::<f64>() + rest
+}
+
 impl Partial {
     pub(super) fn observe(
         &mut self,
@@ -221,92 +246,99 @@ impl Partial {
                 Request::Scalars { quantiles } => {
                     self.scalars.entry(o).or_default().push(scalars_of(data, (mn, mx), quantiles));
                 }
-                Request::ChannelMean { axis } => {
-                    let Some((outer, c, inner)) = channel_view(a.shape(), *axis) else { continue };
-                    let e = self.sums.entry((o, *axis)).or_insert_with(|| (vec![0.0; c], 0));
-                    if e.0.len() != c {
-                        return Err(Error::mismatch(format!("tensor '{}' changed channel count", name(o))));
-                    }
-                    let n = (outer * inner).max(1) as f64;
-                    let mut per = vec![0.0f64; c];
-                    if inner == 1 {
-                        // Channels last (MatMul outputs): accumulate whole rows, which vectorizes.
-                        for row in data.chunks_exact(c) {
-                            for (p, &x) in per.iter_mut().zip(row) {
-                                *p += x as f64;
-                            }
-                        }
-                    } else {
-                        for ou in 0..outer {
-                            for (ch, p) in per.iter_mut().enumerate() {
-                                let base = (ou * c + ch) * inner;
-                                *p += sum_f64(&data[base..base + inner]);
-                            }
-                        }
-                    }
-                    for (acc, p) in e.0.iter_mut().zip(per) {
-                        *acc += p / n;
-                    }
-                    e.1 += 1;
-                }
-                Request::ChannelMinMax { axis } => {
-                    let Some((outer, c, inner)) = channel_view(a.shape(), *axis) else { continue };
-                    let e = self
-                        .minmax
-                        .entry((o, *axis))
-                        .or_insert_with(|| (vec![f32::INFINITY; c], vec![f32::NEG_INFINITY; c]));
-                    if e.0.len() != c {
-                        return Err(Error::mismatch(format!("tensor '{}' changed channel count", name(o))));
-                    }
-                    for ou in 0..outer {
-                        for ch in 0..c {
-                            let base = (ou * c + ch) * inner;
-                            let (lo, hi) = min_max(&data[base..base + inner]);
-                            e.0[ch] = e.0[ch].min(lo);
-                            e.1[ch] = e.1[ch].max(hi);
-                        }
-                    }
-                }
+                Request::ChannelMean { axis } => self.add_channel_mean(o, data, a.shape(), *axis, name)?,
+                Request::ChannelMinMax { axis } => self.add_channel_min_max(o, data, a.shape(), *axis, name)?,
                 Request::SampleChannelMinMax => {
                     let c = *a.shape().last().unwrap_or(&1);
                     if c == 0 {
                         continue;
                     }
-                    let (mut mn, mut mx) = (vec![f32::INFINITY; c], vec![f32::NEG_INFINITY; c]);
-                    for row in data.chunks_exact(c) {
-                        for ((lo, hi), &x) in mn.iter_mut().zip(mx.iter_mut()).zip(row) {
-                            *lo = lo.min(x);
-                            *hi = hi.max(x);
-                        }
-                    }
-                    self.sample_minmax.entry(o).or_default().push((mn, mx));
+                    self.sample_minmax.entry(o).or_default().push(channel_min_max_last(data, c));
                 }
                 Request::SumSquares => {
-                    let mut acc = [0.0f64; LANES];
-                    let mut chunks = data.chunks_exact(LANES);
-                    for c in &mut chunks {
-                        for k in 0..LANES {
-                            acc[k] += (c[k] as f64) * (c[k] as f64);
-                        }
-                    }
-                    let rest: f64 = chunks.remainder().iter().map(|&x| (x as f64) * (x as f64)).sum();
-                    *self.sum_squares.entry(o).or_default() += acc.iter().sum::<f64>() + rest;
+                    *self.sum_squares.entry(o).or_default() += sum_squares(data);
                 }
-                Request::ChannelAbsMax => {
-                    let c = *a.shape().last().unwrap_or(&1);
-                    let e = self.absmax.entry(o).or_insert_with(|| vec![0.0; c]);
-                    if e.len() != c || c == 0 {
-                        continue;
-                    }
-                    for row in data.chunks_exact(c) {
-                        for (m, &x) in e.iter_mut().zip(row) {
-                            *m = m.max(x.abs());
-                        }
-                    }
-                }
+                Request::ChannelAbsMax => self.add_channel_abs_max(o, data, a.shape()),
             }
         }
         Ok(())
+    }
+
+    /// [`Request::ChannelMean`] on one sample: adds its mean per channel on `axis`.
+    fn add_channel_mean(
+        &mut self,
+        o: Outlet,
+        data: &[f32],
+        shape: &[usize],
+        axis: isize,
+        name: &dyn Fn(Outlet) -> String,
+    ) -> Result<()> {
+        let Some((outer, c, inner)) = channel_view(shape, axis) else { return Ok(()) };
+        let e = self.sums.entry((o, axis)).or_insert_with(|| (vec![0.0; c], 0));
+        if e.0.len() != c {
+            return Err(Error::mismatch(format!("tensor '{}' changed channel count", name(o))));
+        }
+        let n = (outer * inner).max(1) as f64;
+        let mut per = vec![0.0f64; c];
+        if inner == 1 {
+            // Channels last (MatMul outputs): accumulate whole rows, which vectorizes.
+            for row in data.chunks_exact(c) {
+                for (p, &x) in per.iter_mut().zip(row) {
+                    *p += x as f64;
+                }
+            }
+        } else {
+            for ou in 0..outer {
+                for (ch, p) in per.iter_mut().enumerate() {
+                    let base = (ou * c + ch) * inner;
+                    *p += sum_f64(&data[base..base + inner]);
+                }
+            }
+        }
+        for (acc, p) in e.0.iter_mut().zip(per) {
+            *acc += p / n;
+        }
+        e.1 += 1;
+        Ok(())
+    }
+
+    /// [`Request::ChannelMinMax`] on one sample: widens the range per channel on `axis`.
+    fn add_channel_min_max(
+        &mut self,
+        o: Outlet,
+        data: &[f32],
+        shape: &[usize],
+        axis: isize,
+        name: &dyn Fn(Outlet) -> String,
+    ) -> Result<()> {
+        let Some((outer, c, inner)) = channel_view(shape, axis) else { return Ok(()) };
+        let e = self.minmax.entry((o, axis)).or_insert_with(|| (vec![f32::INFINITY; c], vec![f32::NEG_INFINITY; c]));
+        if e.0.len() != c {
+            return Err(Error::mismatch(format!("tensor '{}' changed channel count", name(o))));
+        }
+        for ou in 0..outer {
+            for ch in 0..c {
+                let base = (ou * c + ch) * inner;
+                let (lo, hi) = min_max(&data[base..base + inner]);
+                e.0[ch] = e.0[ch].min(lo);
+                e.1[ch] = e.1[ch].max(hi);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Request::ChannelAbsMax`] on one sample: widens the max of |x| per channel on the last axis.
+    fn add_channel_abs_max(&mut self, o: Outlet, data: &[f32], shape: &[usize]) {
+        let c = *shape.last().unwrap_or(&1);
+        let e = self.absmax.entry(o).or_insert_with(|| vec![0.0; c]);
+        if e.len() != c || c == 0 {
+            return;
+        }
+        for row in data.chunks_exact(c) {
+            for (m, &x) in e.iter_mut().zip(row) {
+                *m = m.max(x.abs());
+            }
+        }
     }
 
     pub(super) fn merge(&mut self, other: Partial) {
@@ -347,6 +379,31 @@ impl Partial {
         for (k, v) in other.shapes {
             self.shapes.entry(k).or_insert(v);
         }
+    }
+
+    /// What the partial results of all `samples` samples add up to.
+    pub(super) fn into_collected(self, samples: usize) -> Collected {
+        let mut out = Collected { samples, ..Default::default() };
+        out.scalars = self.scalars.into_iter().collect();
+        out.channel_means = self
+            .sums
+            .into_iter()
+            .map(|(k, (v, cnt))| (k, v.into_iter().map(|x| x / cnt.max(1) as f64).collect()))
+            .collect();
+        out.channel_abs_max = self.absmax.into_iter().collect();
+        out.channel_min_max = self.minmax.into_iter().collect();
+        out.sample_channel_min_max = self.sample_minmax.into_iter().collect();
+        out.shapes = self.shapes.into_iter().collect();
+        out.sum_squares = self.sum_squares.into_iter().collect();
+        out.kept = self
+            .kept
+            .into_iter()
+            .map(|(k, mut v)| {
+                v.sort_by_key(|(i, _)| *i);
+                (k, v.into_iter().map(|(_, t)| t).collect())
+            })
+            .collect();
+        out
     }
 }
 
