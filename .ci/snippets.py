@@ -21,7 +21,7 @@ run there in document order, so a file one block writes is there for the next. B
 Info-string words after the language: `no-run` (shown, never run: say why in the text near it),
 `file=NAME` (the block is also written to NAME in the scratch dir before it runs, for later
 blocks). A fence without a language, or with one not listed, is an error: every block says what
-it is.
+it is. Relative links ([text](file.md#heading)) must lead to a file and heading that exist.
 
     .ci/snippets.py --bin-dir target/debug --lib-dir target/debug/deps [--only docs/c-api.md] [-v]
 """
@@ -97,6 +97,37 @@ def blocks_of(doc):
         words = info.split()
         out.append(Block(doc, start, words[0] if words else "", words[1:], "\n".join(body) + "\n"))
         i += 1
+    return out
+
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def slug(heading):
+    """GitHub's anchor of a heading."""
+    s = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return s.replace(" ", "-")
+
+
+def anchors_of(doc):
+    text = re.sub(r"```.*?```", "", doc.read_text(encoding="utf-8"), flags=re.S)
+    return {slug(m.group(1)) for m in re.finditer(r"^#+\s+(.*)$", text, flags=re.M)}
+
+
+def broken_links(doc):
+    """Relative links (files, #anchors) of a document that lead nowhere."""
+    out = []
+    text = re.sub(r"```.*?```", "", doc.read_text(encoding="utf-8"), flags=re.S)
+    for m in LINK.finditer(text):
+        target = m.group(1)
+        if re.match(r"^[a-z]+:", target):
+            continue
+        path, _, anchor = target.partition("#")
+        dest = (doc.parent / path).resolve() if path else doc
+        if not dest.exists():
+            out.append(f"{doc.relative_to(ROOT)}: link to {target}: no such file")
+        elif anchor and dest.suffix == ".md" and anchor not in anchors_of(dest):
+            out.append(f"{doc.relative_to(ROOT)}: link to {target}: no such heading")
     return out
 
 
@@ -205,6 +236,7 @@ def main():
     problems = []
     all_blocks = []
     for d in docs:
+        problems += broken_links(d)
         for b in blocks_of(d):
             if b.lang not in RUN_LANGS | TEXT_LANGS:
                 problems.append(f"{b.where()}: fence with {'language ' + repr(b.lang) if b.lang else 'no language'};"
@@ -212,6 +244,7 @@ def main():
             all_blocks.append(b)
     if problems:
         print("\n".join(problems))
+        print(f"snippets: {len(problems)} problem(s) before anything ran")
         return 1
     if a.list:
         for b in all_blocks:
