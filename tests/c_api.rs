@@ -226,7 +226,12 @@ fn c_makefile_install_and_pkg_config() {
             let exe = tmp.path().join(exe);
             let flags = pkg_config_of(package, &["--cflags", "--libs"]);
             let src = root().join("examples_c/quantize.c");
-            let cmd = format!("cc -std=c11 -I{} {} {flags} -lpthread -lm -o {}", root().join("examples_c").display(), src.display(), exe.display());
+            let cmd = format!(
+                "cc -std=c11 -I{} {} {flags} -lpthread -lm -o {}",
+                root().join("examples_c").display(),
+                src.display(),
+                exe.display()
+            );
             let out = Command::new("sh").arg("-c").arg(&cmd).env_remove("LD_LIBRARY_PATH").output().unwrap();
             assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
             let elf = Command::new("readelf").arg("-d").arg(&exe).output().unwrap();
