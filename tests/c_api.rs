@@ -172,10 +172,11 @@ fn c_accuracy_aware_with_a_metric_callback() {
 }
 
 /// `make install` into a temporary prefix, then `pkg-config ovpot` from there gives the flags the
-/// examples build with (dynamically, and statically with `--static`).
+/// examples build with (dynamically, with an rpath so they run without LD_LIBRARY_PATH), and
+/// `pkg-config ovpot-static` links libovpot.a even with libovpot.so beside it.
 #[test]
 fn c_makefile_install_and_pkg_config() {
-    for tool in ["make", "pkg-config", "cc", "c++"] {
+    for tool in ["make", "pkg-config", "cc", "c++", "readelf"] {
         if !has(tool) {
             eprintln!("SKIPPED: {tool} not found");
             return;
@@ -187,22 +188,65 @@ fn c_makefile_install_and_pkg_config() {
     let build = tmp.path().join("build");
     let var = |k: &str, v: &Path| format!("{k}={}", v.display());
     make(&["install".into(), var("PREFIX", &prefix), var("OVPOT_LIB_DIR", &lib), var("BUILD", &build)], &[]);
-    for f in ["include/ovpot.h", "include/ovpot.hpp", "lib/libovpot.so", "lib/pkgconfig/ovpot.pc"] {
+    for f in [
+        "include/ovpot.h",
+        "include/ovpot.hpp",
+        "lib/libovpot.so",
+        "lib/pkgconfig/ovpot.pc",
+        "lib/pkgconfig/ovpot-static.pc",
+    ] {
         assert!(prefix.join(f).exists(), "make install did not install {f}");
     }
 
     let pc_path = prefix.join("lib/pkgconfig");
-    let pkg_config = |args: &[&str]| -> String {
-        let out = Command::new("pkg-config").args(args).arg("ovpot").env("PKG_CONFIG_PATH", &pc_path).output().unwrap();
-        assert!(out.status.success(), "pkg-config {args:?} ovpot: {}", String::from_utf8_lossy(&out.stderr));
+    let pkg_config_of = |package: &str, args: &[&str]| -> String {
+        let out = Command::new("pkg-config").args(args).arg(package).env("PKG_CONFIG_PATH", &pc_path).output().unwrap();
+        assert!(out.status.success(), "pkg-config {args:?} {package}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
+    let pkg_config = |args: &[&str]| pkg_config_of("ovpot", args);
     assert_eq!(pkg_config(&["--modversion"]), env!("CARGO_PKG_VERSION"));
     let (inc, libdir) = (prefix.join("include"), prefix.join("lib"));
-    assert_eq!(pkg_config(&["--cflags", "--libs"]), format!("-I{} -L{} -lovpot", inc.display(), libdir.display()));
+    assert_eq!(
+        pkg_config(&["--cflags", "--libs"]),
+        format!("-I{} -L{} -Wl,-rpath,{} -lovpot", inc.display(), libdir.display(), libdir.display())
+    );
     let static_libs = pkg_config(&["--static", "--libs"]);
     for l in ["-lpthread", "-ldl", "-lm"] {
         assert!(static_libs.split(' ').any(|x| x == l), "no {l} in Libs.private: {static_libs}");
+    }
+    let static_only = pkg_config_of("ovpot-static", &["--libs"]);
+    assert!(static_only.starts_with(&format!("{}/libovpot.a ", libdir.display())), "{static_only}");
+    assert!(!static_only.contains("-lovpot"), "{static_only}");
+
+    // As the docs build an application: `cc app.c $(pkg-config --cflags --libs ovpot[-static])`,
+    // nothing else; the dynamic one runs without LD_LIBRARY_PATH, the static one needs no libovpot.so.
+    if prefix.join("lib/libovpot.a").exists() {
+        for (package, exe) in [("ovpot", "app_dynamic"), ("ovpot-static", "app_static")] {
+            let exe = tmp.path().join(exe);
+            let flags = pkg_config_of(package, &["--cflags", "--libs"]);
+            let src = root().join("examples_c/quantize.c");
+            let cmd = format!(
+                "cc -std=c11 -I{} {} {flags} -lpthread -lm -o {}",
+                root().join("examples_c").display(),
+                src.display(),
+                exe.display()
+            );
+            let out = Command::new("sh").arg("-c").arg(&cmd).env_remove("LD_LIBRARY_PATH").output().unwrap();
+            assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+            let elf = Command::new("readelf").arg("-d").arg(&exe).output().unwrap();
+            let needs_so = String::from_utf8_lossy(&elf.stdout).contains("libovpot.so");
+            assert_eq!(needs_so, package == "ovpot", "{package}: libovpot.so needed: {needs_so}");
+            // cargo test puts target/debug/deps on LD_LIBRARY_PATH: gone, so the rpath must find the library.
+            let run = Command::new(&exe)
+                .arg(fixture())
+                .arg(tmp.path().join(format!("{package}.xml")))
+                .env_remove("LD_LIBRARY_PATH")
+                .output()
+                .unwrap();
+            let out = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+            assert!(run.status.success() && out.contains("FakeQuantize entries: yes"), "{package} app failed:\n{out}");
+        }
     }
 
     // Examples built from the installed copy only (no OVPOT_LIB_DIR / OVPOT_INCLUDE_DIR).
@@ -224,7 +268,7 @@ fn c_makefile_install_and_pkg_config() {
     let (code, out) = run_installed(&dynamic.join("quantize_cpp"), &[&fixture(), &tmp.path().join("qcpp.xml")]);
     assert_eq!(code, 0, "quantize_cpp (pkg-config) failed:\n{out}");
 
-    // Statically linked with Libs.private: runs with the shared library gone.
+    // Statically linked through ovpot-static.pc: runs with the shared library gone.
     if !prefix.join("lib/libovpot.a").exists() {
         eprintln!("no libovpot.a in {}: static link not checked", lib.display());
         return;

@@ -22,10 +22,19 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// The one-line error of a failed run.
+/// The one-line error of a failed run (exit status 1).
 fn error_line(o: &Output) -> String {
+    error_line_with(o, 1)
+}
+
+/// The one-line error of a usage error (a missing or invalid option: exit status 2, as clap's).
+fn usage_error_line(o: &Output) -> String {
+    error_line_with(o, 2)
+}
+
+fn error_line_with(o: &Output, code: i32) -> String {
     assert!(!o.status.success(), "expected failure; stdout: {}", stdout(o));
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(o));
+    assert_eq!(o.status.code(), Some(code), "{}", stderr(o));
     let err = stderr(o);
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
     assert_eq!(lines.len(), 1, "one error line expected: {err}");
@@ -262,7 +271,7 @@ fn bad_input_gives_one_line_errors() {
     let e = error_line(&ovpot(&["info", s(&mnist.join("meta.json"))]));
     assert!(e.contains("meta.json"), "{e}");
     // Bad option values.
-    let e = error_line(&ovpot(&[
+    let e = usage_error_line(&ovpot(&[
         "quantize",
         "-m",
         s(&mnist.join("model.xml")),
@@ -273,7 +282,7 @@ fn bad_input_gives_one_line_errors() {
         "--output-dir",
         s(out.path()),
     ]));
-    assert!(e.contains("--preset 'fastest'"), "{e}");
+    assert!(e.contains("--preset 'fastest'") && e.contains("performance, mixed or accuracy"), "{e}");
     let e = error_line(&ovpot(&[
         "quantize",
         "-m",
@@ -286,11 +295,49 @@ fn bad_input_gives_one_line_errors() {
         s(out.path()),
     ]));
     assert!(e.contains("ignored pattern"), "{e}");
-    let e = error_line(&ovpot(&["quantize", "-m", s(&mnist.join("model.xml")), "--output-dir", s(out.path())]));
+    let e = usage_error_line(&ovpot(&["quantize", "-m", s(&mnist.join("model.xml")), "--output-dir", s(out.path())]));
     assert!(e.contains("--data"), "{e}");
     // clap's usage errors keep their own exit code (2).
     let o = ovpot(&["quantize", "--no-such-flag"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// Usage errors exit 2 like clap's own, with a message that says what to give: a missing model
+/// or data, an unknown preset (listing the valid ones), `info` without its positional model.
+/// `--help` lists every preset, and `accuracy` is one.
+#[test]
+fn usage_errors_exit_2_and_say_what_is_valid() {
+    let mnist = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mnist_cnn");
+    let (xml, calib, labels) = (mnist.join("model.xml"), mnist.join("calib"), mnist.join("eval_labels.npy"));
+    let out = tempfile::tempdir().unwrap();
+    let o = s(out.path());
+    let e = usage_error_line(&ovpot(&["quantize", "--data", s(&calib), "-o", o]));
+    assert!(e.contains("no model given (-m model.xml)"), "{e}");
+    let e = usage_error_line(&ovpot(&["quantize", "-m", s(&xml), "-o", o]));
+    assert!(e.contains("no data given (--data DIR)"), "{e}");
+    for cmd in ["infer", "evaluate"] {
+        let mut args = vec![cmd, "-m", s(&xml), "--output-dir", o];
+        if cmd == "evaluate" {
+            args = vec![cmd, "-m", s(&xml), "--labels", s(&labels)];
+        }
+        let e = usage_error_line(&ovpot(&args));
+        assert!(e.contains("--data"), "{cmd}: {e}");
+    }
+    let e = usage_error_line(&ovpot(&["quantize", "-m", s(&xml), "--data", s(&calib), "--preset", "fast", "-o", o]));
+    assert!(e.contains("--preset 'fast'") && e.contains("performance, mixed or accuracy"), "{e}");
+    let e = usage_error_line(&ovpot(&["info"]));
+    assert!(e.contains("ovpot info model.xml") && !e.contains("-m model.xml"), "{e}");
+    let e = usage_error_line(&ovpot(&["info", s(&xml), "--saturation-fix", "some"]));
+    assert!(e.contains("auto, per_layer, first_layer, all or no"), "{e}");
+    let e = usage_error_line(&ovpot(&["quantize", "-m", s(&xml), "--data", s(&calib), "--backend", "gpu", "-o", o]));
+    assert!(e.contains("builtin or openvino"), "{e}");
+
+    // `accuracy` is a preset: --help says so, and it runs (on CPU it is mixed, as POT maps it).
+    let help = stdout(&ovpot(&["quantize", "--help"]));
+    assert!(help.contains("accuracy (asymmetric"), "{help}");
+    let o = ovpot(&["info", s(&xml), "--preset", "accuracy", "--target-device", "CPU"]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("preset mixed"), "{}", stdout(&o));
 }
 
 /// Checks a finished quantize run: the IR reads back, runs, carries FakeQuantize, and the report
@@ -389,7 +436,7 @@ fn quantize_from_pot_configs() {
 
     // AccuracyAware needs labels: from the command line...
     let cfg = write_config(tmp.path(), &dir, "AccuracyAwareQuantization", "");
-    let e = error_line(&ovpot(&["quantize", "-c", s(&cfg), "--output-dir", s(&out)]));
+    let e = usage_error_line(&ovpot(&["quantize", "-c", s(&cfg), "--output-dir", s(&out)]));
     assert!(e.contains("--labels"), "{e}");
     let o = ovpot(&[
         "--quiet",
@@ -655,7 +702,7 @@ fn info_shows_what_would_be_quantized() {
     let o = ovpot(&["info", s(&dir.join("nncf_int8.xml"))]);
     assert_ok(&o);
     assert!(stdout(&o).contains("already quantized"), "{}", stdout(&o));
-    let e = error_line(&ovpot(&["info", s(&xml), "--target-device", "TPU"]));
+    let e = usage_error_line(&ovpot(&["info", s(&xml), "--target-device", "TPU"]));
     assert!(e.contains("--target-device 'TPU'"), "{e}");
 }
 
@@ -956,20 +1003,21 @@ fn accuracy_checker_engine_is_a_clear_error() {
     let default = POT_AA_TEMPLATE.replace("AccuracyAwareQuantization", "DefaultQuantization");
     for (file, template) in [("default.json", default.as_str()), ("aa.json", POT_AA_TEMPLATE)] {
         let cfg = pot_config(tmp.path(), file, template, &dir);
-        let e = error_line(&ovpot(&["quantize", "-c", s(&cfg), "-o", s(&out)]));
+        let e = usage_error_line(&ovpot(&["quantize", "-c", s(&cfg), "-o", s(&out)]));
         assert!(e.contains("accuracy-checker engine") && e.contains("accuracy_checker.yml"), "{e}");
         assert!(e.contains("not supported") && e.contains("--data DIR"), "{e}");
         assert!(e.contains("\"type\": \"simplified\""), "{e}");
         assert_eq!(e.contains("--labels"), file == "aa.json", "{e}");
         // Data without labels: accuracy-aware still names the engine.
         if file == "aa.json" {
-            let e = error_line(&ovpot(&["quantize", "-c", s(&cfg), "--data", s(&dir.join("calib")), "-o", s(&out)]));
+            let e =
+                usage_error_line(&ovpot(&["quantize", "-c", s(&cfg), "--data", s(&dir.join("calib")), "-o", s(&out)]));
             assert!(e.contains("accuracy-checker engine") && e.contains("--labels"), "{e}");
         }
     }
     // Inline launchers and datasets are an accuracy-checker engine too.
     let cfg = pot_config(tmp.path(), "spec.json", POT_AA_SPEC, &dir);
-    let e = error_line(&ovpot(&["quantize", "-c", s(&cfg), "-o", s(&out)]));
+    let e = usage_error_line(&ovpot(&["quantize", "-c", s(&cfg), "-o", s(&out)]));
     assert!(e.contains("accuracy-checker engine"), "{e}");
 }
 
@@ -1219,7 +1267,7 @@ fn compress_weights_writes_the_model_and_a_report() {
     assert!(engine_runs(&xml));
     // Bad options are one-line errors, before anything is written.
     let bad = dir.path().join("bad");
-    let e = error_line(&ovpot(&["compress-weights", "-m", s(&model), "--mode", "int3", "--output-dir", s(&bad)]));
+    let e = usage_error_line(&ovpot(&["compress-weights", "-m", s(&model), "--mode", "int3", "--output-dir", s(&bad)]));
     assert!(e.contains("--mode int3"), "{e}");
     let e = error_line(&ovpot(&["compress-weights", "-m", s(&model), "--ratio", "0.5", "--output-dir", s(&bad)]));
     assert!(e.contains("ratio"), "{e}");

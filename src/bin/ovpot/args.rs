@@ -38,7 +38,8 @@ pub(crate) struct DataArgs {
 /// What decides where quantizers go (shared by `quantize` and `info`).
 #[derive(Args, Debug, Clone, Default)]
 pub(crate) struct PlanArgs {
-    /// performance (symmetric) or mixed (asymmetric activations).
+    /// performance (symmetric, default), mixed (asymmetric activations) or accuracy (asymmetric
+    /// weights too; on CPU, GPU and ANY it is mixed, as POT maps it).
     #[arg(long)]
     pub(crate) preset: Option<String>,
     /// ANY, CPU, CPU_SPR, GPU, NPU, GNA (default ANY).
@@ -75,7 +76,7 @@ pub(crate) fn parse_values(s: &str, what: &str) -> CliResult<Vec<f32>> {
     s.trim_matches(|c| c == '[' || c == ']' || c == '(' || c == ')')
         .split([',', ' '])
         .filter(|x| !x.is_empty())
-        .map(|x| x.parse::<f32>().map_err(|_| CliError(format!("{what}: '{x}' is not a number"))))
+        .map(|x| x.parse::<f32>().map_err(|_| CliError::usage(format!("{what}: '{x}' is not a number"))))
         .collect()
 }
 
@@ -91,14 +92,14 @@ pub(crate) fn data_options(d: &DataArgs) -> CliResult<DataOptions> {
 
 pub(crate) fn read_model(m: &ModelArgs) -> CliResult<Model> {
     let Some(xml) = &m.model else {
-        return fail("no model given (-m model.xml)");
+        return usage_fail("no model given (-m model.xml)");
     };
     Ok(Model::read(xml, m.weights.as_deref())?)
 }
 
 pub(crate) fn open_data(path: Option<&Path>, model: &Model, d: &DataArgs) -> CliResult<Box<dyn Dataset>> {
     let Some(path) = path else {
-        return fail("no data given (--data DIR)");
+        return usage_fail("no data given (--data DIR)");
     };
     let ds = open_dataset(path, &model.inputs(), &data_options(d)?)?;
     if ds.is_empty() {

@@ -48,16 +48,17 @@ pub(crate) struct CompressArgs {
 }
 
 pub(crate) fn cmd_compress(a: &CompressArgs, log: Logger, visible: bool) -> CliResult<()> {
-    let mode = CompressMode::parse(&a.mode)
-        .ok_or_else(|| CliError(format!("--mode {}: expected int8_asym, int8_sym, int4_asym or int4_sym", a.mode)))?;
+    let mode = CompressMode::parse(&a.mode).ok_or_else(|| {
+        CliError::usage(format!("--mode {}: expected int8_asym, int8_sym, int4_asym or int4_sym", a.mode))
+    })?;
     let backup_mode = match &a.backup_mode {
         Some(b) => BackupMode::parse(b)
-            .ok_or_else(|| CliError(format!("--backup-mode {b}: expected int8_asym, int8_sym or none")))?,
+            .ok_or_else(|| CliError::usage(format!("--backup-mode {b}: expected int8_asym, int8_sym or none")))?,
         None => BackupMode::default(),
     };
     let group_size_fallback = match &a.group_size_fallback {
         Some(f) => GroupSizeFallback::parse(f)
-            .ok_or_else(|| CliError(format!("--group-size-fallback {f}: expected error, ignore or adjust")))?,
+            .ok_or_else(|| CliError::usage(format!("--group-size-fallback {f}: expected error, ignore or adjust")))?,
         None => GroupSizeFallback::default(),
     };
     let mut options = CompressOptions {
@@ -97,7 +98,7 @@ pub(crate) fn cmd_compress(a: &CompressArgs, log: Logger, visible: bool) -> CliR
         let n = e.copy_companions(&a.model, None)?;
         log.info(&format!("copied {n} other file(s) of the model's folder into {}", e.dir.display()));
     }
-    let text = serde_json::to_string_pretty(&report).map_err(|e| CliError(format!("report: {e}")))?;
+    let text = serde_json::to_string_pretty(&report).map_err(|e| CliError::new(format!("report: {e}")))?;
     std::fs::write(&report_path, text + "\n").map_err(|e| ovpot::Error::io(&report_path, e))?;
     log.info(&format!("wrote {} and {}", out_xml.display(), report_path.display()));
     Ok(())

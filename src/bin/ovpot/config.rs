@@ -181,19 +181,20 @@ pub(crate) fn read_config(path: &Path) -> CliResult<(QuantConfig, PotPaths)> {
     let text = std::fs::read_to_string(path).map_err(|e| ovpot::Error::io(path, e))?;
     let text = strip_json_comments(&text);
     let shown = path.display().to_string();
-    let mut v: serde_json::Value = serde_json::from_str(&text).map_err(|e| CliError(format!("config {shown}: {e}")))?;
+    let mut v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| CliError::new(format!("config {shown}: {e}")))?;
     drop_none_model_type(&mut v);
     if let Some(cascade) = v.get("model").and_then(|m| m.get("cascade")).and_then(|c| c.as_array()) {
         let names: Vec<&str> = cascade.iter().filter_map(|m| m.get("name").and_then(|n| n.as_str())).collect();
-        return Err(CliError(format!(
+        return Err(CliError::new(format!(
             "config {shown}: 'model.cascade' ({}) is not supported: POT quantized a cascade with one engine that \
              ran the models together; ovpot quantizes one model per run: give each model its own run \
              (-m <model>.xml with its own calibration data)",
             names.join(", ")
         )));
     }
-    let (cfg, mut warnings) =
-        QuantConfig::from_json_with_warnings(&v.to_string()).map_err(|e| CliError(format!("config {shown}: {e}")))?;
+    let (cfg, mut warnings) = QuantConfig::from_json_with_warnings(&v.to_string())
+        .map_err(|e| CliError::new(format!("config {shown}: {e}")))?;
     for k in v.as_object().map(|o| o.keys().collect::<Vec<_>>()).unwrap_or_default() {
         match k.as_str() {
             "model" | "engine" | "compression" => {}
@@ -270,27 +271,35 @@ pub(crate) fn json_name<T: serde::Serialize>(v: &T) -> String {
     }
 }
 
-/// Parses a config enum from its JSON spelling, naming the option on failure.
-pub(crate) fn enum_value<T: serde::de::DeserializeOwned>(s: &str, option: &str) -> CliResult<T> {
+/// Parses a config enum from its JSON spelling; a usage error naming the option and the valid
+/// values (`valid`, as the message shows them) on failure.
+pub(crate) fn enum_value<T: serde::de::DeserializeOwned>(s: &str, option: &str, valid: &str) -> CliResult<T> {
     serde_json::from_value(serde_json::Value::String(s.to_string()))
-        .map_err(|_| CliError(format!("{option} '{s}' is not a known value")))
+        .map_err(|_| CliError::usage(format!("{option} '{s}' is not a known value; expected {valid}")))
 }
+
+pub(crate) const PRESETS: &str = "performance, mixed or accuracy";
+pub(crate) const TARGET_DEVICES: &str = "ANY, CPU, CPU_SPR, GPU, NPU or GNA";
+pub(crate) const MODEL_TYPES: &str = "transformer or general";
+pub(crate) const TARGET_ISAS: &str = "auto, avx2 or vnni";
+pub(crate) const SATURATION_FIXES: &str = "auto, per_layer, first_layer, all or no";
+pub(crate) const BACKENDS: &str = "builtin or openvino";
 
 pub(crate) fn apply_plan_args(cfg: &mut QuantConfig, a: &PlanArgs) -> CliResult<()> {
     if let Some(p) = &a.preset {
-        cfg.preset = enum_value(p, "--preset")?;
+        cfg.preset = enum_value(p, "--preset", PRESETS)?;
     }
     if let Some(t) = &a.target_device {
-        cfg.target_device = enum_value(t, "--target-device")?;
+        cfg.target_device = enum_value(t, "--target-device", TARGET_DEVICES)?;
     }
     if let Some(t) = &a.model_type {
-        cfg.model_type = Some(enum_value(t, "--model-type")?);
+        cfg.model_type = Some(enum_value(t, "--model-type", MODEL_TYPES)?);
     }
     if let Some(t) = &a.target_isa {
-        cfg.target_isa = enum_value(t, "--target-isa")?;
+        cfg.target_isa = enum_value(t, "--target-isa", TARGET_ISAS)?;
     }
     if let Some(t) = &a.saturation_fix {
-        cfg.saturation_fix = enum_value(t, "--saturation-fix")?;
+        cfg.saturation_fix = enum_value(t, "--saturation-fix", SATURATION_FIXES)?;
     }
     add_ignored_items(&mut cfg.ignored, &a.ignored_scope);
     Ok(())
@@ -337,7 +346,7 @@ pub(crate) fn apply_overrides(cfg: &mut QuantConfig, a: &QuantizeArgs) -> CliRes
         cfg.compress_weights = false;
     }
     if let Some(b) = &a.backend {
-        cfg.backend = enum_value(b, "--backend")?;
+        cfg.backend = enum_value(b, "--backend", BACKENDS)?;
     }
     if let Some(l) = &a.openvino_lib {
         cfg.openvino.library = Some(l.clone());

@@ -14,9 +14,10 @@ pub(crate) struct ExportDir {
 
 /// Checks `dir` (created when missing, writable, not the source folder) before any work starts.
 pub(crate) fn prepare_export_dir(dir: &Path, source_xml: &Path) -> CliResult<ExportDir> {
-    let file = source_xml.file_name().ok_or_else(|| CliError(format!("{}: no file name", source_xml.display())))?;
+    let file =
+        source_xml.file_name().ok_or_else(|| CliError::new(format!("{}: no file name", source_xml.display())))?;
     std::fs::create_dir_all(dir)
-        .map_err(|e| CliError(format!("--export-dir {}: cannot create it: {e}", dir.display())))?;
+        .map_err(|e| CliError::new(format!("--export-dir {}: cannot create it: {e}", dir.display())))?;
     let source_dir = source_folder(source_xml);
     if same_dir(dir, &source_dir) {
         return fail(format!(
@@ -26,7 +27,7 @@ pub(crate) fn prepare_export_dir(dir: &Path, source_xml: &Path) -> CliResult<Exp
     }
     let probe = dir.join(format!(".ovpot-write-check-{}", std::process::id()));
     std::fs::write(&probe, b"")
-        .map_err(|e| CliError(format!("--export-dir {}: cannot write in it: {e}", dir.display())))?;
+        .map_err(|e| CliError::new(format!("--export-dir {}: cannot write in it: {e}", dir.display())))?;
     // The probe is empty; failing to remove it does not affect the results.
     let _ = std::fs::remove_file(&probe);
     Ok(ExportDir { dir: dir.to_path_buf(), model_xml: dir.join(file), report: dir.join("ovpot_report.json") })
@@ -52,11 +53,11 @@ impl ExportDir {
         let bin = source_bin.map(Path::to_path_buf).unwrap_or_else(|| source_xml.with_extension("bin"));
         let skip: Vec<PathBuf> =
             [source_xml.to_path_buf(), bin].iter().filter_map(|p| std::fs::canonicalize(p).ok()).collect();
-        let entries =
-            std::fs::read_dir(&source_dir).map_err(|e| CliError(format!("reading {}: {e}", source_dir.display())))?;
+        let entries = std::fs::read_dir(&source_dir)
+            .map_err(|e| CliError::new(format!("reading {}: {e}", source_dir.display())))?;
         let mut copied = 0;
         for entry in entries {
-            let path = entry.map_err(|e| CliError(format!("reading {}: {e}", source_dir.display())))?.path();
+            let path = entry.map_err(|e| CliError::new(format!("reading {}: {e}", source_dir.display())))?.path();
             let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
             if !path.is_file() || skip.contains(&canonical) {
                 continue;

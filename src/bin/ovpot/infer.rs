@@ -73,7 +73,7 @@ pub(crate) fn model_as_run(model: Model, as_openvino_cpu: bool, target_isa: &str
     if !as_openvino_cpu {
         return Ok(model);
     }
-    let isa = ovpot::quant::isa::resolve_here(enum_value(target_isa, "--target-isa")?, TargetDevice::CPU);
+    let isa = ovpot::quant::isa::resolve_here(enum_value(target_isa, "--target-isa", TARGET_ISAS)?, TargetDevice::CPU);
     let (m, e) = model.emulating_cpu(isa.arithmetic);
     log.info(&format!(
         "as OpenVINO's CPU plugin on {} ({}): {} FakeQuantize(s) clamp without rounding, {} int8 layer(s) can \

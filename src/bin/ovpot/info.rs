@@ -77,6 +77,9 @@ pub(crate) fn cmd_info(a: &InfoArgs) -> CliResult<()> {
     if let Some(x) = &a.xml {
         m.model = Some(x.clone());
     }
+    if m.model.is_none() {
+        return usage_fail("no model given (ovpot info model.xml)");
+    }
     let model = read_model(&m)?;
     let g = model.graph();
     println!("model: {} (IR v{}, {} layers)", g.name, g.ir_version, g.nodes.len());

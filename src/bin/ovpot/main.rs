@@ -38,20 +38,38 @@ use infer::*;
 use info::*;
 use quantize::*;
 
-/// An error for the user: printed as one line `error: ...`.
+/// An error for the user: printed as one line `error: ...`; exit status 1, or 2 for a usage
+/// error (a missing or invalid option, as clap's own).
 #[derive(Debug)]
-struct CliError(String);
+struct CliError {
+    msg: String,
+    usage: bool,
+}
+
+impl CliError {
+    fn new(msg: impl Into<String>) -> Self {
+        CliError { msg: msg.into(), usage: false }
+    }
+    fn usage(msg: impl Into<String>) -> Self {
+        CliError { msg: msg.into(), usage: true }
+    }
+}
 
 impl From<ovpot::Error> for CliError {
     fn from(e: ovpot::Error) -> Self {
-        CliError(e.to_string())
+        CliError::new(e.to_string())
     }
 }
 
 type CliResult<T> = Result<T, CliError>;
 
 fn fail<T>(msg: impl Into<String>) -> CliResult<T> {
-    Err(CliError(msg.into()))
+    Err(CliError::new(msg))
+}
+
+/// A usage error: exit status 2.
+fn usage_fail<T>(msg: impl Into<String>) -> CliResult<T> {
+    Err(CliError::usage(msg))
 }
 
 #[derive(Parser, Debug)]
@@ -203,9 +221,13 @@ fn main() -> ExitCode {
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(CliError(msg)) => {
+        Err(CliError { msg, usage }) => {
             eprintln!("error: {}", msg.replace('\n', " "));
-            ExitCode::FAILURE
+            if usage {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -76,11 +76,12 @@ pub(crate) struct QuantizeArgs {
 pub(crate) fn prepare_output_dir(dir: &Path) -> CliResult<PathBuf> {
     let opt = dir.join("optimized");
     std::fs::create_dir_all(&opt)
-        .map_err(|e| CliError(format!("--output-dir {}: cannot create {}: {e}", dir.display(), opt.display())))?;
+        .map_err(|e| CliError::new(format!("--output-dir {}: cannot create {}: {e}", dir.display(), opt.display())))?;
     for d in [dir, opt.as_path()] {
         let probe = d.join(format!(".ovpot-write-check-{}", std::process::id()));
-        std::fs::write(&probe, b"")
-            .map_err(|e| CliError(format!("--output-dir {}: cannot write in {}: {e}", dir.display(), d.display())))?;
+        std::fs::write(&probe, b"").map_err(|e| {
+            CliError::new(format!("--output-dir {}: cannot write in {}: {e}", dir.display(), d.display()))
+        })?;
         // The probe is empty; failing to remove it does not affect the results.
         let _ = std::fs::remove_file(&probe);
     }
@@ -150,7 +151,9 @@ pub(crate) fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliR
             let df = paths.data_free.get_or_insert_with(Default::default);
             df.generate |= a.generate_data;
         }
-        Some(e) => return fail(format!("--engine {e}: 'simplified' (data folders) or 'data_free' (synthetic images)")),
+        Some(e) => {
+            return usage_fail(format!("--engine {e}: 'simplified' (data folders) or 'data_free' (synthetic images)"))
+        }
     }
     apply_overrides(&mut cfg, a)?;
     let xml = a.model.model.clone().or(paths.model.clone());
@@ -158,7 +161,7 @@ pub(crate) fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliR
     let model = read_model(&ModelArgs { model: xml.clone(), weights })?;
     let export = match (&a.export_dir, &xml) {
         (Some(d), Some(x)) => Some(prepare_export_dir(d, x)?),
-        (Some(_), None) => return fail("--export-dir needs the model given by -m or the config"),
+        (Some(_), None) => return usage_fail("--export-dir needs the model given by -m or the config"),
         (None, _) => None,
     };
     let opt_dir = match &export {
@@ -174,7 +177,7 @@ pub(crate) fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliR
     let data_path = a.data.data.clone().or(paths.data.clone());
     if data_path.is_none() {
         if let Some(hint) = paths.engine_hint(cfg.algorithm) {
-            return fail(hint);
+            return usage_fail(hint);
         }
     }
     if paths.data_free.is_some() {
@@ -238,7 +241,7 @@ pub(crate) fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliR
         Algorithm::AccuracyAware => {
             let eval_path = a.eval_data.clone().or(paths.eval_data.clone()).or(data_path.clone());
             let Some(labels_path) = a.labels.clone().or(paths.labels.clone()) else {
-                return fail(paths.engine_hint(cfg.algorithm).unwrap_or_else(|| {
+                return usage_fail(paths.engine_hint(cfg.algorithm).unwrap_or_else(|| {
                     "accuracy-aware quantization needs --labels labels.npy (or --annotation-free: agreement \
                              with the FP32 model's confident predictions)"
                         .into()
@@ -265,7 +268,7 @@ pub(crate) fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliR
         let n = e.copy_companions(x, paths.weights.as_deref().or(a.model.weights.as_deref()))?;
         log.info(&format!("copied {n} other file(s) of the model's folder into {}", e.dir.display()));
     }
-    let report = serde_json::to_string_pretty(&outcome.report).map_err(|e| CliError(format!("report: {e}")))?;
+    let report = serde_json::to_string_pretty(&outcome.report).map_err(|e| CliError::new(format!("report: {e}")))?;
     std::fs::write(&report_path, report + "\n").map_err(|e| ovpot::Error::io(&report_path, e))?;
     log.info(&format!(
         "wrote {} ({} quantizers, {} layers quantized) and {}",
