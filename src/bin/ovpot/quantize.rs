@@ -168,12 +168,7 @@ pub(crate) fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliR
         Some(e) => e.dir.clone(),
         None => prepare_output_dir(&a.output_dir)?,
     };
-    let name = a
-        .name
-        .clone()
-        .or(paths.name.clone())
-        .or_else(|| xml.as_ref().and_then(|x| x.file_stem()).map(|s| s.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "model".to_string());
+    let name = model_name(a, &paths, xml.as_deref());
     let data_path = a.data.data.clone().or(paths.data.clone());
     if data_path.is_none() {
         if let Some(hint) = paths.engine_hint(cfg.algorithm) {
@@ -210,50 +205,13 @@ pub(crate) fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliR
     ));
 
     let mut session = Session::new(&model, cfg.clone())?;
-    // Shared so that log lines print above the bar instead of through it.
-    let bars = std::sync::Arc::new(std::sync::Mutex::new(StageBars { visible, current: None }));
-    let progress_bars = bars.clone();
-    session.hooks.progress = Some(Box::new(move |stage, done, total| match progress_bars.lock() {
-        Ok(mut b) => b.update(stage, done, total),
-        Err(_) => true,
-    }));
-    session.hooks.log = Some(Box::new(move |level, msg| match bars.lock() {
-        Ok(b) => match &b.current {
-            Some((_, bar)) => bar.suspend(|| log.log(level, msg)),
-            None => log.log(level, msg),
-        },
-        Err(_) => log.log(level, msg),
-    }));
-    session.hooks.log_level = Some(log.level);
+    show_progress(&mut session, log, visible);
 
     let mut outcome = match cfg.algorithm {
         Algorithm::Default => session.quantize(data.as_ref())?,
-        Algorithm::AccuracyAware if session.config.accuracy_aware.annotation_free => {
-            let eval_path = a.eval_data.clone().or(paths.eval_data.clone()).or(data_path.clone());
-            let k = a.metric_output.or(paths.metric_output).unwrap_or(0);
-            check_metric_output(&model, k)?;
-            session.config.accuracy_aware.annotation_output = k;
-            let eval = open_data(eval_path.as_deref(), &model, &a.data)?;
-            // The metric comes from the FP32 model's own predictions (see annotation_free).
-            let mut unused = Top1Accuracy::new(vec![], k);
-            session.quantize_with_accuracy_control(data.as_ref(), eval.as_ref(), &mut unused)?
-        }
         Algorithm::AccuracyAware => {
-            let eval_path = a.eval_data.clone().or(paths.eval_data.clone()).or(data_path.clone());
-            let Some(labels_path) = a.labels.clone().or(paths.labels.clone()) else {
-                return usage_fail(paths.engine_hint(cfg.algorithm).unwrap_or_else(|| {
-                    "accuracy-aware quantization needs --labels labels.npy (or --annotation-free: agreement \
-                             with the FP32 model's confident predictions)"
-                        .into()
-                }));
-            };
-            let k = a.metric_output.or(paths.metric_output).unwrap_or(0);
-            check_metric_output(&model, k)?;
-            let eval = open_data(eval_path.as_deref(), &model, &a.data)?;
-            let labels = read_labels(&labels_path)?;
-            check_labels(&labels, eval.len(), &labels_path)?;
-            let mut metric = Top1Accuracy::new(labels, k);
-            session.quantize_with_accuracy_control(data.as_ref(), eval.as_ref(), &mut metric)?
+            let sources = EvalSources { a, paths: &paths, data_path: data_path.as_deref() };
+            run_accuracy_aware(&mut session, &model, data.as_ref(), &sources)?
         }
     };
     drop(session);
@@ -277,6 +235,73 @@ pub(crate) fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliR
         outcome.report.quantized_layers.len(),
         report_path.display()
     ));
+    log_outcome(&outcome, &log);
+    Ok(())
+}
+
+/// Where accuracy-aware quantization's evaluation data and labels come from.
+struct EvalSources<'a> {
+    a: &'a QuantizeArgs,
+    paths: &'a PotPaths,
+    data_path: Option<&'a Path>,
+}
+
+/// AccuracyAwareQuantization with top-1 accuracy against `--labels`, or annotation-free.
+fn run_accuracy_aware(
+    session: &mut Session,
+    model: &Model,
+    data: &dyn Dataset,
+    src: &EvalSources,
+) -> CliResult<ovpot::Outcome> {
+    if session.config.accuracy_aware.annotation_free {
+        let eval_path =
+            src.a.eval_data.clone().or(src.paths.eval_data.clone()).or(src.data_path.map(Path::to_path_buf));
+        let k = src.a.metric_output.or(src.paths.metric_output).unwrap_or(0);
+        check_metric_output(model, k)?;
+        session.config.accuracy_aware.annotation_output = k;
+        let eval = open_data(eval_path.as_deref(), model, &src.a.data)?;
+        // The metric comes from the FP32 model's own predictions (see annotation_free).
+        let mut unused = Top1Accuracy::new(vec![], k);
+        return Ok(session.quantize_with_accuracy_control(data, eval.as_ref(), &mut unused)?);
+    }
+    let eval_path = src.a.eval_data.clone().or(src.paths.eval_data.clone()).or(src.data_path.map(Path::to_path_buf));
+    let Some(labels_path) = src.a.labels.clone().or(src.paths.labels.clone()) else {
+        return usage_fail(src.paths.engine_hint(Algorithm::AccuracyAware).unwrap_or_else(|| {
+            "accuracy-aware quantization needs --labels labels.npy (or --annotation-free: agreement \
+                         with the FP32 model's confident predictions)"
+                .into()
+        }));
+    };
+    let k = src.a.metric_output.or(src.paths.metric_output).unwrap_or(0);
+    check_metric_output(model, k)?;
+    let eval = open_data(eval_path.as_deref(), model, &src.a.data)?;
+    let labels = read_labels(&labels_path)?;
+    check_labels(&labels, eval.len(), &labels_path)?;
+    let mut metric = Top1Accuracy::new(labels, k);
+    Ok(session.quantize_with_accuracy_control(data, eval.as_ref(), &mut metric)?)
+}
+
+/// Progress bars per stage, log lines printed above them.
+fn show_progress(session: &mut Session, log: Logger, visible: bool) {
+    // Shared so that log lines print above the bar instead of through it.
+    let bars = std::sync::Arc::new(std::sync::Mutex::new(StageBars { visible, current: None }));
+    let progress_bars = bars.clone();
+    session.hooks.progress = Some(Box::new(move |stage, done, total| match progress_bars.lock() {
+        Ok(mut b) => b.update(stage, done, total),
+        Err(_) => true,
+    }));
+    session.hooks.log = Some(Box::new(move |level, msg| match bars.lock() {
+        Ok(b) => match &b.current {
+            Some((_, bar)) => bar.suspend(|| log.log(level, msg)),
+            None => log.log(level, msg),
+        },
+        Err(_) => log.log(level, msg),
+    }));
+    session.hooks.log_level = Some(log.level);
+}
+
+/// The accuracy reached, and a warning when the target was not.
+fn log_outcome(outcome: &ovpot::Outcome, log: &Logger) {
     if let Some(acc) = &outcome.report.accuracy {
         log.info(&format!(
             "metric: FP32 {:.4}, default INT8 {:.4}, final {:.4} (drop {:.4}, allowed {:.4})",
@@ -286,5 +311,13 @@ pub(crate) fn cmd_quantize(a: &QuantizeArgs, log: Logger, visible: bool) -> CliR
     if !outcome.accuracy_reached {
         log.warn("the accuracy target was not reached; the model written is the best found");
     }
-    Ok(())
+}
+
+/// The name of the files written: `--name`, the config's `model_name`, else the xml's stem.
+fn model_name(a: &QuantizeArgs, paths: &PotPaths, xml: Option<&Path>) -> String {
+    a.name
+        .clone()
+        .or(paths.name.clone())
+        .or_else(|| xml.and_then(|x| x.file_stem()).map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "model".to_string())
 }
