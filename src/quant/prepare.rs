@@ -610,7 +610,9 @@ fn record_quantizers(q: &mut Quantized) {
                 "weights int{}{}{}",
                 w.spec.bits,
                 if w.spec.symmetric { "" } else { " (asymmetric)" },
-                if w.half_range { " (half range)" } else { "" }
+                // 7-bit weights against 16-bit pair saturation: the FakeQuantize keeps its 8-bit
+                // levels over twice the range, so the codes stay within [-64, 63].
+                if w.half_range { " (7-bit: 255 levels over twice the range, codes in [-64, 63])" } else { "" }
             ),
             levels: qw.fq_levels,
             per_channel: w.spec.per_channel && !w.channel_axes.is_empty(),
