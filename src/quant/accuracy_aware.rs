@@ -520,7 +520,8 @@ pub fn run(
     }
     let probe = std::mem::take(&mut q.latency);
     let reverted = !reverted.is_empty();
-    super::latency::measure(&q.backend, probe, model.graph(), &graph, reverted, calib, config, &mut report, hooks)?;
+    let timed = super::latency::Timed { fp: model.graph(), int8: &graph, reverted };
+    super::latency::measure(&q.backend, probe, timed, calib, config, &mut report, hooks)?;
     Ok(Outcome { model: Model::from_graph(graph), report, accuracy_reached: reached })
 }
 

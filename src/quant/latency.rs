@@ -10,21 +10,27 @@ use crate::hooks::{Hooks, LogLevel};
 use crate::report::Report;
 use std::time::Instant;
 
-/// With the OpenVINO backend: FP32 and INT8 latency in the runtime on this CPU (what `probe`
-/// measured already, the rest measured now), into the report, with a warning when INT8 is not
-/// faster here. `int8` is the final model; `reverted`: it is not the model the probe timed.
-#[allow(clippy::too_many_arguments)]
+/// The two models timed: `int8` is the final model; `reverted`: it is not the model the
+/// saturation fix's probe timed (layers were reverted since).
+pub(crate) struct Timed<'a> {
+    pub fp: &'a Graph,
+    pub int8: &'a Graph,
+    pub reverted: bool,
+}
+
+/// Where the backend times as deployed (OpenVINO): FP32 and INT8 latency in the runtime on this
+/// CPU (what `probe` measured already, the rest measured now), into the report, with a warning
+/// when INT8 is not faster here.
 pub(crate) fn measure(
     backend: &Backend,
     probe: LatencyProbe,
-    fp: &Graph,
-    int8: &Graph,
-    reverted: bool,
+    models: Timed,
     data: &dyn Dataset,
     config: &QuantConfig,
     report: &mut Report,
     hooks: &mut Hooks,
 ) -> Result<()> {
+    let Timed { fp, int8, reverted } = models;
     if !backend.times_as_deployed() || data.is_empty() {
         return Ok(());
     }

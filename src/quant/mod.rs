@@ -47,7 +47,8 @@ pub fn default_quantization(
     let graph = q.materialize(&HashSet::new())?;
     let mut report = q.report;
     report.timings.push(("write_graph".into(), t.elapsed().as_secs_f64()));
-    latency::measure(&q.backend, q.latency, model.graph(), &graph, false, data, config, &mut report, hooks)?;
+    let timed = latency::Timed { fp: model.graph(), int8: &graph, reverted: false };
+    latency::measure(&q.backend, q.latency, timed, data, config, &mut report, hooks)?;
     Ok(Outcome { model: Model::from_graph(graph), report, accuracy_reached: true })
 }
 

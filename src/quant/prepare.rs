@@ -63,8 +63,9 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     let t = Instant::now();
     let output_outlets: Vec<Outlet> = fp_graph.results().iter().map(|&r| fp_graph.nodes[r].inputs[0]).collect();
     let requests = statistics_requests(&smoothing, &setup, &sites, outlets, &output_outlets, config, n);
+    let pass = stats::Pass { data, n, requests: &requests, stage: Stage::Statistics };
     let (col, fp32_deployed) =
-        statistics_beside_fp32_compile(&backend, model, &fp_graph, fp_plan, &requests, config, data, n, hooks)?;
+        statistics_beside_fp32_compile(&backend, model, &fp_graph, fp_plan, config, pass, hooks)?;
     let fp32_deployed = fp32_deployed.unwrap_or_else(|msg| {
         hooks.log(LogLevel::Warning, &msg);
         report.warnings.push(msg);
@@ -120,32 +121,20 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
 /// The one statistics pass; with OpenVINO, the FP32 model compiled as deployed (for the
 /// report's latency figure) beside the statistics graph: OpenVINO's compile is mostly serial,
 /// and a core would idle. A failed FP32 compile is a warning (only the figure needs it).
-#[allow(clippy::too_many_arguments)]
 fn statistics_beside_fp32_compile(
     backend: &Backend,
     model: &Model,
     fp_graph: &Graph,
     fp_plan: Plan,
-    requests: &HashMap<Outlet, Vec<Request>>,
     config: &QuantConfig,
-    data: &dyn Dataset,
-    n: usize,
+    pass: stats::Pass,
     hooks: &mut Hooks,
 ) -> Result<(stats::Collected, std::result::Result<Option<Executable>, String>)> {
     let (col, deployed) = std::thread::scope(|s| {
-        let deployed =
-            backend.times_as_deployed().then(|| s.spawn(|| fp32_as_deployed(backend, model, data, config.threads)));
-        let col = stats::collect_on(
-            backend,
-            fp_graph,
-            Some(fp_plan),
-            config.threads,
-            data,
-            n,
-            requests,
-            hooks,
-            Stage::Statistics,
-        );
+        let deployed = backend
+            .times_as_deployed()
+            .then(|| s.spawn(|| fp32_as_deployed(backend, model, pass.data, config.threads)));
+        let col = stats::collect_on(backend, fp_graph, Some(fp_plan), config.threads, pass, hooks);
         let deployed = deployed.map(|h| h.join().unwrap_or_else(|_| Err(Error::internal("a compile thread panicked"))));
         (col, deployed)
     });

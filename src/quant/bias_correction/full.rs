@@ -41,7 +41,7 @@ pub fn correct(
         Ok(p) => p,
         Err(e) if q.backend.runs_ops_beyond_builtin() => {
             hooks.log(LogLevel::Info, &format!("bias correction on the whole model in OpenVINO: {e}"));
-            return full_bias_correction_compiled(q, sites, col, outlets, qg, data, n, hooks);
+            return full_bias_correction_compiled(q, sites, Measured { col, outlets }, qg, data, n, hooks);
         }
         Err(e) => return Err(e),
     };
@@ -108,8 +108,7 @@ fn fp_site_means(
         reqs.entry(o).or_default().push(Request::ChannelMean { axis });
     }
     let fp = &q.fp_graph;
-    let fp_col =
-        stats::collect_on(&q.backend, fp, None, q.config.threads, data, nb, &reqs, hooks, Stage::BiasCorrection)?;
+    let fp_col = stats::collect_on(&q.backend, fp, None, q.config.threads, pass(data, nb, &reqs), hooks)?;
     q.report.inferences += nb;
     Ok(fp_col.channel_means)
 }
@@ -128,23 +127,21 @@ const FULL_THRESHOLD: f64 = 1000.0;
 /// measured at once in the compiled model (quantized weights, FP32 activations), so an
 /// upstream layer's error is corrected again by the layers it reaches (less exact than layer
 /// after layer).
-#[allow(clippy::too_many_arguments)]
 fn full_bias_correction_compiled(
     q: &mut Quantized,
     sites: &[(usize, BiasSite)],
-    col: &stats::Collected,
-    outlets: SiteOutlets,
+    measured: Measured,
     qg: Graph,
     data: &dyn Dataset,
     n: usize,
     hooks: &mut Hooks,
 ) -> Result<()> {
+    let Measured { col, outlets } = measured;
     let mut qreqs: HashMap<Outlet, Vec<Request>> = HashMap::new();
     for (_, s) in sites {
         qreqs.entry(outlets.of(s)).or_default().push(Request::ChannelMean { axis: s.out_axis });
     }
-    let qcol =
-        stats::collect_on(&q.backend, &qg, None, q.config.threads, data, n, &qreqs, hooks, Stage::BiasCorrection)?;
+    let qcol = stats::collect_on(&q.backend, &qg, None, q.config.threads, pass(data, n, &qreqs), hooks)?;
     q.report.inferences += n;
     let site_list: Vec<&BiasSite> = sites.iter().map(|(_, s)| s).collect();
     let fp_means = fp_site_means(q, &site_list, col, outlets, data, n, hooks)?;
@@ -158,4 +155,15 @@ fn full_bias_correction_compiled(
         }
     }
     Ok(())
+}
+
+/// A statistics pass of bias correction's.
+fn pass<'a>(data: &'a dyn Dataset, n: usize, requests: &'a HashMap<Outlet, Vec<Request>>) -> stats::Pass<'a> {
+    stats::Pass { data, n, requests, stage: Stage::BiasCorrection }
+}
+
+/// What the statistics pass measured for bias correction, and where it measured the sites.
+struct Measured<'a> {
+    col: &'a stats::Collected,
+    outlets: SiteOutlets,
 }

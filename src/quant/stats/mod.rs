@@ -25,21 +25,27 @@ pub(crate) use summary::sorted_quantile;
 pub use summary::{targets, ChannelRange, Collected, Request, SampleScalars};
 use summary::{Partial, Requested};
 
-/// Collects the requested statistics of `graph` on the first `n` samples, where `backend` runs:
-/// the built-in engine observes tensors as it computes them (reusing `plan` when given);
-/// OpenVINO runs the graph with the reductions appended ([`inplace`]).
-#[allow(clippy::too_many_arguments)]
+/// One statistics pass: the first `n` samples of `data`, what to collect where, and the stage
+/// its progress is reported as.
+pub struct Pass<'a> {
+    pub data: &'a dyn Dataset,
+    pub n: usize,
+    pub requests: &'a HashMap<Outlet, Vec<Request>>,
+    pub stage: Stage,
+}
+
+/// Collects `pass` on `graph` where `backend` runs: a backend that observes inner tensors sees
+/// them as it computes them (reusing `plan` when given); another runs the graph with the
+/// reductions appended ([`inplace`]).
 pub fn collect_on(
     backend: &Backend,
     graph: &Graph,
     plan: Option<Plan>,
     threads: usize,
-    data: &dyn Dataset,
-    n: usize,
-    requests: &HashMap<Outlet, Vec<Request>>,
+    pass: Pass,
     hooks: &mut Hooks,
-    stage: Stage,
 ) -> Result<Collected> {
+    let Pass { data, n, requests, stage } = pass;
     if backend.observes_inner_tensors() {
         let plan = match plan {
             Some(p) => p,
