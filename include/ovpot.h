@@ -457,7 +457,9 @@ ovpot_status_e ovpot_compressor_compress_model(ovpot_compressor_t *compressor,
  * `.bin` next to it), streamed: weights are read, compressed and written one tensor at a time,
  * so memory stays near the largest tensor whatever the model's size. Both output files appear
  * only when complete; on failure or cancel nothing is left and an existing model at
- * `output_xml` is untouched. The output must not be the input.
+ * `output_xml` is untouched. The output must not be the input. Output paths are treated as by
+ * `ovpot_model_save`: symlinks are written through, a directory, device node or FIFO is refused
+ * with OVPOT_IO_ERROR, and errors name the paths as given.
  */
 ovpot_status_e ovpot_compressor_compress_file(ovpot_compressor_t *compressor,
                                               const char *input_xml,
@@ -618,7 +620,12 @@ ovpot_status_e ovpot_model_read_from_memory_buffer(const char *xml,
 
 /**
  * Writes the model as IR v11 to `xml_path` and `bin_path` (NULL: the xml path with `.bin`),
- * like `ov_serialize`. Both files appear complete or not at all.
+ * like `ov_serialize`. Both files appear complete or not at all: they are written to temporary
+ * files beside their targets and renamed into place; on failure nothing new is left and an
+ * existing model there is untouched. A path that is a symlink is written through (the file it
+ * finally points to is replaced; the link stays a link). A path that exists and is not a regular
+ * file (a directory, device node, FIFO or socket) is refused with OVPOT_IO_ERROR before anything
+ * is written. Error messages name the paths as given, never the temporary files.
  */
 ovpot_status_e ovpot_model_save(const ovpot_model_t *model,
                                 const char *xml_path,

@@ -155,7 +155,9 @@ pub extern "C" fn ovpot_compressor_compress_model(
 /// `.bin` next to it), streamed: weights are read, compressed and written one tensor at a time,
 /// so memory stays near the largest tensor whatever the model's size. Both output files appear
 /// only when complete; on failure or cancel nothing is left and an existing model at
-/// `output_xml` is untouched. The output must not be the input.
+/// `output_xml` is untouched. The output must not be the input. Output paths are treated as by
+/// `ovpot_model_save`: symlinks are written through, a directory, device node or FIFO is refused
+/// with OVPOT_IO_ERROR, and errors name the paths as given.
 #[no_mangle]
 pub extern "C" fn ovpot_compressor_compress_file(
     compressor: *mut ovpot_compressor_t,

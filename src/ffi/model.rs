@@ -108,7 +108,12 @@ pub extern "C" fn ovpot_model_read_from_memory_buffer(
 }
 
 /// Writes the model as IR v11 to `xml_path` and `bin_path` (NULL: the xml path with `.bin`),
-/// like `ov_serialize`. Both files appear complete or not at all.
+/// like `ov_serialize`. Both files appear complete or not at all: they are written to temporary
+/// files beside their targets and renamed into place; on failure nothing new is left and an
+/// existing model there is untouched. A path that is a symlink is written through (the file it
+/// finally points to is replaced; the link stays a link). A path that exists and is not a regular
+/// file (a directory, device node, FIFO or socket) is refused with OVPOT_IO_ERROR before anything
+/// is written. Error messages name the paths as given, never the temporary files.
 #[no_mangle]
 pub extern "C" fn ovpot_model_save(
     model: *const ovpot_model_t,

@@ -221,11 +221,42 @@ fn temp_path(p: &Path, tag: &str) -> PathBuf {
 /// their renames and leave a mismatched pair.
 static SAVE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn write_file_synced(path: &Path, data: &[u8]) -> Result<()> {
-    let mut f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    f.write_all(data).map_err(|e| Error::io(path, e))?;
-    f.sync_all().map_err(|e| Error::io(path, e))?;
+/// Writes `data` to `path`; errors name `shown` (the user's path, not the temporary).
+fn write_file_synced(path: &Path, shown: &Path, data: &[u8]) -> Result<()> {
+    let mut f = std::fs::File::create(path).map_err(|e| Error::io(shown, e))?;
+    f.write_all(data).map_err(|e| Error::io(shown, e))?;
+    f.sync_all().map_err(|e| Error::io(shown, e))?;
     Ok(())
+}
+
+/// The file a save to `path` replaces: `path` itself, or the file its symlinks finally point to
+/// (a save writes through a link and leaves it a link). Refuses anything that is not a regular
+/// file or missing: directories, device nodes, FIFOs, sockets. Errors name `path`.
+fn save_target(path: &Path) -> Result<PathBuf> {
+    let mut cur = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let to = std::fs::read_link(&cur).map_err(|e| Error::io(path, e))?;
+                cur = match cur.parent() {
+                    Some(dir) if to.is_relative() => dir.join(to),
+                    _ => to,
+                };
+            }
+            Ok(m) if m.is_file() => return Ok(cur),
+            Ok(m) => {
+                let what = if m.is_dir() { "a directory" } else { "a device, FIFO or socket" };
+                let via = if cur == path { String::new() } else { format!(" (through a link to {})", cur.display()) };
+                return Err(Error::io(
+                    path,
+                    std::io::Error::other(format!("not a regular file: the save target is {what}{via}")),
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(cur),
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    Err(Error::io(path, std::io::Error::other("too many levels of symbolic links")))
 }
 
 /// Writes `xml_path` and its `.bin` (next to it unless `bin_path` is given) atomically: both go
@@ -244,6 +275,7 @@ pub fn write_model(graph: &Graph, xml_path: &Path, bin_path: Option<&Path>) -> R
 pub struct FileSink {
     queue: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     writer: Option<std::thread::JoinHandle<std::io::Result<std::fs::File>>>,
+    /// The path errors name: the user's, not the temporary file written.
     path: PathBuf,
     len: u64,
     small: HashMap<Vec<u8>, u64>,
@@ -254,8 +286,9 @@ pub struct FileSink {
 const DEDUP_LIMIT: usize = 4096;
 
 impl FileSink {
-    fn create(path: &Path) -> Result<Self> {
-        let f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    /// Writes `path`; errors name `shown`.
+    fn create(path: &Path, shown: &Path) -> Result<Self> {
+        let f = std::fs::File::create(path).map_err(|e| Error::io(shown, e))?;
         let (queue, pending) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
         let writer = std::thread::Builder::new()
             .name("ovpot-bin-writer".into())
@@ -267,11 +300,11 @@ impl FileSink {
                 out.flush()?;
                 out.into_inner().map_err(|e| e.into_error())
             })
-            .map_err(|e| Error::io(path, e))?;
+            .map_err(|e| Error::io(shown, e))?;
         Ok(FileSink {
             queue: Some(queue),
             writer: Some(writer),
-            path: path.to_path_buf(),
+            path: shown.to_path_buf(),
             len: 0,
             small: HashMap::new(),
         })
@@ -374,7 +407,15 @@ impl ConstSink for FileSink {
 /// (constants can be appended before the graph is final, recorded in `Node::stored`), then the
 /// `.xml`; both are renamed into place only when complete. Dropped unfinished, it removes its
 /// temporary files and leaves any existing model untouched.
+///
+/// Symlinks are written through (their final targets are replaced, the links stay); targets
+/// that are not regular files (directories, devices, FIFOs) are refused before anything is
+/// written. Errors name the user's paths, never the temporaries.
 pub struct PairWriter {
+    /// The paths as the user gave them (for messages).
+    xml_shown: PathBuf,
+    bin_shown: PathBuf,
+    /// The files replaced (symlinks resolved).
     xml_path: PathBuf,
     bin_path: PathBuf,
     tmp_xml: PathBuf,
@@ -384,10 +425,26 @@ pub struct PairWriter {
 
 impl PairWriter {
     pub fn create(xml_path: &Path, bin_path: Option<&Path>) -> Result<Self> {
-        let bin_path = bin_path.map(Path::to_path_buf).unwrap_or_else(|| xml_path.with_extension("bin"));
-        let (tmp_xml, tmp_bin) = (temp_path(xml_path, "tmp"), temp_path(&bin_path, "tmp"));
-        let sink = FileSink::create(&tmp_bin)?;
-        Ok(PairWriter { xml_path: xml_path.to_path_buf(), bin_path, tmp_xml, tmp_bin, sink: Some(sink) })
+        let bin_shown = bin_path.map(Path::to_path_buf).unwrap_or_else(|| xml_path.with_extension("bin"));
+        let xml_target = save_target(xml_path)?;
+        let bin_target = save_target(&bin_shown)?;
+        if xml_target == bin_target {
+            return Err(Error::invalid(format!(
+                "the .xml and the .bin would be one file ({}): give the weights another path",
+                xml_target.display()
+            )));
+        }
+        let (tmp_xml, tmp_bin) = (temp_path(&xml_target, "tmp"), temp_path(&bin_target, "tmp"));
+        let sink = FileSink::create(&tmp_bin, &bin_shown)?;
+        Ok(PairWriter {
+            xml_shown: xml_path.to_path_buf(),
+            bin_shown,
+            xml_path: xml_target,
+            bin_path: bin_target,
+            tmp_xml,
+            tmp_bin,
+            sink: Some(sink),
+        })
     }
 
     pub fn sink(&mut self) -> &mut FileSink {
@@ -404,9 +461,16 @@ impl PairWriter {
     fn finish_with_xml(mut self, xml: &str) -> Result<()> {
         let sink = self.sink.take().expect("the sink lives until finish");
         sink.finish()?;
-        write_file_synced(&self.tmp_xml, xml.as_bytes())?;
+        write_file_synced(&self.tmp_xml, &self.xml_shown, xml.as_bytes())?;
         let _guard = SAVE_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        install_pair(&self.tmp_xml, &self.tmp_bin, &self.xml_path, &self.bin_path)
+        // Checked again under the lock: a directory may have appeared since `create`.
+        save_target(&self.xml_shown)?;
+        save_target(&self.bin_shown)?;
+        install_pair(
+            (&self.tmp_xml, &self.tmp_bin),
+            (&self.xml_path, &self.bin_path),
+            (&self.xml_shown, &self.bin_shown),
+        )
     }
 }
 
@@ -418,18 +482,22 @@ impl Drop for PairWriter {
     }
 }
 
-/// Renames a complete temporary pair into place, keeping the old `.bin` until the new `.xml` is
-/// in place so a failure restores the old pair.
-fn install_pair(tx: &Path, tb: &Path, xml_path: &Path, bin_path: &Path) -> Result<()> {
+/// Renames a complete temporary pair (`tmp`) into place (`target`), keeping the old `.bin` until
+/// the new `.xml` is in place so a failure restores the old pair, or removes the new `.bin` when
+/// there was none. Errors name the user's paths (`shown`).
+fn install_pair(tmp: (&Path, &Path), target: (&Path, &Path), shown: (&Path, &Path)) -> Result<()> {
+    let ((tx, tb), (xml_path, bin_path), (xml_shown, bin_shown)) = (tmp, target, shown);
     let backup = temp_path(bin_path, "old");
     let mut moved_old_bin = false;
+    let mut installed_bin = false;
     let result = (|| {
         if bin_path.is_file() {
-            std::fs::rename(bin_path, &backup).map_err(|e| Error::io(bin_path, e))?;
+            std::fs::rename(bin_path, &backup).map_err(|e| Error::io(bin_shown, e))?;
             moved_old_bin = true;
         }
-        std::fs::rename(tb, bin_path).map_err(|e| Error::io(bin_path, e))?;
-        std::fs::rename(tx, xml_path).map_err(|e| Error::io(xml_path, e))?;
+        std::fs::rename(tb, bin_path).map_err(|e| Error::io(bin_shown, e))?;
+        installed_bin = true;
+        std::fs::rename(tx, xml_path).map_err(|e| Error::io(xml_shown, e))?;
         Ok(())
     })();
     if result.is_err() {
@@ -437,6 +505,8 @@ fn install_pair(tx: &Path, tb: &Path, xml_path: &Path, bin_path: &Path) -> Resul
         let _ = std::fs::remove_file(tb);
         if moved_old_bin {
             let _ = std::fs::rename(&backup, bin_path);
+        } else if installed_bin {
+            let _ = std::fs::remove_file(bin_path);
         }
     } else if moved_old_bin {
         let _ = std::fs::remove_file(&backup);
