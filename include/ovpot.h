@@ -747,6 +747,12 @@ ovpot_status_e ovpot_sample_create(const ovpot_model_t *model,
  * Creates a session on `model` (which the session copies; the model may be freed afterwards).
  * `config_json` (may be NULL for POT's defaults) is a POT configuration
  * (`{"compression": {"algorithms": [...]}}`) or ovpot's flat JSON (see `QuantConfig`).
+ * Settings are never dropped silently: in ovpot's flat JSON an unknown key (at the top or
+ * inside a block such as `accuracy_aware`) fails with OVPOT_INVALID_ARGUMENT naming it and
+ * listing the keys known there, as `ovpot_session_set_option` refuses unknown keys. A POT
+ * configuration keeps POT's behaviour: a key it does not know or a value ovpot cannot honour is
+ * named in a warning, sent to the log callback (level WARNING) at every run and listed in the
+ * run's report (`warnings`).
  */
 ovpot_status_e ovpot_session_create(const ovpot_model_t *model,
                                     const char *config_json,

@@ -46,11 +46,20 @@ pub struct ovpot_session_t {
     log: Option<(LogCb, *mut c_void, LogLevel)>,
     report: Option<CString>,
     config_text: Option<CString>,
+    /// Settings of a POT-format config that cannot change the result (unknown keys, values
+    /// ovpot cannot honour): logged as warnings at every run and added to its report.
+    config_warnings: Vec<String>,
 }
 
 /// Creates a session on `model` (which the session copies; the model may be freed afterwards).
 /// `config_json` (may be NULL for POT's defaults) is a POT configuration
 /// (`{"compression": {"algorithms": [...]}}`) or ovpot's flat JSON (see `QuantConfig`).
+/// Settings are never dropped silently: in ovpot's flat JSON an unknown key (at the top or
+/// inside a block such as `accuracy_aware`) fails with OVPOT_INVALID_ARGUMENT naming it and
+/// listing the keys known there, as `ovpot_session_set_option` refuses unknown keys. A POT
+/// configuration keeps POT's behaviour: a key it does not know or a value ovpot cannot honour is
+/// named in a warning, sent to the log callback (level WARNING) at every run and listed in the
+/// run's report (`warnings`).
 #[no_mangle]
 pub extern "C" fn ovpot_session_create(
     model: *const ovpot_model_t,
@@ -60,9 +69,9 @@ pub extern "C" fn ovpot_session_create(
     ffi_call("ovpot_session_create", || {
         let out = out_ptr(session, "session", std::ptr::null_mut())?;
         let m = try_ref(model, "model")?;
-        let config = match super::boundary::opt_str(config_json, "config_json")? {
-            Some(text) => QuantConfig::from_json(text)?,
-            None => QuantConfig::default(),
+        let (config, config_warnings) = match super::boundary::opt_str(config_json, "config_json")? {
+            Some(text) => QuantConfig::from_json_strict(text)?,
+            None => (QuantConfig::default(), vec![]),
         };
         let s = Session::new(&m.model, config)?;
         *out = into_handle(ovpot_session_t {
@@ -72,6 +81,7 @@ pub extern "C" fn ovpot_session_create(
             log: None,
             report: None,
             config_text: None,
+            config_warnings,
         });
         Ok(())
     })
@@ -528,6 +538,7 @@ fn run_with_callbacks(
 ) -> Result<Outcome> {
     let handles = run_handles(s, calib, eval, metric.as_deref());
     let _in_use = InUse::mark(&handles)?;
+    log_config_warnings(s);
     // A run started from inside another run's callback keeps off the shared pool, whose threads
     // may be waiting for this thread.
     let nested = serving();
@@ -613,9 +624,23 @@ fn run_with_callbacks(
     result
 }
 
+/// Sends the config's warnings to the log callback (on the calling thread, before the run).
+fn log_config_warnings(s: &ovpot_session_t) {
+    if let Some((cb, user_data, level)) = s.log {
+        if LogLevel::Warning <= level {
+            for w in &s.config_warnings {
+                let text = c_string(format!("config: {w}"));
+                cb(user_data, ovpot_log_level_e::from(LogLevel::Warning), text.as_ptr());
+            }
+        }
+    }
+}
+
 fn finish(s: &mut ovpot_session_t, r: Result<Outcome>, out: &mut *mut ovpot_model_t) -> Result<()> {
     s.report = None;
-    let outcome = r?;
+    let mut outcome = r?;
+    let config_warnings = s.config_warnings.iter().map(|w| format!("config: {w}"));
+    outcome.report.warnings.splice(0..0, config_warnings);
     let json =
         serde_json::to_string_pretty(&outcome.report).map_err(|e| Error::internal(format!("report to JSON: {e}")))?;
     s.report = Some(c_string(json));

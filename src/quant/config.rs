@@ -449,6 +449,39 @@ pub fn applied_params() -> impl Iterator<Item = &'static str> {
     PotParams::KEYS.iter().copied().chain(BLOCK_PARAMS)
 }
 
+/// Keys ovpot's flat JSON accepts under another name (serde aliases).
+const FLAT_ALIASES: [&str; 2] = ["ignored.scope", "ignored.operations"];
+
+/// Refuses a key of `given` that `known` (the default config as JSON, at `at`) does not have;
+/// blocks whose default is an object are checked inside.
+fn check_flat_keys(
+    given: &serde_json::Map<String, serde_json::Value>,
+    known: &serde_json::Map<String, serde_json::Value>,
+    at: &str,
+) -> Result<()> {
+    for (k, v) in given {
+        let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+        match known.get(k) {
+            None if FLAT_ALIASES.contains(&path.as_str()) => {}
+            None => {
+                let names: Vec<&str> = known.keys().map(String::as_str).collect();
+                let place = if at.is_empty() { String::new() } else { format!(" in '{at}'") };
+                return Err(Error::invalid(format!(
+                    "unknown key '{path}' in the config (known{place}: {})",
+                    names.join(", ")
+                )));
+            }
+            Some(serde_json::Value::Object(inner)) => {
+                if let serde_json::Value::Object(g) = v {
+                    check_flat_keys(g, inner, &path)?;
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// POT algorithms that leave the quantization to another algorithm in the list: ovpot skips
 /// them with a warning ([`unsupported_algorithm`] says why).
 const NO_QUANTIZATION: [&str; 5] = [
@@ -742,6 +775,22 @@ impl QuantConfig {
     /// [`QuantConfig::from_json_with_warnings`] to learn which.
     pub fn from_json(text: &str) -> Result<QuantConfig> {
         Self::from_json_with_warnings(text).map(|(c, _)| c)
+    }
+
+    /// Like [`QuantConfig::from_json_with_warnings`], but ovpot's flat JSON must name only
+    /// known keys: an unknown key (at the top or inside a block such as `accuracy_aware`) is
+    /// refused with an invalid-argument error naming it and listing the keys known there. POT
+    /// configs (with a `compression` section) keep POT's behaviour: unknown keys are warnings.
+    pub fn from_json_strict(text: &str) -> Result<(QuantConfig, Vec<String>)> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::parse("config", e.to_string()))?;
+        if let Some(o) = v.as_object().filter(|o| !o.contains_key("compression")) {
+            let default = serde_json::to_value(QuantConfig::default())
+                .map_err(|e| Error::internal(format!("config to JSON: {e}")))?;
+            if let Some(known) = default.as_object() {
+                check_flat_keys(o, known, "")?;
+            }
+        }
+        Self::from_json_with_warnings(text)
     }
 
     /// [`QuantConfig::from_json`], plus one message per setting that was read but cannot change

@@ -1,0 +1,168 @@
+//! Promises of the C header kept (issue #39), called through the exported C functions with
+//! `extern "C"` callbacks on the MLP fixture: unknown keys of `ovpot_session_create`'s JSON are
+//! named, the last successful report outlives failed runs, datasets refuse a second concurrent
+//! user.
+
+mod common;
+use ovpot::ffi::*;
+use ovpot::tensor::ElementType;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+fn last_error() -> String {
+    // SAFETY: ovpot_last_error never returns NULL; the text is copied before the next call.
+    unsafe { CStr::from_ptr(ovpot_last_error()) }.to_string_lossy().into_owned()
+}
+
+/// What the callbacks read and record.
+struct State {
+    samples: ovpot::InMemoryDataset,
+    input_name: CString,
+    /// get_item fails (returns 1) while set.
+    fail: AtomicBool,
+    /// get_item calls running right now, and the most seen at once.
+    inside: AtomicUsize,
+    most_inside: AtomicUsize,
+    /// Log messages received.
+    log: Mutex<Vec<String>>,
+}
+
+extern "C" fn get_item(ud: *mut c_void, index: usize, sample: *mut ovpot_sample_t) -> c_int {
+    // SAFETY: user_data is the test's State, alive for the whole test.
+    let st = unsafe { &*(ud as *const State) };
+    let now = st.inside.fetch_add(1, Ordering::SeqCst) + 1;
+    st.most_inside.fetch_max(now, Ordering::SeqCst);
+    // Widens the window in which a second thread could come in.
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let t = &st.samples.samples[index % st.samples.samples.len()][0].1;
+    let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
+    let bytes = t.to_bytes(ElementType::F32).unwrap();
+    let status = ovpot_sample_set_input(
+        sample,
+        st.input_name.as_ptr(),
+        ovpot_element_type_e::OVPOT_ELEMENT_TYPE_F32 as u32,
+        shape.as_ptr(),
+        shape.len(),
+        bytes.as_ptr() as *const c_void,
+        bytes.len(),
+    );
+    st.inside.fetch_sub(1, Ordering::SeqCst);
+    (st.fail.load(Ordering::SeqCst) || status != ovpot_status_e::OVPOT_OK) as c_int
+}
+
+extern "C" fn log(ud: *mut c_void, _level: ovpot_log_level_e, message: *const c_char) {
+    // SAFETY: user_data is the test's State; message is valid during the call.
+    let st = unsafe { &*(ud as *const State) };
+    let text = unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned();
+    st.log.lock().unwrap().push(text);
+}
+
+struct Fixture {
+    model: *mut ovpot_model_t,
+    state: Box<State>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        ovpot_model_free(self.model);
+    }
+}
+
+fn fixture() -> Option<Fixture> {
+    let dir = common::fixture("digits_mlp")?;
+    let xml = CString::new(dir.join("model.xml").to_str().unwrap()).unwrap();
+    let mut model = ptr::null_mut();
+    assert_eq!(ovpot_model_read(xml.as_ptr(), ptr::null(), &mut model), ovpot_status_e::OVPOT_OK);
+    let samples = common::dataset(&dir.join("calib"), 8);
+    let input_name = CString::new(samples.samples[0][0].0.clone()).unwrap();
+    let state = Box::new(State {
+        samples,
+        input_name,
+        fail: AtomicBool::new(false),
+        inside: AtomicUsize::new(0),
+        most_inside: AtomicUsize::new(0),
+        log: Mutex::new(vec![]),
+    });
+    Some(Fixture { model, state })
+}
+
+impl Fixture {
+    fn ud(&self) -> *mut c_void {
+        &*self.state as *const State as *mut c_void
+    }
+    fn dataset(&self, n: usize) -> *mut ovpot_dataset_t {
+        let mut d = ptr::null_mut();
+        let st = ovpot_dataset_create(self.model, n, Some(get_item), self.ud(), None, &mut d);
+        assert_eq!(st, ovpot_status_e::OVPOT_OK, "{}", last_error());
+        d
+    }
+    fn session(&self, config: Option<&str>) -> Result<*mut ovpot_session_t, (ovpot_status_e, String)> {
+        let config = config.map(|c| CString::new(c).unwrap());
+        let mut s = ptr::null_mut();
+        let st = ovpot_session_create(self.model, config.as_ref().map_or(ptr::null(), |c| c.as_ptr()), &mut s);
+        if st != ovpot_status_e::OVPOT_OK {
+            assert!(s.is_null());
+            return Err((st, last_error()));
+        }
+        assert_eq!(ovpot_session_set_subset_size(s, 8), ovpot_status_e::OVPOT_OK);
+        Ok(s)
+    }
+}
+
+fn report(s: *mut ovpot_session_t) -> Result<String, String> {
+    let mut json: *const c_char = ptr::null();
+    match ovpot_session_report_json(s, &mut json) {
+        // SAFETY: the report lives until the next run or free of the session; copied right away.
+        ovpot_status_e::OVPOT_OK => Ok(unsafe { CStr::from_ptr(json) }.to_string_lossy().into_owned()),
+        _ => Err(last_error()),
+    }
+}
+
+fn run(s: *mut ovpot_session_t, d: *mut ovpot_dataset_t) -> ovpot_status_e {
+    let mut q = ptr::null_mut();
+    let st = ovpot_session_run(s, d, &mut q);
+    ovpot_model_free(q);
+    st
+}
+
+#[test]
+fn unknown_keys_of_flat_json_are_refused_and_named() {
+    let Some(f) = fixture() else { return };
+    for (config, key, listed) in [
+        (r#"{"presett": "mixed"}"#, "'presett'", "stat_subset_size"),
+        (r#"{"preset": "mixed", "target_devise": "CPU"}"#, "'target_devise'", "target_device"),
+        (r#"{"accuracy_aware": {"maximal_dorp": 0.01}}"#, "'accuracy_aware.maximal_dorp'", "maximal_drop"),
+    ] {
+        let (status, msg) = f.session(Some(config)).map(|s| ovpot_session_free(s)).unwrap_err();
+        assert_eq!(status, ovpot_status_e::OVPOT_INVALID_ARGUMENT, "{config}: {msg}");
+        assert!(msg.contains(key) && msg.contains(listed), "{config}: {msg}");
+    }
+    // Known keys, and the ignored scope's aliases, still work.
+    for config in [
+        r#"{"preset": "mixed", "stat_subset_size": 8, "accuracy_aware": {"maximal_drop": 0.02}}"#,
+        r#"{"ignored": {"scope": [], "operations": []}}"#,
+    ] {
+        let s = f.session(Some(config)).unwrap_or_else(|e| panic!("{config}: {e:?}"));
+        ovpot_session_free(s);
+    }
+}
+
+#[test]
+fn unknown_keys_of_pot_configs_are_warned_in_the_log_and_the_report() {
+    let Some(f) = fixture() else { return };
+    let config = r#"{"compression": {"target_devise": "CPU", "algorithms": [{"name": "DefaultQuantization",
+        "params": {"preset": "performance", "stat_subset_size": 8}}]}}"#;
+    let s = f.session(Some(config)).unwrap();
+    let st = ovpot_session_set_log_callback(s, Some(log), ovpot_log_level_e::OVPOT_LOG_WARNING as u32, f.ud());
+    assert_eq!(st, ovpot_status_e::OVPOT_OK);
+    let d = f.dataset(8);
+    assert_eq!(run(s, d), ovpot_status_e::OVPOT_OK, "{}", last_error());
+    let logged = f.state.log.lock().unwrap().clone();
+    assert!(logged.iter().any(|m| m.contains("target_devise")), "not in the log: {logged:?}");
+    let r = report(s).unwrap();
+    assert!(r.contains("target_devise"), "not in the report: {r}");
+    ovpot_session_free(s);
+    ovpot_dataset_free(d);
+}
