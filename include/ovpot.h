@@ -467,8 +467,10 @@ ovpot_status_e ovpot_compressor_compress_file(ovpot_compressor_t *compressor,
 
 /**
  * The report of the last successful compression as JSON (per weight: layer, shape, precision,
- * bytes before and after; totals per precision). Valid until the next compression or free of
- * `compressor`; INVALID_ARGUMENT before any compression succeeded.
+ * bytes before and after; totals per precision). A failed or cancelled compression leaves the
+ * previous report (and the pointer to it) as it was. Valid until the next successful
+ * compression or free of `compressor`; before any compression succeeded the call fails with
+ * OVPOT_INVALID_ARGUMENT and sets `*json` to NULL.
  */
 ovpot_status_e ovpot_compressor_report_json(const ovpot_compressor_t *compressor,
                                             const char **json);
@@ -908,8 +910,11 @@ ovpot_status_e ovpot_session_run_accuracy_aware(ovpot_session_t *session,
 
 /**
  * The report of the last successful run as JSON (FakeQuantize ranges, quantized and ignored
- * layers, timings, accuracy). Valid until the next run or free of `session`; INVALID_ARGUMENT
- * before any run succeeded.
+ * layers, timings, accuracy). A run that returns a model (OVPOT_OK, or
+ * OVPOT_ACCURACY_NOT_REACHED with the best model found) replaces it; a failed or cancelled run
+ * leaves the previous report (and the pointer to it) as it was. Valid until the next run that
+ * returns a model, or the free of `session`. Before any run returned a model the call fails with
+ * OVPOT_INVALID_ARGUMENT ("no run of this session has finished yet") and sets `*json` to NULL.
  */
 ovpot_status_e ovpot_session_report_json(const ovpot_session_t *session,
                                          const char **json);

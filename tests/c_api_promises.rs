@@ -166,3 +166,65 @@ fn unknown_keys_of_pot_configs_are_warned_in_the_log_and_the_report() {
     ovpot_session_free(s);
     ovpot_dataset_free(d);
 }
+
+extern "C" fn cancel(_ud: *mut c_void, _stage: ovpot_stage_e, _done: usize, _total: usize) -> c_int {
+    1
+}
+
+/// A failed or cancelled run keeps the last successful run's report, and its pointer.
+#[test]
+fn the_last_successful_report_outlives_failed_runs() {
+    let Some(f) = fixture() else { return };
+    let s = f.session(None).unwrap();
+    let d = f.dataset(8);
+    // Before any success: INVALID_ARGUMENT, saying so.
+    let e = report(s).unwrap_err();
+    assert!(e.contains("no run of this session has finished yet"), "{e}");
+    assert_eq!(run(s, d), ovpot_status_e::OVPOT_OK, "{}", last_error());
+    let mut first: *const c_char = ptr::null();
+    assert_eq!(ovpot_session_report_json(s, &mut first), ovpot_status_e::OVPOT_OK);
+    let good = report(s).unwrap();
+    // A failing callback.
+    f.state.fail.store(true, Ordering::SeqCst);
+    assert_eq!(run(s, d), ovpot_status_e::OVPOT_CALLBACK_FAILED);
+    f.state.fail.store(false, Ordering::SeqCst);
+    assert_eq!(report(s).as_deref(), Ok(good.as_str()), "the report was lost after a failed run");
+    // A cancelled run.
+    assert_eq!(ovpot_session_set_progress_callback(s, Some(cancel), ptr::null_mut()), ovpot_status_e::OVPOT_OK);
+    assert_eq!(run(s, d), ovpot_status_e::OVPOT_CANCELLED);
+    let mut after: *const c_char = ptr::null();
+    assert_eq!(ovpot_session_report_json(s, &mut after), ovpot_status_e::OVPOT_OK, "{}", last_error());
+    assert_eq!(after, first, "the report moved");
+    assert_eq!(report(s).as_deref(), Ok(good.as_str()), "the report was lost after a cancelled run");
+    ovpot_session_free(s);
+    ovpot_dataset_free(d);
+}
+
+/// The same for the compressor: a failed compression keeps the last successful one's report.
+#[test]
+fn the_last_successful_compression_report_outlives_failures() {
+    use ovpot::ffi::compress::*;
+    let Some(f) = fixture() else { return };
+    let dir = common::fixture("digits_mlp").unwrap();
+    let input = CString::new(dir.join("model.xml").to_str().unwrap()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = CString::new(tmp.path().join("c.xml").to_str().unwrap()).unwrap();
+    let bad = CString::new(tmp.path().join("nodir/c.xml").to_str().unwrap()).unwrap();
+    let mut c = ptr::null_mut();
+    assert_eq!(ovpot_compressor_create(ptr::null(), &mut c), ovpot_status_e::OVPOT_OK);
+    let text = |c| {
+        let mut json: *const c_char = ptr::null();
+        assert_eq!(ovpot_compressor_report_json(c, &mut json), ovpot_status_e::OVPOT_OK, "{}", last_error());
+        // SAFETY: valid until the next compression; copied right away.
+        unsafe { CStr::from_ptr(json) }.to_string_lossy().into_owned()
+    };
+    assert_eq!(ovpot_compressor_compress_file(c, input.as_ptr(), out.as_ptr()), ovpot_status_e::OVPOT_OK);
+    let good = text(c);
+    assert_eq!(ovpot_compressor_compress_file(c, input.as_ptr(), bad.as_ptr()), ovpot_status_e::OVPOT_IO_ERROR);
+    assert_eq!(text(c), good);
+    let mut m = ptr::null_mut();
+    assert_eq!(ovpot_compressor_compress_model(c, ptr::null(), &mut m), ovpot_status_e::OVPOT_INVALID_ARGUMENT);
+    assert_eq!(text(c), good);
+    ovpot_compressor_free(c);
+    drop(f);
+}

@@ -140,7 +140,6 @@ pub extern "C" fn ovpot_compressor_compress_model(
             (c as *const ovpot_compressor_t as usize, Use::Exclusive, "compressor"),
             (m as *const ovpot_model_t as usize, Use::Shared, "model"),
         ])?;
-        c.report = None;
         let mut hooks = hooks(c);
         let options = c.options.clone();
         let graph = m.model.graph();
@@ -169,7 +168,6 @@ pub extern "C" fn ovpot_compressor_compress_file(
         let input = Path::new(try_str(input_xml, "input_xml")?);
         let output = Path::new(try_str(output_xml, "output_xml")?);
         let _in_use = InUse::mark(&[(c as *const ovpot_compressor_t as usize, Use::Exclusive, "compressor")])?;
-        c.report = None;
         let mut hooks = hooks(c);
         let options = c.options.clone();
         let report = off_busy_pool(move || compress_file(input, output, &options, &mut hooks))??;
@@ -178,8 +176,10 @@ pub extern "C" fn ovpot_compressor_compress_file(
 }
 
 /// The report of the last successful compression as JSON (per weight: layer, shape, precision,
-/// bytes before and after; totals per precision). Valid until the next compression or free of
-/// `compressor`; INVALID_ARGUMENT before any compression succeeded.
+/// bytes before and after; totals per precision). A failed or cancelled compression leaves the
+/// previous report (and the pointer to it) as it was. Valid until the next successful
+/// compression or free of `compressor`; before any compression succeeded the call fails with
+/// OVPOT_INVALID_ARGUMENT and sets `*json` to NULL.
 #[no_mangle]
 pub extern "C" fn ovpot_compressor_report_json(
     compressor: *const ovpot_compressor_t,

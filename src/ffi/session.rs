@@ -636,8 +636,9 @@ fn log_config_warnings(s: &ovpot_session_t) {
     }
 }
 
+/// Keeps the report of a run that produced a model; a failed or cancelled run leaves the last
+/// successful run's report in place.
 fn finish(s: &mut ovpot_session_t, r: Result<Outcome>, out: &mut *mut ovpot_model_t) -> Result<()> {
-    s.report = None;
     let mut outcome = r?;
     let config_warnings = s.config_warnings.iter().map(|w| format!("config: {w}"));
     outcome.report.warnings.splice(0..0, config_warnings);
@@ -706,8 +707,11 @@ pub extern "C" fn ovpot_session_run_accuracy_aware(
 }
 
 /// The report of the last successful run as JSON (FakeQuantize ranges, quantized and ignored
-/// layers, timings, accuracy). Valid until the next run or free of `session`; INVALID_ARGUMENT
-/// before any run succeeded.
+/// layers, timings, accuracy). A run that returns a model (OVPOT_OK, or
+/// OVPOT_ACCURACY_NOT_REACHED with the best model found) replaces it; a failed or cancelled run
+/// leaves the previous report (and the pointer to it) as it was. Valid until the next run that
+/// returns a model, or the free of `session`. Before any run returned a model the call fails with
+/// OVPOT_INVALID_ARGUMENT ("no run of this session has finished yet") and sets `*json` to NULL.
 #[no_mangle]
 pub extern "C" fn ovpot_session_report_json(
     session: *const ovpot_session_t,
