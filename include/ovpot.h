@@ -484,7 +484,11 @@ void ovpot_compressor_free(ovpot_compressor_t *compressor);
  * Creates a dataset of `length` samples produced by `get_item`. `model` (may be NULL) lets
  * samples be filled by input index and checked as they are filled. `destroy` (may be NULL) is
  * called with `user_data` when the dataset is freed (not when this call fails). Callbacks are
- * only called from ovpot calls made on the caller's thread, one at a time.
+ * only called from ovpot calls made on the caller's thread, one at a time, never concurrently:
+ * while a call on one thread uses the dataset (a run, `ovpot_dataset_get`,
+ * `ovpot_metric_evaluate`), a call on another thread that would use it fails at once with
+ * OVPOT_INVALID_ARGUMENT ("dataset is in use by another call"); calls from inside its own
+ * callbacks, on the same thread, may use it.
  */
 ovpot_status_e ovpot_dataset_create(const ovpot_model_t *model,
                                     size_t length,

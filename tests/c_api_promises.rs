@@ -228,3 +228,45 @@ fn the_last_successful_compression_report_outlives_failures() {
     ovpot_compressor_free(c);
     drop(f);
 }
+
+/// One callback dataset given to two sessions running at once on two threads: its get_item is
+/// never called concurrently; the second run fails at once with INVALID_ARGUMENT instead.
+#[test]
+fn a_dataset_in_use_refuses_a_second_concurrent_user() {
+    let Some(f) = fixture() else { return };
+    let d = f.dataset(8) as usize;
+    let sessions: Vec<usize> = (0..2).map(|_| f.session(None).unwrap() as usize).collect();
+    let mut seen = vec![];
+    for _ in 0..5 {
+        let barrier = std::sync::Barrier::new(2);
+        let results: Vec<(ovpot_status_e, String)> = std::thread::scope(|scope| {
+            let hs: Vec<_> = sessions
+                .iter()
+                .map(|&s| {
+                    let barrier = &barrier;
+                    scope.spawn(move || {
+                        barrier.wait();
+                        let st = run(s as *mut ovpot_session_t, d as *mut ovpot_dataset_t);
+                        (st, last_error())
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (st, msg) in &results {
+            if *st != ovpot_status_e::OVPOT_OK {
+                assert_eq!(*st, ovpot_status_e::OVPOT_INVALID_ARGUMENT, "{msg}");
+                assert!(msg.contains("dataset is in use by another call"), "{msg}");
+            }
+        }
+        assert!(results.iter().any(|(st, _)| *st == ovpot_status_e::OVPOT_OK), "{results:?}");
+        seen.extend(results);
+    }
+    assert_eq!(f.state.most_inside.load(Ordering::SeqCst), 1, "get_item ran on two threads at once");
+    // Released after every run, failed ones included: a run alone works.
+    assert_eq!(run(sessions[0] as *mut ovpot_session_t, d as *mut ovpot_dataset_t), ovpot_status_e::OVPOT_OK);
+    for s in sessions {
+        ovpot_session_free(s as *mut ovpot_session_t);
+    }
+    ovpot_dataset_free(d as *mut ovpot_dataset_t);
+}

@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use std::ffi::{c_char, c_int, c_void};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 
 /// Fills `sample` with the inputs of sample `index` (0 <= index < length) by calling
 /// `ovpot_sample_set_input*`; returns 0 on success, anything else to stop the run with
@@ -30,11 +31,47 @@ pub(crate) struct CallbackDataset {
     user_data: *mut c_void,
     destroy: ovpot_destroy_callback_t,
     ports: Option<Arc<[PortDesc]>>,
+    /// The thread whose call uses the dataset, and how many of its (nested) calls do.
+    owner: Mutex<(Option<ThreadId>, usize)>,
+}
+
+/// A callback dataset claimed by the calls of one thread; released on drop (every exit path,
+/// errors and panics included).
+pub(crate) struct Claim<'a>(Option<&'a Mutex<(Option<ThreadId>, usize)>>);
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if let Some(m) = self.0 {
+            let mut o = m.lock().unwrap_or_else(|p| p.into_inner());
+            o.1 -= 1;
+            if o.1 == 0 {
+                o.0 = None;
+            }
+        }
+    }
 }
 
 impl CallbackDataset {
     /// Calls `get_item` for `index`; a failure names the sample.
+    /// Claims the dataset for the calling thread: a call on another thread while it is claimed
+    /// fails at once (its callbacks are never called concurrently); nested calls on the same
+    /// thread (from inside its callbacks) share the claim.
+    pub(crate) fn claim(&self) -> Result<Claim<'_>> {
+        let me = std::thread::current().id();
+        let mut o = self.owner.lock().unwrap_or_else(|p| p.into_inner());
+        match o.0 {
+            Some(t) if t != me => {
+                Err(Error::invalid("dataset is in use by another call (its callbacks never run concurrently)"))
+            }
+            _ => {
+                *o = (Some(me), o.1 + 1);
+                Ok(Claim(Some(&self.owner)))
+            }
+        }
+    }
+
     pub(crate) fn get(&self, index: usize) -> Result<Sample> {
+        let _claim = self.claim()?;
         if index >= self.length {
             return Err(Error::invalid(format!("sample {index} out of range (length {})", self.length)));
         }
@@ -87,6 +124,13 @@ pub struct ovpot_dataset_t {
 }
 
 impl ovpot_dataset_t {
+    /// [`CallbackDataset::claim`] for callback datasets; other kinds are safe on any thread.
+    pub(crate) fn claim(&self) -> Result<Claim<'_>> {
+        match &self.kind {
+            DatasetKind::Callback(c) => c.claim(),
+            _ => Ok(Claim(None)),
+        }
+    }
     /// The dataset as a Rust `Dataset` when it needs no C callback (usable on any thread).
     pub(crate) fn as_rust(&self) -> Option<&dyn Dataset> {
         match &self.kind {
@@ -114,7 +158,11 @@ impl ovpot_dataset_t {
 /// Creates a dataset of `length` samples produced by `get_item`. `model` (may be NULL) lets
 /// samples be filled by input index and checked as they are filled. `destroy` (may be NULL) is
 /// called with `user_data` when the dataset is freed (not when this call fails). Callbacks are
-/// only called from ovpot calls made on the caller's thread, one at a time.
+/// only called from ovpot calls made on the caller's thread, one at a time, never concurrently:
+/// while a call on one thread uses the dataset (a run, `ovpot_dataset_get`,
+/// `ovpot_metric_evaluate`), a call on another thread that would use it fails at once with
+/// OVPOT_INVALID_ARGUMENT ("dataset is in use by another call"); calls from inside its own
+/// callbacks, on the same thread, may use it.
 #[no_mangle]
 pub extern "C" fn ovpot_dataset_create(
     model: *const ovpot_model_t,
@@ -128,7 +176,7 @@ pub extern "C" fn ovpot_dataset_create(
         let out = out_ptr(dataset, "dataset", std::ptr::null_mut())?;
         let get_item = get_item.ok_or_else(|| Error::invalid("'get_item' is NULL"))?;
         let ports = if model.is_null() { None } else { Some(try_ref(model, "model")?.input_ports()) };
-        let cb = CallbackDataset { length, get_item, user_data, destroy, ports };
+        let cb = CallbackDataset { length, get_item, user_data, destroy, ports, owner: Mutex::new((None, 0)) };
         *out = into_handle(ovpot_dataset_t { kind: DatasetKind::Callback(cb) });
         Ok(())
     })

@@ -538,6 +538,9 @@ fn run_with_callbacks(
 ) -> Result<Outcome> {
     let handles = run_handles(s, calib, eval, metric.as_deref());
     let _in_use = InUse::mark(&handles)?;
+    // Callback datasets serve this thread alone for the whole run.
+    let _calib_claim = calib.claim()?;
+    let _eval_claim = eval.map(|e| e.claim()).transpose()?;
     log_config_warnings(s);
     // A run started from inside another run's callback keeps off the shared pool, whose threads
     // may be waiting for this thread.
@@ -740,6 +743,7 @@ pub extern "C" fn ovpot_metric_evaluate(
         let metric = try_mut(metric, "metric")?;
         let m = try_ref(model, "model")?;
         let d = try_ref(dataset, "dataset")?;
+        let _claim = d.claim()?;
         let plan = m.model.plan()?;
         // From inside a run's callback the shared pool may be waiting for this thread; the C
         // callbacks below still run here, only inference goes to the private pool.
