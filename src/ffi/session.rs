@@ -53,7 +53,10 @@ pub struct ovpot_session_t {
 
 /// Creates a session on `model` (which the session copies; the model may be freed afterwards).
 /// `config_json` (may be NULL for POT's defaults) is a POT configuration
-/// (`{"compression": {"algorithms": [...]}}`) or ovpot's flat JSON (see `QuantConfig`).
+/// (`{"compression": {"algorithms": [...]}}`) or ovpot's flat JSON: an object with any subset of
+/// the keys `ovpot_session_config_json` returns (`preset`, `target_device`, `target_isa`,
+/// `stat_subset_size`, `ignored`, `weights`, `range_estimator`, `accuracy_aware: {...}`, ...),
+/// each with the value shown there.
 /// Settings are never dropped silently: in ovpot's flat JSON an unknown key (at the top or
 /// inside a block such as `accuracy_aware`) fails with OVPOT_INVALID_ARGUMENT naming it and
 /// listing the keys known there, as `ovpot_session_set_option` refuses unknown keys. A POT
@@ -127,7 +130,8 @@ fn set_param(s: &mut ovpot_session_t, key: &str, value: serde_json::Value) -> Re
 /// Sets the preset: "performance" (symmetric), "mixed" (asymmetric activations) or "accuracy"
 /// (asymmetric weights too where the device runs them; on CPU, GPU and ANY it is "mixed", as
 /// POT maps it). Weight options (POT's `weights` block: mode, granularity, bits, level_low,
-/// level_high, range_estimator) are set with ovpot_session_set_param("weights", "{...}").
+/// level_high, range_estimator) come whole in the `config_json` of `ovpot_session_create`
+/// (`{"weights": {...}}`, or POT's `params.weights`).
 #[no_mangle]
 pub extern "C" fn ovpot_session_set_preset(session: *mut ovpot_session_t, preset: *const c_char) -> ovpot_status_e {
     ffi_call("ovpot_session_set_preset", || {

@@ -131,7 +131,7 @@ pub enum ovpot_stage_e {
     OVPOT_STAGE_ACCURACY_AWARE = 4,
     /// SmoothQuant (transformers).
     OVPOT_STAGE_SMOOTH_QUANT = 5,
-    /// Weight-only compression (`ovpot_compress_weights*`): one step per weight.
+    /// Weight-only compression (`ovpot_compressor_compress_model` / `_compress_file`): one step per weight.
     OVPOT_STAGE_WEIGHT_COMPRESSION = 6,
 }
 
