@@ -68,4 +68,44 @@ if [[ $quick == 0 ]]; then
 else
   run accuracy_aware "$work/accuracy_aware" "$fixture" "$work/aa.xml" 20
 fi
+
+# The shipped suppressions (include/ovpot.supp, installed beside the header; pkg-config variable
+# `suppressions`): a correct program is clean with valgrind's usual strict flags (every leak kind
+# an error), and a deliberate leak is still reported.
+supp="$(PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" pkg-config --variable=suppressions ovpot)"
+[ -f "$supp" ] || { echo "!! pkg-config's suppressions ($supp) are not installed"; exit 1; }
+cat > "$work/leak.c" <<'C'
+#include <stdio.h>
+#include <stdlib.h>
+#include "ovpot.h"
+int main(int argc, char **argv) {
+    char xml[4096], calib[4096];
+    snprintf(xml, sizeof xml, "%s/model.xml", argv[1]);
+    snprintf(calib, sizeof calib, "%s/calib", argv[1]);
+    ovpot_model_t *model = NULL, *int8 = NULL;
+    ovpot_dataset_t *data = NULL;
+    ovpot_session_t *session = NULL;
+    int failed = ovpot_model_read(xml, NULL, &model) != OVPOT_OK ||
+                 ovpot_dataset_create_from_npy_folder(model, calib, &data) != OVPOT_OK ||
+                 ovpot_session_create(model, "{\"stat_subset_size\": 16}", &session) != OVPOT_OK ||
+                 ovpot_session_run(session, data, &int8) != OVPOT_OK;
+    if (failed) fprintf(stderr, "ovpot: %s\n", ovpot_last_error());
+    ovpot_model_free(int8); ovpot_session_free(session); ovpot_dataset_free(data); ovpot_model_free(model);
+    if (argc > 2) { char *volatile leak = malloc(100); (void)leak; }
+    return failed;
+}
+C
+# shellcheck disable=SC2046
+cc -g -Wall -Wextra -Werror "$work/leak.c" $(PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" pkg-config --cflags --libs ovpot) \
+  -o "$work/leak"
+strict=(valgrind --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all --error-exitcode=9 --quiet
+        --suppressions="$supp")
+echo "== valgrind with the shipped suppressions: a correct program"
+rc=0; "${strict[@]}" "$work/leak" "$fixture" || rc=$?
+if [[ $rc -ne 0 ]]; then echo "!! a correct program is not clean with $supp (exit $rc)"; status=1; fi
+echo "== valgrind with the shipped suppressions: a deliberate leak is still reported"
+rc=0; "${strict[@]}" "$work/leak" "$fixture" leak 2>"$work/leak.txt" || rc=$?
+if [[ $rc -ne 9 ]] || ! grep -q "definitely lost" "$work/leak.txt"; then
+  cat "$work/leak.txt"; echo "!! the deliberate leak was not reported (exit $rc)"; status=1
+fi
 exit $status
