@@ -108,8 +108,9 @@ pub fn load(explicit: Option<&Path>) -> Result<Library> {
     }
     Err(Error::unsupported(format!(
         "OpenVINO's C library (libopenvino_c) was not found or could not be loaded; tried: {}. \
-         Give its path with --openvino-lib or {LIB_ENV} (the pip wheel keeps it in \
-         site-packages/openvino/libs), or use --backend builtin",
+         Give its path (a file, or the folder holding it: the pip wheel keeps it in \
+         site-packages/openvino/libs) as ovpot_session_set_backend's openvino_lib, the command \
+         line's --openvino-lib or ${LIB_ENV}, or use the built-in backend",
         if tried.is_empty() { "nothing".to_string() } else { tried.join("; ") }
     )))
 }
