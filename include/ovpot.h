@@ -301,7 +301,9 @@ typedef void (*ovpot_log_callback_t)(void *user_data,
 /**
  * Fills `sample` with the inputs of sample `index` (0 <= index < length) by calling
  * `ovpot_sample_set_input*`; returns 0 on success, anything else to stop the run with
- * OVPOT_CALLBACK_FAILED. `sample` is valid only during the call.
+ * OVPOT_CALLBACK_FAILED. When one of those set calls failed, the run stops with that call's
+ * status instead (OVPOT_MISMATCH for a wrong shape or type, OVPOT_INVALID_ARGUMENT, ...),
+ * whatever the callback returns. `sample` is valid only during the call.
  * Calls back into ovpot from here work, except on the handles the run is using: the running
  * session and its metric refuse every call, its datasets may be read but not changed or freed
  * (those calls fail at once with OVPOT_INVALID_ARGUMENT; a free leaves the handle as it is).

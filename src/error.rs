@@ -61,6 +61,21 @@ impl Error {
             other => other,
         }
     }
+    /// What went wrong, without the kind's prefix ("input 'x': expected ..." rather than
+    /// "shape/type mismatch: input 'x': ..."): for a message that wraps this error in one of
+    /// the same kind.
+    pub fn message(&self) -> String {
+        match self {
+            Error::InvalidArgument(m)
+            | Error::Unsupported(m)
+            | Error::Mismatch(m)
+            | Error::Callback(m)
+            | Error::Cancelled(m)
+            | Error::AccuracyNotReached(m)
+            | Error::Internal(m) => m.clone(),
+            other => other.to_string(),
+        }
+    }
     /// Short stable name of the kind, used in tests and reports.
     pub fn kind(&self) -> &'static str {
         match self {

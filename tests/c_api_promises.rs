@@ -270,3 +270,37 @@ fn a_dataset_in_use_refuses_a_second_concurrent_user() {
     }
     ovpot_dataset_free(d as *mut ovpot_dataset_t);
 }
+
+extern "C" fn get_item_wrong_shape(ud: *mut c_void, _index: usize, sample: *mut ovpot_sample_t) -> c_int {
+    // SAFETY: user_data is the test's State, alive for the whole test.
+    let st = unsafe { &*(ud as *const State) };
+    let shape = [1i64, 5];
+    let values = [0f32; 5];
+    let status = ovpot_sample_set_input(
+        sample,
+        st.input_name.as_ptr(),
+        ovpot_element_type_e::OVPOT_ELEMENT_TYPE_F32 as u32,
+        shape.as_ptr(),
+        shape.len(),
+        values.as_ptr() as *const c_void,
+        std::mem::size_of_val(&values),
+    );
+    (status != ovpot_status_e::OVPOT_OK) as c_int
+}
+
+/// A set call that fails inside `get_item` stops the run with that call's own status, as the
+/// header says, and the message says what is wrong once (not "mismatch: ... mismatch: ...").
+#[test]
+fn a_failed_set_input_in_get_item_keeps_its_status_and_says_it_once() {
+    let Some(f) = fixture() else { return };
+    let mut d = ptr::null_mut();
+    let st = ovpot_dataset_create(f.model, 4, Some(get_item_wrong_shape), f.ud(), None, &mut d);
+    assert_eq!(st, ovpot_status_e::OVPOT_OK, "{}", last_error());
+    let s = f.session(None).unwrap();
+    assert_eq!(run(s, d), ovpot_status_e::OVPOT_MISMATCH);
+    let msg = last_error();
+    assert_eq!(msg.matches("shape/type mismatch").count(), 1, "{msg}");
+    assert!(msg.contains("get_item callback, sample 0") && msg.contains("expected shape"), "{msg}");
+    ovpot_session_free(s);
+    ovpot_dataset_free(d);
+}

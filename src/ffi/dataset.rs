@@ -14,7 +14,9 @@ use std::thread::ThreadId;
 
 /// Fills `sample` with the inputs of sample `index` (0 <= index < length) by calling
 /// `ovpot_sample_set_input*`; returns 0 on success, anything else to stop the run with
-/// OVPOT_CALLBACK_FAILED. `sample` is valid only during the call.
+/// OVPOT_CALLBACK_FAILED. When one of those set calls failed, the run stops with that call's
+/// status instead (OVPOT_MISMATCH for a wrong shape or type, OVPOT_INVALID_ARGUMENT, ...),
+/// whatever the callback returns. `sample` is valid only during the call.
 /// Calls back into ovpot from here work, except on the handles the run is using: the running
 /// session and its metric refuse every call, its datasets may be read but not changed or freed
 /// (those calls fail at once with OVPOT_INVALID_ARGUMENT; a free leaves the handle as it is).
@@ -79,12 +81,13 @@ impl CallbackDataset {
         let rc = (self.get_item)(self.user_data, index, &mut sample);
         let failed = |e: &Error| -> Error {
             let status = super::boundary::status_of(e);
-            let msg = format!("get_item callback, sample {index}: {e}");
+            // The kind stays the set call's; its name is said once, by the outer error.
+            let msg = |inner: String| format!("get_item callback, sample {index}: {inner}");
             match status {
-                ovpot_status_e::OVPOT_MISMATCH => Error::mismatch(msg),
-                ovpot_status_e::OVPOT_INVALID_ARGUMENT => Error::invalid(msg),
-                ovpot_status_e::OVPOT_UNSUPPORTED => Error::unsupported(msg),
-                _ => Error::Callback(msg),
+                ovpot_status_e::OVPOT_MISMATCH => Error::mismatch(msg(e.message())),
+                ovpot_status_e::OVPOT_INVALID_ARGUMENT => Error::invalid(msg(e.message())),
+                ovpot_status_e::OVPOT_UNSUPPORTED => Error::unsupported(msg(e.message())),
+                _ => Error::Callback(msg(e.to_string())),
             }
         };
         if let Some(e) = &sample.error {

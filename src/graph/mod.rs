@@ -216,7 +216,8 @@ pub fn check_input_tensor(
         )));
     }
     if !shape.accepts(t.shape()) {
-        return Err(Error::mismatch(format!("input '{name}': expected shape {shape}, found {:?}{origin}", t.shape())));
+        let found = PartialShape::from_static(t.shape());
+        return Err(Error::mismatch(format!("input '{name}': expected shape {shape}, found {found}{origin}")));
     }
     Ok(())
 }
