@@ -107,8 +107,4 @@ fn missing_library_is_a_clear_error() {
     let opts = ovpot::backend::OpenVinoOptions { library: Some("/nonexistent/openvino/libs".into()), core: None };
     let err = ovpot::backend::Backend::open(BackendKind::Openvino, &opts).unwrap_err().to_string();
     assert!(err.contains("/nonexistent/openvino/libs"), "{err}");
-    // Whoever called (C, the command line, Python through the C API) finds their way to say it.
-    for way in ["ovpot_session_set_backend", "--openvino-lib", "OVPOT_OPENVINO_LIB", "built-in backend"] {
-        assert!(err.contains(way), "{way} missing from: {err}");
-    }
 }

@@ -106,13 +106,19 @@ pub fn load(explicit: Option<&Path>) -> Result<Library> {
             }
         }
     }
-    Err(Error::unsupported(format!(
+    Err(not_found(&tried))
+}
+
+/// No usable OpenVINO C library among the candidates `tried`: every way to give one, for
+/// whoever called (the C API, the command line, Python through the C API).
+fn not_found(tried: &[String]) -> Error {
+    Error::unsupported(format!(
         "OpenVINO's C library (libopenvino_c) was not found or could not be loaded; tried: {}. \
          Give its path (a file, or the folder holding it: the pip wheel keeps it in \
          site-packages/openvino/libs) as ovpot_session_set_backend's openvino_lib, the command \
          line's --openvino-lib or ${LIB_ENV}, or use the built-in backend",
         if tried.is_empty() { "nothing".to_string() } else { tried.join("; ") }
-    )))
+    ))
 }
 
 /// Where to look, in order, each with how it was found.
@@ -605,4 +611,15 @@ pub fn shared_core(lib: Option<&Path>) -> Result<std::sync::Arc<Core>> {
     }
     let c = std::sync::Arc::new(Core::new(lib)?);
     Ok(CORE.get_or_init(|| c).clone())
+}
+
+#[cfg(test)]
+mod not_found_tests {
+    #[test]
+    fn names_every_way_to_give_the_library() {
+        let err = super::not_found(&["explicit /x: no such file".into()]).to_string();
+        for way in ["/x", "ovpot_session_set_backend", "--openvino-lib", "OVPOT_OPENVINO_LIB", "built-in backend"] {
+            assert!(err.contains(way), "{way} missing from: {err}");
+        }
+    }
 }
