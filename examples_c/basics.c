@@ -223,6 +223,67 @@ static void *session_thread(void *arg) {
     return NULL;
 }
 
+/* ---- handles: freed, foreign, wrong-type and lent pointers are refused, never read ---- */
+static ovpot_sample_t *kept_sample = NULL; /* a lent sample kept past its callback (misuse) */
+static int free_lent_status = -1;
+
+static int get_item_keeping(void *user_data, size_t index, ovpot_sample_t *sample) {
+    (void)index;
+    const float *x = (const float *)user_data;
+    const int64_t shape[4] = {1, 1, 28, 28};
+    kept_sample = sample;
+    ovpot_sample_free(sample); /* not ours to free: refused, the sample stays valid */
+    free_lent_status = strstr(ovpot_last_error(), "lent to a callback") != NULL;
+    return ovpot_sample_set_input(sample, "input", OVPOT_ELEMENT_TYPE_F32, shape, 4, x, 784 * 4) == OVPOT_OK ? 0 : 1;
+}
+
+static void handle_misuse(const char *xml) {
+    ovpot_model_t *model = NULL;
+    size_t n = 0;
+    CHECK(ovpot_model_read(xml, NULL, &model));
+    ovpot_dataset_t *data = NULL;
+    CHECK(ovpot_dataset_create_in_memory(&data));
+
+    /* Another type's handle, and memory ovpot never made. */
+    EXPECT_ERR(ovpot_model_inputs_size((const ovpot_model_t *)data, &n), OVPOT_INVALID_ARGUMENT,
+               "'model' is an ovpot_dataset_t, not an ovpot_model_t");
+    int64_t not_a_handle[8] = {0};
+    EXPECT_ERR(ovpot_model_inputs_size((const ovpot_model_t *)not_a_handle, &n), OVPOT_INVALID_ARGUMENT,
+               "freed or not an ovpot handle");
+    ovpot_session_t *session = NULL;
+    EXPECT_ERR(ovpot_session_create((const ovpot_model_t *)not_a_handle, NULL, &session),
+               OVPOT_INVALID_ARGUMENT, "freed or not an ovpot handle");
+    EXPECT(session == NULL);
+    /* Freeing a foreign pointer frees nothing and says why. */
+    ovpot_model_free((ovpot_model_t *)not_a_handle);
+    EXPECT(strstr(ovpot_last_error(), "not freed") != NULL);
+    ovpot_dataset_free(data);
+
+    /* Use after free and double free. */
+    ovpot_model_t *copy = model;
+    ovpot_model_free(model);
+    EXPECT_ERR(ovpot_model_inputs_size(copy, &n), OVPOT_INVALID_ARGUMENT, "'model' is freed or not an ovpot handle");
+    ovpot_model_free(copy);
+    EXPECT(strstr(ovpot_last_error(), "not freed: 'model' is freed or not an ovpot handle") != NULL);
+    EXPECT_ERR(ovpot_session_create(copy, NULL, &session), OVPOT_INVALID_ARGUMENT, "freed");
+
+    /* A sample lent to get_item lives for the call only; freeing it there is refused. */
+    CHECK(ovpot_model_read(xml, NULL, &model));
+    static float image[784];
+    ovpot_dataset_t *cb = NULL;
+    ovpot_sample_t *sample = NULL;
+    CHECK(ovpot_dataset_create(model, 1, get_item_keeping, image, NULL, &cb));
+    CHECK(ovpot_dataset_get(cb, 0, &sample));
+    EXPECT(free_lent_status == 1);
+    EXPECT(kept_sample != NULL && kept_sample != sample);
+    EXPECT_ERR(ovpot_sample_size(kept_sample, &n), OVPOT_INVALID_ARGUMENT, "freed or not an ovpot handle");
+    CHECK(ovpot_sample_size(sample, &n));
+    EXPECT(n == 1);
+    ovpot_sample_free(sample);
+    ovpot_dataset_free(cb);
+    ovpot_model_free(model);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: %s FIXTURE_DIR TMP_DIR\n", argv[0]);
@@ -693,6 +754,8 @@ int main(int argc, char **argv) {
     ovpot_model_free(model);
     npy_free(&ref_in);
     npy_free(&ref_out);
+    snprintf(path, sizeof path, "%s/model.xml", argv[1]);
+    handle_misuse(path);
     printf("basics: %d failed, %d pending\n", failures, pending);
     return failures;
 }

@@ -8,6 +8,12 @@
  * - Handles (ovpot_*_t) are opaque, created by *_create / *_read functions and released with the
  *   matching *_free, which accepts NULL. Returned strings and arrays are owned by the object they
  *   come from and stay valid as long as it (or as documented).
+ * - Every entry point looks its handles up among the live ones before it reads them: a freed
+ *   handle, a pointer ovpot never made, a handle of another type, or a sample/outputs/model lent
+ *   to a callback and kept after it returned is refused with OVPOT_INVALID_ARGUMENT ("freed or not
+ *   an ovpot handle"), and its memory is not read. A *_free of such a pointer (a double free)
+ *   frees nothing and sets ovpot_last_error() ("not freed: ..."). What stays undefined: a freed
+ *   handle whose address ovpot reused for a new handle of the same type refers to that new one.
  * - Strings are NUL-terminated UTF-8. Lengths and counts are size_t. Element types and log levels
  *   passed in are plain integers holding an ovpot_element_type_e / ovpot_log_level_e value.
  *

@@ -6,9 +6,10 @@
 use super::types::ovpot_status_e;
 use crate::error::{Error, Result};
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex, RwLock};
 
 thread_local! {
     /// The message of the last failed call on this thread ("" after a successful one).
@@ -193,20 +194,80 @@ pub(crate) fn private_pool() -> Result<rayon::ThreadPool> {
         .map_err(|e| Error::internal(format!("cannot start a thread pool: {e}")))
 }
 
-/// A shared reference from a C pointer that must not be NULL.
-pub(crate) fn try_ref<'a, T>(ptr: *const T, what: &str) -> Result<&'a T> {
-    check_free_to(ptr as usize, Use::Shared, what)?;
-    // SAFETY: the C caller promises a non-NULL pointer is valid and not mutated during the call
-    // (documented in the header for every parameter); NULL is checked here.
-    unsafe { ptr.as_ref() }.ok_or_else(|| Error::invalid(format!("'{what}' is NULL")))
+/// An opaque C handle type: what every entry point may receive as a handle.
+pub(crate) trait Handle {
+    /// The C type's name, for messages ("ovpot_model_t").
+    const C_NAME: &'static str;
 }
 
-/// An exclusive reference from a C pointer that must not be NULL.
-pub(crate) fn try_mut<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T> {
+/// Whether ovpot owns a live handle until its `*_free`, or lends it to a callback for the call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Held {
+    Owned,
+    Lent,
+}
+
+/// Every live handle, by address: the handles ovpot made (until their `*_free`) and the ones it
+/// lends to a callback (during the call). An entry point looks its handles up here before it
+/// reads them, so a freed, foreign or wrong-type pointer is refused without reading its memory.
+/// A pointer whose memory was reused by a new handle of the same type passes: that one is used.
+static HANDLES: LazyLock<RwLock<HashMap<usize, (&'static str, Held)>>> = LazyLock::new(Default::default);
+
+fn handles_read() -> std::sync::RwLockReadGuard<'static, HashMap<usize, (&'static str, Held)>> {
+    HANDLES.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn handles_write() -> std::sync::RwLockWriteGuard<'static, HashMap<usize, (&'static str, Held)>> {
+    HANDLES.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Fails unless `ptr` is NULL-free and a live handle of type `T`; what the entry can say about it.
+fn check_handle<T: Handle>(ptr: *const T, what: &str) -> Result<Held> {
+    if ptr.is_null() {
+        return Err(Error::invalid(format!("'{what}' is NULL")));
+    }
+    match handles_read().get(&(ptr as usize)) {
+        Some(&(name, held)) if name == T::C_NAME => Ok(held),
+        Some(&(name, _)) => Err(Error::invalid(format!("'{what}' is an {name}, not an {}", T::C_NAME))),
+        None => {
+            Err(Error::invalid(format!("'{what}' is freed or not an ovpot handle (expected a live {})", T::C_NAME)))
+        }
+    }
+}
+
+/// A shared reference to a live handle of type `T` (not NULL, not freed, not another type).
+pub(crate) fn try_ref<'a, T: Handle>(ptr: *const T, what: &str) -> Result<&'a T> {
+    check_handle(ptr, what)?;
+    check_free_to(ptr as usize, Use::Shared, what)?;
+    // SAFETY: the pointer is a live handle of type `T` (registered by `into_handle` or `lend`
+    // and not yet freed or returned); the C caller promises it is not mutated during the call
+    // (documented in the header for every parameter).
+    Ok(unsafe { &*ptr })
+}
+
+/// An exclusive reference to a live handle of type `T` (not NULL, not freed, not another type).
+pub(crate) fn try_mut<'a, T: Handle>(ptr: *mut T, what: &str) -> Result<&'a mut T> {
+    check_handle(ptr, what)?;
     check_free_to(ptr as usize, Use::Exclusive, what)?;
-    // SAFETY: the C caller promises a non-NULL pointer is valid and not used elsewhere during the
-    // call (the header says handles are not shared between concurrent calls); NULL is checked here.
-    unsafe { ptr.as_mut() }.ok_or_else(|| Error::invalid(format!("'{what}' is NULL")))
+    // SAFETY: the pointer is a live handle of type `T`; the C caller promises it is not used
+    // elsewhere during the call (the header says handles are not shared between concurrent calls).
+    Ok(unsafe { &mut *ptr })
+}
+
+/// A handle lent to a callback: registered as live for the call, unregistered when dropped.
+pub(crate) struct Lent(usize);
+
+/// Lends `value` to a callback as a handle; it is live until the returned guard is dropped.
+pub(crate) fn lend<T: Handle>(value: &T) -> Lent {
+    let addr = value as *const T as usize;
+    handles_write().insert(addr, (T::C_NAME, Held::Lent));
+    Lent(addr)
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        handles_write().remove(&self.0);
+    }
 }
 
 /// A UTF-8 string from a NUL-terminated C string that must not be NULL.
@@ -255,27 +316,43 @@ pub(crate) fn try_bytes<'a>(ptr: *const std::ffi::c_void, len: usize, what: &str
 
 /// Checks an out-parameter and clears it, so the caller sees a defined value on failure.
 pub(crate) fn out_ptr<'a, T>(ptr: *mut T, what: &str, cleared: T) -> Result<&'a mut T> {
-    let out = try_mut(ptr, what)?;
+    check_free_to(ptr as usize, Use::Exclusive, what)?;
+    // SAFETY: the C caller promises a non-NULL out-pointer points to writable memory of its type
+    // (documented in the header for every out-parameter); NULL is checked here.
+    let out = unsafe { ptr.as_mut() }.ok_or_else(|| Error::invalid(format!("'{what}' is NULL")))?;
     *out = cleared;
     Ok(out)
 }
 
 /// Hands a Rust value to C as an owned handle (freed by the matching `*_free`).
-pub(crate) fn into_handle<T>(value: T) -> *mut T {
-    Box::into_raw(Box::new(value))
+pub(crate) fn into_handle<T: Handle>(value: T) -> *mut T {
+    let ptr = Box::into_raw(Box::new(value));
+    handles_write().insert(ptr as usize, (T::C_NAME, Held::Owned));
+    ptr
 }
 
 /// Takes back ownership of a handle made by [`into_handle`] and drops it; NULL is a no-op. A
-/// handle in use by a running session is not freed (freeing it then would pull it from under the
-/// run): the thread's error message says so and the handle stays valid.
-pub(crate) fn free_handle<T>(ptr: *mut T, what: &str) {
-    if let Err(e) = check_free_to(ptr as usize, Use::Exclusive, what) {
-        set_last_error(format!("not freed: {e}"));
+/// handle that is not live (freed already, lent to a callback, foreign, another type) or in use
+/// by a running session (freeing it would pull it from under the run) is not freed: the thread's
+/// error message says why and the handle, if live, stays valid.
+pub(crate) fn free_handle<T: Handle>(ptr: *mut T, what: &str) {
+    if ptr.is_null() {
         return;
     }
-    if !ptr.is_null() {
-        // SAFETY: the header says a handle may be freed once, with the matching `*_free`, and
-        // only handles made by `into_handle` for this `T` are passed here.
+    let refused = match check_handle(ptr, what) {
+        Ok(Held::Owned) => check_free_to(ptr as usize, Use::Exclusive, what).err(),
+        Ok(Held::Lent) => Some(Error::invalid(format!("'{what}' is lent to a callback for the call; ovpot frees it"))),
+        Err(e) => Some(e),
+    };
+    if let Some(e) = refused {
+        set_last_error(format!("not freed: {}", e.message()));
+        return;
+    }
+    // Unregistered before it is dropped: from here on no call can reach it.
+    if handles_write().remove(&(ptr as usize)).is_some() {
+        // SAFETY: the pointer was registered as an owned live handle of type `T`, which only
+        // `into_handle` does for a `Box<T>` it leaked; removing it from the registry under the
+        // lock makes this the one free.
         drop(unsafe { Box::from_raw(ptr) });
     }
 }

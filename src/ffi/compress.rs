@@ -199,3 +199,7 @@ pub extern "C" fn ovpot_compressor_report_json(
 pub extern "C" fn ovpot_compressor_free(compressor: *mut ovpot_compressor_t) {
     ffi_free(|| free_handle(compressor, "compressor"))
 }
+
+impl super::boundary::Handle for ovpot_compressor_t {
+    const C_NAME: &'static str = "ovpot_compressor_t";
+}

@@ -78,7 +78,9 @@ impl CallbackDataset {
             return Err(Error::invalid(format!("sample {index} out of range (length {})", self.length)));
         }
         let mut sample = ovpot_sample_t::new(self.ports.clone());
+        let lent = super::boundary::lend(&sample);
         let rc = (self.get_item)(self.user_data, index, &mut sample);
+        drop(lent);
         let failed = |e: &Error| -> Error {
             let status = super::boundary::status_of(e);
             // The kind stays the set call's; its name is said once, by the outer error.
@@ -354,4 +356,8 @@ pub extern "C" fn ovpot_dataset_get(
 #[no_mangle]
 pub extern "C" fn ovpot_dataset_free(dataset: *mut ovpot_dataset_t) {
     ffi_free(|| free_handle(dataset, "dataset"))
+}
+
+impl super::boundary::Handle for ovpot_dataset_t {
+    const C_NAME: &'static str = "ovpot_dataset_t";
 }

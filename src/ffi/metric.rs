@@ -76,7 +76,9 @@ impl CallbackMetric {
             return Err(Error::internal("a model evaluator was fed outputs"));
         };
         let o = ovpot_outputs_t::new(names, outputs)?;
+        let lent = super::boundary::lend(&o);
         let rc = update(self.user_data, &o, index);
+        drop(lent);
         if rc != 0 {
             return Err(Error::Callback(format!("metric update callback returned {rc} for sample {index}")));
         }
@@ -107,7 +109,9 @@ impl CallbackMetric {
         };
         let model = ovpot_model_t::new(crate::model::Model::from_graph(graph.clone()));
         let mut v = f64::NAN;
+        let lent = super::boundary::lend(&model);
         let rc = evaluate(self.user_data, &model, &mut v);
+        drop(lent);
         if rc != 0 {
             return Err(Error::Callback(format!("model evaluation callback returned {rc}")));
         }
@@ -237,4 +241,8 @@ pub extern "C" fn ovpot_metric_create_top1_accuracy_from_npy(
 #[no_mangle]
 pub extern "C" fn ovpot_metric_free(metric: *mut ovpot_metric_t) {
     ffi_free(|| free_handle(metric, "metric"))
+}
+
+impl super::boundary::Handle for ovpot_metric_t {
+    const C_NAME: &'static str = "ovpot_metric_t";
 }

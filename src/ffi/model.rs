@@ -371,3 +371,11 @@ pub extern "C" fn ovpot_sample_create(model: *const ovpot_model_t, sample: *mut 
         Ok(())
     })
 }
+
+impl super::boundary::Handle for ovpot_model_t {
+    const C_NAME: &'static str = "ovpot_model_t";
+}
+
+impl super::boundary::Handle for ovpot_ir_buffer_t {
+    const C_NAME: &'static str = "ovpot_ir_buffer_t";
+}

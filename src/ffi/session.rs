@@ -794,3 +794,7 @@ fn sample_error(index: usize, e: Error) -> Error {
 pub extern "C" fn ovpot_session_free(session: *mut ovpot_session_t) {
     ffi_free(|| free_handle(session, "session"))
 }
+
+impl super::boundary::Handle for ovpot_session_t {
+    const C_NAME: &'static str = "ovpot_session_t";
+}

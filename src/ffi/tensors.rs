@@ -349,3 +349,11 @@ pub extern "C" fn ovpot_outputs_data(
 pub extern "C" fn ovpot_outputs_free(outputs: *mut ovpot_outputs_t) {
     ffi_free(|| free_handle(outputs, "outputs"))
 }
+
+impl super::boundary::Handle for ovpot_sample_t {
+    const C_NAME: &'static str = "ovpot_sample_t";
+}
+
+impl super::boundary::Handle for ovpot_outputs_t {
+    const C_NAME: &'static str = "ovpot_outputs_t";
+}
