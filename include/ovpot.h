@@ -567,6 +567,53 @@ ovpot_status_e ovpot_dataset_get(const ovpot_dataset_t *dataset,
 void ovpot_dataset_free(ovpot_dataset_t *dataset);
 
 /**
+ * Runs `model` on one sample as `judge` (an `ovpot_judge_e` value) computes it with the
+ * settings of `session` (its target ISA and device, backend, OpenVINO library). Free the result
+ * with `ovpot_outputs_free`. Each call compiles the model for the judge; to score many samples
+ * use `ovpot_session_evaluate`.
+ */
+ovpot_status_e ovpot_session_infer(const ovpot_session_t *session,
+                                   const ovpot_model_t *model,
+                                   const ovpot_sample_t *sample,
+                                   uint32_t judge,
+                                   ovpot_outputs_t **outputs);
+
+/**
+ * Evaluates `metric` for `model` on every sample of `dataset` (reset, update per sample,
+ * value), the outputs computed as `judge` (an `ovpot_judge_e` value) computes them with the
+ * settings of `session`; the metric's callbacks run on the calling thread. A metric made by
+ * `ovpot_metric_create_model_evaluator` is handed the model instead. With OVPOT_JUDGE_DEFAULT
+ * this gives the values accuracy-aware quantization of this session works with.
+ */
+ovpot_status_e ovpot_session_evaluate(const ovpot_session_t *session,
+                                      ovpot_metric_t *metric,
+                                      const ovpot_model_t *model,
+                                      const ovpot_dataset_t *dataset,
+                                      uint32_t judge,
+                                      double *value);
+
+/**
+ * What `judge` (an `ovpot_judge_e` value) is with the settings of `session`, in words (e.g.
+ * "builtin engine emulating OpenVINO's CPU plugin on the target CPU (16-bit saturating int8
+ * pair sums; target_isa avx2: asked)"); for OVPOT_JUDGE_DEFAULT the same text a run's report
+ * gives as `judge`. Valid until the next call on `session`; do not free.
+ */
+ovpot_status_e ovpot_session_judge_name(const ovpot_session_t *session,
+                                        uint32_t judge,
+                                        const char **name);
+
+/**
+ * Evaluates `metric` for `model` on every sample of `dataset` with the built-in engine (reset,
+ * update per sample, value), on the calling thread: IR semantics exactly (OVPOT_JUDGE_EXACT).
+ * To evaluate as accuracy-aware quantization judges, or as the target CPU or OpenVINO compute,
+ * use `ovpot_session_evaluate`.
+ */
+ovpot_status_e ovpot_metric_evaluate(ovpot_metric_t *metric,
+                                     const ovpot_model_t *model,
+                                     const ovpot_dataset_t *dataset,
+                                     double *value);
+
+/**
  * Creates a metric from callbacks. `update` and `value` are required, `reset` may be NULL.
  * `higher_is_better` is non-zero for accuracy-like metrics, zero for error-like ones. `destroy`
  * (may be NULL) is called with `user_data` when the metric is freed (not when this call fails).
@@ -880,7 +927,7 @@ ovpot_status_e ovpot_session_set_max_drop(ovpot_session_t *session,
 /**
  * The session's configuration as ovpot's flat JSON (valid until the next call on `session`).
  */
-ovpot_status_e ovpot_session_config_json(ovpot_session_t *session,
+ovpot_status_e ovpot_session_config_json(const ovpot_session_t *session,
                                          const char **json);
 
 /**
@@ -934,15 +981,6 @@ ovpot_status_e ovpot_session_run_accuracy_aware(ovpot_session_t *session,
  */
 ovpot_status_e ovpot_session_report_json(const ovpot_session_t *session,
                                          const char **json);
-
-/**
- * Evaluates `metric` for `model` on every sample of `dataset` with the built-in engine (reset,
- * update per sample, value), on the calling thread.
- */
-ovpot_status_e ovpot_metric_evaluate(ovpot_metric_t *metric,
-                                     const ovpot_model_t *model,
-                                     const ovpot_dataset_t *dataset,
-                                     double *value);
 
 /**
  * Frees a session. NULL is a no-op.

@@ -7,6 +7,7 @@ use crate::error::Result;
 pub use crate::hooks::{Hooks, LogFn, LogLevel, ProgressFn, Stage};
 pub use crate::model::{Model, PortDesc};
 use crate::quant::config::QuantConfig;
+pub use crate::quant::judge::{Judge, Judged};
 pub use crate::report::{
     AccuracyReport, FqInfo, IgnoredInfo, Int8ArithmeticReport, LatencyReport, Outcome, Report, RevertedLayer,
 };
@@ -63,5 +64,36 @@ impl Session {
         metric: &mut dyn Metric,
     ) -> Result<Outcome> {
         crate::quant::accuracy_aware(&self.model, &self.config, calibration, evaluation, metric, &mut self.hooks)
+    }
+}
+
+/// Judging models as a session's settings say ([`Judge`]).
+impl Session {
+    /// The backend `judge` stands for with this session's settings, and its name.
+    pub fn judge(&self, judge: Judge) -> Result<Judged> {
+        crate::quant::judge::for_settings(judge, &self.config)
+    }
+
+    /// `model`'s outputs for one sample, computed as `judge` computes them.
+    pub fn infer(&self, model: &Model, sample: &Sample, judge: Judge) -> Result<Vec<crate::tensor::Tensor>> {
+        let exec = self.judge(judge)?.compile(model.graph().clone(), self.config.threads)?;
+        exec.run(sample, &mut crate::engine::NoObserver)
+    }
+
+    /// `metric` of `model` over every sample of `data`, the outputs computed as `judge` computes
+    /// them (reset, update per sample, value); a metric that judges whole models is handed the
+    /// model itself.
+    pub fn evaluate(&self, model: &Model, data: &dyn Dataset, metric: &mut dyn Metric, judge: Judge) -> Result<f64> {
+        if let Some(v) = metric.value_of_model(model.graph()) {
+            return v;
+        }
+        let exec = self.judge(judge)?.compile(model.graph().clone(), self.config.threads)?;
+        metric.reset();
+        for i in 0..data.len() {
+            let outputs =
+                exec.run(&data.get(i)?, &mut crate::engine::NoObserver).map_err(|e| e.with_sample("evaluation", i))?;
+            metric.update(i, &outputs)?;
+        }
+        metric.value()
     }
 }

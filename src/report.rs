@@ -26,6 +26,9 @@ pub struct Report {
     pub timings: Vec<(String, f64)>,
     pub inferences: usize,
     pub accuracy: Option<AccuracyReport>,
+    /// Who computed INT8 outputs where this run judged them (saturation checks, bias correction,
+    /// accuracy-aware candidates): the default judge of `ovpot_session_evaluate`.
+    pub judge: String,
     /// The int8 arithmetic assumed for the target CPU and what it decided.
     pub int8_arithmetic: Option<Int8ArithmeticReport>,
     /// FP32 and INT8 latency as OpenVINO measures them on this CPU (OpenVINO backend only).

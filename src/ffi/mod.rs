@@ -11,6 +11,7 @@
 mod boundary;
 pub mod compress;
 pub mod dataset;
+pub mod judge;
 pub mod metric;
 pub mod model;
 pub mod session;
@@ -20,6 +21,7 @@ mod types;
 use std::ffi::{c_char, c_int};
 
 pub use dataset::*;
+pub use judge::*;
 pub use metric::*;
 pub use model::*;
 pub use session::*;

@@ -5,8 +5,8 @@
 //! at a time, whatever threads the quantizer uses, and no C pointer crosses a thread.
 
 use super::boundary::{
-    c_string, ffi_call, ffi_free, free_handle, in_private_pool, into_handle, out_ptr, panic_message, private_pool,
-    serving, try_mut, try_ref, try_str, InUse, Serving, Use,
+    c_string, ffi_call, ffi_free, free_handle, in_private_pool, into_handle, out_ptr, panic_message, serving, try_mut,
+    try_ref, try_str, InUse, Serving, Use,
 };
 use super::dataset::ovpot_dataset_t;
 use super::metric::{ovpot_metric_t, MetricKind};
@@ -45,7 +45,9 @@ pub struct ovpot_session_t {
     progress: Option<(ProgressCb, *mut c_void)>,
     log: Option<(LogCb, *mut c_void, LogLevel)>,
     report: Option<CString>,
-    config_text: Option<CString>,
+    /// The text last returned by `ovpot_session_config_json` or `ovpot_session_judge_name`
+    /// (valid until the next call on the session; they take a const session).
+    text: std::sync::Mutex<Option<CString>>,
     /// Settings of a POT-format config that cannot change the result (unknown keys, values
     /// ovpot cannot honour): logged as warnings at every run and added to its report.
     config_warnings: Vec<String>,
@@ -83,7 +85,7 @@ pub extern "C" fn ovpot_session_create(
             progress: None,
             log: None,
             report: None,
-            config_text: None,
+            text: Default::default(),
             config_warnings,
         });
         Ok(())
@@ -289,14 +291,16 @@ pub extern "C" fn ovpot_session_set_max_drop(session: *mut ovpot_session_t, max_
 
 /// The session's configuration as ovpot's flat JSON (valid until the next call on `session`).
 #[no_mangle]
-pub extern "C" fn ovpot_session_config_json(session: *mut ovpot_session_t, json: *mut *const c_char) -> ovpot_status_e {
+pub extern "C" fn ovpot_session_config_json(
+    session: *const ovpot_session_t,
+    json: *mut *const c_char,
+) -> ovpot_status_e {
     ffi_call("ovpot_session_config_json", || {
         let out = out_ptr(json, "json", std::ptr::null())?;
-        let s = try_mut(session, "session")?;
+        let s = try_ref(session, "session")?;
         let text = serde_json::to_string_pretty(&s.session.config)
             .map_err(|e| Error::internal(format!("config to JSON: {e}")))?;
-        let c = s.config_text.insert(c_string(text));
-        *out = c.as_ptr();
+        *out = s.keep_text(c_string(text));
         Ok(())
     })
 }
@@ -733,66 +737,23 @@ pub extern "C" fn ovpot_session_report_json(
     })
 }
 
-/// Evaluates `metric` for `model` on every sample of `dataset` with the built-in engine (reset,
-/// update per sample, value), on the calling thread.
-#[no_mangle]
-pub extern "C" fn ovpot_metric_evaluate(
-    metric: *mut ovpot_metric_t,
-    model: *const ovpot_model_t,
-    dataset: *const ovpot_dataset_t,
-    value: *mut f64,
-) -> ovpot_status_e {
-    ffi_call("ovpot_metric_evaluate", || {
-        let out = out_ptr(value, "value", f64::NAN)?;
-        let metric = try_mut(metric, "metric")?;
-        let m = try_ref(model, "model")?;
-        let d = try_ref(dataset, "dataset")?;
-        let _claim = d.claim()?;
-        let plan = m.model.plan()?;
-        // From inside a run's callback the shared pool may be waiting for this thread; the C
-        // callbacks below still run here, only inference goes to the private pool.
-        let pool = if serving() { Some(private_pool()?) } else { None };
-        let infer = |sample: &Sample| match &pool {
-            Some(p) => p.install(|| plan.run(sample)),
-            None => plan.run(sample),
-        };
-        let names = m.output_names();
-        match &mut metric.kind {
-            MetricKind::Rust(r) => {
-                r.reset();
-                for i in 0..d.len() {
-                    let outputs = infer(&d.get(i)?).map_err(|e| sample_error(i, e))?;
-                    r.update(i, &outputs)?;
-                }
-                *out = r.value()?;
-            }
-            MetricKind::Callback(c) => {
-                c.reset();
-                for i in 0..d.len() {
-                    let outputs = infer(&d.get(i)?).map_err(|e| sample_error(i, e))?;
-                    c.update(i, &names, &outputs)?;
-                }
-                *out = c.value()?;
-            }
-        }
-        Ok(())
-    })
-}
-
-fn sample_error(index: usize, e: Error) -> Error {
-    let msg = format!("sample {index}: {e}");
-    match e {
-        Error::Mismatch(_) => Error::mismatch(msg),
-        Error::InvalidArgument(_) => Error::invalid(msg),
-        Error::Unsupported(_) => Error::unsupported(msg),
-        other => other,
-    }
-}
-
 /// Frees a session. NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn ovpot_session_free(session: *mut ovpot_session_t) {
     ffi_free(|| free_handle(session, "session"))
+}
+
+impl ovpot_session_t {
+    /// The session's settings (for judging models as it would).
+    pub(crate) fn settings(&self) -> &Session {
+        &self.session
+    }
+
+    /// Keeps `text` until the next call that returns one, and points to it.
+    pub(crate) fn keep_text(&self, text: CString) -> *const c_char {
+        let mut kept = self.text.lock().unwrap_or_else(|p| p.into_inner());
+        kept.insert(text).as_ptr()
+    }
 }
 
 impl super::boundary::Handle for ovpot_session_t {

@@ -5,7 +5,8 @@
 //! on the samples that degrade most, candidates in parallel: by the output error it leaves
 //! (default), or by the metric there ([`Ranking::Metric`]).
 
-use super::config::{DropType, Preset, QuantConfig, Ranking, SaturationFix, TargetDevice};
+use super::config::{DropType, Preset, QuantConfig, Ranking, SaturationFix};
+use super::judge::emulates_cpu_plugin;
 use super::quantized::Quantized;
 use crate::backend::Executable;
 use crate::data::{Dataset, Metric, Sample};
@@ -153,11 +154,6 @@ fn eval_graph(q: &Quantized, reverted: &HashSet<NodeId>) -> Result<Graph> {
         q.verdicts.as_target(&mut g);
     }
     Ok(g)
-}
-
-fn emulates_cpu_plugin(config: &QuantConfig) -> bool {
-    config.accuracy_aware.emulate_cpu_plugin
-        && matches!(config.target_device, TargetDevice::ANY | TargetDevice::CPU | TargetDevice::CPU_SPR)
 }
 
 /// Picks the evaluation samples that degrade most (metric per sample first, output error next).
@@ -796,6 +792,9 @@ fn revert_until_reached(
 fn report_of_returned(q: &Quantized, reverted: &HashSet<NodeId>) -> crate::report::Report {
     let mut report = q.report.clone();
     report.algorithm = "AccuracyAware".into();
+    if !emulates_cpu_plugin(&q.config) {
+        report.judge = super::judge::describe(&q.verdicts.without_emulation(), &q.isa);
+    }
     let kept: Vec<bool> = q
         .setup
         .activations

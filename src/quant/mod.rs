@@ -10,6 +10,7 @@ pub mod data_free;
 pub mod detect;
 pub mod hw_config;
 pub mod isa;
+pub mod judge;
 pub mod latency;
 pub mod minmax;
 pub mod placement;

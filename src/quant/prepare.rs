@@ -7,9 +7,9 @@ use super::bias_correction::{FastBiasMeasures, SiteInputs, SiteOutlets};
 use super::config::{ModelType, QuantConfig, SaturationFix};
 use super::hw_config::HwConfig;
 use super::placement::{self, Setup};
-use super::quantized::{verdict_backend, LatencyProbe, Quantized};
+use super::quantized::{LatencyProbe, Quantized};
 use super::stats::{self, Request};
-use super::{detect, isa, minmax, saturation, smooth_quant};
+use super::{detect, isa, judge, minmax, saturation, smooth_quant};
 use crate::backend::{Backend, Executable};
 use crate::data::Dataset;
 use crate::engine::Plan;
@@ -88,14 +88,12 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
 
     let assumed = isa::resolve_here(config.target_isa, config.target_device);
     hooks.log(LogLevel::Info, &format!("int8 arithmetic of the target CPU: {} ({})", assumed.isa, assumed.reason));
-    let verdicts = match verdict_backend(&backend, &assumed, config) {
-        Ok(b) => b,
-        Err(why) => {
-            hooks.log(LogLevel::Warning, &why);
-            report.warnings.push(why);
-            Backend::builtin().emulating(assumed.arithmetic)
-        }
-    };
+    let (verdicts, why) = judge::verdicts(&backend, &assumed, config);
+    if let Some(why) = why {
+        hooks.log(LogLevel::Warning, &why);
+        report.warnings.push(why);
+    }
+    report.judge = judge::describe(&verdicts, &assumed);
     let mut quantized = Quantized {
         backend,
         verdicts,

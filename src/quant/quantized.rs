@@ -166,31 +166,3 @@ fn record_rt_info(g: &mut Graph, config: &QuantConfig, reverted: usize) {
     }
     rt.children.push(opt);
 }
-
-/// The backend that judges INT8 models: the backend itself when it computes int8 natively and
-/// this CPU's arithmetic is the target's; a backend that does not, emulating the target; else
-/// the reason (the caller then judges with the built-in engine emulating the target).
-pub(crate) fn verdict_backend(
-    backend: &Backend,
-    target: &isa::AssumedIsa,
-    config: &QuantConfig,
-) -> Result<Backend, String> {
-    if !backend.computes_int8_natively() {
-        return Ok(backend.emulating(target.arithmetic));
-    }
-    if target.isa == "none" {
-        return Err(format!(
-            "target device {:?} is not this CPU: INT8 verdicts come from the built-in engine, not from OpenVINO's CPU plugin",
-            config.target_device
-        ));
-    }
-    let here = isa::resolve_here(config::TargetIsa::Auto, config::TargetDevice::CPU);
-    if here.arithmetic != target.arithmetic {
-        return Err(format!(
-            "the target's int8 arithmetic ({}) is not this CPU's ({}, {}): INT8 verdicts come from the built-in \
-             engine emulating the target, not from OpenVINO here",
-            target.isa, here.isa, here.reason
-        ));
-    }
-    Ok(backend.clone())
-}
