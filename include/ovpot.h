@@ -14,8 +14,14 @@
  *   an ovpot handle"), and its memory is not read. A *_free of such a pointer (a double free)
  *   frees nothing and sets ovpot_last_error() ("not freed: ..."). What stays undefined: a freed
  *   handle whose address ovpot reused for a new handle of the same type refers to that new one.
- * - Strings are NUL-terminated UTF-8. Lengths and counts are size_t. Element types and log levels
- *   passed in are plain integers holding an ovpot_element_type_e / ovpot_log_level_e value.
+ * - Strings are NUL-terminated UTF-8. Lengths, counts and ranks are size_t, except the rank of a
+ *   model port's partial shape, an int64_t because -1 says the rank itself is dynamic.
+ * - Enum values passed in (element types, log levels, judges) are plain uint32_t holding an
+ *   ovpot_element_type_e / ovpot_log_level_e / ovpot_judge_e value: any integer may arrive from
+ *   C and is checked (an out-of-range value is OVPOT_INVALID_ARGUMENT, never undefined). Values
+ *   ovpot hands out are typed with the enum.
+ * - Handles taken as `const` are only read; functions that return text from one (config JSON,
+ *   report, judge name) keep it in the handle until the next call on it.
  *
  * Threading
  * - Models are read-only once made: one model may be used by several threads at once.
