@@ -6,20 +6,18 @@
 //! (default), or by the metric there ([`Ranking::Metric`]).
 
 use super::config::{DropType, Preset, QuantConfig, Ranking, SaturationFix};
+use super::frontier::FrontierRun;
 use super::judge::emulates_cpu_plugin;
 use super::quantized::Quantized;
 use crate::backend::Executable;
 use crate::data::{Dataset, Metric, Sample};
-use crate::engine::{NoObserver, Plan};
 use crate::error::{Error, Result};
-use crate::graph::{Graph, NodeId, Outlet};
+use crate::graph::{Graph, NodeId};
 use crate::hooks::{Hooks, LogLevel, Stage};
 use crate::model::Model;
 use crate::report::{AccuracyReport, Outcome, RevertedLayer};
 use crate::tensor::Tensor;
-use rayon::prelude::*;
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::time::Instant;
 
 /// Runs `exec` on `indices` of `data` in parallel; outputs in index order, progress as `stage`.
@@ -186,77 +184,6 @@ fn ranking_subset(
     s
 }
 
-/// Outlets of `cand` whose values a run of `base` gives: the inputs of the nodes that differ
-/// (by name, op, attributes, inputs and constant values) and the outputs that do not, each with
-/// its outlet in `base`; and how many of `cand`'s non-constant nodes differ.
-fn shared_frontier(base: &Graph, cand: &Graph) -> Result<(Vec<(Outlet, Outlet)>, usize)> {
-    let by_name: HashMap<&str, NodeId> = base.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
-    let mut same: Vec<Option<NodeId>> = vec![None; cand.nodes.len()];
-    for id in cand.topo_order()? {
-        let n = &cand.nodes[id];
-        let Some(&b) = by_name.get(n.name.as_str()) else { continue };
-        let m = &base.nodes[b];
-        let equal = n.op_type == m.op_type
-            && n.version == m.version
-            && n.attrs == m.attrs
-            && n.inputs.len() == m.inputs.len()
-            && n.inputs.iter().zip(&m.inputs).all(|(i, j)| same[i.node] == Some(j.node) && i.port == j.port)
-            && match (&n.value, &m.value) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
-                (None, None) => true,
-                _ => false,
-            };
-        if equal {
-            same[id] = Some(b);
-        }
-    }
-    let konst = cand.constant_outlets()?;
-    let mut pairs = vec![];
-    let mut seen = HashSet::new();
-    let mut share = |o: Outlet, pairs: &mut Vec<(Outlet, Outlet)>| {
-        if let Some(b) = same[o.node] {
-            if !konst[o.node] && seen.insert(o) {
-                pairs.push((o, Outlet::new(b, o.port)));
-            }
-        }
-    };
-    let mut changed = 0;
-    for (id, n) in cand.nodes.iter().enumerate() {
-        if same[id].is_some() || konst[id] {
-            continue;
-        }
-        changed += 1;
-        for &i in &n.inputs {
-            share(i, &mut pairs);
-        }
-    }
-    for r in cand.results() {
-        if let Some(&o) = cand.nodes[r].inputs.first() {
-            share(o, &mut pairs);
-        }
-    }
-    Ok((pairs, changed))
-}
-
-/// A candidate ready to rank: its plan, the (candidate, base) outlets it takes from the current
-/// model's run, and how many of its ops differ.
-type Candidate = (Plan, Vec<(Outlet, Outlet)>, usize);
-
-/// Bytes of one sample's values at `outlets` (4 per element, the engine computes in f32; 1 MiB
-/// for a dynamic shape).
-fn frontier_bytes(g: &Graph, outlets: &[Outlet]) -> usize {
-    outlets
-        .iter()
-        .map(|&o| {
-            let info = g.outlet_info(o);
-            info.shape.to_static().map_or(1 << 20, |s| s.iter().product::<usize>() * 4)
-        })
-        .sum()
-}
-
-/// Base values cached per ranking chunk stay within this many bytes.
-const FRONTIER_BUDGET: usize = 256 << 20;
-
 /// Scores each candidate group on the ranking subset after reverting it: by the metric there
 /// when the metric gives per-sample values (NNCF's metric mode), the output error breaking ties;
 /// by the output error alone otherwise. Best first.
@@ -276,82 +203,38 @@ fn rank<'m>(
         return rank_compiled(ctx, reverted, candidates, subset, metric, hooks);
     }
     let base_graph = eval_graph(ctx.q, reverted)?;
-    let base = Plan::new(&base_graph)?;
     let inputs: Vec<Sample> = subset.iter().map(|&i| ctx.eval.get(i)).collect::<Result<_>>()?;
-    let base_seeds: Vec<HashMap<Outlet, Arc<Tensor>>> = inputs
-        .iter()
-        .map(|s| Ok(base.bind_inputs(s)?.into_iter().map(|(p, t)| (Outlet::new(p, 0), t)).collect()))
-        .collect::<Result<_>>()?;
+    let run = FrontierRun::new(&base_graph, &inputs)?;
     let keep_outputs = metric.is_some();
-    let base_ops = base_graph.constant_outlets()?.iter().filter(|c| !**c).count().max(1);
-    let mut recomputed = 0usize;
     // (metric on the subset, output error, candidate index)
     let mut scores: Vec<(f64, f64, usize)> = Vec::with_capacity(candidates.len());
-    let wave = rayon::current_num_threads().max(1) * 2;
-    for (w, chunk) in candidates.chunks(wave).enumerate() {
-        let built: Vec<Result<Candidate>> = chunk
-            .par_iter()
-            .map(|group| {
-                let mut r = reverted.clone();
-                r.extend(group.iter().copied());
-                let g = eval_graph(ctx.q, &r)?;
-                let (frontier, changed) = shared_frontier(&base_graph, &g)?;
-                Ok((Plan::new(&g)?, frontier, changed))
-            })
-            .collect();
-        let built: Vec<Candidate> = built.into_iter().collect::<Result<_>>()?;
-        recomputed += built.iter().map(|b| b.2).sum::<usize>();
-        // The base values every candidate of this chunk starts from.
-        let mut union: Vec<Outlet> = built.iter().flat_map(|b| b.1.iter().map(|p| p.1)).collect();
-        union.sort();
-        union.dedup();
-        let slot: HashMap<Outlet, usize> = union.iter().enumerate().map(|(k, &o)| (o, k)).collect();
-        let per_sample = frontier_bytes(&base_graph, &union).max(1);
-        let batch = (FRONTIER_BUDGET / per_sample).clamp(1, inputs.len().max(1));
-        let mut err = vec![0.0; built.len()];
-        let mut outs: Vec<Vec<Vec<Tensor>>> = vec![Vec::new(); built.len()];
-        for start in (0..inputs.len()).step_by(batch) {
-            let rows: Vec<usize> = (start..(start + batch).min(inputs.len())).collect();
-            let shared: Vec<Vec<Arc<Tensor>>> = rows
-                .par_iter()
-                .map(|&k| base.run_from(&base_seeds[k], &union, &mut NoObserver))
-                .collect::<Result<_>>()?;
-            let part: Vec<Result<(f64, Vec<Vec<Tensor>>)>> = built
-                .par_iter()
-                .map(|(plan, frontier, _)| {
-                    let targets = plan.output_outlets();
-                    let mut e = 0.0;
-                    let mut kept = Vec::with_capacity(if keep_outputs { rows.len() } else { 0 });
-                    for (&k, values) in rows.iter().zip(&shared) {
-                        let seeds: HashMap<Outlet, Arc<Tensor>> =
-                            frontier.iter().map(|&(c, b)| (c, values[slot[&b]].clone())).collect();
-                        let out: Vec<Tensor> = plan
-                            .run_from(&seeds, &targets, &mut NoObserver)?
-                            .into_iter()
-                            .map(|t| Arc::try_unwrap(t).unwrap_or_else(|a| (*a).clone()))
-                            .collect();
-                        e += nmse(&ctx.fp_outs[subset[k]], &out);
-                        if keep_outputs {
-                            kept.push(out);
-                        }
-                    }
-                    Ok((e, kept))
-                })
-                .collect();
-            for (j, p) in part.into_iter().enumerate() {
-                let (e, kept) = p?;
-                err[j] += e;
-                outs[j].extend(kept);
+    let (q, fp_outs, higher) = (ctx.q, &ctx.fp_outs, ctx.higher_is_better);
+    let recomputed = run.run(
+        candidates.len(),
+        |j| {
+            let mut r = reverted.clone();
+            r.extend(candidates[j].iter().copied());
+            eval_graph(q, &r)
+        },
+        |_, k, out| Ok((nmse(&fp_outs[subset[k]], &out), keep_outputs.then_some(out))),
+        |j, batches| {
+            let mut e = 0.0;
+            let mut outs = vec![];
+            for batch in batches {
+                let mut part = 0.0;
+                for (err, out) in batch {
+                    part += err;
+                    outs.extend(out);
+                }
+                e += part;
             }
-        }
-        for (j, (e, o)) in err.into_iter().zip(outs).enumerate() {
-            let m = ranking_score(metric.as_deref_mut(), &o, subset, ctx.higher_is_better)?;
-            scores.push((m, e, w * wave + j));
-        }
-        hooks.progress(Stage::Ranking, scores.len(), candidates.len())?;
-    }
+            let m = ranking_score(metric.as_deref_mut(), &outs, subset, higher)?;
+            scores.push((m, e, j));
+            hooks.progress(Stage::Ranking, scores.len(), candidates.len())
+        },
+    )?;
     ctx.inferences += candidates.len() * subset.len();
-    ctx.ranking_share.push(recomputed as f64 / (candidates.len().max(1) * base_ops) as f64);
+    ctx.ranking_share.push(recomputed as f64 / (candidates.len().max(1) * run.base_ops()?) as f64);
     scores.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
     Ok(scores.into_iter().map(|s| s.2).collect())
 }
@@ -847,64 +730,4 @@ fn ranking_score(
     }
     let v = m.value()?;
     Ok(if higher_is_better { v } else { -v })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::data::InMemoryDataset;
-
-    /// `n` samples of a stacked-input folder, one per sample.
-    fn samples(dir: &std::path::Path, name: &str, n: usize) -> InMemoryDataset {
-        let x = crate::npy::read_npy(&dir.join(format!("{name}.npy"))).unwrap();
-        let samples = (0..n)
-            .map(|i| {
-                let t = crate::map_tensor!(&x, a => a.slice_axis(ndarray::Axis(0), ndarray::Slice::from(i..i + 1)).to_owned());
-                vec![(name.to_string(), t)]
-            })
-            .collect();
-        InMemoryDataset { samples }
-    }
-
-    /// Running a candidate from the values it shares with the current model gives the bits a
-    /// whole run gives, for groups early, in the middle and at the end of ppocr_cls, and runs
-    /// less of the model the later the group.
-    #[test]
-    fn candidates_run_from_shared_values_as_whole_runs() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ppocr_cls");
-        let model = Model::read(&dir.join("model.xml"), None).unwrap();
-        let calib = samples(&dir.join("calib"), "x", 16);
-        let eval = samples(&dir.join("eval"), "x", 3);
-        let q = super::super::prepare(&model, &QuantConfig::default(), &calib, &mut Hooks::default()).unwrap();
-        let base_graph = eval_graph(&q, &HashSet::new()).unwrap();
-        let base = Plan::new(&base_graph).unwrap();
-        let groups = q.revert_groups();
-        let picks = [0, groups.len() / 2, groups.len() - 1];
-        let mut changed_counts = vec![];
-        for &gi in &picks {
-            let reverted: HashSet<NodeId> = groups[gi].iter().copied().collect();
-            let g = eval_graph(&q, &reverted).unwrap();
-            let (frontier, changed) = shared_frontier(&base_graph, &g).unwrap();
-            changed_counts.push(changed);
-            let plan = Plan::new(&g).unwrap();
-            let targets = plan.output_outlets();
-            for s in &eval.samples {
-                let whole = plan.run(s).unwrap();
-                let seeds: HashMap<Outlet, Arc<Tensor>> =
-                    base.bind_inputs(s).unwrap().into_iter().map(|(p, t)| (Outlet::new(p, 0), t)).collect();
-                let base_targets: Vec<Outlet> = frontier.iter().map(|p| p.1).collect();
-                let shared = base.run_from(&seeds, &base_targets, &mut NoObserver).unwrap();
-                let seeds: HashMap<Outlet, Arc<Tensor>> =
-                    frontier.iter().zip(shared).map(|(&(c, _), v)| (c, v)).collect();
-                let part = plan.run_from(&seeds, &targets, &mut NoObserver).unwrap();
-                assert_eq!(whole.len(), part.len());
-                for (a, b) in whole.iter().zip(&part) {
-                    assert_eq!(a.to_f32(), b.to_f32(), "group {gi}");
-                }
-            }
-        }
-        let ops = base_graph.constant_outlets().unwrap().iter().filter(|c| !**c).count();
-        assert!(changed_counts[2] * 4 < ops, "the last group reran {} of {ops} ops", changed_counts[2]);
-        assert!(changed_counts[2] < changed_counts[0], "{changed_counts:?}");
-    }
 }

@@ -8,6 +8,7 @@ pub mod bias_correction;
 pub mod config;
 pub mod data_free;
 pub mod detect;
+mod frontier;
 pub mod hw_config;
 pub mod isa;
 pub mod judge;
