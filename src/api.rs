@@ -2,10 +2,12 @@
 //! Models, datasets and metrics, hooks and reports live below both this API and the quantizer
 //! (`model`, `data`, `hooks`, `report`); a session runs the quantizer on them.
 
+pub use crate::analysis::Analysis;
 pub use crate::data::{argmax, Dataset, InMemoryDataset, Metric, Sample, Top1Accuracy};
 use crate::error::Result;
 pub use crate::hooks::{Hooks, LogFn, LogLevel, ProgressFn, Stage};
 pub use crate::model::{Model, PortDesc};
+pub use crate::quant::analyze::AnalysisOptions;
 use crate::quant::config::QuantConfig;
 pub use crate::quant::judge::{Judge, Judged};
 pub use crate::report::{
@@ -57,6 +59,16 @@ impl Session {
     }
     /// AccuracyAwareQuantization: default quantization, then revert layers until `metric` on
     /// `evaluation` is within `maximal_drop` of FP32.
+    /// The per-layer analysis of quantizing with this session's settings: statistics on
+    /// `calibration`, every output SQNR on the first `options.samples` samples of `evaluation`.
+    pub fn analyze(
+        &mut self,
+        calibration: &dyn Dataset,
+        evaluation: &dyn Dataset,
+        options: &AnalysisOptions,
+    ) -> Result<Analysis> {
+        crate::quant::analyze::analyze(&self.model, &self.config, calibration, evaluation, options, &mut self.hooks)
+    }
     pub fn quantize_with_accuracy_control(
         &mut self,
         calibration: &dyn Dataset,

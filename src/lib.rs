@@ -4,6 +4,7 @@
 //! rewrite it) → IR text. The C ABI ([`ffi`]) and the CLI are thin doors onto this Rust API
 //! ([`api`]).
 
+pub mod analysis;
 pub mod api;
 pub mod backend;
 pub mod compress;

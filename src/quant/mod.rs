@@ -4,6 +4,7 @@
 //! → one statistics pass → FakeQuantize ranges, int8 weights → bias correction.
 
 pub mod accuracy_aware;
+pub mod analyze;
 pub mod bias_correction;
 pub mod config;
 pub mod data_free;

@@ -4,6 +4,7 @@
 //! Everything here is argument handling and file I/O; the work happens in `ovpot::Session`,
 //! `ovpot::engine::Plan` and `ovpot::data`.
 
+mod analyze;
 mod args;
 mod compress;
 mod config;
@@ -28,6 +29,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use analyze::*;
 use args::*;
 use compress::*;
 use config::*;
@@ -108,6 +110,9 @@ impl LogArg {
 enum Command {
     /// Quantize an FP32 IR to INT8 (POT's DefaultQuantization or AccuracyAwareQuantization).
     Quantize(Box<QuantizeArgs>),
+    /// Which layers hurt the quantized model's output, and why: per-layer SQNR, ranges, weight
+    /// errors and the smallest ignored scope reaching a target (OUT/analysis.json, .html).
+    Analyze(Box<AnalyzeArgs>),
     /// Run the model on every sample and write OUT/out<k>.npy per output.
     Infer(InferArgs),
     /// Print the top-1 accuracy of the model on labelled data.
@@ -207,6 +212,7 @@ fn main() -> ExitCode {
     let visible = bars_visible(cli.quiet);
     let result = match &cli.command {
         Command::Quantize(a) => cmd_quantize(a, log, visible),
+        Command::Analyze(a) => cmd_analyze(a, log, visible),
         Command::Infer(a) => cmd_infer(a, log, visible),
         Command::Evaluate(a) => cmd_evaluate(a, log, visible),
         Command::Info(a) => cmd_info(a),

@@ -282,7 +282,7 @@ fn run_accuracy_aware(
 }
 
 /// Progress bars per stage, log lines printed above them.
-fn show_progress(session: &mut Session, log: Logger, visible: bool) {
+pub(crate) fn show_progress(session: &mut Session, log: Logger, visible: bool) {
     // Shared so that log lines print above the bar instead of through it.
     let bars = std::sync::Arc::new(std::sync::Mutex::new(StageBars { visible, current: None }));
     let progress_bars = bars.clone();

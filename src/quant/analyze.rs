@@ -1,0 +1,403 @@
+//! Per-layer quantization analysis ([`crate::analysis`]): one quantization, then named steps —
+//! the model's outputs in FP32 and fully quantized, each layer group quantized alone and
+//! reverted alone (candidates run from the values they share with a base run, [`FrontierRun`]),
+//! the activation ranges against the values seen, the weights' error per channel, and the
+//! smallest ignored scope reaching a target, checked by quantizing with it.
+
+use super::config::QuantConfig;
+use super::frontier::FrontierRun;
+use super::judge::emulates_cpu_plugin;
+use super::quantized::Quantized;
+use crate::analysis::{sqnr_db, ActivationRange, Analysis, LayerAnalysis, Suggestion, WeightError, HISTOGRAM_BINS};
+use crate::backend::Backend;
+use crate::data::{Dataset, Sample};
+use crate::engine::Plan;
+use crate::error::{Error, Result};
+use crate::graph::{Graph, NodeId, Outlet};
+use crate::hooks::{Hooks, LogLevel, Stage};
+use crate::model::Model;
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+/// What to analyse beyond the quantization settings.
+#[derive(Clone, Debug)]
+pub struct AnalysisOptions {
+    /// Evaluation samples every SQNR is measured on (the first ones of the evaluation data).
+    pub samples: usize,
+    /// The output SQNR (dB) the suggested ignored scope must reach; `None`: the fully
+    /// quantized model's SQNR + 3 dB (half its output noise).
+    pub target_sqnr_db: Option<f64>,
+    /// Largest ignored scope tried, in groups.
+    pub max_ignored: usize,
+}
+
+impl Default for AnalysisOptions {
+    fn default() -> Self {
+        AnalysisOptions { samples: 32, target_sqnr_db: None, max_ignored: 32 }
+    }
+}
+
+/// Analyses quantizing `model` with `config`: statistics on `calib`, every SQNR on the first
+/// `options.samples` samples of `eval`.
+pub fn analyze(
+    model: &Model,
+    config: &QuantConfig,
+    calib: &dyn Dataset,
+    eval: &dyn Dataset,
+    options: &AnalysisOptions,
+    hooks: &mut Hooks,
+) -> Result<Analysis> {
+    let n = options.samples.min(eval.len());
+    if n == 0 {
+        return Err(Error::invalid("the evaluation data is empty: the analysis needs samples to measure on"));
+    }
+    let mut timings = vec![];
+    let t = Instant::now();
+    let q = super::prepare(model, config, calib, hooks)?;
+    timings.push(("quantization".to_string(), t.elapsed().as_secs_f64()));
+    let inputs: Vec<Sample> = (0..n).map(|i| eval.get(i)).collect::<Result<_>>()?;
+
+    let t = Instant::now();
+    let fp = Plan::new(model.graph())?;
+    let fp_outs: Vec<Vec<Tensor>> = inputs.par_iter().map(|s| fp.run(s)).collect::<Result<_>>()?;
+    let signal: f64 = fp_outs.iter().map(|o| energy(o)).sum();
+    let judge = &Judge { q: &q, inputs: &inputs, fp_outs: &fp_outs, signal };
+    let all_quantized = judged(&q, &HashSet::new())?;
+    let int8 = Plan::new(&all_quantized)?;
+    let noise: f64 = inputs
+        .par_iter()
+        .zip(&fp_outs)
+        .map(|(s, f)| Ok(noise(f, &int8.run(s)?)))
+        .collect::<Result<Vec<_>>>()?
+        .iter()
+        .sum();
+    let model_sqnr = sqnr_db(signal, noise);
+    hooks.log(LogLevel::Info, &format!("output SQNR with every layer quantized: {model_sqnr:.2} dB"));
+    timings.push(("fp32 and int8 outputs".to_string(), t.elapsed().as_secs_f64()));
+
+    let groups = q.revert_groups();
+    let t = Instant::now();
+    let reverted = judge.revert_each(&groups, hooks)?;
+    let only = judge.quantize_each(&groups, hooks)?;
+    timings.push(("layer by layer".to_string(), t.elapsed().as_secs_f64()));
+
+    let t = Instant::now();
+    let ranges = activation_ranges(&q, &inputs)?;
+    let weights = weight_errors(&q);
+    timings.push(("ranges and weights".to_string(), t.elapsed().as_secs_f64()));
+
+    let mut layers: Vec<LayerAnalysis> = groups
+        .iter()
+        .enumerate()
+        .map(|(j, group)| {
+            let members: HashSet<NodeId> = group.iter().copied().collect();
+            LayerAnalysis {
+                layers: group.iter().map(|&o| q.fp_graph.nodes[o].name.clone()).collect(),
+                op_types: group.iter().map(|&o| q.fp_graph.nodes[o].op_type.clone()).collect(),
+                only_this_sqnr_db: only[j],
+                reverted_sqnr_db: reverted[j],
+                revert_gain_db: reverted[j] - model_sqnr,
+                activations: ranges
+                    .iter()
+                    .filter(|(targets, _)| targets.iter().any(|t| members.contains(t)))
+                    .map(|(_, r)| r.clone())
+                    .collect(),
+                weights: weights.iter().filter(|(op, _)| members.contains(op)).map(|(_, w)| w.clone()).collect(),
+            }
+        })
+        .collect();
+    layers.sort_by(|a, b| b.revert_gain_db.total_cmp(&a.revert_gain_db));
+
+    let t = Instant::now();
+    let target = options.target_sqnr_db.unwrap_or(model_sqnr + 3.0);
+    let limits = Target { sqnr_db: target, max_ignored: options.max_ignored };
+    let suggestion = suggest(model, config, calib, judge, &layers, limits, hooks)?;
+    timings.push(("suggested ignored scope".to_string(), t.elapsed().as_secs_f64()));
+    Ok(Analysis {
+        model: model.graph().name.clone(),
+        judge: super::judge::describe(&judge_backend(&q), &q.isa),
+        samples: n,
+        sqnr_db: model_sqnr,
+        layers,
+        suggestion,
+        timings,
+    })
+}
+
+/// The built-in engine computing as the target CPU does (where accuracy-aware quantization
+/// would judge that way), whatever backend ran the statistics: the analysis runs hundreds of
+/// variants from shared values, which only the built-in engine can.
+fn judge_backend(q: &Quantized) -> Backend {
+    if emulates_cpu_plugin(&q.config) {
+        Backend::builtin().emulating(q.isa.arithmetic)
+    } else {
+        Backend::builtin()
+    }
+}
+
+/// The quantized graph with `reverted` left in floating point, as the judge computes it.
+fn judged(q: &Quantized, reverted: &HashSet<NodeId>) -> Result<Graph> {
+    let mut g = q.materialize(reverted)?;
+    judge_backend(q).as_target(&mut g);
+    Ok(g)
+}
+
+/// Summed squares of a sample's outputs.
+fn energy(outputs: &[Tensor]) -> f64 {
+    outputs.iter().map(|t| t.to_f32().iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()).sum()
+}
+
+/// Summed squared differences of a sample's outputs from FP32's.
+fn noise(fp: &[Tensor], q: &[Tensor]) -> f64 {
+    fp.iter()
+        .zip(q)
+        .map(|(a, b)| a.to_f32().iter().zip(b.to_f32().iter()).map(|(&x, &y)| ((x - y) as f64).powi(2)).sum::<f64>())
+        .sum()
+}
+
+/// Scores variants of a quantization by their output SQNR against the FP32 outputs.
+struct Judge<'a> {
+    q: &'a Quantized,
+    inputs: &'a [Sample],
+    fp_outs: &'a [Vec<Tensor>],
+    signal: f64,
+}
+
+impl Judge<'_> {
+    /// Output SQNR of each candidate (`ops_reverted(j)` left in FP32), run from `base_reverted`'s
+    /// values.
+    fn sqnr_of(
+        &self,
+        base_reverted: &HashSet<NodeId>,
+        count: usize,
+        reverted_of: impl Fn(usize) -> HashSet<NodeId> + Sync,
+        hooks: &mut Hooks,
+    ) -> Result<Vec<f64>> {
+        let q = self.q;
+        let base = judged(q, base_reverted)?;
+        let run = FrontierRun::new(&base, self.inputs)?;
+        let mut out = vec![f64::NAN; count];
+        let mut done = 0;
+        run.run(
+            count,
+            |j| judged(q, &reverted_of(j)),
+            |_, k, outputs| Ok(noise(&self.fp_outs[k], &outputs)),
+            |j, batches| {
+                out[j] = sqnr_db(self.signal, batches.iter().flatten().sum());
+                done += 1;
+                hooks.progress(Stage::Ranking, done, count)
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// Output SQNR with everything quantized but group `j`, for each group.
+    fn revert_each(&self, groups: &[Vec<NodeId>], hooks: &mut Hooks) -> Result<Vec<f64>> {
+        self.sqnr_of(&HashSet::new(), groups.len(), |j| groups[j].iter().copied().collect(), hooks)
+    }
+
+    /// Output SQNR with only group `j` quantized, for each group.
+    fn quantize_each(&self, groups: &[Vec<NodeId>], hooks: &mut Hooks) -> Result<Vec<f64>> {
+        let all: HashSet<NodeId> = groups.iter().flatten().copied().collect();
+        let all_but = |j: usize| {
+            let mut r = all.clone();
+            groups[j].iter().for_each(|o| {
+                r.remove(o);
+            });
+            r
+        };
+        self.sqnr_of(&all, groups.len(), all_but, hooks)
+    }
+}
+
+/// Per activation quantizer: the ops it serves, and its range against the values the FP
+/// graph gives it on `inputs` (two passes: extremes and clipping, then the histogram).
+fn activation_ranges(q: &Quantized, inputs: &[Sample]) -> Result<Vec<(Vec<NodeId>, ActivationRange)>> {
+    let plan = Plan::new(&q.fp_graph)?;
+    let points = &q.setup.activations;
+    let index: HashMap<Outlet, Vec<usize>> = points.iter().enumerate().fold(HashMap::new(), |mut m, (i, p)| {
+        m.entry(p.source).or_insert_with(Vec::new).push(i);
+        m
+    });
+    let limits: Vec<(f32, f32)> = q
+        .act_ranges
+        .iter()
+        .map(|r| {
+            let low = r.low.iter().copied().fold(f32::INFINITY, f32::min);
+            let high = r.high.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            (low, high)
+        })
+        .collect();
+    // Pass 1: extremes and values outside the range, per point.
+    let first = |s: &Sample| -> Result<Vec<(f32, f32, u64, u64)>> {
+        let mut acc = vec![(f32::INFINITY, f32::NEG_INFINITY, 0u64, 0u64); points.len()];
+        let mut watch = |o: Outlet, t: &Tensor| -> Result<()> {
+            if let Some(ids) = index.get(&o) {
+                let v = t.to_f32();
+                for &i in ids {
+                    let (lo, hi) = limits[i];
+                    let a = &mut acc[i];
+                    for &x in v.iter() {
+                        a.0 = a.0.min(x);
+                        a.1 = a.1.max(x);
+                        a.2 += u64::from(x < lo || x > hi);
+                    }
+                    a.3 += v.len() as u64;
+                }
+            }
+            Ok(())
+        };
+        plan.run_observed(s, &mut watch)?;
+        Ok(acc)
+    };
+    let seen = inputs.par_iter().map(first).try_reduce(
+        || vec![(f32::INFINITY, f32::NEG_INFINITY, 0, 0); points.len()],
+        |a, b| Ok(a.iter().zip(&b).map(|(x, y)| (x.0.min(y.0), x.1.max(y.1), x.2 + y.2, x.3 + y.3)).collect()),
+    )?;
+    // Pass 2: the histogram over what was seen.
+    let second = |s: &Sample| -> Result<Vec<Vec<u64>>> {
+        let mut bins = vec![vec![0u64; HISTOGRAM_BINS]; points.len()];
+        let mut watch = |o: Outlet, t: &Tensor| -> Result<()> {
+            if let Some(ids) = index.get(&o) {
+                let v = t.to_f32();
+                for &i in ids {
+                    let (lo, hi) = (seen[i].0, seen[i].1);
+                    let width = (hi - lo).max(f32::MIN_POSITIVE);
+                    for &x in v.iter() {
+                        let b = (((x - lo) / width) * HISTOGRAM_BINS as f32) as usize;
+                        bins[i][b.min(HISTOGRAM_BINS - 1)] += 1;
+                    }
+                }
+            }
+            Ok(())
+        };
+        plan.run_observed(s, &mut watch)?;
+        Ok(bins)
+    };
+    let hist = inputs.par_iter().map(second).try_reduce(
+        || vec![vec![0u64; HISTOGRAM_BINS]; points.len()],
+        |a, b| Ok(a.iter().zip(&b).map(|(x, y)| x.iter().zip(y).map(|(p, q)| p + q).collect()).collect()),
+    )?;
+    Ok(points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let src = &q.fp_graph.nodes[p.source.node];
+            let r = &q.act_ranges[i];
+            let range = ActivationRange {
+                tensor: format!("{}:{}", src.name, p.source.port),
+                seen_min: seen[i].0,
+                seen_max: seen[i].1,
+                range_low: limits[i].0,
+                range_high: limits[i].1,
+                levels: r.levels,
+                per_channel: r.low.len() > 1,
+                clipped_share: seen[i].2 as f64 / seen[i].3.max(1) as f64,
+                histogram: hist[i].clone(),
+            };
+            (p.targets.clone(), range)
+        })
+        .collect())
+}
+
+/// Per quantized weight: its op and its error per output channel.
+fn weight_errors(q: &Quantized) -> Vec<(NodeId, WeightError)> {
+    let saturating: HashSet<&str> = q
+        .report
+        .int8_arithmetic
+        .as_ref()
+        .map(|a| a.saturating_layers.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    q.setup
+        .weights
+        .iter()
+        .zip(&q.weights)
+        .map(|(w, (fp, qw))| {
+            let deq = qw.dequantized();
+            let axes = &w.channel_axes;
+            let shape = fp.shape();
+            let channels: usize = axes.iter().map(|&a| shape[a]).product::<usize>().max(1);
+            let mut energy = vec![0f64; channels];
+            let mut error = vec![0f64; channels];
+            for ((idx, &x), &y) in fp.indexed_iter().zip(deq.iter()) {
+                let c = axes.iter().fold(0usize, |k, &a| k * shape[a] + idx[a]);
+                energy[c] += (x as f64).powi(2);
+                error[c] += ((x - y) as f64).powi(2);
+            }
+            let per: Vec<f64> = energy.iter().zip(&error).map(|(&s, &e)| sqnr_db(s, e)).collect();
+            let name = q.fp_graph.nodes[w.op].name.clone();
+            let err = WeightError {
+                bits: if w.half_range { 7 } else { 8 },
+                min_sqnr_db: per.iter().copied().fold(f64::INFINITY, f64::min),
+                mean_sqnr_db: per.iter().sum::<f64>() / per.len().max(1) as f64,
+                channel_sqnr_db: per,
+                can_saturate: saturating.contains(name.as_str()),
+                layer: name,
+            };
+            (w.op, err)
+        })
+        .collect()
+}
+
+/// What the suggested ignored scope must reach, and its largest size in groups.
+#[derive(Clone, Copy)]
+struct Target {
+    sqnr_db: f64,
+    max_ignored: usize,
+}
+
+/// The smallest prefix of the most harmful groups whose revert reaches the target (predicted
+/// from the analysed quantization), then checked by quantizing with it as the ignored scope.
+fn suggest(
+    model: &Model,
+    config: &QuantConfig,
+    calib: &dyn Dataset,
+    judge: &Judge<'_>,
+    layers: &[LayerAnalysis],
+    target: Target,
+    hooks: &mut Hooks,
+) -> Result<Option<Suggestion>> {
+    let (q, inputs) = (judge.q, judge.inputs);
+    let helpful: Vec<&LayerAnalysis> =
+        layers.iter().filter(|l| l.revert_gain_db > 0.0).take(target.max_ignored).collect();
+    if helpful.is_empty() {
+        return Ok(None);
+    }
+    let by_name: HashMap<&str, NodeId> =
+        q.fp_graph.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+    let prefix = |k: usize| -> HashSet<NodeId> {
+        helpful[..k].iter().flat_map(|l| l.layers.iter().filter_map(|n| by_name.get(n.as_str()).copied())).collect()
+    };
+    let none = HashSet::new();
+    let predicted = judge.sqnr_of(&none, helpful.len(), |j| prefix(j + 1), hooks)?;
+    let k = predicted.iter().position(|&s| s >= target.sqnr_db).unwrap_or_else(|| {
+        // Not reached: the prefix that came closest.
+        (0..predicted.len()).max_by(|&a, &b| predicted[a].total_cmp(&predicted[b])).unwrap_or(0)
+    });
+    let ignored: Vec<String> = helpful[..=k].iter().flat_map(|l| l.layers.iter().cloned()).collect();
+    let mut with_scope = config.clone();
+    with_scope.ignored.names.extend(ignored.iter().cloned());
+    hooks.log(
+        LogLevel::Info,
+        &format!("checking the suggested ignored scope ({} layers) by quantizing with it", ignored.len()),
+    );
+    let checked = super::prepare(model, &with_scope, calib, hooks)?;
+    let plan = Plan::new(&judged(&checked, &none)?)?;
+    let noise: f64 = inputs
+        .par_iter()
+        .zip(judge.fp_outs)
+        .map(|(s, f)| Ok(noise(f, &plan.run(s)?)))
+        .collect::<Result<Vec<_>>>()?
+        .iter()
+        .sum();
+    let measured = sqnr_db(judge.signal, noise);
+    Ok(Some(Suggestion {
+        target_sqnr_db: target.sqnr_db,
+        ignored,
+        predicted_sqnr_db: predicted[k],
+        measured_sqnr_db: measured,
+        reached: measured >= target.sqnr_db,
+    }))
+}
