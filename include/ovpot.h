@@ -421,9 +421,10 @@ const char *ovpot_status_name(int status);
  * "min_adjusted_group_size": 32}`. Modes: int8_asym, int8_sym, int4_asym, int4_sym; backup
  * modes: int8_asym, int8_sym, none; group size fallbacks (a group size that does not divide a
  * weight's input channels): error, ignore (kept as it is), adjust (the largest power of two that
- * divides them, at least min_adjusted_group_size, else the backup mode). Unknown keys and invalid combinations (a ratio or
- * group size with an 8-bit mode, ratio outside 0..1) are refused with OVPOT_INVALID_ARGUMENT
- * or OVPOT_PARSE_ERROR.
+ * divides them, at least min_adjusted_group_size, else the backup mode). Unknown keys (at the top:
+ * OVPOT_PARSE_ERROR; inside `ignored`, e.g. `'ignored.nmes'`: OVPOT_INVALID_ARGUMENT) and
+ * invalid combinations (a ratio or group size with an 8-bit mode, ratio outside 0..1) are
+ * refused with OVPOT_INVALID_ARGUMENT or OVPOT_PARSE_ERROR, the message naming the key.
  */
 ovpot_status_e ovpot_compressor_create(const char *options_json,
                                        ovpot_compressor_t **compressor);
@@ -758,9 +759,11 @@ ovpot_status_e ovpot_sample_create(const ovpot_model_t *model,
  * the keys `ovpot_session_config_json` returns (`preset`, `target_device`, `target_isa`,
  * `stat_subset_size`, `ignored`, `weights`, `range_estimator`, `accuracy_aware: {...}`, ...),
  * each with the value shown there.
- * Settings are never dropped silently: in ovpot's flat JSON an unknown key (at the top or
- * inside a block such as `accuracy_aware`) fails with OVPOT_INVALID_ARGUMENT naming it and
- * listing the keys known there, as `ovpot_session_set_option` refuses unknown keys. A POT
+ * Settings are never dropped silently: in ovpot's flat JSON an unknown key, at the top or
+ * inside any block (`accuracy_aware`, `weights`, `ignored` and each of its `types`,
+ * `range_estimator.activations.max`, ...), fails with OVPOT_INVALID_ARGUMENT naming its full
+ * dotted key (e.g. `'range_estimator.activations.max.tpye'`) and listing the keys known there,
+ * as `ovpot_session_set_option` refuses unknown keys. A POT
  * configuration keeps POT's behaviour: a key it does not know or a value ovpot cannot honour is
  * named in a warning, sent to the log callback (level WARNING) at every run and listed in the
  * run's report (`warnings`).
@@ -774,6 +777,8 @@ ovpot_status_e ovpot_session_create(const ovpot_model_t *model,
  * ("preset", "\"mixed\""), ("ignored", "{\"scope\": [\"fc1\"]}"), ("maximal_drop", "0.005").
  * Accuracy-aware runs also take ("ranking", "\"metric\"") and ("emulate_cpu_plugin", "false")
  * (judge candidates by FakeQuantize semantics instead of as OpenVINO's CPU plugin runs them).
+ * An unknown key, or an unknown key inside the value of `ignored` or `range_estimator`, fails
+ * with OVPOT_INVALID_ARGUMENT naming it (`'ignored.scoep'`) and listing the keys known there.
  * The configuration is validated; on failure it is left unchanged.
  */
 ovpot_status_e ovpot_session_set_option(ovpot_session_t *session,

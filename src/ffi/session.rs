@@ -14,7 +14,7 @@ use super::model::ovpot_model_t;
 use super::types::{ovpot_log_level_e, ovpot_stage_e, ovpot_status_e};
 use crate::api::{Dataset, LogLevel, Metric, Outcome, Sample, Session, Stage};
 use crate::error::{Error, Result};
-use crate::quant::config::{applied_params, QuantConfig};
+use crate::quant::config::{applied_params, check_param_keys, QuantConfig};
 use crate::tensor::Tensor;
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
@@ -57,9 +57,11 @@ pub struct ovpot_session_t {
 /// the keys `ovpot_session_config_json` returns (`preset`, `target_device`, `target_isa`,
 /// `stat_subset_size`, `ignored`, `weights`, `range_estimator`, `accuracy_aware: {...}`, ...),
 /// each with the value shown there.
-/// Settings are never dropped silently: in ovpot's flat JSON an unknown key (at the top or
-/// inside a block such as `accuracy_aware`) fails with OVPOT_INVALID_ARGUMENT naming it and
-/// listing the keys known there, as `ovpot_session_set_option` refuses unknown keys. A POT
+/// Settings are never dropped silently: in ovpot's flat JSON an unknown key, at the top or
+/// inside any block (`accuracy_aware`, `weights`, `ignored` and each of its `types`,
+/// `range_estimator.activations.max`, ...), fails with OVPOT_INVALID_ARGUMENT naming its full
+/// dotted key (e.g. `'range_estimator.activations.max.tpye'`) and listing the keys known there,
+/// as `ovpot_session_set_option` refuses unknown keys. A POT
 /// configuration keeps POT's behaviour: a key it does not know or a value ovpot cannot honour is
 /// named in a warning, sent to the log callback (level WARNING) at every run and listed in the
 /// run's report (`warnings`).
@@ -94,6 +96,8 @@ pub extern "C" fn ovpot_session_create(
 /// ("preset", "\"mixed\""), ("ignored", "{\"scope\": [\"fc1\"]}"), ("maximal_drop", "0.005").
 /// Accuracy-aware runs also take ("ranking", "\"metric\"") and ("emulate_cpu_plugin", "false")
 /// (judge candidates by FakeQuantize semantics instead of as OpenVINO's CPU plugin runs them).
+/// An unknown key, or an unknown key inside the value of `ignored` or `range_estimator`, fails
+/// with OVPOT_INVALID_ARGUMENT naming it (`'ignored.scoep'`) and listing the keys known there.
 /// The configuration is validated; on failure it is left unchanged.
 #[no_mangle]
 pub extern "C" fn ovpot_session_set_option(
@@ -119,6 +123,8 @@ fn set_param(s: &mut ovpot_session_t, key: &str, value: serde_json::Value) -> Re
     if !known.contains(&key) {
         return Err(Error::invalid(format!("unknown option '{key}' (known: {})", known.join(", "))));
     }
+    // Inside a block (`ignored`, `range_estimator`) too: the flat JSON's check, named from `key`.
+    check_param_keys(key, &value)?;
     let mut params = serde_json::Map::new();
     params.insert(key.to_string(), value);
     let mut c = s.session.config.clone();
