@@ -871,7 +871,10 @@ ovpot_status_e ovpot_session_set_annotation_free(ovpot_session_t *session,
                                                  size_t output_index);
 
 /**
- * Sets the largest metric drop accuracy-aware quantization accepts (POT's `maximal_drop`).
+ * Sets the largest metric drop accuracy-aware quantization accepts: the config key
+ * `maximal_drop` (POT's name, also set with `ovpot_session_set_option("maximal_drop", ...)`),
+ * which error messages and the report (`accuracy.maximal_drop`) name. A negative or non-finite
+ * value fails with OVPOT_INVALID_ARGUMENT.
  */
 ovpot_status_e ovpot_session_set_max_drop(ovpot_session_t *session,
                                           double max_drop);
@@ -912,7 +915,7 @@ ovpot_status_e ovpot_session_run(ovpot_session_t *session,
 
 /**
  * Runs AccuracyAwareQuantization: default quantization on `calibration`, then layers are
- * reverted to floating point until `metric` on `evaluation` is within the maximal drop of the
+ * reverted to floating point until `metric` on `evaluation` is within `maximal_drop` of the
  * FP32 model. Returns OVPOT_ACCURACY_NOT_REACHED with the best model found in `*quantized`
  * (still to be freed) when the drop could not be met. `metric` may be NULL after
  * `ovpot_session_set_annotation_free`: the metric is then agreement with the FP32 model.

@@ -233,6 +233,10 @@ fn set_option_refuses_unknown_keys_inside_blocks() {
     }
     let (status, msg) = set("ignored", r#"{"scope": ["fc1"], "operations": [{"type": "Add", "attributes": {}}]}"#);
     assert_eq!(status, ovpot_status_e::OVPOT_OK, "{msg}");
+    // The setting is named by its key, with how C spells it.
+    assert_eq!(ovpot_session_set_max_drop(s, -1.0), ovpot_status_e::OVPOT_INVALID_ARGUMENT);
+    let msg = last_error();
+    assert!(msg.contains("maximal_drop must be") && msg.contains("ovpot_session_set_max_drop"), "{msg}");
     ovpot_session_free(s);
 }
 

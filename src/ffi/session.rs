@@ -282,13 +282,16 @@ pub extern "C" fn ovpot_session_set_annotation_free(
     })
 }
 
-/// Sets the largest metric drop accuracy-aware quantization accepts (POT's `maximal_drop`).
+/// Sets the largest metric drop accuracy-aware quantization accepts: the config key
+/// `maximal_drop` (POT's name, also set with `ovpot_session_set_option("maximal_drop", ...)`),
+/// which error messages and the report (`accuracy.maximal_drop`) name. A negative or non-finite
+/// value fails with OVPOT_INVALID_ARGUMENT.
 #[no_mangle]
 pub extern "C" fn ovpot_session_set_max_drop(session: *mut ovpot_session_t, max_drop: f64) -> ovpot_status_e {
     ffi_call("ovpot_session_set_max_drop", || {
         let s = try_mut(session, "session")?;
-        let v = serde_json::Number::from_f64(max_drop)
-            .ok_or_else(|| Error::invalid(format!("max_drop must be finite, got {max_drop}")))?;
+        let v =
+            serde_json::Number::from_f64(max_drop).ok_or_else(|| crate::quant::config::maximal_drop_error(max_drop))?;
         set_param(s, "maximal_drop", serde_json::Value::Number(v))
     })
 }
@@ -664,8 +667,8 @@ fn finish(s: &mut ovpot_session_t, r: Result<Outcome>, out: &mut *mut ovpot_mode
             .report
             .accuracy
             .as_ref()
-            .map(|a| format!("drop {:.6} > maximal drop {:.6}", a.drop, a.maximal_drop))
-            .unwrap_or_else(|| "the metric drop exceeds the maximal drop".to_string());
+            .map(|a| format!("drop {:.6} > maximal_drop {:.6}", a.drop, a.maximal_drop))
+            .unwrap_or_else(|| "the metric drop exceeds maximal_drop".to_string());
         return Err(Error::AccuracyNotReached(format!("{detail}; the best model found is returned")));
     }
     Ok(())
@@ -693,7 +696,7 @@ pub extern "C" fn ovpot_session_run(
 }
 
 /// Runs AccuracyAwareQuantization: default quantization on `calibration`, then layers are
-/// reverted to floating point until `metric` on `evaluation` is within the maximal drop of the
+/// reverted to floating point until `metric` on `evaluation` is within `maximal_drop` of the
 /// FP32 model. Returns OVPOT_ACCURACY_NOT_REACHED with the best model found in `*quantized`
 /// (still to be freed) when the drop could not be met. `metric` may be NULL after
 /// `ovpot_session_set_annotation_free`: the metric is then agreement with the FP32 model.

@@ -352,6 +352,15 @@ fn take<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// A `maximal_drop` that cannot be met or compared. The setting is POT's `maximal_drop` in every
+/// message; the message also names how each door spells it, so the user finds what to type.
+pub fn maximal_drop_error(value: f64) -> Error {
+    Error::invalid(format!(
+        "maximal_drop must be a finite number >= 0, got {value} (the config key 'maximal_drop'; --max-drop on the \
+         command line, ovpot_session_set_max_drop in C, max_drop= in Python)"
+    ))
+}
+
 /// Estimator types and aggregators the statistics implement.
 const ESTIMATOR_TYPES: [&str; 5] = ["min", "max", "abs_max", "quantile", "abs_quantile"];
 const AGGREGATORS: [&str; 8] =
@@ -616,6 +625,8 @@ fn unused_param(key: &str, v: &serde_json::Value) -> Option<String> {
         "stat_batch_size" if v.as_u64() == Some(1) => return None,
         "stat_batch_size" => "statistics are collected one sample at a time",
         "use_layerwise_tuning" => "ovpot does not implement it (layer-wise fine-tuning needs gradients)",
+        // NNCF's and the command line's spelling of POT's key.
+        "max_drop" => "POT's key for the largest allowed metric drop is 'maximal_drop'",
         "metrics" => "the metric is top-1 accuracy of --metric-output; 'baseline_metric' gives a known FP32 value",
         "tuning_scope" | "estimator_tuning_scope" | "outlier_prob_choices" => {
             "it lists TunableQuantization's choices for the TPE search, which ovpot does not run"
@@ -1217,7 +1228,7 @@ impl QuantConfig {
         }
         let aa = &self.accuracy_aware;
         if !(aa.maximal_drop.is_finite() && aa.maximal_drop >= 0.0) {
-            return Err(Error::invalid("maximal_drop must be a finite number >= 0"));
+            return Err(maximal_drop_error(aa.maximal_drop));
         }
         if !(aa.annotation_conf_threshold.is_finite() && (0.0..1.0).contains(&aa.annotation_conf_threshold)) {
             return Err(Error::invalid("annotation_conf_threshold must be in [0, 1)"));
@@ -1639,5 +1650,23 @@ mod tests {
         }
         let e = check_ignored_keys(&j(r#"{"nmes": []}"#), "ignored_scope").unwrap_err();
         assert!(e.to_string().contains("'ignored_scope.nmes'"), "{e}");
+    }
+
+    /// The setting is `maximal_drop` in every message (the key the config and set_option take);
+    /// the error also says how the command line, C and Python spell it. NNCF's `max_drop` in a
+    /// POT config is named with the key to use instead.
+    #[test]
+    fn maximal_drop_is_named_by_its_key() {
+        let e = QuantConfig::from_json(r#"{"accuracy_aware": {"maximal_drop": -0.5}}"#).unwrap_err().to_string();
+        for part in ["maximal_drop must be a finite number >= 0, got -0.5", "--max-drop", "ovpot_session_set_max_drop"]
+        {
+            assert!(e.contains(part), "{part}: {e}");
+        }
+        let (c, w) = pot_params(r#"{"max_drop": 0.005}"#).unwrap();
+        assert_eq!(c.accuracy_aware.maximal_drop, 0.01, "not applied");
+        assert_eq!(
+            w,
+            ["'max_drop': 0.005 is ignored: POT's key for the largest allowed metric drop is 'maximal_drop'"]
+        );
     }
 }
