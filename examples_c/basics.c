@@ -708,7 +708,7 @@ int main(int argc, char **argv) {
             CHECK(ovpot_session_set_log_callback(s, log_cb, cases[k].log_level, &logs));
             ovpot_status_e st = ovpot_session_run_accuracy_aware(s, calib, arrays, m, &q);
             EXPECT_RUN(st, cases[k].expected);
-            if (st == OVPOT_ACCURACY_NOT_REACHED) EXPECT(strstr(ovpot_last_error(), "maximal drop") != NULL);
+            if (st == OVPOT_ACCURACY_NOT_REACHED) EXPECT(strstr(ovpot_last_error(), "maximal_drop") != NULL);
             if (st == cases[k].expected) {
                 /* The best model found comes back even when the drop is not met. */
                 EXPECT(q != NULL);

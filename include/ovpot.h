@@ -241,6 +241,35 @@ typedef enum {
 } ovpot_element_type_e;
 
 /**
+ * Who computes a model's outputs when ovpot runs or evaluates it. Passed to functions as a
+ * plain `uint32_t` holding one of these values.
+ */
+typedef enum {
+  /**
+   * What the session's accuracy-aware quantization judges candidates with (the report's
+   * `judge`): OpenVINO's CPU plugin when the session's backend is OpenVINO and this CPU has
+   * the target's int8 arithmetic, else the built-in engine emulating the target CPU (or,
+   * with `emulate_cpu_plugin` false, computing exactly).
+   */
+  OVPOT_JUDGE_DEFAULT = 0,
+  /**
+   * IR semantics exactly, in the built-in engine (what `ovpot_model_infer` and
+   * `ovpot_metric_evaluate` compute).
+   */
+  OVPOT_JUDGE_EXACT = 1,
+  /**
+   * As OpenVINO's CPU plugin computes on the target CPU of the session (`target_isa`; without
+   * VNNI: 16-bit saturating pair sums), emulated by the built-in engine on any machine.
+   */
+  OVPOT_JUDGE_TARGET = 2,
+  /**
+   * OpenVINO's CPU plugin on this machine, loaded as the session's backend settings say
+   * (`ovpot_session_set_backend`'s library or core, else `$OVPOT_OPENVINO_LIB`, ...).
+   */
+  OVPOT_JUDGE_OPENVINO = 3,
+} ovpot_judge_e;
+
+/**
  * Options and callbacks for weight-only compression (NNCF's `compress_weights`). Not for
  * concurrent use; distinct compressors may run on distinct threads. Free with
  * `ovpot_compressor_free`.
@@ -433,9 +462,10 @@ const char *ovpot_status_name(int status);
  * "min_adjusted_group_size": 32}`. Modes: int8_asym, int8_sym, int4_asym, int4_sym; backup
  * modes: int8_asym, int8_sym, none; group size fallbacks (a group size that does not divide a
  * weight's input channels): error, ignore (kept as it is), adjust (the largest power of two that
- * divides them, at least min_adjusted_group_size, else the backup mode). Unknown keys and invalid combinations (a ratio or
- * group size with an 8-bit mode, ratio outside 0..1) are refused with OVPOT_INVALID_ARGUMENT
- * or OVPOT_PARSE_ERROR.
+ * divides them, at least min_adjusted_group_size, else the backup mode). Unknown keys (at the top:
+ * OVPOT_PARSE_ERROR; inside `ignored`, e.g. `'ignored.nmes'`: OVPOT_INVALID_ARGUMENT) and
+ * invalid combinations (a ratio or group size with an 8-bit mode, ratio outside 0..1) are
+ * refused with OVPOT_INVALID_ARGUMENT or OVPOT_PARSE_ERROR, the message naming the key.
  */
 ovpot_status_e ovpot_compressor_create(const char *options_json,
                                        ovpot_compressor_t **compressor);
@@ -817,9 +847,11 @@ ovpot_status_e ovpot_sample_create(const ovpot_model_t *model,
  * the keys `ovpot_session_config_json` returns (`preset`, `target_device`, `target_isa`,
  * `stat_subset_size`, `ignored`, `weights`, `range_estimator`, `accuracy_aware: {...}`, ...),
  * each with the value shown there.
- * Settings are never dropped silently: in ovpot's flat JSON an unknown key (at the top or
- * inside a block such as `accuracy_aware`) fails with OVPOT_INVALID_ARGUMENT naming it and
- * listing the keys known there, as `ovpot_session_set_option` refuses unknown keys. A POT
+ * Settings are never dropped silently: in ovpot's flat JSON an unknown key, at the top or
+ * inside any block (`accuracy_aware`, `weights`, `ignored` and each of its `types`,
+ * `range_estimator.activations.max`, ...), fails with OVPOT_INVALID_ARGUMENT naming its full
+ * dotted key (e.g. `'range_estimator.activations.max.tpye'`) and listing the keys known there,
+ * as `ovpot_session_set_option` refuses unknown keys. A POT
  * configuration keeps POT's behaviour: a key it does not know or a value ovpot cannot honour is
  * named in a warning, sent to the log callback (level WARNING) at every run and listed in the
  * run's report (`warnings`).
@@ -833,6 +865,8 @@ ovpot_status_e ovpot_session_create(const ovpot_model_t *model,
  * ("preset", "\"mixed\""), ("ignored", "{\"scope\": [\"fc1\"]}"), ("maximal_drop", "0.005").
  * Accuracy-aware runs also take ("ranking", "\"metric\"") and ("emulate_cpu_plugin", "false")
  * (judge candidates by FakeQuantize semantics instead of as OpenVINO's CPU plugin runs them).
+ * An unknown key, or an unknown key inside the value of `ignored` or `range_estimator`, fails
+ * with OVPOT_INVALID_ARGUMENT naming it (`'ignored.scoep'`) and listing the keys known there.
  * The configuration is validated; on failure it is left unchanged.
  */
 ovpot_status_e ovpot_session_set_option(ovpot_session_t *session,
@@ -925,7 +959,10 @@ ovpot_status_e ovpot_session_set_annotation_free(ovpot_session_t *session,
                                                  size_t output_index);
 
 /**
- * Sets the largest metric drop accuracy-aware quantization accepts (POT's `maximal_drop`).
+ * Sets the largest metric drop accuracy-aware quantization accepts: the config key
+ * `maximal_drop` (POT's name, also set with `ovpot_session_set_option("maximal_drop", ...)`),
+ * which error messages and the report (`accuracy.maximal_drop`) name. A negative or non-finite
+ * value fails with OVPOT_INVALID_ARGUMENT.
  */
 ovpot_status_e ovpot_session_set_max_drop(ovpot_session_t *session,
                                           double max_drop);
@@ -966,7 +1003,7 @@ ovpot_status_e ovpot_session_run(ovpot_session_t *session,
 
 /**
  * Runs AccuracyAwareQuantization: default quantization on `calibration`, then layers are
- * reverted to floating point until `metric` on `evaluation` is within the maximal drop of the
+ * reverted to floating point until `metric` on `evaluation` is within `maximal_drop` of the
  * FP32 model. Returns OVPOT_ACCURACY_NOT_REACHED with the best model found in `*quantized`
  * (still to be freed) when the drop could not be met. `metric` may be NULL after
  * `ovpot_session_set_annotation_free`: the metric is then agreement with the FP32 model.

@@ -92,6 +92,8 @@ pub struct AccuracyReport {
     pub default_quantized: f64,
     pub final_metric: f64,
     pub drop: f64,
+    /// The allowed drop: the config key `maximal_drop` (POT's name; `--max-drop` on the command
+    /// line, `ovpot_session_set_max_drop` in C).
     pub maximal_drop: f64,
     pub reached: bool,
     pub iterations: usize,

@@ -134,6 +134,13 @@ fn unknown_keys_of_flat_json_are_refused_and_named() {
         (r#"{"presett": "mixed"}"#, "'presett'", "stat_subset_size"),
         (r#"{"preset": "mixed", "target_devise": "CPU"}"#, "'target_devise'", "target_device"),
         (r#"{"accuracy_aware": {"maximal_dorp": 0.01}}"#, "'accuracy_aware.maximal_dorp'", "maximal_drop"),
+        // Blocks that default to null or to an empty list are checked inside too.
+        (
+            r#"{"range_estimator": {"activations": {"max": {"tpye": "max"}}}}"#,
+            "'range_estimator.activations.max.tpye'",
+            "aggregator",
+        ),
+        (r#"{"ignored": {"types": [{"tpye": "Add"}]}}"#, "'ignored.types[0].tpye'", "attributes"),
     ] {
         let (status, msg) = f.session(Some(config)).map(|s| ovpot_session_free(s)).unwrap_err();
         assert_eq!(status, ovpot_status_e::OVPOT_INVALID_ARGUMENT, "{config}: {msg}");
@@ -198,6 +205,64 @@ fn the_last_successful_report_outlives_failed_runs() {
     assert_eq!(report(s).as_deref(), Ok(good.as_str()), "the report was lost after a cancelled run");
     ovpot_session_free(s);
     ovpot_dataset_free(d);
+}
+
+/// `ovpot_session_set_option` refuses what `ovpot_session_create` refuses, inside blocks too,
+/// and leaves the configuration as it was.
+#[test]
+fn set_option_refuses_unknown_keys_inside_blocks() {
+    let Some(f) = fixture() else { return };
+    let s = f.session(None).unwrap();
+    let set = |key: &str, value: &str| {
+        let (k, v) = (CString::new(key).unwrap(), CString::new(value).unwrap());
+        (ovpot_session_set_option(s, k.as_ptr(), v.as_ptr()), last_error())
+    };
+    for (key, value, named) in [
+        ("maximal_dorp", "0.01", "'maximal_dorp'"),
+        ("ignored", r#"{"scope": ["fc1"], "scoep": ["fc2"]}"#, "'ignored.scoep'"),
+        (
+            "range_estimator",
+            r#"{"preset": "quantile", "max": {"outlier_prop": 0.01}}"#,
+            "'range_estimator.max.outlier_prop'",
+        ),
+        ("range_estimator", r#"{"weights": {"max": {"tpye": "abs_max"}}}"#, "'range_estimator.weights.max.tpye'"),
+    ] {
+        let (status, msg) = set(key, value);
+        assert_eq!(status, ovpot_status_e::OVPOT_INVALID_ARGUMENT, "{key}: {msg}");
+        assert!(msg.contains(named), "{key}: {msg}");
+    }
+    let (status, msg) = set("ignored", r#"{"scope": ["fc1"], "operations": [{"type": "Add", "attributes": {}}]}"#);
+    assert_eq!(status, ovpot_status_e::OVPOT_OK, "{msg}");
+    // The setting is named by its key, with how C spells it.
+    assert_eq!(ovpot_session_set_max_drop(s, -1.0), ovpot_status_e::OVPOT_INVALID_ARGUMENT);
+    let msg = last_error();
+    assert!(msg.contains("maximal_drop must be") && msg.contains("ovpot_session_set_max_drop"), "{msg}");
+    ovpot_session_free(s);
+}
+
+/// The compressor's options: an unknown key inside `ignored` is refused, named.
+#[test]
+fn compressor_options_refuse_unknown_keys_inside_ignored() {
+    use ovpot::ffi::compress::*;
+    for (options, named, listed) in [
+        (r#"{"mode": "int8_sym", "ignored": {"nmes": ["fc1"]}}"#, "'ignored.nmes'", "patterns"),
+        (
+            r#"{"ignored_scope": {"types": [{"type": "MatMul", "atribute": {}}]}}"#,
+            "'ignored_scope.types[0].atribute'",
+            "attributes",
+        ),
+    ] {
+        let text = CString::new(options).unwrap();
+        let mut c = ptr::null_mut();
+        assert_eq!(ovpot_compressor_create(text.as_ptr(), &mut c), ovpot_status_e::OVPOT_INVALID_ARGUMENT, "{options}");
+        assert!(c.is_null());
+        let msg = last_error();
+        assert!(msg.contains(named) && msg.contains(listed), "{options}: {msg}");
+    }
+    let text = CString::new(r#"{"ignored": {"names": ["fc1"], "types": [{"type": "MatMul"}]}}"#).unwrap();
+    let mut c = ptr::null_mut();
+    assert_eq!(ovpot_compressor_create(text.as_ptr(), &mut c), ovpot_status_e::OVPOT_OK, "{}", last_error());
+    ovpot_compressor_free(c);
 }
 
 /// The same for the compressor: a failed compression keeps the last successful one's report.

@@ -43,9 +43,10 @@ unsafe impl<T> Send for CallerCallback<T> {}
 /// "min_adjusted_group_size": 32}`. Modes: int8_asym, int8_sym, int4_asym, int4_sym; backup
 /// modes: int8_asym, int8_sym, none; group size fallbacks (a group size that does not divide a
 /// weight's input channels): error, ignore (kept as it is), adjust (the largest power of two that
-/// divides them, at least min_adjusted_group_size, else the backup mode). Unknown keys and invalid combinations (a ratio or
-/// group size with an 8-bit mode, ratio outside 0..1) are refused with OVPOT_INVALID_ARGUMENT
-/// or OVPOT_PARSE_ERROR.
+/// divides them, at least min_adjusted_group_size, else the backup mode). Unknown keys (at the top:
+/// OVPOT_PARSE_ERROR; inside `ignored`, e.g. `'ignored.nmes'`: OVPOT_INVALID_ARGUMENT) and
+/// invalid combinations (a ratio or group size with an 8-bit mode, ratio outside 0..1) are
+/// refused with OVPOT_INVALID_ARGUMENT or OVPOT_PARSE_ERROR, the message naming the key.
 #[no_mangle]
 pub extern "C" fn ovpot_compressor_create(
     options_json: *const c_char,
@@ -54,8 +55,19 @@ pub extern "C" fn ovpot_compressor_create(
     ffi_call("ovpot_compressor_create", || {
         let out = out_ptr(compressor, "compressor", std::ptr::null_mut())?;
         let options = match opt_str(options_json, "options_json")? {
-            Some(text) => serde_json::from_str::<CompressOptions>(text)
-                .map_err(|e| Error::parse("options_json", e.to_string()))?,
+            Some(text) => {
+                let options = serde_json::from_str::<CompressOptions>(text)
+                    .map_err(|e| Error::parse("options_json", e.to_string()))?;
+                // serde refuses unknown keys at the top; the ignored scope's are checked here.
+                if let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(text) {
+                    for key in ["ignored", "ignored_scope"] {
+                        if let Some(v) = o.get(key) {
+                            crate::quant::config::check_ignored_keys(v, key)?;
+                        }
+                    }
+                }
+                options
+            }
             None => CompressOptions::default(),
         };
         options.validate()?;

@@ -14,7 +14,7 @@ use super::model::ovpot_model_t;
 use super::types::{ovpot_log_level_e, ovpot_stage_e, ovpot_status_e};
 use crate::api::{Dataset, LogLevel, Metric, Outcome, Sample, Session, Stage};
 use crate::error::{Error, Result};
-use crate::quant::config::{applied_params, QuantConfig};
+use crate::quant::config::{applied_params, check_param_keys, QuantConfig};
 use crate::tensor::Tensor;
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
@@ -59,9 +59,11 @@ pub struct ovpot_session_t {
 /// the keys `ovpot_session_config_json` returns (`preset`, `target_device`, `target_isa`,
 /// `stat_subset_size`, `ignored`, `weights`, `range_estimator`, `accuracy_aware: {...}`, ...),
 /// each with the value shown there.
-/// Settings are never dropped silently: in ovpot's flat JSON an unknown key (at the top or
-/// inside a block such as `accuracy_aware`) fails with OVPOT_INVALID_ARGUMENT naming it and
-/// listing the keys known there, as `ovpot_session_set_option` refuses unknown keys. A POT
+/// Settings are never dropped silently: in ovpot's flat JSON an unknown key, at the top or
+/// inside any block (`accuracy_aware`, `weights`, `ignored` and each of its `types`,
+/// `range_estimator.activations.max`, ...), fails with OVPOT_INVALID_ARGUMENT naming its full
+/// dotted key (e.g. `'range_estimator.activations.max.tpye'`) and listing the keys known there,
+/// as `ovpot_session_set_option` refuses unknown keys. A POT
 /// configuration keeps POT's behaviour: a key it does not know or a value ovpot cannot honour is
 /// named in a warning, sent to the log callback (level WARNING) at every run and listed in the
 /// run's report (`warnings`).
@@ -96,6 +98,8 @@ pub extern "C" fn ovpot_session_create(
 /// ("preset", "\"mixed\""), ("ignored", "{\"scope\": [\"fc1\"]}"), ("maximal_drop", "0.005").
 /// Accuracy-aware runs also take ("ranking", "\"metric\"") and ("emulate_cpu_plugin", "false")
 /// (judge candidates by FakeQuantize semantics instead of as OpenVINO's CPU plugin runs them).
+/// An unknown key, or an unknown key inside the value of `ignored` or `range_estimator`, fails
+/// with OVPOT_INVALID_ARGUMENT naming it (`'ignored.scoep'`) and listing the keys known there.
 /// The configuration is validated; on failure it is left unchanged.
 #[no_mangle]
 pub extern "C" fn ovpot_session_set_option(
@@ -121,6 +125,8 @@ fn set_param(s: &mut ovpot_session_t, key: &str, value: serde_json::Value) -> Re
     if !known.contains(&key) {
         return Err(Error::invalid(format!("unknown option '{key}' (known: {})", known.join(", "))));
     }
+    // Inside a block (`ignored`, `range_estimator`) too: the flat JSON's check, named from `key`.
+    check_param_keys(key, &value)?;
     let mut params = serde_json::Map::new();
     params.insert(key.to_string(), value);
     let mut c = s.session.config.clone();
@@ -278,13 +284,16 @@ pub extern "C" fn ovpot_session_set_annotation_free(
     })
 }
 
-/// Sets the largest metric drop accuracy-aware quantization accepts (POT's `maximal_drop`).
+/// Sets the largest metric drop accuracy-aware quantization accepts: the config key
+/// `maximal_drop` (POT's name, also set with `ovpot_session_set_option("maximal_drop", ...)`),
+/// which error messages and the report (`accuracy.maximal_drop`) name. A negative or non-finite
+/// value fails with OVPOT_INVALID_ARGUMENT.
 #[no_mangle]
 pub extern "C" fn ovpot_session_set_max_drop(session: *mut ovpot_session_t, max_drop: f64) -> ovpot_status_e {
     ffi_call("ovpot_session_set_max_drop", || {
         let s = try_mut(session, "session")?;
-        let v = serde_json::Number::from_f64(max_drop)
-            .ok_or_else(|| Error::invalid(format!("max_drop must be finite, got {max_drop}")))?;
+        let v =
+            serde_json::Number::from_f64(max_drop).ok_or_else(|| crate::quant::config::maximal_drop_error(max_drop))?;
         set_param(s, "maximal_drop", serde_json::Value::Number(v))
     })
 }
@@ -662,8 +671,8 @@ fn finish(s: &mut ovpot_session_t, r: Result<Outcome>, out: &mut *mut ovpot_mode
             .report
             .accuracy
             .as_ref()
-            .map(|a| format!("drop {:.6} > maximal drop {:.6}", a.drop, a.maximal_drop))
-            .unwrap_or_else(|| "the metric drop exceeds the maximal drop".to_string());
+            .map(|a| format!("drop {:.6} > maximal_drop {:.6}", a.drop, a.maximal_drop))
+            .unwrap_or_else(|| "the metric drop exceeds maximal_drop".to_string());
         return Err(Error::AccuracyNotReached(format!("{detail}; the best model found is returned")));
     }
     Ok(())
@@ -691,7 +700,7 @@ pub extern "C" fn ovpot_session_run(
 }
 
 /// Runs AccuracyAwareQuantization: default quantization on `calibration`, then layers are
-/// reverted to floating point until `metric` on `evaluation` is within the maximal drop of the
+/// reverted to floating point until `metric` on `evaluation` is within `maximal_drop` of the
 /// FP32 model. Returns OVPOT_ACCURACY_NOT_REACHED with the best model found in `*quantized`
 /// (still to be freed) when the drop could not be met. `metric` may be NULL after
 /// `ovpot_session_set_annotation_free`: the metric is then agreement with the FP32 model.

@@ -352,6 +352,15 @@ fn take<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// A `maximal_drop` that cannot be met or compared. The setting is POT's `maximal_drop` in every
+/// message; the message also names how each door spells it, so the user finds what to type.
+pub fn maximal_drop_error(value: f64) -> Error {
+    Error::invalid(format!(
+        "maximal_drop must be a finite number >= 0, got {value} (the config key 'maximal_drop'; --max-drop on the \
+         command line, ovpot_session_set_max_drop in C, max_drop= in Python)"
+    ))
+}
+
 /// Estimator types and aggregators the statistics implement.
 const ESTIMATOR_TYPES: [&str; 5] = ["min", "max", "abs_max", "quantile", "abs_quantile"];
 const AGGREGATORS: [&str; 8] =
@@ -449,37 +458,127 @@ pub fn applied_params() -> impl Iterator<Item = &'static str> {
     PotParams::KEYS.iter().copied().chain(BLOCK_PARAMS)
 }
 
-/// Keys ovpot's flat JSON accepts under another name (serde aliases).
-const FLAT_ALIASES: [&str; 2] = ["ignored.scope", "ignored.operations"];
+/// A key of a JSON config that the place it stands in does not have.
+#[derive(Debug, Clone, PartialEq)]
+struct UnknownKey {
+    /// The full dotted key, list items by index: `range_estimator.activations.max.tpye`.
+    path: String,
+    /// Where it stands (`""`: at the top).
+    place: String,
+    /// The keys known there.
+    known: Vec<String>,
+}
 
-/// Refuses a key of `given` that `known` (the default config as JSON, at `at`) does not have;
-/// blocks whose default is an object are checked inside.
-fn check_flat_keys(
-    given: &serde_json::Map<String, serde_json::Value>,
-    known: &serde_json::Map<String, serde_json::Value>,
-    at: &str,
-) -> Result<()> {
-    for (k, v) in given {
-        let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
-        match known.get(k) {
-            None if FLAT_ALIASES.contains(&path.as_str()) => {}
-            None => {
-                let names: Vec<&str> = known.keys().map(String::as_str).collect();
-                let place = if at.is_empty() { String::new() } else { format!(" in '{at}'") };
-                return Err(Error::invalid(format!(
-                    "unknown key '{path}' in the config (known{place}: {})",
-                    names.join(", ")
-                )));
-            }
-            Some(serde_json::Value::Object(inner)) => {
-                if let serde_json::Value::Object(g) = v {
-                    check_flat_keys(g, inner, &path)?;
+impl UnknownKey {
+    fn error(&self, what: &str) -> Error {
+        let place = if self.place.is_empty() { String::new() } else { format!(" in '{}'", self.place) };
+        Error::invalid(format!("unknown key '{}' in {what} (known{place}: {})", self.path, self.known.join(", ")))
+    }
+}
+
+/// The value at `known` is the accepted shape: an object lists the keys accepted there (each
+/// checked inside), a one-item list the shape of every item; anything else (a scalar, or null
+/// for a free-form value) is not looked into.
+fn find_unknown_keys(given: &serde_json::Value, known: &serde_json::Value, at: &str, out: &mut Vec<UnknownKey>) {
+    use serde_json::Value;
+    match (given, known) {
+        (Value::Object(given), Value::Object(known)) => {
+            for (k, v) in given {
+                let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                match known.get(k) {
+                    Some(inner) => find_unknown_keys(v, inner, &path, out),
+                    None => {
+                        out.push(UnknownKey { path, place: at.to_string(), known: known.keys().cloned().collect() })
+                    }
                 }
             }
-            Some(_) => {}
         }
+        (Value::Array(items), Value::Array(shape)) if shape.len() == 1 => {
+            for (i, item) in items.iter().enumerate() {
+                find_unknown_keys(item, &shape[0], &format!("{at}[{i}]"), out);
+            }
+        }
+        _ => {}
     }
-    Ok(())
+}
+
+fn to_json<T: Serialize>(x: &T) -> serde_json::Value {
+    // The config types are plain data with string keys: serializing them cannot fail.
+    serde_json::to_value(x).unwrap_or(serde_json::Value::Null)
+}
+
+/// The accepted shape of an ignored scope: one op type standing for every item, its free-form
+/// `attributes` not looked into, and POT's names for the lists (serde aliases) accepted too.
+fn ignored_shape() -> serde_json::Value {
+    let scope = IgnoredScope { types: vec![IgnoredOperation::default()], ..Default::default() };
+    let mut v = to_json(&scope);
+    v["types"][0]["attributes"] = serde_json::Value::Null;
+    v["scope"] = v["names"].clone();
+    v["operations"] = v["types"].clone();
+    v
+}
+
+/// The accepted shape of ovpot's `range_estimator` block: both borders of both kinds filled in
+/// (they default to null, which would hide the keys inside).
+fn range_estimators_shape() -> serde_json::Value {
+    let border = RangeEstimator { min: Some(Estimator::default()), max: Some(Estimator::default()) };
+    to_json(&RangeEstimators { activations: Some(border.clone()), weights: Some(border) })
+}
+
+/// The accepted shape of POT's `range_estimator` object (`preset`, `min`, `max`).
+fn pot_range_estimator_shape() -> serde_json::Value {
+    let e = to_json(&Estimator::default());
+    serde_json::json!({"preset": null, "min": e, "max": e})
+}
+
+/// Whether a `range_estimator` value is POT's form (`preset`, `min`, `max`) rather than
+/// ovpot's (`activations`, `weights`).
+fn is_pot_range_estimator(r: &serde_json::Value) -> bool {
+    r.as_object().is_some_and(|o| ["min", "max", "preset"].iter().any(|k| o.contains_key(*k)))
+}
+
+/// The keys ovpot's flat JSON accepts: the default config with every block that defaults to
+/// null or to an empty list filled in, so that the keys inside those blocks are checked too.
+fn flat_shape() -> serde_json::Value {
+    let mut v = to_json(&QuantConfig::default());
+    v["ignored"] = ignored_shape();
+    v["range_estimator"] = range_estimators_shape();
+    v
+}
+
+/// The unknown keys inside the value of one POT param (`ignored`, `range_estimator`; others
+/// have no keys ovpot could miss), named from `key`.
+fn unknown_param_keys(key: &str, value: &serde_json::Value) -> Vec<UnknownKey> {
+    let shape = match key {
+        "ignored" => ignored_shape(),
+        "range_estimator" if is_pot_range_estimator(value) => pot_range_estimator_shape(),
+        "range_estimator" => range_estimators_shape(),
+        _ => return vec![],
+    };
+    let mut out = vec![];
+    let given = serde_json::json!({ key: value });
+    find_unknown_keys(&given, &serde_json::json!({ key: shape }), "", &mut out);
+    out
+}
+
+/// Refuses an unknown key inside the value of one POT param as `ovpot_session_set_option` takes
+/// it (`ignored`, `range_estimator`), naming the full dotted key and the keys known there.
+pub fn check_param_keys(key: &str, value: &serde_json::Value) -> Result<()> {
+    match unknown_param_keys(key, value).first() {
+        Some(u) => Err(u.error(&format!("option '{key}'"))),
+        None => Ok(()),
+    }
+}
+
+/// Refuses an unknown key inside an ignored scope given as JSON (weight compression's
+/// `ignored`), naming it as `at.key`.
+pub fn check_ignored_keys(value: &serde_json::Value, at: &str) -> Result<()> {
+    let mut out = vec![];
+    find_unknown_keys(value, &ignored_shape(), at, &mut out);
+    match out.first() {
+        Some(u) => Err(u.error("the options")),
+        None => Ok(()),
+    }
 }
 
 /// POT algorithms that leave the quantization to another algorithm in the list: ovpot skips
@@ -526,6 +625,8 @@ fn unused_param(key: &str, v: &serde_json::Value) -> Option<String> {
         "stat_batch_size" if v.as_u64() == Some(1) => return None,
         "stat_batch_size" => "statistics are collected one sample at a time",
         "use_layerwise_tuning" => "ovpot does not implement it (layer-wise fine-tuning needs gradients)",
+        // NNCF's and the command line's spelling of POT's key.
+        "max_drop" => "POT's key for the largest allowed metric drop is 'maximal_drop'",
         "metrics" => "the metric is top-1 accuracy of --metric-output; 'baseline_metric' gives a known FP32 value",
         "tuning_scope" | "estimator_tuning_scope" | "outlier_prob_choices" => {
             "it lists TunableQuantization's choices for the TPE search, which ovpot does not run"
@@ -778,16 +879,18 @@ impl QuantConfig {
     }
 
     /// Like [`QuantConfig::from_json_with_warnings`], but ovpot's flat JSON must name only
-    /// known keys: an unknown key (at the top or inside a block such as `accuracy_aware`) is
-    /// refused with an invalid-argument error naming it and listing the keys known there. POT
-    /// configs (with a `compression` section) keep POT's behaviour: unknown keys are warnings.
+    /// known keys: an unknown key, at the top or inside any block (`accuracy_aware`, `weights`,
+    /// `ignored` and each of its `types`, `range_estimator.activations.max`, ...), is refused
+    /// with an invalid-argument error naming its full dotted key (`ignored.types[0].tpye`) and
+    /// listing the keys known there. POT configs (with a `compression` section) keep POT's
+    /// behaviour: unknown keys are warnings.
     pub fn from_json_strict(text: &str) -> Result<(QuantConfig, Vec<String>)> {
         let v: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::parse("config", e.to_string()))?;
-        if let Some(o) = v.as_object().filter(|o| !o.contains_key("compression")) {
-            let default = serde_json::to_value(QuantConfig::default())
-                .map_err(|e| Error::internal(format!("config to JSON: {e}")))?;
-            if let Some(known) = default.as_object() {
-                check_flat_keys(o, known, "")?;
+        if v.as_object().is_some_and(|o| !o.contains_key("compression")) {
+            let mut unknown = vec![];
+            find_unknown_keys(&v, &flat_shape(), "", &mut unknown);
+            if let Some(u) = unknown.first() {
+                return Err(u.error("the config"));
             }
         }
         Self::from_json_with_warnings(text)
@@ -935,9 +1038,16 @@ impl QuantConfig {
         warn: &mut Vec<String>,
     ) -> Result<()> {
         PotParams::read(p)?.apply_to(self);
+        // Keys inside blocks serde reads (POT's own range_estimator form warns as it is read).
+        for key in ["ignored", "range_estimator"] {
+            if let Some(v) = p.get(key).filter(|v| !(key == "range_estimator" && is_pot_range_estimator(v))) {
+                for u in unknown_param_keys(key, v) {
+                    warn.push(format!("'{}' is not a known POT key; ignored", u.path));
+                }
+            }
+        }
         if let Some(r) = p.get("range_estimator").filter(|r| !r.is_null()) {
-            let pot_style = r.as_object().is_some_and(|o| ["min", "max", "preset"].iter().any(|k| o.contains_key(*k)));
-            if pot_style {
+            if is_pot_range_estimator(r) {
                 // POT's params-wide estimator: for both borders unless a block has its own.
                 let sym = self.activations_symmetric();
                 self.range_estimator.activations = read_range_estimator(r, "range_estimator", sym, "pertensor", warn)?;
@@ -1118,7 +1228,7 @@ impl QuantConfig {
         }
         let aa = &self.accuracy_aware;
         if !(aa.maximal_drop.is_finite() && aa.maximal_drop >= 0.0) {
-            return Err(Error::invalid("maximal_drop must be a finite number >= 0"));
+            return Err(maximal_drop_error(aa.maximal_drop));
         }
         if !(aa.annotation_conf_threshold.is_finite() && (0.0..1.0).contains(&aa.annotation_conf_threshold)) {
             return Err(Error::invalid("annotation_conf_threshold must be in [0, 1)"));
@@ -1376,5 +1486,187 @@ mod tests {
         assert!(e.contains("QuantileTuningAlgorithm") && e.contains("tune_hyperparams"), "{e}");
         let e = run(r#"[{"name": "QuantNoiseEstimator"}]"#).unwrap_err().to_string();
         assert!(e.contains("no quantization algorithm"), "{e}");
+    }
+
+    /// Every key of a block in ovpot's flat JSON is checked, also in blocks that default to
+    /// null (`range_estimator.activations`, its borders) or to an empty list (`ignored.types`):
+    /// a typo is refused naming the full dotted key and the keys known where it stands.
+    #[test]
+    fn a_typo_inside_any_block_of_the_flat_json_is_refused_with_its_full_key() {
+        for (config, key, known_there) in [
+            (r#"{"presett": "mixed"}"#, "presett", "stat_subset_size"),
+            (r#"{"accuracy_aware": {"maximal_dorp": 0.01}}"#, "accuracy_aware.maximal_dorp", "maximal_drop"),
+            (r#"{"weights": {"bitz": 7}}"#, "weights.bitz", "level_high"),
+            (r#"{"ignored": {"nmes": ["fc1"]}}"#, "ignored.nmes", "patterns"),
+            (
+                r#"{"ignored": {"types": [{"type": "Add", "atributes": {}}]}}"#,
+                "ignored.types[0].atributes",
+                "attributes",
+            ),
+            (
+                r#"{"ignored": {"operations": [{"type": "Add"}, {"tpye": "Add"}]}}"#,
+                "ignored.operations[1].tpye",
+                "type",
+            ),
+            (r#"{"range_estimator": {"activation": {}}}"#, "range_estimator.activation", "activations"),
+            (r#"{"range_estimator": {"activations": {"maxx": {}}}}"#, "range_estimator.activations.maxx", "min"),
+            (
+                r#"{"range_estimator": {"activations": {"max": {"tpye": "max"}}}}"#,
+                "range_estimator.activations.max.tpye",
+                "outlier_prob",
+            ),
+            (
+                r#"{"range_estimator": {"weights": {"min": {"type": "min", "aggregater": "mean"}}}}"#,
+                "range_estimator.weights.min.aggregater",
+                "clipping_value",
+            ),
+        ] {
+            let e = QuantConfig::from_json_strict(config).unwrap_err();
+            assert_eq!(e.kind(), "invalid_argument", "{config}: {e}");
+            let msg = e.to_string();
+            assert!(msg.contains(&format!("unknown key '{key}'")), "{config}: {msg}");
+            assert!(msg.contains(known_there), "{config}: the keys known there are listed: {msg}");
+        }
+    }
+
+    #[test]
+    fn every_valid_nested_key_of_the_flat_json_passes() {
+        let config = r#"{
+            "preset": "mixed", "model_type": null, "weights": {"mode": "symmetric", "bits": 8, "granularity": "perchannel",
+                "level_low": -127, "level_high": 127},
+            "ignored": {"names": ["a"], "patterns": ["b.*"],
+                "types": [{"type": "Add", "attributes": {"auto_broadcast": "numpy", "anything": [1]}}]},
+            "range_estimator": {
+                "activations": {"min": {"type": "min", "aggregator": "mean"},
+                    "max": {"type": "quantile", "aggregator": "mean", "outlier_prob": 0.001, "granularity": null,
+                            "clipping_value": 6.0}},
+                "weights": {"min": null, "max": {"type": "abs_max"}}},
+            "accuracy_aware": {"maximal_drop": 0.02, "baseline_metric": 0.9, "ranking": "metric"}
+        }"#;
+        let (c, w) = QuantConfig::from_json_strict(config).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.accuracy_aware.maximal_drop, 0.02);
+        assert_eq!(c.range_estimator.activations.unwrap().max.unwrap().clipping_value, Some(6.0));
+        // POT's names of the ignored lists, and the config ovpot writes, read back.
+        let (c, _) =
+            QuantConfig::from_json_strict(r#"{"ignored": {"scope": ["a"], "operations": [{"type": "Add"}]}}"#).unwrap();
+        assert_eq!((c.ignored.names.len(), c.ignored.types.len()), (1, 1));
+        QuantConfig::from_json_strict(&serde_json::to_string(&c).unwrap()).unwrap();
+    }
+
+    /// The shape the flat JSON is checked against leaves a value unchecked only where it is a
+    /// scalar or free-form: a new block that defaults to null (an `Option` of a struct) shows up
+    /// here and must be filled in by `flat_shape`.
+    #[test]
+    fn the_flat_shape_leaves_no_block_unchecked() {
+        fn nulls(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Null => out.push(at.to_string()),
+                serde_json::Value::Object(o) => {
+                    for (k, x) in o {
+                        nulls(x, &if at.is_empty() { k.clone() } else { format!("{at}.{k}") }, out)
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|x| nulls(x, &format!("{at}[]"), out)),
+                _ => {}
+            }
+        }
+        let mut found = vec![];
+        nulls(&flat_shape(), "", &mut found);
+        let estimator = ["type", "aggregator", "outlier_prob", "granularity", "clipping_value"];
+        let mut expected: Vec<String> = ["preset", "model_type", "accuracy_aware.baseline_metric"]
+            .into_iter()
+            .map(String::from)
+            .chain(["mode", "granularity", "bits", "level_low", "level_high"].map(|k| format!("weights.{k}")))
+            .chain(["types[]", "operations[]"].map(|l| format!("ignored.{l}.attributes")))
+            .chain(["activations", "weights"].into_iter().flat_map(|kind| {
+                ["min", "max"].into_iter().flat_map(move |side| {
+                    estimator.into_iter().map(move |k| format!("range_estimator.{kind}.{side}.{k}"))
+                })
+            }))
+            .collect();
+        found.sort();
+        expected.sort();
+        assert_eq!(found, expected);
+    }
+
+    /// The finder on made-up shapes: lists are checked item by item, null is free-form.
+    #[test]
+    fn unknown_keys_are_found_in_lists_and_nested_objects() {
+        let shape = serde_json::json!({"a": {"b": null}, "l": [{"x": 0}], "free": null});
+        let given = serde_json::json!({"a": {"b": {"anything": 1}, "c": 2}, "l": [{"x": 1}, {"y": 2}],
+                                       "free": {"z": 3}, "d": 4});
+        let mut out = vec![];
+        find_unknown_keys(&given, &shape, "", &mut out);
+        let paths: Vec<&str> = out.iter().map(|u| u.path.as_str()).collect();
+        assert_eq!(paths, ["a.c", "d", "l[1].y"]);
+        assert_eq!(out[0].place, "a");
+        assert_eq!(out[0].known, ["b"]);
+    }
+
+    /// A POT config keeps POT's behaviour: unknown keys inside its blocks are warnings.
+    #[test]
+    fn a_typo_inside_a_pot_block_is_a_warning() {
+        let (c, w) = pot_params(
+            r#"{"ignored": {"scope": ["fc1"], "scoep": ["fc2"]},
+                "range_estimator": {"activations": {"max": {"type": "max", "tpye": "min"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.ignored.names, ["fc1"]);
+        let all = w.join("\n");
+        for key in ["'ignored.scoep' is not a known POT key", "'range_estimator.activations.max.tpye'"] {
+            assert!(all.contains(key), "no warning for {key}:\n{all}");
+        }
+        let (_, w) = pot_params(r#"{"range_estimator": {"preset": "quantile", "max": {"tpye": "max"}}}"#).unwrap();
+        assert!(w.iter().any(|m| m.contains("'range_estimator.max.tpye'")), "{w:?}");
+    }
+
+    /// `ovpot_session_set_option`'s blocks: the same check as the flat JSON, in both forms of
+    /// `range_estimator`.
+    #[test]
+    fn set_option_blocks_refuse_unknown_keys() {
+        let j = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap();
+        for (key, value, path) in [
+            ("ignored", r#"{"scope": ["a"], "patern": []}"#, "ignored.patern"),
+            ("ignored", r#"{"types": [{"type": "Add", "atributes": {}}]}"#, "ignored.types[0].atributes"),
+            ("range_estimator", r#"{"activations": {"max": {"tpye": "max"}}}"#, "range_estimator.activations.max.tpye"),
+            (
+                "range_estimator",
+                r#"{"preset": "quantile", "max": {"outlier_prop": 0.01}}"#,
+                "range_estimator.max.outlier_prop",
+            ),
+        ] {
+            let e = check_param_keys(key, &j(value)).unwrap_err();
+            assert_eq!(e.kind(), "invalid_argument");
+            assert!(e.to_string().contains(&format!("unknown key '{path}' in option '{key}'")), "{e}");
+        }
+        for (key, value) in [
+            ("ignored", r#"{"scope": ["a"], "operations": [{"type": "Add", "attributes": {"x": 1}}]}"#),
+            ("range_estimator", r#"{"preset": "quantile", "max": {"outlier_prob": 0.01}}"#),
+            ("range_estimator", r#"{"weights": {"max": {"type": "abs_max"}}}"#),
+            ("stat_subset_size", "10"),
+        ] {
+            check_param_keys(key, &j(value)).unwrap();
+        }
+        let e = check_ignored_keys(&j(r#"{"nmes": []}"#), "ignored_scope").unwrap_err();
+        assert!(e.to_string().contains("'ignored_scope.nmes'"), "{e}");
+    }
+
+    /// The setting is `maximal_drop` in every message (the key the config and set_option take);
+    /// the error also says how the command line, C and Python spell it. NNCF's `max_drop` in a
+    /// POT config is named with the key to use instead.
+    #[test]
+    fn maximal_drop_is_named_by_its_key() {
+        let e = QuantConfig::from_json(r#"{"accuracy_aware": {"maximal_drop": -0.5}}"#).unwrap_err().to_string();
+        for part in ["maximal_drop must be a finite number >= 0, got -0.5", "--max-drop", "ovpot_session_set_max_drop"]
+        {
+            assert!(e.contains(part), "{part}: {e}");
+        }
+        let (c, w) = pot_params(r#"{"max_drop": 0.005}"#).unwrap();
+        assert_eq!(c.accuracy_aware.maximal_drop, 0.01, "not applied");
+        assert_eq!(
+            w,
+            ["'max_drop': 0.005 is ignored: POT's key for the largest allowed metric drop is 'maximal_drop'"]
+        );
     }
 }

@@ -17,7 +17,8 @@ pub(crate) struct QuantizeArgs {
     /// Samples used for statistics (stat_subset_size).
     #[arg(long)]
     pub(crate) subset_size: Option<usize>,
-    /// Accuracy-aware: the largest allowed metric drop (absolute unless the config says relative).
+    /// Accuracy-aware: the largest allowed metric drop, the config's maximal_drop (absolute
+    /// unless the config says relative).
     #[arg(long)]
     pub(crate) max_drop: Option<f64>,
     /// Where to write optimized/<name>.xml, .bin and report.json.
