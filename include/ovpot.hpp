@@ -678,7 +678,9 @@ public:
     /// Takes ownership of `owned`.
     explicit Metric(ovpot_metric_t* owned) noexcept : h_(owned) {}
 
-    /// The metric of `model` over every sample of `data` (built-in engine, this thread).
+    /// The metric of `model` over every sample of `data` (built-in engine, this thread): reset,
+    /// update per sample, value. Not for a model evaluator, which judges models on its own data
+    /// (call its function yourself).
     double evaluate(const Model& model, const Dataset& data) {
         detail::CallScope scope;
         double v = 0;
