@@ -3,7 +3,8 @@
 //! point and requires every status code but INTERNAL (a caught panic, tested in src/ffi), including
 //! the error paths (NULLs, bad values and files, unsupported IR and ops, failing callbacks, cancel,
 //! accuracy not reached) and the log callback's level filter; the others quantize (default,
-//! accuracy-aware, C++ wrapper, OpenVINO round trip through memory). `examples_c/Makefile` and
+//! accuracy-aware, C++ wrapper, OpenVINO round trip through memory); `cpp_wrapper_test.cpp`
+//! checks every class of the C++ wrapper. `examples_c/Makefile` and
 //! `ovpot.pc.in` are checked by installing into a temporary prefix and building from there.
 
 mod common;
@@ -293,6 +294,23 @@ fn cpp_wrapper_quantizes() {
     let (code, out) = run(&exe, &[&fixture(), &dir.path().join("int8.xml")]);
     assert_eq!(code, 0, "quantize.cpp failed:\n{out}");
     assert!(out.contains("expected error:") && out.contains("callback error: no sample 0"), "{out}");
+}
+
+/// Every class of the C++ wrapper on the MNIST CNN and the digits MLP, owned and lent handles,
+/// moves, and exceptions of the user's own type from every kind of callback (get_item, metric
+/// reset/update/value, model evaluator, progress, log) caught by that type at the wrapper call.
+#[test]
+fn cpp_wrapper_covers_the_c_api_and_rethrows_callback_exceptions() {
+    let Some((dir, exe)) = build("cpp_wrapper_test.cpp", false, &[]) else {
+        return;
+    };
+    let (code, out) = run(&exe, &[&root().join("tests/data"), &dir.path().join("out")]);
+    assert_eq!(code, 0, "cpp_wrapper_test failed:\n{out}");
+    assert!(out.contains("cpp_wrapper_test: ") && out.contains(" checks, 0 failed"), "{out}");
+    for section in ["models", "samples and outputs", "datasets", "metrics", "sessions", "compressors"] {
+        assert!(out.contains(&format!("{section}: ok")), "{section}: {out}");
+    }
+    assert!(out.contains("callback exceptions: ok"), "{out}");
 }
 
 /// Where the peers venv (openvino's pip wheel, with its C library and headers) may be: where

@@ -286,7 +286,10 @@ pub struct FileSink {
 const DEDUP_LIMIT: usize = 4096;
 
 impl FileSink {
-    /// Writes `path`; errors name `shown`.
+    /// Writes `path`; errors name `shown`. Never inlined: its frame names the writer thread's
+    /// allocations, which include/ovpot.supp matches by name (glibc keeps a finished thread's
+    /// thread-local block in its cache of stacks).
+    #[inline(never)]
     fn create(path: &Path, shown: &Path) -> Result<Self> {
         let f = std::fs::File::create(path).map_err(|e| Error::io(shown, e))?;
         let (queue, pending) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
