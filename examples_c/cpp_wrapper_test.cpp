@@ -432,6 +432,21 @@ static void sessions(const std::string& mnist, const std::string& digits, const 
     judged_session.set_max_drop(0.01).set_subset_size(50);
     ovpot::Result jr = judged_session.run_accuracy_aware(mlp_calib, eval_data, judge);
     EXPECT(jr.model && judged >= 2);
+
+    // Judges: the exact one is Metric::evaluate's; the default is named as the report names it.
+    ovpot::Metric top1 = ovpot::Metric::top1_accuracy(labels_of(labels_npy, n));
+    const double exact = aa.evaluate(top1, r.model, eval_data, OVPOT_JUDGE_EXACT);
+    EXPECT(exact == top1.evaluate(r.model, eval_data));
+    EXPECT(aa.evaluate(top1, r.model, eval_data, OVPOT_JUDGE_TARGET) >= 0.0);
+    EXPECT(aa.judge_name(OVPOT_JUDGE_EXACT) == "builtin engine, exact IR arithmetic");
+    EXPECT(aa.report_json().find(aa.judge_name()) != std::string::npos);
+    ovpot::Sample first = eval_data.get(0);
+    EXPECT(aa.infer(r.model, first, OVPOT_JUDGE_TARGET).size() == 1);
+    expect_throw<ovpot::Error>("bad judge", [&] { aa.judge_name(static_cast<ovpot_judge_e>(9)); },
+                               [](const ovpot::Error& e) { EXPECT(e.status() == OVPOT_INVALID_ARGUMENT); });
+    // A model evaluator evaluated directly is handed the model.
+    const size_t before = judged;
+    EXPECT(judge.evaluate(mlp, eval_data) > 0.5 && judged == before + 1);
 }
 
 static void compressors(const std::string& mnist, const std::string& out) {

@@ -641,7 +641,7 @@ ovpot_status_e ovpot_session_judge_name(const ovpot_session_t *session,
 /**
  * Evaluates `metric` for `model` on every sample of `dataset` with the built-in engine (reset,
  * update per sample, value), on the calling thread: IR semantics exactly (OVPOT_JUDGE_EXACT).
- * To evaluate as accuracy-aware quantization judges, or as the target CPU or OpenVINO compute,
+ * A metric made by `ovpot_metric_create_model_evaluator` is handed the model instead. To evaluate as accuracy-aware quantization judges, or as the target CPU or OpenVINO compute,
  * use `ovpot_session_evaluate`.
  */
 ovpot_status_e ovpot_metric_evaluate(ovpot_metric_t *metric,

@@ -678,9 +678,9 @@ public:
     /// Takes ownership of `owned`.
     explicit Metric(ovpot_metric_t* owned) noexcept : h_(owned) {}
 
-    /// The metric of `model` over every sample of `data` (built-in engine, this thread): reset,
-    /// update per sample, value. Not for a model evaluator, which judges models on its own data
-    /// (call its function yourself).
+    /// The metric of `model` over every sample of `data` (built-in engine, exact IR arithmetic,
+    /// this thread): reset, update per sample, value; a model evaluator is handed the model. To
+    /// judge as the target CPU or OpenVINO computes, use Session::evaluate.
     double evaluate(const Model& model, const Dataset& data) {
         detail::CallScope scope;
         double v = 0;
@@ -862,6 +862,30 @@ public:
     /// AccuracyAwareQuantization judged by agreement with the FP32 model (set_annotation_free).
     Result run_accuracy_aware(const Dataset& calibration, const Dataset& evaluation) {
         return accuracy_aware(calibration, evaluation, nullptr);
+    }
+    /// Runs `model` on one sample as `judge` computes it with this session's settings (the
+    /// default: as its accuracy-aware run judges candidates).
+    Outputs infer(const Model& model, const Sample& sample, ovpot_judge_e judge = OVPOT_JUDGE_DEFAULT) const {
+        ovpot_outputs_t* o = nullptr;
+        check(ovpot_session_infer(h_.get(), model.get(), sample.get(), static_cast<uint32_t>(judge), &o));
+        return Outputs(o);
+    }
+    /// `metric` of `model` over every sample of `data`, the outputs computed as `judge` computes
+    /// them with this session's settings; a model evaluator is handed the model.
+    double evaluate(Metric& metric, const Model& model, const Dataset& data,
+                    ovpot_judge_e judge = OVPOT_JUDGE_DEFAULT) const {
+        detail::CallScope scope;
+        double v = 0;
+        const ovpot_status_e st = ovpot_session_evaluate(h_.get(), metric.get(), model.get(), data.get(),
+                                                         static_cast<uint32_t>(judge), &v);
+        scope.finish(st);
+        return v;
+    }
+    /// What `judge` is with this session's settings, in words (the report's `judge` for the default).
+    std::string judge_name(ovpot_judge_e judge = OVPOT_JUDGE_DEFAULT) const {
+        const char* n = nullptr;
+        check(ovpot_session_judge_name(h_.get(), static_cast<uint32_t>(judge), &n));
+        return n;
     }
     /// The JSON report of the last run that returned a model.
     std::string report_json() const {

@@ -120,7 +120,7 @@ fn judged(judge: u32, config: &QuantConfig) -> Result<Judged> {
 
 /// Evaluates `metric` for `model` on every sample of `dataset` with the built-in engine (reset,
 /// update per sample, value), on the calling thread: IR semantics exactly (OVPOT_JUDGE_EXACT).
-/// To evaluate as accuracy-aware quantization judges, or as the target CPU or OpenVINO compute,
+/// A metric made by `ovpot_metric_create_model_evaluator` is handed the model instead. To evaluate as accuracy-aware quantization judges, or as the target CPU or OpenVINO compute,
 /// use `ovpot_session_evaluate`.
 #[no_mangle]
 pub extern "C" fn ovpot_metric_evaluate(
