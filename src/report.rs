@@ -34,6 +34,42 @@ pub struct Report {
     /// FP32 and INT8 latency as OpenVINO measures them on this CPU (OpenVINO backend only).
     pub latency: Option<LatencyReport>,
     pub warnings: Vec<String>,
+    /// Per quantized layer, in short: the ranges its inputs got against the values the first
+    /// calibration samples gave them, and its weights' error (`ovpot analyze` says more).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerFacts>,
+}
+
+/// One quantized layer's quantizers, in short.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LayerFacts {
+    pub layer: String,
+    pub inputs: Vec<InputRange>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights: Option<WeightFacts>,
+}
+
+/// An activation quantizer's range against the values seen on the first calibration samples.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct InputRange {
+    /// The tensor quantized: `producer:port`.
+    pub tensor: String,
+    pub range_low: f32,
+    pub range_high: f32,
+    pub seen_min: f32,
+    pub seen_max: f32,
+    /// Share of the values seen outside the range.
+    pub clipped_share: f64,
+}
+
+/// A quantized weight's grid and error.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WeightFacts {
+    /// 8, or 7 where the saturation fix halved the range.
+    pub bits: u32,
+    /// SQNR (dB) of the quantized weight: its worst output channel and the mean over channels.
+    pub min_sqnr_db: f64,
+    pub mean_sqnr_db: f64,
 }
 
 /// One inference at a time, in OpenVINO on the CPU that ran the quantization.

@@ -104,3 +104,29 @@ fn the_cli_writes_the_json_and_the_page() {
     assert!(page.contains("id=\"harm-chart\"") && page.contains("id=\"layers\""));
     assert!(text.contains("suggested ignored scope (1 layers)"), "{text}");
 }
+
+#[test]
+fn a_plain_quantization_reports_ranges_clipping_and_weight_error_per_layer() {
+    let Some(dir) = common::fixture("ppocr_cls") else { return };
+    let model = Model::read(&dir.join("model.xml"), None).unwrap();
+    let calib = common::dataset(&dir.join("calib"), 32);
+    let config = QuantConfig { target_isa: TargetIsa::Avx2, stat_subset_size: 32, ..QuantConfig::default() };
+    let out = Session::new(&model, config).unwrap().quantize(&calib).unwrap();
+    let r = &out.report;
+    assert_eq!(r.layers.len(), r.quantized_layers.len());
+    let first = &r.layers[0];
+    // The first convolution's input, the normalized image, is clipped by the range estimator.
+    assert!(first.inputs[0].clipped_share > 0.01, "{first:?}");
+    assert!(r
+        .layers
+        .iter()
+        .flat_map(|l| &l.inputs)
+        .all(|i| (0.0..=1.0).contains(&i.clipped_share) && i.seen_min <= i.seen_max && i.range_low <= i.range_high));
+    let weights: Vec<_> = r.layers.iter().filter_map(|l| l.weights.as_ref()).collect();
+    assert!(
+        weights.iter().any(|w| w.bits == 7)
+            && weights.iter().all(|w| w.min_sqnr_db > 10.0 && w.min_sqnr_db <= w.mean_sqnr_db)
+    );
+    let json = serde_json::to_value(r).unwrap();
+    assert!(json["layers"][0]["inputs"][0]["clipped_share"].is_number());
+}

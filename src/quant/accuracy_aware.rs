@@ -678,6 +678,8 @@ fn report_of_returned(q: &Quantized, reverted: &HashSet<NodeId>) -> crate::repor
     if !emulates_cpu_plugin(&q.config) {
         report.judge = super::judge::describe(&q.verdicts.without_emulation(), &q.isa);
     }
+    let reverted_names: HashSet<&str> = reverted.iter().map(|&o| q.fp_graph.nodes[o].name.as_str()).collect();
+    report.layers.retain(|l| !reverted_names.contains(l.layer.as_str()));
     let kept: Vec<bool> = q
         .setup
         .activations

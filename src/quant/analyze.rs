@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Outlet};
 use crate::hooks::{Hooks, LogLevel, Stage};
 use crate::model::Model;
+use crate::report::{InputRange, LayerFacts, WeightFacts};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -84,7 +85,7 @@ pub fn analyze(
     timings.push(("layer by layer".to_string(), t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    let ranges = activation_ranges(&q, &inputs)?;
+    let ranges = activation_ranges(&q, &inputs, true)?;
     let weights = weight_errors(&q);
     timings.push(("ranges and weights".to_string(), t.elapsed().as_secs_f64()));
 
@@ -214,7 +215,11 @@ impl Judge<'_> {
 
 /// Per activation quantizer: the ops it serves, and its range against the values the FP
 /// graph gives it on `inputs` (two passes: extremes and clipping, then the histogram).
-fn activation_ranges(q: &Quantized, inputs: &[Sample]) -> Result<Vec<(Vec<NodeId>, ActivationRange)>> {
+fn activation_ranges(
+    q: &Quantized,
+    inputs: &[Sample],
+    with_histogram: bool,
+) -> Result<Vec<(Vec<NodeId>, ActivationRange)>> {
     let plan = Plan::new(&q.fp_graph)?;
     let points = &q.setup.activations;
     let index: HashMap<Outlet, Vec<usize>> = points.iter().enumerate().fold(HashMap::new(), |mut m, (i, p)| {
@@ -258,6 +263,9 @@ fn activation_ranges(q: &Quantized, inputs: &[Sample]) -> Result<Vec<(Vec<NodeId
     )?;
     // Pass 2: the histogram over what was seen.
     let second = |s: &Sample| -> Result<Vec<Vec<u64>>> {
+        if !with_histogram {
+            return Ok(vec![vec![]; points.len()]);
+        }
         let mut bins = vec![vec![0u64; HISTOGRAM_BINS]; points.len()];
         let mut watch = |o: Outlet, t: &Tensor| -> Result<()> {
             if let Some(ids) = index.get(&o) {
@@ -276,8 +284,9 @@ fn activation_ranges(q: &Quantized, inputs: &[Sample]) -> Result<Vec<(Vec<NodeId
         plan.run_observed(s, &mut watch)?;
         Ok(bins)
     };
+    let bins = if with_histogram { HISTOGRAM_BINS } else { 0 };
     let hist = inputs.par_iter().map(second).try_reduce(
-        || vec![vec![0u64; HISTOGRAM_BINS]; points.len()],
+        || vec![vec![0u64; bins]; points.len()],
         |a, b| Ok(a.iter().zip(&b).map(|(x, y)| x.iter().zip(y).map(|(p, q)| p + q).collect()).collect()),
     )?;
     Ok(points
@@ -400,4 +409,43 @@ fn suggest(
         measured_sqnr_db: measured,
         reached: measured >= target.sqnr_db,
     }))
+}
+
+/// Samples [`layer_facts`] measures ranges on.
+const FACT_SAMPLES: usize = 8;
+
+/// The short per-layer section of a quantization's report: per quantized op, its inputs'
+/// ranges against the values the first calibration samples gave them, and its weights' error.
+/// Empty, with the reason, when the built-in engine cannot run the model.
+pub(crate) fn layer_facts(q: &Quantized, data: &dyn Dataset, n: usize) -> Result<Vec<LayerFacts>, String> {
+    let inputs: Vec<Sample> = (0..n.min(FACT_SAMPLES))
+        .map(|i| data.get(i))
+        .collect::<Result<_>>()
+        .map_err(|e| format!("per-layer facts: {e}"))?;
+    let ranges = activation_ranges(q, &inputs, false).map_err(|e| format!("per-layer facts left out: {e}"))?;
+    let weights: HashMap<NodeId, WeightError> = weight_errors(q).into_iter().collect();
+    Ok(q.setup
+        .quantized_ops
+        .iter()
+        .map(|&op| LayerFacts {
+            layer: q.fp_graph.nodes[op].name.clone(),
+            inputs: ranges
+                .iter()
+                .filter(|(targets, _)| targets.contains(&op))
+                .map(|(_, r)| InputRange {
+                    tensor: r.tensor.clone(),
+                    range_low: r.range_low,
+                    range_high: r.range_high,
+                    seen_min: r.seen_min,
+                    seen_max: r.seen_max,
+                    clipped_share: r.clipped_share,
+                })
+                .collect(),
+            weights: weights.get(&op).map(|w| WeightFacts {
+                bits: w.bits,
+                min_sqnr_db: w.min_sqnr_db,
+                mean_sqnr_db: w.mean_sqnr_db,
+            }),
+        })
+        .collect())
 }

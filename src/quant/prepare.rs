@@ -112,6 +112,12 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     let fast = FastBiasMeasures { inputs: &fbc_inputs, col: &col, outlets, saturation: &saturation_means };
     bias_correction::correct(&mut quantized, &sites, &fast, &col, data, n, hooks)?;
     record_quantizers(&mut quantized);
+    let t = Instant::now();
+    match super::analyze::layer_facts(&quantized, data, n) {
+        Ok(facts) => quantized.report.layers = facts,
+        Err(why) => hooks.log(LogLevel::Info, &why),
+    }
+    quantized.report.timings.push(("layer_facts".into(), t.elapsed().as_secs_f64()));
     quantized.report.timings.push(("total".into(), t_total.elapsed().as_secs_f64()));
     Ok(quantized)
 }
