@@ -378,6 +378,11 @@ static void sessions(const std::string& mnist, const std::string& digits, const 
     session.set_backend("builtin");
     EXPECT(session.run(calib));
 
+    // The per-layer analysis, its JSON and its page.
+    const std::string analysis = session.analyze(calib, nullptr, 8, 60.0);
+    EXPECT(analysis.find("\"target_sqnr_db\": 60.0") != std::string::npos);
+    EXPECT(session.analysis_html().find("id=\"harm-chart\"") != std::string::npos);
+
     // Data-free quantization on synthetic images.
     ovpot::Session data_free(model);
     data_free.set_data_free().set_subset_size(4);

@@ -1015,6 +1015,31 @@ ovpot_status_e ovpot_session_run_accuracy_aware(ovpot_session_t *session,
                                                 ovpot_model_t **quantized);
 
 /**
+ * Analyses quantizing with the session's settings, layer by layer (the CLI's `ovpot analyze`):
+ * statistics on `calibration`, every output SQNR on the first `samples` (0: 32) samples of
+ * `evaluation` (NULL: `calibration`), as the session's default judge computes; the smallest
+ * ignored scope reaching `target_sqnr_db` (NaN: the fully quantized model's SQNR + 3 dB),
+ * checked by quantizing with it. `*analysis_json` gets the analysis (valid until the next
+ * analysis or the free of `session`; do not free); `ovpot_session_analysis_html` the page.
+ * Callbacks run as in `ovpot_session_run`; progress reports stage OVPOT_STAGE_RANKING for the
+ * per-layer runs.
+ */
+ovpot_status_e ovpot_session_analyze(ovpot_session_t *session,
+                                     const ovpot_dataset_t *calibration,
+                                     const ovpot_dataset_t *evaluation,
+                                     size_t samples,
+                                     double target_sqnr_db,
+                                     const char **analysis_json);
+
+/**
+ * The last analysis of `session` (`ovpot_session_analyze`) as one self-contained HTML page
+ * (inline SVG, no script, no network). Valid until the next analysis or the free of `session`;
+ * do not free. Fails with OVPOT_INVALID_ARGUMENT before any analysis finished.
+ */
+ovpot_status_e ovpot_session_analysis_html(const ovpot_session_t *session,
+                                           const char **html);
+
+/**
  * The report of the last successful run as JSON (FakeQuantize ranges, quantized and ignored
  * layers, timings, accuracy). A run that returns a model (OVPOT_OK, or
  * OVPOT_ACCURACY_NOT_REACHED with the best model found) replaces it; a failed or cancelled run

@@ -45,6 +45,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -862,6 +863,26 @@ public:
     /// AccuracyAwareQuantization judged by agreement with the FP32 model (set_annotation_free).
     Result run_accuracy_aware(const Dataset& calibration, const Dataset& evaluation) {
         return accuracy_aware(calibration, evaluation, nullptr);
+    }
+    /// The per-layer analysis of quantizing with this session's settings (`ovpot analyze`), as
+    /// JSON: statistics on `calibration`, output SQNRs on the first `samples` (0: 32) samples of
+    /// `evaluation` (nullptr: `calibration`), the smallest ignored scope reaching
+    /// `target_sqnr_db` (NaN: the quantized model's SQNR + 3 dB). analysis_html() gives the page.
+    std::string analyze(const Dataset& calibration, const Dataset* evaluation = nullptr, size_t samples = 0,
+                        double target_sqnr_db = std::numeric_limits<double>::quiet_NaN()) {
+        detail::CallScope scope;
+        const char* j = nullptr;
+        const ovpot_status_e st = ovpot_session_analyze(h_.get(), calibration.get(),
+                                                        evaluation ? evaluation->get() : nullptr, samples,
+                                                        target_sqnr_db, &j);
+        scope.finish(st);
+        return j;
+    }
+    /// The last analysis as one self-contained HTML page.
+    std::string analysis_html() const {
+        const char* h = nullptr;
+        check(ovpot_session_analysis_html(h_.get(), &h));
+        return h;
     }
     /// Runs `model` on one sample as `judge` computes it with this session's settings (the
     /// default: as its accuracy-aware run judges candidates).

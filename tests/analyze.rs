@@ -130,3 +130,43 @@ fn a_plain_quantization_reports_ranges_clipping_and_weight_error_per_layer() {
     let json = serde_json::to_value(r).unwrap();
     assert!(json["layers"][0]["inputs"][0]["clipped_share"].is_number());
 }
+
+#[test]
+fn the_c_api_analyses_and_keeps_the_page() {
+    use ovpot::ffi::*;
+    use std::ffi::{c_char, CStr, CString};
+    use std::ptr;
+    let Some(dir) = common::fixture("mnist_cnn") else { return };
+    let c = |p: &std::path::Path| CString::new(p.to_str().unwrap()).unwrap();
+    let err = || unsafe { CStr::from_ptr(ovpot_last_error()) }.to_string_lossy().into_owned();
+    let ok = ovpot_status_e::OVPOT_OK;
+    let mut model = ptr::null_mut();
+    assert_eq!(ovpot_model_read(c(&dir.join("model.xml")).as_ptr(), ptr::null(), &mut model), ok);
+    let mut calib = ptr::null_mut();
+    assert_eq!(ovpot_dataset_create_from_npy_folder(model, c(&dir.join("calib")).as_ptr(), &mut calib), ok);
+    let mut s = ptr::null_mut();
+    let config = CString::new(r#"{"stat_subset_size": 32}"#).unwrap();
+    assert_eq!(ovpot_session_create(model, config.as_ptr(), &mut s), ok, "{}", err());
+
+    let mut html: *const c_char = ptr::null();
+    assert_eq!(ovpot_session_analysis_html(s, &mut html), ovpot_status_e::OVPOT_INVALID_ARGUMENT);
+    assert!(err().contains("no analysis"), "{}", err());
+    let mut json: *const c_char = ptr::null();
+    let st = ovpot_session_analyze(s, calib, ptr::null(), 8, f64::INFINITY, &mut json);
+    assert_eq!(st, ovpot_status_e::OVPOT_INVALID_ARGUMENT);
+    assert!(json.is_null());
+
+    assert_eq!(ovpot_session_analyze(s, calib, ptr::null(), 8, f64::NAN, &mut json), ok, "{}", err());
+    // SAFETY: valid until the next analysis or the free of the session; copied right away.
+    let a: serde_json::Value = serde_json::from_str(&unsafe { CStr::from_ptr(json) }.to_string_lossy()).unwrap();
+    assert_eq!(a["samples"], 8);
+    let sqnr = a["sqnr_db"].as_f64().unwrap();
+    assert!((a["suggestion"]["target_sqnr_db"].as_f64().unwrap() - (sqnr + 3.0)).abs() < 1e-9, "{a}");
+    assert_eq!(ovpot_session_analysis_html(s, &mut html), ok);
+    let page = unsafe { CStr::from_ptr(html) }.to_string_lossy().into_owned();
+    assert!(page.starts_with("<!DOCTYPE html>") && page.contains("id=\"harm-chart\""));
+
+    ovpot_session_free(s);
+    ovpot_dataset_free(calib);
+    ovpot_model_free(model);
+}

@@ -12,7 +12,7 @@ use super::dataset::ovpot_dataset_t;
 use super::metric::{ovpot_metric_t, MetricKind};
 use super::model::ovpot_model_t;
 use super::types::{ovpot_log_level_e, ovpot_stage_e, ovpot_status_e};
-use crate::api::{Dataset, LogLevel, Metric, Outcome, Sample, Session, Stage};
+use crate::api::{Analysis, AnalysisOptions, Dataset, LogLevel, Metric, Outcome, Sample, Session, Stage};
 use crate::error::{Error, Result};
 use crate::quant::config::{applied_params, check_param_keys, QuantConfig};
 use crate::tensor::Tensor;
@@ -45,6 +45,8 @@ pub struct ovpot_session_t {
     progress: Option<(ProgressCb, *mut c_void)>,
     log: Option<(LogCb, *mut c_void, LogLevel)>,
     report: Option<CString>,
+    /// The last analysis: JSON and HTML.
+    analysis: Option<(CString, CString)>,
     /// The text last returned by `ovpot_session_config_json` or `ovpot_session_judge_name`
     /// (valid until the next call on the session; they take a const session).
     text: std::sync::Mutex<Option<CString>>,
@@ -88,6 +90,7 @@ pub extern "C" fn ovpot_session_create(
             log: None,
             report: None,
             text: Default::default(),
+            analysis: None,
             config_warnings,
         });
         Ok(())
@@ -526,7 +529,7 @@ fn run_handles(
 /// is gone), then the requests sent just before the end.
 fn serve_until_done(
     rx: &Receiver<Request>,
-    handle: &std::thread::ScopedJoinHandle<'_, Result<Outcome>>,
+    handle: &std::thread::ScopedJoinHandle<'_, Result<Ran>>,
     callbacks: &SessionCallbacks<'_>,
     calib: &ovpot_dataset_t,
     eval: Option<&ovpot_dataset_t>,
@@ -546,13 +549,41 @@ fn serve_until_done(
     }
 }
 
-/// Runs `job` on a helper thread while this thread serves callback requests.
+/// What a run does.
+enum Job {
+    /// DefaultQuantization, or accuracy-aware when an evaluation dataset is given.
+    Quantize,
+    /// The per-layer analysis (on the evaluation dataset, else the calibration one).
+    Analyze(AnalysisOptions),
+}
+
+/// What a run gave.
+enum Ran {
+    Quantized(Outcome),
+    Analysed(Box<Analysis>),
+}
+
+/// [`run_job`] for a quantization.
 fn run_with_callbacks(
     s: &mut ovpot_session_t,
     calib: &ovpot_dataset_t,
     eval: Option<&ovpot_dataset_t>,
     metric: Option<&mut ovpot_metric_t>,
 ) -> Result<Outcome> {
+    match run_job(s, calib, eval, metric, Job::Quantize)? {
+        Ran::Quantized(o) => Ok(o),
+        Ran::Analysed(_) => Err(Error::internal("a quantization run gave an analysis")),
+    }
+}
+
+/// Runs `job` on a helper thread while this thread serves callback requests.
+fn run_job(
+    s: &mut ovpot_session_t,
+    calib: &ovpot_dataset_t,
+    eval: Option<&ovpot_dataset_t>,
+    metric: Option<&mut ovpot_metric_t>,
+    job_kind: Job,
+) -> Result<Ran> {
     let handles = run_handles(s, calib, eval, metric.as_deref());
     let _in_use = InUse::mark(&handles)?;
     // Callback datasets serve this thread alone for the whole run.
@@ -580,7 +611,7 @@ fn run_with_callbacks(
     });
     let want_progress = s.progress.is_some();
     let log_level = s.log.as_ref().map(|l| l.2);
-    let accuracy_aware = eval.is_some();
+    let accuracy_aware = eval.is_some() && matches!(job_kind, Job::Quantize);
 
     let ovpot_session_t { session, output_names, progress, log, .. } = s;
     let callbacks = SessionCallbacks { output_names, progress: *progress, log: *log };
@@ -607,6 +638,11 @@ fn run_with_callbacks(
         let mut unused_metric = crate::data::Top1Accuracy::new(vec![], 0);
         let job = move || {
             let quantize = || match (eval_run, accuracy_aware) {
+                (eval, _) if matches!(job_kind, Job::Analyze(_)) => {
+                    let Job::Analyze(options) = &job_kind else { unreachable!("matched above") };
+                    let eval: &dyn Dataset = eval.as_deref().unwrap_or(calib_run.as_ref());
+                    session_ref.analyze(calib_run.as_ref(), eval, options).map(|a| Ran::Analysed(Box::new(a)))
+                }
                 (Some(eval), true) => {
                     let metric: &mut dyn Metric = match (rust_metric.take(), proxy_metric.as_mut()) {
                         (Some(m), _) => m,
@@ -615,9 +651,11 @@ fn run_with_callbacks(
                         (None, None) if session_ref.config.accuracy_aware.annotation_free => &mut unused_metric,
                         (None, None) => return Err(Error::internal("no metric")),
                     };
-                    session_ref.quantize_with_accuracy_control(calib_run.as_ref(), eval.as_ref(), metric)
+                    session_ref
+                        .quantize_with_accuracy_control(calib_run.as_ref(), eval.as_ref(), metric)
+                        .map(Ran::Quantized)
                 }
-                _ => session_ref.quantize(calib_run.as_ref()),
+                _ => session_ref.quantize(calib_run.as_ref()).map(Ran::Quantized),
             };
             let r = if nested { in_private_pool(quantize).and_then(|r| r) } else { quantize() };
             // Drops the hooks' senders so the serving loop sees the end.
@@ -723,6 +761,66 @@ pub extern "C" fn ovpot_session_run_accuracy_aware(
         };
         let r = run_with_callbacks(s, calib, Some(eval), metric);
         finish(s, r, out)
+    })
+}
+
+/// Analyses quantizing with the session's settings, layer by layer (the CLI's `ovpot analyze`):
+/// statistics on `calibration`, every output SQNR on the first `samples` (0: 32) samples of
+/// `evaluation` (NULL: `calibration`), as the session's default judge computes; the smallest
+/// ignored scope reaching `target_sqnr_db` (NaN: the fully quantized model's SQNR + 3 dB),
+/// checked by quantizing with it. `*analysis_json` gets the analysis (valid until the next
+/// analysis or the free of `session`; do not free); `ovpot_session_analysis_html` the page.
+/// Callbacks run as in `ovpot_session_run`; progress reports stage OVPOT_STAGE_RANKING for the
+/// per-layer runs.
+#[no_mangle]
+pub extern "C" fn ovpot_session_analyze(
+    session: *mut ovpot_session_t,
+    calibration: *const ovpot_dataset_t,
+    evaluation: *const ovpot_dataset_t,
+    samples: usize,
+    target_sqnr_db: f64,
+    analysis_json: *mut *const c_char,
+) -> ovpot_status_e {
+    ffi_call("ovpot_session_analyze", || {
+        let out = out_ptr(analysis_json, "analysis_json", std::ptr::null())?;
+        let s = try_mut(session, "session")?;
+        let calib = try_ref(calibration, "calibration")?;
+        let eval = if evaluation.is_null() { None } else { Some(try_ref(evaluation, "evaluation")?) };
+        if target_sqnr_db.is_infinite() {
+            return Err(Error::invalid(format!("target_sqnr_db must be finite or NaN, got {target_sqnr_db}")));
+        }
+        let defaults = AnalysisOptions::default();
+        let options = AnalysisOptions {
+            samples: if samples == 0 { defaults.samples } else { samples },
+            target_sqnr_db: (!target_sqnr_db.is_nan()).then_some(target_sqnr_db),
+            ..defaults
+        };
+        let Ran::Analysed(a) = run_job(s, calib, eval, None, Job::Analyze(options))? else {
+            return Err(Error::internal("an analysis run gave a quantization"));
+        };
+        let json = serde_json::to_string_pretty(&a).map_err(|e| Error::internal(format!("analysis to JSON: {e}")))?;
+        let html = crate::analysis::html::render(&a);
+        let (json, _) = s.analysis.insert((c_string(json), c_string(html)));
+        *out = json.as_ptr();
+        Ok(())
+    })
+}
+
+/// The last analysis of `session` (`ovpot_session_analyze`) as one self-contained HTML page
+/// (inline SVG, no script, no network). Valid until the next analysis or the free of `session`;
+/// do not free. Fails with OVPOT_INVALID_ARGUMENT before any analysis finished.
+#[no_mangle]
+pub extern "C" fn ovpot_session_analysis_html(
+    session: *const ovpot_session_t,
+    html: *mut *const c_char,
+) -> ovpot_status_e {
+    ffi_call("ovpot_session_analysis_html", || {
+        let out = out_ptr(html, "html", std::ptr::null())?;
+        let s = try_ref(session, "session")?;
+        let (_, page) =
+            s.analysis.as_ref().ok_or_else(|| Error::invalid("no analysis of this session has finished yet"))?;
+        *out = page.as_ptr();
+        Ok(())
     })
 }
 
