@@ -559,7 +559,7 @@ enum Job {
 
 /// What a run gave.
 enum Ran {
-    Quantized(Outcome),
+    Quantized(Box<Outcome>),
     Analysed(Box<Analysis>),
 }
 
@@ -571,7 +571,7 @@ fn run_with_callbacks(
     metric: Option<&mut ovpot_metric_t>,
 ) -> Result<Outcome> {
     match run_job(s, calib, eval, metric, Job::Quantize)? {
-        Ran::Quantized(o) => Ok(o),
+        Ran::Quantized(o) => Ok(*o),
         Ran::Analysed(_) => Err(Error::internal("a quantization run gave an analysis")),
     }
 }
@@ -653,9 +653,9 @@ fn run_job(
                     };
                     session_ref
                         .quantize_with_accuracy_control(calib_run.as_ref(), eval.as_ref(), metric)
-                        .map(Ran::Quantized)
+                        .map(|o| Ran::Quantized(Box::new(o)))
                 }
-                _ => session_ref.quantize(calib_run.as_ref()).map(Ran::Quantized),
+                _ => session_ref.quantize(calib_run.as_ref()).map(|o| Ran::Quantized(Box::new(o))),
             };
             let r = if nested { in_private_pool(quantize).and_then(|r| r) } else { quantize() };
             // Drops the hooks' senders so the serving loop sees the end.
