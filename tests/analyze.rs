@@ -170,3 +170,49 @@ fn the_c_api_analyses_and_keeps_the_page() {
     ovpot_dataset_free(calib);
     ovpot_model_free(model);
 }
+
+#[test]
+fn with_openvino_the_analysis_says_what_the_runtime_runs_in_int8() {
+    let Some(dir) = common::fixture("mnist_cnn") else { return };
+    let Some(lib) = common::openvino_lib() else { return };
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_ovpot"))
+        .args(["analyze", "-m"])
+        .arg(dir.join("model.xml"))
+        .arg("--data")
+        .arg(dir.join("calib"))
+        .args([
+            "--samples",
+            "4",
+            "--subset-size",
+            "16",
+            "--max-ignored",
+            "1",
+            "--backend",
+            "openvino",
+            "--openvino-lib",
+        ])
+        .arg(lib)
+        .arg("-o")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{text}");
+    let a: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("analysis.json")).unwrap()).unwrap();
+    let r = &a["runtime"];
+    assert!(r["runtime"].as_str().unwrap().starts_with("openvino "), "{r}");
+    assert!(r["fp32_ms"].as_f64().unwrap() > 0.0 && r["int8_ms"].as_f64().unwrap() > 0.0);
+    let nodes = r["nodes"].as_array().unwrap();
+    // The CNN's convolutions and MatMuls run int8 kernels, named as OpenVINO names them.
+    let int8: Vec<&serde_json::Value> = nodes.iter().filter(|n| n["int8"] == true).collect();
+    assert!(int8.len() >= 3, "{r}");
+    let convs = int8.iter().filter(|n| n["node_type"] == "Convolution");
+    assert!(convs.clone().count() == 2 && convs.into_iter().all(|n| n["fp32_exec_type"].is_string()), "{r}");
+    // Every layer group, the MatMuls whose nodes OpenVINO renames included, is found in int8.
+    let layers = a["layers"].as_array().unwrap();
+    assert!(layers.iter().all(|l| l["runs_int8"] == true), "{a}");
+    let page = std::fs::read_to_string(out.path().join("analysis.html")).unwrap();
+    assert!(page.contains("id=\"runtime\""));
+}

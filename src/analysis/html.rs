@@ -23,6 +23,7 @@ pub fn render(a: &Analysis) -> String {
     summary(&mut page, a);
     chart(&mut page, a);
     histograms(&mut page, a);
+    runtime(&mut page, a);
     table(&mut page, a);
     page.push_str("</body></html>\n");
     page
@@ -164,11 +165,44 @@ fn histogram(page: &mut String, r: &ActivationRange) {
     );
 }
 
+/// Nodes of the runtime table (the slowest in the INT8 model).
+const RUNTIME_NODES: usize = 25;
+
+/// What OpenVINO runs, FP32 against INT8, the slowest INT8 nodes first.
+fn runtime(page: &mut String, a: &Analysis) {
+    let Some(r) = &a.runtime else { return };
+    let int8 = r.nodes.iter().filter(|n| n.int8).count();
+    let _ = writeln!(
+        page,
+        "<h2>In the runtime</h2><p>{} on this CPU, one request at a time: {:.3} ms per inference in FP32,          {:.3} ms in INT8 (sums of the performance counters); {int8} of {} nodes run int8 kernels. The          {} slowest INT8 nodes:</p><table id=\"runtime\"><tr><th>node</th><th>type</th><th>INT8 kernel</th>\
+         <th>INT8 µs</th><th>FP32 kernel</th><th>FP32 µs</th></tr>",
+        escape(&r.runtime),
+        r.fp32_ms,
+        r.int8_ms,
+        r.nodes.len(),
+        RUNTIME_NODES.min(r.nodes.len())
+    );
+    for n in r.nodes.iter().take(RUNTIME_NODES) {
+        let _ = writeln!(
+            page,
+            "<tr><td class=\"name\">{}</td><td>{}</td><td class=\"{}\">{}</td><td>{:.0}</td><td>{}</td><td>{}</td></tr>",
+            escape(&n.name),
+            escape(&n.node_type),
+            if n.int8 { "ok" } else { "" },
+            escape(&n.exec_type),
+            n.int8_us,
+            escape(n.fp32_exec_type.as_deref().unwrap_or("–")),
+            n.fp32_us.map_or("–".to_string(), |t| format!("{t:.0}"))
+        );
+    }
+    page.push_str("</table>\n");
+}
+
 fn table(page: &mut String, a: &Analysis) {
     page.push_str(
         "<h2>Every layer group</h2><table id=\"layers\"><tr><th>layers</th><th>types</th>\
          <th>revert gain dB</th><th>alone dB</th><th>clipped %</th><th>weight SQNR dB (worst ch.)</th>\
-         <th>weight bits</th><th>can saturate</th></tr>\n",
+         <th>weight bits</th><th>can saturate</th><th>int8 in the runtime</th></tr>\n",
     );
     for l in &a.layers {
         let clipped = l.activations.iter().map(|r| r.clipped_share).fold(0.0, f64::max) * 100.0;
@@ -177,14 +211,19 @@ fn table(page: &mut String, a: &Analysis) {
         let saturate = l.weights.iter().any(|w| w.can_saturate);
         let _ = writeln!(
             page,
-            "<tr><td class=\"name\">{}</td><td>{}</td><td>{:+.2}</td><td>{:.2}</td><td>{clipped:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=\"name\">{}</td><td>{}</td><td>{:+.2}</td><td>{:.2}</td><td>{clipped:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&l.layers.join(", ")),
             escape(&l.op_types.join(", ")),
             l.revert_gain_db,
             l.only_this_sqnr_db,
             if wsqnr.is_finite() { format!("{wsqnr:.1}") } else { "–".into() },
             bits.join(", "),
-            if saturate { "yes" } else { "" }
+            if saturate { "yes" } else { "" },
+            match l.runs_int8 {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "",
+            }
         );
     }
     page.push_str("</table>\n");
@@ -230,6 +269,7 @@ mod tests {
                 ..Default::default()
             }],
             suggestion: Some(Suggestion { ignored: vec!["conv<1>".into()], reached: true, ..Default::default() }),
+            runtime: None,
             timings: vec![],
         };
         let page = render(&a);

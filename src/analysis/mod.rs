@@ -24,6 +24,9 @@ pub struct Analysis {
     pub layers: Vec<LayerAnalysis>,
     /// The smallest ignored scope found that reaches the target, measured by quantizing with it.
     pub suggestion: Option<Suggestion>,
+    /// With the OpenVINO backend: what the runtime runs, per node, FP32 against INT8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeProfile>,
     /// Seconds per stage.
     pub timings: Vec<(String, f64)>,
 }
@@ -45,6 +48,44 @@ pub struct LayerAnalysis {
     pub activations: Vec<ActivationRange>,
     /// The group's quantized weights.
     pub weights: Vec<WeightError>,
+    /// With the OpenVINO backend: whether the runtime runs one of the group's layers with an
+    /// int8 kernel (None: not profiled, or no node of that name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs_int8: Option<bool>,
+}
+
+/// OpenVINO's CPU plugin running the FP32 and the INT8 model on this CPU, one request at a time,
+/// with its performance counters: per executed node, the kernel and the median time.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RuntimeProfile {
+    /// "openvino <version>".
+    pub runtime: String,
+    /// Sums of the nodes' median times (ms).
+    pub fp32_ms: f64,
+    pub int8_ms: f64,
+    /// The INT8 model's nodes, slowest first, with the FP32 node of the same name.
+    pub nodes: Vec<RuntimeNode>,
+}
+
+/// One node of the INT8 model as the runtime ran it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RuntimeNode {
+    pub name: String,
+    pub node_type: String,
+    /// The kernel that ran it in the INT8 model ("brgconv_avx512_amx_I8").
+    pub exec_type: String,
+    /// Whether that kernel computes in int8.
+    pub int8: bool,
+    pub int8_us: f64,
+    /// The same node in the FP32 model, when it has one: kernel and time.
+    pub fp32_exec_type: Option<String>,
+    pub fp32_us: Option<f64>,
+}
+
+/// Whether an OpenVINO CPU kernel name says it computes in int8 ("..._I8", "..._u8").
+pub fn is_int8_kernel(exec_type: &str) -> bool {
+    let e = exec_type.to_ascii_lowercase();
+    e.ends_with("_i8") || e.ends_with("_u8")
 }
 
 /// One activation quantizer: the values it saw and the range it was given.
@@ -112,6 +153,12 @@ pub fn sqnr_db(signal: f64, noise: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn int8_kernels_by_name() {
+        assert!(is_int8_kernel("brgconv_avx512_amx_I8") && is_int8_kernel("jit_avx2_u8"));
+        assert!(!is_int8_kernel("brgconv_avx512_FP32") && !is_int8_kernel("undef"));
+    }
 
     #[test]
     fn sqnr_of_energies() {

@@ -193,6 +193,28 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Per-node times and kernels of `graph` on `sample` as deployed (one request, OpenVINO's
+    /// LATENCY hint, performance counters on), median of `runs`; None for the built-in engine.
+    pub fn profile(
+        &self,
+        graph: &Graph,
+        sample: &[(String, Tensor)],
+        runs: usize,
+        threads: usize,
+    ) -> Result<Option<Vec<openvino::ProfiledNode>>> {
+        let Backend::OpenVino(core) = self else { return Ok(None) };
+        let g = graph.clone().without_dead_nodes();
+        let targets = targets_or_outputs(&g, &[]);
+        let mut ov = OvExecutable::new(core, &g, &targets, threads, "LATENCY")?;
+        ov.properties.push(("PERF_COUNT", "YES".to_string()));
+        let ins = ov.inputs(&g, sample)?;
+        let shapes = ins.iter().map(|(_, t)| t.shape().to_vec()).collect();
+        let compiled = ov.compiled_for(shapes)?;
+        compiled.profile(&ins, runs).map(Some)
+    }
+}
+
 /// One compile, run on a thread of its own.
 type CompileJob<'a> = Box<dyn FnOnce() -> Result<()> + Send + 'a>;
 

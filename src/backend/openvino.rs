@@ -45,7 +45,22 @@ const REQUIRED: &[&str] = &[
     "ov_output_const_port_free",
     "ov_infer_request_get_output_tensor_by_index",
     "ov_free",
+    "ov_infer_request_get_profiling_info",
+    "ov_profiling_info_list_free",
 ];
+
+/// One executed node of a profiled inference (OpenVINO's performance counters).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ProfiledNode {
+    /// The executed node: an IR layer's name, or a name OpenVINO made for a fused or added node.
+    pub name: String,
+    /// Its type in the plugin's graph ("Convolution", "Reorder", ...).
+    pub node_type: String,
+    /// The kernel that ran it; int8 kernels end in `_I8` or `_u8` ("brgconv_avx512_amx_I8").
+    pub exec_type: String,
+    /// Median microseconds per inference.
+    pub time_us: f64,
+}
 
 /// The library in use: where it was found and its version.
 #[derive(Clone, Debug)]
@@ -457,6 +472,74 @@ impl Compiled {
             }
         }
         Ok(out)
+    }
+}
+
+impl Compiled {
+    /// Runs `inputs` `runs` times on one request (compiled with `PERF_COUNT` on) and returns the
+    /// nodes that executed, with their median time per inference.
+    pub fn profile(&self, inputs: &[(&CStr, &Tensor)], runs: usize) -> Result<Vec<ProfiledNode>> {
+        let req = self.take()?;
+        let mut held = Vec::with_capacity(inputs.len());
+        for (name, t) in inputs {
+            let host = HostTensor::from_tensor(t)?;
+            // SAFETY: request and tensor are valid; the request keeps its own reference.
+            check(&format!("setting input {}", name.to_string_lossy()), unsafe {
+                sys::ov_infer_request_set_tensor(req.0, name.as_ptr(), host.ptr)
+            })?;
+            held.push(host);
+        }
+        let mut nodes: Vec<ProfiledNode> = vec![];
+        let mut times: Vec<Vec<f64>> = vec![];
+        for run in 0..runs.max(1) + 1 {
+            // SAFETY: all inputs are set.
+            check("inference", unsafe { sys::ov_infer_request_infer(req.0) })?;
+            let mut list = sys::ov_profiling_info_list_t { profiling_infos: std::ptr::null_mut(), size: 0 };
+            // SAFETY: valid request and out-parameter; the list is freed below.
+            check("reading the performance counters", unsafe {
+                sys::ov_infer_request_get_profiling_info(req.0, &mut list)
+            })?;
+            let infos: &[sys::ov_profiling_info_t] = if list.profiling_infos.is_null() {
+                &[]
+            } else {
+                // SAFETY: OpenVINO's array of `size` entries, alive until the list is freed.
+                unsafe { std::slice::from_raw_parts(list.profiling_infos, list.size) }
+            };
+            let text = |p: *const c_char| {
+                if p.is_null() {
+                    String::new()
+                } else {
+                    // SAFETY: NUL-terminated strings owned by the list.
+                    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+                }
+            };
+            if run == 1 {
+                nodes = infos
+                    .iter()
+                    .map(|i| ProfiledNode {
+                        name: text(i.node_name),
+                        node_type: text(i.node_type),
+                        exec_type: text(i.exec_type),
+                        time_us: 0.0,
+                    })
+                    .collect();
+                times = vec![vec![]; nodes.len()];
+            }
+            // The first run warms the caches; the node list is the same in every run.
+            if run >= 1 && infos.len() == nodes.len() {
+                for (t, i) in times.iter_mut().zip(infos) {
+                    t.push(i.real_time as f64);
+                }
+            }
+            // SAFETY: filled by get_profiling_info above, freed once.
+            unsafe { sys::ov_profiling_info_list_free(&mut list) };
+        }
+        drop(held);
+        for (n, mut t) in nodes.iter_mut().zip(times) {
+            t.sort_by(f64::total_cmp);
+            n.time_us = t.get(t.len() / 2).copied().unwrap_or(0.0);
+        }
+        Ok(nodes)
     }
 }
 

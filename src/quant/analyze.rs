@@ -8,7 +8,10 @@ use super::config::QuantConfig;
 use super::frontier::FrontierRun;
 use super::judge::emulates_cpu_plugin;
 use super::quantized::Quantized;
-use crate::analysis::{sqnr_db, ActivationRange, Analysis, LayerAnalysis, Suggestion, WeightError, HISTOGRAM_BINS};
+use crate::analysis::{
+    is_int8_kernel, sqnr_db, ActivationRange, Analysis, LayerAnalysis, RuntimeNode, RuntimeProfile, Suggestion,
+    WeightError, HISTOGRAM_BINS,
+};
 use crate::backend::Backend;
 use crate::data::{Dataset, Sample};
 use crate::engine::Plan;
@@ -106,10 +109,31 @@ pub fn analyze(
                     .map(|(_, r)| r.clone())
                     .collect(),
                 weights: weights.iter().filter(|(op, _)| members.contains(op)).map(|(_, w)| w.clone()).collect(),
+                runs_int8: None,
             }
         })
         .collect();
     layers.sort_by(|a, b| b.revert_gain_db.total_cmp(&a.revert_gain_db));
+
+    let t = Instant::now();
+    let runtime = runtime_profile(model, &q, &inputs[0], hooks)?;
+    if let Some(r) = &runtime {
+        // The plugin names a node after its layer, or after the layer and what it fused in
+        // ("<MatMul>/DequantizationMultiply").
+        let of_layer = |node: &str, layer: &str| {
+            node == layer || node.strip_prefix(layer).is_some_and(|rest| rest.starts_with('/'))
+        };
+        for l in &mut layers {
+            let seen: Vec<bool> = r
+                .nodes
+                .iter()
+                .filter(|n| l.layers.iter().any(|layer| of_layer(&n.name, layer)))
+                .map(|n| n.int8)
+                .collect();
+            l.runs_int8 = (!seen.is_empty()).then(|| seen.iter().any(|&b| b));
+        }
+        timings.push(("runtime profile".to_string(), t.elapsed().as_secs_f64()));
+    }
 
     let t = Instant::now();
     let target = options.target_sqnr_db.unwrap_or(model_sqnr + 3.0);
@@ -123,8 +147,52 @@ pub fn analyze(
         sqnr_db: model_sqnr,
         layers,
         suggestion,
+        runtime,
         timings,
     })
+}
+
+/// Runs per profile of a model in the runtime.
+const PROFILE_RUNS: usize = 20;
+
+/// With the OpenVINO backend: the FP32 and the INT8 model as the runtime runs them on `sample`.
+fn runtime_profile(model: &Model, q: &Quantized, sample: &Sample, hooks: &mut Hooks) -> Result<Option<RuntimeProfile>> {
+    if !q.backend.times_as_deployed() {
+        return Ok(None);
+    }
+    let threads = q.config.threads;
+    let Some(fp32) = q.backend.profile(model.graph(), sample, PROFILE_RUNS, threads)? else { return Ok(None) };
+    let int8_graph = q.materialize(&HashSet::new())?;
+    let Some(int8) = q.backend.profile(&int8_graph, sample, PROFILE_RUNS, threads)? else { return Ok(None) };
+    let fp: HashMap<&str, &crate::backend::openvino::ProfiledNode> =
+        fp32.iter().map(|n| (n.name.as_str(), n)).collect();
+    let mut nodes: Vec<RuntimeNode> = int8
+        .iter()
+        .map(|n| RuntimeNode {
+            name: n.name.clone(),
+            node_type: n.node_type.clone(),
+            exec_type: n.exec_type.clone(),
+            int8: is_int8_kernel(&n.exec_type),
+            int8_us: n.time_us,
+            fp32_exec_type: fp.get(n.name.as_str()).map(|f| f.exec_type.clone()),
+            fp32_us: fp.get(n.name.as_str()).map(|f| f.time_us),
+        })
+        .collect();
+    nodes.sort_by(|a, b| b.int8_us.total_cmp(&a.int8_us));
+    let ms = |v: &[crate::backend::openvino::ProfiledNode]| v.iter().map(|n| n.time_us).sum::<f64>() / 1e3;
+    let profile = RuntimeProfile { runtime: q.backend.describe(), fp32_ms: ms(&fp32), int8_ms: ms(&int8), nodes };
+    hooks.log(
+        LogLevel::Info,
+        &format!(
+            "{}: {:.3} ms FP32, {:.3} ms INT8 per inference (performance counters); {} of {} nodes run int8 kernels",
+            profile.runtime,
+            profile.fp32_ms,
+            profile.int8_ms,
+            profile.nodes.iter().filter(|n| n.int8).count(),
+            profile.nodes.len()
+        ),
+    );
+    Ok(Some(profile))
 }
 
 /// The built-in engine computing as the target CPU does (where accuracy-aware quantization
