@@ -536,3 +536,45 @@ def compress_weights(model, mode=CompressWeightsMode.INT8_ASYM, ratio: Optional[
         return _result(Model(out), as_ov)
     finally:
         lib.ovpot_compressor_free(c)
+
+
+def analyze(model, calibration_dataset, validation_dataset=None, *, preset=None, target_device=TargetDevice.ANY,
+            subset_size: int = 300, samples: int = 32, target_sqnr: Optional[float] = None, ignored_scope=None,
+            model_type=None, target_isa: Optional[str] = None, output_dir: Union[str, os.PathLike, None] = None,
+            backend: str = "auto", progress: Optional[Callable] = None) -> dict:
+    """Which layers hurt the quantized model's output (`ovpot analyze`): per layer group the output
+    SQNR with only it quantized and the gain of leaving it in FP32, activation ranges against the
+    values seen, weight errors per channel, and the smallest ignored scope reaching `target_sqnr`
+    dB (default: the quantized model's SQNR + 3), checked by quantizing with it. Quantization
+    settings as `quantize`; SQNRs on the first `samples` samples of `validation_dataset` (default:
+    the calibration data). Returns the analysis as a dict; with `output_dir`, also writes
+    analysis.json and analysis.html there."""
+    m, as_ov = _as_model(model)
+    run = _Run(progress)
+    data = _SampleSource(m, calibration_dataset, int(subset_size), run)
+    evaluation = None if validation_dataset is None else _SampleSource(m, validation_dataset, int(samples), run)
+    options = _common_options(preset, target_device, subset_size, True, model_type, ignored_scope)
+    if target_isa is not None:
+        options["target_isa"] = target_isa
+    s = _session(m, options, _resolved_backend(backend, as_ov), run)
+    try:
+        text = C.c_char_p()
+        target = float("nan") if target_sqnr is None else float(target_sqnr)
+        run.check(lib.ovpot_session_analyze(s, data.h, None if evaluation is None else evaluation.h, int(samples),
+                                            target, C.byref(text)))
+        result = json.loads(text.value.decode())
+        if output_dir is not None:
+            out = os.fspath(output_dir)
+            os.makedirs(out, exist_ok=True)
+            page = C.c_char_p()
+            check(lib.ovpot_session_analysis_html(s, C.byref(page)))
+            with open(os.path.join(out, "analysis.json"), "w", encoding="utf-8") as f:
+                f.write(text.value.decode() + "\n")
+            with open(os.path.join(out, "analysis.html"), "w", encoding="utf-8") as f:
+                f.write(page.value.decode())
+        return result
+    finally:
+        lib.ovpot_session_free(s)
+        data.free()
+        if evaluation is not None:
+            evaluation.free()

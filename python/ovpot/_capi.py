@@ -103,6 +103,8 @@ _SIGNATURES = {
     "ovpot_session_run": ([vp, vp, vpp], C.c_int),
     "ovpot_session_run_accuracy_aware": ([vp, vp, vp, vp, vpp], C.c_int),
     "ovpot_session_report_json": ([vp, C.POINTER(cp)], C.c_int),
+    "ovpot_session_analyze": ([vp, vp, vp, C.c_size_t, C.c_double, C.POINTER(cp)], C.c_int),
+    "ovpot_session_analysis_html": ([vp, C.POINTER(cp)], C.c_int),
     "ovpot_session_free": ([vp], None),
     "ovpot_compressor_create": ([cp, vpp], C.c_int),
     "ovpot_compressor_set_progress_callback": ([vp, PROGRESS, vp], C.c_int),

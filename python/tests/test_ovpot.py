@@ -214,3 +214,15 @@ def test_group_size_fallback_from_nncf_advanced_parameters():
                                advanced_parameters=adjust)
     assert len(c.get_sinks()) == 4
     assert "u4" in {op.get_element_type().get_type_name() for op in c.get_ops() if op.get_type_name() == "Constant"}
+
+
+def test_analyze_names_the_worst_layer_and_writes_the_page(tmp_path):
+    a = ovpot.analyze(str(MNIST / "model.xml"), calib(MNIST), calib(MNIST, n=8), subset_size=32, samples=8,
+                      target_sqnr=40.0, output_dir=tmp_path)
+    assert a["samples"] == 8 and len(a["layers"]) >= 3
+    worst = a["layers"][0]
+    assert worst["revert_gain_db"] >= a["layers"][-1]["revert_gain_db"]
+    assert a["suggestion"]["target_sqnr_db"] == 40.0
+    assert a["suggestion"]["reached"] == (a["suggestion"]["measured_sqnr_db"] >= 40.0)
+    assert (tmp_path / "analysis.json").stat().st_size > 0
+    assert 'id="harm-chart"' in (tmp_path / "analysis.html").read_text()
