@@ -539,7 +539,7 @@ def compress_weights(model, mode=CompressWeightsMode.INT8_ASYM, ratio: Optional[
 
 
 def analyze(model, calibration_dataset, validation_dataset=None, *, preset=None, target_device=TargetDevice.ANY,
-            subset_size: int = 300, samples: int = 32, target_sqnr: Optional[float] = None, ignored_scope=None,
+            subset_size: int = 300, samples: int = 128, target_sqnr: Optional[float] = None, ignored_scope=None,
             model_type=None, target_isa: Optional[str] = None, output_dir: Union[str, os.PathLike, None] = None,
             backend: str = "auto", progress: Optional[Callable] = None) -> dict:
     """Which layers hurt the quantized model's output (`ovpot analyze`): per layer group the output

@@ -39,7 +39,7 @@ pub struct AnalysisOptions {
 
 impl Default for AnalysisOptions {
     fn default() -> Self {
-        AnalysisOptions { samples: 32, target_sqnr_db: None, max_ignored: 32 }
+        AnalysisOptions { samples: 128, target_sqnr_db: None, max_ignored: 32 }
     }
 }
 

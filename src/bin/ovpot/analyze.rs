@@ -10,7 +10,7 @@ pub(crate) struct AnalyzeArgs {
     pub(crate) quantize: QuantizeArgs,
     /// Evaluation samples every output SQNR is measured on (the first ones of --eval-data, else
     /// of --data).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 128)]
     pub(crate) samples: usize,
     /// The output SQNR (dB) the suggested ignored scope must reach; default: the quantized
     /// model's SQNR + 3 dB (half its output noise).
