@@ -1016,7 +1016,7 @@ ovpot_status_e ovpot_session_run_accuracy_aware(ovpot_session_t *session,
 
 /**
  * Analyses quantizing with the session's settings, layer by layer (the CLI's `ovpot analyze`):
- * statistics on `calibration`, every output SQNR on the first `samples` (0: 32) samples of
+ * statistics on `calibration`, every output SQNR on the first `samples` (0: 128) samples of
  * `evaluation` (NULL: `calibration`), as the session's default judge computes; the smallest
  * ignored scope reaching `target_sqnr_db` (NaN: the fully quantized model's SQNR + 3 dB),
  * checked by quantizing with it. `*analysis_json` gets the analysis (valid until the next
