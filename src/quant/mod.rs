@@ -18,6 +18,7 @@ pub mod minmax;
 pub mod placement;
 mod prepare;
 pub mod quantized;
+mod quantizer_facts;
 pub mod saturation;
 pub mod smooth_quant;
 pub mod stats;

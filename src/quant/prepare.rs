@@ -113,7 +113,7 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     bias_correction::correct(&mut quantized, &sites, &fast, &col, data, n, hooks)?;
     record_quantizers(&mut quantized);
     let t = Instant::now();
-    match super::analyze::layer_facts(&quantized, data, n) {
+    match super::quantizer_facts::layer_facts(&quantized, data, n) {
         Ok(facts) => quantized.report.layers = facts,
         Err(why) => hooks.log(LogLevel::Info, &why),
     }
