@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`ovpot analyze` against what it promises, judged in OpenVINO (issue #36), in one run.
 
-    .peers/venv/bin/python bench/analyze.py [--isa avx2 native] [--target-sqnr DB] [FIXTURE...]
+    .peers/venv/bin/python bench/analyze.py [FIXTURE...] [--isa avx2 native] [--target-sqnr DB]
 
 For each fixture (default: ppocr_cls mobilenet_v2) and ISA (avx2 = ONEDNN_MAX_CPU_ISA=AVX2 and
 `--target-isa avx2`: OpenVINO computes as a CPU without VNNI; native = this CPU):

@@ -23,7 +23,7 @@ ovpot="$root/target/release/ovpot"
 ovpot_given=0
 runs=3
 commit=()
-only="quantize,backend,accuracy_aware,saturation,annotation_free,compress,llm,placement,python_api"
+only="quantize,backend,accuracy_aware,saturation,analyze,annotation_free,compress,llm,placement,python_api"
 extra="${OVPOT_EXTRA_MODELS:-}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -59,6 +59,7 @@ if wants backend; then
 fi
 if wants accuracy_aware; then step accuracy_aware "$PY" bench/accuracy_aware.py "${common[@]}"; fi
 if wants saturation; then step saturation "$PY" bench/saturation.py "${common[@]}"; fi
+if wants analyze; then step analyze "$PY" bench/analyze.py "${common[@]}"; fi
 if wants annotation_free; then step annotation_free "$PY" bench/annotation_free.py "${common[@]}"; fi
 if wants compress; then step compress "$PY" bench/compress.py "${common[@]}" --runs 1; fi
 if wants llm; then
