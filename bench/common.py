@@ -44,6 +44,19 @@ os.environ["INFERENCE_PRECISION_HINT"] = "f32"
 # ---------------------------------------------------------------- command line and environment
 
 
+ISA_ENV = {"avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2"}, "native": {}}
+
+
+def isa_env(isa):
+    """This environment with OpenVINO computing as `isa` says (avx2: as a CPU without VNNI;
+    native: this CPU) and in f32."""
+    e = dict(os.environ)
+    e.pop("ONEDNN_MAX_CPU_ISA", None)
+    e.update(ISA_ENV[isa])
+    e["INFERENCE_PRECISION_HINT"] = "f32"
+    return e
+
+
 def parser(doc, fixtures=True, runs=1, name=None):
     """The options every benchmark shares: --ovpot, --fixtures, --runs, --results, --commit,
     --work and positional fixture names (fixtures=False leaves the positionals to the caller)."""

@@ -17,22 +17,14 @@ within 0.3 dB of the better NNCF choice (issue #14's bar). Results: bench/result
 options.variant = the ISA, int8_arith = what OpenVINO computed with.
 """
 import json
-import os
 import sys
 import time
 
 import common
 import table
 
-ISA_ENV = {"avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2"}, "native": {}}
-
-
-def env_for(isa):
-    e = dict(os.environ)
-    e.pop("ONEDNN_MAX_CPU_ISA", None)
-    e.update(ISA_ENV[isa])
-    e["INFERENCE_PRECISION_HINT"] = "f32"
-    return e
+ISA_ENV = common.ISA_ENV
+env_for = common.isa_env
 
 
 def bench(args, name, fixture, work, res):

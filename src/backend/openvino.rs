@@ -440,15 +440,7 @@ impl Compiled {
     /// Runs one inference: `inputs` by tensor name; returns the tensors named `outputs`.
     pub fn infer(&self, inputs: &[(&CStr, &Tensor)], outputs: &[CString]) -> Result<Vec<Tensor>> {
         let req = self.take()?;
-        let mut held = Vec::with_capacity(inputs.len());
-        for (name, t) in inputs {
-            let host = HostTensor::from_tensor(t)?;
-            // SAFETY: request and tensor are valid; the request keeps its own reference.
-            check(&format!("setting input {}", name.to_string_lossy()), unsafe {
-                sys::ov_infer_request_set_tensor(req.0, name.as_ptr(), host.ptr)
-            })?;
-            held.push(host);
-        }
+        let held = set_inputs(&req, inputs)?;
         // SAFETY: all inputs are set.
         check("inference", unsafe { sys::ov_infer_request_infer(req.0) })?;
         let mut out = Vec::with_capacity(outputs.len());
@@ -480,15 +472,7 @@ impl Compiled {
     /// nodes that executed, with their median time per inference.
     pub fn profile(&self, inputs: &[(&CStr, &Tensor)], runs: usize) -> Result<Vec<ProfiledNode>> {
         let req = self.take()?;
-        let mut held = Vec::with_capacity(inputs.len());
-        for (name, t) in inputs {
-            let host = HostTensor::from_tensor(t)?;
-            // SAFETY: request and tensor are valid; the request keeps its own reference.
-            check(&format!("setting input {}", name.to_string_lossy()), unsafe {
-                sys::ov_infer_request_set_tensor(req.0, name.as_ptr(), host.ptr)
-            })?;
-            held.push(host);
-        }
+        let held = set_inputs(&req, inputs)?;
         let mut nodes: Vec<ProfiledNode> = vec![];
         let mut times: Vec<Vec<f64>> = vec![];
         for run in 0..runs.max(1) + 1 {
@@ -541,6 +525,20 @@ impl Compiled {
         }
         Ok(nodes)
     }
+}
+
+/// Sets `inputs` (by tensor name) on `req`; the returned tensors must outlive its inferences.
+fn set_inputs(req: &Request, inputs: &[(&CStr, &Tensor)]) -> Result<Vec<HostTensor>> {
+    let mut held = Vec::with_capacity(inputs.len());
+    for (name, t) in inputs {
+        let host = HostTensor::from_tensor(t)?;
+        // SAFETY: request and tensor are valid; the request keeps its own reference.
+        check(&format!("setting input {}", name.to_string_lossy()), unsafe {
+            sys::ov_infer_request_set_tensor(req.0, name.as_ptr(), host.ptr)
+        })?;
+        held.push(host);
+    }
+    Ok(held)
 }
 
 /// An `ov_tensor_t` handle, freed on drop; `_data` keeps host memory it points to alive.

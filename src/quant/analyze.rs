@@ -64,7 +64,7 @@ pub fn analyze(
     let fp = Plan::new(model.graph())?;
     let fp_outs: Vec<Vec<Tensor>> = inputs.par_iter().map(|s| fp.run(s)).collect::<Result<_>>()?;
     let signal: f64 = fp_outs.iter().map(|o| energy(o)).sum();
-    let judge = &Judge { q: &q, inputs: &inputs, fp_outs: &fp_outs, signal };
+    let judge = &Scorer { q: &q, inputs: &inputs, fp_outs: &fp_outs, signal };
     let all_quantized = judged(&q, &HashSet::new())?;
     let int8 = Plan::new(&all_quantized)?;
     let noise: f64 = inputs
@@ -224,14 +224,14 @@ fn noise(fp: &[Tensor], q: &[Tensor]) -> f64 {
 }
 
 /// Scores variants of a quantization by their output SQNR against the FP32 outputs.
-struct Judge<'a> {
+struct Scorer<'a> {
     q: &'a Quantized,
     inputs: &'a [Sample],
     fp_outs: &'a [Vec<Tensor>],
     signal: f64,
 }
 
-impl Judge<'_> {
+impl Scorer<'_> {
     /// Output SQNR of each candidate (`ops_reverted(j)` left in FP32), run from `base_reverted`'s
     /// values.
     fn sqnr_of(
@@ -291,7 +291,7 @@ fn suggest(
     model: &Model,
     config: &QuantConfig,
     calib: &dyn Dataset,
-    judge: &Judge<'_>,
+    judge: &Scorer<'_>,
     layers: &[LayerAnalysis],
     target: Target,
     hooks: &mut Hooks,
