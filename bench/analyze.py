@@ -11,7 +11,8 @@ For each fixture (default: ppocr_cls mobilenet_v2) and ISA (avx2 = ONEDNN_MAX_CP
   * `ovpot quantize --ignored-scope <the suggestion>`;
   * `ovpot quantize -q accuracy_aware` on the labels with --max-drop (default 0.005), where the
     fixture has labels;
-and every IR is judged in OpenVINO on all evaluation samples (as ovcheck.py). Printed: the layer
+and every IR, with NNCF 3.4's default INT8 of the fixture (nncf_int8.xml) beside them, is judged in
+OpenVINO on all evaluation samples (as ovcheck.py). Printed: the layer
 groups whose revert gains most, SQNR and accuracy of default / suggested scope / accuracy-aware in
 the runtime, whether the suggestion reaches the target there, and analyze time / quantize time.
 Results: bench/results/analyze.jsonl.
@@ -63,7 +64,8 @@ def bench(args, name, fixture, work, res, isa):
             isa_opt + ["-q", "accuracy_aware", "--labels", fixture / "eval_labels.npy", "--eval-data",
                        fixture / "eval", "--max-drop", args.max_drop]), env)
         candidates["ovpot-accuracy-aware"] = common.optimized_xml(aa, "model")
-    judged = common.judge(fixture, candidates, env=env)
+    judged = common.judge(fixture, candidates, env=env, fixture_nncf=True)
+    candidates["nncf_fixture"] = fixture / "nncf_int8.xml"
     cpu = judged["int8_arith"]
     opt = {"variant": isa, "target_sqnr_db": s["target_sqnr_db"]}
     for tool in ["fp32"] + list(candidates):
