@@ -33,7 +33,7 @@ fn analysis_finds_the_harmful_layers_and_a_scope_that_is_checked() {
     let eval = common::dataset(&dir.join("eval"), 16);
     let config = QuantConfig { target_isa: TargetIsa::Avx2, stat_subset_size: 64, ..QuantConfig::default() };
     let mut session = Session::new(&model, config.clone()).unwrap();
-    let options = AnalysisOptions { samples: 16, target_sqnr_db: None, max_ignored: 6 };
+    let options = AnalysisOptions { samples: Some(16), target_sqnr_db: None, max_ignored: 6 };
     let a = session.analyze(&calib, &eval, &options).unwrap();
 
     assert_eq!(a.samples, 16);

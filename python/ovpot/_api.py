@@ -539,7 +539,7 @@ def compress_weights(model, mode=CompressWeightsMode.INT8_ASYM, ratio: Optional[
 
 
 def analyze(model, calibration_dataset, validation_dataset=None, *, preset=None, target_device=TargetDevice.ANY,
-            subset_size: int = 300, samples: int = 128, target_sqnr: Optional[float] = None, ignored_scope=None,
+            subset_size: int = 300, samples: Optional[int] = None, target_sqnr: Optional[float] = None, ignored_scope=None,
             model_type=None, target_isa: Optional[str] = None, output_dir: Union[str, os.PathLike, None] = None,
             backend: str = "auto", progress: Optional[Callable] = None) -> dict:
     """Which layers hurt the quantized model's output (`ovpot analyze`): per layer group the output
@@ -547,12 +547,13 @@ def analyze(model, calibration_dataset, validation_dataset=None, *, preset=None,
     values seen, weight errors per channel, and the smallest ignored scope reaching `target_sqnr`
     dB (default: the quantized model's SQNR + 3), checked by quantizing with it. Quantization
     settings as `quantize`; SQNRs on the first `samples` samples of `validation_dataset` (default:
-    the calibration data). Returns the analysis as a dict; with `output_dir`, also writes
+    the calibration data; `samples` None: enough for 16384 output values, 16 to 128). Returns the analysis as a dict; with `output_dir`, also writes
     analysis.json and analysis.html there."""
     m, as_ov = _as_model(model)
     run = _Run(progress)
     data = _SampleSource(m, calibration_dataset, int(subset_size), run)
-    evaluation = None if validation_dataset is None else _SampleSource(m, validation_dataset, int(samples), run)
+    evaluation = None if validation_dataset is None else _SampleSource(m, validation_dataset,
+                                                                       128 if samples is None else int(samples), run)
     options = _common_options(preset, target_device, subset_size, True, model_type, ignored_scope)
     if target_isa is not None:
         options["target_isa"] = target_isa
@@ -560,7 +561,7 @@ def analyze(model, calibration_dataset, validation_dataset=None, *, preset=None,
     try:
         text = C.c_char_p()
         target = float("nan") if target_sqnr is None else float(target_sqnr)
-        run.check(lib.ovpot_session_analyze(s, data.h, None if evaluation is None else evaluation.h, int(samples),
+        run.check(lib.ovpot_session_analyze(s, data.h, None if evaluation is None else evaluation.h, int(samples or 0),
                                             target, C.byref(text)))
         result = json.loads(text.value.decode())
         if output_dir is not None:

@@ -67,6 +67,9 @@ fn summary(page: &mut String, a: &Analysis) {
                 escape(&s.ignored.join(","))
             );
         }
+        None if a.layers.iter().any(|l| l.revert_gain_db > 0.0) => {
+            page.push_str("<p id=\"suggestion\">The fully quantized model reaches the target: nothing to ignore.</p>")
+        }
         None => page.push_str("<p id=\"suggestion\">No layer's revert improves the output: nothing to ignore.</p>"),
     }
     page.push_str("</div>\n");

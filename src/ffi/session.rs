@@ -765,8 +765,8 @@ pub extern "C" fn ovpot_session_run_accuracy_aware(
 }
 
 /// Analyses quantizing with the session's settings, layer by layer (the CLI's `ovpot analyze`):
-/// statistics on `calibration`, every output SQNR on the first `samples` (0: 128) samples of
-/// `evaluation` (NULL: `calibration`), as the session's default judge computes; the smallest
+/// statistics on `calibration`, every output SQNR on the first `samples` samples of `evaluation`
+/// (NULL: `calibration`; 0 samples: enough for 16384 output values, 16 to 128), as the session's default judge computes; the smallest
 /// ignored scope reaching `target_sqnr_db` (NaN: the fully quantized model's SQNR + 3 dB),
 /// checked by quantizing with it. `*analysis_json` gets the analysis (valid until the next
 /// analysis or the free of `session`; do not free); `ovpot_session_analysis_html` the page.
@@ -791,7 +791,7 @@ pub extern "C" fn ovpot_session_analyze(
         }
         let defaults = AnalysisOptions::default();
         let options = AnalysisOptions {
-            samples: if samples == 0 { defaults.samples } else { samples },
+            samples: (samples != 0).then_some(samples),
             target_sqnr_db: (!target_sqnr_db.is_nan()).then_some(target_sqnr_db),
             ..defaults
         };

@@ -146,28 +146,27 @@ impl<'a> FrontierRun<'a> {
                     .par_iter()
                     .map(|&k| self.base.run_from(&self.seeds[k], &union, &mut NoObserver))
                     .collect::<Result<_>>()?;
-                let part: Vec<Result<Vec<R>>> = built
+                // Every (candidate, sample) pair in parallel: a wave of one candidate still
+                // uses every thread.
+                let pairs: Vec<(usize, usize)> =
+                    (0..built.len()).flat_map(|c| (0..rows.len()).map(move |r| (c, r))).collect();
+                let mut part: Vec<Result<R>> = pairs
                     .par_iter()
-                    .zip(&js)
-                    .map(|((plan, frontier, _), &j)| {
-                        let targets = plan.output_outlets();
-                        rows.iter()
-                            .zip(&shared)
-                            .map(|(&k, values)| {
-                                let seeds: HashMap<Outlet, Arc<Tensor>> =
-                                    frontier.iter().map(|&(c, b)| (c, values[slot[&b]].clone())).collect();
-                                let out: Vec<Tensor> = plan
-                                    .run_from(&seeds, &targets, &mut NoObserver)?
-                                    .into_iter()
-                                    .map(|t| Arc::try_unwrap(t).unwrap_or_else(|a| (*a).clone()))
-                                    .collect();
-                                score(j, k, out)
-                            })
-                            .collect()
+                    .map(|&(c, r)| {
+                        let (plan, frontier, _) = &built[c];
+                        let seeds: HashMap<Outlet, Arc<Tensor>> =
+                            frontier.iter().map(|&(cand, b)| (cand, shared[r][slot[&b]].clone())).collect();
+                        let out: Vec<Tensor> = plan
+                            .run_from(&seeds, &plan.output_outlets(), &mut NoObserver)?
+                            .into_iter()
+                            .map(|t| Arc::try_unwrap(t).unwrap_or_else(|a| (*a).clone()))
+                            .collect();
+                        score(js[c], rows[r], out)
                     })
                     .collect();
-                for (s, p) in scores.iter_mut().zip(part) {
-                    s.push(p?);
+                for s in scores.iter_mut().rev() {
+                    let tail = part.split_off(part.len() - rows.len());
+                    s.push(tail.into_iter().collect::<Result<Vec<R>>>()?);
                 }
             }
             for (j, s) in js.into_iter().zip(scores) {

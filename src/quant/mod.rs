@@ -24,6 +24,7 @@ pub mod smooth_quant;
 pub mod stats;
 
 pub use prepare::prepare;
+pub(crate) use prepare::prepare_from;
 pub use quantized::{LatencyProbe, Quantized};
 
 use crate::data::{Dataset, Metric};

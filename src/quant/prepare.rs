@@ -20,11 +20,25 @@ use crate::model::Model;
 use crate::report::{FqInfo, Report};
 use crate::tensor::Tensor;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Decides a DefaultQuantization of `model` on the calibration `data`: where the quantizers go,
 /// their ranges, the int8 weights and the bias corrections. Nothing is written yet.
 pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &mut Hooks) -> Result<Quantized> {
+    prepare_from(model, config, data, None, hooks)
+}
+
+/// [`prepare`], reading the statistics of `prior` (a quantization of the same model on the same
+/// `data`) when they answer everything this one asks for; the model runs only when they do not.
+/// Nothing is compiled for the latency figure then: the caller compares, it does not deploy.
+pub(crate) fn prepare_from(
+    model: &Model,
+    config: &QuantConfig,
+    data: &dyn Dataset,
+    prior: Option<&Quantized>,
+    hooks: &mut Hooks,
+) -> Result<Quantized> {
     config.validate()?;
     // shuffle_data: every pass below takes the first samples of this view, a random subset.
     let shuffled;
@@ -63,27 +77,41 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
     let t = Instant::now();
     let output_outlets: Vec<Outlet> = fp_graph.results().iter().map(|&r| fp_graph.nodes[r].inputs[0]).collect();
     let requests = statistics_requests(&smoothing, &setup, &sites, outlets, &output_outlets, config, n);
-    let pass = stats::Pass { data, n, requests: &requests, stage: Stage::Statistics };
-    let (col, fp32_deployed) =
-        statistics_beside_fp32_compile(&backend, model, &fp_graph, fp_plan, config, pass, hooks)?;
-    let fp32_deployed = fp32_deployed.unwrap_or_else(|msg| {
-        hooks.log(LogLevel::Warning, &msg);
-        report.warnings.push(msg);
-        None
-    });
-    report.inferences += n;
+    let reusable = prior.map(|q| &q.statistics).filter(|s| s.covers(n, &requests));
+    let (statistics, fp32_deployed) = match reusable {
+        Some(s) => {
+            hooks.log(
+                LogLevel::Info,
+                "statistics: those of the previous quantization (the same samples, no more asked)",
+            );
+            (Arc::clone(s), None)
+        }
+        None => {
+            let pass = stats::Pass { data, n, requests: &requests, stage: Stage::Statistics };
+            let (col, fp32_deployed) =
+                statistics_beside_fp32_compile(&backend, model, &fp_graph, fp_plan, config, pass, hooks)?;
+            let fp32_deployed = fp32_deployed.unwrap_or_else(|msg| {
+                hooks.log(LogLevel::Warning, &msg);
+                report.warnings.push(msg);
+                None
+            });
+            report.inferences += n;
+            (Arc::new(stats::Statistics::new(n, requests, col)), fp32_deployed)
+        }
+    };
+    let col = &*statistics.collected;
     report.timings.push(("statistics".into(), t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    smoothing.apply(&fp_graph, &col, config, hooks)?;
+    smoothing.apply(&fp_graph, col, config, hooks)?;
     let graph = &smoothing.graph;
     let plan = Plan::new(graph)?;
-    let mut act_ranges = activation_ranges(graph, &setup, &smoothing, &col, config)?;
+    let mut act_ranges = activation_ranges(graph, &setup, &smoothing, col, config)?;
     leave_overflowing_unquantized(graph, &mut setup, &mut act_ranges, hooks, &mut report);
     report.timings.push(("ranges".into(), t.elapsed().as_secs_f64()));
     let t = Instant::now();
     let weights = quantize_weights(graph, &plan, &setup, config)?;
-    let fbc_inputs = fast_bias_inputs(graph, &sites, &smoothing, &col);
+    let fbc_inputs = fast_bias_inputs(graph, &sites, &smoothing, col);
     report.timings.push(("weights".into(), t.elapsed().as_secs_f64()));
 
     let assumed = isa::resolve_here(config.target_isa, config.target_device);
@@ -106,11 +134,12 @@ pub fn prepare(model: &Model, config: &QuantConfig, data: &dyn Dataset, hooks: &
         isa: assumed,
         report,
         latency: LatencyProbe { fp32: fp32_deployed, ..Default::default() },
+        statistics: Arc::clone(&statistics),
     };
-    let fp_outputs = kept_outputs(&col, &output_outlets);
+    let fp_outputs = kept_outputs(col, &output_outlets);
     let saturation_means = saturation::fix(&mut quantized, data, n, fp_outputs.as_deref(), hooks)?;
-    let fast = FastBiasMeasures { inputs: &fbc_inputs, col: &col, outlets, saturation: &saturation_means };
-    bias_correction::correct(&mut quantized, &sites, &fast, &col, data, n, hooks)?;
+    let fast = FastBiasMeasures { inputs: &fbc_inputs, col, outlets, saturation: &saturation_means };
+    bias_correction::correct(&mut quantized, &sites, &fast, col, data, n, hooks)?;
     record_quantizers(&mut quantized);
     let t = Instant::now();
     match super::quantizer_facts::layer_facts(&quantized, data, n) {
@@ -619,4 +648,55 @@ fn record_quantizers(q: &mut Quantized) {
 
 fn constant_value(plan: &Plan, o: Outlet) -> Option<Tensor> {
     plan.constant_value(o).map(|t| (**t).clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::InMemoryDataset;
+    use std::collections::HashSet;
+
+    /// A quantization with an ignored scope reading an earlier run's statistics writes the bytes
+    /// a quantization that runs the model writes, and does not run it; one asking for more
+    /// statistics (another estimator) runs it.
+    #[test]
+    fn reused_statistics_give_the_same_quantization() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ppocr_cls");
+        let model = Model::read(&dir.join("model.xml"), None).unwrap();
+        let x = crate::npy::read_npy(&dir.join("calib/x.npy")).unwrap();
+        let samples = (0..24)
+            .map(|i| {
+                let t = crate::map_tensor!(&x, a => a.slice_axis(ndarray::Axis(0), ndarray::Slice::from(i..i + 1)).to_owned());
+                vec![("x".to_string(), t)]
+            })
+            .collect();
+        let calib = InMemoryDataset { samples };
+        let config = QuantConfig::default();
+        let first = prepare(&model, &config, &calib, &mut Hooks::default()).unwrap();
+        let mut scoped = config.clone();
+        let layer = first.fp_graph.nodes[first.setup.quantized_ops[3]].name.clone();
+        scoped.ignored.names.push(layer);
+        let ran = prepare(&model, &scoped, &calib, &mut Hooks::default()).unwrap();
+        let reused = prepare_from(&model, &scoped, &calib, Some(&first), &mut Hooks::default()).unwrap();
+        assert_eq!(ran.report.inferences, first.report.inferences);
+        assert!(
+            reused.report.inferences < ran.report.inferences,
+            "{} inferences reusing, {} running",
+            reused.report.inferences,
+            ran.report.inferences
+        );
+        assert!(Arc::ptr_eq(&reused.statistics, &first.statistics));
+        let none = HashSet::new();
+        let bytes = |q: &Quantized| crate::ir::writer::serialize(&q.materialize(&none).unwrap()).unwrap();
+        assert_eq!(bytes(&reused), bytes(&ran));
+        assert_ne!(bytes(&reused), bytes(&first), "the ignored layer changed nothing");
+
+        let mut other = scoped.clone();
+        other.range_estimator = serde_json::from_value(serde_json::json!({
+            "activations": {"max": {"type": "quantile", "outlier_prob": 0.001}}
+        }))
+        .unwrap();
+        let more = prepare_from(&model, &other, &calib, Some(&first), &mut Hooks::default()).unwrap();
+        assert!(!Arc::ptr_eq(&more.statistics, &first.statistics));
+    }
 }

@@ -35,6 +35,8 @@ pub struct Quantized {
     /// With the OpenVINO backend: the FP32 model compiled as deployed, and the latencies measured
     /// on the way (the report's "does INT8 pay here").
     pub latency: LatencyProbe,
+    /// The statistics every range and correction was computed from.
+    pub statistics: std::sync::Arc<super::stats::Statistics>,
 }
 
 /// The FP32 model compiled as deployed (OpenVINO, one request at a time) beside the statistics

@@ -9,9 +9,9 @@ pub(crate) struct AnalyzeArgs {
     #[command(flatten)]
     pub(crate) quantize: QuantizeArgs,
     /// Evaluation samples every output SQNR is measured on (the first ones of --eval-data, else
-    /// of --data).
-    #[arg(long, default_value_t = 128)]
-    pub(crate) samples: usize,
+    /// of --data); default: enough for 16384 output values, 16 to 128.
+    #[arg(long)]
+    pub(crate) samples: Option<usize>,
     /// The output SQNR (dB) the suggested ignored scope must reach; default: the quantized
     /// model's SQNR + 3 dB (half its output noise).
     #[arg(long)]
@@ -53,7 +53,7 @@ pub(crate) fn cmd_analyze(a: &AnalyzeArgs, log: Logger, visible: bool) -> CliRes
         json_name(&cfg.effective_preset()),
         json_name(&cfg.target_device),
         data.len().min(cfg.stat_subset_size),
-        eval_ref.len().min(a.samples)
+        a.samples.map_or("an automatic count of".to_string(), |n| eval_ref.len().min(n).to_string())
     ));
     let options = AnalysisOptions { samples: a.samples, target_sqnr_db: a.target_sqnr, max_ignored: a.max_ignored };
     let mut session = Session::new(&model, cfg)?;

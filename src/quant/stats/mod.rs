@@ -25,6 +25,29 @@ pub(crate) use summary::sorted_quantile;
 pub use summary::{targets, ChannelRange, Collected, Request, SampleScalars};
 use summary::{Partial, Requested};
 
+/// A statistics pass's results with what it measured: a later quantization of the same model on
+/// the same samples that asks for no more (an ignored scope tried by the analysis) reads them
+/// instead of running the model again.
+pub struct Statistics {
+    n: usize,
+    requests: HashMap<Outlet, Vec<Request>>,
+    pub collected: std::sync::Arc<Collected>,
+}
+
+impl Statistics {
+    pub fn new(n: usize, requests: HashMap<Outlet, Vec<Request>>, collected: Collected) -> Statistics {
+        Statistics { n, requests, collected: std::sync::Arc::new(collected) }
+    }
+
+    /// Whether these statistics answer `requests` on the first `n` samples.
+    pub fn covers(&self, n: usize, requests: &HashMap<Outlet, Vec<Request>>) -> bool {
+        n == self.n
+            && requests
+                .iter()
+                .all(|(o, wanted)| self.requests.get(o).is_some_and(|had| wanted.iter().all(|r| had.contains(r))))
+    }
+}
+
 /// One statistics pass: the first `n` samples of `data`, what to collect where, and the stage
 /// its progress is reported as.
 pub struct Pass<'a> {
