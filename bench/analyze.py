@@ -6,7 +6,7 @@
 For each fixture (default: ppocr_cls mobilenet_v2) and ISA (avx2 = ONEDNN_MAX_CPU_ISA=AVX2 and
 `--target-isa avx2`: OpenVINO computes as a CPU without VNNI; native = this CPU):
   * `ovpot quantize` with its defaults (timed: one quantization);
-  * `ovpot analyze` with the same options, SQNRs on --samples evaluation samples (timed), whose suggested
+  * `ovpot analyze` with the same options, SQNRs on --samples evaluation samples (default: its own choice) (timed), whose suggested
     ignored scope must reach --target-sqnr (default: its own, the quantized model's SQNR + 3 dB);
   * `ovpot quantize --ignored-scope <the suggestion>`;
   * `ovpot quantize -q accuracy_aware` on the labels with --max-drop (default 0.005), where the
@@ -44,7 +44,9 @@ def bench(args, name, fixture, work, res, isa):
     a_out = work / f"analysis_{isa}"
     cmd = common.ovpot_quantize_cmd(args.ovpot, model, fixture / "calib", a_out, meta, isa_opt)
     cmd[cmd.index("quantize")] = "analyze"
-    cmd += ["--eval-data", str(fixture / "eval"), "--samples", str(args.samples)]
+    cmd += ["--eval-data", str(fixture / "eval")]
+    if args.samples:
+        cmd += ["--samples", str(args.samples)]
     if args.target_sqnr is not None:
         cmd += ["--target-sqnr", str(args.target_sqnr)]
     t_a = timed(cmd, env)
@@ -89,7 +91,7 @@ def bench(args, name, fixture, work, res, isa):
         got = judged["ovpot-suggested"]["sqnr_db"]
         print(f"  target {target:.2f} dB: the suggested scope gives {got:.2f} dB in OpenVINO "
               f"({'reached' if got >= target else 'NOT reached'}; ovpot measured {s['measured_sqnr_db']:.2f} dB "
-              f"on {analysis['samples']} samples)")
+              f"on {s.get('samples', analysis['samples'])} samples, chosen on {analysis['samples']})")
     print(f"  time: quantize {t_q:.1f} s, analyze {t_a:.1f} s ({t_a / t_q:.2f}x)")
     return t_a / t_q
 
@@ -99,8 +101,8 @@ def main():
     ap.add_argument("--isa", nargs="+", default=["avx2", "native"], choices=list(ISA_ENV))
     ap.add_argument("--target-sqnr", type=float, help="default: the analysis' own (its SQNR + 3 dB)")
     ap.add_argument("--max-drop", default="0.005", help="accuracy-aware's maximal drop (default 0.005)")
-    ap.add_argument("--samples", type=int, default=300, help="evaluation samples the analysis measures on "
-                                                              "(default 300: all of the fixtures')")
+    ap.add_argument("--samples", type=int, help="evaluation samples the analysis measures on "
+                                                 "(default: its own choice, 16 to 256 by output size)")
     args = ap.parse_args()
     args.ovpot = common.ovpot_binary(args)
     common.header(args, "avx2 = ONEDNN_MAX_CPU_ISA=AVX2 and --target-isa avx2")

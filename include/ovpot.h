@@ -1017,10 +1017,11 @@ ovpot_status_e ovpot_session_run_accuracy_aware(ovpot_session_t *session,
 /**
  * Analyses quantizing with the session's settings, layer by layer (the CLI's `ovpot analyze`):
  * statistics on `calibration`, every output SQNR on the first `samples` samples of `evaluation`
- * (NULL: `calibration`; 0 samples: enough for 16384 output values, 16 to 128), as the session's default judge computes; the smallest
- * ignored scope reaching `target_sqnr_db` (NaN: the fully quantized model's SQNR + 3 dB),
- * checked by quantizing with it. `*analysis_json` gets the analysis (valid until the next
- * analysis or the free of `session`; do not free); `ovpot_session_analysis_html` the page.
+ * (NULL: `calibration`; 0: enough samples for 16384 output values, 16 to 256), as the session's
+ * default judge computes; the smallest ignored scope reaching `target_sqnr_db` (NaN: the fully
+ * quantized model's SQNR + 3 dB), checked by quantizing with it on up to four times as many
+ * samples (at most 512). `*analysis_json` gets the analysis (valid until the next analysis or
+ * the free of `session`; do not free); `ovpot_session_analysis_html` the page.
  * Callbacks run as in `ovpot_session_run`; progress reports stage OVPOT_STAGE_RANKING for the
  * per-layer runs.
  */

@@ -160,8 +160,17 @@ fn the_c_api_analyses_and_keeps_the_page() {
     // SAFETY: valid until the next analysis or the free of the session; copied right away.
     let a: serde_json::Value = serde_json::from_str(&unsafe { CStr::from_ptr(json) }.to_string_lossy()).unwrap();
     assert_eq!(a["samples"], 8);
-    let sqnr = a["sqnr_db"].as_f64().unwrap();
-    assert!((a["suggestion"]["target_sqnr_db"].as_f64().unwrap() - (sqnr + 3.0)).abs() < 1e-9, "{a}");
+    // Chosen on 8 samples, checked on 32 (four times as many), whose SQNR the default target
+    // adds 3 dB to.
+    let suggestion = &a["suggestion"];
+    assert_eq!(suggestion["samples"], 32, "{a}");
+    let quantized = suggestion["quantized_sqnr_db"].as_f64().unwrap();
+    assert!((suggestion["target_sqnr_db"].as_f64().unwrap() - (quantized + 3.0)).abs() < 1e-9, "{a}");
+    // The model's input is a quantized tensor too: its values are seen.
+    let inputs: Vec<&serde_json::Value> =
+        a["layers"].as_array().unwrap().iter().flat_map(|l| l["activations"].as_array().unwrap()).collect();
+    assert!(inputs.iter().all(|r| r["seen_max"].is_number() && r["histogram"][0].is_number()), "{a}");
+    assert!(inputs.iter().any(|r| r["tensor"] == "input:0"), "{a}");
     assert_eq!(ovpot_session_analysis_html(s, &mut html), ok);
     let page = unsafe { CStr::from_ptr(html) }.to_string_lossy().into_owned();
     assert!(page.starts_with("<!DOCTYPE html>") && page.contains("id=\"harm-chart\""));

@@ -545,15 +545,16 @@ def analyze(model, calibration_dataset, validation_dataset=None, *, preset=None,
     """Which layers hurt the quantized model's output (`ovpot analyze`): per layer group the output
     SQNR with only it quantized and the gain of leaving it in FP32, activation ranges against the
     values seen, weight errors per channel, and the smallest ignored scope reaching `target_sqnr`
-    dB (default: the quantized model's SQNR + 3), checked by quantizing with it. Quantization
-    settings as `quantize`; SQNRs on the first `samples` samples of `validation_dataset` (default:
-    the calibration data; `samples` None: enough for 16384 output values, 16 to 128). Returns the analysis as a dict; with `output_dir`, also writes
-    analysis.json and analysis.html there."""
+    dB (default: the quantized model's SQNR + 3), checked by quantizing with it on up to four
+    times as many samples. Quantization settings as `quantize`; SQNRs on the first `samples`
+    samples of `validation_dataset` (default: the calibration data; `samples` None: enough for
+    16384 output values, 16 to 256). Returns the analysis as a dict; with `output_dir`, also
+    writes analysis.json and analysis.html there."""
     m, as_ov = _as_model(model)
     run = _Run(progress)
     data = _SampleSource(m, calibration_dataset, int(subset_size), run)
     evaluation = None if validation_dataset is None else _SampleSource(m, validation_dataset,
-                                                                       128 if samples is None else int(samples), run)
+                                                                       256 if samples is None else int(samples), run)
     options = _common_options(preset, target_device, subset_size, True, model_type, ignored_scope)
     if target_isa is not None:
         options["target_isa"] = target_isa

@@ -58,10 +58,13 @@ fn summary(page: &mut String, a: &Analysis) {
                 page,
                 "<p id=\"suggestion\">Leave <b>{}</b> layer(s) in floating point to reach {:.2} dB: \
                  quantizing with that ignored scope measured <b class=\"{class}\">{:.2} dB</b> \
-                 (predicted {:.2} dB){}.</p><p><code>--ignore {}</code></p>",
+                 on {} samples, against {:.2} dB fully quantized (predicted {:.2} dB){}.</p>\
+                 <p><code>--ignore {}</code></p>",
                 s.ignored.len(),
                 s.target_sqnr_db,
                 s.measured_sqnr_db,
+                s.samples,
+                s.quantized_sqnr_db,
                 s.predicted_sqnr_db,
                 if s.reached { "" } else { ", the target is not reached" },
                 escape(&s.ignored.join(","))

@@ -68,25 +68,28 @@ pub fn analyze(
         None => auto_samples(first_outs.iter().map(|t| t.len()).sum()),
     }
     .min(eval.len());
-    hooks.log(LogLevel::Info, &format!("output SQNRs on {n} evaluation samples"));
-    let inputs: Vec<Sample> = std::iter::once(Ok(first))
-        .chain((1..n).map(|i| eval.get(i).map_err(|e| e.with_sample("evaluation", i))))
+    // The suggested scope is chosen on the first `n` samples and checked on more: a scope that
+    // only fixes a few samples among them would not hold on the rest.
+    let m = check_samples(n, eval.len());
+    hooks.log(LogLevel::Info, &format!("output SQNRs on {n} evaluation samples (the suggestion checked on {m})"));
+    let all_inputs: Vec<Sample> = std::iter::once(Ok(first))
+        .chain((1..m).map(|i| eval.get(i).map_err(|e| e.with_sample("evaluation", i))))
         .collect::<Result<_>>()?;
-    let fp_outs: Vec<Vec<Tensor>> = std::iter::once(Ok(first_outs))
-        .chain(inputs[1..].par_iter().map(|s| fp.run(s)).collect::<Vec<_>>())
+    let all_fp_outs: Vec<Vec<Tensor>> = std::iter::once(Ok(first_outs))
+        .chain(all_inputs[1..].par_iter().map(|s| fp.run(s)).collect::<Vec<_>>())
         .collect::<Result<_>>()?;
+    let (inputs, fp_outs) = (&all_inputs[..n], &all_fp_outs[..n]);
     let signal: f64 = fp_outs.iter().map(|o| energy(o)).sum();
-    let judge = &Scorer { q: &q, inputs: &inputs, fp_outs: &fp_outs, signal };
-    let all_quantized = judged(&q, &HashSet::new())?;
-    let int8 = Plan::new(&all_quantized)?;
-    let noise: f64 = inputs
-        .par_iter()
-        .zip(&fp_outs)
-        .map(|(s, f)| Ok(noise(f, &int8.run(s)?)))
-        .collect::<Result<Vec<_>>>()?
-        .iter()
-        .sum();
-    let model_sqnr = sqnr_db(signal, noise);
+    let judge = &Scorer { q: &q, inputs, fp_outs, signal };
+    let check = Scorer {
+        q: &q,
+        inputs: &all_inputs,
+        fp_outs: &all_fp_outs,
+        signal: all_fp_outs.iter().map(|o| energy(o)).sum(),
+    };
+    let noises = check.noises(&judged(&q, &HashSet::new())?)?;
+    let model_sqnr = sqnr_db(signal, noises[..n].iter().sum());
+    let checked_sqnr = sqnr_db(check.signal, noises.iter().sum());
     hooks.log(LogLevel::Info, &format!("output SQNR with every layer quantized: {model_sqnr:.2} dB"));
     timings.push(("fp32 and int8 outputs".to_string(), t.elapsed().as_secs_f64()));
 
@@ -97,7 +100,7 @@ pub fn analyze(
     timings.push(("layer by layer".to_string(), t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    let ranges = activation_ranges(&q, &inputs, true)?;
+    let ranges = activation_ranges(&q, inputs, true)?;
     let weights = weight_errors(&q);
     timings.push(("ranges and weights".to_string(), t.elapsed().as_secs_f64()));
 
@@ -145,9 +148,10 @@ pub fn analyze(
     }
 
     let t = Instant::now();
-    let target = options.target_sqnr_db.unwrap_or(model_sqnr + 3.0);
+    let target = options.target_sqnr_db.unwrap_or(checked_sqnr + 3.0);
     let limits = Target { sqnr_db: target, max_ignored: options.max_ignored };
-    let suggestion = suggest(model, config, calib, judge, (&layers, model_sqnr), limits, hooks)?;
+    let scorers = Scorers { chosen_on: judge, checked_on: &check, checked_sqnr };
+    let suggestion = suggest(model, config, calib, scorers, &layers, limits, hooks)?;
     timings.push(("suggested ignored scope".to_string(), t.elapsed().as_secs_f64()));
     Ok(Analysis {
         model: model.graph().name.clone(),
@@ -167,10 +171,10 @@ pub fn analyze(
 const AUTO_OUTPUT_VALUES: usize = 16 * 1024;
 
 /// How many evaluation samples the analysis measures on when not told: enough for
-/// [`AUTO_OUTPUT_VALUES`] output values, at least 16 and at most 128 (a two-class classifier
+/// [`AUTO_OUTPUT_VALUES`] output values, at least 16 and at most 256 (a two-class classifier
 /// gives two values a sample, and its SQNR hangs on the few samples near the boundary).
 pub fn auto_samples(output_values_per_sample: usize) -> usize {
-    AUTO_OUTPUT_VALUES.div_ceil(output_values_per_sample.max(1)).clamp(16, 128)
+    AUTO_OUTPUT_VALUES.div_ceil(output_values_per_sample.max(1)).clamp(16, 256)
 }
 
 /// Runs per profile of a model in the runtime.
@@ -256,6 +260,12 @@ struct Scorer<'a> {
 }
 
 impl Scorer<'_> {
+    /// Each sample's output noise of `graph` (a whole run).
+    fn noises(&self, graph: &Graph) -> Result<Vec<f64>> {
+        let plan = Plan::new(graph)?;
+        self.inputs.par_iter().zip(self.fp_outs).map(|(s, f)| Ok(noise(f, &plan.run(s)?))).collect()
+    }
+
     /// Output SQNR of each candidate (`ops_reverted(j)` left in FP32), run from `base_reverted`'s
     /// values.
     fn sqnr_of(
@@ -309,24 +319,34 @@ struct Target {
     max_ignored: usize,
 }
 
-/// The smallest prefix of the most harmful groups whose revert reaches the target (predicted
-/// from the analysed quantization, by bisection on the prefix length), then checked by
-/// quantizing with it as the ignored scope, from the analysed quantization's statistics.
+/// The samples a scope is chosen on, those it is checked on (the first ones and more), and the
+/// fully quantized model's SQNR on the latter.
+struct Scorers<'a, 'b> {
+    chosen_on: &'a Scorer<'b>,
+    checked_on: &'a Scorer<'b>,
+    checked_sqnr: f64,
+}
+
+/// The smallest prefix of the most harmful groups whose revert reaches the target: predicted
+/// from the analysed quantization by bisection on the prefix length, then checked by quantizing
+/// with it as the ignored scope (from the analysed quantization's statistics) on the check
+/// samples; a prefix that falls short there gives way to a longer one, by bisection again.
 fn suggest(
     model: &Model,
     config: &QuantConfig,
     calib: &dyn Dataset,
-    judge: &Scorer<'_>,
-    (layers, model_sqnr): (&[LayerAnalysis], f64),
+    scorers: Scorers<'_, '_>,
+    layers: &[LayerAnalysis],
     target: Target,
     hooks: &mut Hooks,
 ) -> Result<Option<Suggestion>> {
-    let (q, inputs) = (judge.q, judge.inputs);
-    if model_sqnr >= target.sqnr_db {
+    let Scorers { chosen_on: judge, checked_on, checked_sqnr } = scorers;
+    let q = judge.q;
+    if checked_sqnr >= target.sqnr_db {
         hooks.log(
             LogLevel::Info,
             &format!(
-                "the fully quantized model reaches the target ({model_sqnr:.2} dB >= {:.2} dB): nothing to ignore",
+                "the fully quantized model reaches the target ({checked_sqnr:.2} dB >= {:.2} dB): nothing to ignore",
                 target.sqnr_db
             ),
         );
@@ -339,60 +359,108 @@ fn suggest(
     }
     let by_name: HashMap<&str, NodeId> =
         q.fp_graph.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
-    let prefix = |k: usize| -> HashSet<NodeId> {
-        helpful[..k].iter().flat_map(|l| l.layers.iter().filter_map(|n| by_name.get(n.as_str()).copied())).collect()
-    };
+    let names = |k: usize| -> Vec<String> { helpful[..k].iter().flat_map(|l| l.layers.iter().cloned()).collect() };
+    let prefix =
+        |k: usize| -> HashSet<NodeId> { names(k).iter().filter_map(|n| by_name.get(n.as_str()).copied()).collect() };
     let none = HashSet::new();
-    // Reverting more of the most harmful groups gains, nearly always, more: a bisection over the
-    // prefix length finds where the target is crossed in a handful of runs.
     let mut predicted: HashMap<usize, f64> = HashMap::new();
-    let mut predict = |k: usize, hooks: &mut Hooks| -> Result<f64> {
-        if let Some(&s) = predicted.get(&k) {
-            return Ok(s);
-        }
-        let s = judge.sqnr_of(&none, 1, |_| prefix(k), hooks)?[0];
+    let mut predict = |k: usize, hooks: &mut Hooks| -> Result<bool> {
+        let s = match predicted.get(&k) {
+            Some(&s) => s,
+            None => judge.sqnr_of(&none, 1, |_| prefix(k), hooks)?[0],
+        };
         predicted.insert(k, s);
-        Ok(s)
+        Ok(s >= target.sqnr_db)
     };
-    let (mut lo, mut hi) = (0, helpful.len());
-    // The largest scope tried is the answer when even it falls short.
-    let mut k = hi;
-    if predict(hi, hooks)? >= target.sqnr_db {
-        // Invariant: prefix `hi` reaches the target, prefix `lo` does not (0: the analysed model).
-        while hi - lo > 1 {
-            let mid = (lo + hi) / 2;
-            if predict(mid, hooks)? >= target.sqnr_db {
-                hi = mid;
-            } else {
-                lo = mid;
+    let k = smallest_reaching(0, helpful.len(), &mut |k| predict(k, hooks))?;
+    let mut measured: HashMap<usize, f64> = HashMap::new();
+    let mut check = |k: usize, hooks: &mut Hooks| -> Result<bool> {
+        let s = match measured.get(&k) {
+            Some(&s) => s,
+            None => {
+                let mut with_scope = config.clone();
+                with_scope.ignored.names.extend(names(k));
+                hooks.log(LogLevel::Info, &format!("checking an ignored scope of {} groups by quantizing with it", k));
+                let checked = super::prepare_from(model, &with_scope, calib, Some(q), hooks)?;
+                sqnr_db(checked_on.signal, checked_on.noises(&judged(&checked, &none)?)?.iter().sum())
             }
-        }
-        k = hi;
-    }
-    let predicted_sqnr = predict(k, hooks)?;
-    let k = k - 1;
-    let ignored: Vec<String> = helpful[..=k].iter().flat_map(|l| l.layers.iter().cloned()).collect();
-    let mut with_scope = config.clone();
-    with_scope.ignored.names.extend(ignored.iter().cloned());
-    hooks.log(
-        LogLevel::Info,
-        &format!("checking the suggested ignored scope ({} layers) by quantizing with it", ignored.len()),
-    );
-    let checked = super::prepare_from(model, &with_scope, calib, Some(q), hooks)?;
-    let plan = Plan::new(&judged(&checked, &none)?)?;
-    let noise: f64 = inputs
-        .par_iter()
-        .zip(judge.fp_outs)
-        .map(|(s, f)| Ok(noise(f, &plan.run(s)?)))
-        .collect::<Result<Vec<_>>>()?
-        .iter()
-        .sum();
-    let measured = sqnr_db(judge.signal, noise);
+        };
+        measured.insert(k, s);
+        Ok(s >= target.sqnr_db)
+    };
+    let k = if check(k, hooks)? { k } else { smallest_reaching(k, helpful.len(), &mut |k| check(k, hooks))? };
+    // Not reached even with every helpful group: the prefix measured best.
+    let k = if measured[&k] >= target.sqnr_db {
+        k
+    } else {
+        measured.iter().max_by(|a, b| a.1.total_cmp(b.1)).map_or(k, |(&k, _)| k)
+    };
+    let predicted_sqnr = match predicted.get(&k) {
+        Some(&s) => s,
+        None => judge.sqnr_of(&none, 1, |_| prefix(k), hooks)?[0],
+    };
     Ok(Some(Suggestion {
         target_sqnr_db: target.sqnr_db,
-        ignored,
+        ignored: names(k),
         predicted_sqnr_db: predicted_sqnr,
-        measured_sqnr_db: measured,
-        reached: measured >= target.sqnr_db,
+        measured_sqnr_db: measured[&k],
+        reached: measured[&k] >= target.sqnr_db,
+        samples: checked_on.inputs.len(),
+        quantized_sqnr_db: checked_sqnr,
     }))
+}
+
+/// The smallest `k` in `(lo, hi]` for which `reaches(k)`, assuming it holds from some `k` on
+/// (`hi` when it does not hold at `hi` either).
+fn smallest_reaching(lo: usize, hi: usize, reaches: &mut dyn FnMut(usize) -> Result<bool>) -> Result<usize> {
+    if lo >= hi || !reaches(hi)? {
+        return Ok(hi.max(lo));
+    }
+    let (mut lo, mut hi) = (lo, hi);
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if reaches(mid)? {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(hi)
+}
+
+/// How many evaluation samples a suggested scope is checked on: four times those it was chosen
+/// on, at most 512, and never fewer.
+fn check_samples(chosen_on: usize, available: usize) -> usize {
+    (chosen_on * 4).min(512).max(chosen_on).min(available)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bisection_finds_the_first_prefix_that_reaches() {
+        for first in 1..=9 {
+            let mut calls = 0;
+            let k = smallest_reaching(0, 9, &mut |k| {
+                calls += 1;
+                Ok(k >= first)
+            })
+            .unwrap();
+            assert_eq!(k, first);
+            assert!(calls <= 5, "{calls} calls");
+        }
+        assert_eq!(smallest_reaching(0, 9, &mut |_| Ok(false)).unwrap(), 9);
+        assert_eq!(smallest_reaching(4, 9, &mut |k| Ok(k >= 2)).unwrap(), 5);
+        assert_eq!(smallest_reaching(9, 9, &mut |_| Ok(true)).unwrap(), 9);
+    }
+
+    #[test]
+    fn scopes_are_checked_on_more_samples_than_they_are_chosen_on() {
+        assert_eq!(check_samples(128, 200), 200);
+        assert_eq!(check_samples(16, 200), 64);
+        assert_eq!(check_samples(200, 1000), 512);
+        assert_eq!(check_samples(600, 1000), 600);
+        assert_eq!(check_samples(8, 8), 8);
+    }
 }

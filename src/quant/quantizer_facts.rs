@@ -54,7 +54,7 @@ pub(crate) fn activation_ranges(
             }
             Ok(())
         };
-        plan.run_observed(s, &mut watch)?;
+        run_watching_inputs(&plan, s, &mut watch)?;
         Ok(acc)
     };
     let seen = inputs.par_iter().map(first).try_reduce(
@@ -81,7 +81,7 @@ pub(crate) fn activation_ranges(
             }
             Ok(())
         };
-        plan.run_observed(s, &mut watch)?;
+        run_watching_inputs(&plan, s, &mut watch)?;
         Ok(bins)
     };
     let bins = if with_histogram { HISTOGRAM_BINS } else { 0 };
@@ -109,6 +109,20 @@ pub(crate) fn activation_ranges(
             (p.targets.clone(), range)
         })
         .collect())
+}
+
+/// Runs `plan` on `sample` with `watch` seeing every value, the model's inputs too (the
+/// engine's observer sees only what it computes).
+fn run_watching_inputs(
+    plan: &Plan,
+    sample: &Sample,
+    mut watch: &mut dyn FnMut(Outlet, &Tensor) -> Result<()>,
+) -> Result<()> {
+    for (p, t) in plan.bind_inputs(sample)? {
+        watch(Outlet::new(p, 0), &t)?;
+    }
+    plan.run_observed(sample, &mut watch)?;
+    Ok(())
 }
 
 /// Per quantized weight: its op and its error per output channel.

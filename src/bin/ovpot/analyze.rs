@@ -9,7 +9,7 @@ pub(crate) struct AnalyzeArgs {
     #[command(flatten)]
     pub(crate) quantize: QuantizeArgs,
     /// Evaluation samples every output SQNR is measured on (the first ones of --eval-data, else
-    /// of --data); default: enough for 16384 output values, 16 to 128.
+    /// of --data); default: enough for 16384 output values, 16 to 256.
     #[arg(long)]
     pub(crate) samples: Option<usize>,
     /// The output SQNR (dB) the suggested ignored scope must reach; default: the quantized
@@ -78,9 +78,11 @@ pub(crate) fn cmd_analyze(a: &AnalyzeArgs, log: Logger, visible: bool) -> CliRes
     }
     if let Some(s) = &analysis.suggestion {
         log.info(&format!(
-            "suggested ignored scope ({} layers): {:.2} dB measured, target {:.2} dB{}",
+            "suggested ignored scope ({} layers): {:.2} dB measured on {} samples ({:.2} dB fully quantized), target {:.2} dB{}",
             s.ignored.len(),
             s.measured_sqnr_db,
+            s.samples,
+            s.quantized_sqnr_db,
             s.target_sqnr_db,
             if s.reached { "" } else { " (not reached)" }
         ));
