@@ -38,6 +38,8 @@ def bench(args, name, fixture, work, res, isa):
     meta = common.meta(fixture)
     env = env_for(isa)
     isa_opt = ["--target-isa", "avx2"] if isa == "avx2" else []
+    if args.backend == "openvino":
+        isa_opt += ["--backend", "openvino", "--openvino-lib", str(common.openvino_c_lib().parent)]
     model = fixture / "model.xml"
     q_out = work / f"default_{isa}"
     t_q = timed(common.ovpot_quantize_cmd(args.ovpot, model, fixture / "calib", q_out, meta, isa_opt), env)
@@ -69,7 +71,7 @@ def bench(args, name, fixture, work, res, isa):
     judged = common.judge(fixture, candidates, env=env, fixture_nncf=True)
     candidates["nncf_fixture"] = fixture / "nncf_int8.xml"
     cpu = judged["int8_arith"]
-    opt = {"variant": isa, "target_sqnr_db": s["target_sqnr_db"]}
+    opt = {"variant": isa, "backend": args.backend, "target_sqnr_db": s["target_sqnr_db"]}
     for tool in ["fp32"] + list(candidates):
         res.add_judged(tool, name, judged[tool], opt, cpu)
     res.add("ovpot", name, "analyze_time_ratio", t_a / t_q, None, opt, cpu)
@@ -99,6 +101,9 @@ def bench(args, name, fixture, work, res, isa):
 def main():
     ap = common.parser(__doc__, name="analyze")
     ap.add_argument("--isa", nargs="+", default=["avx2", "native"], choices=list(ISA_ENV))
+    ap.add_argument("--backend", default="builtin", choices=["builtin", "openvino"],
+                    help="ovpot's backend for every quantization and the analysis (openvino: the suggestion "
+                         "is checked in OpenVINO)")
     ap.add_argument("--target-sqnr", type=float, help="default: the analysis' own (its SQNR + 3 dB)")
     ap.add_argument("--max-drop", default="0.005", help="accuracy-aware's maximal drop (default 0.005)")
     ap.add_argument("--samples", type=int, help="evaluation samples the analysis measures on "

@@ -142,6 +142,9 @@ pub struct Suggestion {
     /// Output SQNR (dB) of the fully quantized model on those samples (what the default target
     /// adds 3 dB to).
     pub quantized_sqnr_db: f64,
+    /// Who computed the check's outputs: the verdict backend (OpenVINO where it computes the
+    /// target's int8 arithmetic here, else the built-in engine emulating it).
+    pub judge: String,
 }
 
 /// Output SQNR in dB from the summed signal and noise energies (∞ → 200 dB, for JSON).

@@ -12,7 +12,7 @@ use super::quantizer_facts::{activation_ranges, weight_errors};
 use crate::analysis::{is_int8_kernel, sqnr_db, Analysis, LayerAnalysis, RuntimeNode, RuntimeProfile, Suggestion};
 use crate::backend::Backend;
 use crate::data::{Dataset, Sample};
-use crate::engine::Plan;
+use crate::engine::{NoObserver, Plan};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId};
 use crate::hooks::{Hooks, LogLevel, Stage};
@@ -87,9 +87,9 @@ pub fn analyze(
         fp_outs: &all_fp_outs,
         signal: all_fp_outs.iter().map(|o| energy(o)).sum(),
     };
-    let noises = check.noises(&judged(&q, &HashSet::new())?)?;
-    let model_sqnr = sqnr_db(signal, noises[..n].iter().sum());
-    let checked_sqnr = sqnr_db(check.signal, noises.iter().sum());
+    let none = HashSet::new();
+    let model_sqnr = sqnr_db(signal, judge.noises(&judged(&q, &none)?)?.iter().sum());
+    let checked_sqnr = sqnr_db(check.signal, check.verdict_noises(&q, q.materialize(&none)?)?.iter().sum());
     hooks.log(LogLevel::Info, &format!("output SQNR with every layer quantized: {model_sqnr:.2} dB"));
     timings.push(("fp32 and int8 outputs".to_string(), t.elapsed().as_secs_f64()));
 
@@ -260,10 +260,24 @@ struct Scorer<'a> {
 }
 
 impl Scorer<'_> {
-    /// Each sample's output noise of `graph` (a whole run).
+    /// Each sample's output noise of `graph` (a whole run on the built-in engine).
     fn noises(&self, graph: &Graph) -> Result<Vec<f64>> {
         let plan = Plan::new(graph)?;
         self.inputs.par_iter().zip(self.fp_outs).map(|(s, f)| Ok(noise(f, &plan.run(s)?))).collect()
+    }
+
+    /// Each sample's output noise of `graph`, an INT8 graph of `q`, computed by `q`'s verdict
+    /// backend as the target computes it: OpenVINO where it computes the target's arithmetic
+    /// here (the exact judge), else the built-in engine emulating it.
+    fn verdict_noises(&self, q: &Quantized, graph: Graph) -> Result<Vec<f64>> {
+        let exec = q.judge(graph, true)?;
+        exec.in_flight(|| {
+            self.inputs
+                .par_iter()
+                .zip(self.fp_outs)
+                .map(|(s, f)| Ok(noise(f, &exec.run(s, &mut NoObserver)?)))
+                .collect()
+        })
     }
 
     /// Output SQNR of each candidate (`ops_reverted(j)` left in FP32), run from `base_reverted`'s
@@ -382,7 +396,10 @@ fn suggest(
                 with_scope.ignored.names.extend(names(k));
                 hooks.log(LogLevel::Info, &format!("checking an ignored scope of {} groups by quantizing with it", k));
                 let checked = super::prepare_from(model, &with_scope, calib, Some(q), hooks)?;
-                sqnr_db(checked_on.signal, checked_on.noises(&judged(&checked, &none)?)?.iter().sum())
+                sqnr_db(
+                    checked_on.signal,
+                    checked_on.verdict_noises(&checked, checked.materialize(&none)?)?.iter().sum(),
+                )
             }
         };
         measured.insert(k, s);
@@ -407,6 +424,7 @@ fn suggest(
         reached: measured[&k] >= target.sqnr_db,
         samples: checked_on.inputs.len(),
         quantized_sqnr_db: checked_sqnr,
+        judge: super::judge::describe(&q.verdicts, &q.isa),
     }))
 }
 
