@@ -865,7 +865,7 @@ public:
         return accuracy_aware(calibration, evaluation, nullptr);
     }
     /// The per-layer analysis of quantizing with this session's settings (`ovpot analyze`), as
-    /// JSON: statistics on `calibration`, output SQNRs on the first `samples` (0: 128) samples of
+    /// JSON: statistics on `calibration`, output SQNRs on the first `samples` (0: automatic) samples of
     /// `evaluation` (nullptr: `calibration`), the smallest ignored scope reaching
     /// `target_sqnr_db` (NaN: the quantized model's SQNR + 3 dB). analysis_html() gives the page.
     std::string analyze(const Dataset& calibration, const Dataset* evaluation = nullptr, size_t samples = 0,
