@@ -10,7 +10,8 @@
 # allocations (thread pools, thread-locals) are reported as "still reachable"/"possibly lost" and
 # do not count; definite leaks and memory errors do. The C++ wrapper's test (cpp_wrapper_test, on
 # tests/data; ~45 s with --quick) runs with the shipped suppressions and every leak kind an error.
-# The valgrind runs go side by side, one per core (valgrind runs a program on one core).
+# The valgrind runs go side by side, one per core (valgrind runs a program on one core;
+# $OVPOT_MEMCHECK_JOBS runs at a time, default nproc).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 profile=debug
@@ -55,7 +56,7 @@ vg=(valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=defini
 # Valgrind runs a program's threads one at a time: the runs below go side by side, one per core
 # (the longest, cpp_wrapper_test, first), each into its own log; the logs are printed in order
 # once all have ended, and any run that failed fails the script.
-jobs_max="$(nproc 2>/dev/null || echo 2)"
+jobs_max="${OVPOT_MEMCHECK_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 names=()
 spawn() { # spawn NAME COMMAND...: COMMAND in the background, output in $work/job<N>.log
   local name="$1" job="$work/job${#names[@]}"; shift
