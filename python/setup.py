@@ -13,6 +13,11 @@ setup(
             "ovpot._libovpot",
             path=os.path.join(HERE, "..", "Cargo.toml"),
             binding=Binding.NoBinding,
+            # The crate types Cargo.toml declares (setuptools-rust would otherwise pass
+            # `--crate-type cdylib` alone): the same build as `cargo build --lib` / `cargo test`,
+            # so a checkout that already has one (CI's python step) does not compile the crate
+            # again. The cdylib is the artifact taken into the package.
+            args=["--crate-type", "rlib,cdylib,staticlib"],
             # The release profile keeps line tables for profiling; the wheel does not need them.
             strip=Strip.All,
         )

@@ -10,6 +10,8 @@
 # allocations (thread pools, thread-locals) are reported as "still reachable"/"possibly lost" and
 # do not count; definite leaks and memory errors do. The C++ wrapper's test (cpp_wrapper_test, on
 # tests/data; ~45 s with --quick) runs with the shipped suppressions and every leak kind an error.
+# The valgrind runs go side by side, one per core (valgrind runs a program on one core;
+# $OVPOT_MEMCHECK_JOBS runs at a time, default nproc).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 profile=debug
@@ -51,24 +53,21 @@ vg=(valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=defini
 # Where an uninitialised value came from: it doubles valgrind's time and finds no more errors, so
 # the full run has it (to diagnose) and --quick does not.
 [[ $quick == 1 ]] || vg+=(--track-origins=yes)
-status=0
-run() {
-  local name="$1"; shift
-  echo "== valgrind $name"
-  local rc=0 t0=$SECONDS
-  "${vg[@]}" "$@" || rc=$?
-  echo "== $name: $((SECONDS - t0)) s"
-  if [[ $rc -ne 0 ]]; then echo "!! $name: exit $rc"; status=1; fi
+# Valgrind runs a program's threads one at a time: the runs below go side by side, one per core
+# (the longest, cpp_wrapper_test, first), each into its own log; the logs are printed in order
+# once all have ended, and any run that failed fails the script.
+jobs_max="${OVPOT_MEMCHECK_JOBS:-$(nproc 2>/dev/null || echo 2)}"
+names=()
+spawn() { # spawn NAME COMMAND...: COMMAND in the background, output in $work/job<N>.log
+  local name="$1" job="$work/job${#names[@]}"; shift
+  while [[ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]]; do wait -n || true; done
+  names+=("$name")
+  (
+    rc=0 t0=$SECONDS
+    "$@" >"$job.log" 2>&1 || rc=$?
+    echo "$rc $((SECONDS - t0))" >"$job.rc"
+  ) &
 }
-run basics "$work/basics" "$fixture" "$work"
-run quantize "$work/quantize" "$fixture" "$work/q.xml"
-run quantize_cpp "$work/quantize_cpp" "$fixture" "$work/qcpp.xml"
-run compress_weights "$work/compress_weights" "$fixture" "$work/w4.xml"
-if [[ $quick == 0 ]]; then
-  run accuracy_aware "$work/accuracy_aware" "$fixture" "$work/aa.xml"
-else
-  run accuracy_aware "$work/accuracy_aware" "$fixture" "$work/aa.xml" 20
-fi
 
 # The shipped suppressions (include/ovpot.supp, installed beside the header; pkg-config variable
 # `suppressions`): a correct program is clean with valgrind's usual strict flags (every leak kind
@@ -102,23 +101,48 @@ cc -g -Wall -Wextra -Werror "$work/leak.c" $(PKG_CONFIG_PATH="$work/prefix/lib/p
   -o "$work/leak"
 strict=(valgrind --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all --error-exitcode=9 --quiet
         --suppressions="$supp")
-echo "== valgrind with the shipped suppressions: a correct program"
-rc=0; "${strict[@]}" "$work/leak" "$fixture" || rc=$?
-if [[ $rc -ne 0 ]]; then echo "!! a correct program is not clean with $supp (exit $rc)"; status=1; fi
-echo "== valgrind with the shipped suppressions: a deliberate leak is still reported"
-rc=0; "${strict[@]}" "$work/leak" "$fixture" leak 2>"$work/leak.txt" || rc=$?
-if [[ $rc -ne 9 ]] || ! grep -q "definitely lost" "$work/leak.txt" ||
-   ! grep -A12 "definitely lost" "$work/leak.txt" | grep -q "ovpot_model_read"; then
-  cat "$work/leak.txt"; echo "!! the deliberate leaks (a malloc, an ovpot model) were not both reported (exit $rc)"; status=1
-fi
+correct_program_is_clean() {
+  local rc=0
+  "${strict[@]}" "$work/leak" "$fixture" || rc=$?
+  if [[ $rc -ne 0 ]]; then echo "!! a correct program is not clean with $supp (exit $rc)"; return 1; fi
+}
+deliberate_leak_is_reported() {
+  local rc=0
+  "${strict[@]}" "$work/leak" "$fixture" leak 2>"$work/leak.txt" || rc=$?
+  if [[ $rc -ne 9 ]] || ! grep -q "definitely lost" "$work/leak.txt" ||
+     ! grep -A12 "definitely lost" "$work/leak.txt" | grep -q "ovpot_model_read"; then
+    cat "$work/leak.txt"; echo "!! the deliberate leaks (a malloc, an ovpot model) were not both reported (exit $rc)"
+    return 1
+  fi
+}
 # The C++ wrapper's test (every class, callbacks throwing): RAII frees every handle, also when an
 # exception unwinds through a run. Strict, as above: anything but ovpot's once-per-process state
 # fails it.
 cpp_strict=("${strict[@]}")
 [[ $quick == 1 ]] || cpp_strict+=(--track-origins=yes)
-echo "== valgrind cpp_wrapper_test with the shipped suppressions"
-rc=0; t0=$SECONDS
-"${cpp_strict[@]}" "$work/cpp_wrapper_test" "$root/tests/data" "$work/cpp_wrapper_test.out" || rc=$?
-echo "== cpp_wrapper_test: $((SECONDS - t0)) s"
-if [[ $rc -ne 0 ]]; then echo "!! cpp_wrapper_test is not clean with $supp (exit $rc)"; status=1; fi
+
+spawn "cpp_wrapper_test (shipped suppressions)" \
+  "${cpp_strict[@]}" "$work/cpp_wrapper_test" "$root/tests/data" "$work/cpp_wrapper_test.out"
+spawn basics "${vg[@]}" "$work/basics" "$fixture" "$work"
+spawn quantize "${vg[@]}" "$work/quantize" "$fixture" "$work/q.xml"
+spawn quantize_cpp "${vg[@]}" "$work/quantize_cpp" "$fixture" "$work/qcpp.xml"
+spawn compress_weights "${vg[@]}" "$work/compress_weights" "$fixture" "$work/w4.xml"
+if [[ $quick == 0 ]]; then
+  spawn accuracy_aware "${vg[@]}" "$work/accuracy_aware" "$fixture" "$work/aa.xml"
+else
+  spawn accuracy_aware "${vg[@]}" "$work/accuracy_aware" "$fixture" "$work/aa.xml" 20
+fi
+spawn "a correct program (shipped suppressions)" correct_program_is_clean
+spawn "a deliberate leak (shipped suppressions)" deliberate_leak_is_reported
+wait
+
+status=0
+for i in "${!names[@]}"; do
+  name="${names[$i]}"
+  echo "== valgrind $name"
+  cat "$work/job$i.log"
+  read -r rc secs < "$work/job$i.rc" || { rc=1 secs="?"; }
+  echo "== $name: $secs s"
+  if [[ $rc -ne 0 ]]; then echo "!! $name: exit $rc"; status=1; fi
+done
 exit $status
