@@ -79,7 +79,7 @@ def bench(args, name, fixture, work, res, isa):
     print(f"\n{name}, {isa} ({cpu}): output SQNR {analysis['sqnr_db']:.2f} dB in ovpot's judge "
           f"({analysis['judge']}); worst groups:")
     for layer in analysis["layers"][:5]:
-        print(f"  {', '.join(layer['layers'])}: revert +{layer['revert_gain_db']:.2f} dB, "
+        print(f"  {', '.join(layer['layers'])}: revert {layer['revert_gain_db']:+.2f} dB, "
               f"alone {layer['only_this_sqnr_db']:.2f} dB")
     print(f"  suggested ignored scope ({len(s['ignored'])} layers): {', '.join(s['ignored'])}")
     rows = [("model", "SQNR dB (OpenVINO)", "accuracy", "int8 layers")]

@@ -98,8 +98,8 @@ fn chart(page: &mut String, a: &Analysis) {
         let _ = writeln!(
             page,
             "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"end\">{}</text>\
-             <rect class=\"bar\" x=\"{label_w}\" y=\"{}\" width=\"{w:.1}\" height=\"{}\" fill=\"#c05621\"><title>{}: +{:.2} dB</title></rect>\
-             <text x=\"{}\" y=\"{}\" font-size=\"11\">+{:.2} dB <tspan fill=\"#888\">(alone {:.1} dB)</tspan></text>",
+             <rect class=\"bar\" x=\"{label_w}\" y=\"{}\" width=\"{w:.1}\" height=\"{}\" fill=\"#c05621\"><title>{}: {:+.2} dB</title></rect>\
+             <text x=\"{}\" y=\"{}\" font-size=\"11\">{:+.2} dB <tspan fill=\"#888\">(alone {:.1} dB)</tspan></text>",
             label_w - 6.0,
             y + 12.0,
             escape(&name),

@@ -70,7 +70,7 @@ pub(crate) fn cmd_analyze(a: &AnalyzeArgs, log: Logger, visible: bool) -> CliRes
     log.info(&format!("output SQNR with every layer quantized: {:.2} dB ({})", analysis.sqnr_db, analysis.judge));
     for l in analysis.layers.iter().take(5) {
         log.info(&format!(
-            "  revert {:<40} +{:.2} dB (alone: {:.2} dB)",
+            "  revert {:<40} {:+.2} dB (alone: {:.2} dB)",
             l.layers.join(", "),
             l.revert_gain_db,
             l.only_this_sqnr_db
