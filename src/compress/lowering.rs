@@ -256,59 +256,44 @@ pub fn compress(raw: &[u8], et: ElementType, layout: Layout, format: IntFormat) 
     Ok(Compressed { codes, scale, zero_point: format.asymmetric.then_some(zero_point) })
 }
 
-/// NNCF's data-free sensitivity input: the largest per-channel mean squared error of int8
-/// asymmetric per-channel compression, decompressed with the f32 scale (`max_mean`).
-pub fn int8_error(raw: &[u8], et: ElementType, layout: Layout) -> Result<f64> {
+/// The error of int8 asymmetric per-channel compression, decompressed with the f32 scale, as
+/// NNCF's mixed-precision criteria read it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Int8Error {
+    /// The largest per-channel mean squared error (`max_mean`: the data-free criterion).
+    pub max_mean: f64,
+    /// The Frobenius norm of the error (`frobenius`: the Hessian criterion).
+    pub frobenius: f64,
+}
+
+/// [`Int8Error`] of a weight; channels in parallel.
+pub fn int8_error(raw: &[u8], et: ElementType, layout: Layout) -> Result<Int8Error> {
     let per_channel = Layout { group: layout.reduce, ..layout };
     check_layout(raw, et, per_channel)?;
     let format = IntFormat { bits: 8, asymmetric: true };
     let (low, high) = format.levels();
     let width = et_width(et);
-    let mut worst = 0f64;
-    for o in 0..layout.outer {
-        let channel = |i: usize| -> Result<f64> {
-            let mut vals = vec![0f32; layout.reduce];
-            let mut scratch = Vec::new();
+    // One channel's values: a contiguous row when `inner` is 1, else strided.
+    let channel = |c: usize, vals: &mut Vec<f32>, scratch: &mut Vec<u16>| -> Result<f64> {
+        let (o, i) = (c / layout.inner, c % layout.inner);
+        if layout.inner == 1 {
+            let row_bytes = layout.reduce * width;
+            decode_floats(et, &raw[o * row_bytes..(o + 1) * row_bytes], vals, scratch)?;
+        } else {
             for (r, v) in vals.iter_mut().enumerate() {
                 let at = ((o * layout.reduce + r) * layout.inner + i) * width;
-                decode_floats(et, &raw[at..at + width], std::slice::from_mut(v), &mut scratch)?;
+                decode_floats(et, &raw[at..at + width], std::slice::from_mut(v), scratch)?;
             }
-            Ok(mean_squared_error(&vals, format, low, high))
-        };
-        let errors: Vec<f64> = if layout.inner == 1 {
-            let row_bytes = layout.reduce * width;
-            let mut vals = vec![0f32; layout.reduce];
-            decode_floats(et, &raw[o * row_bytes..(o + 1) * row_bytes], &mut vals, &mut Vec::new())?;
-            vec![mean_squared_error(&vals, format, low, high)]
-        } else {
-            (0..layout.inner).into_par_iter().map(channel).collect::<Result<_>>()?
-        };
-        worst = errors.into_iter().fold(worst, f64::max);
-    }
-    Ok(worst)
-}
-
-/// `int8_error` over many rows at once (the common `[out, in]` case), in parallel.
-pub fn int8_error_rows(raw: &[u8], et: ElementType, layout: Layout) -> Result<f64> {
-    if layout.inner != 1 {
-        return int8_error(raw, et, layout);
-    }
-    let per_channel = Layout { group: layout.reduce, ..layout };
-    check_layout(raw, et, per_channel)?;
-    let format = IntFormat { bits: 8, asymmetric: true };
-    let (low, high) = format.levels();
-    let row_bytes = layout.reduce * et_width(et);
-    let errors: Vec<f64> = raw[..row_bytes * layout.outer]
-        .par_chunks(row_bytes)
-        .map_init(
-            || (vec![0f32; layout.reduce], Vec::new()),
-            |(vals, scratch), bytes| -> Result<f64> {
-                decode_floats(et, bytes, vals, scratch)?;
-                Ok(mean_squared_error(vals, format, low, high))
-            },
-        )
+        }
+        Ok(mean_squared_error(vals, format, low, high))
+    };
+    let errors: Vec<f64> = (0..layout.outer * layout.inner)
+        .into_par_iter()
+        .map_init(|| (vec![0f32; layout.reduce], Vec::new()), |(vals, scratch), c| channel(c, vals, scratch))
         .collect::<Result<_>>()?;
-    Ok(errors.into_iter().fold(0.0, f64::max))
+    let max_mean = errors.iter().copied().fold(0.0, f64::max);
+    let frobenius = (errors.iter().sum::<f64>() * layout.reduce as f64).sqrt();
+    Ok(Int8Error { max_mean, frobenius })
 }
 
 fn mean_squared_error(vals: &[f32], format: IntFormat, low: f32, high: f32) -> f64 {
@@ -499,13 +484,17 @@ mod tests {
     }
 
     #[test]
-    fn int8_error_is_the_worst_channel_mean() {
+    fn int8_error_is_the_worst_channel_mean_and_the_frobenius_norm() {
         let w = [0.0f32, 1.0, 0.3, 0.0, 0.0, 0.0];
-        let e = int8_error_rows(&f32_bytes(&w), ElementType::F32, Layout { outer: 2, reduce: 3, inner: 1, group: 3 })
-            .unwrap();
-        assert!(e > 0.0 && e < 1e-5, "{e}");
-        let strided =
+        let e =
             int8_error(&f32_bytes(&w), ElementType::F32, Layout { outer: 2, reduce: 3, inner: 1, group: 3 }).unwrap();
+        assert!(e.max_mean > 0.0 && e.max_mean < 1e-5, "{e:?}");
+        // One channel errs: its sum of squares is 3 × its mean.
+        assert!((e.frobenius - (3.0 * e.max_mean).sqrt()).abs() < 1e-12, "{e:?}");
+        // The same channels stored input-major (strided) give the same errors.
+        let t = [0.0f32, 0.0, 1.0, 0.0, 0.3, 0.0];
+        let strided =
+            int8_error(&f32_bytes(&t), ElementType::F32, Layout { outer: 1, reduce: 3, inner: 2, group: 3 }).unwrap();
         assert_eq!(e, strided);
     }
 }

@@ -9,12 +9,16 @@
 //!   weight is read from the `.bin`, compressed and written to the output `.bin` before the next,
 //!   so memory is bounded by the largest tensor, not the model.
 
+pub mod activations;
 pub mod lowering;
+mod mixed_precision;
 pub mod rewrite;
 pub mod select;
 
+use crate::backend::Backend;
+use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::graph::{BinRange, Graph, Node};
+use crate::graph::{BinRange, Graph, Node, Outlet};
 use crate::hooks::{Hooks, LogLevel, Stage};
 use crate::ir::writer::{FileSink, PairWriter};
 use crate::quant::config::IgnoredScope;
@@ -23,8 +27,15 @@ use half::f16;
 use rewrite::Payload;
 use select::{WeightConfig, WeightSite};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
+
+/// Calibration data for the data-aware methods and the backend that runs the model on it.
+pub struct Calibration<'a> {
+    pub data: &'a dyn Dataset,
+    pub backend: Backend,
+}
 
 /// The primary precision, as NNCF names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -115,6 +126,90 @@ fn default_min_adjusted_group_size() -> usize {
     32
 }
 
+fn default_subset_size() -> usize {
+    128
+}
+
+/// How data-aware mixed precision ranks the ratio-defining weights (NNCF's `SensitivityMetric`):
+/// the ones ranked most sensitive keep the backup precision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SensitivityMetric {
+    /// The weight's own int8 error (data-free).
+    WeightQuantizationError,
+    /// The inputs' Hessian trace estimate times the weight's int8 error (Frobenius norm).
+    HessianInputActivation,
+    /// The inputs' variance over tokens, averaged over channels, over the weight's int8 error.
+    MeanActivationVariance,
+    /// The inputs' variance over tokens, its maximum over channels, over the int8 error.
+    MaxActivationVariance,
+    /// The inputs' max magnitude over tokens, averaged over channels, over the int8 error.
+    MeanActivationMagnitude,
+}
+
+impl SensitivityMetric {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "weight_quantization_error" => Some(SensitivityMetric::WeightQuantizationError),
+            "hessian_input_activation" => Some(SensitivityMetric::HessianInputActivation),
+            "mean_activation_variance" => Some(SensitivityMetric::MeanActivationVariance),
+            "max_activation_variance" => Some(SensitivityMetric::MaxActivationVariance),
+            "mean_activation_magnitude" => Some(SensitivityMetric::MeanActivationMagnitude),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SensitivityMetric::WeightQuantizationError => "weight_quantization_error",
+            SensitivityMetric::HessianInputActivation => "hessian_input_activation",
+            SensitivityMetric::MeanActivationVariance => "mean_activation_variance",
+            SensitivityMetric::MaxActivationVariance => "max_activation_variance",
+            SensitivityMetric::MeanActivationMagnitude => "mean_activation_magnitude",
+        }
+    }
+
+    pub fn is_data_aware(self) -> bool {
+        self != SensitivityMetric::WeightQuantizationError
+    }
+}
+
+/// AWQ's search (NNCF's `AdvancedAWQParameters`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwqParams {
+    /// Samples the search scores on.
+    pub subset_size: usize,
+    /// Share of the input channels with the largest activations whose groups are searched.
+    pub percent_to_apply: f64,
+    pub alpha_min: f64,
+    pub alpha_max: f64,
+    /// Grid points between `alpha_min` and `alpha_max`.
+    pub steps: usize,
+}
+
+impl Default for AwqParams {
+    fn default() -> Self {
+        AwqParams { subset_size: 32, percent_to_apply: 0.002, alpha_min: 0.0, alpha_max: 1.0, steps: 100 }
+    }
+}
+
+/// Scale estimation's search (NNCF's `AdvancedScaleEstimationParameters`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScaleEstimationParams {
+    pub subset_size: usize,
+    pub initial_steps: usize,
+    pub scale_steps: usize,
+    pub weight_penalty: f64,
+}
+
+impl Default for ScaleEstimationParams {
+    fn default() -> Self {
+        ScaleEstimationParams { subset_size: 64, initial_steps: 5, scale_steps: 5, weight_penalty: -1.0 }
+    }
+}
+
 /// What `compress_weights` does; defaults are NNCF's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -136,6 +231,18 @@ pub struct CompressOptions {
     /// The smallest group size `adjust` may choose (NNCF: 32).
     #[serde(default = "default_min_adjusted_group_size")]
     pub min_adjusted_group_size: usize,
+    /// Calibration samples statistics are collected on (with a dataset; NNCF: 128).
+    #[serde(default = "default_subset_size")]
+    pub subset_size: usize,
+    /// The mixed-precision ranking for `ratio < 1`. `None`: NNCF's default, the maximum
+    /// activation variance with a dataset, the int8 error without.
+    pub sensitivity_metric: Option<SensitivityMetric>,
+    /// Activation-aware weight scaling (needs a dataset for its data-aware search).
+    pub awq: bool,
+    /// Per-group scales fitted to the layer's output on calibration data.
+    pub scale_estimation: bool,
+    pub awq_params: AwqParams,
+    pub scale_estimation_params: ScaleEstimationParams,
 }
 
 impl Default for CompressOptions {
@@ -149,6 +256,12 @@ impl Default for CompressOptions {
             ignored: IgnoredScope::default(),
             group_size_fallback: GroupSizeFallback::default(),
             min_adjusted_group_size: default_min_adjusted_group_size(),
+            subset_size: default_subset_size(),
+            sensitivity_metric: None,
+            awq: false,
+            scale_estimation: false,
+            awq_params: AwqParams::default(),
+            scale_estimation_params: ScaleEstimationParams::default(),
         }
     }
 }
@@ -167,6 +280,41 @@ impl CompressOptions {
         } else {
             self.ratio.unwrap_or(1.0)
         }
+    }
+
+    /// Whether these options run the model on calibration data.
+    pub fn needs_statistics(&self) -> bool {
+        self.awq
+            || self.scale_estimation
+            || (self.effective_ratio() < 1.0 && mixed_precision::metric(self, true).is_data_aware())
+    }
+
+    /// [`CompressOptions::validate`], and what the data-aware options need: calibration data
+    /// (`with_data`) and a 4-bit mode.
+    pub fn validate_with(&self, with_data: bool) -> Result<()> {
+        self.validate()?;
+        let asked: Vec<&str> = [
+            (self.awq, "awq"),
+            (self.scale_estimation, "scale_estimation"),
+            (self.sensitivity_metric.is_some_and(|m| m.is_data_aware()), "a data-aware sensitivity_metric"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        if asked.is_empty() {
+            return Ok(());
+        }
+        if self.mode.is_int8() {
+            return Err(Error::invalid(format!(
+                "{} apply to the 4-bit modes only (mode {})",
+                asked.join(" and "),
+                self.mode.name()
+            )));
+        }
+        if !with_data {
+            return Err(Error::invalid(format!("{} need calibration data (a dataset)", asked.join(" and "))));
+        }
+        Ok(())
     }
 
     /// NNCF's checks of the user's options.
@@ -197,6 +345,15 @@ impl CompressOptions {
             if g == 0 || g < -1 {
                 return Err(Error::invalid(format!("group_size must be a positive integer or -1, got {g}")));
             }
+        }
+        if self.subset_size == 0 || self.awq_params.subset_size == 0 || self.scale_estimation_params.subset_size == 0 {
+            return Err(Error::invalid("subset_size must be a positive integer"));
+        }
+        if self.awq_params.steps == 0 || self.awq_params.alpha_min > self.awq_params.alpha_max {
+            return Err(Error::invalid("awq_params: steps must be positive and alpha_min at most alpha_max"));
+        }
+        if !(0.0..=1.0).contains(&self.awq_params.percent_to_apply) {
+            return Err(Error::invalid("awq_params.percent_to_apply must be between 0 and 1"));
         }
         Ok(())
     }
@@ -413,8 +570,19 @@ impl WeightStore for StreamStore<'_> {
 
 /// Compresses the weights of a model held in memory; returns the compressed model.
 pub fn compress_graph(graph: &Graph, options: &CompressOptions, hooks: &mut Hooks) -> Result<(Graph, CompressReport)> {
+    compress_graph_with(graph, options, None, hooks)
+}
+
+/// [`compress_graph`] with calibration data for the data-aware methods (AWQ, scale estimation,
+/// data-aware mixed precision).
+pub fn compress_graph_with(
+    graph: &Graph,
+    options: &CompressOptions,
+    calibration: Option<&Calibration>,
+    hooks: &mut Hooks,
+) -> Result<(Graph, CompressReport)> {
     let mut graph = graph.clone();
-    let report = run(&mut graph, options, &mut MemoryStore, hooks)?;
+    let report = run(&mut graph, options, &mut MemoryStore, calibration, hooks)?;
     Ok((graph, report))
 }
 
@@ -427,11 +595,31 @@ pub fn compress_file(
     options: &CompressOptions,
     hooks: &mut Hooks,
 ) -> Result<CompressReport> {
+    compress_file_with(input, output, options, None, hooks)
+}
+
+/// [`compress_file`] with calibration data. The data-aware methods run the model, so it is read
+/// whole (not streamed) when they are asked for.
+pub fn compress_file_with(
+    input: &Path,
+    output: &Path,
+    options: &CompressOptions,
+    calibration: Option<&Calibration>,
+    hooks: &mut Hooks,
+) -> Result<CompressReport> {
     if same_file(input, output) {
         return Err(Error::invalid(format!(
             "the output {} is the input model: write the compressed model elsewhere",
             output.display()
         )));
+    }
+    options.validate_with(calibration.is_some())?;
+    if calibration.is_some() && options.needs_statistics() {
+        let graph = crate::ir::reader::read_model(input, None)?;
+        let (compressed, report) = compress_graph_with(&graph, options, calibration, hooks)?;
+        drop(graph);
+        crate::ir::writer::write_model(&compressed, output, None)?;
+        return Ok(report);
     }
     // Constants up to this size (shapes, norms' gains) are read with the graph.
     const KEEP_BELOW: u64 = 1 << 16;
@@ -446,9 +634,9 @@ pub fn compress_file(
     let report = match source {
         Some(source) => {
             let mut store = StreamStore { source, source_path: &source_path, sink: pair.sink() };
-            run(&mut graph, options, &mut store, hooks)?
+            run(&mut graph, options, &mut store, None, hooks)?
         }
-        None => run(&mut graph, options, &mut MemoryStore, hooks)?,
+        None => run(&mut graph, options, &mut MemoryStore, None, hooks)?,
     };
     pair.finish(&graph)?;
     Ok(report)
@@ -461,17 +649,23 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// The pipeline: select, measure (mixed precision), copy what stays, compress and rewrite.
+/// The pipeline: select, collect statistics (with data), assign mixed precision, copy what
+/// stays, compress and rewrite.
 fn run(
     graph: &mut Graph,
     options: &CompressOptions,
     store: &mut dyn WeightStore,
+    calibration: Option<&Calibration>,
     hooks: &mut Hooks,
 ) -> Result<CompressReport> {
     let started = Instant::now();
-    options.validate()?;
+    options.validate_with(calibration.is_some())?;
     let mut sites = select::select_weights(graph, options)?;
-    assign_mixed_precision(graph, &mut sites, options, store, hooks)?;
+    let statistics = match calibration {
+        Some(c) if options.needs_statistics() => Some(collect_statistics(graph, &sites, options, c, hooks)?),
+        _ => None,
+    };
+    mixed_precision::assign(graph, &mut sites, options, store, statistics.as_ref(), hooks)?;
     keep_uncompressed_constants(graph, &sites, store)?;
     let mut report = new_report(options);
     let total = sites.len();
@@ -499,6 +693,39 @@ fn run(
         hooks.log(LogLevel::Info, line);
     }
     Ok(report)
+}
+
+/// Statistics of the inputs of the ratio-defining MatMuls, on the first `subset_size` samples.
+fn collect_statistics(
+    graph: &Graph,
+    sites: &[WeightSite],
+    options: &CompressOptions,
+    calibration: &Calibration,
+    hooks: &mut Hooks,
+) -> Result<activations::SiteStatistics> {
+    let mut by_site = HashMap::new();
+    let mut inputs: Vec<(Outlet, usize)> = vec![];
+    for (i, s) in sites.iter().enumerate() {
+        if !s.ratio_defining || s.kind != select::WeightKind::MatMul {
+            continue;
+        }
+        let Some((outlet, axis)) = select::activation_input(graph, s) else { continue };
+        by_site.insert(i, outlet);
+        if !inputs.iter().any(|&(o, _)| o == outlet) {
+            inputs.push((outlet, axis));
+        }
+    }
+    let n = options.subset_size.min(calibration.data.len());
+    hooks.log(
+        LogLevel::Info,
+        &format!(
+            "statistics of {} layer inputs on {n} calibration samples ({})",
+            inputs.len(),
+            calibration.backend.describe()
+        ),
+    );
+    let inputs = activations::collect(graph, &inputs, calibration.data, n, &calibration.backend, hooks)?;
+    Ok(activations::SiteStatistics { by_site, inputs })
 }
 
 fn new_report(options: &CompressOptions) -> CompressReport {
@@ -532,31 +759,6 @@ fn layer_entry(graph: &Graph, site: &WeightSite, before: u64, after: u64) -> Com
         bytes_after: after,
         kept_because: if site.config.is_none() { site.skipped.clone() } else { None },
     }
-}
-
-/// `ratio < 1`: reads the ratio-defining weights once to rank them by int8 error (NNCF's
-/// data-free criterion).
-fn assign_mixed_precision(
-    graph: &Graph,
-    sites: &mut [WeightSite],
-    options: &CompressOptions,
-    store: &mut dyn WeightStore,
-    hooks: &mut Hooks,
-) -> Result<()> {
-    if options.effective_ratio() >= 1.0 {
-        return Ok(());
-    }
-    let defining: Vec<usize> = (0..sites.len()).filter(|&i| sites[i].ratio_defining).collect();
-    let mut errors = Vec::with_capacity(defining.len());
-    for (k, &i) in defining.iter().enumerate() {
-        hooks.progress(Stage::WeightCompression, k, defining.len() * 2)?;
-        let site = &sites[i];
-        let raw = store.read(&graph.nodes[site.constant])?;
-        let layout = site.layout(None).expect("ratio-defining weights have a layout");
-        errors.push((i, lowering::int8_error_rows(&raw, site.element_type, layout)?));
-    }
-    select::apply_ratio(sites, &errors, options);
-    Ok(())
 }
 
 /// In a streamed run, constants that stay as they are are copied to the output `.bin` first, so

@@ -99,6 +99,31 @@ pub fn weight_constant(graph: &Graph, op: NodeId, input: usize) -> Option<NodeId
     }
 }
 
+/// A MatMul's activation input (the input that is not `site`'s weight) and its hidden axis:
+/// the last, or the one before it for a transposed first input. None for other ops, inputs of
+/// unknown rank, or a MatMul of two weights.
+pub fn activation_input(graph: &Graph, site: &WeightSite) -> Option<(crate::graph::Outlet, usize)> {
+    let n = &graph.nodes[site.op];
+    if site.kind != WeightKind::MatMul || n.inputs.len() != 2 {
+        return None;
+    }
+    let k = 1 - site.input;
+    if weight_constant(graph, site.op, k).is_some() {
+        return None;
+    }
+    let outlet = n.inputs[k];
+    let rank = graph.outlet_info(outlet).shape.rank()?;
+    if rank < 2 {
+        return None;
+    }
+    let key = if k == 0 { "transpose_a" } else { "transpose_b" };
+    let transposed = n.attrs.get(key).is_some_and(|v| v.trim() == "true");
+    // The hidden (reduced) axis: the last of a plain first input, the one before of a transposed
+    // first input; for an activation on the second input, the reverse.
+    let axis = if (k == 0) != transposed { rank - 1 } else { rank - 2 };
+    Some((outlet, axis))
+}
+
 /// Reduction axes per NNCF's weight layouts.
 fn reduction_axes(graph: &Graph, op: NodeId, input: usize, kind: WeightKind, rank: usize) -> Vec<usize> {
     let n = &graph.nodes[op];
@@ -320,27 +345,27 @@ fn mark_ratio_defining(sites: &mut [WeightSite], options: &CompressOptions, last
     }
 }
 
-/// NNCF's data-free mixed precision: ratio-defining weights sorted by `1 / (int8 error + eps)`
-/// ascending (the largest int8 error first) go to the primary precision while the share of
-/// parameters stays below `ratio`; the rest take the backup precision.
-pub fn apply_ratio(sites: &mut [WeightSite], errors: &[(usize, f64)], options: &CompressOptions) {
+/// NNCF's data-free sensitivity of a weight: `1 / (int8 error + eps)`, eps of its element type.
+pub fn inverse_error(site: &WeightSite, error: f64) -> f64 {
+    let eps = match site.element_type {
+        ElementType::F16 => 0.000_976_562_5,
+        ElementType::BF16 => 0.007_812_5,
+        ElementType::F64 => f64::EPSILON,
+        _ => f32::EPSILON as f64,
+    };
+    1.0 / (error + eps)
+}
+
+/// NNCF's mixed precision: ratio-defining weights sorted by sensitivity `scores` ascending (the
+/// least sensitive first) go to the primary precision while the share of parameters stays below
+/// `ratio`; the rest take the backup precision.
+pub fn apply_ratio(sites: &mut [WeightSite], scores: &[(usize, f64)], options: &CompressOptions) {
     let ratio = options.effective_ratio();
     if ratio >= 1.0 {
         return;
     }
-    let total: usize = errors.iter().map(|&(i, _)| sites[i].num_weights()).sum();
-    let mut scored: Vec<(usize, f64)> = errors
-        .iter()
-        .map(|&(i, e)| {
-            let eps = match sites[i].element_type {
-                ElementType::F16 => 0.000_976_562_5,
-                ElementType::BF16 => 0.007_812_5,
-                ElementType::F64 => f64::EPSILON,
-                _ => f32::EPSILON as f64,
-            };
-            (i, 1.0 / (e + eps))
-        })
-        .collect();
+    let total: usize = scores.iter().map(|&(i, _)| sites[i].num_weights()).sum();
+    let mut scored = scores.to_vec();
     // A stable sort, as Python's `sorted`.
     scored.sort_by(|a, b| a.1.total_cmp(&b.1));
     let mut primary: HashSet<usize> = HashSet::new();
@@ -354,7 +379,7 @@ pub fn apply_ratio(sites: &mut [WeightSite], errors: &[(usize, f64)], options: &
         in_primary += w;
     }
     let backup = backup_config(options);
-    for &(i, _) in errors {
+    for &(i, _) in scores {
         if !primary.contains(&i) {
             sites[i].config = backup;
             if backup.is_none() {

@@ -2,7 +2,10 @@
 //! streamed from the input `.bin` to the output one.
 
 use super::*;
-use ovpot::compress::{compress_file, BackupMode, CompressMode, CompressOptions, GroupSizeFallback};
+use ovpot::backend::{Backend, BackendKind, OpenVinoOptions};
+use ovpot::compress::{
+    compress_file_with, BackupMode, Calibration, CompressMode, CompressOptions, GroupSizeFallback, SensitivityMetric,
+};
 use ovpot::hooks::Hooks;
 
 #[derive(Args, Debug)]
@@ -37,6 +40,30 @@ pub(crate) struct CompressArgs {
     /// separate by commas.
     #[arg(long, value_delimiter = ',')]
     pub(crate) ignored_scope: Vec<String>,
+    /// Calibration data for the data-aware methods: a folder with <input>.npy per model input
+    /// (samples on axis 0; for an LLM, windows of token ids), as `quantize --data`.
+    #[arg(long, alias = "data")]
+    pub(crate) dataset: Option<PathBuf>,
+    /// Calibration samples statistics are collected on (default 128).
+    #[arg(long)]
+    pub(crate) subset_size: Option<usize>,
+    /// Activation-aware weight scaling (AWQ; needs --dataset).
+    #[arg(long)]
+    pub(crate) awq: bool,
+    /// Per-group scales fitted to each layer's output on the calibration data (needs --dataset).
+    #[arg(long)]
+    pub(crate) scale_estimation: bool,
+    /// How mixed precision (--ratio below 1) ranks layers: weight_quantization_error,
+    /// hessian_input_activation, mean_activation_variance, max_activation_variance (default
+    /// with --dataset) or mean_activation_magnitude.
+    #[arg(long)]
+    pub(crate) sensitivity_metric: Option<String>,
+    /// Where the model runs for statistics: builtin (default) or openvino.
+    #[arg(long)]
+    pub(crate) backend: Option<String>,
+    /// OpenVINO's C library (a file or a directory) for --backend openvino.
+    #[arg(long)]
+    pub(crate) openvino_lib: Option<PathBuf>,
     /// Where to write optimized/<name>.xml, .bin and report.json.
     #[arg(long, default_value = "results")]
     pub(crate) output_dir: PathBuf,
@@ -69,10 +96,48 @@ pub(crate) fn cmd_compress(a: &CompressArgs, log: Logger, visible: bool) -> CliR
         all_layers: a.all_layers,
         group_size_fallback,
         min_adjusted_group_size: a.min_adjusted_group_size.unwrap_or(32),
+        awq: a.awq,
+        scale_estimation: a.scale_estimation,
         ..Default::default()
     };
+    if let Some(n) = a.subset_size {
+        options.subset_size = n;
+    }
+    if let Some(m) = &a.sensitivity_metric {
+        options.sensitivity_metric = Some(SensitivityMetric::parse(m).ok_or_else(|| {
+            CliError::usage(format!(
+                "--sensitivity-metric {m}: expected weight_quantization_error, hessian_input_activation, \
+                 mean_activation_variance, max_activation_variance or mean_activation_magnitude"
+            ))
+        })?);
+    }
     add_ignored_items(&mut options.ignored, &a.ignored_scope);
-    options.validate()?;
+    options.validate_with(a.dataset.is_some())?;
+    let backend_kind = match a.backend.as_deref() {
+        None | Some("builtin") => BackendKind::Builtin,
+        Some("openvino") => BackendKind::Openvino,
+        Some(b) => return usage_fail(format!("--backend {b}: expected builtin or openvino")),
+    };
+    let dataset = match &a.dataset {
+        Some(dir) => {
+            // The inputs' names and shapes: the graph without its large constants.
+            let model = Model::from_graph(ovpot::ir::reader::read_model_lazy(&a.model, None, 1 << 16)?);
+            let ds = open_dataset(dir, &model.inputs(), &Default::default())?;
+            if ds.is_empty() {
+                return fail(format!("{} holds no samples", dir.display()));
+            }
+            Some(ds)
+        }
+        None => None,
+    };
+    let backend = match &dataset {
+        Some(_) => Some(Backend::open(backend_kind, &OpenVinoOptions { library: a.openvino_lib.clone(), core: None })?),
+        None => None,
+    };
+    let calibration = match (&dataset, backend) {
+        (Some(d), Some(backend)) => Some(Calibration { data: d.as_ref(), backend }),
+        _ => None,
+    };
     let export = a.export_dir.as_deref().map(|d| prepare_export_dir(d, &a.model)).transpose()?;
     let (out_xml, report_path) = match &export {
         Some(e) => (e.model_xml.clone(), e.report.clone()),
@@ -91,7 +156,7 @@ pub(crate) fn cmd_compress(a: &CompressArgs, log: Logger, visible: bool) -> CliR
         log: Some(Box::new(move |level, msg| log.log(level, msg))),
         log_level: Some(log.level),
     };
-    let report = compress_file(&a.model, &out_xml, &options, &mut hooks)?;
+    let report = compress_file_with(&a.model, &out_xml, &options, calibration.as_ref(), &mut hooks)?;
     drop(hooks);
     drop(bars);
     if let Some(e) = &export {
