@@ -124,17 +124,24 @@ pub struct SiteStatistics {
     /// Site index → its activation input.
     pub by_site: HashMap<usize, Outlet>,
     pub inputs: HashMap<Outlet, InputStats>,
+    /// A site's own copy, once a method changed what its input looks like (AWQ's rescaling).
+    pub own: HashMap<usize, InputStats>,
 }
 
 impl SiteStatistics {
     /// The input statistics of site `i`.
     pub fn for_site(&self, i: usize) -> Option<&InputStats> {
-        self.by_site.get(&i).and_then(|o| self.inputs.get(o))
+        self.own.get(&i).or_else(|| self.by_site.get(&i).and_then(|o| self.inputs.get(o)))
     }
 
-    pub fn for_site_mut(&mut self, i: usize) -> Option<&mut InputStats> {
-        let o = self.by_site.get(&i)?;
-        self.inputs.get_mut(o)
+    /// Site `i`'s own copy of its input statistics, to change without touching the other
+    /// readers of the same input.
+    pub fn for_site_mut_own(&mut self, i: usize) -> Option<&mut InputStats> {
+        if !self.own.contains_key(&i) {
+            let shared = self.by_site.get(&i).and_then(|o| self.inputs.get(o))?.clone();
+            self.own.insert(i, shared);
+        }
+        self.own.get_mut(&i)
     }
 }
 

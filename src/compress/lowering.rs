@@ -160,7 +160,27 @@ pub fn decode_floats(et: ElementType, bytes: &[u8], out: &mut [f32], scratch: &m
 
 /// Compresses a weight held as raw bytes of type `et` laid out as `layout`.
 pub fn compress(raw: &[u8], et: ElementType, layout: Layout, format: IntFormat) -> Result<Compressed> {
+    compress_with(raw, et, layout, format, None)
+}
+
+/// [`compress`] with each group's parameters given (`[outer, groups, inner]` order, as scale
+/// estimation finds them) instead of its min/max ones: codes from the f32 scale, the scale
+/// stored as f16.
+pub fn compress_with(
+    raw: &[u8],
+    et: ElementType,
+    layout: Layout,
+    format: IntFormat,
+    precomputed: Option<&[GroupParams]>,
+) -> Result<Compressed> {
     check_layout(raw, et, layout)?;
+    if precomputed.is_some_and(|p| p.len() != layout.param_count()) {
+        return Err(Error::internal("precomputed parameters do not match the weight's groups"));
+    }
+    let params_of = |idx: usize, mn: f32, mx: f32| match precomputed {
+        Some(p) => p[idx],
+        None => group_params(format, mn, mx),
+    };
     let (low, high) = format.levels();
     let ng = layout.groups();
     let mut codes = vec![0u8; layout.len()];
@@ -187,8 +207,8 @@ pub fn compress(raw: &[u8], et: ElementType, layout: Layout, format: IntFormat) 
                     decode_floats(et, &raw[o * row_bytes..(o + 1) * row_bytes], row, scratch)?;
                     for g in 0..ng {
                         let vals = &row[g * layout.group..(g + 1) * layout.group];
-                        let (mn, mx) = min_max(vals);
-                        let p = group_params(format, mn, mx);
+                        let (mn, mx) = if precomputed.is_some() { (0.0, 0.0) } else { min_max(vals) };
+                        let p = params_of(o * ng + g, mn, mx);
                         scale_row[g] = f16::from_f32(p.scale);
                         if format.asymmetric {
                             zp_row[g] = p.zero_point as u8;
@@ -225,7 +245,7 @@ pub fn compress(raw: &[u8], et: ElementType, layout: Layout, format: IntFormat) 
                             mn = mn.min(v);
                             mx = mx.max(v);
                         }
-                        let p = group_params(format, mn, mx);
+                        let p = params_of((o * ng + g) * layout.inner + c0 + c, mn, mx);
                         for r in g * layout.group..(g + 1) * layout.group {
                             block_codes[r * bw + c] = quantize(panel[r * bw + c], p, low, high) as i32 as u8;
                         }

@@ -10,9 +10,12 @@
 //!   so memory is bounded by the largest tensor, not the model.
 
 pub mod activations;
+mod awq;
 pub mod lowering;
+pub mod matrix;
 mod mixed_precision;
 pub mod rewrite;
+mod scale_estimation;
 pub mod select;
 
 use crate::backend::Backend;
@@ -282,11 +285,17 @@ impl CompressOptions {
         }
     }
 
-    /// Whether these options run the model on calibration data.
+    /// Whether these options run the model on calibration data (when given).
     pub fn needs_statistics(&self) -> bool {
         self.awq
             || self.scale_estimation
             || (self.effective_ratio() < 1.0 && mixed_precision::metric(self, true).is_data_aware())
+    }
+
+    /// Whether compression rewrites weights before compressing them (the model is then held in
+    /// memory, not streamed).
+    pub fn rewrites_weights(&self, with_data: bool) -> bool {
+        self.awq || (with_data && self.needs_statistics())
     }
 
     /// [`CompressOptions::validate`], and what the data-aware options need: calibration data
@@ -311,8 +320,9 @@ impl CompressOptions {
                 self.mode.name()
             )));
         }
-        if !with_data {
-            return Err(Error::invalid(format!("{} need calibration data (a dataset)", asked.join(" and "))));
+        let need_data: Vec<&str> = asked.into_iter().filter(|&a| a != "awq").collect();
+        if !with_data && !need_data.is_empty() {
+            return Err(Error::invalid(format!("{} need calibration data (a dataset)", need_data.join(" and "))));
         }
         Ok(())
     }
@@ -614,7 +624,7 @@ pub fn compress_file_with(
         )));
     }
     options.validate_with(calibration.is_some())?;
-    if calibration.is_some() && options.needs_statistics() {
+    if options.rewrites_weights(calibration.is_some()) {
         let graph = crate::ir::reader::read_model(input, None)?;
         let (compressed, report) = compress_graph_with(&graph, options, calibration, hooks)?;
         drop(graph);
@@ -661,11 +671,20 @@ fn run(
     let started = Instant::now();
     options.validate_with(calibration.is_some())?;
     let mut sites = select::select_weights(graph, options)?;
-    let statistics = match calibration {
+    let mut statistics = match calibration {
         Some(c) if options.needs_statistics() => Some(collect_statistics(graph, &sites, options, c, hooks)?),
         _ => None,
     };
     mixed_precision::assign(graph, &mut sites, options, store, statistics.as_ref(), hooks)?;
+    if options.awq {
+        awq::apply(graph, &sites, statistics.as_mut(), &options.awq_params, store, hooks)?;
+    }
+    let estimated = match (&statistics, options.scale_estimation) {
+        (Some(stats), true) => {
+            scale_estimation::estimate(graph, &sites, stats, &options.scale_estimation_params, store, hooks)?
+        }
+        _ => HashMap::new(),
+    };
     keep_uncompressed_constants(graph, &sites, store)?;
     let mut report = new_report(options);
     let total = sites.len();
@@ -676,7 +695,7 @@ fn run(
             .map(|r| r.size)
             .unwrap_or_else(|| site.element_type.byte_size(site.num_weights()) as u64);
         let after = match site.config {
-            Some(config) => compress_site(graph, site, &config, store)?,
+            Some(config) => compress_site(graph, site, &config, store, estimated.get(&k).map(|v| v.as_slice()))?,
             None => before,
         };
         report.layers.push(layer_entry(graph, site, before, after));
@@ -695,7 +714,7 @@ fn run(
     Ok(report)
 }
 
-/// Statistics of the inputs of the ratio-defining MatMuls, on the first `subset_size` samples.
+/// Statistics of the inputs of the compressed MatMuls, on the first `subset_size` samples.
 fn collect_statistics(
     graph: &Graph,
     sites: &[WeightSite],
@@ -706,7 +725,7 @@ fn collect_statistics(
     let mut by_site = HashMap::new();
     let mut inputs: Vec<(Outlet, usize)> = vec![];
     for (i, s) in sites.iter().enumerate() {
-        if !s.ratio_defining || s.kind != select::WeightKind::MatMul {
+        if s.config.is_none() || s.kind != select::WeightKind::MatMul {
             continue;
         }
         let Some((outlet, axis)) = select::activation_input(graph, s) else { continue };
@@ -725,7 +744,7 @@ fn collect_statistics(
         ),
     );
     let inputs = activations::collect(graph, &inputs, calibration.data, n, &calibration.backend, hooks)?;
-    Ok(activations::SiteStatistics { by_site, inputs })
+    Ok(activations::SiteStatistics { by_site, inputs, own: HashMap::new() })
 }
 
 fn new_report(options: &CompressOptions) -> CompressReport {
@@ -783,10 +802,11 @@ fn compress_site(
     site: &WeightSite,
     config: &WeightConfig,
     store: &mut dyn WeightStore,
+    precomputed: Option<&[lowering::GroupParams]>,
 ) -> Result<u64> {
     let raw = store.read(&graph.nodes[site.constant])?;
     let layout = site.layout(config.group_size).expect("selected weights have a layout");
-    let c = lowering::compress(&raw, site.element_type, layout, config.format)
+    let c = lowering::compress_with(&raw, site.element_type, layout, config.format, precomputed)
         .map_err(|e| Error::invalid(format!("{}: {e}", graph.nodes[site.constant].describe())))?;
     drop(raw);
     let (code_shape, param_shape) = rewrite::payload_shapes(site, config);
