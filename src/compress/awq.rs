@@ -136,6 +136,7 @@ pub(crate) fn apply(
     store: &mut dyn WeightStore,
     hooks: &mut Hooks,
 ) -> Result<AwqSummary> {
+    let started = std::time::Instant::now();
     let targets = find_targets(graph, sites)?;
     let mut summary = AwqSummary { data_aware: statistics.is_some(), ..Default::default() };
     if targets.is_empty() {
@@ -209,10 +210,11 @@ pub(crate) fn apply(
     hooks.log(
         LogLevel::Info,
         &format!(
-            "AWQ ({}): {} weights scaled, {} groups searched to a new scale",
+            "AWQ ({}): {} weights scaled, {} groups searched to a new scale, in {:.2} s",
             if summary.data_aware { "data-aware" } else { "data-free" },
             summary.targets,
-            summary.groups_scaled
+            summary.groups_scaled,
+            started.elapsed().as_secs_f64()
         ),
     );
     Ok(summary)

@@ -743,7 +743,9 @@ fn collect_statistics(
             calibration.backend.describe()
         ),
     );
+    let started = Instant::now();
     let inputs = activations::collect(graph, &inputs, calibration.data, n, &calibration.backend, hooks)?;
+    hooks.log(LogLevel::Info, &format!("statistics collected in {:.2} s", started.elapsed().as_secs_f64()));
     Ok(activations::SiteStatistics { by_site, inputs, own: HashMap::new() })
 }
 

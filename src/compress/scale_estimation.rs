@@ -30,6 +30,7 @@ pub(crate) fn estimate(
     store: &mut dyn WeightStore,
     hooks: &mut Hooks,
 ) -> Result<HashMap<usize, Vec<GroupParams>>> {
+    let started = std::time::Instant::now();
     let chosen: Vec<usize> = (0..sites.len())
         .filter(|&i| {
             let s = &sites[i];
@@ -61,7 +62,10 @@ pub(crate) fn estimate(
         out.insert(i, ordered);
     }
     hooks.progress(Stage::WeightCompression, chosen.len(), chosen.len())?;
-    hooks.log(LogLevel::Info, &format!("scale estimation: {} weights", out.len()));
+    hooks.log(
+        LogLevel::Info,
+        &format!("scale estimation: {} weights in {:.2} s", out.len(), started.elapsed().as_secs_f64()),
+    );
     Ok(out)
 }
 
@@ -113,12 +117,7 @@ fn estimate_block(
     params: &ScaleEstimationParams,
 ) -> Vec<GroupParams> {
     const EPS: f32 = f32::EPSILON;
-    let (low, high) = format.levels();
-    let codes_with =
-        |row: &[f32], p: GroupParams| -> Vec<f32> { row.iter().map(|&v| quantize(v, p, low, high)).collect() };
-    let dequantized =
-        |codes: &[f32], p: GroupParams| -> Vec<f32> { codes.iter().map(|&q| (q - p.zero_point) * p.scale).collect() };
-    // Min/max parameters, codes and the float output per row.
+    let levels = format.levels();
     let minmax: Vec<GroupParams> = (0..rows)
         .map(|r| {
             let row = &wg[r * group..(r + 1) * group];
@@ -126,106 +125,155 @@ fn estimate_block(
             group_params(format, mn, mx)
         })
         .collect();
-    let fp_out = matrix::matmul(wg, xg, rows, group, n);
-    let penalty = params.weight_penalty as f32;
-    // The mean squared output error of `deq` (`[rows × group]`) per row, plus the weights' own
-    // mean squared error times a positive `weight_penalty`.
-    let errors = |deq: &[f32]| -> Vec<f32> {
-        let out = matrix::matmul(deq, xg, rows, group, n);
-        (0..rows)
+    let zero_points: Vec<f32> = minmax.iter().map(|p| p.zero_point).collect();
+    let mut work = Work {
+        wg,
+        rows,
+        group,
+        xg,
+        n,
+        levels,
+        zero_points: &zero_points,
+        penalty: params.weight_penalty as f32,
+        fp_out: matrix::matmul(wg, xg, rows, group, n),
+        deq: vec![0f32; rows * group],
+        targets: vec![0f32; rows * group],
+        out: vec![0f32; rows * n],
+        scratch: vec![0f32; n.max(group)],
+    };
+    let first: Vec<f32> = minmax.iter().map(|p| p.scale).collect();
+    let mut best = work.errors(&first);
+    // Importance: the input magnitude of each weight, 0 where its code is the zero point,
+    // normalised per row.
+    let mut importance = vec![0f32; rows * group];
+    for r in 0..rows {
+        let imp = &mut importance[r * group..(r + 1) * group];
+        for ((v, &t), &m) in imp.iter_mut().zip(&work.targets[r * group..(r + 1) * group]).zip(s) {
+            *v = if t == 0.0 { 0.0 } else { m };
+        }
+        let denom = matrix::pairwise_sum(imp) + EPS;
+        imp.iter_mut().for_each(|v| *v /= denom);
+    }
+    let mut result = first.clone();
+    let sign: Vec<f32> = minmax.iter().map(|p| p.scale / p.scale.abs()).collect();
+    let mut targets = work.targets.clone();
+    for i in 0..params.initial_steps {
+        let near = near_scales(wg, &targets, &importance, &sign, group, &mut work.scratch);
+        work.keep_better(&near, &mut best, &mut result);
+        if i + 1 < params.initial_steps {
+            work.codes(&result);
+            targets.copy_from_slice(&work.targets);
+        }
+    }
+    for k in 0..params.scale_steps {
+        let factor = (1.0 - 0.05 * k as f64) as f32;
+        let shrunk: Vec<f32> = first.iter().map(|&p| factor * p).collect();
+        work.codes(&shrunk);
+        targets.copy_from_slice(&work.targets);
+        let near = near_scales(wg, &targets, &importance, &sign, group, &mut work.scratch);
+        work.keep_better(&near, &mut best, &mut result);
+    }
+    (0..rows).map(|r| GroupParams { scale: result[r], zero_point: zero_points[r] }).collect()
+}
+
+/// The importance-weighted ideal scale `|w| / |q − zp|` of each row (+0.001 where q = zp).
+fn near_scales(
+    wg: &[f32],
+    targets: &[f32],
+    importance: &[f32],
+    sign: &[f32],
+    group: usize,
+    scratch: &mut [f32],
+) -> Vec<f32> {
+    (0..sign.len())
+        .map(|r| {
+            let range = r * group..(r + 1) * group;
+            let weighted = &mut scratch[..group];
+            for (((o, &w), &t), &imp) in
+                weighted.iter_mut().zip(&wg[range.clone()]).zip(&targets[range.clone()]).zip(&importance[range])
+            {
+                let zero = if t == 0.0 { 0.001 } else { 0.0 };
+                *o = w.abs() / (t.abs() + zero) * imp;
+            }
+            matrix::pairwise_sum(weighted) * sign[r]
+        })
+        .collect()
+}
+
+/// One block's weights and inputs, and the buffers each trial reuses.
+struct Work<'a> {
+    wg: &'a [f32],
+    rows: usize,
+    group: usize,
+    xg: &'a [f32],
+    n: usize,
+    levels: (f32, f32),
+    zero_points: &'a [f32],
+    penalty: f32,
+    fp_out: Vec<f32>,
+    deq: Vec<f32>,
+    /// Codes minus zero points of the last [`Work::codes`].
+    targets: Vec<f32>,
+    out: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+impl Work<'_> {
+    /// Codes (as `targets`) and dequantized weights (as `deq`) for per-row `scales`.
+    fn codes(&mut self, scales: &[f32]) {
+        let (low, high) = self.levels;
+        for (r, &scale) in scales.iter().enumerate().take(self.rows) {
+            let p = GroupParams { scale, zero_point: self.zero_points[r] };
+            let range = r * self.group..(r + 1) * self.group;
+            for ((t, d), &w) in
+                self.targets[range.clone()].iter_mut().zip(&mut self.deq[range.clone()]).zip(&self.wg[range])
+            {
+                let q = quantize(w, p, low, high) - p.zero_point;
+                *t = q;
+                *d = q * p.scale;
+            }
+        }
+    }
+
+    /// Per row, the mean squared output error of the weights quantized with `scales` (plus the
+    /// weights' own error times a positive penalty).
+    fn errors(&mut self, scales: &[f32]) -> Vec<f32> {
+        self.codes(scales);
+        matrix::matmul_into(&self.deq, self.xg, self.rows, self.group, self.n, &mut self.out);
+        (0..self.rows)
             .map(|r| {
-                let sq: Vec<f32> = out[r * n..(r + 1) * n]
-                    .iter()
-                    .zip(&fp_out[r * n..(r + 1) * n])
-                    .map(|(&q, &f)| (f - q) * (f - q))
-                    .collect();
-                let mut e = matrix::mean(&sq);
-                if penalty > 0.0 {
-                    let wsq: Vec<f32> = deq[r * group..(r + 1) * group]
-                        .iter()
-                        .zip(&wg[r * group..(r + 1) * group])
-                        .map(|(&q, &w)| (q - w) * (q - w))
-                        .collect();
-                    e += penalty * matrix::mean(&wsq);
+                let sq = &mut self.scratch[..self.n];
+                for ((o, &q), &f) in sq
+                    .iter_mut()
+                    .zip(&self.out[r * self.n..(r + 1) * self.n])
+                    .zip(&self.fp_out[r * self.n..(r + 1) * self.n])
+                {
+                    *o = (f - q) * (f - q);
+                }
+                let mut e = matrix::mean(sq);
+                if self.penalty > 0.0 {
+                    let range = r * self.group..(r + 1) * self.group;
+                    let wsq = &mut self.scratch[..self.group];
+                    for ((o, &q), &w) in wsq.iter_mut().zip(&self.deq[range.clone()]).zip(&self.wg[range]) {
+                        *o = (q - w) * (q - w);
+                    }
+                    e += self.penalty * matrix::mean(wsq);
                 }
                 e
             })
             .collect()
-    };
-    let mut targets: Vec<Vec<f32>> = vec![];
-    let mut importance: Vec<Vec<f32>> = vec![];
-    let mut first_deq = vec![0f32; rows * group];
-    for r in 0..rows {
-        let row = &wg[r * group..(r + 1) * group];
-        let p = minmax[r];
-        let codes = codes_with(row, p);
-        first_deq[r * group..(r + 1) * group].copy_from_slice(&dequantized(&codes, p));
-        let target: Vec<f32> = codes.iter().map(|&q| q - p.zero_point).collect();
-        let imp: Vec<f32> = target.iter().zip(s).map(|(&t, &m)| if t == 0.0 { 0.0 } else { m }).collect();
-        let denom = matrix::pairwise_sum(&imp) + EPS;
-        importance.push(imp.iter().map(|&v| v / denom).collect());
-        targets.push(target);
     }
-    let mut best = errors(&first_deq);
-    let mut result: Vec<f32> = minmax.iter().map(|p| p.scale).collect();
-    let sign: Vec<f32> = minmax.iter().map(|p| p.scale / p.scale.abs()).collect();
-    // The importance-weighted ideal scale of each row for these targets.
-    let near_scales = |targets: &[Vec<f32>]| -> Vec<f32> {
-        (0..rows)
-            .map(|r| {
-                let row = &wg[r * group..(r + 1) * group];
-                let weighted: Vec<f32> = row
-                    .iter()
-                    .zip(&targets[r])
-                    .zip(&importance[r])
-                    .map(|((&w, &t), &imp)| {
-                        let zero = if t == 0.0 { 0.001 } else { 0.0 };
-                        w.abs() / (t.abs() + zero) * imp
-                    })
-                    .collect();
-                matrix::pairwise_sum(&weighted) * sign[r]
-            })
-            .collect()
-    };
-    // Tries the per-row scales `near`; keeps each that does not raise the row's error.
-    let try_scales = |near: &[f32], best: &mut Vec<f32>, result: &mut Vec<f32>| {
-        let mut deq = vec![0f32; rows * group];
-        for r in 0..rows {
-            let p = GroupParams { scale: near[r], zero_point: minmax[r].zero_point };
-            let codes = codes_with(&wg[r * group..(r + 1) * group], p);
-            deq[r * group..(r + 1) * group].copy_from_slice(&dequantized(&codes, p));
-        }
-        let e = errors(&deq);
-        for r in 0..rows {
-            // NumPy keeps the new candidate on a tie; a candidate whose error is not a number
-            // (a group of zeros gives a zero scale) is passed over rather than kept.
+
+    /// Tries the per-row scales `near`: each replaces the best when its error is not larger
+    /// (NumPy keeps the new candidate on a tie). A candidate that is not a finite, non-zero scale
+    /// (a group of zeros) is passed over.
+    fn keep_better(&mut self, near: &[f32], best: &mut [f32], result: &mut [f32]) {
+        let e = self.errors(near);
+        for r in 0..self.rows {
             if e[r].is_finite() && near[r].is_finite() && near[r] != 0.0 && e[r] <= best[r] {
                 best[r] = e[r];
                 result[r] = near[r];
             }
         }
-    };
-    let targets_for = |scales: &[f32]| -> Vec<Vec<f32>> {
-        (0..rows)
-            .map(|r| {
-                let p = GroupParams { scale: scales[r], zero_point: minmax[r].zero_point };
-                codes_with(&wg[r * group..(r + 1) * group], p).into_iter().map(|q| q - p.zero_point).collect()
-            })
-            .collect()
-    };
-    for i in 0..params.initial_steps {
-        let near = near_scales(&targets);
-        try_scales(&near, &mut best, &mut result);
-        if i + 1 < params.initial_steps {
-            targets = targets_for(&result);
-        }
     }
-    for k in 0..params.scale_steps {
-        let factor = (1.0 - 0.05 * k as f64) as f32;
-        let shrunk: Vec<f32> = minmax.iter().map(|p| factor * p.scale).collect();
-        let t = targets_for(&shrunk);
-        let near = near_scales(&t);
-        try_scales(&near, &mut best, &mut result);
-    }
-    (0..rows).map(|r| GroupParams { scale: result[r], zero_point: minmax[r].zero_point }).collect()
 }

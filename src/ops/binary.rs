@@ -336,6 +336,9 @@ fn float_arith(kind: Kind) -> impl Fn(f32, f32) -> f32 + Sync + Copy {
         Kind::Subtract => a - b,
         Kind::Multiply => a * b,
         Kind::Divide { .. } => a / b,
+        // x² (RMSNorm's Power) as one rounded product, as OpenVINO computes it; libm's powf
+        // is far slower and not always correctly rounded.
+        Kind::Power if b == 2.0 => a * a,
         Kind::Power => a.powf(b),
         Kind::Maximum => a.max(b),
         Kind::Minimum => a.min(b),
