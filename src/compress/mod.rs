@@ -625,10 +625,9 @@ pub fn compress_file_with(
     }
     options.validate_with(calibration.is_some())?;
     if options.rewrites_weights(calibration.is_some()) {
-        let graph = crate::ir::reader::read_model(input, None)?;
-        let (compressed, report) = compress_graph_with(&graph, options, calibration, hooks)?;
-        drop(graph);
-        crate::ir::writer::write_model(&compressed, output, None)?;
+        let mut graph = read_model_piecewise(input)?;
+        let report = run(&mut graph, options, &mut MemoryStore, calibration, hooks)?;
+        crate::ir::writer::write_model(&graph, output, None)?;
         return Ok(report);
     }
     // Constants up to this size (shapes, norms' gains) are read with the graph.
@@ -650,6 +649,31 @@ pub fn compress_file_with(
     };
     pair.finish(&graph)?;
     Ok(report)
+}
+
+/// The whole model in memory, its constants read one at a time from the `.bin` (a mapped `.bin`
+/// would stay resident beside the decoded weights: twice the model at the peak).
+fn read_model_piecewise(input: &Path) -> Result<Graph> {
+    let mut graph = crate::ir::reader::read_model_lazy(input, None, 1 << 16)?;
+    let bin = input.with_extension("bin");
+    if !graph.nodes.iter().any(|n| n.stored.is_some()) {
+        return Ok(graph);
+    }
+    let file = std::fs::File::open(&bin).map_err(|e| Error::io(&bin, e))?;
+    for node in graph.nodes.iter_mut() {
+        let Some(range) = node.stored else { continue };
+        let et = node.const_type.ok_or_else(|| Error::internal(format!("{} has no type", node.describe())))?;
+        let shape = node
+            .outputs
+            .first()
+            .and_then(|p| p.shape.to_static())
+            .ok_or_else(|| Error::internal(format!("{} has no static shape", node.describe())))?;
+        let mut bytes = vec![0u8; range.size as usize];
+        read_exact_at(&file, &mut bytes, range.offset).map_err(|e| Error::io(&bin, e))?;
+        node.value = Some(std::sync::Arc::new(Tensor::from_bytes(et, &shape, &bytes)?));
+        node.stored = None;
+    }
+    Ok(graph)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -695,7 +719,14 @@ fn run(
             .map(|r| r.size)
             .unwrap_or_else(|| site.element_type.byte_size(site.num_weights()) as u64);
         let after = match site.config {
-            Some(config) => compress_site(graph, site, &config, store, estimated.get(&k).map(|v| v.as_slice()))?,
+            Some(config) => {
+                let bytes = compress_site(graph, site, &config, store, estimated.get(&k).map(|v| v.as_slice()))?;
+                // The float weight nobody reads any more leaves memory now, not at the end.
+                if !graph.nodes.iter().any(|n| n.inputs.iter().any(|o| o.node == site.constant)) {
+                    graph.nodes[site.constant].value = None;
+                }
+                bytes
+            }
             None => before,
         };
         report.layers.push(layer_entry(graph, site, before, after));
