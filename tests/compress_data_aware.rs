@@ -1,0 +1,156 @@
+//! Data-aware weight compression against NNCF 3.4 on the tiny stateful Llama: AWQ, scale
+//! estimation and data-aware mixed precision give the same codes, scales and zero points, byte
+//! for byte (references made by tests/data/tiny_llama_stateful/nncf_int4/make.py).
+
+use ovpot::backend::Backend;
+use ovpot::compress::{
+    compress_file_with, compress_graph_with, Calibration, CompressMode, CompressOptions, SensitivityMetric,
+};
+use ovpot::data::NpyFolderDataset;
+use ovpot::graph::Graph;
+use ovpot::hooks::Hooks;
+use ovpot::Model;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny_llama_stateful")
+}
+
+fn model() -> Model {
+    Model::read(&fixture().join("model.xml"), None).unwrap()
+}
+
+fn calibration(model: &Model) -> NpyFolderDataset {
+    NpyFolderDataset::open(&fixture().join("calib"), &model.inputs()).unwrap()
+}
+
+fn fnv1a64(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for &b in bytes {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Every constant of NNCF's result (by name) has the same type and bytes in ours.
+fn assert_same_as_nncf(graph: &Graph, case: &str) {
+    let path = fixture().join("nncf_int4").join(format!("{case}.json"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let want: BTreeMap<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let ours: BTreeMap<&str, (String, String)> = graph
+        .nodes
+        .iter()
+        .filter(|n| n.is_const())
+        .filter_map(|n| {
+            let v = n.value.as_ref()?;
+            let et = n.const_type?;
+            Some((n.name.as_str(), (et.ir_name().to_string(), fnv1a64(&v.to_bytes(et).ok()?))))
+        })
+        .collect();
+    let mut differ = vec![];
+    for (name, w) in &want {
+        let (ty, hash) = (w["type"].as_str().unwrap(), w["fnv"].as_str().unwrap());
+        match ours.get(name.as_str()) {
+            Some((t, h)) if t == ty && h == hash => {}
+            Some((t, _)) => differ.push(format!("{name}: {t} differs from NNCF's {ty}")),
+            None => differ.push(format!("{name}: missing")),
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{case}: {} of {} constants differ from NNCF's:\n{}",
+        differ.len(),
+        want.len(),
+        differ.join("\n")
+    );
+}
+
+fn compress(options: &CompressOptions, with_data: bool) -> Graph {
+    let m = model();
+    let data = calibration(&m);
+    let calibration = Calibration { data: &data, backend: Backend::builtin() };
+    let (g, _) =
+        compress_graph_with(m.graph(), options, with_data.then_some(&calibration), &mut Hooks::default()).unwrap();
+    g
+}
+
+fn int4(asymmetric: bool, group: i64) -> CompressOptions {
+    CompressOptions {
+        mode: if asymmetric { CompressMode::Int4Asym } else { CompressMode::Int4Sym },
+        group_size: Some(group),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn awq_and_scale_estimation_match_nncf() {
+    let options = CompressOptions { awq: true, scale_estimation: true, ..int4(true, 16) };
+    assert_same_as_nncf(&compress(&options, true), "awq_se");
+}
+
+#[test]
+fn symmetric_scale_estimation_matches_nncf() {
+    let options = CompressOptions { scale_estimation: true, ..int4(false, 32) };
+    assert_same_as_nncf(&compress(&options, true), "se_sym");
+}
+
+#[test]
+fn data_aware_mixed_precision_matches_nncf() {
+    // NNCF's default with a dataset: the maximum activation variance.
+    let options = CompressOptions { ratio: Some(0.5), ..int4(true, 16) };
+    assert_same_as_nncf(&compress(&options, true), "mixed");
+    let options = CompressOptions {
+        ratio: Some(0.3),
+        sensitivity_metric: Some(SensitivityMetric::HessianInputActivation),
+        ..int4(false, 16)
+    };
+    assert_same_as_nncf(&compress(&options, true), "hessian");
+}
+
+#[test]
+fn data_free_awq_matches_nncf() {
+    let options = CompressOptions { awq: true, ..int4(true, 16) };
+    assert_same_as_nncf(&compress(&options, false), "awq_data_free");
+}
+
+/// The file driver (the CLI's) gives the in-memory result, and the model still runs with its
+/// KV cache.
+#[test]
+fn file_driver_matches_and_the_result_runs() {
+    let options = CompressOptions { awq: true, scale_estimation: true, ..int4(true, 16) };
+    let m = model();
+    let data = calibration(&m);
+    let calibration = Calibration { data: &data, backend: Backend::builtin() };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model.xml");
+    let report =
+        compress_file_with(&fixture().join("model.xml"), &out, &options, Some(&calibration), &mut Hooks::default())
+            .unwrap();
+    assert_eq!(report.layers.iter().filter(|l| l.bits == 4).count(), 14);
+    let written = Model::read(&out, None).unwrap();
+    assert_same_as_nncf(written.graph(), "awq_se");
+    assert!(written.graph().is_stateful());
+    let plan = ovpot::engine::Plan::new(written.graph()).unwrap();
+    let sample = ovpot::Dataset::get(&data, 0).unwrap();
+    let logits = plan.run(&sample).unwrap().remove(0);
+    assert!(logits.to_f32().iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn data_aware_options_are_checked() {
+    let m = model();
+    // Scale estimation and a data-aware metric need data; int8 modes take none of them.
+    for options in [
+        CompressOptions { scale_estimation: true, ..int4(true, 16) },
+        CompressOptions {
+            ratio: Some(0.5),
+            sensitivity_metric: Some(SensitivityMetric::MeanActivationMagnitude),
+            ..int4(true, 16)
+        },
+        CompressOptions { awq: true, ..Default::default() },
+    ] {
+        let err = compress_graph_with(m.graph(), &options, None, &mut Hooks::default()).unwrap_err();
+        assert!(err.to_string().contains("awq") || err.to_string().contains("data"), "{err}");
+    }
+}
