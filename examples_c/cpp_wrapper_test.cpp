@@ -486,6 +486,16 @@ static void compressors(const std::string& mnist, const std::string& out) {
     EXPECT(!fs::exists(out + "/cancelled.xml"));
     ovpot::Compressor moved = std::move(int4);
     EXPECT(moved.get() && int4.get() == nullptr);
+    // Data-aware: calibration samples copied from a dataset that is gone before the run.
+    ovpot::Compressor aware("{\"mode\": \"int4_asym\", \"group_size\": -1, \"scale_estimation\": true}");
+    {
+        ovpot::Dataset calib = ovpot::Dataset::from_npy_folder(model, mnist + "/calib");
+        aware.set_backend("builtin").set_calibration(calib);
+    }
+    EXPECT(aware.compress(model).outputs_size() == 1);
+    aware.clear_calibration();
+    expect_throw<ovpot::Error>("scale estimation without data", [&] { aware.compress(model); },
+                               [](const ovpot::Error& e) { EXPECT(e.status() == OVPOT_INVALID_ARGUMENT); });
 }
 
 /// Exceptions of the user's type thrown from every kind of callback come out of the call as

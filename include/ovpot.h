@@ -462,10 +462,18 @@ const char *ovpot_status_name(int status);
  * "min_adjusted_group_size": 32}`. Modes: int8_asym, int8_sym, int4_asym, int4_sym; backup
  * modes: int8_asym, int8_sym, none; group size fallbacks (a group size that does not divide a
  * weight's input channels): error, ignore (kept as it is), adjust (the largest power of two that
- * divides them, at least min_adjusted_group_size, else the backup mode). Unknown keys (at the top:
+ * divides them, at least min_adjusted_group_size, else the backup mode). The data-aware keys
+ * (4-bit modes; with `ovpot_compressor_set_calibration`): `"awq": true` (also data-free
+ * without calibration data), `"scale_estimation": true`, `"subset_size": 128` (samples the
+ * statistics use), `"sensitivity_metric"` (weight_quantization_error, hessian_input_activation,
+ * mean_activation_variance, max_activation_variance (the default with data),
+ * mean_activation_magnitude), `"awq_params": {"subset_size": 32, "percent_to_apply": 0.002,
+ * "alpha_min": 0, "alpha_max": 1, "steps": 100}`, `"scale_estimation_params": {"subset_size":
+ * 64, "initial_steps": 5, "scale_steps": 5, "weight_penalty": -1}`. Unknown keys (at the top:
  * OVPOT_PARSE_ERROR; inside `ignored`, e.g. `'ignored.nmes'`: OVPOT_INVALID_ARGUMENT) and
- * invalid combinations (a ratio or group size with an 8-bit mode, ratio outside 0..1) are
- * refused with OVPOT_INVALID_ARGUMENT or OVPOT_PARSE_ERROR, the message naming the key.
+ * invalid combinations (a ratio or group size with an 8-bit mode, ratio outside 0..1, a
+ * data-aware option with an 8-bit mode) are refused with OVPOT_INVALID_ARGUMENT or
+ * OVPOT_PARSE_ERROR, the message naming the key.
  */
 ovpot_status_e ovpot_compressor_create(const char *options_json,
                                        ovpot_compressor_t **compressor);
@@ -499,7 +507,8 @@ ovpot_status_e ovpot_compressor_compress_model(ovpot_compressor_t *compressor,
 /**
  * Compresses the model file `input_xml` (its `.bin` next to it) into `output_xml` (and the
  * `.bin` next to it), streamed: weights are read, compressed and written one tensor at a time,
- * so memory stays near the largest tensor whatever the model's size. Both output files appear
+ * so memory stays near the largest tensor whatever the model's size (with AWQ or calibration
+ * data for the data-aware methods the model is held in memory instead). Both output files appear
  * only when complete; on failure or cancel nothing is left and an existing model at
  * `output_xml` is untouched. The output must not be the input. Output paths are treated as by
  * `ovpot_model_save`: symlinks are written through, a directory, device node or FIFO is refused
@@ -508,6 +517,27 @@ ovpot_status_e ovpot_compressor_compress_model(ovpot_compressor_t *compressor,
 ovpot_status_e ovpot_compressor_compress_file(ovpot_compressor_t *compressor,
                                               const char *input_xml,
                                               const char *output_xml);
+
+/**
+ * Gives the compressor calibration data for the data-aware methods (AWQ, scale estimation,
+ * data-aware mixed precision): the first `subset_size` samples of `dataset` (the options'
+ * `subset_size`, 128 by default) are read now, on this thread, and copied, so `dataset` may be
+ * freed afterwards. NULL clears them. For an LLM, a sample is one window of tokens with every
+ * model input (input_ids, attention_mask, position_ids, beam_idx). Errors of the dataset's
+ * callback (OVPOT_CALLBACK_FAILED, OVPOT_MISMATCH for a wrong input) are returned here.
+ */
+ovpot_status_e ovpot_compressor_set_calibration(ovpot_compressor_t *compressor,
+                                                const ovpot_dataset_t *dataset);
+
+/**
+ * Chooses where the model runs for the statistics of the data-aware methods: "builtin"
+ * (default) or "openvino" (OpenVINO's CPU plugin, loaded at run time; `openvino_lib`, may be
+ * NULL, as for `ovpot_session_set_backend`). Errors (no OpenVINO) only when a compression with
+ * calibration data runs.
+ */
+ovpot_status_e ovpot_compressor_set_backend(ovpot_compressor_t *compressor,
+                                            const char *backend,
+                                            const char *openvino_lib);
 
 /**
  * The report of the last successful compression as JSON (per weight: layer, shape, precision,

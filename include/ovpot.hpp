@@ -974,6 +974,25 @@ public:
         log_ = std::move(l);
         return *this;
     }
+    /// Calibration data for AWQ, scale estimation and data-aware mixed precision: the first
+    /// `subset_size` samples are copied now (`dataset` may go away afterwards).
+    Compressor& set_calibration(const Dataset& dataset) {
+        detail::CallScope scope;
+        check(ovpot_compressor_set_calibration(h_.get(), dataset.get()));
+        return *this;
+    }
+    /// Drops the calibration data.
+    Compressor& clear_calibration() {
+        check(ovpot_compressor_set_calibration(h_.get(), nullptr));
+        return *this;
+    }
+    /// Where the statistics run: "builtin" or "openvino" (`openvino_lib` as for
+    /// `Session::set_backend`).
+    Compressor& set_backend(const std::string& backend, const std::string& openvino_lib = "") {
+        check(ovpot_compressor_set_backend(h_.get(), backend.c_str(),
+                                           openvino_lib.empty() ? nullptr : openvino_lib.c_str()));
+        return *this;
+    }
     /// The compressed model; `model` is not changed.
     Model compress(const Model& model) {
         detail::CallScope scope;

@@ -154,3 +154,51 @@ fn data_aware_options_are_checked() {
         assert!(err.to_string().contains("awq") || err.to_string().contains("data"), "{err}");
     }
 }
+
+/// The C API: calibration samples copied from a dataset (freed before the run), AWQ and scale
+/// estimation from the options JSON, in memory and to a file: NNCF's constants both times.
+#[test]
+fn c_api_compresses_with_calibration_data() {
+    use ovpot::ffi::compress::*;
+    use ovpot::ffi::*;
+    use std::ffi::CString;
+    use std::ptr;
+    let ok = ovpot_status_e::OVPOT_OK;
+    let c = |p: &Path| CString::new(p.to_str().unwrap()).unwrap();
+    let xml = c(&fixture().join("model.xml"));
+    let mut model: *mut ovpot_model_t = ptr::null_mut();
+    assert_eq!(ovpot_model_read(xml.as_ptr(), ptr::null(), &mut model), ok);
+    let mut data: *mut ovpot_dataset_t = ptr::null_mut();
+    assert_eq!(ovpot_dataset_create_from_npy_folder(model, c(&fixture().join("calib")).as_ptr(), &mut data), ok);
+    let options =
+        CString::new(r#"{"mode": "int4_asym", "group_size": 16, "awq": true, "scale_estimation": true}"#).unwrap();
+    let mut compressor: *mut ovpot_compressor_t = ptr::null_mut();
+    assert_eq!(ovpot_compressor_create(options.as_ptr(), &mut compressor), ok);
+    let bad = CString::new("cuda").unwrap();
+    assert_eq!(
+        ovpot_compressor_set_backend(compressor, bad.as_ptr(), ptr::null()),
+        ovpot_status_e::OVPOT_INVALID_ARGUMENT
+    );
+    let builtin = CString::new("builtin").unwrap();
+    assert_eq!(ovpot_compressor_set_backend(compressor, builtin.as_ptr(), ptr::null()), ok);
+    assert_eq!(ovpot_compressor_set_calibration(compressor, data), ok);
+    ovpot_dataset_free(data);
+    let mut compressed: *mut ovpot_model_t = ptr::null_mut();
+    assert_eq!(ovpot_compressor_compress_model(compressor, model, &mut compressed), ok);
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("m.xml");
+    assert_eq!(ovpot_model_save(compressed, c(&saved).as_ptr(), ptr::null()), ok);
+    let file = dir.path().join("f.xml");
+    assert_eq!(ovpot_compressor_compress_file(compressor, xml.as_ptr(), c(&file).as_ptr()), ok);
+    // Without calibration data scale estimation is refused.
+    assert_eq!(ovpot_compressor_set_calibration(compressor, ptr::null()), ok);
+    let mut again: *mut ovpot_model_t = ptr::null_mut();
+    assert_eq!(ovpot_compressor_compress_model(compressor, model, &mut again), ovpot_status_e::OVPOT_INVALID_ARGUMENT);
+    assert!(again.is_null());
+    ovpot_model_free(compressed);
+    ovpot_model_free(model);
+    ovpot_compressor_free(compressor);
+    for p in [saved, file] {
+        assert_same_as_nncf(Model::read(&p, None).unwrap().graph(), "awq_se");
+    }
+}

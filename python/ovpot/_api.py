@@ -492,21 +492,24 @@ def compress_weights(model, mode=CompressWeightsMode.INT8_ASYM, ratio: Optional[
                      group_size: Optional[int] = None, ignored_scope=None, all_layers: Optional[bool] = None,
                      sensitivity_metric=None, awq=None, subset_size=None, scale_estimation=None, gptq=None,
                      lora_correction=None, backup_mode=None, dataset=None, advanced_parameters=None, *,
-                     progress: Optional[Callable] = None):
-    """Weight-only INT8/INT4 compression, as `nncf.compress_weights` (data-free; NNCF's codes).
+                     backend: str = "auto", progress: Optional[Callable] = None):
+    """Weight-only INT8/INT4 compression, as `nncf.compress_weights` (NNCF's codes, byte for byte).
+
+    With `dataset` (an `nncf.Dataset` or any iterable of model inputs: for an LLM, dicts of
+    input_ids, attention_mask, position_ids and beam_idx, one window each) the data-aware methods
+    run as NNCF's: `awq`, `scale_estimation`, and mixed precision (`ratio` < 1) ranked by
+    `sensitivity_metric` (default with a dataset: max_activation_variance). `awq` without a
+    dataset is NNCF's data-free AWQ. `subset_size` (128) samples are read.
 
     From `advanced_parameters` (NNCF's AdvancedCompressionParameters, or any object with these
-    attributes) ovpot takes `group_size_fallback_mode` (error, ignore, adjust) and
-    `min_adjusted_group_size`.
+    attributes) ovpot takes `group_size_fallback_mode` (error, ignore, adjust),
+    `min_adjusted_group_size`, `awq_params` and `scale_estimation_params`.
 
-    The data-aware options (dataset, awq, scale_estimation, gptq, lora_correction, a sensitivity
-    metric other than the weight error) are refused: ovpot does not have them."""
-    for name, v in [("dataset", dataset), ("awq", awq), ("scale_estimation", scale_estimation), ("gptq", gptq),
-                    ("lora_correction", lora_correction)]:
+    `backend`: where the statistics run, "builtin" or "openvino" ("auto": OpenVINO when the
+    model came as an `openvino.Model`). GPTQ and LoRA correction are not available yet."""
+    for name, v in [("gptq", gptq), ("lora_correction", lora_correction)]:
         if v:
-            raise ValueError(f"{name}: data-aware compression is not available in ovpot")
-    if sensitivity_metric is not None and _value(sensitivity_metric) != "weight_quantization_error":
-        raise ValueError("sensitivity_metric: only weight_quantization_error (data-free) is available")
+            raise ValueError(f"{name}: not available in ovpot yet (AWQ and scale estimation are)")
     options = {"mode": _value(mode)}
     if ratio is not None:
         options["ratio"] = float(ratio)
@@ -524,6 +527,20 @@ def compress_weights(model, mode=CompressWeightsMode.INT8_ASYM, ratio: Optional[
     min_group = getattr(advanced_parameters, "min_adjusted_group_size", None)
     if min_group is not None:
         options["min_adjusted_group_size"] = int(min_group)
+    if awq:
+        options["awq"] = True
+    if scale_estimation:
+        options["scale_estimation"] = True
+    if subset_size is not None:
+        options["subset_size"] = int(subset_size)
+    if sensitivity_metric is not None:
+        options["sensitivity_metric"] = _value(sensitivity_metric)
+    for key, fields in [("awq_params", ("subset_size", "percent_to_apply", "alpha_min", "alpha_max", "steps")),
+                        ("scale_estimation_params", ("subset_size", "initial_steps", "scale_steps", "weight_penalty"))]:
+        group = getattr(advanced_parameters, key, None)
+        values = {f: getattr(group, f) for f in fields if getattr(group, f, None) is not None}
+        if values:
+            options[key] = values
     m, as_ov = _as_model(model)
     run = _Run(progress)
     c = C.c_void_p()
@@ -531,6 +548,20 @@ def compress_weights(model, mode=CompressWeightsMode.INT8_ASYM, ratio: Optional[
     try:
         check(lib.ovpot_compressor_set_progress_callback(c, run.progress_cb, None))
         check(lib.ovpot_compressor_set_log_callback(c, run.log_cb, 1, None))
+        chosen = _resolved_backend(backend, as_ov)
+        if chosen == "openvino":
+            libs = _openvino_libs()
+            if libs is None:
+                raise ValueError("backend='openvino' needs the openvino package")
+            check(lib.ovpot_compressor_set_backend(c, b"openvino", libs.encode()))
+        elif chosen != "builtin":
+            raise ValueError(f"backend: 'auto', 'builtin' or 'openvino', got {backend!r}")
+        if dataset is not None:
+            source = _SampleSource(m, dataset, options.get("subset_size", 128), run)
+            try:
+                run.check(lib.ovpot_compressor_set_calibration(c, source.h))
+            finally:
+                source.free()
         out = C.c_void_p()
         run.check(lib.ovpot_compressor_compress_model(c, m.handle, C.byref(out)))
         return _result(Model(out), as_ov)

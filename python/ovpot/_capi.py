@@ -109,6 +109,8 @@ _SIGNATURES = {
     "ovpot_compressor_create": ([cp, vpp], C.c_int),
     "ovpot_compressor_set_progress_callback": ([vp, PROGRESS, vp], C.c_int),
     "ovpot_compressor_set_log_callback": ([vp, LOG, C.c_uint32, vp], C.c_int),
+    "ovpot_compressor_set_calibration": ([vp, vp], C.c_int),
+    "ovpot_compressor_set_backend": ([vp, cp, cp], C.c_int),
     "ovpot_compressor_compress_model": ([vp, vp, vpp], C.c_int),
     "ovpot_compressor_compress_file": ([vp, cp, cp], C.c_int),
     "ovpot_compressor_report_json": ([vp, C.POINTER(cp)], C.c_int),

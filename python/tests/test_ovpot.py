@@ -109,7 +109,7 @@ def test_compress_weights_int8_and_int4():
         ovpot.compress_weights(model, ratio=0.5)
     assert e.value.status == "INVALID_ARGUMENT" and "ratio" in str(e.value)
     with pytest.raises(ValueError):
-        ovpot.compress_weights(model, mode=ovpot.CompressWeightsMode.INT4_ASYM, awq=True)
+        ovpot.compress_weights(model, mode=ovpot.CompressWeightsMode.INT4_ASYM, gptq=True)
 
 
 def test_failures_carry_the_status_and_the_callers_exception():
@@ -176,6 +176,42 @@ def llama_windows():
     names = ["input_ids", "attention_mask", "position_ids", "beam_idx"]
     arrs = {n: np.load(LLAMA / "calib" / f"{n}.npy") for n in names}
     return [{n: arrs[n][i : i + 1] for n in names} for i in range(arrs["input_ids"].shape[0])]
+
+
+def constant_hashes(model: ovpot.Model) -> dict:
+    """Per weight constant (u4, i4, u8, i8, f16, f32) of an IR: type and FNV-1a 64 of its bytes."""
+    import xml.etree.ElementTree as ET
+
+    xml, blob = model.to_memory()
+    out = {}
+    for layer in ET.fromstring(xml).iter("layer"):
+        d = layer.find("data")
+        if layer.get("type") != "Const" or d.get("element_type") not in {"u4", "i4", "u8", "i8", "f16", "f32"}:
+            continue
+        h = 0xCBF29CE484222325
+        for b in blob[int(d.get("offset")) : int(d.get("offset")) + int(d.get("size"))]:
+            h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+        out[layer.get("name")] = (d.get("element_type"), f"{h:016x}")
+    return out
+
+
+@pytest.mark.parametrize("backend", ["builtin", pytest.param("openvino", marks=needs_openvino)])
+def test_data_aware_compression_with_nncf_arguments_gives_nncfs_constants(backend):
+    """AWQ + scale estimation from an nncf.Dataset-style dataset: NNCF 3.4's codes, scales and zero
+    points byte for byte (tests/data/tiny_llama_stateful/nncf_int4)."""
+    import json
+
+    class Params:  # NNCF's AdvancedCompressionParameters, as far as ovpot reads it
+        awq_params = type("AWQ", (), {"steps": 100, "subset_size": 32})()
+        scale_estimation_params = type("SE", (), {"initial_steps": 5})()
+
+    c = ovpot.compress_weights(ovpot.read_model(LLAMA / "model.xml"), mode=ovpot.CompressWeightsMode.INT4_ASYM,
+                               group_size=16, dataset=ovpot.Dataset(llama_windows()), awq=True,
+                               scale_estimation=True, advanced_parameters=Params(), backend=backend)
+    want = json.loads((LLAMA / "nncf_int4" / "awq_se.json").read_text())
+    got = constant_hashes(c)
+    differ = [n for n, w in want.items() if got.get(n) != (w["type"], w["fnv"])]
+    assert not differ, f"{len(differ)} of {len(want)} constants differ from NNCF's: {differ[:5]}"
 
 
 @needs_openvino

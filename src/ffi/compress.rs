@@ -5,10 +5,13 @@ use super::boundary::{
     c_string, ffi_call, ffi_free, free_handle, into_handle, off_busy_pool, opt_str, out_ptr, try_mut, try_ref, try_str,
     InUse, Use,
 };
+use super::dataset::ovpot_dataset_t;
 use super::model::ovpot_model_t;
 use super::session::{ovpot_log_callback_t, ovpot_progress_callback_t};
 use super::types::{ovpot_log_level_e, ovpot_stage_e, ovpot_status_e};
-use crate::compress::{compress_file, compress_graph, CompressOptions, CompressReport};
+use crate::backend::{Backend, BackendKind, OpenVinoOptions};
+use crate::compress::{compress_file_with, compress_graph_with, Calibration, CompressOptions, CompressReport};
+use crate::data::InMemoryDataset;
 use crate::error::{Error, Result};
 use crate::hooks::{Hooks, LogLevel};
 use crate::model::Model;
@@ -26,6 +29,20 @@ pub struct ovpot_compressor_t {
     progress: Option<(ProgressCb, *mut c_void)>,
     log: Option<(LogCb, *mut c_void, LogLevel)>,
     report: Option<CString>,
+    /// Calibration samples copied by `ovpot_compressor_set_calibration`.
+    calibration: Option<InMemoryDataset>,
+    backend: BackendKind,
+    openvino: OpenVinoOptions,
+}
+
+impl ovpot_compressor_t {
+    /// The calibration data and the backend that runs the model on it, when data was given.
+    fn calibration(&self) -> Result<Option<(InMemoryDataset, Backend)>> {
+        match &self.calibration {
+            Some(d) => Ok(Some((d.clone(), Backend::open(self.backend, &self.openvino)?))),
+            None => Ok(None),
+        }
+    }
 }
 
 /// A C callback and its `user_data`, moved into the hooks of a run.
@@ -43,10 +60,18 @@ unsafe impl<T> Send for CallerCallback<T> {}
 /// "min_adjusted_group_size": 32}`. Modes: int8_asym, int8_sym, int4_asym, int4_sym; backup
 /// modes: int8_asym, int8_sym, none; group size fallbacks (a group size that does not divide a
 /// weight's input channels): error, ignore (kept as it is), adjust (the largest power of two that
-/// divides them, at least min_adjusted_group_size, else the backup mode). Unknown keys (at the top:
+/// divides them, at least min_adjusted_group_size, else the backup mode). The data-aware keys
+/// (4-bit modes; with `ovpot_compressor_set_calibration`): `"awq": true` (also data-free
+/// without calibration data), `"scale_estimation": true`, `"subset_size": 128` (samples the
+/// statistics use), `"sensitivity_metric"` (weight_quantization_error, hessian_input_activation,
+/// mean_activation_variance, max_activation_variance (the default with data),
+/// mean_activation_magnitude), `"awq_params": {"subset_size": 32, "percent_to_apply": 0.002,
+/// "alpha_min": 0, "alpha_max": 1, "steps": 100}`, `"scale_estimation_params": {"subset_size":
+/// 64, "initial_steps": 5, "scale_steps": 5, "weight_penalty": -1}`. Unknown keys (at the top:
 /// OVPOT_PARSE_ERROR; inside `ignored`, e.g. `'ignored.nmes'`: OVPOT_INVALID_ARGUMENT) and
-/// invalid combinations (a ratio or group size with an 8-bit mode, ratio outside 0..1) are
-/// refused with OVPOT_INVALID_ARGUMENT or OVPOT_PARSE_ERROR, the message naming the key.
+/// invalid combinations (a ratio or group size with an 8-bit mode, ratio outside 0..1, a
+/// data-aware option with an 8-bit mode) are refused with OVPOT_INVALID_ARGUMENT or
+/// OVPOT_PARSE_ERROR, the message naming the key.
 #[no_mangle]
 pub extern "C" fn ovpot_compressor_create(
     options_json: *const c_char,
@@ -71,7 +96,15 @@ pub extern "C" fn ovpot_compressor_create(
             None => CompressOptions::default(),
         };
         options.validate()?;
-        *out = into_handle(ovpot_compressor_t { options, progress: None, log: None, report: None });
+        *out = into_handle(ovpot_compressor_t {
+            options,
+            progress: None,
+            log: None,
+            report: None,
+            calibration: None,
+            backend: BackendKind::Builtin,
+            openvino: OpenVinoOptions::default(),
+        });
         Ok(())
     })
 }
@@ -155,7 +188,12 @@ pub extern "C" fn ovpot_compressor_compress_model(
         let mut hooks = hooks(c);
         let options = c.options.clone();
         let graph = m.model.graph();
-        let (graph, report) = off_busy_pool(move || compress_graph(graph, &options, &mut hooks))??;
+        let calibration = c.calibration()?;
+        let (graph, report) = off_busy_pool(move || {
+            let calibration =
+                calibration.as_ref().map(|(data, backend)| Calibration { data, backend: backend.clone() });
+            compress_graph_with(graph, &options, calibration.as_ref(), &mut hooks)
+        })??;
         keep_report(c, &report)?;
         *out = into_handle(ovpot_model_t::new(Model::from_graph(graph)));
         Ok(())
@@ -164,7 +202,8 @@ pub extern "C" fn ovpot_compressor_compress_model(
 
 /// Compresses the model file `input_xml` (its `.bin` next to it) into `output_xml` (and the
 /// `.bin` next to it), streamed: weights are read, compressed and written one tensor at a time,
-/// so memory stays near the largest tensor whatever the model's size. Both output files appear
+/// so memory stays near the largest tensor whatever the model's size (with AWQ or calibration
+/// data for the data-aware methods the model is held in memory instead). Both output files appear
 /// only when complete; on failure or cancel nothing is left and an existing model at
 /// `output_xml` is untouched. The output must not be the input. Output paths are treated as by
 /// `ovpot_model_save`: symlinks are written through, a directory, device node or FIFO is refused
@@ -182,8 +221,69 @@ pub extern "C" fn ovpot_compressor_compress_file(
         let _in_use = InUse::mark(&[(c as *const ovpot_compressor_t as usize, Use::Exclusive, "compressor")])?;
         let mut hooks = hooks(c);
         let options = c.options.clone();
-        let report = off_busy_pool(move || compress_file(input, output, &options, &mut hooks))??;
+        let calibration = c.calibration()?;
+        let report = off_busy_pool(move || {
+            let calibration =
+                calibration.as_ref().map(|(data, backend)| Calibration { data, backend: backend.clone() });
+            compress_file_with(input, output, &options, calibration.as_ref(), &mut hooks)
+        })??;
         keep_report(c, &report)
+    })
+}
+
+/// Gives the compressor calibration data for the data-aware methods (AWQ, scale estimation,
+/// data-aware mixed precision): the first `subset_size` samples of `dataset` (the options'
+/// `subset_size`, 128 by default) are read now, on this thread, and copied, so `dataset` may be
+/// freed afterwards. NULL clears them. For an LLM, a sample is one window of tokens with every
+/// model input (input_ids, attention_mask, position_ids, beam_idx). Errors of the dataset's
+/// callback (OVPOT_CALLBACK_FAILED, OVPOT_MISMATCH for a wrong input) are returned here.
+#[no_mangle]
+pub extern "C" fn ovpot_compressor_set_calibration(
+    compressor: *mut ovpot_compressor_t,
+    dataset: *const ovpot_dataset_t,
+) -> ovpot_status_e {
+    ffi_call("ovpot_compressor_set_calibration", || {
+        let c = try_mut(compressor, "compressor")?;
+        if dataset.is_null() {
+            c.calibration = None;
+            return Ok(());
+        }
+        let d = try_ref(dataset, "dataset")?;
+        let _in_use = InUse::mark(&[
+            (c as *const ovpot_compressor_t as usize, Use::Exclusive, "compressor"),
+            (d as *const ovpot_dataset_t as usize, Use::Shared, "dataset"),
+        ])?;
+        let n = c.options.subset_size.min(d.len());
+        if n == 0 {
+            return Err(Error::invalid("the calibration dataset is empty"));
+        }
+        let samples = (0..n).map(|i| d.get(i).map_err(|e| e.with_sample("calibration", i))).collect::<Result<_>>()?;
+        c.calibration = Some(InMemoryDataset { samples });
+        Ok(())
+    })
+}
+
+/// Chooses where the model runs for the statistics of the data-aware methods: "builtin"
+/// (default) or "openvino" (OpenVINO's CPU plugin, loaded at run time; `openvino_lib`, may be
+/// NULL, as for `ovpot_session_set_backend`). Errors (no OpenVINO) only when a compression with
+/// calibration data runs.
+#[no_mangle]
+pub extern "C" fn ovpot_compressor_set_backend(
+    compressor: *mut ovpot_compressor_t,
+    backend: *const c_char,
+    openvino_lib: *const c_char,
+) -> ovpot_status_e {
+    ffi_call("ovpot_compressor_set_backend", || {
+        let c = try_mut(compressor, "compressor")?;
+        let v = try_str(backend, "backend")?;
+        let lib = if openvino_lib.is_null() { None } else { Some(try_str(openvino_lib, "openvino_lib")?) };
+        c.backend = match v {
+            "builtin" => BackendKind::Builtin,
+            "openvino" => BackendKind::Openvino,
+            other => return Err(Error::invalid(format!("backend '{other}': expected builtin or openvino"))),
+        };
+        c.openvino = OpenVinoOptions { library: lib.map(std::path::PathBuf::from), core: None };
+        Ok(())
     })
 }
 
