@@ -202,3 +202,41 @@ fn c_api_compresses_with_calibration_data() {
         assert_same_as_nncf(Model::read(&p, None).unwrap().graph(), "awq_se");
     }
 }
+
+/// `statistics_path`: the first run keeps the statistics; a second with other options reads them
+/// (its log says so, and it runs no sample) and gives what a fresh run gives; other samples are
+/// another entry.
+#[test]
+fn statistics_are_kept_and_read_back() {
+    use std::sync::{Arc, Mutex};
+    let m = model();
+    let data = calibration(&m);
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = CompressOptions { scale_estimation: true, ..int4(true, 16) };
+    options.statistics_path = Some(dir.path().to_path_buf());
+    let run = |options: &CompressOptions, data: &dyn ovpot::Dataset| -> (Graph, Vec<String>) {
+        let lines = Arc::new(Mutex::new(vec![]));
+        let seen = lines.clone();
+        let mut hooks = Hooks {
+            log: Some(Box::new(move |_, msg: &str| seen.lock().unwrap().push(msg.to_string()))),
+            ..Default::default()
+        };
+        let calibration = Calibration { data, backend: Backend::builtin() };
+        let (g, _) = compress_graph_with(m.graph(), options, Some(&calibration), &mut hooks).unwrap();
+        drop(hooks);
+        let lines = lines.lock().unwrap().clone();
+        (g, lines)
+    };
+    let (_, first) = run(&options, &data);
+    assert!(first.iter().any(|l| l.starts_with("statistics kept in")), "{first:?}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    let other = CompressOptions { awq: true, ..options.clone() };
+    let (cached, second) = run(&other, &data);
+    assert!(second.iter().any(|l| l.starts_with("statistics read from")), "{second:?}");
+    assert_same_as_nncf(&cached, "awq_se");
+    // Three of the four samples: another key, collected and kept beside the first.
+    let fewer = CompressOptions { subset_size: 3, ..other };
+    let (_, third) = run(&fewer, &data);
+    assert!(third.iter().any(|l| l.starts_with("statistics kept in")), "{third:?}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+}

@@ -503,7 +503,8 @@ def compress_weights(model, mode=CompressWeightsMode.INT8_ASYM, ratio: Optional[
 
     From `advanced_parameters` (NNCF's AdvancedCompressionParameters, or any object with these
     attributes) ovpot takes `group_size_fallback_mode` (error, ignore, adjust),
-    `min_adjusted_group_size`, `awq_params` and `scale_estimation_params`.
+    `min_adjusted_group_size`, `awq_params`, `scale_estimation_params` and `statistics_path` (a
+    folder keeping the statistics: a later call on the same model and samples reads them).
 
     `backend`: where the statistics run, "builtin" or "openvino" ("auto": OpenVINO when the
     model came as an `openvino.Model`). GPTQ and LoRA correction are not available yet."""
@@ -535,6 +536,9 @@ def compress_weights(model, mode=CompressWeightsMode.INT8_ASYM, ratio: Optional[
         options["subset_size"] = int(subset_size)
     if sensitivity_metric is not None:
         options["sensitivity_metric"] = _value(sensitivity_metric)
+    statistics_path = getattr(advanced_parameters, "statistics_path", None)
+    if statistics_path is not None:
+        options["statistics_path"] = os.fspath(statistics_path)
     for key, fields in [("awq_params", ("subset_size", "percent_to_apply", "alpha_min", "alpha_max", "steps")),
                         ("scale_estimation_params", ("subset_size", "initial_steps", "scale_steps", "weight_penalty"))]:
         group = getattr(advanced_parameters, key, None)

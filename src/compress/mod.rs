@@ -17,6 +17,7 @@ mod mixed_precision;
 pub mod rewrite;
 mod scale_estimation;
 pub mod select;
+pub mod stats_cache;
 
 use crate::backend::Backend;
 use crate::data::Dataset;
@@ -246,6 +247,10 @@ pub struct CompressOptions {
     pub scale_estimation: bool,
     pub awq_params: AwqParams,
     pub scale_estimation_params: ScaleEstimationParams,
+    /// A folder where statistics are kept (NNCF's `statistics_path`): a later run on the same
+    /// model and samples reads them instead of running the model.
+    #[serde(alias = "stats_cache")]
+    pub statistics_path: Option<std::path::PathBuf>,
 }
 
 impl Default for CompressOptions {
@@ -265,6 +270,7 @@ impl Default for CompressOptions {
             scale_estimation: false,
             awq_params: AwqParams::default(),
             scale_estimation_params: ScaleEstimationParams::default(),
+            statistics_path: None,
         }
     }
 }
@@ -775,8 +781,29 @@ fn collect_statistics(
         ),
     );
     let started = Instant::now();
-    let inputs = activations::collect(graph, &inputs, calibration.data, n, &calibration.backend, hooks)?;
-    hooks.log(LogLevel::Info, &format!("statistics collected in {:.2} s", started.elapsed().as_secs_f64()));
+    let backend = calibration.backend.describe();
+    let cached = match &options.statistics_path {
+        Some(dir) => {
+            let key = stats_cache::key(graph, &inputs, calibration.data, n, &backend)?;
+            let found = stats_cache::load(dir, &key, graph).filter(|s| inputs.iter().all(|(o, _)| s.contains_key(o)));
+            Some((dir, key, found))
+        }
+        None => None,
+    };
+    let inputs = match cached {
+        Some((dir, key, Some(found))) => {
+            hooks.log(LogLevel::Info, &format!("statistics read from {} ({key})", dir.display()));
+            found
+        }
+        Some((dir, key, None)) => {
+            let stats = activations::collect(graph, &inputs, calibration.data, n, &calibration.backend, hooks)?;
+            stats_cache::store(dir, &key, graph, &stats)?;
+            hooks.log(LogLevel::Info, &format!("statistics kept in {} ({key})", dir.display()));
+            stats
+        }
+        None => activations::collect(graph, &inputs, calibration.data, n, &calibration.backend, hooks)?,
+    };
+    hooks.log(LogLevel::Info, &format!("statistics in {:.2} s", started.elapsed().as_secs_f64()));
     Ok(activations::SiteStatistics { by_site, inputs, own: HashMap::new() })
 }
 

@@ -67,7 +67,9 @@ unsafe impl<T> Send for CallerCallback<T> {}
 /// mean_activation_variance, max_activation_variance (the default with data),
 /// mean_activation_magnitude), `"awq_params": {"subset_size": 32, "percent_to_apply": 0.002,
 /// "alpha_min": 0, "alpha_max": 1, "steps": 100}`, `"scale_estimation_params": {"subset_size":
-/// 64, "initial_steps": 5, "scale_steps": 5, "weight_penalty": -1}`. Unknown keys (at the top:
+/// 64, "initial_steps": 5, "scale_steps": 5, "weight_penalty": -1}`, `"statistics_path": "DIR"`
+/// (NNCF's name: statistics are kept there and read back by a later run on the same model and
+/// samples). Unknown keys (at the top:
 /// OVPOT_PARSE_ERROR; inside `ignored`, e.g. `'ignored.nmes'`: OVPOT_INVALID_ARGUMENT) and
 /// invalid combinations (a ratio or group size with an 8-bit mode, ratio outside 0..1, a
 /// data-aware option with an 8-bit mode) are refused with OVPOT_INVALID_ARGUMENT or

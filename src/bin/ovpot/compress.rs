@@ -58,6 +58,10 @@ pub(crate) struct CompressArgs {
     /// with --dataset) or mean_activation_magnitude.
     #[arg(long)]
     pub(crate) sensitivity_metric: Option<String>,
+    /// Keep the statistics in DIR and read them from there when the same model and samples come
+    /// again (NNCF's statistics_path): a second run with other options skips the model runs.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) stats_cache: Option<PathBuf>,
     /// Where the model runs for statistics: builtin (default) or openvino.
     #[arg(long)]
     pub(crate) backend: Option<String>,
@@ -98,6 +102,7 @@ pub(crate) fn cmd_compress(a: &CompressArgs, log: Logger, visible: bool) -> CliR
         min_adjusted_group_size: a.min_adjusted_group_size.unwrap_or(32),
         awq: a.awq,
         scale_estimation: a.scale_estimation,
+        statistics_path: a.stats_cache.clone(),
         ..Default::default()
     };
     if let Some(n) = a.subset_size {
