@@ -146,8 +146,9 @@ impl SiteStatistics {
 }
 
 /// Collects [`InputStats`] for `inputs` (outlet, hidden axis) on the first `n` samples of `data`,
-/// running `graph` where `backend` runs it. Samples run one after another: an LLM window fills
-/// the cores on its own, and memory stays at one sample's activations.
+/// running `graph` where `backend` runs it. Samples run a few at a time side by side (one per
+/// core: an LLM window's products are large enough for one core each, its other ops run on one
+/// anyway); each sample's statistics are its own, appended in sample order.
 pub fn collect(
     graph: &Graph,
     inputs: &[(Outlet, usize)],
@@ -156,29 +157,53 @@ pub fn collect(
     backend: &Backend,
     hooks: &mut Hooks,
 ) -> Result<HashMap<Outlet, InputStats>> {
+    use rayon::prelude::*;
     if n == 0 {
         return Err(Error::invalid("the calibration dataset is empty"));
     }
     let targets: Vec<Outlet> = inputs.iter().map(|&(o, _)| o).collect();
     let exec = backend.compile(graph, &targets, 0)?;
-    let mut stats: HashMap<Outlet, InputStats> = inputs.iter().map(|&(o, axis)| (o, InputStats::new(axis))).collect();
+    let fresh =
+        || -> HashMap<Outlet, InputStats> { inputs.iter().map(|&(o, axis)| (o, InputStats::new(axis))).collect() };
+    let mut stats = fresh();
     let params: HashMap<String, Outlet> =
         graph.parameters().into_iter().map(|p| (graph.parameter_name(p).to_string(), Outlet::new(p, 0))).collect();
-    hooks.progress(Stage::Statistics, 0, n)?;
-    for i in 0..n {
+    let one = |i: usize| -> Result<HashMap<Outlet, InputStats>> {
+        let mut mine = fresh();
         let sample = data.get(i).map_err(|e| e.with_sample("calibration", i))?;
         // A model input read by a MatMul directly is not computed by the engine: seen here.
         for (name, t) in &sample {
-            if let Some(s) = params.get(name).and_then(|o| stats.get_mut(o)) {
+            if let Some(s) = params.get(name).and_then(|o| mine.get_mut(o)) {
                 s.add(t).map_err(|e| e.with_sample("calibration", i))?;
             }
         }
-        let mut observer = Seen { stats: &mut stats, error: None };
+        let mut observer = Seen { stats: &mut mine, error: None };
         exec.run(&sample, &mut observer).map_err(|e| e.with_sample("calibration", i))?;
-        if let Some(e) = observer.error {
-            return Err(e.with_sample("calibration", i));
+        match observer.error {
+            Some(e) => Err(e.with_sample("calibration", i)),
+            None => Ok(mine),
         }
-        hooks.progress(Stage::Statistics, i + 1, n)?;
+    };
+    let wave = exec.in_flight(rayon::current_num_threads).max(1);
+    hooks.progress(Stage::Statistics, 0, n)?;
+    let mut done = 0;
+    while done < n {
+        let end = (done + wave).min(n);
+        let parts: Vec<Result<HashMap<Outlet, InputStats>>> =
+            exec.in_flight(|| (done..end).into_par_iter().map(one).collect());
+        for part in parts {
+            for (o, p) in part? {
+                let s = stats.get_mut(&o).expect("the same outlets");
+                s.means.extend(p.means);
+                s.shapes.extend(p.shapes);
+                s.mean_square.extend(p.mean_square);
+                s.mean_variance.extend(p.mean_variance);
+                s.max_variance.extend(p.max_variance);
+                s.mean_magnitude.extend(p.mean_magnitude);
+            }
+        }
+        done = end;
+        hooks.progress(Stage::Statistics, done, n)?;
     }
     Ok(stats)
 }
