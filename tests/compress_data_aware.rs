@@ -128,6 +128,16 @@ fn file_driver_matches_and_the_result_runs() {
         compress_file_with(&fixture().join("model.xml"), &out, &options, Some(&calibration), &mut Hooks::default())
             .unwrap();
     assert_eq!(report.layers.iter().filter(|l| l.bits == 4).count(), 14);
+    // The report says what each method did: AWQ scaled the two down_proj (folded into up_proj),
+    // scale estimation never raised a layer's output error.
+    let scaled: Vec<_> = report.layers.iter().filter_map(|l| l.awq.as_ref().filter(|a| a.role == "scaled")).collect();
+    assert_eq!(scaled.len(), 2);
+    assert!(scaled.iter().all(|a| a.with.contains("up_proj") && a.groups_scaled == 1), "{scaled:?}");
+    assert_eq!(report.layers.iter().filter(|l| l.awq.as_ref().is_some_and(|a| a.role == "merged")).count(), 2);
+    let estimated: Vec<_> = report.layers.iter().filter_map(|l| l.scale_estimation.as_ref()).collect();
+    assert_eq!(estimated.len(), 14);
+    assert!(estimated.iter().all(|e| e.output_mse <= e.output_mse_min_max));
+    assert!(estimated.iter().any(|e| e.output_mse < e.output_mse_min_max));
     let written = Model::read(&out, None).unwrap();
     assert_same_as_nncf(written.graph(), "awq_se");
     assert!(written.graph().is_stateful());

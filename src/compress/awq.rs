@@ -16,7 +16,7 @@ use super::activations::{InputStats, SiteStatistics};
 use super::lowering::{group_params, quantize, IntFormat, Layout};
 use super::matrix::{self, WeightMatrix};
 use super::select::{WeightKind, WeightSite};
-use super::{AwqParams, WeightStore};
+use super::{AwqLayer, AwqParams, WeightStore};
 use crate::error::{Error, Result};
 use crate::graph::{Attrs, Graph, NodeId, Outlet, PortInfo};
 use crate::hooks::{Hooks, LogLevel, Stage};
@@ -47,9 +47,9 @@ struct Target {
     merge_site: Option<usize>,
 }
 
-/// What AWQ did, for the report and the log.
+/// What AWQ did, for the log.
 #[derive(Clone, Debug, Default)]
-pub struct AwqSummary {
+struct AwqSummary {
     /// Target weights scaled.
     pub targets: usize,
     /// Groups whose scale the search changed.
@@ -135,13 +135,14 @@ pub(crate) fn apply(
     params: &AwqParams,
     store: &mut dyn WeightStore,
     hooks: &mut Hooks,
-) -> Result<AwqSummary> {
+) -> Result<HashMap<usize, AwqLayer>> {
     let started = std::time::Instant::now();
+    let mut layers = HashMap::new();
     let targets = find_targets(graph, sites)?;
     let mut summary = AwqSummary { data_aware: statistics.is_some(), ..Default::default() };
     if targets.is_empty() {
         hooks.log(LogLevel::Info, "AWQ: no MatMul matches its patterns; skipped");
-        return Ok(summary);
+        return Ok(layers);
     }
     for (k, t) in targets.iter().enumerate() {
         hooks.progress(Stage::WeightCompression, k, targets.len())?;
@@ -163,10 +164,20 @@ pub(crate) fn apply(
                 let group = config.group_size.unwrap_or(weight.cols);
                 let (scale, changed) = search(&weight, own, group, config.format, params, guard.as_ref());
                 summary.groups_scaled += changed;
-                scale
+                (scale, changed)
             }
-            None => data_free_scale(&weight),
+            None => (data_free_scale(&weight), weight.cols),
         };
+        let (scale, changed) = scale;
+        let with = match t.merge {
+            Merge::Rows(p) => graph.nodes[sites[p].op].name.clone(),
+            Merge::After(o) => format!("a Multiply after {}", graph.nodes[o.node].name),
+        };
+        layers.insert(t.site, AwqLayer { role: "scaled".into(), groups_scaled: changed, with });
+        if let Merge::Rows(p) = t.merge {
+            let with = graph.nodes[site.op].name.clone();
+            layers.insert(p, AwqLayer { role: "merged".into(), groups_scaled: 0, with });
+        }
         // Input channel c of the weight × s_c, rounded back to the weight's type.
         for r in 0..weight.rows {
             for (w, &s) in weight.data[r * weight.cols..(r + 1) * weight.cols].iter_mut().zip(&scale) {
@@ -217,7 +228,7 @@ pub(crate) fn apply(
             started.elapsed().as_secs_f64()
         ),
     );
-    Ok(summary)
+    Ok(layers)
 }
 
 /// NNCF's data-free scale: one over the mean |w| of each input channel (at least f32's eps).

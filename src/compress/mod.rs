@@ -393,6 +393,32 @@ pub struct CompressedLayer {
     pub bytes_after: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kept_because: Option<String>,
+    /// What AWQ did to this weight.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awq: Option<AwqLayer>,
+    /// What scale estimation bought at this layer's output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale_estimation: Option<ScaleEstimationLayer>,
+}
+
+/// AWQ on one weight: scaled as a target (its input channels × s), or its rows ÷ s as the
+/// previous layer of a target.
+#[derive(Clone, Debug, Serialize)]
+pub struct AwqLayer {
+    /// "scaled" (a target) or "merged" (absorbed a target's scale).
+    pub role: String,
+    /// For a target: groups the search gave a scale other than 1 (data-aware), or every input
+    /// channel (data-free); for a merge: the target's name.
+    pub groups_scaled: usize,
+    pub with: String,
+}
+
+/// Scale estimation on one weight: the mean squared output error per (row, group) on the
+/// calibration means, with the min/max scales and with the estimated ones.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScaleEstimationLayer {
+    pub output_mse_min_max: f64,
+    pub output_mse: f64,
 }
 
 /// What a compression run did.
@@ -706,9 +732,10 @@ fn run(
         _ => None,
     };
     mixed_precision::assign(graph, &mut sites, options, store, statistics.as_ref(), hooks)?;
-    if options.awq {
-        awq::apply(graph, &sites, statistics.as_mut(), &options.awq_params, store, hooks)?;
-    }
+    let awq_layers = match options.awq {
+        true => awq::apply(graph, &sites, statistics.as_mut(), &options.awq_params, store, hooks)?,
+        false => HashMap::new(),
+    };
     let estimated = match (&statistics, options.scale_estimation) {
         (Some(stats), true) => {
             scale_estimation::estimate(graph, &sites, stats, &options.scale_estimation_params, store, hooks)?
@@ -726,7 +753,7 @@ fn run(
             .unwrap_or_else(|| site.element_type.byte_size(site.num_weights()) as u64);
         let after = match site.config {
             Some(config) => {
-                let bytes = compress_site(graph, site, &config, store, estimated.get(&k).map(|v| v.as_slice()))?;
+                let bytes = compress_site(graph, site, &config, store, estimated.get(&k).map(|v| v.0.as_slice()))?;
                 // The float weight nobody reads any more leaves memory now, not at the end.
                 if !graph.nodes.iter().any(|n| n.inputs.iter().any(|o| o.node == site.constant)) {
                     graph.nodes[site.constant].value = None;
@@ -735,7 +762,15 @@ fn run(
             }
             None => before,
         };
-        report.layers.push(layer_entry(graph, site, before, after));
+        let mut entry = layer_entry(graph, site, before, after);
+        if let Some(a) = awq_layers.get(&k) {
+            entry.awq = Some(a.clone());
+        }
+        if let Some((_, e)) = estimated.get(&k) {
+            entry.scale_estimation =
+                Some(ScaleEstimationLayer { output_mse_min_max: e.min_max, output_mse: e.estimated });
+        }
+        report.layers.push(entry);
     }
     hooks.progress(Stage::WeightCompression, total, total)?;
     graph.remove_dead_nodes();
@@ -837,6 +872,8 @@ fn layer_entry(graph: &Graph, site: &WeightSite, before: u64, after: u64) -> Com
         bytes_before: before,
         bytes_after: after,
         kept_because: if site.config.is_none() { site.skipped.clone() } else { None },
+        awq: None,
+        scale_estimation: None,
     }
 }
 

@@ -17,11 +17,20 @@ use crate::hooks::{Hooks, LogLevel, Stage};
 use rayon::prelude::*;
 use std::collections::HashMap;
 
+/// A weight's mean squared output error per (row, group) on the calibration means: with the
+/// min/max scales, and with the estimated ones.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OutputError {
+    pub min_max: f64,
+    pub estimated: f64,
+}
+
 /// Rows handled by one task.
 const ROW_BLOCK: usize = 32;
 
 /// Estimated parameters per 4-bit MatMul site with statistics, in the order
-/// [`super::lowering::compress_with`] takes them (`[outer, groups, inner]`).
+/// [`super::lowering::compress_with`] takes them (`[outer, groups, inner]`), and the output
+/// error they bought.
 pub(crate) fn estimate(
     graph: &Graph,
     sites: &[WeightSite],
@@ -29,7 +38,7 @@ pub(crate) fn estimate(
     params: &ScaleEstimationParams,
     store: &mut dyn WeightStore,
     hooks: &mut Hooks,
-) -> Result<HashMap<usize, Vec<GroupParams>>> {
+) -> Result<HashMap<usize, (Vec<GroupParams>, OutputError)>> {
     let started = std::time::Instant::now();
     let chosen: Vec<usize> = (0..sites.len())
         .filter(|&i| {
@@ -51,7 +60,7 @@ pub(crate) fn estimate(
         let stats = statistics.for_site(i).expect("filtered on statistics");
         let (magnitude, x) = magnitudes_and_subset(stats, params.subset_size);
         let group = config.group_size.unwrap_or(weight.cols);
-        let per_row = estimate_weight(&weight, &magnitude, &x, group, config.format, params);
+        let (per_row, error) = estimate_weight(&weight, &magnitude, &x, group, config.format, params);
         // Rows are (outer, inner) pairs; the compressor wants [outer, groups, inner].
         let ng = weight.cols / group;
         let mut ordered = vec![GroupParams { scale: 0.0, zero_point: 0.0 }; per_row.len()];
@@ -59,7 +68,7 @@ pub(crate) fn estimate(
             let (o, inner_i, g) = (r / ng / layout.inner, (r / ng) % layout.inner, r % ng);
             ordered[(o * ng + g) * layout.inner + inner_i] = p;
         }
-        out.insert(i, ordered);
+        out.insert(i, (ordered, error));
     }
     hooks.progress(Stage::WeightCompression, chosen.len(), chosen.len())?;
     hooks.log(
@@ -77,31 +86,39 @@ fn estimate_weight(
     group: usize,
     format: IntFormat,
     params: &ScaleEstimationParams,
-) -> Vec<GroupParams> {
+) -> (Vec<GroupParams>, OutputError) {
     let ng = w.cols / group;
     let n = x.first().map_or(0, |v| v.len());
     // Each group's inputs as [group × n], row-major.
     let xs: Vec<Vec<f32>> =
         (0..ng).map(|g| (0..group).flat_map(|c| x[g * group + c].iter().copied()).collect()).collect();
     let blocks: Vec<usize> = (0..w.rows).step_by(ROW_BLOCK).collect();
-    let results: Vec<Vec<GroupParams>> = blocks
+    let results: Vec<(Vec<GroupParams>, f64, f64)> = blocks
         .par_iter()
         .map(|&r0| {
             let rows = ROW_BLOCK.min(w.rows - r0);
             let mut params_out = vec![GroupParams { scale: 0.0, zero_point: 0.0 }; rows * ng];
+            let (mut before, mut after) = (0f64, 0f64);
             for g in 0..ng {
                 let wg: Vec<f32> =
                     (r0..r0 + rows).flat_map(|r| w.row(r)[g * group..(g + 1) * group].iter().copied()).collect();
                 let s = &magnitude[g * group..(g + 1) * group];
-                let found = estimate_block(&wg, rows, group, s, &xs[g], n, format, params);
+                let (found, b, a) = estimate_block(&wg, rows, group, s, &xs[g], n, format, params);
+                before += b;
+                after += a;
                 for (k, p) in found.into_iter().enumerate() {
                     params_out[k * ng + g] = p;
                 }
             }
-            params_out
+            (params_out, before, after)
         })
         .collect();
-    results.into_iter().flatten().collect()
+    let count = (w.rows * ng).max(1) as f64;
+    let error = OutputError {
+        min_max: results.iter().map(|r| r.1).sum::<f64>() / count,
+        estimated: results.iter().map(|r| r.2).sum::<f64>() / count,
+    };
+    (results.into_iter().flat_map(|r| r.0).collect(), error)
 }
 
 /// One group of `rows` weight rows (`wg`, `[rows × group]`): the estimated parameters per row.
@@ -115,7 +132,7 @@ fn estimate_block(
     n: usize,
     format: IntFormat,
     params: &ScaleEstimationParams,
-) -> Vec<GroupParams> {
+) -> (Vec<GroupParams>, f64, f64) {
     const EPS: f32 = f32::EPSILON;
     let levels = format.levels();
     let minmax: Vec<GroupParams> = (0..rows)
@@ -143,6 +160,7 @@ fn estimate_block(
     };
     let first: Vec<f32> = minmax.iter().map(|p| p.scale).collect();
     let mut best = work.errors(&first);
+    let before: f64 = best.iter().map(|&e| e as f64).sum();
     // Importance: the input magnitude of each weight, 0 where its code is the zero point,
     // normalised per row.
     let mut importance = vec![0f32; rows * group];
@@ -173,7 +191,8 @@ fn estimate_block(
         let near = near_scales(wg, &targets, &importance, &sign, group, &mut work.scratch);
         work.keep_better(&near, &mut best, &mut result);
     }
-    (0..rows).map(|r| GroupParams { scale: result[r], zero_point: zero_points[r] }).collect()
+    let after: f64 = best.iter().map(|&e| e as f64).sum();
+    ((0..rows).map(|r| GroupParams { scale: result[r], zero_point: zero_points[r] }).collect(), before, after)
 }
 
 /// The importance-weighted ideal scale `|w| / |q − zp|` of each row (+0.001 where q = zp).
