@@ -145,6 +145,18 @@ typedef enum {
    * Weight-only compression (`ovpot_compressor_compress_model` / `_compress_file`): one step per weight.
    */
   OVPOT_STAGE_WEIGHT_COMPRESSION = 6,
+  /**
+   * Weight compression's mixed precision (`ratio` below 1): one step per ratio-defining weight.
+   */
+  OVPOT_STAGE_MIXED_PRECISION = 7,
+  /**
+   * AWQ: one step per scaled weight.
+   */
+  OVPOT_STAGE_AWQ = 8,
+  /**
+   * Scale estimation: one step per 4-bit weight.
+   */
+  OVPOT_STAGE_SCALE_ESTIMATION = 9,
 } ovpot_stage_e;
 
 /**
@@ -482,7 +494,8 @@ ovpot_status_e ovpot_compressor_create(const char *options_json,
 
 /**
  * Sets (or with NULL clears) the progress callback: stage OVPOT_STAGE_WEIGHT_COMPRESSION, one
- * step per weight; return non-zero to cancel (the call then fails with OVPOT_CANCELLED and
+ * step per weight (with the data-aware methods first OVPOT_STAGE_STATISTICS per sample, then
+ * OVPOT_STAGE_MIXED_PRECISION, OVPOT_STAGE_AWQ and OVPOT_STAGE_SCALE_ESTIMATION per weight); return non-zero to cancel (the call then fails with OVPOT_CANCELLED and
  * writes nothing).
  */
 ovpot_status_e ovpot_compressor_set_progress_callback(ovpot_compressor_t *compressor,

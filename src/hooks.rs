@@ -15,6 +15,9 @@ pub enum Stage {
     AccuracyAware = 4,
     SmoothQuant = 5,
     WeightCompression = 6,
+    MixedPrecision = 7,
+    Awq = 8,
+    ScaleEstimation = 9,
 }
 
 impl Stage {
@@ -27,6 +30,9 @@ impl Stage {
             Stage::AccuracyAware => "accuracy-aware",
             Stage::SmoothQuant => "smooth quant",
             Stage::WeightCompression => "weight compression",
+            Stage::MixedPrecision => "mixed precision",
+            Stage::Awq => "AWQ",
+            Stage::ScaleEstimation => "scale estimation",
         }
     }
 }

@@ -124,9 +124,28 @@ fn file_driver_matches_and_the_result_runs() {
     let calibration = Calibration { data: &data, backend: Backend::builtin() };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("model.xml");
+    // Progress comes stage by stage, each ending full.
+    let stages = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(ovpot::hooks::Stage, usize, usize)>::new()));
+    let seen = stages.clone();
+    let mut hooks = Hooks {
+        progress: Some(Box::new(move |stage, done, total| {
+            seen.lock().unwrap().push((stage, done, total));
+            true
+        })),
+        ..Default::default()
+    };
     let report =
-        compress_file_with(&fixture().join("model.xml"), &out, &options, Some(&calibration), &mut Hooks::default())
-            .unwrap();
+        compress_file_with(&fixture().join("model.xml"), &out, &options, Some(&calibration), &mut hooks).unwrap();
+    drop(hooks);
+    let stages = stages.lock().unwrap().clone();
+    let mut order: Vec<ovpot::hooks::Stage> = stages.iter().map(|s| s.0).collect();
+    order.dedup();
+    use ovpot::hooks::Stage;
+    assert_eq!(order, [Stage::Statistics, Stage::Awq, Stage::ScaleEstimation, Stage::WeightCompression]);
+    for stage in order {
+        let last = stages.iter().rev().find(|s| s.0 == stage).unwrap();
+        assert_eq!(last.1, last.2, "{stage:?} ends at {}/{}", last.1, last.2);
+    }
     assert_eq!(report.layers.iter().filter(|l| l.bits == 4).count(), 14);
     // The report says what each method did: AWQ scaled the two down_proj (folded into up_proj),
     // scale estimation never raised a layer's output error.

@@ -145,7 +145,7 @@ pub(crate) fn apply(
         return Ok(layers);
     }
     for (k, t) in targets.iter().enumerate() {
-        hooks.progress(Stage::WeightCompression, k, targets.len())?;
+        hooks.progress(Stage::Awq, k, targets.len())?;
         let site = &sites[t.site];
         let config = site.config.expect("targets are compressed");
         let layout = site.layout(None).expect("compressed weights have a layout");
@@ -217,7 +217,7 @@ pub(crate) fn apply(
         }
         summary.targets += 1;
     }
-    hooks.progress(Stage::WeightCompression, targets.len(), targets.len())?;
+    hooks.progress(Stage::Awq, targets.len(), targets.len())?;
     hooks.log(
         LogLevel::Info,
         &format!(

@@ -41,7 +41,7 @@ pub(crate) fn assign(
     let defining: Vec<usize> = (0..sites.len()).filter(|&i| sites[i].ratio_defining).collect();
     let mut scores = Vec::with_capacity(defining.len());
     for (k, &i) in defining.iter().enumerate() {
-        hooks.progress(Stage::WeightCompression, k, defining.len() * 2)?;
+        hooks.progress(Stage::MixedPrecision, k, defining.len())?;
         let site = &sites[i];
         if metric.is_data_aware() && site.kind == WeightKind::Embedding {
             // No activations to weigh an embedding by: NNCF gives it the lowest sensitivity.
@@ -69,6 +69,7 @@ pub(crate) fn assign(
         };
         scores.push((i, score));
     }
+    hooks.progress(Stage::MixedPrecision, defining.len(), defining.len())?;
     select::apply_ratio(sites, &scores, options);
     Ok(())
 }

@@ -50,7 +50,7 @@ pub(crate) fn estimate(
         .collect();
     let mut out = HashMap::new();
     for (k, &i) in chosen.iter().enumerate() {
-        hooks.progress(Stage::WeightCompression, k, chosen.len())?;
+        hooks.progress(Stage::ScaleEstimation, k, chosen.len())?;
         let site = &sites[i];
         let config = site.config.expect("filtered on a config");
         let layout = site.layout(None).expect("compressed weights have a layout");
@@ -70,7 +70,7 @@ pub(crate) fn estimate(
         }
         out.insert(i, (ordered, error));
     }
-    hooks.progress(Stage::WeightCompression, chosen.len(), chosen.len())?;
+    hooks.progress(Stage::ScaleEstimation, chosen.len(), chosen.len())?;
     hooks.log(
         LogLevel::Info,
         &format!("scale estimation: {} weights in {:.2} s", out.len(), started.elapsed().as_secs_f64()),

@@ -112,7 +112,8 @@ pub extern "C" fn ovpot_compressor_create(
 }
 
 /// Sets (or with NULL clears) the progress callback: stage OVPOT_STAGE_WEIGHT_COMPRESSION, one
-/// step per weight; return non-zero to cancel (the call then fails with OVPOT_CANCELLED and
+/// step per weight (with the data-aware methods first OVPOT_STAGE_STATISTICS per sample, then
+/// OVPOT_STAGE_MIXED_PRECISION, OVPOT_STAGE_AWQ and OVPOT_STAGE_SCALE_ESTIMATION per weight); return non-zero to cancel (the call then fails with OVPOT_CANCELLED and
 /// writes nothing).
 #[no_mangle]
 pub extern "C" fn ovpot_compressor_set_progress_callback(

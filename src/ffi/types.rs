@@ -133,6 +133,12 @@ pub enum ovpot_stage_e {
     OVPOT_STAGE_SMOOTH_QUANT = 5,
     /// Weight-only compression (`ovpot_compressor_compress_model` / `_compress_file`): one step per weight.
     OVPOT_STAGE_WEIGHT_COMPRESSION = 6,
+    /// Weight compression's mixed precision (`ratio` below 1): one step per ratio-defining weight.
+    OVPOT_STAGE_MIXED_PRECISION = 7,
+    /// AWQ: one step per scaled weight.
+    OVPOT_STAGE_AWQ = 8,
+    /// Scale estimation: one step per 4-bit weight.
+    OVPOT_STAGE_SCALE_ESTIMATION = 9,
 }
 
 impl From<Stage> for ovpot_stage_e {
@@ -146,6 +152,9 @@ impl From<Stage> for ovpot_stage_e {
             Stage::AccuracyAware => OVPOT_STAGE_ACCURACY_AWARE,
             Stage::SmoothQuant => OVPOT_STAGE_SMOOTH_QUANT,
             Stage::WeightCompression => OVPOT_STAGE_WEIGHT_COMPRESSION,
+            Stage::MixedPrecision => OVPOT_STAGE_MIXED_PRECISION,
+            Stage::Awq => OVPOT_STAGE_AWQ,
+            Stage::ScaleEstimation => OVPOT_STAGE_SCALE_ESTIMATION,
         }
     }
 }
