@@ -19,10 +19,12 @@ import datetime
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -212,7 +214,7 @@ JUDGED_UNITS = {"accuracy": None, "agreement": None, "sqnr_db": "dB", "int8_laye
 # ---------------------------------------------------------------- running and timing processes
 
 
-def run_measured(cmd, env=None):
+def run_measured(cmd, env=None, timeout=None):
     """Runs `cmd`; returns (returncode, stdout, stderr, wall seconds, peak RSS in MiB) of that child.
 
     The peak RSS comes from GNU time when installed: a child forked from this Python process would
@@ -223,10 +225,25 @@ def run_measured(cmd, env=None):
         gnu = os.path.exists(GNU_TIME)
         timed = [GNU_TIME, "-q", "-f", "%M", "-o", rss.name] + cmd if gnu else cmd
         t0 = time.perf_counter()
-        p = subprocess.Popen(timed, stdout=out, stderr=err, env=env)
+        # With a timeout the child leads a process group of its own, killed whole when time is up.
+        p = subprocess.Popen(timed, stdout=out, stderr=err, env=env, start_new_session=timeout is not None)
+        killed = []
+
+        def kill():
+            killed.append(True)
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+        timer = threading.Timer(timeout, kill) if timeout else None
+        if timer:
+            timer.start()
         _, status, usage = os.wait4(p.pid, 0)
+        if timer:
+            timer.cancel()
         secs = time.perf_counter() - t0
-        code = os.waitstatus_to_exitcode(status)
+        code = "timeout" if killed else os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         peak = usage.ru_maxrss / 1024

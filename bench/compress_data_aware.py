@@ -39,11 +39,9 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -197,41 +195,6 @@ def judge_worker(spec):
 # ---------------------------------------------------------------- running
 
 
-def run_measured(cmd, timeout=None):
-    """(returncode or 'timeout', stdout, stderr, wall seconds, peak RSS MiB) of `cmd` under GNU time,
-    its process group killed after `timeout` seconds."""
-    cmd = [str(c) for c in cmd]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile() as rss:
-        gnu = os.path.exists(common.GNU_TIME)
-        timed = [common.GNU_TIME, "-q", "-f", "%M", "-o", rss.name] + cmd if gnu else cmd
-        t0 = time.perf_counter()
-        p = subprocess.Popen(timed, stdout=out, stderr=err, start_new_session=True)
-        killed = []
-
-        def kill():
-            killed.append(True)
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-        timer = threading.Timer(timeout, kill) if timeout else None
-        if timer:
-            timer.start()
-        _, status, usage = os.wait4(p.pid, 0)
-        if timer:
-            timer.cancel()
-        secs = time.perf_counter() - t0
-        out.seek(0)
-        err.seek(0)
-        peak = usage.ru_maxrss / 1024
-        if gnu:
-            text = Path(rss.name).read_text().strip().splitlines()
-            peak = int(text[-1]) / 1024 if text and text[-1].isdigit() else peak
-        code = "timeout" if killed else os.waitstatus_to_exitcode(status)
-        return code, out.read().decode(), err.read().decode(), secs, peak
-
-
 def last_line(text):
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else ""
@@ -246,7 +209,7 @@ def error_line(text):
 
 
 def worker(kind, spec, timeout=None):
-    return run_measured([sys.executable, __file__, "--worker", kind, json.dumps(spec)], timeout)
+    return common.run_measured([sys.executable, __file__, "--worker", kind, json.dumps(spec)], timeout=timeout)
 
 
 def ovpot_cmd(args, xml, calib, out_dir, m, fallback):
@@ -298,7 +261,7 @@ def bench_model(d, args, work):
                 print(f"  {name} {meth}: NNCF {row['nncf_status']} after {secs:.0f} s: {error_line(se)}", flush=True)
         if "ovpot" in args.tools:
             ours_dir = out / "ovpot"
-            code, so, se, secs, peak = run_measured(ovpot_cmd(args, xml, calib, ours_dir, m, fallback), args.timeout)
+            code, so, se, secs, peak = common.run_measured(ovpot_cmd(args, xml, calib, ours_dir, m, fallback), timeout=args.timeout)
             if code == 0:
                 ours_xml = common.optimized_xml(ours_dir, xml.stem)
                 row.update(ovpot_s=secs, ovpot_rss_mib=peak, ovpot_xml=str(ours_xml))

@@ -348,6 +348,17 @@ def _resolved_backend(backend: str, openvino_model: bool) -> str:
     return backend
 
 
+def _set_backend(setter, handle, backend: str) -> None:
+    """`setter(handle, name, library)` (a session's or a compressor's) for a resolved backend."""
+    if backend == "openvino":
+        libs = _openvino_libs()
+        if libs is None:
+            raise ValueError("backend='openvino' needs the openvino package")
+        check(setter(handle, b"openvino", libs.encode()))
+    elif backend != "builtin":
+        raise ValueError(f"backend: 'auto', 'builtin' or 'openvino', got {backend!r}")
+
+
 def _session(model: Model, options: dict, backend: str, run: _Run) -> C.c_void_p:
     s = C.c_void_p()
     check(lib.ovpot_session_create(model.handle, None, C.byref(s)))
@@ -355,13 +366,7 @@ def _session(model: Model, options: dict, backend: str, run: _Run) -> C.c_void_p
         for key, value in options.items():
             if value is not None:
                 check(lib.ovpot_session_set_option(s, key.encode(), json.dumps(value).encode()))
-        if backend == "openvino":
-            libs = _openvino_libs()
-            if libs is None:
-                raise ValueError("backend='openvino' needs the openvino package")
-            check(lib.ovpot_session_set_backend(s, b"openvino", libs.encode()))
-        elif backend != "builtin":
-            raise ValueError(f"backend: 'auto', 'builtin' or 'openvino', got {backend!r}")
+        _set_backend(lib.ovpot_session_set_backend, s, backend)
         check(lib.ovpot_session_set_progress_callback(s, run.progress_cb, None))
         check(lib.ovpot_session_set_log_callback(s, run.log_cb, 1, None))
     except BaseException:
@@ -552,14 +557,7 @@ def compress_weights(model, mode=CompressWeightsMode.INT8_ASYM, ratio: Optional[
     try:
         check(lib.ovpot_compressor_set_progress_callback(c, run.progress_cb, None))
         check(lib.ovpot_compressor_set_log_callback(c, run.log_cb, 1, None))
-        chosen = _resolved_backend(backend, as_ov)
-        if chosen == "openvino":
-            libs = _openvino_libs()
-            if libs is None:
-                raise ValueError("backend='openvino' needs the openvino package")
-            check(lib.ovpot_compressor_set_backend(c, b"openvino", libs.encode()))
-        elif chosen != "builtin":
-            raise ValueError(f"backend: 'auto', 'builtin' or 'openvino', got {backend!r}")
+        _set_backend(lib.ovpot_compressor_set_backend, c, _resolved_backend(backend, as_ov))
         if dataset is not None:
             source = _SampleSource(m, dataset, options.get("subset_size", 128), run)
             try:

@@ -44,6 +44,47 @@ impl InputStats {
         self.means.first().map_or(0, |m| m.len())
     }
 
+    /// NNCF's `process_stats`: the largest |mean| of each channel over every sample, and the sample
+    /// means the search scores on (`[channel][sample]`): all when there are at most `subset`, else
+    /// every `n / subset`-th sample by descending token count.
+    pub fn magnitudes_and_subset(&self, subset: usize) -> (Vec<f32>, Vec<Vec<f32>>) {
+        let n = self.samples();
+        let h = self.hidden();
+        let mut magnitude = vec![0f32; h];
+        for m in &self.means {
+            for (a, &v) in magnitude.iter_mut().zip(m) {
+                *a = a.max(v.abs());
+            }
+        }
+        let chosen: Vec<usize> = if n > subset && subset > 0 {
+            let tokens: Vec<usize> = self
+                .shapes
+                .iter()
+                .map(|shape| {
+                    shape.iter().enumerate().filter(|&(k, _)| k != self.channel_axis).map(|(_, &d)| d).product()
+                })
+                .collect();
+            let mut order: Vec<usize> = (0..n).collect();
+            // Stable, as Python's sorted.
+            order.sort_by_key(|&i| std::cmp::Reverse(tokens[i]));
+            order.into_iter().step_by(n / subset).collect()
+        } else {
+            (0..n).collect()
+        };
+        let x = (0..h).map(|c| chosen.iter().map(|&i| self.means[i][c]).collect()).collect();
+        (magnitude, x)
+    }
+
+    /// Appends `other`'s samples after these.
+    fn append(&mut self, other: InputStats) {
+        self.means.extend(other.means);
+        self.shapes.extend(other.shapes);
+        self.mean_square.extend(other.mean_square);
+        self.mean_variance.extend(other.mean_variance);
+        self.max_variance.extend(other.max_variance);
+        self.mean_magnitude.extend(other.mean_magnitude);
+    }
+
     /// Adds one sample's activation.
     fn add(&mut self, x: &Tensor) -> Result<()> {
         let shape = x.shape().to_vec();
@@ -193,13 +234,7 @@ pub fn collect(
             exec.in_flight(|| (done..end).into_par_iter().map(one).collect());
         for part in parts {
             for (o, p) in part? {
-                let s = stats.get_mut(&o).expect("the same outlets");
-                s.means.extend(p.means);
-                s.shapes.extend(p.shapes);
-                s.mean_square.extend(p.mean_square);
-                s.mean_variance.extend(p.mean_variance);
-                s.max_variance.extend(p.max_variance);
-                s.mean_magnitude.extend(p.mean_magnitude);
+                stats.get_mut(&o).expect("the same outlets").append(p);
             }
         }
         done = end;

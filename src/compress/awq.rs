@@ -274,39 +274,10 @@ fn overflow_guard(
         })
         .collect();
     let input_max = match stats {
-        Some(s) => magnitudes_and_subset(s, params.subset_size).0.into_iter().fold(f32::NEG_INFINITY, f32::max),
+        Some(s) => s.magnitudes_and_subset(params.subset_size).0.into_iter().fold(f32::NEG_INFINITY, f32::max),
         None => 0.0,
     };
     Ok(OverflowGuard { row_mean_abs, input_max, inputs: w.cols })
-}
-
-/// NNCF's `process_stats`: the largest |mean| of each channel over every sample, and the sample
-/// means the search scores on (`[channel][sample]`): all when there are at most `subset`, else
-/// every `n / subset`-th sample by descending token count.
-pub(crate) fn magnitudes_and_subset(s: &InputStats, subset: usize) -> (Vec<f32>, Vec<Vec<f32>>) {
-    let n = s.samples();
-    let h = s.hidden();
-    let mut magnitude = vec![0f32; h];
-    for m in &s.means {
-        for (a, &v) in magnitude.iter_mut().zip(m) {
-            *a = a.max(v.abs());
-        }
-    }
-    let chosen: Vec<usize> = if n > subset && subset > 0 {
-        let tokens: Vec<usize> = s
-            .shapes
-            .iter()
-            .map(|shape| shape.iter().enumerate().filter(|&(k, _)| k != s.channel_axis).map(|(_, &d)| d).product())
-            .collect();
-        let mut order: Vec<usize> = (0..n).collect();
-        // Stable, as Python's sorted.
-        order.sort_by_key(|&i| std::cmp::Reverse(tokens[i]));
-        order.into_iter().step_by(n / subset).collect()
-    } else {
-        (0..n).collect()
-    };
-    let x = (0..h).map(|c| chosen.iter().map(|&i| s.means[i][c]).collect()).collect();
-    (magnitude, x)
 }
 
 /// The data-aware search: per input channel, the scale (1 outside the searched groups), and the
@@ -319,7 +290,7 @@ fn search(
     params: &AwqParams,
     guard: Option<&OverflowGuard>,
 ) -> (Vec<f32>, usize) {
-    let (magnitude, x) = magnitudes_and_subset(stats, params.subset_size);
+    let (magnitude, x) = stats.magnitudes_and_subset(params.subset_size);
     let h = magnitude.len();
     let n = x.first().map_or(0, |v| v.len());
     let top_k = ((h as f64 * params.percent_to_apply) as usize).max(1);

@@ -6,7 +6,6 @@
 //! is not larger. The min/max zero point is kept.
 
 use super::activations::SiteStatistics;
-use super::awq::magnitudes_and_subset;
 use super::lowering::{group_params, quantize, GroupParams, IntFormat};
 use super::matrix::{self, WeightMatrix};
 use super::select::{WeightKind, WeightSite};
@@ -58,7 +57,7 @@ pub(crate) fn estimate(
         let weight = WeightMatrix::read(&raw, site.element_type, layout)?;
         drop(raw);
         let stats = statistics.for_site(i).expect("filtered on statistics");
-        let (magnitude, x) = magnitudes_and_subset(stats, params.subset_size);
+        let (magnitude, x) = stats.magnitudes_and_subset(params.subset_size);
         let group = config.group_size.unwrap_or(weight.cols);
         let (per_row, error) = estimate_weight(&weight, &magnitude, &x, group, config.format, params);
         // Rows are (outer, inner) pairs; the compressor wants [outer, groups, inner].

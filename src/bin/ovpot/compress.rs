@@ -118,10 +118,9 @@ pub(crate) fn cmd_compress(a: &CompressArgs, log: Logger, visible: bool) -> CliR
     }
     add_ignored_items(&mut options.ignored, &a.ignored_scope);
     options.validate_with(a.dataset.is_some())?;
-    let backend_kind = match a.backend.as_deref() {
-        None | Some("builtin") => BackendKind::Builtin,
-        Some("openvino") => BackendKind::Openvino,
-        Some(b) => return usage_fail(format!("--backend {b}: expected builtin or openvino")),
+    let backend_kind: BackendKind = match &a.backend {
+        Some(b) => enum_value(b, "--backend", BACKENDS)?,
+        None => BackendKind::Builtin,
     };
     let dataset = match &a.dataset {
         Some(dir) => {
