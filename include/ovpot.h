@@ -157,6 +157,10 @@ typedef enum {
    * Scale estimation: one step per 4-bit weight.
    */
   OVPOT_STAGE_SCALE_ESTIMATION = 9,
+  /**
+   * GPTQ: one step per 4-bit MatMul weight, layer after layer.
+   */
+  OVPOT_STAGE_GPTQ = 10,
 } ovpot_stage_e;
 
 /**
@@ -476,12 +480,13 @@ const char *ovpot_status_name(int status);
  * weight's input channels): error, ignore (kept as it is), adjust (the largest power of two that
  * divides them, at least min_adjusted_group_size, else the backup mode). The data-aware keys
  * (4-bit modes; with `ovpot_compressor_set_calibration`): `"awq": true` (also data-free
- * without calibration data), `"scale_estimation": true`, `"subset_size": 128` (samples the
+ * without calibration data), `"scale_estimation": true`, `"gptq": true`, `"subset_size": 128` (samples the
  * statistics use), `"sensitivity_metric"` (weight_quantization_error, hessian_input_activation,
  * mean_activation_variance, max_activation_variance (the default with data),
  * mean_activation_magnitude), `"awq_params": {"subset_size": 32, "percent_to_apply": 0.002,
  * "alpha_min": 0, "alpha_max": 1, "steps": 100}`, `"scale_estimation_params": {"subset_size":
- * 64, "initial_steps": 5, "scale_steps": 5, "weight_penalty": -1}`, `"statistics_path": "DIR"`
+ * 64, "initial_steps": 5, "scale_steps": 5, "weight_penalty": -1}`, `"gptq_params":
+ * {"damp_percent": 0.1, "block_size": 128, "subset_size": 128}`, `"statistics_path": "DIR"`
  * (NNCF's name: statistics are kept there and read back by a later run on the same model and
  * samples). Unknown keys (at the top:
  * OVPOT_PARSE_ERROR; inside `ignored`, e.g. `'ignored.nmes'`: OVPOT_INVALID_ARGUMENT) and

@@ -18,6 +18,7 @@ pub enum Stage {
     MixedPrecision = 7,
     Awq = 8,
     ScaleEstimation = 9,
+    Gptq = 10,
 }
 
 impl Stage {
@@ -33,6 +34,7 @@ impl Stage {
             Stage::MixedPrecision => "mixed precision",
             Stage::Awq => "AWQ",
             Stage::ScaleEstimation => "scale estimation",
+            Stage::Gptq => "GPTQ",
         }
     }
 }

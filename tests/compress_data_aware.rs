@@ -114,6 +114,61 @@ fn data_free_awq_matches_nncf() {
     assert_same_as_nncf(&compress(&options, false), "awq_data_free");
 }
 
+/// GPTQ (layer after layer on the stateful model), alone, with scale estimation inside it, and
+/// after AWQ with symmetric codes.
+#[test]
+fn gptq_matches_nncf() {
+    let options = CompressOptions { gptq: true, ..int4(true, 16) };
+    assert_same_as_nncf(&compress(&options, true), "gptq");
+    let options = CompressOptions { gptq: true, scale_estimation: true, ..int4(true, 16) };
+    assert_same_as_nncf(&compress(&options, true), "gptq_se");
+    let options = CompressOptions { gptq: true, awq: true, ..int4(false, 32) };
+    assert_same_as_nncf(&compress(&options, true), "awq_gptq_sym");
+}
+
+/// GPTQ through the file driver: its own progress stage (no statistics pass: scale estimation
+/// runs inside it), a report that shows what it bought per layer, and a model that still runs.
+#[test]
+fn gptq_reports_its_gain_per_layer() {
+    use ovpot::hooks::Stage;
+    let options = CompressOptions { gptq: true, scale_estimation: true, ..int4(true, 16) };
+    let m = model();
+    let data = calibration(&m);
+    let calibration = Calibration { data: &data, backend: Backend::builtin() };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model.xml");
+    let stages = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(Stage, usize, usize)>::new()));
+    let seen = stages.clone();
+    let mut hooks = Hooks {
+        progress: Some(Box::new(move |stage, done, total| {
+            seen.lock().unwrap().push((stage, done, total));
+            true
+        })),
+        ..Default::default()
+    };
+    let report =
+        compress_file_with(&fixture().join("model.xml"), &out, &options, Some(&calibration), &mut hooks).unwrap();
+    drop(hooks);
+    let stages = stages.lock().unwrap().clone();
+    let mut order: Vec<Stage> = stages.iter().map(|s| s.0).collect();
+    order.dedup();
+    assert_eq!(order, [Stage::Gptq, Stage::WeightCompression]);
+    let gptq: Vec<_> = stages.iter().filter(|s| s.0 == Stage::Gptq).collect();
+    assert_eq!(gptq.last().map(|s| (s.1, s.2)), Some((14, 14)));
+    let gains: Vec<_> = report.layers.iter().filter_map(|l| l.gptq.as_ref()).collect();
+    assert_eq!(gains.len(), 14);
+    assert!(gains.iter().all(|g| g.output_mse.is_finite() && g.output_mse_min_max > 0.0), "{gains:?}");
+    // Summed over the layers GPTQ's output error is well below rounding to the nearest.
+    let (ours, nearest): (f64, f64) =
+        gains.iter().map(|g| (g.output_mse, g.output_mse_min_max)).fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    assert!(ours < 0.8 * nearest, "GPTQ {ours} vs nearest {nearest}");
+    let written = Model::read(&out, None).unwrap();
+    assert_same_as_nncf(written.graph(), "gptq_se");
+    let plan = ovpot::engine::Plan::new(written.graph()).unwrap();
+    let sample = ovpot::Dataset::get(&data, 0).unwrap();
+    assert!(plan.run(&sample).unwrap()[0].to_f32().iter().all(|v| v.is_finite()));
+}
+
 /// The file driver (the CLI's) gives the in-memory result, and the model still runs with its
 /// KV cache.
 #[test]
@@ -178,6 +233,7 @@ fn data_aware_options_are_checked() {
             ..int4(true, 16)
         },
         CompressOptions { awq: true, ..Default::default() },
+        CompressOptions { gptq: true, ..int4(true, 16) },
     ] {
         let err = compress_graph_with(m.graph(), &options, None, &mut Hooks::default()).unwrap_err();
         assert!(err.to_string().contains("awq") || err.to_string().contains("data"), "{err}");

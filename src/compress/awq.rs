@@ -13,7 +13,7 @@
 //! per input channel (NNCF's data-free AWQ).
 
 use super::activations::{InputStats, SiteStatistics};
-use super::lowering::{group_params, quantize, IntFormat, Layout};
+use super::lowering::{group_params, quantize, IntFormat};
 use super::matrix::{self, WeightMatrix};
 use super::select::{WeightKind, WeightSite};
 use super::{AwqLayer, AwqParams, WeightStore};
@@ -23,7 +23,6 @@ use crate::hooks::{Hooks, LogLevel, Stage};
 use crate::tensor::{ElementType, Tensor};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 /// NNCF's atomic activations: ops an AWQ scale can be inserted after.
 const ATOMIC_ACTIVATIONS: &[&str] =
@@ -184,7 +183,7 @@ pub(crate) fn apply(
                 *w *= s;
             }
         }
-        set_weight(graph, site, &weight, layout)?;
+        site.set_weight(graph, &weight, layout)?;
         let inverse: Vec<f32> = scale.iter().map(|&s| 1.0 / s).collect();
         match t.merge {
             Merge::Rows(p) => {
@@ -204,7 +203,7 @@ pub(crate) fn apply(
                 for (r, &a) in inverse.iter().enumerate() {
                     merged.data[r * merged.cols..(r + 1) * merged.cols].iter_mut().for_each(|w| *w *= a);
                 }
-                set_weight(graph, ps, &merged, p_layout)?;
+                ps.set_weight(graph, &merged, p_layout)?;
             }
             Merge::After(outlet) => insert_scale(graph, outlet, site, &inverse)?,
         }
@@ -408,16 +407,6 @@ fn clamp_for_fp16(cur: &mut [f32], g: &OverflowGuard, offset: usize) {
             }
         }
     }
-}
-
-/// Replaces a weight site's constant value with `m` (in the site's own element type).
-fn set_weight(graph: &mut Graph, site: &WeightSite, m: &WeightMatrix, layout: Layout) -> Result<()> {
-    let bytes = m.to_bytes(site.element_type, layout);
-    let tensor = Tensor::from_bytes(site.element_type, &site.shape, &bytes)?;
-    let node = &mut graph.nodes[site.constant];
-    node.value = Some(Arc::new(tensor));
-    node.stored = None;
-    Ok(())
 }
 
 /// Inserts `outlet × scale` (a per-channel constant on the activation's channel axis) before

@@ -11,6 +11,8 @@
 
 pub mod activations;
 mod awq;
+mod gptq;
+mod layerwise;
 pub mod lowering;
 pub mod matrix;
 mod mixed_precision;
@@ -214,6 +216,24 @@ impl Default for ScaleEstimationParams {
     }
 }
 
+/// GPTQ (NNCF's `AdvancedGPTQParameters`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GptqParams {
+    /// Share of the mean Hessian diagonal added to it.
+    pub damp_percent: f64,
+    /// Columns rounded before their errors reach the columns after them.
+    pub block_size: usize,
+    /// Samples the Hessians are computed on.
+    pub subset_size: usize,
+}
+
+impl Default for GptqParams {
+    fn default() -> Self {
+        GptqParams { damp_percent: 0.1, block_size: 128, subset_size: 128 }
+    }
+}
+
 /// What `compress_weights` does; defaults are NNCF's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -245,8 +265,12 @@ pub struct CompressOptions {
     pub awq: bool,
     /// Per-group scales fitted to the layer's output on calibration data.
     pub scale_estimation: bool,
+    /// Weights rounded column by column, each column's error made up by the columns after it
+    /// (needs a dataset); with `scale_estimation`, groups' scales are estimated inside it.
+    pub gptq: bool,
     pub awq_params: AwqParams,
     pub scale_estimation_params: ScaleEstimationParams,
+    pub gptq_params: GptqParams,
     /// A folder where statistics are kept (NNCF's `statistics_path`): a later run on the same
     /// model and samples reads them instead of running the model.
     #[serde(alias = "stats_cache")]
@@ -268,8 +292,10 @@ impl Default for CompressOptions {
             sensitivity_metric: None,
             awq: false,
             scale_estimation: false,
+            gptq: false,
             awq_params: AwqParams::default(),
             scale_estimation_params: ScaleEstimationParams::default(),
+            gptq_params: GptqParams::default(),
             statistics_path: None,
         }
     }
@@ -291,17 +317,18 @@ impl CompressOptions {
         }
     }
 
-    /// Whether these options run the model on calibration data (when given).
+    /// Whether these options collect activation statistics on calibration data (when given).
+    /// GPTQ computes its own inputs, layer by layer, and estimates scales on them.
     pub fn needs_statistics(&self) -> bool {
         self.awq
-            || self.scale_estimation
+            || (self.scale_estimation && !self.gptq)
             || (self.effective_ratio() < 1.0 && mixed_precision::metric(self, true).is_data_aware())
     }
 
     /// Whether compression rewrites weights before compressing them (the model is then held in
     /// memory, not streamed).
     pub fn rewrites_weights(&self, with_data: bool) -> bool {
-        self.awq || (with_data && self.needs_statistics())
+        self.awq || (with_data && (self.needs_statistics() || self.gptq))
     }
 
     /// [`CompressOptions::validate`], and what the data-aware options need: calibration data
@@ -311,6 +338,7 @@ impl CompressOptions {
         let asked: Vec<&str> = [
             (self.awq, "awq"),
             (self.scale_estimation, "scale_estimation"),
+            (self.gptq, "gptq"),
             (self.sensitivity_metric.is_some_and(|m| m.is_data_aware()), "a data-aware sensitivity_metric"),
         ]
         .into_iter()
@@ -368,6 +396,12 @@ impl CompressOptions {
         if self.awq_params.steps == 0 || self.awq_params.alpha_min > self.awq_params.alpha_max {
             return Err(Error::invalid("awq_params: steps must be positive and alpha_min at most alpha_max"));
         }
+        if self.gptq_params.subset_size == 0 || self.gptq_params.block_size == 0 {
+            return Err(Error::invalid("gptq_params: subset_size and block_size must be positive integers"));
+        }
+        if !(self.gptq_params.damp_percent >= 0.0 && self.gptq_params.damp_percent.is_finite()) {
+            return Err(Error::invalid("gptq_params.damp_percent must be a non-negative number"));
+        }
         if !(0.0..=1.0).contains(&self.awq_params.percent_to_apply) {
             return Err(Error::invalid("awq_params.percent_to_apply must be between 0 and 1"));
         }
@@ -399,6 +433,9 @@ pub struct CompressedLayer {
     /// What scale estimation bought at this layer's output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scale_estimation: Option<ScaleEstimationLayer>,
+    /// What GPTQ bought at this layer's output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gptq: Option<GptqLayer>,
 }
 
 /// AWQ on one weight: scaled as a target (its input channels × s), or its rows ÷ s as the
@@ -417,6 +454,14 @@ pub struct AwqLayer {
 /// calibration means, with the min/max scales and with the estimated ones.
 #[derive(Clone, Debug, Serialize)]
 pub struct ScaleEstimationLayer {
+    pub output_mse_min_max: f64,
+    pub output_mse: f64,
+}
+
+/// GPTQ on one weight: the mean squared output error per token on its calibration inputs
+/// (sampled rows), rounded to the nearest with min/max parameters and by GPTQ.
+#[derive(Clone, Debug, Serialize)]
+pub struct GptqLayer {
     pub output_mse_min_max: f64,
     pub output_mse: f64,
 }
@@ -736,12 +781,18 @@ fn run(
         true => awq::apply(graph, &sites, statistics.as_mut(), &options.awq_params, store, hooks)?,
         false => HashMap::new(),
     };
-    let estimated = match (&statistics, options.scale_estimation) {
+    // GPTQ estimates scales itself when scale estimation is asked for too (NNCF's order).
+    let gptq_found = match (calibration, options.gptq) {
+        (Some(c), true) => gptq::apply(graph, &sites, c, &options.gptq_params, options.scale_estimation, store, hooks)?,
+        _ => HashMap::new(),
+    };
+    let estimated = match (&statistics, options.scale_estimation && !options.gptq) {
         (Some(stats), true) => {
             scale_estimation::estimate(graph, &sites, stats, &options.scale_estimation_params, store, hooks)?
         }
         _ => HashMap::new(),
     };
+    drop(statistics);
     keep_uncompressed_constants(graph, &sites, store)?;
     let mut report = new_report(options);
     let total = sites.len();
@@ -753,7 +804,9 @@ fn run(
             .unwrap_or_else(|| site.element_type.byte_size(site.num_weights()) as u64);
         let after = match site.config {
             Some(config) => {
-                let bytes = compress_site(graph, site, &config, store, estimated.get(&k).map(|v| v.0.as_slice()))?;
+                let precomputed =
+                    estimated.get(&k).map(|v| v.0.as_slice()).or_else(|| gptq_found.get(&k).map(|v| v.0.as_slice()));
+                let bytes = compress_site(graph, site, &config, store, precomputed)?;
                 // The float weight nobody reads any more leaves memory now, not at the end.
                 if !graph.nodes.iter().any(|n| n.inputs.iter().any(|o| o.node == site.constant)) {
                     graph.nodes[site.constant].value = None;
@@ -765,6 +818,9 @@ fn run(
         let mut entry = layer_entry(graph, site, before, after);
         if let Some(a) = awq_layers.get(&k) {
             entry.awq = Some(a.clone());
+        }
+        if let Some((_, g)) = gptq_found.get(&k) {
+            entry.gptq = Some(g.clone());
         }
         if let Some((_, e)) = estimated.get(&k) {
             entry.scale_estimation =
@@ -874,6 +930,7 @@ fn layer_entry(graph: &Graph, site: &WeightSite, before: u64, after: u64) -> Com
         kept_because: if site.config.is_none() { site.skipped.clone() } else { None },
         awq: None,
         scale_estimation: None,
+        gptq: None,
     }
 }
 

@@ -122,7 +122,7 @@ fn estimate_weight(
 
 /// One group of `rows` weight rows (`wg`, `[rows × group]`): the estimated parameters per row.
 #[allow(clippy::too_many_arguments)]
-fn estimate_block(
+pub(super) fn estimate_block(
     wg: &[f32],
     rows: usize,
     group: usize,

@@ -9,7 +9,7 @@ use super::{BackupMode, CompressMode, CompressOptions, GroupSizeFallback};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId};
 use crate::quant::placement::{ignored_patterns, ignored_reason, unmatched_ignored};
-use crate::tensor::ElementType;
+use crate::tensor::{ElementType, Tensor};
 use std::collections::HashSet;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -73,6 +73,22 @@ impl WeightSite {
         let reduce: usize = self.shape[first..=last].iter().product();
         let inner = self.shape[last + 1..].iter().product();
         Some(Layout { outer, reduce, inner, group: group.unwrap_or(reduce) })
+    }
+
+    /// Replaces the weight's constant value with `m` laid out as `layout`, in the weight's own
+    /// element type (rounded as NNCF writes a rewritten weight); returns the new value.
+    pub fn set_weight(
+        &self,
+        graph: &mut Graph,
+        m: &super::matrix::WeightMatrix,
+        layout: Layout,
+    ) -> Result<std::sync::Arc<Tensor>> {
+        let bytes = m.to_bytes(self.element_type, layout);
+        let tensor = std::sync::Arc::new(Tensor::from_bytes(self.element_type, &self.shape, &bytes)?);
+        let node = &mut graph.nodes[self.constant];
+        node.value = Some(tensor.clone());
+        node.stored = None;
+        Ok(tensor)
     }
 }
 

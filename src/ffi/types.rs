@@ -139,6 +139,8 @@ pub enum ovpot_stage_e {
     OVPOT_STAGE_AWQ = 8,
     /// Scale estimation: one step per 4-bit weight.
     OVPOT_STAGE_SCALE_ESTIMATION = 9,
+    /// GPTQ: one step per 4-bit MatMul weight, layer after layer.
+    OVPOT_STAGE_GPTQ = 10,
 }
 
 impl From<Stage> for ovpot_stage_e {
@@ -155,6 +157,7 @@ impl From<Stage> for ovpot_stage_e {
             Stage::MixedPrecision => OVPOT_STAGE_MIXED_PRECISION,
             Stage::Awq => OVPOT_STAGE_AWQ,
             Stage::ScaleEstimation => OVPOT_STAGE_SCALE_ESTIMATION,
+            Stage::Gptq => OVPOT_STAGE_GPTQ,
         }
     }
 }

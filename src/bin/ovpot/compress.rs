@@ -53,6 +53,11 @@ pub(crate) struct CompressArgs {
     /// Per-group scales fitted to each layer's output on the calibration data (needs --dataset).
     #[arg(long)]
     pub(crate) scale_estimation: bool,
+    /// GPTQ: weights rounded column by column, each column's error made up by the columns after
+    /// it, layer after layer on the calibration data (needs --dataset; with --scale-estimation
+    /// the groups' scales are estimated inside it).
+    #[arg(long)]
+    pub(crate) gptq: bool,
     /// How mixed precision (--ratio below 1) ranks layers: weight_quantization_error,
     /// hessian_input_activation, mean_activation_variance, max_activation_variance (default
     /// with --dataset) or mean_activation_magnitude.
@@ -102,6 +107,7 @@ pub(crate) fn cmd_compress(a: &CompressArgs, log: Logger, visible: bool) -> CliR
         min_adjusted_group_size: a.min_adjusted_group_size.unwrap_or(32),
         awq: a.awq,
         scale_estimation: a.scale_estimation,
+        gptq: a.gptq,
         statistics_path: a.stats_cache.clone(),
         ..Default::default()
     };

@@ -23,6 +23,9 @@ cases = {
     "hessian": dict(mode=M.INT4_SYM, group_size=16, ratio=0.3, dataset=nncf.Dataset(items),
                     sensitivity_metric=S.HESSIAN_INPUT_ACTIVATION),
     "awq_data_free": dict(mode=M.INT4_ASYM, group_size=16, awq=True),
+    "gptq": dict(mode=M.INT4_ASYM, group_size=16, dataset=nncf.Dataset(items), gptq=True),
+    "gptq_se": dict(mode=M.INT4_ASYM, group_size=16, dataset=nncf.Dataset(items), gptq=True, scale_estimation=True),
+    "awq_gptq_sym": dict(mode=M.INT4_SYM, group_size=32, dataset=nncf.Dataset(items), awq=True, gptq=True),
 }
 
 

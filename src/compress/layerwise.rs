@@ -1,0 +1,295 @@
+//! Inputs of weighted layers computed layer after layer, each with the weights the layers
+//! before it were given (GPTQ's sequential view; NNCF's `LayerwiseEngine`).
+//!
+//! The targets are split into generations: a target's generation is one more than the latest
+//! generation of any target upstream of it, so q, k and v (or gate and up) of one block share
+//! one. A generation's inputs are computed after every earlier generation's new weights are
+//! set. Where the backend reruns from a frontier (the built-in engine) each op runs once per
+//! sample over the whole schedule: a generation starts from the values the earlier ones left,
+//! kept only until their last reader has run. Elsewhere each generation runs the whole model.
+
+use crate::backend::{Backend, Executable};
+use crate::data::Dataset;
+use crate::engine::{NoObserver, Plan};
+use crate::error::{Error, Result};
+use crate::graph::{Graph, NodeId, Outlet};
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// `targets` grouped by generation, in order; within one, in the order given.
+pub(crate) fn generations(graph: &Graph, targets: &[NodeId]) -> Result<Vec<Vec<NodeId>>> {
+    let is_target: HashSet<NodeId> = targets.iter().copied().collect();
+    let n = graph.nodes.len();
+    // Generations of targets upstream of a node's output (the node itself included).
+    let mut after = vec![0usize; n];
+    let mut generation = vec![0usize; n];
+    for id in graph.topo_order()? {
+        let g = graph.nodes[id].inputs.iter().map(|o| after[o.node]).max().unwrap_or(0);
+        generation[id] = g;
+        after[id] = g + usize::from(is_target.contains(&id));
+    }
+    let count = targets.iter().map(|&t| generation[t] + 1).max().unwrap_or(0);
+    let mut out = vec![vec![]; count];
+    for &t in targets {
+        out[generation[t]].push(t);
+    }
+    out.retain(|g| !g.is_empty());
+    Ok(out)
+}
+
+/// One generation's wanted values: per outlet, one tensor per sample.
+pub(crate) type Inputs = Vec<(Outlet, Vec<Arc<Tensor>>)>;
+
+/// The runs of a schedule: [`Layerwise::inputs`] for each generation in turn, with
+/// [`Layerwise::weight_changed`] for every weight set between them.
+pub(crate) struct Layerwise<'a> {
+    data: &'a dyn Dataset,
+    samples: usize,
+    /// Per generation, the outlets wanted (each once).
+    wanted: Vec<Vec<Outlet>>,
+    next: usize,
+    how: How<'a>,
+}
+
+enum How<'a> {
+    Frontier(Box<Frontier>),
+    Whole(&'a Backend),
+}
+
+/// The built-in engine's schedule: one plan, each sample's values still to be read.
+struct Frontier {
+    plan: Plan,
+    caches: Vec<HashMap<Outlet, Arc<Tensor>>>,
+    /// New values of weight outlets (as the ops read them, f32).
+    weights: HashMap<Outlet, Arc<Tensor>>,
+    /// Per generation: what its run returns (wanted first, then values later runs read).
+    returned: Vec<Vec<Outlet>>,
+    /// Per generation: the values no later run reads.
+    dropped: Vec<Vec<Outlet>>,
+}
+
+impl<'a> Layerwise<'a> {
+    /// The schedule for `wanted` (per generation, the outlets to compute) on the first
+    /// `samples` samples of `data`; `weights_of[g]` are the weight outlets whose values change
+    /// after generation `g` (read by later generations).
+    pub(crate) fn new(
+        graph: &Graph,
+        wanted: Vec<Vec<Outlet>>,
+        weights_of: &[Vec<Outlet>],
+        data: &'a dyn Dataset,
+        samples: usize,
+        backend: &'a Backend,
+    ) -> Result<Layerwise<'a>> {
+        if samples == 0 {
+            return Err(Error::invalid("the calibration dataset is empty"));
+        }
+        let how = if backend.reruns_from_frontier() {
+            How::Frontier(Box::new(Frontier::new(graph, &wanted, weights_of, data, samples)?))
+        } else {
+            How::Whole(backend)
+        };
+        Ok(Layerwise { data, samples, wanted, next: 0, how })
+    }
+
+    /// The next generation's inputs, computed on `graph` as it is now.
+    pub(crate) fn inputs(&mut self, graph: &Graph) -> Result<Inputs> {
+        let g = self.next;
+        let wanted = self.wanted.get(g).ok_or_else(|| Error::internal("layer-wise runs past the schedule"))?.clone();
+        self.next += 1;
+        let per_sample: Vec<Vec<Arc<Tensor>>> = match &mut self.how {
+            How::Frontier(f) => f.run(g, wanted.len())?,
+            How::Whole(backend) => whole_runs(graph, &wanted, self.data, self.samples, backend)?,
+        };
+        Ok(wanted.iter().enumerate().map(|(k, &o)| (o, per_sample.iter().map(|s| s[k].clone()).collect())).collect())
+    }
+
+    /// The op input `outlet` now reads `value` (f32, as the op computes).
+    pub(crate) fn weight_changed(&mut self, outlet: Outlet, value: Arc<Tensor>) {
+        if let How::Frontier(f) = &mut self.how {
+            f.weights.insert(outlet, value);
+        }
+    }
+}
+
+impl Frontier {
+    fn new(
+        graph: &Graph,
+        wanted: &[Vec<Outlet>],
+        weights_of: &[Vec<Outlet>],
+        data: &dyn Dataset,
+        samples: usize,
+    ) -> Result<Frontier> {
+        let plan = Plan::new(graph)?;
+        let caches = (0..samples)
+            .map(|i| {
+                let sample = data.get(i).map_err(|e| e.with_sample("calibration", i))?;
+                let bound = plan.bind_inputs(&sample).map_err(|e| e.with_sample("calibration", i))?;
+                Ok(bound.into_iter().map(|(p, t)| (Outlet::new(p, 0), t)).collect())
+            })
+            .collect::<Result<Vec<HashMap<Outlet, Arc<Tensor>>>>>()?;
+        // Walk the schedule once: which run computes each value, and which last reads it.
+        let mut available: HashSet<Outlet> = caches.first().map(|c| c.keys().copied().collect()).unwrap_or_default();
+        let parameters = available.clone();
+        let mut seeded: HashSet<Outlet> = HashSet::new();
+        let mut made_in: HashMap<Outlet, usize> = HashMap::new();
+        let mut last_read: HashMap<Outlet, usize> = HashMap::new();
+        for (g, outs) in wanted.iter().enumerate() {
+            let mut computed: HashSet<NodeId> = HashSet::new();
+            let mut stack: Vec<NodeId> = vec![];
+            for &o in outs {
+                last_read.insert(o, g);
+                if !available.contains(&o) {
+                    stack.push(o.node);
+                }
+            }
+            while let Some(id) = stack.pop() {
+                if plan.is_constant(Outlet::new(id, 0)) || !computed.insert(id) {
+                    continue;
+                }
+                for &o in &graph.nodes[id].inputs {
+                    if seeded.contains(&o) || plan.is_constant(o) {
+                        continue;
+                    }
+                    if available.contains(&o) {
+                        last_read.insert(o, g);
+                    } else {
+                        stack.push(o.node);
+                    }
+                }
+            }
+            for &id in &computed {
+                for p in 0..graph.nodes[id].outputs.len().max(1) {
+                    let o = Outlet::new(id, p);
+                    available.insert(o);
+                    made_in.insert(o, g);
+                }
+            }
+            if let Some(ws) = weights_of.get(g) {
+                seeded.extend(ws.iter().copied());
+            }
+        }
+        let count = wanted.len();
+        let mut returned: Vec<Vec<Outlet>> = wanted.to_vec();
+        let mut dropped: Vec<Vec<Outlet>> = vec![vec![]; count];
+        for (&o, &g) in &last_read {
+            if let Some(&m) = made_in.get(&o) {
+                if g > m && !returned[m].contains(&o) {
+                    returned[m].push(o);
+                }
+            }
+            if !parameters.contains(&o) {
+                dropped[g].push(o);
+            }
+        }
+        Ok(Frontier { plan, caches, weights: HashMap::new(), returned, dropped })
+    }
+
+    /// Generation `g`'s run on every sample; per sample the first `wanted` returned values.
+    fn run(&mut self, g: usize, wanted: usize) -> Result<Vec<Vec<Arc<Tensor>>>> {
+        let (plan, weights, targets) = (&self.plan, &self.weights, &self.returned[g]);
+        let results: Vec<Result<Vec<Arc<Tensor>>>> = self
+            .caches
+            .par_iter()
+            .enumerate()
+            .map(|(i, cache)| {
+                let mut seeds = cache.clone();
+                seeds.extend(weights.iter().map(|(&o, t)| (o, t.clone())));
+                plan.run_from(&seeds, targets, &mut NoObserver).map_err(|e| e.with_sample("calibration", i))
+            })
+            .collect();
+        let mut out = Vec::with_capacity(results.len());
+        for (cache, r) in self.caches.iter_mut().zip(results) {
+            let values = r?;
+            for (&o, v) in targets.iter().zip(&values).skip(wanted) {
+                cache.insert(o, v.clone());
+            }
+            for o in &self.dropped[g] {
+                cache.remove(o);
+            }
+            out.push(values.into_iter().take(wanted).collect());
+        }
+        Ok(out)
+    }
+}
+
+/// One generation on a backend that runs whole models: `graph` compiled up to `wanted`, every
+/// sample run (model inputs wanted directly are taken from the sample).
+fn whole_runs(
+    graph: &Graph,
+    wanted: &[Outlet],
+    data: &dyn Dataset,
+    samples: usize,
+    backend: &Backend,
+) -> Result<Vec<Vec<Arc<Tensor>>>> {
+    let computed: Vec<Outlet> = wanted.iter().copied().filter(|o| !graph.nodes[o.node].is_parameter()).collect();
+    let exec: Option<Executable> = match computed.is_empty() {
+        true => None,
+        false => Some(backend.compile(graph, &computed, 0)?),
+    };
+    let one = |i: usize| -> Result<Vec<Arc<Tensor>>> {
+        let sample = data.get(i).map_err(|e| e.with_sample("calibration", i))?;
+        let mut outs = match &exec {
+            Some(x) => x.run(&sample, &mut NoObserver).map_err(|e| e.with_sample("calibration", i))?,
+            None => vec![],
+        }
+        .into_iter();
+        wanted
+            .iter()
+            .map(|&o| {
+                if graph.nodes[o.node].is_parameter() {
+                    let name = graph.parameter_name(o.node);
+                    let t = sample
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, t)| t.clone())
+                        .ok_or_else(|| Error::invalid(format!("calibration sample {i} has no input '{name}'")))?;
+                    Ok(Arc::new(t))
+                } else {
+                    outs.next().map(Arc::new).ok_or_else(|| Error::internal("a layer-wise run returned too little"))
+                }
+            })
+            .collect()
+    };
+    let in_flight = |f: &(dyn Fn() -> Vec<Result<Vec<Arc<Tensor>>>> + Sync)| match &exec {
+        Some(x) => x.in_flight(f),
+        None => f(),
+    };
+    let results = in_flight(&|| (0..samples).into_par_iter().map(one).collect());
+    results.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Attrs, Node, PartialShape, PortInfo};
+    use crate::tensor::ElementType;
+
+    fn port() -> PortInfo {
+        PortInfo::new(ElementType::F32, PartialShape::from_static(&[1, 4]))
+    }
+
+    fn matmul(g: &mut Graph, name: &str, x: Outlet) -> (NodeId, Outlet) {
+        let w = Outlet::new(g.add_const(format!("{name}.w"), Tensor::f32_from_vec(&[4, 4], vec![0.5; 16]).unwrap()), 0);
+        let id = g.add_op(name, "MatMul", "opset1", Attrs::default(), vec![x, w], vec![port()]);
+        (id, Outlet::new(id, 0))
+    }
+
+    #[test]
+    fn a_generation_follows_the_latest_target_upstream() {
+        // x -> a -> b; x -> c; (b + c) -> d
+        let mut g = Graph::default();
+        let mut p = Node::new("x", "Parameter", "opset1");
+        p.outputs.push(port());
+        let x = Outlet::new(g.add_node(p), 0);
+        let (a, ao) = matmul(&mut g, "a", x);
+        let (b, bo) = matmul(&mut g, "b", ao);
+        let (c, co) = matmul(&mut g, "c", x);
+        let s = Outlet::new(g.add_op("s", "Add", "opset1", Attrs::default(), vec![bo, co], vec![port()]), 0);
+        let (d, _) = matmul(&mut g, "d", s);
+        assert_eq!(generations(&g, &[a, b, c, d]).unwrap(), vec![vec![a, c], vec![b], vec![d]]);
+        // Targets given in another order keep that order within a generation.
+        assert_eq!(generations(&g, &[d, c, b, a]).unwrap(), vec![vec![c, a], vec![b], vec![d]]);
+    }
+}
