@@ -122,6 +122,9 @@ fn gptq_matches_nncf() {
     assert_same_as_nncf(&compress(&options, true), "gptq");
     let options = CompressOptions { gptq: true, scale_estimation: true, ..int4(true, 16) };
     assert_same_as_nncf(&compress(&options, true), "gptq_se");
+    let mut options = CompressOptions { gptq: true, scale_estimation: true, ..int4(true, 16) };
+    options.gptq_params.block_size = 32;
+    assert_same_as_nncf(&compress(&options, true), "gptq_blocks");
     let options = CompressOptions { gptq: true, awq: true, ..int4(false, 32) };
     assert_same_as_nncf(&compress(&options, true), "awq_gptq_sym");
 }

@@ -102,8 +102,12 @@ pub(crate) fn apply(
     let total = chosen.len();
     let mut done = 0;
     hooks.progress(Stage::Gptq, 0, total)?;
+    // Seconds in the model runs, the Hessians and their factors, and the rounding.
+    let (mut t_runs, mut t_hessians, mut t_rounding) = (0f64, 0f64, 0f64);
     for generation in &generations {
+        let t = std::time::Instant::now();
         let inputs = runs.inputs(graph)?;
+        t_runs += t.elapsed().as_secs_f64();
         let mut prepared: HashMap<Outlet, Prepared> = HashMap::new();
         for &k in generation {
             let (i, act, axis, weight_outlet) = chosen[k];
@@ -111,26 +115,39 @@ pub(crate) fn apply(
             let p = match prepared.entry(act) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => {
+                    let t = std::time::Instant::now();
                     let values = &inputs.iter().find(|(o, _)| *o == act).expect("every wanted input is computed").1;
                     let describe = || graph.nodes[site.op].describe();
                     e.insert(
                         Prepared::new(values, axis, params.damp_percent, scale_estimation)
                             .map_err(|err| Error::invalid(format!("GPTQ on {}: {err}", describe())))?,
-                    )
+                    );
+                    t_hessians += t.elapsed().as_secs_f64();
+                    prepared.get_mut(&act).expect("just inserted")
                 }
             };
+            let t = std::time::Instant::now();
             let (found, report, tensor) = quantize_site(graph, site, p, params.block_size, store)?;
             let as_read = match &*tensor {
                 Tensor::F32(_) => tensor,
                 other => Arc::new(Tensor::F32(other.to_f32())),
             };
             runs.weight_changed(weight_outlet, as_read);
+            t_rounding += t.elapsed().as_secs_f64();
             out.insert(i, (found, report));
             done += 1;
             hooks.progress(Stage::Gptq, done, total)?;
         }
     }
-    hooks.log(LogLevel::Info, &format!("GPTQ: {} weights in {:.2} s", out.len(), started.elapsed().as_secs_f64()));
+    hooks.log(
+        LogLevel::Info,
+        &format!(
+            "GPTQ: {} weights in {:.2} s (layer-wise runs {t_runs:.2} s, Hessians and their factors \
+             {t_hessians:.2} s, rounding {t_rounding:.2} s)",
+            out.len(),
+            started.elapsed().as_secs_f64()
+        ),
+    );
     Ok(out)
 }
 
@@ -245,8 +262,10 @@ fn inverse_cholesky_upper(hessian: &[f32], c: usize, dead: &[bool], damp_percent
     let llt = reversed.llt(Side::Lower).map_err(|_| {
         Error::invalid("the damped Hessian of its inputs is not positive definite (raise gptq_params.damp_percent)")
     })?;
+    drop(reversed);
     let l = llt.L();
     let v = Mat::<f64>::from_fn(c, c, |i, j| l[(c - 1 - i, c - 1 - j)]);
+    drop(llt);
     let mut u = Mat::<f64>::zeros(c, c);
     faer::linalg::triangular_inverse::invert_upper_triangular(u.as_mut(), v.as_ref(), Par::rayon(0));
     let mut out = vec![0f32; c * c];

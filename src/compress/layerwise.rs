@@ -108,6 +108,8 @@ impl<'a> Layerwise<'a> {
     /// The op input `outlet` now reads `value` (f32, as the op computes).
     pub(crate) fn weight_changed(&mut self, outlet: Outlet, value: Arc<Tensor>) {
         if let How::Frontier(f) = &mut self.how {
+            // The plan's copy of the old weight is not read again: it leaves memory now.
+            f.plan.forget_folded(outlet);
             f.weights.insert(outlet, value);
         }
     }

@@ -200,6 +200,25 @@ impl Plan {
         self.folded[o.node].as_ref().map(|v| &v[o.port])
     }
 
+    /// Drops the folded value of `o` and of the chain of single-input folded nodes behind it
+    /// (a weight and its Convert) that nothing else reads, for a caller that will always seed
+    /// `o` with a value of its own ([`Plan::run_from`]): the plan then no longer holds the old
+    /// value alive. A run that needs `o` unseeded fails.
+    pub fn forget_folded(&mut self, o: Outlet) {
+        fn readers(g: &Graph, id: NodeId) -> usize {
+            g.nodes.iter().map(|n| n.inputs.iter().filter(|i| i.node == id).count()).sum()
+        }
+        let mut id = o.node;
+        while self.folded[id].is_some() && (id == o.node || readers(&self.graph, id) == 1) {
+            self.folded[id] = None;
+            self.graph.nodes[id].value = None;
+            match self.graph.nodes[id].inputs.as_slice() {
+                [single] => id = single.node,
+                _ => break,
+            }
+        }
+    }
+
     /// Input names in model order.
     pub fn input_names(&self) -> Vec<String> {
         self.parameters.iter().map(|&p| self.graph.parameter_name(p).to_string()).collect()

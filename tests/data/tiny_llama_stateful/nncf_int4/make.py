@@ -25,6 +25,10 @@ cases = {
     "awq_data_free": dict(mode=M.INT4_ASYM, group_size=16, awq=True),
     "gptq": dict(mode=M.INT4_ASYM, group_size=16, dataset=nncf.Dataset(items), gptq=True),
     "gptq_se": dict(mode=M.INT4_ASYM, group_size=16, dataset=nncf.Dataset(items), gptq=True, scale_estimation=True),
+    # Blocks of 32 columns: errors spread across blocks (hidden 64, intermediate 128).
+    "gptq_blocks": dict(mode=M.INT4_ASYM, group_size=16, dataset=nncf.Dataset(items), gptq=True, scale_estimation=True,
+                        advanced_parameters=nncf.AdvancedCompressionParameters(
+                            gptq_params=nncf.quantization.advanced_parameters.AdvancedGPTQParameters(block_size=32))),
     "awq_gptq_sym": dict(mode=M.INT4_SYM, group_size=32, dataset=nncf.Dataset(items), awq=True, gptq=True),
 }
 
