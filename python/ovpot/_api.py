@@ -502,20 +502,22 @@ def compress_weights(model, mode=CompressWeightsMode.INT8_ASYM, ratio: Optional[
 
     With `dataset` (an `nncf.Dataset` or any iterable of model inputs: for an LLM, dicts of
     input_ids, attention_mask, position_ids and beam_idx, one window each) the data-aware methods
-    run as NNCF's: `awq`, `scale_estimation`, and mixed precision (`ratio` < 1) ranked by
-    `sensitivity_metric` (default with a dataset: max_activation_variance). `awq` without a
-    dataset is NNCF's data-free AWQ. `subset_size` (128) samples are read.
+    run as NNCF's: `awq`, `scale_estimation`, `gptq` (layer after layer; with
+    `scale_estimation` the scales are estimated inside it), and mixed precision (`ratio` < 1)
+    ranked by `sensitivity_metric` (default with a dataset: max_activation_variance). `awq`
+    without a dataset is NNCF's data-free AWQ. `subset_size` (128) samples are read, or
+    `gptq_params.subset_size` (128) for GPTQ when larger.
 
     From `advanced_parameters` (NNCF's AdvancedCompressionParameters, or any object with these
     attributes) ovpot takes `group_size_fallback_mode` (error, ignore, adjust),
-    `min_adjusted_group_size`, `awq_params`, `scale_estimation_params` and `statistics_path` (a
-    folder keeping the statistics: a later call on the same model and samples reads them).
+    `min_adjusted_group_size`, `awq_params`, `scale_estimation_params`, `gptq_params` and
+    `statistics_path` (a folder keeping the statistics: a later call on the same model and
+    samples reads them).
 
     `backend`: where the statistics run, "builtin" or "openvino" ("auto": OpenVINO when the
-    model came as an `openvino.Model`). GPTQ and LoRA correction are not available yet."""
-    for name, v in [("gptq", gptq), ("lora_correction", lora_correction)]:
-        if v:
-            raise ValueError(f"{name}: not available in ovpot yet (AWQ and scale estimation are)")
+    model came as an `openvino.Model`). LoRA correction is not available yet."""
+    if lora_correction:
+        raise ValueError("lora_correction: not available in ovpot yet (AWQ, scale estimation and GPTQ are)")
     options = {"mode": _value(mode)}
     if ratio is not None:
         options["ratio"] = float(ratio)
@@ -537,6 +539,8 @@ def compress_weights(model, mode=CompressWeightsMode.INT8_ASYM, ratio: Optional[
         options["awq"] = True
     if scale_estimation:
         options["scale_estimation"] = True
+    if gptq:
+        options["gptq"] = True
     if subset_size is not None:
         options["subset_size"] = int(subset_size)
     if sensitivity_metric is not None:
@@ -545,7 +549,8 @@ def compress_weights(model, mode=CompressWeightsMode.INT8_ASYM, ratio: Optional[
     if statistics_path is not None:
         options["statistics_path"] = os.fspath(statistics_path)
     for key, fields in [("awq_params", ("subset_size", "percent_to_apply", "alpha_min", "alpha_max", "steps")),
-                        ("scale_estimation_params", ("subset_size", "initial_steps", "scale_steps", "weight_penalty"))]:
+                        ("scale_estimation_params", ("subset_size", "initial_steps", "scale_steps", "weight_penalty")),
+                        ("gptq_params", ("damp_percent", "block_size", "subset_size"))]:
         group = getattr(advanced_parameters, key, None)
         values = {f: getattr(group, f) for f in fields if getattr(group, f, None) is not None}
         if values:
@@ -559,7 +564,10 @@ def compress_weights(model, mode=CompressWeightsMode.INT8_ASYM, ratio: Optional[
         check(lib.ovpot_compressor_set_log_callback(c, run.log_cb, 1, None))
         _set_backend(lib.ovpot_compressor_set_backend, c, _resolved_backend(backend, as_ov))
         if dataset is not None:
-            source = _SampleSource(m, dataset, options.get("subset_size", 128), run)
+            read = options.get("subset_size", 128)
+            if gptq:
+                read = max(read, options.get("gptq_params", {}).get("subset_size", 128))
+            source = _SampleSource(m, dataset, read, run)
             try:
                 run.check(lib.ovpot_compressor_set_calibration(c, source.h))
             finally:

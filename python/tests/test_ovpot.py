@@ -109,7 +109,10 @@ def test_compress_weights_int8_and_int4():
         ovpot.compress_weights(model, ratio=0.5)
     assert e.value.status == "INVALID_ARGUMENT" and "ratio" in str(e.value)
     with pytest.raises(ValueError):
+        ovpot.compress_weights(model, mode=ovpot.CompressWeightsMode.INT4_ASYM, lora_correction=True)
+    with pytest.raises(ovpot.OvpotError) as e:
         ovpot.compress_weights(model, mode=ovpot.CompressWeightsMode.INT4_ASYM, gptq=True)
+    assert e.value.status == "INVALID_ARGUMENT" and "gptq" in str(e.value)
 
 
 def test_failures_carry_the_status_and_the_callers_exception():
@@ -209,6 +212,25 @@ def test_data_aware_compression_with_nncf_arguments_gives_nncfs_constants(backen
                                group_size=16, dataset=ovpot.Dataset(llama_windows()), awq=True,
                                scale_estimation=True, advanced_parameters=Params(), backend=backend)
     want = json.loads((LLAMA / "nncf_int4" / "awq_se.json").read_text())
+    got = constant_hashes(c)
+    differ = [n for n, w in want.items() if got.get(n) != (w["type"], w["fnv"])]
+    assert not differ, f"{len(differ)} of {len(want)} constants differ from NNCF's: {differ[:5]}"
+
+
+@pytest.mark.parametrize("backend", ["builtin", pytest.param("openvino", marks=needs_openvino)])
+def test_gptq_with_nncf_arguments_gives_nncfs_constants(backend):
+    """GPTQ with scale estimation and NNCF's gptq_params (blocks of 32 columns): NNCF 3.4's
+    constants byte for byte, whichever backend runs the layers. subset_size=1 limits the
+    statistics only: GPTQ reads its own gptq_params.subset_size samples, as in NNCF."""
+    import json
+
+    class Params:
+        gptq_params = type("GPTQ", (), {"block_size": 32, "damp_percent": 0.1})()
+
+    c = ovpot.compress_weights(ovpot.read_model(LLAMA / "model.xml"), mode=ovpot.CompressWeightsMode.INT4_ASYM,
+                               group_size=16, dataset=ovpot.Dataset(llama_windows()), gptq=True, subset_size=1,
+                               scale_estimation=True, advanced_parameters=Params(), backend=backend)
+    want = json.loads((LLAMA / "nncf_int4" / "gptq_blocks.json").read_text())
     got = constant_hashes(c)
     differ = [n for n, w in want.items() if got.get(n) != (w["type"], w["fnv"])]
     assert not differ, f"{len(differ)} of {len(want)} constants differ from NNCF's: {differ[:5]}"

@@ -317,6 +317,15 @@ impl CompressOptions {
         }
     }
 
+    /// How many calibration samples these options read: `subset_size`, or GPTQ's own
+    /// `gptq_params.subset_size` when larger (NNCF keeps the two apart).
+    pub fn samples_read(&self) -> usize {
+        match self.gptq {
+            true => self.subset_size.max(self.gptq_params.subset_size),
+            false => self.subset_size,
+        }
+    }
+
     /// Whether these options collect activation statistics on calibration data (when given).
     /// GPTQ computes its own inputs, layer by layer, and estimates scales on them.
     pub fn needs_statistics(&self) -> bool {

@@ -236,8 +236,9 @@ pub extern "C" fn ovpot_compressor_compress_file(
 }
 
 /// Gives the compressor calibration data for the data-aware methods (AWQ, scale estimation,
-/// data-aware mixed precision): the first `subset_size` samples of `dataset` (the options'
-/// `subset_size`, 128 by default) are read now, on this thread, and copied, so `dataset` may be
+/// GPTQ, data-aware mixed precision): the first `subset_size` samples of `dataset` (the options'
+/// `subset_size`, 128 by default, or `gptq_params.subset_size` with GPTQ when larger) are read
+/// now, on this thread, and copied, so `dataset` may be
 /// freed afterwards. NULL clears them. For an LLM, a sample is one window of tokens with every
 /// model input (input_ids, attention_mask, position_ids, beam_idx). Errors of the dataset's
 /// callback (OVPOT_CALLBACK_FAILED, OVPOT_MISMATCH for a wrong input) are returned here.
@@ -257,7 +258,7 @@ pub extern "C" fn ovpot_compressor_set_calibration(
             (c as *const ovpot_compressor_t as usize, Use::Exclusive, "compressor"),
             (d as *const ovpot_dataset_t as usize, Use::Shared, "dataset"),
         ])?;
-        let n = c.options.subset_size.min(d.len());
+        let n = c.options.samples_read().min(d.len());
         if n == 0 {
             return Err(Error::invalid("the calibration dataset is empty"));
         }
