@@ -66,6 +66,8 @@ struct Frontier {
     weights: HashMap<Outlet, Arc<Tensor>>,
     /// Per generation: what its run returns (wanted first, then values later runs read).
     returned: Vec<Vec<Outlet>>,
+    /// Per generation: the returned values later runs read (kept in the caches).
+    kept: Vec<HashSet<Outlet>>,
     /// Per generation: the values no later run reads.
     dropped: Vec<Vec<Outlet>>,
 }
@@ -174,18 +176,22 @@ impl Frontier {
         }
         let count = wanted.len();
         let mut returned: Vec<Vec<Outlet>> = wanted.to_vec();
+        let mut kept: Vec<HashSet<Outlet>> = vec![HashSet::new(); count];
         let mut dropped: Vec<Vec<Outlet>> = vec![vec![]; count];
         for (&o, &g) in &last_read {
             if let Some(&m) = made_in.get(&o) {
-                if g > m && !returned[m].contains(&o) {
-                    returned[m].push(o);
+                if g > m {
+                    kept[m].insert(o);
+                    if !returned[m].contains(&o) {
+                        returned[m].push(o);
+                    }
                 }
             }
             if !parameters.contains(&o) {
                 dropped[g].push(o);
             }
         }
-        Ok(Frontier { plan, caches, weights: HashMap::new(), returned, dropped })
+        Ok(Frontier { plan, caches, weights: HashMap::new(), returned, kept, dropped })
     }
 
     /// Generation `g`'s run on every sample; per sample the first `wanted` returned values.
@@ -204,8 +210,10 @@ impl Frontier {
         let mut out = Vec::with_capacity(results.len());
         for (cache, r) in self.caches.iter_mut().zip(results) {
             let values = r?;
-            for (&o, v) in targets.iter().zip(&values).skip(wanted) {
-                cache.insert(o, v.clone());
+            for (&o, v) in targets.iter().zip(&values) {
+                if self.kept[g].contains(&o) {
+                    cache.insert(o, v.clone());
+                }
             }
             for o in &self.dropped[g] {
                 cache.remove(o);
@@ -265,6 +273,7 @@ fn whole_runs(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Backend;
     use crate::graph::{Attrs, Node, PartialShape, PortInfo};
     use crate::tensor::ElementType;
 
@@ -276,6 +285,66 @@ mod tests {
         let w = Outlet::new(g.add_const(format!("{name}.w"), Tensor::f32_from_vec(&[4, 4], vec![0.5; 16]).unwrap()), 0);
         let id = g.add_op(name, "MatMul", "opset1", Attrs::default(), vec![x, w], vec![port()]);
         (id, Outlet::new(id, 0))
+    }
+
+    /// On the tiny stateful Llama: each generation's inputs, after the earlier generations'
+    /// weights changed, are bit-identical to a whole run of the changed model; the values a later
+    /// generation reads are kept, not recomputed.
+    #[test]
+    fn inputs_follow_the_changed_weights_and_values_are_kept() {
+        use crate::compress::select::weight_constant;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny_llama_stateful");
+        let model = crate::Model::read(&dir.join("model.xml"), None).unwrap();
+        let data = crate::data::NpyFolderDataset::open(&dir.join("calib"), &model.inputs()).unwrap();
+        let mut graph = model.graph().clone();
+        let targets: Vec<NodeId> = (0..graph.nodes.len())
+            .filter(|&id| {
+                graph.nodes[id].op_type == "MatMul"
+                    && weight_constant(&graph, id, 1).is_some()
+                    && graph.nodes[id].name.contains("layers")
+            })
+            .collect();
+        assert_eq!(targets.len(), 14);
+        let gens = generations(&graph, &targets).unwrap();
+        assert_eq!(gens.iter().map(|g| g.len()).collect::<Vec<_>>(), [3, 1, 2, 1, 3, 1, 2, 1]);
+        let wanted: Vec<Vec<Outlet>> = gens
+            .iter()
+            .map(|g| {
+                let mut w: Vec<Outlet> = g.iter().map(|&t| graph.nodes[t].inputs[0]).collect();
+                w.dedup();
+                w
+            })
+            .collect();
+        let weights_of: Vec<Vec<Outlet>> =
+            gens.iter().map(|g| g.iter().map(|&t| graph.nodes[t].inputs[1]).collect()).collect();
+        let backend = Backend::builtin();
+        let mut runs = Layerwise::new(&graph, wanted.clone(), &weights_of, &data, 2, &backend).unwrap();
+        if let How::Frontier(f) = &runs.how {
+            for g in 0..gens.len() - 1 {
+                for o in &wanted[g] {
+                    assert!(f.kept[g].contains(o), "generation {g}: its input {o:?} is read again next");
+                }
+            }
+        } else {
+            panic!("the built-in engine reruns from a frontier");
+        }
+        for (g, gen) in gens.iter().enumerate() {
+            let got = runs.inputs(&graph).unwrap();
+            let whole = whole_runs(&graph, &wanted[g], &data, 2, &backend).unwrap();
+            for (k, (o, values)) in got.iter().enumerate() {
+                assert_eq!(*o, wanted[g][k]);
+                for (s, v) in values.iter().enumerate() {
+                    assert_eq!(v.to_f32(), whole[s][k].to_f32(), "generation {g}, sample {s}");
+                }
+            }
+            // New weights for this generation: halved.
+            for &t in gen {
+                let c = weight_constant(&graph, t, 1).unwrap();
+                let halved = Tensor::F32(graph.nodes[c].value.as_ref().unwrap().to_f32().mapv(|v| v * 0.5));
+                graph.nodes[c].value = Some(Arc::new(halved.clone()));
+                runs.weight_changed(graph.nodes[t].inputs[1], Arc::new(halved));
+            }
+        }
     }
 
     #[test]
