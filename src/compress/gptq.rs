@@ -8,7 +8,7 @@
 //!   input channels); channels never active are dead (weight columns zeroed, `H` diagonal 1);
 //!   damped by `damp_percent` × mean diagonal.
 //! - The upper Cholesky factor `U` of `H⁻¹` (NNCF: Cholesky, inverse, Cholesky again) is computed
-//!   here from one Cholesky of the reversed `H` and one triangular inverse, in f64.
+//!   here from one Cholesky of the reversed `H` and one triangular inverse, in f32 as NNCF's.
 //! - Columns in blocks of `block_size`: a group's scale and zero point come from the weights as
 //!   the earlier blocks left them, by min/max or, with scale estimation, by NNCF's estimator on
 //!   the group's inputs (5 + 10 steps, 32 samples); each column is rounded and its error
@@ -29,10 +29,10 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, Outlet};
 use crate::hooks::{Hooks, LogLevel, Stage};
 use crate::tensor::Tensor;
+use faer::linalg::matmul::triangular::BlockStructure;
 use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -108,24 +108,20 @@ pub(crate) fn apply(
         let t = std::time::Instant::now();
         let inputs = runs.inputs(graph)?;
         t_runs += t.elapsed().as_secs_f64();
+        // Each input's Hessian (and factor) once, before its activations leave memory.
+        let t = std::time::Instant::now();
         let mut prepared: HashMap<Outlet, Prepared> = HashMap::new();
+        for (act, values) in inputs {
+            let &(i, _, axis, _) = generation.iter().map(|&k| &chosen[k]).find(|c| c.1 == act).expect("wanted");
+            let p = Prepared::new(&values, axis, params.damp_percent, scale_estimation)
+                .map_err(|err| Error::invalid(format!("GPTQ on {}: {err}", graph.nodes[sites[i].op].describe())))?;
+            prepared.insert(act, p);
+        }
+        t_hessians += t.elapsed().as_secs_f64();
         for &k in generation {
-            let (i, act, axis, weight_outlet) = chosen[k];
+            let (i, act, _, weight_outlet) = chosen[k];
             let site = &sites[i];
-            let p = match prepared.entry(act) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => {
-                    let t = std::time::Instant::now();
-                    let values = &inputs.iter().find(|(o, _)| *o == act).expect("every wanted input is computed").1;
-                    let describe = || graph.nodes[site.op].describe();
-                    e.insert(
-                        Prepared::new(values, axis, params.damp_percent, scale_estimation)
-                            .map_err(|err| Error::invalid(format!("GPTQ on {}: {err}", describe())))?,
-                    );
-                    t_hessians += t.elapsed().as_secs_f64();
-                    prepared.get_mut(&act).expect("just inserted")
-                }
-            };
+            let p = &prepared[&act];
             let t = std::time::Instant::now();
             let (found, report, tensor) = quantize_site(graph, site, p, params.block_size, store)?;
             let as_read = match &*tensor {
@@ -169,51 +165,69 @@ struct Prepared {
 
 impl Prepared {
     fn new(values: &[Arc<Tensor>], axis: usize, damp_percent: f64, scale_estimation: bool) -> Result<Prepared> {
-        let mut stacked: Vec<f32> = vec![];
+        let samples = values.len();
         let mut cols = 0;
-        let mut stats = InputStats::default();
+        let mut tokens = 0;
+        let mut lower = Mat::<f32>::zeros(0, 0);
+        let mut stats = InputStats { channel_axis: 1, ..Default::default() };
         for v in values {
             let rank = v.shape().len();
             if rank < 2 || axis >= rank {
                 return Err(Error::unsupported(format!("an input of shape {:?}", v.shape())));
             }
-            let x = v.to_f32();
-            let moved = if axis + 1 == rank {
-                x
-            } else {
-                let mut order: Vec<usize> = (0..rank).filter(|&a| a != axis).collect();
-                order.push(axis);
-                x.permuted_axes(order)
+            // The sample as tokens × channels, borrowed when it already is one.
+            let owned: Vec<f32>;
+            let flat: &[f32] = match (&**v, axis + 1 == rank) {
+                (Tensor::F32(a), true) if a.as_slice().is_some() => a.as_slice().expect("checked"),
+                _ => {
+                    let x = v.to_f32();
+                    let mut order: Vec<usize> = (0..rank).filter(|&a| a != axis).collect();
+                    order.push(axis);
+                    owned = x.permuted_axes(order).as_standard_layout().iter().copied().collect();
+                    &owned
+                }
             };
-            cols = moved.shape()[rank - 1];
-            let flat: Vec<f32> = moved.as_standard_layout().iter().copied().collect();
-            let tokens = flat.len() / cols.max(1);
+            let c = v.shape()[axis];
+            if cols == 0 {
+                cols = c;
+                lower = Mat::<f32>::zeros(cols, cols);
+            } else if c != cols {
+                return Err(Error::mismatch(format!("inputs of {cols} and {c} channels")));
+            }
+            let t = flat.len() / cols.max(1);
+            tokens += t;
             if scale_estimation {
                 let mut means = vec![0f64; cols];
-                for t in 0..tokens {
-                    for (m, &x) in means.iter_mut().zip(&flat[t * cols..(t + 1) * cols]) {
+                for row in flat.chunks_exact(cols) {
+                    for (m, &x) in means.iter_mut().zip(row) {
                         *m += x as f64;
                     }
                 }
-                stats.means.push(means.into_iter().map(|m| (m / tokens.max(1) as f64) as f32).collect());
-                stats.shapes.push(vec![tokens, cols]);
+                stats.means.push(means.into_iter().map(|m| (m / t.max(1) as f64) as f32).collect());
+                stats.shapes.push(vec![t, cols]);
             }
-            stacked.extend_from_slice(&flat);
+            // XᵀX is symmetric: its lower half only.
+            let x = MatRef::from_row_major_slice(flat, t, cols);
+            faer::linalg::matmul::triangular::matmul(
+                lower.as_mut(),
+                BlockStructure::TriangularLower,
+                Accum::Add,
+                x.transpose(),
+                BlockStructure::Rectangular,
+                x,
+                BlockStructure::Rectangular,
+                2.0 / samples as f32,
+                Par::rayon(0),
+            );
         }
-        stats.channel_axis = 1;
-        let samples = values.len();
-        let tokens = stacked.len() / cols.max(1);
         let mut hessian = vec![0f32; cols * cols];
-        let x = MatRef::from_row_major_slice(&stacked, tokens, cols);
-        faer::linalg::matmul::matmul(
-            MatMut::from_row_major_slice_mut(&mut hessian, cols, cols),
-            Accum::Replace,
-            x.transpose(),
-            x,
-            2.0 / samples as f32,
-            Par::rayon(0),
-        );
-        drop(stacked);
+        for j in 0..cols {
+            for i in j..cols {
+                hessian[i * cols + j] = lower[(i, j)];
+                hessian[j * cols + i] = lower[(i, j)];
+            }
+        }
+        drop(lower);
         let dead: Vec<bool> = (0..cols).map(|c| hessian[c * cols + c] == 0.0).collect();
         let u = inverse_cholesky_upper(&hessian, cols, &dead, damp_percent)?;
         let estimation = scale_estimation.then(|| {
@@ -249,14 +263,15 @@ fn inverse_cholesky_upper(hessian: &[f32], c: usize, dead: &[bool], damp_percent
     let diag = |i: usize| if dead[i] { 1.0 } else { hessian[i * c + i] as f64 };
     let mean = (0..c).map(diag).sum::<f64>() / c.max(1) as f64;
     let damp = damp_percent * mean;
-    let reversed = Mat::<f64>::from_fn(c, c, |i, j| {
+    // In f32, as NNCF factors (half the memory and time of f64).
+    let reversed = Mat::<f32>::from_fn(c, c, |i, j| {
         let (a, b) = (c - 1 - i, c - 1 - j);
         if a == b {
-            diag(a) + damp
+            (diag(a) + damp) as f32
         } else if dead[a] || dead[b] {
             0.0
         } else {
-            hessian[a * c + b] as f64
+            hessian[a * c + b]
         }
     });
     let llt = reversed.llt(Side::Lower).map_err(|_| {
@@ -264,14 +279,15 @@ fn inverse_cholesky_upper(hessian: &[f32], c: usize, dead: &[bool], damp_percent
     })?;
     drop(reversed);
     let l = llt.L();
-    let v = Mat::<f64>::from_fn(c, c, |i, j| l[(c - 1 - i, c - 1 - j)]);
+    let v = Mat::<f32>::from_fn(c, c, |i, j| l[(c - 1 - i, c - 1 - j)]);
     drop(llt);
-    let mut u = Mat::<f64>::zeros(c, c);
+    let mut u = Mat::<f32>::zeros(c, c);
     faer::linalg::triangular_inverse::invert_upper_triangular(u.as_mut(), v.as_ref(), Par::rayon(0));
+    drop(v);
     let mut out = vec![0f32; c * c];
     for i in 0..c {
         for j in i..c {
-            out[i * c + j] = u[(i, j)] as f32;
+            out[i * c + j] = u[(i, j)];
         }
     }
     Ok(out)
