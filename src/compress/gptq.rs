@@ -26,7 +26,7 @@ use super::scale_estimation::estimate_block;
 use super::select::{self, WeightKind, WeightSite};
 use super::{Calibration, GptqLayer, GptqParams, ScaleEstimationParams, WeightStore};
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Outlet};
+use crate::graph::{Graph, Node, Outlet};
 use crate::hooks::{Hooks, LogLevel, Stage};
 use crate::tensor::Tensor;
 use faer::linalg::matmul::triangular::BlockStructure;
@@ -98,7 +98,18 @@ pub(crate) fn apply(
     if chosen.is_empty() {
         return Ok(out);
     }
-    let mut runs = Layerwise::new(graph, wanted, &weights_of, calibration.data, n, &calibration.backend)?;
+    let mut load = |node: &Node| -> Result<Arc<Tensor>> {
+        let et = node.const_type.ok_or_else(|| Error::internal(format!("{} has no type", node.describe())))?;
+        let shape = node
+            .outputs
+            .first()
+            .and_then(|p| p.shape.to_static())
+            .ok_or_else(|| Error::internal(format!("{} has no static shape", node.describe())))?;
+        let raw = store.read(node)?;
+        Ok(Arc::new(Tensor::from_bytes(et, &shape, &raw)?))
+    };
+    let mut runs =
+        Layerwise::new(graph, wanted, &weights_of, calibration.data, n, &calibration.backend, &mut load)?;
     let total = chosen.len();
     let mut done = 0;
     hooks.progress(Stage::Gptq, 0, total)?;

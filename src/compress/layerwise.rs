@@ -12,7 +12,7 @@ use crate::backend::{Backend, Executable};
 use crate::data::Dataset;
 use crate::engine::{NoObserver, Plan};
 use crate::error::{Error, Result};
-use crate::graph::{Graph, NodeId, Outlet};
+use crate::graph::{Graph, Node, NodeId, Outlet};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -70,12 +70,16 @@ struct Frontier {
     kept: Vec<HashSet<Outlet>>,
     /// Per generation: the values no later run reads.
     dropped: Vec<Vec<Outlet>>,
+    /// Per generation: the new weights no later run reads.
+    weights_dropped: Vec<Vec<Outlet>>,
 }
 
 impl<'a> Layerwise<'a> {
     /// The schedule for `wanted` (per generation, the outlets to compute) on the first
     /// `samples` samples of `data`; `weights_of[g]` are the weight outlets whose values change
-    /// after generation `g` (read by later generations).
+    /// after generation `g` (read by later generations). On a frontier, the plan holds none of
+    /// those weights (they are always seeded) and `load` gives the constants the runs need that
+    /// `graph` holds no value for (a streamed model's embedding).
     pub(crate) fn new(
         graph: &Graph,
         wanted: Vec<Vec<Outlet>>,
@@ -83,12 +87,13 @@ impl<'a> Layerwise<'a> {
         data: &'a dyn Dataset,
         samples: usize,
         backend: &'a Backend,
+        load: &mut dyn FnMut(&Node) -> Result<Arc<Tensor>>,
     ) -> Result<Layerwise<'a>> {
         if samples == 0 {
             return Err(Error::invalid("the calibration dataset is empty"));
         }
         let how = if backend.reruns_from_frontier() {
-            How::Frontier(Box::new(Frontier::new(graph, &wanted, weights_of, data, samples)?))
+            How::Frontier(Box::new(Frontier::new(graph, &wanted, weights_of, data, samples, load)?))
         } else {
             How::Whole(backend)
         };
@@ -124,8 +129,9 @@ impl Frontier {
         weights_of: &[Vec<Outlet>],
         data: &dyn Dataset,
         samples: usize,
+        load: &mut dyn FnMut(&Node) -> Result<Arc<Tensor>>,
     ) -> Result<Frontier> {
-        let plan = Plan::new(graph)?;
+        let plan = Plan::new(&plan_graph(graph, wanted, weights_of, load)?)?;
         let caches = (0..samples)
             .map(|i| {
                 let sample = data.get(i).map_err(|e| e.with_sample("calibration", i))?;
@@ -139,6 +145,7 @@ impl Frontier {
         let mut seeded: HashSet<Outlet> = HashSet::new();
         let mut made_in: HashMap<Outlet, usize> = HashMap::new();
         let mut last_read: HashMap<Outlet, usize> = HashMap::new();
+        let mut seed_read: HashMap<Outlet, usize> = HashMap::new();
         for (g, outs) in wanted.iter().enumerate() {
             let mut computed: HashSet<NodeId> = HashSet::new();
             let mut stack: Vec<NodeId> = vec![];
@@ -153,7 +160,11 @@ impl Frontier {
                     continue;
                 }
                 for &o in &graph.nodes[id].inputs {
-                    if seeded.contains(&o) || plan.is_constant(o) {
+                    if seeded.contains(&o) {
+                        seed_read.insert(o, g);
+                        continue;
+                    }
+                    if plan.is_constant(o) {
                         continue;
                     }
                     if available.contains(&o) {
@@ -191,7 +202,11 @@ impl Frontier {
                 dropped[g].push(o);
             }
         }
-        Ok(Frontier { plan, caches, weights: HashMap::new(), returned, kept, dropped })
+        let mut weights_dropped: Vec<Vec<Outlet>> = vec![vec![]; count];
+        for (&o, &g) in &seed_read {
+            weights_dropped[g].push(o);
+        }
+        Ok(Frontier { plan, caches, weights: HashMap::new(), returned, kept, dropped, weights_dropped })
     }
 
     /// Generation `g`'s run on every sample; per sample the first `wanted` returned values.
@@ -220,8 +235,62 @@ impl Frontier {
             }
             out.push(values.into_iter().take(wanted).collect());
         }
+        for o in &self.weights_dropped[g] {
+            self.weights.remove(o);
+        }
         Ok(out)
     }
+}
+
+/// The graph the frontier's plan runs: without the weights that are always seeded (each
+/// constant behind a seeded outlet that nothing else reads), and with every constant the runs
+/// need that `graph` holds no value for given by `load`.
+fn plan_graph(
+    graph: &Graph,
+    wanted: &[Vec<Outlet>],
+    weights_of: &[Vec<Outlet>],
+    load: &mut dyn FnMut(&Node) -> Result<Arc<Tensor>>,
+) -> Result<Graph> {
+    let mut g = graph.clone();
+    let mut readers = vec![0usize; g.nodes.len()];
+    for n in &g.nodes {
+        for i in &n.inputs {
+            readers[i.node] += 1;
+        }
+    }
+    let seeded: HashSet<Outlet> = weights_of.iter().flatten().copied().collect();
+    for &w in &seeded {
+        let mut id = w.node;
+        loop {
+            if id != w.node && readers[id] != 1 {
+                break;
+            }
+            if g.nodes[id].is_const() {
+                g.nodes[id].value = None;
+                break;
+            }
+            match g.nodes[id].inputs.as_slice() {
+                [single] => id = single.node,
+                _ => break,
+            }
+        }
+    }
+    let mut seen = vec![false; g.nodes.len()];
+    let mut stack: Vec<NodeId> = wanted.iter().flatten().map(|o| o.node).collect();
+    while let Some(id) = stack.pop() {
+        if std::mem::replace(&mut seen[id], true) {
+            continue;
+        }
+        if g.nodes[id].is_const() {
+            if g.nodes[id].value.is_none() {
+                let v = load(&g.nodes[id])?;
+                g.nodes[id].value = Some(v);
+            }
+            continue;
+        }
+        stack.extend(g.nodes[id].inputs.iter().filter(|o| !seeded.contains(o)).map(|o| o.node));
+    }
+    Ok(g)
 }
 
 /// One generation on a backend that runs whole models: `graph` compiled up to `wanted`, every
@@ -318,7 +387,8 @@ mod tests {
         let weights_of: Vec<Vec<Outlet>> =
             gens.iter().map(|g| g.iter().map(|&t| graph.nodes[t].inputs[1]).collect()).collect();
         let backend = Backend::builtin();
-        let mut runs = Layerwise::new(&graph, wanted.clone(), &weights_of, &data, 2, &backend).unwrap();
+        let mut load = |n: &Node| -> Result<Arc<Tensor>> { Err(Error::internal(format!("{} not loaded", n.name))) };
+        let mut runs = Layerwise::new(&graph, wanted.clone(), &weights_of, &data, 2, &backend, &mut load).unwrap();
         if let How::Frontier(f) = &runs.how {
             for (g, outs) in wanted.iter().enumerate().take(gens.len() - 1) {
                 for o in outs {

@@ -135,9 +135,11 @@ impl Plan {
         for &id in &all_order {
             let node = &graph.nodes[id];
             if node.is_const() {
-                let v =
-                    node.value.clone().ok_or_else(|| Error::internal(format!("{} has no value", node.describe())))?;
-                folded[id] = Some(vec![v]);
+                // A constant without its value (not read, or left out by a caller that always
+                // seeds what it feeds) is neither folded nor run: a run that needs it fails.
+                if let Some(v) = node.value.clone() {
+                    folded[id] = Some(vec![v]);
+                }
                 continue;
             }
             if node.is_parameter() || node.is_result() {
@@ -341,7 +343,10 @@ impl Plan {
             } else if node.is_result() {
                 // results just forward their input
             } else {
-                let op = self.ops[id].as_ref().ok_or_else(|| Error::internal("op missing in plan"))?;
+                let op = self.ops[id].as_ref().ok_or_else(|| match node.is_const() {
+                    true => Error::internal(format!("{}: the plan holds no value for this constant", node.describe())),
+                    false => Error::internal("op missing in plan"),
+                })?;
                 let ins: Vec<Arc<Tensor>> = node
                     .inputs
                     .iter()
