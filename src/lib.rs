@@ -15,6 +15,7 @@ pub mod ffi;
 pub mod graph;
 pub mod hooks;
 pub mod ir;
+pub mod memory;
 pub mod model;
 pub mod npy;
 pub mod ops;

@@ -30,7 +30,7 @@ use crate::graph::{Graph, Node, Outlet};
 use crate::hooks::{Hooks, LogLevel, Stage};
 use crate::tensor::Tensor;
 use faer::linalg::matmul::triangular::BlockStructure;
-use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
+use faer::{Accum, Mat, MatMut, MatRef, Par};
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -41,12 +41,18 @@ use std::sync::Arc;
 const SCALE_ESTIMATION_IN_GPTQ: ScaleEstimationParams =
     ScaleEstimationParams { subset_size: 32, initial_steps: 5, scale_steps: 10, weight_penalty: -1.0 };
 
+/// One site after GPTQ: its parameters (compressor order), what GPTQ bought, and its compressed
+/// bytes when it was compressed right away.
+pub(crate) type Rounded = (Vec<GroupParams>, GptqLayer, Option<u64>);
+
 /// Rows the output-error report samples per weight.
 const REPORT_ROWS: usize = 64;
 
 /// GPTQ's parameters per 4-bit MatMul site (`[outer, groups, inner]`, as
-/// [`super::lowering::compress_with`] takes them) and what it bought; the sites' weights in
-/// `graph` are replaced by their dequantized GPTQ values.
+/// [`super::lowering::compress_with`] takes them), what it bought, and the compressed bytes when
+/// the site was compressed here: where the layer-wise runs take new weights as seeds each site
+/// is compressed as soon as it is rounded; elsewhere the weights in `graph` are replaced by their
+/// dequantized GPTQ values, compressed later with these parameters.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn apply(
     graph: &mut Graph,
@@ -56,7 +62,7 @@ pub(crate) fn apply(
     scale_estimation: bool,
     store: &mut dyn WeightStore,
     hooks: &mut Hooks,
-) -> Result<HashMap<usize, (Vec<GroupParams>, GptqLayer)>> {
+) -> Result<HashMap<usize, Rounded>> {
     let started = std::time::Instant::now();
     // (site, its activation input and hidden axis, the op input its weight arrives at)
     let mut chosen: Vec<(usize, Outlet, usize, Outlet)> = vec![];
@@ -108,8 +114,7 @@ pub(crate) fn apply(
         let raw = store.read(node)?;
         Ok(Arc::new(Tensor::from_bytes(et, &shape, &raw)?))
     };
-    let mut runs =
-        Layerwise::new(graph, wanted, &weights_of, calibration.data, n, &calibration.backend, &mut load)?;
+    let mut runs = Layerwise::new(graph, wanted, &weights_of, calibration.data, n, &calibration.backend, &mut load)?;
     let total = chosen.len();
     let mut done = 0;
     hooks.progress(Stage::Gptq, 0, total)?;
@@ -134,17 +139,36 @@ pub(crate) fn apply(
             let site = &sites[i];
             let p = &prepared[&act];
             let t = std::time::Instant::now();
-            let (found, report, tensor) = quantize_site(graph, site, p, params.block_size, store)?;
+            let (found, report, dequantized) = quantize_site(graph, site, p, params.block_size, store)?;
+            let layout = site.layout(None).expect("compressed weights have a layout");
+            let (tensor, compressed) = if runs.seeds_weights() {
+                // The runs take the new weight as a seed: the site is compressed now, and its
+                // float weight leaves memory.
+                let config = site.config.expect("chosen sites are compressed");
+                let bytes = dequantized.to_bytes(site.element_type, layout);
+                drop(dequantized);
+                let tensor = Arc::new(Tensor::from_bytes(site.element_type, &site.shape, &bytes)?);
+                let after = super::compress_site_from(graph, site, &config, &bytes, store, Some(&found))?;
+                if !graph.nodes.iter().any(|n| n.inputs.iter().any(|o| o.node == site.constant)) {
+                    graph.nodes[site.constant].value = None;
+                }
+                (tensor, Some(after))
+            } else {
+                // The runs read the graph: the new weight goes there, compressed at the end.
+                (site.set_weight(graph, &dequantized, layout)?, None)
+            };
             let as_read = match &*tensor {
                 Tensor::F32(_) => tensor,
                 other => Arc::new(Tensor::F32(other.to_f32())),
             };
             runs.weight_changed(weight_outlet, as_read);
             t_rounding += t.elapsed().as_secs_f64();
-            out.insert(i, (found, report));
+            out.insert(i, (found, report, compressed));
             done += 1;
             hooks.progress(Stage::Gptq, done, total)?;
         }
+        drop(prepared);
+        crate::memory::release_freed();
     }
     hooks.log(
         LogLevel::Info,
@@ -268,14 +292,17 @@ impl Prepared {
 }
 
 /// The upper triangular `U` with `UᵀU = (H + damp·I)⁻¹` (dead channels' diagonal set to 1
-/// first). `H = V Vᵀ` with `V` upper triangular comes from the lower Cholesky factor of `H`
-/// reversed in both axes (`J H J = L Lᵀ`, `V = J L J`); then `U = V⁻¹`.
+/// first), from the lower Cholesky factor of `H` reversed in both axes (`J H J = L Lᵀ`):
+/// `H = V Vᵀ` with `V = J L J` upper triangular, so `U = V⁻¹ = J L⁻¹ J`.
 fn inverse_cholesky_upper(hessian: &[f32], c: usize, dead: &[bool], damp_percent: f64) -> Result<Vec<f32>> {
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch};
     let diag = |i: usize| if dead[i] { 1.0 } else { hessian[i * c + i] as f64 };
     let mean = (0..c).map(diag).sum::<f64>() / c.max(1) as f64;
     let damp = damp_percent * mean;
-    // In f32, as NNCF factors (half the memory and time of f64).
-    let reversed = Mat::<f32>::from_fn(c, c, |i, j| {
+    // In f32, as NNCF factors; in place, one matrix besides the Hessian at a time (two at the
+    // inverse).
+    let mut l = Mat::<f32>::from_fn(c, c, |i, j| {
         let (a, b) = (c - 1 - i, c - 1 - j);
         if a == b {
             (diag(a) + damp) as f32
@@ -285,34 +312,36 @@ fn inverse_cholesky_upper(hessian: &[f32], c: usize, dead: &[bool], damp_percent
             hessian[a * c + b]
         }
     });
-    let llt = reversed.llt(Side::Lower).map_err(|_| {
-        Error::invalid("the damped Hessian of its inputs is not positive definite (raise gptq_params.damp_percent)")
-    })?;
-    drop(reversed);
-    let l = llt.L();
-    let v = Mat::<f32>::from_fn(c, c, |i, j| l[(c - 1 - i, c - 1 - j)]);
-    drop(llt);
-    let mut u = Mat::<f32>::zeros(c, c);
-    faer::linalg::triangular_inverse::invert_upper_triangular(u.as_mut(), v.as_ref(), Par::rayon(0));
-    drop(v);
+    let par = Par::rayon(0);
+    let mut scratch = MemBuffer::new(cholesky_in_place_scratch::<f32>(c, par, Default::default()));
+    cholesky_in_place(l.as_mut(), Default::default(), par, MemStack::new(&mut scratch), Default::default()).map_err(
+        |_| {
+            Error::invalid("the damped Hessian of its inputs is not positive definite (raise gptq_params.damp_percent)")
+        },
+    )?;
+    drop(scratch);
+    // J H J = L Lᵀ, so H = (J L J)(J L J)ᵀ and U = (J L J)⁻¹ = J L⁻¹ J.
+    let mut inverse = Mat::<f32>::zeros(c, c);
+    faer::linalg::triangular_inverse::invert_lower_triangular(inverse.as_mut(), l.as_ref(), par);
+    drop(l);
     let mut out = vec![0f32; c * c];
     for i in 0..c {
         for j in i..c {
-            out[i * c + j] = u[(i, j)];
+            out[i * c + j] = inverse[(c - 1 - i, c - 1 - j)];
         }
     }
     Ok(out)
 }
 
-/// GPTQ of one weight: its parameters in compressor order, the report, and the new (dequantized)
-/// value set in `graph`.
+/// GPTQ of one weight: its parameters in compressor order, the report, and its dequantized
+/// values.
 fn quantize_site(
     graph: &mut Graph,
     site: &WeightSite,
     p: &Prepared,
     block: usize,
     store: &mut dyn WeightStore,
-) -> Result<(Vec<GroupParams>, GptqLayer, Arc<Tensor>)> {
+) -> Result<(Vec<GroupParams>, GptqLayer, WeightMatrix)> {
     let config = site.config.expect("chosen sites are compressed");
     let layout = site.layout(None).expect("compressed weights have a layout");
     let raw = store.read(&graph.nodes[site.constant])?;
@@ -351,14 +380,14 @@ fn quantize_site(
         per_row.extend(g);
     }
     let report = report(&original, &dequantized, group, config.format, p);
-    let tensor = site.set_weight(graph, &dequantized, layout)?;
+
     // Rows are (outer, inner) pairs; the compressor wants [outer, groups, inner].
     let mut ordered = vec![GroupParams { scale: 0.0, zero_point: 0.0 }; per_row.len()];
     for (r, gp) in per_row.into_iter().enumerate() {
         let (o, inner_i, g) = (r / ng / layout.inner, (r / ng) % layout.inner, r % ng);
         ordered[(o * ng + g) * layout.inner + inner_i] = gp;
     }
-    Ok((ordered, report, tensor))
+    Ok((ordered, report, dequantized))
 }
 
 /// Rows per parallel task: enough for a few tasks per thread, and for the block updates'

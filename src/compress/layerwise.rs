@@ -112,6 +112,12 @@ impl<'a> Layerwise<'a> {
         Ok(wanted.iter().enumerate().map(|(k, &o)| (o, per_sample.iter().map(|s| s[k].clone()).collect())).collect())
     }
 
+    /// Whether the runs take new weights from [`Layerwise::weight_changed`] (else they read
+    /// them from the graph given to [`Layerwise::inputs`]).
+    pub(crate) fn seeds_weights(&self) -> bool {
+        matches!(self.how, How::Frontier(_))
+    }
+
     /// The op input `outlet` now reads `value` (f32, as the op computes).
     pub(crate) fn weight_changed(&mut self, outlet: Outlet, value: Arc<Tensor>) {
         if let How::Frontier(f) = &mut self.how {

@@ -811,8 +811,10 @@ fn run(
             .stored
             .map(|r| r.size)
             .unwrap_or_else(|| site.element_type.byte_size(site.num_weights()) as u64);
-        let after = match site.config {
-            Some(config) => {
+        let after = match (site.config, gptq_found.get(&k).and_then(|g| g.2)) {
+            // Compressed by GPTQ as soon as it was rounded.
+            (Some(_), Some(bytes)) => bytes,
+            (Some(config), None) => {
                 let precomputed =
                     estimated.get(&k).map(|v| v.0.as_slice()).or_else(|| gptq_found.get(&k).map(|v| v.0.as_slice()));
                 let bytes = compress_site(graph, site, &config, store, precomputed)?;
@@ -822,13 +824,13 @@ fn run(
                 }
                 bytes
             }
-            None => before,
+            (None, _) => before,
         };
         let mut entry = layer_entry(graph, site, before, after);
         if let Some(a) = awq_layers.get(&k) {
             entry.awq = Some(a.clone());
         }
-        if let Some((_, g)) = gptq_found.get(&k) {
+        if let Some((_, g, _)) = gptq_found.get(&k) {
             entry.gptq = Some(g.clone());
         }
         if let Some((_, e)) = estimated.get(&k) {
@@ -968,10 +970,21 @@ fn compress_site(
     precomputed: Option<&[lowering::GroupParams]>,
 ) -> Result<u64> {
     let raw = store.read(&graph.nodes[site.constant])?;
+    compress_site_from(graph, site, config, &raw, store, precomputed)
+}
+
+/// [`compress_site`] of the weight values `raw` (bytes of the site's element type).
+fn compress_site_from(
+    graph: &mut Graph,
+    site: &WeightSite,
+    config: &WeightConfig,
+    raw: &[u8],
+    store: &mut dyn WeightStore,
+    precomputed: Option<&[lowering::GroupParams]>,
+) -> Result<u64> {
     let layout = site.layout(config.group_size).expect("selected weights have a layout");
-    let c = lowering::compress_with(&raw, site.element_type, layout, config.format, precomputed)
+    let c = lowering::compress_with(raw, site.element_type, layout, config.format, precomputed)
         .map_err(|e| Error::invalid(format!("{}: {e}", graph.nodes[site.constant].describe())))?;
-    drop(raw);
     let (code_shape, param_shape) = rewrite::payload_shapes(site, config);
     let code_type = config.format.code_type();
     let mut bytes_after = 0u64;
