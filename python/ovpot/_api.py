@@ -262,7 +262,7 @@ class _Bar:
     """A one-line progress bar on stderr (when it is a terminal and no progress callback is given)."""
 
     NAMES = ["statistics", "bias correction", "evaluation", "ranking", "accuracy-aware", "smooth quant",
-             "weight compression", "mixed precision", "AWQ", "scale estimation"]
+             "weight compression", "mixed precision", "AWQ", "scale estimation", "GPTQ"]
 
     def update(self, stage: int, done: int, total: int) -> None:
         name = self.NAMES[stage] if 0 <= stage < len(self.NAMES) else str(stage)

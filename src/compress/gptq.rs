@@ -204,6 +204,7 @@ impl Prepared {
         let mut cols = 0;
         let mut tokens = 0;
         let mut lower = Mat::<f32>::zeros(0, 0);
+        let mut stack: Vec<f32> = vec![];
         let mut stats = InputStats { channel_axis: 1, ..Default::default() };
         for v in values {
             let rank = v.shape().len();
@@ -241,20 +242,17 @@ impl Prepared {
                 stats.means.push(means.into_iter().map(|m| (m / t.max(1) as f64) as f32).collect());
                 stats.shapes.push(vec![t, cols]);
             }
-            // XᵀX is symmetric: its lower half only.
-            let x = MatRef::from_row_major_slice(flat, t, cols);
-            faer::linalg::matmul::triangular::matmul(
-                lower.as_mut(),
-                BlockStructure::TriangularLower,
-                Accum::Add,
-                x.transpose(),
-                BlockStructure::Rectangular,
-                x,
-                BlockStructure::Rectangular,
-                2.0 / samples as f32,
-                Par::rayon(0),
-            );
+            // Samples stacked a few at a time (products with more tokens run faster).
+            stack.extend_from_slice(flat);
+            if stack.len() >= STACK_FLOATS {
+                add_gram(&mut lower, &stack, cols, samples);
+                stack.clear();
+            }
         }
+        if !stack.is_empty() {
+            add_gram(&mut lower, &stack, cols, samples);
+        }
+        drop(stack);
         let mut hessian = vec![0f32; cols * cols];
         for j in 0..cols {
             for i in j..cols {
@@ -289,6 +287,26 @@ impl Prepared {
         let quad: f64 = e.iter().zip(&he).map(|(&a, &b)| a as f64 * b as f64).sum();
         quad * self.samples as f64 / (2.0 * self.tokens.max(1) as f64 * rows.max(1) as f64)
     }
+}
+
+/// Tokens × channels floats stacked before their Gram matrix is added (16 MiB).
+const STACK_FLOATS: usize = 1 << 22;
+
+/// Adds `2/samples · XᵀX` of the stacked rows `x` (`tokens × cols`) to the lower half of `lower`
+/// (the product is symmetric).
+fn add_gram(lower: &mut Mat<f32>, x: &[f32], cols: usize, samples: usize) {
+    let x = MatRef::from_row_major_slice(x, x.len() / cols, cols);
+    faer::linalg::matmul::triangular::matmul(
+        lower.as_mut(),
+        BlockStructure::TriangularLower,
+        Accum::Add,
+        x.transpose(),
+        BlockStructure::Rectangular,
+        x,
+        BlockStructure::Rectangular,
+        2.0 / samples as f32,
+        Par::rayon(0),
+    );
 }
 
 /// The upper triangular `U` with `UᵀU = (H + damp·I)⁻¹` (dead channels' diagonal set to 1
@@ -358,27 +376,16 @@ fn quantize_site(
     let (rows, cols) = (original.rows, original.cols);
     let group = config.group_size.unwrap_or(cols);
     let ng = cols / group;
-    let chunk = chunk_rows(rows);
-    let parts: Vec<(Vec<f32>, Vec<GroupParams>)> = original
-        .data
-        .par_chunks(chunk * cols)
-        .map(|w| {
-            let mut w = w.to_vec();
-            let r = w.len() / cols;
-            for (k, &d) in p.dead.iter().enumerate() {
-                if d {
-                    (0..r).for_each(|row| w[row * cols + k] = 0.0);
-                }
-            }
-            quantize_rows(&mut w, r, cols, &p.u, group, block.max(1), config.format, p.estimation.as_ref())
-        })
-        .collect();
-    let mut dequantized = WeightMatrix { rows, cols, data: Vec::with_capacity(rows * cols) };
-    let mut per_row: Vec<GroupParams> = Vec::with_capacity(rows * ng);
-    for (d, g) in parts {
-        dequantized.data.extend(d);
-        per_row.extend(g);
+    let mut w = original.data.clone();
+    for (k, &d) in p.dead.iter().enumerate() {
+        if d {
+            (0..rows).for_each(|row| w[row * cols + k] = 0.0);
+        }
     }
+    let (deq, per_row) =
+        quantize_rows(&mut w, rows, cols, &p.u, group, block.max(1), config.format, p.estimation.as_ref());
+    drop(w);
+    let dequantized = WeightMatrix { rows, cols, data: deq };
     let report = report(&original, &dequantized, group, config.format, p);
 
     // Rows are (outer, inner) pairs; the compressor wants [outer, groups, inner].
@@ -390,15 +397,16 @@ fn quantize_site(
     Ok((ordered, report, dequantized))
 }
 
-/// Rows per parallel task: enough for a few tasks per thread, and for the block updates'
-/// products to be worth their setup.
+/// Rows per parallel task: a few tasks per thread.
 fn chunk_rows(rows: usize) -> usize {
     let tasks = rayon::current_num_threads().max(1) * 4;
-    rows.div_ceil(tasks).clamp(16, 256).min(rows.max(1))
+    rows.div_ceil(tasks).clamp(8, 256).min(rows.max(1))
 }
 
-/// GPTQ of `rows` rows of `w` (`rows × cols`, row-major; left as the column updates made it).
-/// Returns the dequantized rows and each row's group parameters (`rows × groups`).
+/// GPTQ of `w` (`rows × cols`, row-major; left as the column updates made it). Returns the
+/// dequantized weights and each row's group parameters (`rows × groups`). Within a block the
+/// columns are rounded by row chunks in parallel; the block's errors reach the columns after it
+/// in one product over all rows.
 #[allow(clippy::too_many_arguments)]
 fn quantize_rows(
     w: &mut [f32],
@@ -411,60 +419,25 @@ fn quantize_rows(
     estimation: Option<&(Vec<f32>, Vec<f32>, usize)>,
 ) -> (Vec<f32>, Vec<GroupParams>) {
     let ng = cols / group;
-    let (low, high) = format.levels();
     let mut deq = vec![0f32; rows * cols];
     let mut params = vec![GroupParams { scale: 0.0, zero_point: 0.0 }; rows * ng];
-    let mut wb = vec![0f32; rows * block];
     let mut err = vec![0f32; rows * block];
-    let mut wg = vec![0f32; rows * group];
     let (mut ublock, mut spread) = (Vec::<f32>::new(), Vec::<f32>::new());
+    let chunk = chunk_rows(rows);
     for i1 in (0..cols).step_by(block) {
         let i2 = (i1 + block).min(cols);
         let bw = i2 - i1;
-        for r in 0..rows {
-            wb[r * bw..(r + 1) * bw].copy_from_slice(&w[r * cols + i1..r * cols + i2]);
-        }
-        for i in 0..bw {
-            let col = i1 + i;
-            if col % group == 0 {
-                // The group's parameters from the weights as the earlier blocks left them.
-                let g = col / group;
-                for r in 0..rows {
-                    wg[r * group..(r + 1) * group].copy_from_slice(&w[r * cols + col..r * cols + col + group]);
-                }
-                let found: Vec<GroupParams> = match estimation {
-                    Some((magnitude, x, n)) => {
-                        let params = &SCALE_ESTIMATION_IN_GPTQ;
-                        let (s, xg) = (&magnitude[col..col + group], &x[col * n..(col + group) * n]);
-                        estimate_block(&wg, rows, group, s, xg, *n, format, params).0
-                    }
-                    None => (0..rows)
-                        .map(|r| {
-                            let v = &wg[r * group..(r + 1) * group];
-                            let (mn, mx) =
-                                v.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
-                            group_params(format, mn, mx)
-                        })
-                        .collect(),
-                };
-                for (r, gp) in found.into_iter().enumerate() {
-                    params[r * ng + g] = gp;
-                }
-            }
-            let d = u[col * cols + col];
-            let urow = &u[col * cols + col..col * cols + i2];
-            for r in 0..rows {
-                let gp = params[r * ng + col / group];
-                let wv = wb[r * bw + i];
-                let q = (quantize(wv, gp, low, high) - gp.zero_point) * gp.scale;
-                deq[r * cols + col] = q;
-                let e = (wv - q) / d;
-                err[r * bw + i] = e;
-                for (x, &h) in wb[r * bw + i..(r + 1) * bw].iter_mut().zip(urow) {
-                    *x -= e * h;
-                }
-            }
-        }
+        let w_now: &[f32] = w;
+        deq.par_chunks_mut(chunk * cols)
+            .zip(params.par_chunks_mut(chunk * ng))
+            .zip(err[..rows * bw].par_chunks_mut(chunk * bw))
+            .enumerate()
+            .for_each(|(c, ((deq, params), err))| {
+                let r0 = c * chunk;
+                let r = err.len() / bw;
+                let w_rows = &w_now[r0 * cols..(r0 + r) * cols];
+                round_block(w_rows, deq, params, err, r, cols, u, i1, i2, group, format, estimation);
+            });
         if i2 < cols {
             // The block's errors spread over the columns after it (contiguous operands: the
             // engine's product).
@@ -480,14 +453,82 @@ fn quantize_rows(
                 ArrayViewMut2::from_shape((rows, rest), &mut spread[..]).expect("sized above"),
                 0.0,
             );
-            for r in 0..rows {
-                for (x, &d) in w[r * cols + i2..(r + 1) * cols].iter_mut().zip(&spread[r * rest..(r + 1) * rest]) {
-                    *x -= d;
+            w.par_chunks_mut(cols).zip(spread.par_chunks(rest)).for_each(|(row, d)| {
+                for (x, &v) in row[i2..].iter_mut().zip(d) {
+                    *x -= v;
                 }
-            }
+            });
         }
     }
     (deq, params)
+}
+
+/// Columns `i1..i2` of `r` rows (`w_rows`: the weights as the earlier blocks left them):
+/// parameters of the groups starting here, dequantized values into `deq`, the scaled errors into
+/// `err` (`r × (i2 − i1)`).
+#[allow(clippy::too_many_arguments)]
+fn round_block(
+    w_rows: &[f32],
+    deq: &mut [f32],
+    params: &mut [GroupParams],
+    err: &mut [f32],
+    r: usize,
+    cols: usize,
+    u: &[f32],
+    i1: usize,
+    i2: usize,
+    group: usize,
+    format: IntFormat,
+    estimation: Option<&(Vec<f32>, Vec<f32>, usize)>,
+) {
+    let ng = cols / group;
+    let bw = i2 - i1;
+    let (low, high) = format.levels();
+    let mut wb = vec![0f32; r * bw];
+    for k in 0..r {
+        wb[k * bw..(k + 1) * bw].copy_from_slice(&w_rows[k * cols + i1..k * cols + i2]);
+    }
+    let mut wg = vec![0f32; r * group];
+    for i in 0..bw {
+        let col = i1 + i;
+        if col % group == 0 {
+            // The group's parameters from the weights as the earlier blocks left them.
+            let g = col / group;
+            for k in 0..r {
+                wg[k * group..(k + 1) * group].copy_from_slice(&w_rows[k * cols + col..k * cols + col + group]);
+            }
+            let found: Vec<GroupParams> = match estimation {
+                Some((magnitude, x, n)) => {
+                    let (s, xg) = (&magnitude[col..col + group], &x[col * n..(col + group) * n]);
+                    estimate_block(&wg, r, group, s, xg, *n, format, &SCALE_ESTIMATION_IN_GPTQ).0
+                }
+                None => (0..r)
+                    .map(|k| {
+                        let v = &wg[k * group..(k + 1) * group];
+                        let (mn, mx) =
+                            v.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+                        group_params(format, mn, mx)
+                    })
+                    .collect(),
+            };
+            for (k, gp) in found.into_iter().enumerate() {
+                params[k * ng + g] = gp;
+            }
+        }
+        let d = u[col * cols + col];
+        let urow = &u[col * cols + col..col * cols + i2];
+        for k in 0..r {
+            let gp = params[k * ng + col / group];
+            let wv = wb[k * bw + i];
+            let q = (quantize(wv, gp, low, high) - gp.zero_point) * gp.scale;
+            deq[k * cols + col] = q;
+            let e = (wv - q) / d;
+            err[k * bw + i] = e;
+            for (x, &h) in wb[k * bw + i..(k + 1) * bw].iter_mut().zip(urow) {
+                *x -= e * h;
+            }
+        }
+    }
 }
 
 /// The output error of a sample of rows: rounded to the nearest with min/max parameters, and by

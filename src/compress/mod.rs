@@ -695,7 +695,8 @@ pub fn compress_file(
 }
 
 /// [`compress_file`] with calibration data. The data-aware methods run the model, so it is read
-/// whole (not streamed) when they are asked for.
+/// whole (not streamed) when they are asked for; GPTQ alone on the built-in engine streams (each
+/// weight read when it is rounded and written compressed right away).
 pub fn compress_file_with(
     input: &Path,
     output: &Path,
@@ -710,7 +711,13 @@ pub fn compress_file_with(
         )));
     }
     options.validate_with(calibration.is_some())?;
-    if options.rewrites_weights(calibration.is_some()) {
+    // GPTQ alone (with or without scale estimation) on a backend that reruns from a frontier
+    // reads each weight when it rounds it and writes it compressed right away: streamed too.
+    let streamed_gptq = options.gptq
+        && !options.awq
+        && !options.needs_statistics()
+        && calibration.is_some_and(|c| c.backend.reruns_from_frontier());
+    if options.rewrites_weights(calibration.is_some()) && !streamed_gptq {
         let mut graph = read_model_piecewise(input)?;
         let report = run(&mut graph, options, &mut MemoryStore, calibration, hooks)?;
         crate::ir::writer::write_model(&graph, output, None)?;
@@ -729,9 +736,9 @@ pub fn compress_file_with(
     let report = match source {
         Some(source) => {
             let mut store = StreamStore { source, source_path: &source_path, sink: pair.sink() };
-            run(&mut graph, options, &mut store, None, hooks)?
+            run(&mut graph, options, &mut store, calibration.filter(|_| streamed_gptq), hooks)?
         }
-        None => run(&mut graph, options, &mut MemoryStore, None, hooks)?,
+        None => run(&mut graph, options, &mut MemoryStore, calibration.filter(|_| streamed_gptq), hooks)?,
     };
     pair.finish(&graph)?;
     Ok(report)
