@@ -491,7 +491,7 @@ fn round_block(
     let mut wg = vec![0f32; r * group];
     for i in 0..bw {
         let col = i1 + i;
-        if col % group == 0 {
+        if col.is_multiple_of(group) {
             // The group's parameters from the weights as the earlier blocks left them.
             let g = col / group;
             for k in 0..r {
