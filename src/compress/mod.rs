@@ -580,6 +580,9 @@ struct StreamStore<'a> {
     source: std::fs::File,
     source_path: &'a Path,
     sink: &'a mut FileSink,
+    /// Constants copied to the output (by name and output range): their source ranges, for a
+    /// later read (the layer-wise runs read constants after the copies are made).
+    moved: HashMap<(String, BinRange), BinRange>,
 }
 
 impl StreamStore<'_> {
@@ -626,7 +629,10 @@ impl WeightStore for StreamStore<'_> {
     fn read(&mut self, node: &Node) -> Result<WeightBytes> {
         match (&node.value, node.stored) {
             (Some(v), _) => Ok(WeightBytes::Owned(v.to_bytes(node.const_type.unwrap_or(v.element_type()))?)),
-            (None, Some(r)) => self.map_range(r),
+            (None, Some(r)) => {
+                let source = self.moved.get(&(node.name.clone(), r)).copied().unwrap_or(r);
+                self.map_range(source)
+            }
             _ => Err(Error::internal(format!("{} has no value", node.describe()))),
         }
     }
@@ -660,7 +666,9 @@ impl WeightStore for StreamStore<'_> {
             Some(at) => at,
             None => self.sink.append(&[], align)?,
         };
-        Ok(Some(BinRange { offset, size: r.size }))
+        let copied = BinRange { offset, size: r.size };
+        self.moved.insert((node.name.clone(), copied), r);
+        Ok(Some(copied))
     }
 }
 
@@ -723,9 +731,10 @@ pub fn compress_file_with(
         crate::ir::writer::write_model(&graph, output, None)?;
         return Ok(report);
     }
-    // Constants up to this size (shapes, norms' gains) are read with the graph.
-    const KEEP_BELOW: u64 = 1 << 16;
-    let mut graph = crate::ir::reader::read_model_lazy(input, None, KEEP_BELOW)?;
+    // Constants below this size (shapes, norms' gains) are read with the graph;
+    // OVPOT_STREAM_KEEP_BELOW (bytes) lowers it, so the tests stream their small models too.
+    let keep_below: u64 = std::env::var("OVPOT_STREAM_KEEP_BELOW").ok().and_then(|v| v.parse().ok()).unwrap_or(1 << 16);
+    let mut graph = crate::ir::reader::read_model_lazy(input, None, keep_below)?;
     let source_path = input.with_extension("bin");
     let mut pair = PairWriter::create(output, None)?;
     let source = if graph.nodes.iter().any(|n| n.stored.is_some()) {
@@ -735,7 +744,7 @@ pub fn compress_file_with(
     };
     let report = match source {
         Some(source) => {
-            let mut store = StreamStore { source, source_path: &source_path, sink: pair.sink() };
+            let mut store = StreamStore { source, source_path: &source_path, sink: pair.sink(), moved: HashMap::new() };
             run(&mut graph, options, &mut store, calibration.filter(|_| streamed_gptq), hooks)?
         }
         None => run(&mut graph, options, &mut MemoryStore, calibration.filter(|_| streamed_gptq), hooks)?,
@@ -797,6 +806,9 @@ fn run(
         true => awq::apply(graph, &sites, statistics.as_mut(), &options.awq_params, store, hooks)?,
         false => HashMap::new(),
     };
+    // A streamed run copies what stays as it is first: every `stored` range then points into
+    // the output, before GPTQ writes compressed weights there too.
+    keep_uncompressed_constants(graph, &sites, store)?;
     // GPTQ estimates scales itself when scale estimation is asked for too (NNCF's order).
     let gptq_found = match (calibration, options.gptq) {
         (Some(c), true) => gptq::apply(graph, &sites, c, &options.gptq_params, options.scale_estimation, store, hooks)?,
@@ -809,7 +821,6 @@ fn run(
         _ => HashMap::new(),
     };
     drop(statistics);
-    keep_uncompressed_constants(graph, &sites, store)?;
     let mut report = new_report(options);
     let total = sites.len();
     for (k, site) in sites.iter().enumerate() {

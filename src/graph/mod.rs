@@ -223,7 +223,7 @@ pub fn check_input_tensor(
 }
 
 /// A byte range of a weights (`.bin`) file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BinRange {
     pub offset: u64,
     pub size: u64,
