@@ -540,8 +540,9 @@ ovpot_status_e ovpot_compressor_compress_file(ovpot_compressor_t *compressor,
 
 /**
  * Gives the compressor calibration data for the data-aware methods (AWQ, scale estimation,
- * data-aware mixed precision): the first `subset_size` samples of `dataset` (the options'
- * `subset_size`, 128 by default) are read now, on this thread, and copied, so `dataset` may be
+ * GPTQ, data-aware mixed precision): the first `subset_size` samples of `dataset` (the options'
+ * `subset_size`, 128 by default, or `gptq_params.subset_size` with GPTQ when larger) are read
+ * now, on this thread, and copied, so `dataset` may be
  * freed afterwards. NULL clears them. For an LLM, a sample is one window of tokens with every
  * model input (input_ids, attention_mask, position_ids, beam_idx). Errors of the dataset's
  * callback (OVPOT_CALLBACK_FAILED, OVPOT_MISMATCH for a wrong input) are returned here.
