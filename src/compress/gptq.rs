@@ -23,7 +23,7 @@ use super::layerwise::{self, Layerwise};
 use super::lowering::{group_params, quantize, GroupParams, IntFormat};
 use super::matrix::WeightMatrix;
 use super::scale_estimation::estimate_block;
-use super::select::{self, WeightKind, WeightSite};
+use super::select::{self, WeightConfig, WeightKind, WeightSite};
 use super::{Calibration, GptqLayer, GptqParams, ScaleEstimationParams, WeightStore};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, Outlet};
@@ -45,6 +45,11 @@ const SCALE_ESTIMATION_IN_GPTQ: ScaleEstimationParams =
 /// bytes when it was compressed right away.
 pub(crate) type Rounded = (Vec<GroupParams>, GptqLayer, Option<u64>);
 
+/// The compressor's step for one weight: its values (bytes of its element type) coded with the
+/// given parameters, the graph rewritten; returns the compressed bytes.
+pub(crate) type Compress =
+    fn(&mut Graph, &WeightSite, &WeightConfig, &[u8], &mut dyn WeightStore, &[GroupParams]) -> Result<u64>;
+
 /// Rows the output-error report samples per weight.
 const REPORT_ROWS: usize = 64;
 
@@ -61,6 +66,7 @@ pub(crate) fn apply(
     params: &GptqParams,
     scale_estimation: bool,
     store: &mut dyn WeightStore,
+    compress: Compress,
     hooks: &mut Hooks,
 ) -> Result<HashMap<usize, Rounded>> {
     let started = std::time::Instant::now();
@@ -148,7 +154,7 @@ pub(crate) fn apply(
                 let bytes = dequantized.to_bytes(site.element_type, layout);
                 drop(dequantized);
                 let tensor = Arc::new(Tensor::from_bytes(site.element_type, &site.shape, &bytes)?);
-                let after = super::compress_site_from(graph, site, &config, &bytes, store, Some(&found))?;
+                let after = compress(graph, site, &config, &bytes, store, &found)?;
                 if !graph.nodes.iter().any(|n| n.inputs.iter().any(|o| o.node == site.constant)) {
                     graph.nodes[site.constant].value = None;
                 }

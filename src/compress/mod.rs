@@ -811,7 +811,12 @@ fn run(
     keep_uncompressed_constants(graph, &sites, store)?;
     // GPTQ estimates scales itself when scale estimation is asked for too (NNCF's order).
     let gptq_found = match (calibration, options.gptq) {
-        (Some(c), true) => gptq::apply(graph, &sites, c, &options.gptq_params, options.scale_estimation, store, hooks)?,
+        (Some(c), true) => {
+            let compress: gptq::Compress = |graph, site, config, raw, store, found| {
+                compress_site_from(graph, site, config, raw, store, Some(found))
+            };
+            gptq::apply(graph, &sites, c, &options.gptq_params, options.scale_estimation, store, compress, hooks)?
+        }
         _ => HashMap::new(),
     };
     let estimated = match (&statistics, options.scale_estimation && !options.gptq) {
